@@ -1,0 +1,232 @@
+"""Functional Self-ONN ops with autograd and backend dispatch, and the exact torch path.
+
+Math (power-major FastONN layout, see :mod:`selfonn.reference`)::
+
+    X  = cat([x**1, ..., x**Q], dim=1)                  # (B, Q*in, L)
+    y  = conv(X, W) + b          (or conv_transpose)
+    dW = conv_weight_grad(X, dy);   db = sum(dy over batch, time)
+    dX = conv_input_grad(W, dy);    dx = sum_q q * x**(q-1) * dX[:, (q-1)*in : q*in]
+
+The exact path (:class:`_ExactSelfONN`) saves only ``x`` and ``W`` - not the Q-times larger ``X`` that
+autograd on the reference keeps - and recomputes ``X`` in backward. ``X``'s gradients come from the same
+``aten.convolution_backward`` call autograd uses, so dW and db are bit-identical to the reference and dx
+differs only in the order its Q terms are summed.
+
+Precision: float32/float64 inputs form their powers in their own dtype (bit-for-bit the reference).
+float16/bfloat16 inputs (``model.half()`` or ``torch.autocast``) form ``x**q`` in float32 and round it
+once to the low dtype before the conv; the chain rule for dx also runs in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import _args
+from .backend import resolve_backend
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _powers(x: torch.Tensor, q: int) -> torch.Tensor:
+    """Power-major stack ``cat([x**1..x**q], dim=1)``; low-precision inputs are powered in float32."""
+    if q == 1:
+        return x
+    if x.dtype in _LOW_PRECISION:
+        xf = x.float()
+        return torch.cat([xf.pow(i) for i in range(1, q + 1)], dim=1).to(x.dtype)
+    return torch.cat([x.pow(i) for i in range(1, q + 1)], dim=1)
+
+
+def _power_chain(grad_X: torch.Tensor, x: torch.Tensor, q: int) -> torch.Tensor:
+    """dx = sum_q q * x**(q-1) * dX_q  (the VJP of the power stack)."""
+    if q == 1:
+        return grad_X
+    c = x.shape[1]
+    low = x.dtype in _LOW_PRECISION
+    xw = x.float() if low else x
+    gw = grad_X.float() if low else grad_X
+    acc = gw[:, :c].clone()
+    for i in range(2, q + 1):
+        acc.addcmul_(gw[:, (i - 1) * c : i * c], xw.pow(i - 1), value=i)
+    return acc.to(x.dtype) if low else acc
+
+
+class _ExactSelfONN(torch.autograd.Function):
+    """Self-ONN (transposed) conv that saves only ``x`` and recomputes the power stack in backward.
+
+    ``pad`` is a ``(left, right)`` pair. Conv: an uneven pair pads ``x`` by the difference and the conv
+    takes the symmetric rest (as ATen does for ``padding='same'``, so q=1 stays bit-identical to
+    ``F.conv1d``). Transposed: the conv crops ``min(pad)`` and the rest is sliced off.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        transposed: bool,
+        stride: int,
+        pad: tuple[int, int],
+        dilation: int,
+        output_padding: int,
+        groups: int,
+        q: int,
+    ) -> torch.Tensor:
+        left, right = pad
+        m = min(left, right)
+        xin = x
+        if not transposed and left != right:
+            xin = F.pad(x, (left - m, right - m))
+        y = torch.ops.aten.convolution(
+            _powers(xin, q), weight, bias, [stride], [m], [dilation], transposed, [output_padding], groups
+        )
+        if transposed and left != right:
+            y = y[..., left - m : y.shape[-1] - (right - m)].contiguous()
+        ctx.save_for_backward(x, weight)
+        ctx.cfg = (transposed, stride, (left, right), dilation, output_padding, groups, q)
+        ctx.bias_sizes = None if bias is None else [bias.shape[0]]
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        transposed, stride, (left, right), dilation, output_padding, groups, q = ctx.cfg
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        m = min(left, right)
+        xin = x
+        if left != right:
+            if transposed:
+                grad_y = F.pad(grad_y, (left - m, right - m))
+            else:
+                xin = F.pad(x, (left - m, right - m))
+        grad_X, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_y,
+            _powers(xin, q),
+            weight,
+            ctx.bias_sizes,
+            [stride],
+            [m],
+            [dilation],
+            transposed,
+            [output_padding],
+            groups,
+            [need_x, need_w, need_b and ctx.bias_sizes is not None],
+        )
+        grad_x = None
+        if need_x:
+            if not transposed and left != right:
+                grad_X = grad_X[..., left - m : left - m + x.shape[-1]]
+            grad_x = _power_chain(grad_X, x, q)
+        return (
+            grad_x,
+            grad_w if need_w else None,
+            grad_b if need_b else None,
+            None, None, None, None, None, None, None,
+        )
+
+
+def _autocast_operands(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+    """Mirror autocast's rule for convolutions: cast float32 operands to the autocast dtype."""
+    device_type = x.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return x, weight, bias, False
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+            return t
+        return t.to(dtype)
+
+    return cast(x), cast(weight), cast(bias), True  # type: ignore[return-value]
+
+
+def _unbatched(x: torch.Tensor) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() == 2
+
+
+def selfonn_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: _args.PaddingArg = 0,
+    dilation: int = 1,
+    groups: int = 1,
+    q: int = 1,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Self-ONN convolution ``y = b + sum_q conv(x**q, W_q)`` with FastONN weights ``(out, Q*in/groups, k)``.
+
+    Same argument meanings as :func:`torch.nn.functional.conv1d`; ``padding`` may also be a
+    ``(left, right)`` pair of zero padding. ``backend``: ``None`` (global), ``'auto'``, ``'torch'``,
+    ``'triton'``. Accepts ``(B, C, L)`` or unbatched ``(C, L)`` input.
+    """
+    q = _args.check_q(q)
+    groups = _args.check_groups(groups)
+    stride = _args.single_int(stride, "stride", minimum=1)
+    dilation = _args.single_int(dilation, "dilation", minimum=1)
+    if _unbatched(x):
+        return selfonn_conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, q, backend).squeeze(0)
+    _args.check_operands(x, weight, bias, q, groups, transposed=False)
+    kernel_size = weight.shape[-1]
+    pad = _args.conv_padding(padding, kernel_size, stride, dilation)
+    _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
+    x, weight, bias, autocast = _autocast_operands(x, weight, bias)
+    with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
+        if resolve_backend(backend, x) == "triton":
+            from selfonn.kernels.selfonn_conv import triton_selfonn_conv1d
+
+            return triton_selfonn_conv1d(x, weight, bias, stride, _pad_arg(pad), dilation, groups, q)
+        return _ExactSelfONN.apply(x, weight, bias, False, stride, pad, dilation, 0, groups, q)
+
+
+def selfonn_conv_transpose1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int = 0,
+    groups: int = 1,
+    dilation: int = 1,
+    q: int = 1,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Self-ONN transposed convolution with FastONN weights ``(Q*in, out/groups, k)``.
+
+    Same argument order and meanings as :func:`torch.nn.functional.conv_transpose1d`; ``padding`` may
+    also be a ``(left, right)`` pair (samples cropped from each end of the output).
+    """
+    q = _args.check_q(q)
+    groups = _args.check_groups(groups)
+    stride = _args.single_int(stride, "stride", minimum=1)
+    dilation = _args.single_int(dilation, "dilation", minimum=1)
+    output_padding = _args.single_int(output_padding, "output_padding")
+    if _unbatched(x):
+        return selfonn_conv_transpose1d(
+            x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation, q, backend
+        ).squeeze(0)
+    _args.check_operands(x, weight, bias, q, groups, transposed=True)
+    pad = _args.transpose_padding(padding)
+    _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
+    x, weight, bias, autocast = _autocast_operands(x, weight, bias)
+    with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
+        if resolve_backend(backend, x) == "triton":
+            from selfonn.kernels.selfonn_conv import triton_selfonn_conv_transpose1d
+
+            return triton_selfonn_conv_transpose1d(
+                x, weight, bias, stride, _pad_arg(pad), output_padding, groups, dilation, q
+            )
+        return _ExactSelfONN.apply(x, weight, bias, True, stride, pad, dilation, output_padding, groups, q)
+
+
+def _pad_arg(pad: tuple[int, int]) -> int | tuple[int, int]:
+    """The kernels take an int for symmetric padding and a pair only when it is uneven."""
+    return pad[0] if pad[0] == pad[1] else pad
