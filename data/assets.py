@@ -1,0 +1,73 @@
+"""The real audio shipped in `opgan/assets/audio/` (works offline, no fetch needed).
+
+- `fixture/`: a few seconds per kind and split, for tests.
+- `corpus/`: the compact default corpus (speech: 4 speakers, ~2–2.5 min each; music: 8 excerpts of
+  30 s from 8 tracks; background: 15 ambience excerpts of 10 s), split by speaker/track:
+  speech train = allison_f (en+es prompts) + carlo_m (the male voice), val = ivrvoice_ru_f,
+  test = june_f, so validation and test speakers are never heard in training.
+- `rirs_16k.npz`: 60 simulated room impulse responses (so defaults need no pyroomacoustics).
+
+See `opgan/assets/audio/ATTRIBUTION.md` for sources and licences.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .rir import RIRBank
+from .sources import SPLITS, discover_splits
+
+__all__ = ["asset_dir", "corpus_dir", "fixture_dir", "default_sources", "default_rirs",
+           "build_default_dataset", "default_dynamic_dataset"]
+
+
+def asset_dir() -> Path:
+    """`opgan/assets/audio` of the installed package."""
+    import opgan
+
+    return Path(opgan.__file__).resolve().parent / "assets" / "audio"
+
+
+def corpus_dir() -> Path:
+    return asset_dir() / "corpus"
+
+
+def fixture_dir() -> Path:
+    return asset_dir() / "fixture"
+
+
+def default_sources(kind: str, root: str | os.PathLike | None = None) -> dict[str, list[Path]]:
+    """{split: [clean files]} of the shipped corpus (or another sources root) for `kind`."""
+    if kind not in ("speech", "music", "background"):
+        raise ValueError(f"kind must be speech, music or background, got {kind!r}")
+    parts = discover_splits(Path(root or corpus_dir()) / kind)
+    return {s: [f.path for f in parts[s]] for s in SPLITS}
+
+
+def default_rirs() -> RIRBank:
+    """The shipped 16 kHz RIR bank."""
+    return RIRBank.load(asset_dir() / "rirs_16k.npz")
+
+
+def build_default_dataset(kind: str, root: str | os.PathLike, size: str | float = "tiny", seed: int = 0,
+                          progress: bool = False) -> Path:
+    """Build (or resume) a RAR dataset from the shipped corpus into `root`; returns `root`."""
+    from .builder import build
+
+    build(kind, corpus_dir(), root, size=size, seed=seed, rirs=default_rirs(), progress=progress)
+    return Path(root)
+
+
+def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000, seed: int = 0,
+                            rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None):
+    """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
+    with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test)."""
+    from .builder import SAMPLE_RATES, rir_split, source_lists
+    from .datasets import DynamicRARDataset
+
+    if kind not in SAMPLE_RATES:
+        raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
+    bank = rir_bank if isinstance(rir_bank, RIRBank) else RIRBank.load(rir_bank) if rir_bank else default_rirs()
+    clean, bg = source_lists(Path(root or corpus_dir()), kind, split)
+    return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
+                             rir_bank=rir_split(bank, split), background_from_clean=False)

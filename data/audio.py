@@ -1,0 +1,142 @@
+"""Audio I/O with loud, file-named errors.
+
+Everything downstream (corruption, datasets, metrics) assumes finite float32 samples at a known
+rate, so the checks live here, once: an unreadable, empty, non-finite or wrong-rate file raises
+:class:`AudioError` naming the file instead of turning into a NaN clip three modules later.
+"""
+from __future__ import annotations
+
+import os
+from math import gcd
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioError",
+    "load_audio",
+    "load_mono",
+    "save_audio",
+    "resample",
+    "find_audio_files",
+    "check_finite",
+]
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
+
+
+class AudioError(ValueError):
+    """A file or signal that cannot be used as audio (the message names the file)."""
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Raise AudioError if `x` holds NaN or Inf (so they never reach a clip or a metric)."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise AudioError(f"{what}: {bad} non-finite sample(s) (NaN/Inf)")
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (exact rational ratio, float32 out)."""
+    sr_in, sr_out = int(sr_in), int(sr_out)
+    if sr_in <= 0 or sr_out <= 0:
+        raise AudioError(f"resample: sample rates must be positive, got {sr_in} -> {sr_out}")
+    x = np.asarray(x, dtype=np.float32)
+    if sr_in == sr_out:
+        return x
+    g = gcd(sr_in, sr_out)
+    return resample_poly(x, sr_out // g, sr_in // g, axis=-1).astype(np.float32)
+
+
+def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Read a file as float32 `(channels, samples)`; resample to `sr` when given.
+
+    Raises AudioError (naming the file) when it is missing, unreadable, empty, or non-finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
+        raise AudioError(f"{path}: unreadable audio ({exc})") from None
+    if data.size == 0:
+        raise AudioError(f"{path}: empty audio (0 samples)")
+    x = np.ascontiguousarray(data.T)
+    check_finite(x, str(path))
+    if sr is not None and int(sr) != int(file_sr):
+        x = resample(x, int(file_sr), int(sr))
+        file_sr = int(sr)
+    return x, int(file_sr)
+
+
+def load_mono(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
+    """`load_audio` averaged to one channel, shape `(T,)`."""
+    x, file_sr = load_audio(path, sr)
+    return x.mean(axis=0).astype(np.float32), file_sr
+
+
+def save_audio(
+    path: str | os.PathLike,
+    x: np.ndarray,
+    sr: int,
+    subtype: str | None = None,
+    overwrite: bool = False,
+    compression_level: float = 0.0,
+) -> Path:
+    """Write `x` ((T,) or (C, T)) to `path`; refuses to replace an existing file unless `overwrite`.
+
+    The format follows the suffix (.wav, .flac, .ogg = Vorbis with `compression_level` 0..1).
+
+    The file is written under a temporary name and moved into place, so an interrupted build never
+    leaves a truncated clip that a resumed build would take as finished.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise AudioError(f"{path}: expected a non-empty (T,) or (C, T) signal, got shape {x.shape}")
+    check_finite(x, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt, extra = None, {}
+    if path.suffix.lower() in (".ogg", ".oga"):
+        fmt, subtype = "OGG", subtype or "VORBIS"
+        extra = {"compression_level": float(compression_level)}
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        with sf.SoundFile(str(tmp), "w", int(sr), x.shape[0], subtype=subtype, format=fmt, **extra) as fh:
+            # Blockwise: libsndfile's Vorbis encoder crashes on multi-million-frame single writes.
+            for i in range(0, x.shape[1], 1 << 16):
+                fh.write(x[:, i:i + (1 << 16)].T)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def find_audio_files(roots: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Sorted audio files (by extension) under one or several files/folders, recursively."""
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    out: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if root.is_file():
+            out.append(root)
+        elif root.is_dir():
+            out.extend(
+                p for p in root.rglob("*")
+                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
+            )
+        else:
+            raise AudioError(f"{root}: no such file or folder")
+    return sorted(set(out))
+

@@ -1,0 +1,246 @@
+"""Datasets yielding `(corrupted, clean)` float32 tensors of shape (1, L) for the trainer.
+
+- `RARFolderDataset`: a builder split (`<split>/{clean,corrupted}/<id>.wav` + `manifest.csv`).
+- `MatRARDataset`: the published TIMIT-RAR / GTZAN-RAR .mat files (`clear_sig`, `noisy_sig`: (N, L)).
+- `DynamicRARDataset`: a fresh random corruption per (seed, epoch, index) from source folders
+  (dynamic mixing: the model never sees the same corrupted clip twice).
+- `open_dataset(spec, split)`: picks one of these from a path or name.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .audio import AudioError, check_finite, load_audio
+from .corrupt import CASES, corrupt
+from .rir import RIRBank
+from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups
+
+__all__ = ["RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "open_dataset", "read_manifest"]
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(1, -1)
+
+
+class RARFolderDataset(Dataset):
+    """Pairs `clean/<id>.wav` with `corrupted/<id>.wav` (ids from `manifest.csv`, else from the files).
+
+    All files must share one sample rate and each pair one length; a mismatch raises AudioError
+    naming the file instead of silently resampling or padding.
+    """
+
+    def __init__(self, split_dir: str | os.PathLike, sample_rate: int | None = None):
+        self.root = Path(split_dir)
+        clean_dir, corr_dir = self.root / "clean", self.root / "corrupted"
+        if not (clean_dir.is_dir() and corr_dir.is_dir()):
+            raise FileNotFoundError(f"{self.root}: expected clean/ and corrupted/ sub-folders (a builder split)")
+        manifest = self.root / "manifest.csv"
+        if manifest.is_file():
+            self.rows = read_manifest(manifest)
+            self.ids = [r["id"] for r in self.rows]
+        else:
+            self.rows = []
+            self.ids = sorted(p.stem for p in corr_dir.glob("*.wav") if (clean_dir / p.name).exists())
+        if not self.ids:
+            raise FileNotFoundError(f"{self.root}: no clean/corrupted pairs")
+        missing = [i for i in self.ids if not (corr_dir / f"{i}.wav").exists() or not (clean_dir / f"{i}.wav").exists()]
+        if missing:
+            raise FileNotFoundError(f"{self.root}: {len(missing)} manifest ids without files, e.g. {missing[0]} "
+                                    "(an unfinished build? re-run it to complete)")
+        if sample_rate is None and self.rows and self.rows[0].get("sample_rate"):
+            sample_rate = int(self.rows[0]["sample_rate"])
+        self.sample_rate = sample_rate
+        if self.sample_rate is None:
+            import soundfile as sf
+
+            self.sample_rate = int(sf.info(str(corr_dir / f"{self.ids[0]}.wav")).samplerate)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _load(self, path: Path) -> np.ndarray:
+        x, sr = load_audio(path)
+        if sr != self.sample_rate:
+            raise AudioError(f"{path}: sample rate {sr} Hz, but this dataset is {self.sample_rate} Hz")
+        return x.mean(axis=0)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cid = self.ids[i]
+        y = self._load(self.root / "corrupted" / f"{cid}.wav")
+        x = self._load(self.root / "clean" / f"{cid}.wav")
+        if x.shape != y.shape:
+            raise AudioError(f"{self.root}/*/{cid}.wav: clean has {x.size} samples, corrupted {y.size}")
+        return _tensor(y), _tensor(x)
+
+
+class MatRARDataset(Dataset):
+    """TIMIT-RAR / GTZAN-RAR .mat file: `noisy_sig` (corrupted) and `clear_sig` (clean), (N, L) each.
+
+    MATLAB v5/v7 files load with scipy; v7.3 (HDF5) files need h5py (and are stored transposed).
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int | None = None,
+                 noisy_key: str = "noisy_sig", clean_key: str = "clear_sig"):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such .mat file")
+        noisy, clean = self._read(noisy_key, clean_key)
+        if noisy.shape != clean.shape or noisy.ndim != 2 or noisy.shape[0] == 0:
+            raise AudioError(f"{self.path}: {noisy_key} {noisy.shape} and {clean_key} {clean.shape} "
+                             "must be equal (N, L) arrays")
+        for name, arr in ((noisy_key, noisy), (clean_key, clean)):
+            check_finite(arr, f"{self.path}:{name}")
+        self.noisy, self.clean = noisy, clean
+
+    def _read(self, nk: str, ck: str) -> tuple[np.ndarray, np.ndarray]:
+        import scipy.io
+
+        try:
+            m = scipy.io.loadmat(str(self.path), variable_names=[nk, ck])
+            transpose = False
+        except NotImplementedError:  # MATLAB v7.3 = HDF5
+            try:
+                import h5py
+            except ImportError:
+                raise ImportError(f"{self.path} is a MATLAB v7.3 (HDF5) file: `pip install h5py` to read it") from None
+            with h5py.File(self.path, "r") as f:
+                m = {k: np.asarray(f[k]) for k in (nk, ck) if k in f}
+            transpose = True
+        except Exception as exc:
+            raise AudioError(f"{self.path}: not a readable .mat file ({exc})") from None
+        for k in (nk, ck):
+            if k not in m:
+                raise AudioError(f"{self.path}: no variable {k!r} (expected {nk!r} and {ck!r})")
+        noisy, clean = (np.asarray(m[k], dtype=np.float32) for k in (nk, ck))
+        if transpose:
+            noisy, clean = noisy.T, clean.T
+        return np.ascontiguousarray(noisy), np.ascontiguousarray(clean)
+
+    def __len__(self) -> int:
+        return self.noisy.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _tensor(self.noisy[i]), _tensor(self.clean[i])
+
+
+class DynamicRARDataset(Dataset):
+    """Corrupts clean clips on the fly; item i of epoch e is a pure function of (seed, e, i).
+
+    Args:
+        clean_files_or_dirs: files or folders of clean audio (sub-folder = speaker/track group),
+            or `SourceFile`s with explicit groups.
+        background_dirs: files or folders of background audio (ambience, other recordings).
+        sample_rate: output rate (16000 speech, 22050 music); sources are resampled.
+        clip_len: samples per clip.
+        length: number of items per epoch.
+        seed: base seed.
+        rir_bank: a RIRBank or an .npz path; None simulates 64 rooms (needs pyroomacoustics).
+        cases: corruption cases to draw from and their probabilities `case_probs` (default: half
+            random blends, half single artifacts, as in the paper's composition).
+        background_from_clean: also use other groups' clean recordings as background mixtures.
+    """
+
+    def __init__(self, clean_files_or_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+                 background_dirs: str | os.PathLike | Sequence[str | os.PathLike] | None,
+                 sample_rate: int, clip_len: int = 32000, length: int = 1000, seed: int = 0,
+                 rir_bank: RIRBank | str | os.PathLike | None = None,
+                 cases: Sequence[str] = CASES, case_probs: Sequence[float] | None = None,
+                 background_from_clean: bool = True, p_segment: float = 0.5):
+        self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
+        clean_files = files_with_groups(clean_files_or_dirs)
+        if not clean_files:
+            raise AudioError(f"no clean audio files in {clean_files_or_dirs}")
+        self.sampler = ClipSampler(clean_files, self.sample_rate, self.clip_len)
+        bg = files_with_groups(background_dirs, prefix="bg:") if background_dirs else []
+        if background_from_clean:
+            bg = bg + clean_files
+        self.background = BackgroundPool(bg) if bg else None
+        if isinstance(rir_bank, (str, os.PathLike)):
+            rir_bank = RIRBank.load(rir_bank)
+        self.rirs = rir_bank if rir_bank is not None else RIRBank.simulate(64, 16000, seed=self.seed)
+        self.cases = tuple(cases)
+        if any(c not in CASES for c in self.cases):
+            raise ValueError(f"unknown case in {self.cases}; choose from {CASES}")
+        if self.background is None and any(c in ("blend", "background") for c in self.cases):
+            raise ValueError("DynamicRARDataset: background cases need background_dirs or background_from_clean")
+        if case_probs is None:
+            case_probs = [0.5 if c == "blend" else 1.0 for c in self.cases]
+        p = np.asarray(case_probs, dtype=np.float64)
+        self.case_probs = p / p.sum()
+        self.p_segment = p_segment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch, so each epoch sees new corruptions (call before iterating)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(corrupted, clean, record) as numpy for item i of the current epoch."""
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        clip, desc, group = self.sampler.draw(rng)
+        peak = float(np.max(np.abs(clip)))
+        clip = clip * (rng.uniform(0.3, 0.9) / peak)
+        case = self.cases[int(rng.choice(len(self.cases), p=self.case_probs))]
+        y, x, rec = corrupt(clip, self.sample_rate, rng, case, self.background, self.rirs,
+                            clean_group=group, p_segment=self.p_segment)
+        rec["source"] = desc
+        return y, x, rec
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y, x, _ = self.sample(i)
+        return _tensor(y), _tensor(x)
+
+
+def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
+                 length: int | None = None, seed: int = 0,
+                 rir_bank: RIRBank | str | os.PathLike | None = None) -> Dataset:
+    """Open a dataset from a spec:
+
+    - a `.mat` file -> MatRARDataset;
+    - a builder split folder (clean/, corrupted/) -> RARFolderDataset;
+    - a builder root (`<split>/clean`, `build.json`) -> RARFolderDataset of `split`;
+    - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
+      with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`).
+    """
+    s = str(spec)
+    if s.startswith("default:"):
+        from .assets import default_dynamic_dataset
+
+        return default_dynamic_dataset(s.split(":", 1)[1], split, length=length or 1000, seed=seed,
+                                       rir_bank=rir_bank)
+    p = Path(spec)
+    if p.suffix.lower() == ".mat":
+        return MatRARDataset(p)
+    if (p / "clean").is_dir() and (p / "corrupted").is_dir():
+        return RARFolderDataset(p)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if (p / split / "clean").is_dir():
+        return RARFolderDataset(p / split)
+    if kind is not None and (p / kind).is_dir():
+        from .assets import default_dynamic_dataset
+
+        return default_dynamic_dataset(kind, split, length=length or 1000, seed=seed, rir_bank=rir_bank, root=p)
+    if not p.exists():
+        raise FileNotFoundError(f"{spec}: no such dataset file or folder")
+    raise ValueError(f"{spec}: not a .mat file, a builder root/split, or a sources root "
+                     f"(pass kind='speech'|'music' for a sources root)")
+

@@ -1,0 +1,139 @@
+"""Pack the fetched sources into a compact, split-aware corpus (Ogg Vorbis), e.g. the shipped
+`opgan/assets/audio/corpus` or a larger training corpus for a machine without apt/pyroomacoustics:
+
+    <out>/speech/{train,val,test}/<speaker>/<speaker>_<k>.ogg   (16 kHz, prompts joined into ~30 s)
+    <out>/music/{train,val,test}/<track>.ogg                    (22.05 kHz excerpt or whole track)
+    <out>/background/{train,val,test}/<clip>.ogg                (22.05 kHz mono)
+
+Selection is seeded; the split of every speaker/track/clip is the cache's (see `opgan.data.fetch`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .audio import load_mono, save_audio
+from .sources import SPLITS, discover_splits
+
+__all__ = ["pack_corpus", "pack_fixture", "main"]
+
+
+def _budget(spec: float | dict | None, split: str) -> float | None:
+    return spec.get(split) if isinstance(spec, dict) else spec
+
+
+def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, music_s: float | None = 30.0,
+                music_tracks: dict | None = None, background_s: float | None = 10.0,
+                background_clips: dict | None = None, chunk_s: float = 30.0, seed: int = 0,
+                quality: float = 0.3) -> dict:
+    """Write the corpus; budgets are seconds per speaker (per split if a dict) / per excerpt
+    (None = everything); `*_tracks`/`*_clips` cap how many items each split keeps."""
+    rng = np.random.default_rng(seed)
+    summary: dict = {}
+
+    def write(path: Path, x: np.ndarray, sr: int) -> None:
+        save_audio(path, x, sr, overwrite=True, compression_level=quality)
+        summary.setdefault(path.relative_to(out).parts[0], []).append((path, x.size / sr))
+
+    speech = discover_splits(cache / "speech")
+    for split in SPLITS:
+        by_spk: dict[str, list[Path]] = {}
+        for f in speech[split]:
+            by_spk.setdefault(f.group, []).append(f.path)
+        for spk, files in sorted(by_spk.items()):
+            files = [files[i] for i in rng.permutation(len(files))]
+            budget = _budget(speech_s, split)
+            chunk, total, k = [], 0.0, 0
+            gap = np.zeros(int(0.15 * 16000), np.float32)
+            for p in files:
+                x, _ = load_mono(p, 16000)
+                chunk += [x, gap]
+                if sum(c.size for c in chunk) >= chunk_s * 16000:
+                    sig = np.concatenate(chunk)
+                    write(out / "speech" / split / spk / f"{spk}_{k:03d}.ogg", sig, 16000)
+                    total += sig.size / 16000
+                    chunk, k = [], k + 1
+                    if budget is not None and total >= budget:
+                        break
+            if chunk and (budget is None or total < budget):
+                write(out / "speech" / split / spk / f"{spk}_{k:03d}.ogg", np.concatenate(chunk), 16000)
+
+    def excerpt(x: np.ndarray, sr: int, seconds: float | None) -> np.ndarray:
+        if seconds is None or x.size <= seconds * sr:
+            return x
+        n = int(seconds * sr)
+        lo = min(int(5 * sr), x.size - n)  # skip a fade-in
+        start = int(rng.integers(lo, x.size - n + 1))
+        return x[start:start + n]
+
+    for kind, secs, caps in (("music", music_s, music_tracks), ("background", background_s, background_clips)):
+        parts = discover_splits(cache / kind)
+        for split in SPLITS:
+            files = sorted(parts[split], key=lambda f: f.path.name)
+            cap = (caps or {}).get(split)
+            if cap is not None and len(files) > cap:
+                files = [files[i] for i in sorted(rng.choice(len(files), cap, replace=False))]
+            for f in files:
+                x, _ = load_mono(f.path, 22050)
+                write(out / kind / split / f"{f.path.stem}.ogg", excerpt(x, 22050, secs), 22050)
+    return {k: {"files": len(v), "minutes": round(sum(d for _, d in v) / 60, 2),
+                "megabytes": round(sum(p.stat().st_size for p, _ in v) / 1e6, 2)} for k, v in summary.items()}
+
+
+def pack_fixture(cache: Path, out: Path, seed: int = 0) -> None:
+    """The test fixture: per split a few real prompts per speaker (FLAC, so the short-file joining
+    is exercised), 3 s music excerpts and 2 s background excerpts (Ogg)."""
+    rng = np.random.default_rng(seed)
+    speech = discover_splits(cache / "speech")
+    for split in SPLITS:
+        by_spk: dict[str, list[Path]] = {}
+        for f in speech[split]:
+            by_spk.setdefault(f.group, []).append(f.path)
+        for spk, files in sorted(by_spk.items()):
+            picked, total = [], 0.0
+            for i in rng.permutation(len(files)):
+                x, _ = load_mono(files[i], 16000)
+                if 0.8 <= x.size / 16000 <= 2.5:
+                    picked.append((files[i].name, x))
+                    total += x.size / 16000
+                if total >= 3.0:
+                    break
+            for name, x in picked:
+                save_audio(out / "speech" / split / spk / name, x, 16000, subtype="PCM_16", overwrite=True)
+    for kind, secs, n_train in (("music", 3.0, 2), ("background", 2.0, 2)):
+        parts = discover_splits(cache / kind)
+        for split in SPLITS:
+            files = sorted(parts[split], key=lambda f: f.path.name)
+            for j in sorted(rng.choice(len(files), min(len(files), n_train if split == "train" else 1), replace=False)):
+                x, _ = load_mono(files[j].path, 22050)
+                n = int(secs * 22050)
+                start = int(rng.integers(min(5 * 22050, x.size - n), x.size - n + 1))
+                save_audio(out / kind / split / f"{files[j].path.stem}.ogg", x[start:start + n], 22050,
+                           overwrite=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .fetch import default_cache_dir
+
+    ap = argparse.ArgumentParser(prog="python -m opgan.data.pack", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache", type=Path, default=None, help="the `opgan fetch` cache")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--speech-s", type=float, default=150.0, help="seconds per speaker (<=0: all)")
+    ap.add_argument("--music-s", type=float, default=30.0, help="seconds per track (<=0: whole tracks)")
+    ap.add_argument("--background-s", type=float, default=10.0, help="seconds per clip (<=0: whole clips)")
+    ap.add_argument("--quality", type=float, default=0.3, help="Vorbis compression level 0 (best) .. 1")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    pos = lambda v: v if v > 0 else None  # noqa: E731
+    summary = pack_corpus((a.cache or default_cache_dir()).expanduser(), a.out, pos(a.speech_s), pos(a.music_s),
+                          background_s=pos(a.background_s), seed=a.seed, quality=a.quality)
+    for kind, s in summary.items():
+        print(f"{kind:>10}: {s['files']:4d} files, {s['minutes']:6.1f} min, {s['megabytes']:6.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Source recordings: split discovery by speaker/track, clean-clip sampling, background pools.
+
+A *group* is one recording identity (a speaker folder, a music track, an ambience clip). Splits are
+made by group, so no recording appears in two of train/val/test. A kind folder is split by, first
+match wins:
+
+1. `train/`, `val/`, `test/` subfolders (the shipped corpus and the `.gpu/sources` layout);
+2. a `splits.json` beside the groups (`{"train": [group, ...], "val": [...], "test": [...]}`,
+   written by `opgan fetch`);
+3. otherwise a stable hash of the group names (about 80/10/10, at least one group per split).
+   With fewer than three groups, files are split by hash instead (with a warning: the same speaker
+   or track then appears in several splits).
+
+Group of a file = its first folder below the split (or kind) folder, or its file stem when it lies
+directly there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from .audio import AudioError, find_audio_files, load_mono
+
+__all__ = [
+    "SPLITS", "SourceFile", "discover_splits", "files_with_groups", "ClipSampler", "BackgroundPool",
+]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    group: str
+
+
+def _group_of(path: Path, root: Path) -> str:
+    rel = path.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+
+
+def files_with_groups(roots: str | os.PathLike | Iterable[str | os.PathLike | SourceFile],
+                      prefix: str = "") -> list[SourceFile]:
+    """Audio files under each root (a folder or a file), grouped by first sub-folder or stem;
+    `SourceFile`s pass through unchanged."""
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    out: list[SourceFile] = []
+    for root in roots:
+        if isinstance(root, SourceFile):
+            out.append(root)
+            continue
+        root = Path(root)
+        if root.is_file():
+            out.append(SourceFile(root, prefix + root.stem))
+            continue
+        for p in find_audio_files(root):
+            out.append(SourceFile(p, prefix + _group_of(p, root)))
+    return out
+
+
+def _hash(s: str) -> str:
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+def discover_splits(kind_dir: str | os.PathLike, prefix: str = "") -> dict[str, list[SourceFile]]:
+    """Split one kind's folder into train/val/test file lists (see module docstring for the rules)."""
+    kind_dir = Path(kind_dir)
+    if not kind_dir.is_dir():
+        raise AudioError(f"{kind_dir}: no such folder of audio")
+    if any((kind_dir / s).is_dir() for s in SPLITS):
+        return {s: files_with_groups(kind_dir / s, prefix) if (kind_dir / s).is_dir() else [] for s in SPLITS}
+    files = files_with_groups(kind_dir, prefix)
+    if not files:
+        raise AudioError(f"{kind_dir}: holds no audio files ({', '.join(('.wav', '.flac', '.ogg'))})")
+    groups = sorted({f.group for f in files})
+    split_file = kind_dir / "splits.json"
+    if split_file.is_file():
+        spec = json.loads(split_file.read_text())
+        where = {prefix + g: s for s in SPLITS for g in spec.get(s, [])}
+        unknown = sorted(set(groups) - set(where))
+        if unknown and "train" in spec:  # without a "train" list, unlisted groups are train by design
+            warnings.warn(f"{split_file}: groups not listed, put in train: {unknown[:5]}", stacklevel=2)
+        return {s: [f for f in files if where.get(f.group, "train") == s] for s in SPLITS}
+    if len(groups) >= 3:
+        ordered = sorted(groups, key=_hash)
+        n_hold = max(1, round(0.1 * len(groups)))
+        test, val = set(ordered[:n_hold]), set(ordered[n_hold:2 * n_hold])
+        pick = lambda g: "test" if g in test else "val" if g in val else "train"  # noqa: E731
+        return {s: [f for f in files if pick(f.group) == s] for s in SPLITS}
+    warnings.warn(f"{kind_dir}: fewer than 3 speakers/tracks, splitting by file: the same recording "
+                  "identity appears in several splits", stacklevel=2)
+    def by_file(f: SourceFile) -> str:
+        h = int(_hash(str(f.path.relative_to(kind_dir))), 16) % 10
+        return "test" if h == 0 else "val" if h == 1 else "train"
+    return {s: [f for f in files if by_file(f) == s] for s in SPLITS}
+
+
+class _LRU:
+    """A small cache of decoded, resampled mono signals keyed by path."""
+
+    def __init__(self, sr: int, size: int = 64):
+        self.sr, self.size, self.data = sr, size, OrderedDict()
+
+    def __call__(self, path: Path) -> np.ndarray:
+        if path in self.data:
+            self.data.move_to_end(path)
+            return self.data[path]
+        x, _ = load_mono(path, self.sr)
+        self.data[path] = x
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+        return x
+
+
+def _active_fraction(x: np.ndarray, sr: int, rel_db: float = -40.0) -> float:
+    """Fraction of 20 ms frames whose energy is within `rel_db` of the loudest frame."""
+    f = max(1, int(0.02 * sr))
+    n = len(x) // f
+    if n == 0:
+        return 0.0
+    e = np.mean(x[: n * f].reshape(n, f) ** 2, axis=1)
+    top = float(e.max())
+    return 0.0 if top <= 0 else float(np.mean(e > top * 10 ** (rel_db / 10)))
+
+
+class ClipSampler:
+    """Draw clean clips of `clip_len` samples at `sr` from a list of source files.
+
+    Speakers (groups) are drawn uniformly, files within a group in proportion to their length.
+    Files shorter than a clip are joined with the next files of the same group (short pauses in
+    between), which is how 1–3 s voice prompts make 2 s clips. Windows that are mostly silence are
+    redrawn. Unusable files (unreadable, empty, non-finite, shorter than `min_seconds`, or sampled
+    below `sr` when `min_sr` is set) are reported once by name in `self.rejected` and skipped.
+    """
+
+    def __init__(self, files: Sequence[SourceFile], sr: int, clip_len: int = 32000,
+                 min_seconds: float = 0.25, min_sr: int | None = None, cache_size: int = 64,
+                 min_active: float = 0.5):
+        self.sr, self.clip_len, self.min_active = int(sr), int(clip_len), float(min_active)
+        self.rejected: dict[str, str] = {}
+        self._load = _LRU(self.sr, cache_size)
+        self.groups: dict[str, list[tuple[SourceFile, float]]] = {}
+        for f in files:
+            try:
+                info = sf.info(str(f.path))
+            except Exception as exc:
+                self._reject(f.path, f"unreadable ({exc})")
+                continue
+            if info.frames <= 0:
+                self._reject(f.path, "empty (0 samples)")
+            elif info.frames / info.samplerate < min_seconds:
+                self._reject(f.path, f"too short ({info.frames / info.samplerate:.3f} s < {min_seconds} s)")
+            elif min_sr is not None and info.samplerate < min_sr:
+                self._reject(f.path, f"sample rate {info.samplerate} Hz below the required {min_sr} Hz")
+            else:
+                self.groups.setdefault(f.group, []).append((f, info.frames / info.samplerate))
+        self.group_names = sorted(self.groups)
+        for g in self.group_names:
+            self.groups[g].sort(key=lambda t: str(t[0].path))
+        if not self.group_names:
+            raise AudioError("no usable source audio" + (f"; rejected: {self._report()}" if self.rejected else ""))
+
+    def _reject(self, path: Path, why: str) -> None:
+        if str(path) not in self.rejected:
+            self.rejected[str(path)] = why
+            warnings.warn(f"skipping {path}: {why}", stacklevel=3)
+
+    def _report(self) -> str:
+        return "; ".join(f"{p}: {w}" for p, w in list(self.rejected.items())[:5])
+
+    @property
+    def duration_s(self) -> float:
+        return float(sum(d for fs in self.groups.values() for _, d in fs))
+
+    def _read(self, f: SourceFile) -> np.ndarray | None:
+        try:
+            return self._load(f.path)
+        except AudioError as exc:
+            self._reject(f.path, str(exc).split(": ", 1)[-1])
+            return None
+
+    def draw(self, rng: np.random.Generator, max_tries: int = 20) -> tuple[np.ndarray, str, str]:
+        """One clean clip (float32, unnormalised), its source description and its group."""
+        for _ in range(max_tries):
+            usable = [g for g in self.group_names if any(str(f.path) not in self.rejected for f, _ in self.groups[g])]
+            if not usable:
+                raise AudioError(f"every source file was rejected: {self._report()}")
+            g = usable[int(rng.integers(len(usable)))]
+            files = [(f, d) for f, d in self.groups[g] if str(f.path) not in self.rejected]
+            p = np.array([d for _, d in files])
+            k = int(rng.choice(len(files), p=p / p.sum()))
+            parts, names, total = [], [], 0
+            for j in range(len(files)):  # this file, then its successors in the group if too short
+                f = files[(k + j) % len(files)][0]
+                x = self._read(f)
+                if x is None:
+                    continue
+                if parts:
+                    gap = np.zeros(int(rng.uniform(0.1, 0.3) * self.sr), np.float32)
+                    parts.append(gap)
+                    total += gap.size
+                parts.append(x)
+                names.append(f.path.name)
+                total += x.size
+                if total >= self.clip_len:
+                    break
+            if total < self.clip_len:
+                continue
+            sig = np.concatenate(parts)
+            start = int(rng.integers(0, sig.size - self.clip_len + 1))
+            clip = sig[start:start + self.clip_len]
+            if _active_fraction(clip, self.sr) >= self.min_active:
+                desc = f"{g}/{names[0]}@{start}" + (f"+{len(names) - 1}" if len(names) > 1 else "")
+                return clip.astype(np.float32), desc, g
+        raise AudioError(f"could not draw a non-silent {self.clip_len}-sample clip in {max_tries} tries "
+                         f"(sources are too short or silent)")
+
+
+class BackgroundPool:
+    """Unit-RMS background excerpts from ambience files and from other recordings (other speakers,
+    other tracks) — never from the clean clip's own group. Short files are looped."""
+
+    def __init__(self, files: Sequence[SourceFile], cache_size: int = 64):
+        self.files = [f for f in files]
+        self.rejected: dict[str, str] = {}
+        self._caches: dict[int, _LRU] = {}
+        self._cache_size = cache_size
+        if not self.files:
+            raise AudioError("background pool: no background files")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def draw(self, rng: np.random.Generator, length: int, sr: int,
+             exclude_group: str | None = None, max_tries: int = 20) -> tuple[np.ndarray, str]:
+        load = self._caches.setdefault(int(sr), _LRU(int(sr), self._cache_size))
+        cands = [f for f in self.files if f.group != exclude_group and str(f.path) not in self.rejected]
+        for _ in range(max_tries):
+            if not cands:
+                break
+            f = cands[int(rng.integers(len(cands)))]
+            try:
+                x = load(f.path)
+            except AudioError as exc:
+                self.rejected[str(f.path)] = str(exc)
+                warnings.warn(f"skipping background {f.path}: {exc}", stacklevel=2)
+                cands = [c for c in cands if c.path != f.path]
+                continue
+            if x.size < length:
+                x = np.tile(x, int(np.ceil(length / x.size)) + 1)
+            start = int(rng.integers(0, x.size - length + 1))
+            seg = x[start:start + length].astype(np.float64)
+            rms = float(np.sqrt(np.mean(seg**2)))
+            if rms > 1e-5 and _active_fraction(seg, sr, -30.0) >= 0.3:
+                return (seg / rms).astype(np.float32), f"{f.group}:{f.path.name}@{start}"
+        raise AudioError("background pool: no usable (non-silent) background excerpt"
+                         + (f" (excluding {exclude_group})" if exclude_group else ""))

@@ -1,0 +1,152 @@
+"""Corruption cases, severity mapping, RIR alignment and clipping."""
+import numpy as np
+import pytest
+
+from opgan.data.assets import default_rirs, fixture_dir
+from opgan.data.corrupt import (ARTIFACTS, SEVERITY, corrupt, drr_from_weight, input_sdr, rt60_from_weight,
+                                segment_mask, sir_from_weight, snr_from_weight)
+from opgan.data.rir import RIRBank, apply_rir, drr_db, set_drr
+from opgan.data.sources import BackgroundPool, ClipSampler, files_with_groups
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return default_rirs()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    s = ClipSampler(files_with_groups(fixture_dir() / "speech" / "train"), SR, 32000)
+    x, _, group = s.draw(np.random.default_rng(1))
+    return 0.5 * x / np.max(np.abs(x)), group
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return BackgroundPool(files_with_groups(fixture_dir() / "background" / "train", prefix="bg:"))
+
+
+def test_severity_mapping_endpoints():
+    assert (snr_from_weight(0), snr_from_weight(1)) == (30.0, -5.0)
+    assert (sir_from_weight(0), sir_from_weight(1)) == (25.0, -5.0)
+    assert (rt60_from_weight(0), rt60_from_weight(1)) == pytest.approx((0.2, 1.5))
+    assert (drr_from_weight(0), drr_from_weight(1)) == (12.0, -8.0)
+    assert snr_from_weight(0.5) == pytest.approx(12.5)
+    with pytest.raises(ValueError):
+        snr_from_weight(1.5)
+
+
+def test_awgn_full_clip_hits_snr(clip):
+    x, _ = clip
+    for seed in range(20):  # find a draw covering the whole clip
+        y, xc, rec = corrupt(x, SR, np.random.default_rng(seed), "awgn")
+        if rec["awgn_len"] == x.size:
+            break
+    assert rec["gain"] == 1.0
+    noise = y.astype(np.float64) - xc
+    snr = 10 * np.log10(np.mean(xc.astype(np.float64) ** 2) / np.mean(noise**2))
+    assert snr == pytest.approx(rec["awgn_snr_db"], abs=0.05)
+    assert rec["input_sdr_db"] == pytest.approx(snr, abs=0.05)
+    assert rec["awgn_snr_db"] == pytest.approx(30 - 35 * rec["awgn_w"])
+
+
+def test_segment_artifacts_leave_rest_untouched(clip, pool):
+    x, group = clip
+    found = 0
+    for seed in range(40):
+        y, xc, rec = corrupt(x, SR, np.random.default_rng(seed), "background", background=pool, clean_group=group)
+        s, n = rec["background_start"], rec["background_len"]
+        if n < x.size:
+            outside = np.ones(x.size, bool)
+            outside[s:s + n] = False
+            np.testing.assert_array_equal(y[outside], xc[outside])
+            assert np.any(y[s:s + n] != xc[s:s + n])
+            found += 1
+    assert found >= 5  # p_segment = 0.5 over 40 draws
+
+
+def test_segment_mask_ramps():
+    m = segment_mask(1000, 100, 500, 16000, ramp_ms=5)
+    assert m[:100].sum() == 0 and m[600:].sum() == 0 and m[300] == 1
+    assert 0 < m[100] < 0.1 and np.all(np.diff(m[100:180]) >= 0)
+
+
+def test_each_case_and_blend(clip, pool, bank):
+    x, group = clip
+    seen = set()
+    for seed in range(30):
+        for case in ("blend",) + ARTIFACTS:
+            y, xc, rec = corrupt(x, SR, np.random.default_rng(seed), case, pool, bank, clean_group=group)
+            assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
+            assert np.max(np.abs(y)) <= 0.99 + 1e-6
+            arts = rec["artifacts"].split("+")
+            assert (arts == [case]) if case != "blend" else (1 <= len(arts) <= 3)
+            assert rec["input_sdr_db"] == pytest.approx(input_sdr(y, xc))
+            if case == "blend":
+                seen.add(rec["artifacts"])
+    assert len(seen) >= 5  # the blend really mixes different artifact sets
+
+
+def test_clipping_scales_pair_consistently(clip, pool):
+    x, group = clip
+    loud = x / np.max(np.abs(x)) * 0.98
+    for seed in range(20):
+        y, xc, rec = corrupt(loud, SR, np.random.default_rng(seed), "awgn")
+        if rec["gain"] < 1:
+            np.testing.assert_allclose(xc, loud * rec["gain"], rtol=1e-5, atol=1e-7)
+            assert np.max(np.abs(y)) == pytest.approx(0.99, abs=1e-6)
+            return
+    pytest.fail("no draw exceeded full scale")
+
+
+def test_bad_clean_refused():
+    with pytest.raises(ValueError, match="silence"):
+        corrupt(np.zeros(100), SR, np.random.default_rng(0), "awgn")
+    with pytest.raises(ValueError, match="non-finite"):
+        corrupt(np.array([0.1, np.nan]), SR, np.random.default_rng(0), "awgn")
+    with pytest.raises(ValueError, match="background source"):
+        corrupt(np.ones(100), SR, np.random.default_rng(0), "background")
+
+
+def test_background_never_from_own_group(clip):
+    x, group = clip
+    pool = BackgroundPool(files_with_groups(fixture_dir() / "speech" / "train"))
+    for seed in range(10):
+        _, name = pool.draw(np.random.default_rng(seed), 32000, SR, exclude_group=group)
+        assert not name.startswith(group + ":")
+
+
+def test_rir_bank_alignment_drr_and_cache(tmp_path):
+    bank = RIRBank.simulate(4, SR, seed=3)
+    for i in range(len(bank)):
+        h, d0 = bank.get(i)
+        assert h[d0] == pytest.approx(1.0) and np.argmax(np.abs(h)) == d0
+        assert 0.15 < bank.rt60[i] < 1.7
+        x = np.zeros(2000, np.float32)
+        x[500] = 1.0
+        y = apply_rir(x, h, d0)
+        assert y.shape == x.shape and np.argmax(np.abs(y)) == 500  # direct path stays in place
+        assert drr_db(set_drr(h, d0, SR, 3.0), d0, SR) == pytest.approx(3.0, abs=1e-3)
+        h22, d22 = bank.get(i, 22050)
+        assert h22[d22] == pytest.approx(1.0) and abs(d22 - d0 * 22050 / SR) <= 3
+    bank.save(tmp_path / "b.npz")
+    again = RIRBank.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(again.rirs[2], bank.rirs[2])
+    same = RIRBank.simulate(2, SR, seed=3)  # RIR i depends on (seed, i) only
+    np.testing.assert_array_equal(same.rirs[1], bank.rirs[1])
+    sub = bank.subset([1, 3])
+    assert len(sub) == 2 and sub.parent_index(1) == 3
+    with pytest.raises(ValueError, match="not a RIR bank"):
+        (tmp_path / "x.npz").write_bytes(b"nope")
+        RIRBank.load(tmp_path / "x.npz")
+
+
+def test_reverb_severity_follows_weight(clip, bank):
+    x, _ = clip
+    recs = [corrupt(x, SR, np.random.default_rng(s), "reverb", rirs=bank)[2] for s in range(25)]
+    w = np.array([r["reverb_w"] for r in recs])
+    rt = np.array([r["rt60"] for r in recs])
+    assert np.corrcoef(w, rt)[0, 1] > 0.8
+    assert all(r["drr_db"] == pytest.approx(SEVERITY.drr_db[0] + (SEVERITY.drr_db[1] - SEVERITY.drr_db[0]) * r["reverb_w"]) for r in recs)

@@ -1,0 +1,116 @@
+"""Dataset loaders: builder folders, .mat files, dynamic mixing, open_dataset, fetch without apt."""
+import numpy as np
+import pytest
+import scipy.io
+import soundfile as sf
+import torch
+
+from opgan.data.assets import default_rirs, default_sources, fixture_dir
+from opgan.data.audio import AudioError
+from opgan.data.builder import build
+from opgan.data.datasets import DynamicRARDataset, MatRARDataset, RARFolderDataset, open_dataset
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("d") / "speech"
+    build("speech", fixture_dir(), out, size=0.005, seed=1, rirs=default_rirs(), progress=False, splits=["val"])
+    return out
+
+
+def test_folder_dataset(built, tmp_path):
+    ds = open_dataset(built, "val")
+    assert isinstance(ds, RARFolderDataset) and len(ds) > 0 and ds.sample_rate == 16000
+    y, x = ds[0]
+    assert y.shape == x.shape == (1, 32000) and y.dtype == x.dtype == torch.float32
+    assert not torch.equal(x, y) and torch.isfinite(y).all()
+    assert len(open_dataset(built / "val")) == len(ds)
+    # a wrong-rate clip is refused by name
+    bad = tmp_path / "split"
+    (bad / "clean").mkdir(parents=True)
+    (bad / "corrupted").mkdir()
+    sf.write(bad / "clean" / "a.wav", np.zeros(32000, np.float32), 16000)
+    sf.write(bad / "corrupted" / "a.wav", np.zeros(32000, np.float32), 8000)
+    sf.write(bad / "clean" / "b.wav", np.zeros(32000, np.float32), 16000)
+    sf.write(bad / "corrupted" / "b.wav", np.zeros(32000, np.float32), 16000)
+    ds = RARFolderDataset(bad, sample_rate=16000)
+    with pytest.raises(AudioError, match="a.wav.*8000"):
+        ds[0]
+
+
+def test_mat_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal((3, 320)).astype(np.float32)
+    noisy = clean + 0.1
+    p = tmp_path / "rar.mat"
+    scipy.io.savemat(p, {"clear_sig": clean, "noisy_sig": noisy})
+    ds = open_dataset(p)
+    assert isinstance(ds, MatRARDataset) and len(ds) == 3
+    y, x = ds[2]
+    assert y.shape == (1, 320)
+    np.testing.assert_allclose(x.numpy()[0], clean[2])
+    np.testing.assert_allclose(y.numpy()[0], noisy[2])
+    scipy.io.savemat(tmp_path / "nokey.mat", {"clear_sig": clean})
+    with pytest.raises(AudioError, match="noisy_sig"):
+        MatRARDataset(tmp_path / "nokey.mat")
+    scipy.io.savemat(tmp_path / "nan.mat", {"clear_sig": clean, "noisy_sig": noisy * np.nan})
+    with pytest.raises(AudioError, match="non-finite"):
+        MatRARDataset(tmp_path / "nan.mat")
+    (tmp_path / "junk.mat").write_bytes(b"\0" * 10)
+    with pytest.raises(AudioError, match="junk.mat"):
+        MatRARDataset(tmp_path / "junk.mat")
+
+
+def test_mat_v73_needs_h5py(tmp_path):
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116, b" ")
+    p = tmp_path / "v73.mat"
+    p.write_bytes(header + b"\0" * 8 + b"\x00\x02" + b"IM" + b"\0" * 512)
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="h5py"):
+            MatRARDataset(p)
+    else:
+        with pytest.raises(Exception):
+            MatRARDataset(p)
+
+
+def test_dynamic_dataset_is_deterministic_per_epoch():
+    src = fixture_dir()
+    ds = DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, length=4, seed=3,
+                           rir_bank=default_rirs())
+    a = [ds[i] for i in range(4)]
+    b = [ds[i] for i in range(4)]
+    for (y1, x1), (y2, x2) in zip(a, b):
+        assert torch.equal(y1, y2) and torch.equal(x1, x2) and y1.shape == (1, 32000)
+        assert torch.isfinite(y1).all()
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0][0], a[0][0])
+    ds.set_epoch(0)
+    assert torch.equal(ds[0][0], a[0][0])
+    cases = {DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, length=12,
+                               seed=3, rir_bank=default_rirs()).sample(i)[2]["case"] for i in range(12)}
+    assert "blend" in cases and len(cases) >= 3
+    with pytest.raises(IndexError):
+        ds.sample(4)
+
+
+def test_open_dataset_dynamic_specs():
+    ds = open_dataset(fixture_dir(), "test", kind="music", length=2)
+    y, x = ds[1]
+    assert ds.sample_rate == 22050 and y.shape == (1, 32000)
+    assert "music:" in ds.sample(0)[2]["source"]
+    d = open_dataset("default:speech", "val", length=3)
+    assert d.sample(0)[2]["source"].startswith("speech:ivrvoice_ru_f")
+    with pytest.raises(FileNotFoundError):
+        open_dataset(fixture_dir() / "nothing", "train")
+    srcs = default_sources("speech")
+    assert srcs["test"] and all("june_f" in str(p) for p in srcs["test"])
+
+
+def test_fetch_without_apt(monkeypatch, tmp_path, capsys):
+    import opgan.data.fetch as fetch
+
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    assert fetch.main(["--cache", str(tmp_path)]) == 2
+    assert "apt-get" in capsys.readouterr().err
