@@ -1,0 +1,254 @@
+"""opgan.restore: streaming resampling, file handling, user-facing checks, the restore CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+from torch import nn
+
+from opgan.enhance import Restorer
+from opgan.models import build_generator
+from opgan.restore import (
+    RestoreError,
+    StreamResampler,
+    main,
+    restore_array,
+    restore_file,
+    restore_paths,
+    scan_file,
+)
+
+torch.set_num_threads(1)
+
+
+class Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Silence(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+def identity_restorer(sr: int = 16000) -> Restorer:
+    return Restorer(generator=Identity(), sample_rate=sr)
+
+
+def tone(sr: int, seconds: float, channels: int = 1, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    x = [amp * np.sin(2 * np.pi * (300 + 110 * c) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)) for c in range(channels)]
+    return np.stack(x).astype(np.float32)
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path):
+    torch.manual_seed(0)
+    gen = build_generator({"filters": 2, "q": 2})
+    path = tmp_path / "tiny.pt"
+    torch.save(
+        {"format": "opgan-ckpt-1", "config": {"generator": {"filters": 2, "q": 2}},
+         "generator": gen.state_dict(), "sample_rate": 16000, "metrics": {}},
+        path,
+    )
+    return path
+
+
+# ---------------------------------------------------------------------------- resampling
+
+
+@pytest.mark.parametrize("sr_in,sr_out", [(44100, 16000), (16000, 44100), (48000, 16000), (22050, 16000), (16000, 16000)])
+def test_stream_resampler_equals_resample_poly(sr_in, sr_out):
+    rng = np.random.default_rng(sr_in + sr_out)
+    x = rng.standard_normal((2, 30011))
+    r = StreamResampler(sr_in, sr_out, channels=2, block=2000)
+    parts, i = [], 0
+    while i < x.shape[1]:
+        n = int(rng.integers(1, 7000))
+        parts.append(r.push(x[:, i : i + n]))
+        i += n
+    parts.append(r.flush())
+    y = np.concatenate(parts, axis=1)
+    ref = resample_poly(x, sr_out, sr_in, axis=-1)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------- arrays
+
+
+def test_restore_array_identity_same_rate_is_exact():
+    x = tone(16000, 2.5, channels=2)
+    y = restore_array(x, 16000, identity_restorer())
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-6)
+
+
+@pytest.mark.parametrize("sr", [44100, 8000, 22050])
+def test_restore_array_other_rates_round_trip(sr):
+    x = tone(sr, 1.3)[0]  # band-limited: survives the trip through 16 kHz
+    y = restore_array(x, sr, identity_restorer())
+    assert y.shape == x.shape
+    # The polyphase round trip is transparent below 8 kHz except for the zero-extended edges.
+    edge = sr // 100
+    np.testing.assert_allclose(y[edge:-edge], x[edge:-edge], atol=5e-3)
+
+
+def test_restore_array_dry_wet():
+    x = tone(16000, 1.0)
+    r = Restorer(generator=Silence(), sample_rate=16000)
+    np.testing.assert_allclose(restore_array(x, 16000, r, wet=0.0), x, atol=1e-7)
+    np.testing.assert_allclose(restore_array(x, 16000, r, wet=0.25), 0.75 * x, atol=1e-6)
+    assert not restore_array(x, 16000, r, wet=1.0).any()
+    with pytest.raises(ValueError, match="dry/wet"):
+        restore_array(x, 16000, r, wet=1.5)
+
+
+def test_restore_array_silence_and_nan():
+    out = restore_array(np.zeros(5000, np.float32), 16000, identity_restorer())
+    assert out.shape == (5000,) and not out.any() and np.isfinite(out).all()
+    bad = tone(16000, 0.2)[0]
+    bad[10] = np.nan
+    with pytest.raises(RestoreError, match="NaN"):
+        restore_array(bad, 16000, identity_restorer())
+
+
+def test_pipeline_memory_is_bounded_with_resampling():
+    from opgan.restore import _Pipeline
+
+    pipe = _Pipeline(identity_restorer(), 44100, channels=2, batch_size=2)
+    block = np.zeros((2, 4410), np.float32)
+    block[:, ::7] = 0.1
+    held, out = [], 0
+    for _ in range(300):  # 30 s of 44.1 kHz stereo, 0.1 s at a time
+        out += pipe.push(block).shape[1]
+        held.append(pipe.dry_len + pipe.down.buf.shape[1] + pipe.ola.inbuf.shape[1] + pipe.ola.acc.shape[1]
+                    + pipe.up.buf.shape[1])
+    # A few windows of latency (~6 s at 44.1 kHz), constant: not the 1.3 M samples streamed.
+    assert max(held) < 400_000 and max(held[150:]) <= max(held[:150])
+    assert out + pipe.flush().shape[1] == 300 * 4410
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def test_restore_file_keeps_rate_channels_subtype(tmp_path):
+    src = tmp_path / "in.wav"
+    x = tone(22050, 1.2, channels=2)
+    sf.write(src, x.T, 22050, subtype="PCM_24")
+    dst = tmp_path / "out" / "in.wav"
+    rep = restore_file(src, dst, identity_restorer(), block_frames=4096)
+    info = sf.info(str(dst))
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (22050, 2, "PCM_24", x.shape[1])
+    y, _ = sf.read(dst, dtype="float32", always_2d=True)
+    edge = 300
+    np.testing.assert_allclose(y[edge:-edge].T, x[:, edge:-edge], atol=5e-3)
+    assert rep.error is None and rep.seconds == pytest.approx(x.shape[1] / 22050)
+    assert not list(dst.parent.glob(".*partial*"))  # no temporary left behind
+
+
+def test_streamed_file_equals_whole_array_with_generator(tmp_path, tiny_ckpt):
+    from opgan.enhance import load_restorer
+
+    r = load_restorer(tiny_ckpt)
+    src = tmp_path / "in.wav"
+    x = tone(16000, 4.2)[0] + 0.05 * np.random.default_rng(0).standard_normal(67200).astype(np.float32)
+    sf.write(src, x, 16000, subtype="FLOAT")
+    restore_file(src, tmp_path / "out.wav", r, block_frames=5000, batch_size=1)
+    y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    np.testing.assert_allclose(y, restore_array(x, 16000, r, batch_size=3), atol=1e-5)
+    assert np.abs(y - x).max() > 1e-3  # the generator really ran
+
+
+def test_output_subtype_override_and_clipping_note(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, 3.0 * tone(16000, 0.5)[0], 16000, subtype="FLOAT")  # peak 1.5
+    rep = restore_file(src, tmp_path / "o.wav", identity_restorer(), output_subtype="PCM_16")
+    assert sf.info(str(tmp_path / "o.wav")).subtype == "PCM_16"
+    assert any("clipped" in n for n in rep.notes)
+    y, _ = sf.read(tmp_path / "o.wav")
+    assert np.abs(y).max() <= 1.0
+
+
+def test_never_overwrites_input_and_refuses_existing_output(tmp_path):
+    src = tmp_path / "a.wav"
+    sf.write(src, tone(16000, 0.3)[0], 16000)
+    before = src.read_bytes()
+    with pytest.raises(RestoreError, match="input itself"):
+        restore_file(src, src, identity_restorer(), overwrite=True)
+    (tmp_path / "out").mkdir()
+    existing = tmp_path / "out" / "a.wav"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(RestoreError, match="--overwrite"):
+        restore_file(src, existing, identity_restorer())
+    assert existing.read_bytes() == b"keep me"
+    restore_file(src, existing, identity_restorer(), overwrite=True)
+    assert sf.info(str(existing)).frames == 4800
+    assert src.read_bytes() == before
+    # -o pointing at the input's own folder with no suffix is refused per file.
+    reps = restore_paths([src], tmp_path, identity_restorer(), log=lambda m: None, log_error=lambda m: None)
+    assert reps[0].error and "input itself" in reps[0].error
+    assert src.read_bytes() == before
+
+
+def test_input_checks(tmp_path):
+    r = identity_restorer()
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    rep = restore_file(silent, tmp_path / "silent_out.wav", r)
+    y, _ = sf.read(tmp_path / "silent_out.wav")
+    assert not y.any() and any("silent" in n for n in rep.notes)
+
+    nan = tmp_path / "nan.wav"
+    x = tone(16000, 0.3)[0]
+    x[1234] = np.inf
+    sf.write(nan, x, 16000, subtype="FLOAT")
+    with pytest.raises(RestoreError, match=r"1 NaN/Inf samples \(first at 0.077 s\)"):
+        restore_file(nan, tmp_path / "nan_out.wav", r)
+    assert not (tmp_path / "nan_out.wav").exists()
+
+    junk = tmp_path / "junk.wav"
+    junk.write_text("this is not audio")
+    with pytest.raises(RestoreError, match="cannot read"):
+        restore_file(junk, tmp_path / "junk_out.wav", r)
+
+    dc = tmp_path / "dc.wav"
+    sf.write(dc, tone(16000, 0.5, amp=0.3)[0] + 0.2, 16000)
+    rep = restore_file(dc, tmp_path / "dc_out.wav", r)
+    assert any("removed DC offset +0.19" in n or "removed DC offset +0.20" in n for n in rep.notes)
+    y, _ = sf.read(tmp_path / "dc_out.wav")
+    assert abs(y.mean()) < 0.01
+
+    clipped = tmp_path / "clipped.wav"
+    sf.write(clipped, np.clip(3 * tone(16000, 0.5)[0], -1, 1), 16000)
+    rep = restore_file(clipped, tmp_path / "clipped_out.wav", r)
+    assert any("clipped" in n for n in rep.notes)
+
+    stats = scan_file(clipped)
+    assert stats.frames == 8000 and stats.clipped_fraction > 0.1
+
+
+def test_cli_restores_folders_and_reports_errors(tmp_path, tiny_ckpt, capsys):
+    indir = tmp_path / "in"
+    (indir / "sub").mkdir(parents=True)
+    sf.write(indir / "a.wav", tone(16000, 0.5)[0], 16000)
+    sf.write(indir / "sub" / "b.flac", tone(48000, 0.4, channels=2).T, 48000)
+    out = tmp_path / "out"
+    assert main([str(indir), "-o", str(out), "--model", str(tiny_ckpt), "--device", "cpu", "--dry-wet", "0.8"]) == 0
+    assert sf.info(str(out / "a.wav")).frames == 8000
+    info = sf.info(str(out / "sub" / "b.flac"))
+    assert (info.samplerate, info.channels, info.format) == (48000, 2, "FLAC")
+    # Second run without --overwrite: each file refused, exit 1; with it: fine.
+    assert main([str(indir), "-o", str(out), "--model", str(tiny_ckpt)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([str(indir / "a.wav"), "-o", str(out), "--model", str(tiny_ckpt), "--overwrite"]) == 0
+    # Default: beside the input with a suffix.
+    assert main([str(indir / "a.wav"), "--model", str(tiny_ckpt)]) == 0
+    assert (indir / "a_restored.wav").is_file()
+    # Bad model and bad input: clean messages, no traceback.
+    assert main([str(indir / "a.wav"), "--model", str(tmp_path / "nope.pt")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.wav"), "--model", str(tiny_ckpt)]) == 2
+    assert "no such file" in capsys.readouterr().err
