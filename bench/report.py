@@ -1,0 +1,199 @@
+"""Side-by-side Self-ONN benchmark: fused Triton kernels vs FastONN (cat powers + conv) vs
+torch.compile of it vs selfonn's exact torch path, on the Op-GAN layer shapes (and a scaling sweep).
+
+    python bench/report.py              # CUDA: Op-GAN shapes at B=8, L=32000 (about a minute on an H100)
+    python bench/report.py --quick      # a few representative shapes, fewer repeats
+    python bench/report.py --sweep      # also the C / L / q scaling sweep
+    python bench/report.py --device cpu # CPU: exact torch path vs reference at B=2, L=4000 by default
+
+Prints one markdown table; every ratio comes from timings taken in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    PROVIDERS,
+    Layer,
+    make_inputs,
+    make_step,
+    opgan_layers,
+    provider_available,
+    saved_bytes,
+    sweep_layers,
+)
+
+
+def time_step(step, device: str, warmup: int, repeats: int, min_time: float) -> float:
+    """Median milliseconds of one step (CUDA events on GPU, perf_counter on CPU)."""
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    times: list[float] = []
+    start_all = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeats):
+        if device == "cuda":
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            step()
+            t1.record()
+            t1.synchronize()
+            times.append(t0.elapsed_time(t1))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def peak_mib(step, device: str) -> float | None:
+    """Peak memory allocated during one step, above what was allocated before it."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def run(layers: list[Layer], providers: list[str], modes: list[str], B: int, device: str, args) -> list[dict]:
+    rows = []
+    for layer in layers:
+        inputs = make_inputs(layer, B, device)
+        for mode in modes:
+            row = {"layer": layer, "mode": mode, "ms": {}, "mib": {}, "tflops": {}}
+            flops = layer.fwd_flops(B) * (3.0 if mode == "fwd+bwd" else 1.0)
+            for name in providers:
+                fn = PROVIDERS[name](layer)
+                step = make_step(fn, inputs, mode)
+                try:
+                    ms = time_step(step, device, args.warmup, args.repeats, args.min_time)
+                except Exception as exc:  # report and keep going: one failing provider must not hide the rest
+                    print(f"# {layer.name} {mode} {name}: failed: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+                    continue
+                row["ms"][name] = ms
+                row["tflops"][name] = flops / (ms * 1e-3) / 1e12
+                row["mib"][name] = peak_mib(step, device)
+                if mode == "fwd+bwd":
+                    row.setdefault("saved", {})[name] = saved_bytes(fn, inputs) / 2**20
+            rows.append(row)
+            print(f"# done {layer.name} {mode}", file=sys.stderr, flush=True)
+        del inputs
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(rows: list[dict], providers: list[str], device: str) -> str:
+    base = "fused" if "fused" in providers else "torch"
+    others = [p for p in providers if p != base]
+    head = ["layer", "B x C_in->C_out x L (k,s,q)", "mode"] + [f"{p} ms" for p in providers]
+    head += [f"{p}/{base}" for p in others] + [f"{base} TFLOP/s"]
+    if device == "cuda":
+        head += [f"{p} peak MiB" for p in providers]
+    head += [f"saved MiB {p}" for p in ("fused", "torch", "reference") if p in providers] + ["saved ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lay: Layer = r["layer"]
+        ms = r["ms"]
+        shape = f"{lay.cin}->{lay.cout} x {lay.L} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
+        cells = [lay.name, shape, r["mode"]] + [_fmt(ms.get(p)) for p in providers]
+        cells += [_fmt(ms[p] / ms[base], ".2f") + "x" if p in ms and base in ms else "-" for p in others]
+        cells += [_fmt(r["tflops"].get(base), ".2f")]
+        if device == "cuda":
+            cells += [_fmt(r["mib"].get(p), ".0f") for p in providers]
+        saved = r.get("saved", {})
+        cells += [_fmt(saved.get(p), ".1f") for p in ("fused", "torch", "reference") if p in providers]
+        ratio = saved["fused"] / saved["reference"] if "fused" in saved and "reference" in saved else None
+        cells += [_fmt(ratio, ".3f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict], providers: list[str]) -> str:
+    """Total time over the Op-GAN layers per provider and mode, and the headline ratios."""
+    out = []
+    for mode in sorted({r["mode"] for r in rows}):
+        tot = {p: sum(r["ms"].get(p, float("nan")) for r in rows if r["mode"] == mode) for p in providers}
+        parts = [f"{p} {tot[p]:.2f} ms" for p in providers]
+        if "fused" in tot:
+            parts += [f"{p}/fused {tot[p] / tot['fused']:.2f}x" for p in providers if p != "fused"]
+        out.append(f"- total {mode}: " + ", ".join(parts))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default 8 on CUDA, 2 on CPU)")
+    ap.add_argument("--length", type=int, default=None, help="Op-GAN input length (default 32000 CUDA, 4000 CPU)")
+    ap.add_argument("--quick", action="store_true", help="a few representative shapes, fewer repeats")
+    ap.add_argument("--sweep", action="store_true", help="add the C / L / q scaling sweep")
+    ap.add_argument("--providers", default=None, help="comma list of " + ",".join(PROVIDERS))
+    ap.add_argument("--modes", default="fwd,fwd+bwd")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=0.05, help="seconds of timed calls per cell at least")
+    ap.add_argument("--no-tf32", action="store_true", help="fp32 IEEE everywhere (default: PyTorch's TF32 flags)")
+    args = ap.parse_args(argv)
+
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda but no CUDA device is available")
+    if device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    B = args.batch or (8 if device == "cuda" else 2)
+    L = args.length or (32000 if device == "cuda" else 4000)
+    args.repeats = args.repeats or (5 if args.quick else 10)
+
+    layers = opgan_layers(L)
+    if args.quick:
+        keep = {"gen.down1", "gen.down4", "gen.up2", "gen.out_T", "disc.1", "disc.3"}
+        layers = [la for la in layers if la.name in keep]
+    if args.sweep:
+        layers += sweep_layers()
+    wanted = args.providers.split(",") if args.providers else list(PROVIDERS)
+    providers = []
+    for p in wanted:
+        if p not in PROVIDERS:
+            ap.error(f"unknown provider {p!r}; choose from {list(PROVIDERS)}")
+        reason = provider_available(p, device)
+        if reason:
+            print(f"# skipping provider {p}: {reason}", file=sys.stderr)
+        else:
+            providers.append(p)
+    modes = args.modes.split(",")
+
+    t0 = time.perf_counter()
+    rows = run(layers, providers, modes, B, device, args)
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"\n## Self-ONN layers: {name}, B={B}, Op-GAN input L={L}, fp32 "
+          f"(cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}), torch {torch.__version__}\n")
+    print(table(rows, providers, device))
+    print()
+    print(summary([r for r in rows if not r["layer"].name.startswith("sweep")], providers))
+    print(f"\n(ratios > 1x: the provider is slower than {'fused' if 'fused' in providers else 'torch'}; "
+          f"wall time of this report {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

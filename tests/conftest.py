@@ -1,0 +1,70 @@
+"""Shared pytest setup (keep small)."""
+
+import os
+
+import torch
+
+# Triton reads TRITON_INTERPRET when it is first imported: set it before any test imports the kernels,
+# so on CPU-only machines the Triton kernels run in the interpreter.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+# ---- Kernel tests (tests/test_kernels_*.py): devices, tolerances, NaN-poisoned buffers ----------
+
+import pytest  # noqa: E402
+
+TRITON_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# Max |actual - expected| allowed, as a multiple of (1 + max |expected|), against a float64 reference
+# on inputs in [-1, 1] (audio range). Chosen from measured errors with about 10x headroom.
+KERNEL_TOLERANCE = {
+    torch.float64: 1e-10,  # interpreter and GPU (IEEE fp64 FMA); measured ~1e-15
+    torch.float32: 1e-5,  # tl.dot with input_precision="ieee"; measured ~1e-7
+    "tf32": 5e-3,  # fp32 with TF32 allowed (torch.backends.cudnn.allow_tf32)
+    torch.bfloat16: 3e-2,  # autocast: x, W cast to bf16, powers and accumulation fp32
+    torch.float16: 5e-3,  # autocast fp16
+}
+
+KERNEL_DEVICES = [
+    pytest.param(
+        "cpu",
+        marks=pytest.mark.skipif(
+            not TRITON_INTERPRETING, reason="CPU kernel runs need TRITON_INTERPRET=1 (set when no CUDA)"
+        ),
+    ),
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available() or TRITON_INTERPRETING,
+            reason="no CUDA device (or TRITON_INTERPRET=1): compiled-kernel cases skipped",
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=KERNEL_DEVICES)
+def device(request) -> str:
+    """'cpu' (Triton interpreter) when interpreting, 'cuda' (compiled kernels) when a GPU is present."""
+    return request.param
+
+
+@pytest.fixture
+def poison_empty(monkeypatch):
+    """Fill fresh float buffers from torch.empty / empty_like with NaN, so an element a kernel
+    forgets to write fails the comparison loudly instead of passing on leftover memory."""
+    real_empty, real_empty_like = torch.empty, torch.empty_like
+
+    def _poison(t):
+        if t.is_floating_point():
+            t.fill_(float("nan"))
+        return t
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: _poison(real_empty(*a, **k)))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: _poison(real_empty_like(*a, **k)))
+
+
+@pytest.fixture
+def kernel_tol() -> dict:
+    """The dtype -> tolerance table above (fixtures, because test modules cannot import conftest)."""
+    return KERNEL_TOLERANCE
