@@ -1,0 +1,279 @@
+"""Training configuration: one typed dataclass, named presets, and command-line overrides.
+
+Every field can be set from the command line, either as `--field-name VALUE` (booleans:
+`--flag/--no-flag`) or as `--set field=value`. The resolved config is saved as JSON beside each run
+(`runs/<name>/config.json`) and inside every checkpoint, as plain data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "TrainConfig", "PRESETS", "preset", "parse_args", "RESUMABLE_FIELDS"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run (unknown preset or field, bad value, missing data...)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (defaults = the `default` preset)."""
+
+    # --- run -----------------------------------------------------------------------------------
+    name: str = "default"  # run name: outputs go to <runs_dir>/<name>/
+    runs_dir: str = "runs"  # parent folder of all runs
+    preset: str = "default"  # preset this config started from (informational)
+    seed: int = 0  # seeds torch/numpy/python, the data order and the random crops
+    device: str = "auto"  # 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N'
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    # --- data ----------------------------------------------------------------------------------
+    data: str = ""  # dataset for opgan.data.open_dataset: RAR builder root, .mat file, or sources root; '' = default set
+    val_data: str = ""  # separate validation set spec ('' = the val split of data; a lone .mat: its last 5%)
+    data_kind: str = "speech"  # default set to build/reuse when data == '': 'speech' or 'music'
+    data_root: str = "datasets"  # where the default set is built (and reused on later runs)
+    data_size: str = "small"  # size of the default set: tiny | small | paper (Table 1) | a fraction in (0, 1]
+    dynamic: bool = False  # train on DynamicRARDataset (fresh corruption every draw) from the shipped
+    # recordings (data == '') or a sources root given as data; validation stays on the fixed val split
+    dynamic_clips: int = 2000  # clips per "epoch" of dynamic mixing
+    rirs: str = ""  # RIR bank (.npz, opgan.data.rir.RIRBank) for dynamic mixing ('' = the shipped 60-room bank)
+    clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
+    sample_rate: int = 0  # expected sample rate of the data in Hz (0 = whatever the dataset has)
+    val_clips: int = 0  # validate on N evenly spaced validation clips (0 = all of them)
+    workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    # --- model ---------------------------------------------------------------------------------
+    filters: int = 16  # f: generator widths f, 2f, 4f, 8f, 8f
+    d_filters: int = 16  # discriminator widths f, 2f, 4f, 8f, 16f
+    q: int = 3  # Self-ONN order of every layer (q=1: the plain CNN-GAN of the seed's code)
+    residual: bool = False  # generator adds its input back (identity at init; not in the seed, see models)
+    g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
+    d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
+    second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
+    # --- losses and optimisation ------------------------------------------------------------------
+    lambda_t: float = 100.0  # weight of the temporal L1 term (seed: 100)
+    lambda_s: float = 1.0  # weight of the log-power spectrogram L1 term (see docs/training.md ablation)
+    lr: float = 2e-4  # Adam learning rate (both networks)
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    batch_size: int = 8  # global batch (split evenly over DDP processes)
+    max_steps: int = 1000  # stop after this many optimisation steps
+    max_minutes: float = 0.0  # also stop after this many minutes of training, validation excluded (0 = none)
+    bf16: bool = False  # bf16 autocast for the forward passes (CUDA); losses stay float32
+    backend: str = "auto"  # selfonn backend: 'auto' (Triton on CUDA), 'torch', 'triton'
+    # --- validation, checkpoints, logging ----------------------------------------------------------
+    val_every: int = 250  # validate (and checkpoint) every N steps; always at the end
+    ckpt_every: int = 250  # write last.pt every N steps (besides validations)
+    log_every: int = 10  # average train losses over N steps per log record
+    val_stoi: bool = True  # compute STOI in validation (slowest metric on CPU)
+    tensorboard: bool = False  # also write TensorBoard events to <run>/tb (needs `tensorboard`)
+    progress: bool = True  # show a tqdm progress bar
+
+    # -------------------------------------------------------------------------------------------
+    def generator_q(self) -> int | list[int]:
+        return _parse_q_list(self.g_q, 10, "g_q") if self.g_q else self.q
+
+    def discriminator_q(self) -> int | list[int]:
+        return _parse_q_list(self.d_q, 6, "d_q") if self.d_q else self.q
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config fields: {', '.join(unknown)}")
+        cfg = cls(**{k: _coerce(k, v) for k, v in d.items()})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ConfigError for values that cannot work (before any data or model is built)."""
+        if self.clip_len <= 0 or self.clip_len % 32:
+            raise ConfigError(f"clip_len must be a positive multiple of 32, got {self.clip_len}")
+        from opgan.models import min_discriminator_length
+
+        if self.clip_len < min_discriminator_length():
+            raise ConfigError(
+                f"clip_len {self.clip_len} is too short: the discriminator needs at least "
+                f"{min_discriminator_length()} samples (use >= {-(-min_discriminator_length() // 32) * 32})"
+            )
+        for k in ("filters", "d_filters", "q", "batch_size", "max_steps", "val_every", "ckpt_every",
+                  "log_every", "dynamic_clips"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("max_minutes", "lambda_t", "lambda_s", "val_clips", "workers", "threads", "sample_rate"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if not self.lr > 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError(f"need lr > 0 and 0 <= betas < 1, got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
+        if self.data_kind not in ("speech", "music"):
+            raise ConfigError(f"data_kind must be 'speech' or 'music', got {self.data_kind!r}")
+        if self.backend not in ("auto", "torch", "triton"):
+            raise ConfigError(f"backend must be 'auto', 'torch' or 'triton', got {self.backend!r}")
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ConfigError(f"run name must be a plain folder name, got {self.name!r}")
+        self.generator_q(), self.discriminator_q()  # parse errors surface now
+
+
+def _parse_q_list(text: str, n: int, what: str) -> list[int]:
+    try:
+        qs = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{what} must be {n} comma-separated integers, got {text!r}") from None
+    if len(qs) != n or min(qs) < 1:
+        raise ConfigError(f"{what} must be {n} comma-separated integers >= 1, got {text!r}")
+    return qs
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a string (CLI) or JSON value to the field's type, with a clear error."""
+    typ = _HINTS[name]
+    if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+        return value
+    try:
+        if typ is bool:
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return typ(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"field {name!r} expects {typ.__name__}, got {value!r}")
+
+
+#: Fields that may change when a run is resumed (they do not change what is being trained).
+RESUMABLE_FIELDS = frozenset(
+    {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
+     "tensorboard", "device", "threads", "val_stoi", "runs_dir"}
+)
+
+# Presets: overrides of the dataclass defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-sized run on the default RAR speech set: <= 20 minutes on 2 cores, both a step and a time cap.
+    # Deviations from the seed, for the CPU budget only: f=8, 4096-sample crops, lr 1e-3.
+    "default": dict(
+        filters=8, d_filters=8, q=3, residual=True, clip_len=4096, batch_size=8, lr=1e-3, max_steps=3000,
+        max_minutes=14.0, val_every=250, ckpt_every=250, val_clips=48,
+    ),
+    # The q=1 ablation (plain CNN-GAN, as the seed's released code) at the default's size.
+    "cnn": dict(
+        name="cnn", filters=8, d_filters=8, q=1, residual=True, clip_len=4096, batch_size=8, lr=1e-3, max_steps=3000,
+        max_minutes=14.0, val_every=250, ckpt_every=250, val_clips=48,
+    ),
+    # The paper's configuration: f=16, q=3, full 2 s clips, Table-1 sized set, long GPU training.
+    "paper": dict(
+        name="paper", data_size="paper", filters=16, d_filters=16, q=3, clip_len=32000, batch_size=8,
+        max_steps=200_000, val_every=2000, ckpt_every=1000, log_every=50, val_clips=0,
+    ),
+    # A few minutes on one large GPU: the shipped models. Dynamic mixing for generalisation.
+    "gpu": dict(
+        name="gpu", data_size="small", dynamic=True, dynamic_clips=4000, workers=8, filters=16,
+        d_filters=16, q=3, clip_len=32000, batch_size=8, max_steps=100_000, max_minutes=3.5,
+        val_every=500, ckpt_every=500, log_every=50, val_clips=0,
+    ),
+    # The shipped CPU-trained models (opgan/assets/weights): dynamic mixing over the fetched sources
+    # (`opgan fetch`), 300 simulated rooms; run with --data ~/.cache/opgan --data-kind speech|music.
+    "ship": dict(
+        name="ship", dynamic=True, dynamic_clips=2000, filters=8, d_filters=8, q=3, residual=True,
+        clip_len=8192, lr=1e-3, batch_size=8, max_steps=100_000, max_minutes=55.0, val_every=250,
+        ckpt_every=250, val_clips=64, threads=1,
+    ),
+    # Seconds-sized smoke test (used by the tests): tiny widths and clips.
+    "tiny": dict(
+        name="tiny", filters=2, d_filters=2, q=2, clip_len=2688, batch_size=2, max_steps=4,
+        val_every=2, ckpt_every=2, log_every=1, val_clips=2, val_stoi=False, progress=False,
+    ),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset as a TrainConfig."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    cfg = TrainConfig(**{**PRESETS[name], "preset": name})
+    cfg.validate()
+    return cfg
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train an Op-GAN blind audio restorer (Self-ONN generator + discriminator).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", default="default", help=f"start from a preset: {', '.join(PRESETS)}")
+    p.add_argument("--config", default=None, help="JSON file of field values (applied after the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any field")
+    p.add_argument("--resume", action="store_true", help="continue the run in <runs_dir>/<name> from last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    g = p.add_argument_group("config fields (each overrides the preset)")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name == "preset":
+            continue
+        typ = _HINTS[f.name]
+        help_ = f"(default preset: {PRESETS['default'].get(f.name, getattr(defaults, f.name))})"
+        if typ is bool:
+            g.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=help_)
+        else:
+            g.add_argument(_flag(f.name), dest=f.name, type=str, default=argparse.SUPPRESS,
+                           metavar=typ.__name__.upper(), help=help_)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, Any], argparse.Namespace]:
+    """Resolve preset -> --config JSON -> explicit flags -> --set. Returns (config, overrides, args).
+
+    `overrides` holds only the fields the user set explicitly (needed to resume a run safely).
+    """
+    args = build_parser().parse_args(argv)
+    base = preset(args.preset).to_dict()
+    overrides: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"--config file not found: {path}")
+        try:
+            loaded = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--config {path} is not valid JSON: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config {path} must hold a JSON object of field values")
+        overrides.update(loaded)
+    for f in fields(TrainConfig):
+        if f.name in vars(args) and f.name != "preset":
+            overrides[f.name] = getattr(args, f.name)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
+        overrides[key] = value
+    overrides.pop("preset", None)
+    cfg = TrainConfig.from_dict({**base, **overrides})
+    # A preset name doubles as the run name unless one was given.
+    if "name" not in overrides and args.preset != "default" and "name" not in PRESETS[args.preset]:
+        cfg.name = args.preset
+    return cfg, {k: getattr(cfg, k) for k in overrides if k in _HINTS}, args
+

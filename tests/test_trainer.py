@@ -1,0 +1,192 @@
+"""Trainer: outputs, resume (in-process and after a real SIGKILL), non-finite stop, config errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from opgan.checkpoint import load_checkpoint
+from opgan.config import ConfigError, parse_args
+from opgan.trainer import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _trainer_fixtures import make_tiny_rar  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_tiny_rar(tmp_path_factory.mktemp("rar") / "data")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _args(data: Path, runs: Path, *extra: str) -> list[str]:
+    return ["--preset", "tiny", "--data", str(data), "--runs-dir", str(runs), *extra]
+
+
+def _states_equal(a: dict, b: dict) -> None:
+    for key in ("generator", "discriminator"):
+        for k, v in a[key].items():
+            assert torch.equal(v, b[key][k]), f"{key}.{k} differs"
+    for key in ("opt_g", "opt_d"):
+        for pid, st in a[key]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(b[key]["state"][pid][k])), f"{key}[{pid}].{k}"
+    assert a["step"] == b["step"]
+
+
+def test_tiny_run_outputs_and_restorer(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "4")) == 0
+    run = tmp_path / "tiny"
+    for f in ("config.json", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "summary.json"):
+        assert (run / f).is_file(), f
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["q"] == 2 and cfg["filters"] == 2
+    val_rows = (run / "metrics.csv").read_text().splitlines()
+    assert val_rows[0].startswith("step,") and len(val_rows) == 1 + 2  # validations at steps 2 and 4
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in recs if r["kind"] == "val"]
+    assert {"sdr_gain", "si_sdr_gain", "silent_floor_gain", "d_loss", "g_loss"} <= set(val[-1])
+    assert abs(val[-1]["silent_floor_gain"] + val[-1]["sdr_in"]) < 1e-4
+    ckpt = load_checkpoint(run / "last.pt")  # weights_only=True
+    assert ckpt["step"] == 4 and ckpt["config"]["generator"] == {"filters": 2, "q": 2}
+    assert set(ckpt["rng"]) >= {"python", "numpy", "torch"}
+    from opgan.enhance import load_restorer
+
+    r = load_restorer(run / "best.pt")
+    x = torch.randn(1, 1, 3200) * 0.1
+    y = r(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert "final validation" in capsys.readouterr().out
+
+
+def test_resume_in_process_is_bitwise(tiny_data, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_args(tiny_data, a, "--max-steps", "5", "--ckpt-every", "1")) == 0
+    assert main(_args(tiny_data, b, "--max-steps", "3", "--ckpt-every", "1")) == 0
+    assert main(_args(tiny_data, b, "--max-steps", "5", "--resume")) == 0
+    _states_equal(load_checkpoint(a / "tiny" / "last.pt"), load_checkpoint(b / "tiny" / "last.pt"))
+    steps = [json.loads(ln)["step"] for ln in (b / "tiny" / "metrics.jsonl").read_text().splitlines()
+             if '"train"' in ln]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4, 5]
+
+
+def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_data, tmp_path):
+    """A real SIGKILL at an arbitrary moment; resuming reaches exactly the uninterrupted state."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, str(REPO / "train.py"), *_args(tiny_data, killed, "--ckpt-every", "1",
+                                                           "--val-every", "1000", "--max-steps", "100000",
+                                                           "--threads", "1")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "tiny" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.4)  # let it run on: the kill lands mid-step or mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "the run never wrote a checkpoint"
+    k = load_checkpoint(last)["step"]  # a torn write would fail to load here
+    target = k + 3
+    assert main(_args(tiny_data, killed, "--resume", "--max-steps", str(target), "--ckpt-every", "1")) == 0
+    ref = tmp_path / "ref"
+    assert main(_args(tiny_data, ref, "--max-steps", str(target), "--val-every", "1000", "--ckpt-every", "1")) == 0
+    _states_equal(load_checkpoint(ref / "tiny" / "last.pt"), load_checkpoint(last))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good(tiny_data, tmp_path, monkeypatch, capsys):
+    from opgan.models import losses
+
+    calls = {"n": 0}
+    real = losses.temporal_l1
+
+    def poisoned(est, ref):
+        calls["n"] += 1
+        out = real(est, ref)
+        return out * float("nan") if calls["n"] >= 3 else out
+
+    monkeypatch.setattr(losses, "temporal_l1", poisoned)
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "6", "--ckpt-every", "1")) == 1
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "step 3" in err and "last.pt" in err
+    assert load_checkpoint(tmp_path / "tiny" / "last.pt")["step"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--preset", "nope"], "unknown preset"),
+        (["--data", "/no/such/dataset"], "does not exist"),
+        (["--clip-len", "8000"], "shorter than clip_len"),
+        (["--clip-len", "1000"], "multiple of 32"),
+        (["--clip-len", "1024"], "too short"),
+        (["--batch-size", "64"], "larger than the training set"),
+        (["--set", "nosuchfield=1"], "unknown config fields"),
+        (["--lr", "abc"], "expects float"),
+        (["--g-q", "3,3"], "10 comma-separated"),
+    ],
+)
+def test_bad_configs_give_clear_errors(tiny_data, tmp_path, capsys, extra, message):
+    args = _args(tiny_data, tmp_path)
+    if extra[0] in ("--preset", "--data"):  # replace, not append
+        i = args.index(extra[0])
+        args[i + 1] = extra[1]
+        extra = []
+    assert main(args + extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refuses_to_clobber_and_resume_guards(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(_args(tiny_data, tmp_path, "--resume", "--q", "1")) == 2
+    assert "cannot change q" in capsys.readouterr().err
+    (tmp_path / "tiny" / "notes.txt").write_text("user file")
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--overwrite")) == 0
+    assert (tmp_path / "tiny" / "notes.txt").read_text() == "user file"  # never deletes user files
+
+
+def test_cli_overrides_and_presets():
+    cfg, over, _ = parse_args(["--preset", "cnn", "--set", "lr=1e-3", "--no-val-stoi", "--max-steps", "7"])
+    assert cfg.q == 1 and cfg.lr == 1e-3 and cfg.val_stoi is False and cfg.max_steps == 7
+    assert cfg.name == "cnn" and over == {"lr": 1e-3, "val_stoi": False, "max_steps": 7}
+    paper, _, _ = parse_args(["--preset", "paper"])
+    assert (paper.filters, paper.q, paper.clip_len, paper.batch_size, paper.lr) == (16, 3, 32000, 8, 2e-4)
+    gpu, _, _ = parse_args(["--preset", "gpu"])
+    assert gpu.dynamic and gpu.max_minutes > 0
+    with pytest.raises(ConfigError):
+        parse_args(["--set", "novalue"])
+
+
+def test_second_pass_trains_on_first_pass_output(tiny_data, tmp_path):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    first = tmp_path / "tiny" / "best.pt"
+    assert main(_args(tiny_data, tmp_path, "--name", "second", "--max-steps", "2", "--second-pass-of",
+                      str(first))) == 0
+    ckpt = load_checkpoint(tmp_path / "second" / "best.pt")
+    assert "second_pass" in ckpt
+    f0 = load_checkpoint(first)["generator"]
+    assert all(torch.equal(v, ckpt["generator"][k]) for k, v in f0.items())  # first pass frozen
+    from opgan.enhance import load_restorer
+
+    r = load_restorer(tmp_path / "second" / "best.pt")
+    assert r.second is not None
+    recs = [json.loads(ln) for ln in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "first_pass" for r in recs)
