@@ -64,7 +64,7 @@ def test_tiny_run_outputs_and_restorer(tiny_data, tmp_path, capsys):
     assert {"sdr_gain", "si_sdr_gain", "silent_floor_gain", "d_loss", "g_loss"} <= set(val[-1])
     assert abs(val[-1]["silent_floor_gain"] + val[-1]["sdr_in"]) < 1e-4
     ckpt = load_checkpoint(run / "last.pt")  # weights_only=True
-    assert ckpt["step"] == 4 and ckpt["config"]["generator"] == {"filters": 2, "q": 2}
+    assert ckpt["step"] == 4 and ckpt["config"]["generator"] == {"filters": 2, "q": 2, "residual": False}
     assert set(ckpt["rng"]) >= {"python", "numpy", "torch"}
     from opgan.enhance import load_restorer
 
