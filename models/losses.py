@@ -48,12 +48,13 @@ def g_adversarial(d_fake: torch.Tensor) -> torch.Tensor:
 
 
 def g_loss(
-    d_fake: torch.Tensor, est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_s: float
+    d_fake: torch.Tensor, est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_s: float,
+    lambda_adv: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total generator loss and its detached parts (for logging)."""
     adv = g_adversarial(d_fake)
     tl1 = temporal_l1(est, ref)
-    total = adv + lambda_t * tl1
+    total = lambda_adv * adv + lambda_t * tl1
     parts = {"g_adv": adv.detach(), "g_l1": tl1.detach()}
     if lambda_s:
         sl1 = spectral_l1(est, ref)

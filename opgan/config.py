@@ -56,6 +56,7 @@ class TrainConfig:
     # --- losses and optimisation ------------------------------------------------------------------
     lambda_t: float = 100.0  # weight of the temporal L1 term (seed: 100)
     lambda_s: float = 1.0  # weight of the log-power spectrogram L1 term (see docs/training.md ablation)
+    lambda_adv: float = 1.0  # weight of the LSGAN generator term (seed: 1)
     lr: float = 2e-4  # Adam learning rate (both networks)
     beta1: float = 0.5  # Adam beta1
     beta2: float = 0.999  # Adam beta2
@@ -107,7 +108,7 @@ class TrainConfig:
                   "log_every", "dynamic_clips"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("max_minutes", "lambda_t", "lambda_s", "val_clips", "workers", "threads", "sample_rate"):
+        for k in ("max_minutes", "lambda_t", "lambda_s", "lambda_adv", "val_clips", "workers", "threads", "sample_rate"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not self.lr > 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
@@ -191,7 +192,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (`opgan fetch`), 300 simulated rooms; run with --data ~/.cache/opgan --data-kind speech|music.
     "ship": dict(
         name="ship", dynamic=True, dynamic_clips=2000, filters=8, d_filters=8, q=3, residual=True,
-        clip_len=8192, lr=1e-3, batch_size=8, max_steps=100_000, max_minutes=55.0, val_every=250,
+        clip_len=8192, lr=2e-4, batch_size=8, max_steps=100_000, max_minutes=45.0, val_every=250,
         ckpt_every=250, val_clips=64, threads=1,
     ),
     # Seconds-sized smoke test (used by the tests): tiny widths and clips.

@@ -496,7 +496,7 @@ class _Run:
         self.d_raw.requires_grad_(False)
         with self.autocast():
             d_fake_g = self.d_raw(fake)
-        loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s)
+        loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self._check_finite("generator", loss_g)

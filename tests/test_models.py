@@ -120,3 +120,16 @@ def test_residual_generator_starts_at_identity_and_learns():
     g(x).sub(0.5 * x).abs().mean().backward()
     assert g.out.weight.grad.abs().sum() > 0  # the output layer gets a gradient from the first step
     assert GeneratorConfig.from_dict({"filters": 2, "q": 2}).residual is False  # old checkpoints: the seed's
+
+
+def test_g_loss_weights_each_term():
+    """lambda_adv / lambda_t / lambda_s weight exactly their own term (the ablations rely on it)."""
+    from opgan.models import losses as L
+
+    torch.manual_seed(0)
+    est, ref, d_fake = torch.randn(2, 1, 512), torch.randn(2, 1, 512), torch.randn(2, 1, 1)
+    adv, tl1, sl1 = L.g_adversarial(d_fake), L.temporal_l1(est, ref), L.spectral_l1(est, ref)
+    total, parts = L.g_loss(d_fake, est, ref, lambda_t=100.0, lambda_s=2.0, lambda_adv=0.5)
+    assert torch.allclose(total, 0.5 * adv + 100.0 * tl1 + 2.0 * sl1)
+    total0, parts0 = L.g_loss(d_fake, est, ref, lambda_t=100.0, lambda_s=0.0, lambda_adv=0.0)
+    assert torch.allclose(total0, 100.0 * tl1) and "g_spec" not in parts0
