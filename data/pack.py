@@ -25,6 +25,17 @@ def _budget(spec: float | dict | None, split: str) -> float | None:
     return spec.get(split) if isinstance(spec, dict) else spec
 
 
+def _speakers_by_split(cache: Path) -> dict[str, dict[str, list[Path]]]:
+    """The fetch cache's speech files, per split, grouped by speaker (in discovery order)."""
+    speech = discover_splits(cache / "speech")
+    out: dict[str, dict[str, list[Path]]] = {}
+    for split in SPLITS:
+        by_spk = out.setdefault(split, {})
+        for f in speech[split]:
+            by_spk.setdefault(f.group, []).append(f.path)
+    return out
+
+
 def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, music_s: float | None = 30.0,
                 music_tracks: dict | None = None, background_s: float | None = 10.0,
                 background_clips: dict | None = None, chunk_s: float = 30.0, seed: int = 0,
@@ -38,12 +49,9 @@ def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, m
         save_audio(path, x, sr, overwrite=True, compression_level=quality)
         summary.setdefault(path.relative_to(out).parts[0], []).append((path, x.size / sr))
 
-    speech = discover_splits(cache / "speech")
+    speakers = _speakers_by_split(cache)
     for split in SPLITS:
-        by_spk: dict[str, list[Path]] = {}
-        for f in speech[split]:
-            by_spk.setdefault(f.group, []).append(f.path)
-        for spk, files in sorted(by_spk.items()):
+        for spk, files in sorted(speakers[split].items()):
             files = [files[i] for i in rng.permutation(len(files))]
             budget = _budget(speech_s, split)
             chunk, total, k = [], 0.0, 0
@@ -87,12 +95,9 @@ def pack_fixture(cache: Path, out: Path, seed: int = 0) -> None:
     """The test fixture: per split a few real prompts per speaker (FLAC, so the short-file joining
     is exercised), 3 s music excerpts and 2 s background excerpts (Ogg)."""
     rng = np.random.default_rng(seed)
-    speech = discover_splits(cache / "speech")
+    speakers = _speakers_by_split(cache)
     for split in SPLITS:
-        by_spk: dict[str, list[Path]] = {}
-        for f in speech[split]:
-            by_spk.setdefault(f.group, []).append(f.path)
-        for spk, files in sorted(by_spk.items()):
+        for spk, files in sorted(speakers[split].items()):
             picked, total = [], 0.0
             for i in rng.permutation(len(files)):
                 x, _ = load_mono(files[i], 16000)
