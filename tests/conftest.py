@@ -68,3 +68,12 @@ def poison_empty(monkeypatch):
 def kernel_tol() -> dict:
     """The dtype -> tolerance table above (fixtures, because test modules cannot import conftest)."""
     return KERNEL_TOLERANCE
+
+
+@pytest.fixture
+def one_thread():
+    """Pin torch to one CPU thread for a test (small models: threads only add contention on 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

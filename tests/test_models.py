@@ -17,12 +17,7 @@ from opgan.models import (
 from selfonn import SelfONN1d, SelfONNTranspose1d
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_generator_seed_architecture_f16():

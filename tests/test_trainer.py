@@ -27,12 +27,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_tiny_rar(tmp_path_factory.mktemp("rar") / "data")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(data: Path, runs: Path, *extra: str) -> list[str]:
