@@ -1,8 +1,18 @@
-"""Op-GAN losses: LSGAN adversarial terms plus the seed's temporal (L1) and spectral (log-power L1) terms.
+"""Op-GAN losses: LSGAN adversarial terms, the seed's temporal (L1) and spectral (log-power L1) terms,
+and three optional terms that the shipped recipe uses against attenuation (docs/training.md).
 
     D:  MSE(D(clean), 1) + MSE(D(G(x)), 0)
-    G:  MSE(D(G(x)), 1) + lambda_t * L1(G(x), clean)
-                        + lambda_s * L1(log10(S(G(x)) + eps), log10(S(clean) + eps))
+    G:  lambda_adv * MSE(D(G(x)), 1) + lambda_t * L1(G(x), clean)
+        + lambda_s * L1(log10(S(G(x)) + eps), log10(S(clean) + eps))          (seed)
+        + lambda_mr * multi-resolution STFT loss (spectral convergence + log-magnitude L1)
+        + lambda_sisdr * (-SI-SDR(G(x), clean) / 10)                          (shape, level-blind)
+        + lambda_level * |10 log10(energy(G(x)) / energy(clean))| / 10      (level, shape-blind)
+
+Why the last three: L1 and MSE reward shrinking an uncertain estimate towards zero, which is how the
+seed's objective ends up attenuating (plain SDR then looks better while SI-SDR does not move). The
+SI-SDR term rewards the right waveform whatever its gain and the level term pins the gain, so the
+pair cannot be satisfied by turning the volume down. The dB terms are divided by 10 so that one
+weight unit is about one "bel" and the weights sit on the same scale as the spectral term.
 
 S is the power spectrogram (Hann window, n_fft 256, hop 128). Everything is computed in float32 so
 the losses stay the same under bf16 autocast.
@@ -15,6 +25,9 @@ import torch.nn.functional as F
 N_FFT = 256
 HOP = 128
 SPEC_EPS = 1e-6
+#: (n_fft, hop) pairs of the multi-resolution STFT loss: 16-64 ms windows at 16 kHz.
+MR_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256))
+_ENERGY_EPS = 1e-8
 
 
 def power_spectrogram(x: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
@@ -28,6 +41,54 @@ def power_spectrogram(x: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> to
 def spectral_l1(est: torch.Tensor, ref: torch.Tensor, eps: float = SPEC_EPS) -> torch.Tensor:
     """Mean |log10(S(est)+eps) - log10(S(ref)+eps)|."""
     return F.l1_loss(torch.log10(power_spectrogram(est) + eps), torch.log10(power_spectrogram(ref) + eps))
+
+
+def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    x = x.float().reshape(x.shape[0], -1)
+    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+    return (spec.real.square() + spec.imag.square()).clamp_min(1e-10).sqrt()
+
+
+def multi_resolution_stft(
+    est: torch.Tensor, ref: torch.Tensor, resolutions: tuple[tuple[int, int], ...] = MR_RESOLUTIONS
+) -> torch.Tensor:
+    """Mean over resolutions of spectral convergence ||R|-|E||_F/||R||_F plus mean |log|E| - log|R||."""
+    total = est.new_zeros((), dtype=torch.float32)
+    for n_fft, hop in resolutions:
+        e, r = _magnitude(est, n_fft, hop), _magnitude(ref, n_fft, hop)
+        sc = torch.linalg.vector_norm(r - e, dim=(1, 2)) / torch.linalg.vector_norm(r, dim=(1, 2)).clamp_min(1e-5)
+        total = total + sc.mean() + F.l1_loss(e.log(), r.log())
+    return total / len(resolutions)
+
+
+def si_sdr_db(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-clip SI-SDR in dB of (B, 1, L) or (B, L) signals (zero-mean, as opgan.metrics.si_sdr)."""
+    e = est.float().reshape(est.shape[0], -1)
+    r = ref.float().reshape(ref.shape[0], -1)
+    e = e - e.mean(dim=1, keepdim=True)
+    r = r - r.mean(dim=1, keepdim=True)
+    alpha = (e * r).sum(1, keepdim=True) / (r.square().sum(1, keepdim=True) + _ENERGY_EPS)
+    target = alpha * r
+    noise = e - target
+    return 10 * torch.log10((target.square().sum(1) + _ENERGY_EPS) / (noise.square().sum(1) + _ENERGY_EPS))
+
+
+def neg_si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """-mean SI-SDR / 10 (bels): lower is better, blind to the estimate's gain."""
+    return -si_sdr_db(est, ref).mean() / 10
+
+
+def level_db(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-clip energy ratio 10 log10(sum est^2 / sum ref^2) in dB (0 = the clean's level)."""
+    e = est.float().reshape(est.shape[0], -1).square().sum(1)
+    r = ref.float().reshape(ref.shape[0], -1).square().sum(1)
+    return 10 * torch.log10((e + _ENERGY_EPS) / (r + _ENERGY_EPS))
+
+
+def level_l1(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Mean |level error| / 10 (bels): penalises attenuation and gain alike, blind to waveform shape."""
+    return level_db(est, ref).abs().mean() / 10
 
 
 def temporal_l1(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -48,16 +109,24 @@ def g_adversarial(d_fake: torch.Tensor) -> torch.Tensor:
 
 
 def g_loss(
-    d_fake: torch.Tensor, est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_s: float,
-    lambda_adv: float = 1.0,
+    d_fake: torch.Tensor | None, est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_s: float,
+    lambda_adv: float = 1.0, lambda_mr: float = 0.0, lambda_sisdr: float = 0.0, lambda_level: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Total generator loss and its detached parts (for logging)."""
-    adv = g_adversarial(d_fake)
-    tl1 = temporal_l1(est, ref)
-    total = lambda_adv * adv + lambda_t * tl1
-    parts = {"g_adv": adv.detach(), "g_l1": tl1.detach()}
-    if lambda_s:
-        sl1 = spectral_l1(est, ref)
-        total = total + lambda_s * sl1
-        parts["g_spec"] = sl1.detach()
+    """Total generator loss and its detached parts (for logging). Terms with a zero weight are not
+    computed (and `d_fake` may be None when `lambda_adv` is 0)."""
+    total = est.new_zeros((), dtype=torch.float32)
+    parts: dict[str, torch.Tensor] = {}
+    terms = (
+        ("g_adv", lambda_adv, lambda: g_adversarial(d_fake)),
+        ("g_l1", lambda_t, lambda: temporal_l1(est, ref)),
+        ("g_spec", lambda_s, lambda: spectral_l1(est, ref)),
+        ("g_mr", lambda_mr, lambda: multi_resolution_stft(est, ref)),
+        ("g_sisdr", lambda_sisdr, lambda: neg_si_sdr(est, ref)),
+        ("g_level", lambda_level, lambda: level_l1(est, ref)),
+    )
+    for name, weight, fn in terms:
+        if weight:
+            value = fn()
+            total = total + weight * value
+            parts[name] = value.detach()
     return total, parts

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import random
@@ -35,12 +36,15 @@ from . import distrib
 from .checkpoint import FORMAT, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, parse_args
 
+logger = logging.getLogger("opgan.train")
+
 __all__ = ["NonFiniteLossError", "TrainResult", "fit", "main", "validate", "build_models"]
 
 #: Files the trainer writes into a run folder (and the only ones `--overwrite` removes).
 RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "summary.json")
 VAL_COLUMNS = ("step", "time_s", "d_loss", "g_loss", "sdr_in", "sdr_out", "sdr_gain", "si_sdr_in", "si_sdr_out",
-               "si_sdr_gain", "stoi_in", "stoi_out", "silent_floor_gain")
+               "si_sdr_gain", "stoi_in", "stoi_out", "silent_floor_gain", "level_db", "light_clips",
+               "light_sdr_gain", "light_worst_gain", "score")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -119,7 +123,7 @@ def _open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         if len(train) - n_val < 1:
             raise ConfigError(f"{spec}: too few clips ({len(train)}) to hold out a validation set; pass --val-data")
         train, val = Subset(train, range(len(train) - n_val)), Subset(val, range(len(train) - n_val, len(train)))
-        print(f"[train] {spec} holds one split: validating on its last {n_val} clips (set --val-data to change)")
+        _say(f"[train] {spec} holds one split: validating on its last {n_val} clips (set --val-data to change)")
     for what, ds in (("training", train), ("validation", val)):
         if len(ds) == 0:
             raise ConfigError(f"the {what} set of {spec!r} is empty")
@@ -202,6 +206,12 @@ def blind_normalise(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 # Validation
 
 
+#: Inputs at or above this SDR count as "light": a restorer must do no harm on them.
+LIGHT_INPUT_SDR_DB = 15.0
+#: Allowed mean SDR loss on light inputs before the selection score is penalised (the issue's target).
+HARM_TOLERANCE_DB = 0.5
+
+
 def validate(
     restore: Callable[[torch.Tensor], torch.Tensor],
     dataset: Dataset,
@@ -212,12 +222,16 @@ def validate(
     with_stoi: bool = True,
 ) -> dict[str, float]:
     """Mean SDR / SI-SDR / STOI of inputs and outputs over the validation clips (`max_clips` of them,
-    evenly spaced, when non-zero).
+    evenly spaced, when non-zero), the output level against the clean's, and do-no-harm figures.
 
     `restore` maps (B,1,L) corrupted audio at its original scale to the estimate (the trainer passes
     `enhance_clips` with the generator). `silent_floor_gain` is the SDR improvement an all-zero
     output would get (SDR(0, s) = 0 dB, so it is minus the input SDR): on loud reverberant input
     plain SDR rewards attenuation, so read `sdr_gain` against it and against `si_sdr_gain`.
+    `level_db` is the mean of 10·log10(Σout²/Σclean²) (0 = the clean's level; attenuation is
+    negative). `light_*` cover clips whose input SDR is >= LIGHT_INPUT_SDR_DB. `score` is what
+    `select_by='score'` keeps best.pt by: SI-SDR gain, minus any mean SDR loss on light inputs beyond
+    HARM_TOLERANCE_DB.
     """
     from opgan import metrics as M
 
@@ -226,7 +240,7 @@ def validate(
     # An evenly spaced subset, so a partial validation still covers every corruption case of the split.
     idx = np.linspace(0, total - 1, n).round().astype(int).tolist() if n < total else list(range(total))
     rows: dict[str, list[float]] = {k: [] for k in ("sdr_in", "sdr_out", "si_sdr_in", "si_sdr_out",
-                                                    "stoi_in", "stoi_out")}
+                                                    "stoi_in", "stoi_out", "level_db")}
     with torch.inference_mode():
         for lo in range(0, n, batch_size):
             items = [dataset[i] for i in idx[lo: lo + batch_size]]
@@ -238,6 +252,7 @@ def validate(
                 rows["sdr_out"].append(M.sdr(ei, si))
                 rows["si_sdr_in"].append(M.si_sdr(xi, si))
                 rows["si_sdr_out"].append(M.si_sdr(ei, si))
+                rows["level_db"].append(_level_db(ei, si))
                 if with_stoi:
                     rows["stoi_in"].append(M.stoi(xi, si, sample_rate))
                     rows["stoi_out"].append(M.stoi(ei, si, sample_rate))
@@ -245,8 +260,26 @@ def validate(
     out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
     out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
     out["silent_floor_gain"] = -out["sdr_in"]
+    out.update(_do_no_harm(np.asarray(rows["sdr_in"]), np.asarray(rows["sdr_out"])))
+    harm = min(0.0, out["light_sdr_gain"] + HARM_TOLERANCE_DB) if out["light_clips"] else 0.0
+    out["score"] = out["si_sdr_gain"] + harm
     out["clips"] = float(n)
     return out
+
+
+def _level_db(est: np.ndarray, ref: np.ndarray) -> float:
+    e, r = float(np.sum(np.square(est, dtype=np.float64))), float(np.sum(np.square(ref, dtype=np.float64)))
+    return 10 * math.log10(e / r) if e > 0 and r > 0 else float("nan")
+
+
+def _do_no_harm(sdr_in: np.ndarray, sdr_out: np.ndarray) -> dict[str, float]:
+    """Mean and worst SDR gain over the clips whose input is already good (light corruption)."""
+    light = np.isfinite(sdr_in) & np.isfinite(sdr_out) & (sdr_in >= LIGHT_INPUT_SDR_DB)
+    gains = sdr_out[light] - sdr_in[light]
+    if not gains.size:
+        return {"light_clips": 0.0, "light_sdr_gain": float("nan"), "light_worst_gain": float("nan")}
+    return {"light_clips": float(gains.size), "light_sdr_gain": float(gains.mean()),
+            "light_worst_gain": float(gains.min())}
 
 
 def _finite_mean(v: list[float]) -> float:
@@ -476,34 +509,51 @@ class _Run:
         return blind_normalise(x, y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        from opgan.models import losses as L
+        """One discriminator step then one generator step; returns the detached losses.
 
-        cfg = self.cfg
+        With lambda_adv == 0 the discriminator is neither run nor updated (a plain regression run)."""
         with self.autocast():
             fake = self.g(x)
-        # Discriminator: real -> 1, fake -> 0 (one forward over both halves: one DDP reduction).
+        adversarial = self.cfg.lambda_adv > 0
+        loss_d = self._d_step(y, fake) if adversarial else torch.tensor(float("nan"))
+        loss_g, parts = self._g_step(y, fake, adversarial)
+        vals = torch.stack([loss_d.detach().cpu(), loss_g.detach().cpu(), *(v.cpu() for v in parts.values())]).tolist()
+        return dict(zip(["d_loss", "g_loss", *parts.keys()], vals))
+
+    def _d_step(self, y: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """LSGAN discriminator update: real -> 1, fake -> 0 (one forward over both halves: one DDP reduction)."""
+        from opgan.models import losses as L
+
         self.d_raw.requires_grad_(True)
         with self.autocast():
             scores = self.d(torch.cat([y, fake.detach()]))
-        d_real, d_fake = scores.split(x.shape[0])
+        d_real, d_fake = scores.split(y.shape[0])
         loss_d = L.d_loss(d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self._check_finite("discriminator", loss_d)
         self.opt_d.step()
-        # Generator: fool the (updated) D, plus temporal and spectral L1. D's weights get no grads
-        # here, so the raw module is used and D's DDP reducer stays out of this backward.
-        self.d_raw.requires_grad_(False)
-        with self.autocast():
-            d_fake_g = self.d_raw(fake)
-        loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv)
+        return loss_d
+
+    def _g_step(self, y: torch.Tensor, fake: torch.Tensor, adversarial: bool) -> tuple[torch.Tensor, dict]:
+        """Generator update: fool the (updated) D, plus the reconstruction terms the config weights.
+        D's weights get no grads here, so the raw module is used and D's DDP reducer stays out."""
+        from opgan.models import losses as L
+
+        cfg = self.cfg
+        d_fake_g = None
+        if adversarial:
+            self.d_raw.requires_grad_(False)
+            with self.autocast():
+                d_fake_g = self.d_raw(fake)
+        loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv,
+                                 cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self._check_finite("generator", loss_g)
         self.opt_g.step()
         self.d_raw.requires_grad_(True)
-        vals = torch.stack([loss_d.detach(), loss_g.detach(), *parts.values()]).cpu().tolist()
-        return dict(zip(["d_loss", "g_loss", *parts.keys()], vals))
+        return loss_g, parts
 
     def _check_finite(self, which: str, loss: torch.Tensor) -> None:
         bad = distrib.any_flag(not bool(torch.isfinite(loss.detach()).item()), self.device)
@@ -561,41 +611,79 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         distrib.shutdown()
 
 
+def _say(msg: str) -> None:
+    """Progress for the user, from rank 0 only (other ranks would repeat it)."""
+    if distrib.is_main():
+        logger.info(msg)
+
+
 def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, Any],
          info: distrib.DistInfo, t_wall: float) -> TrainResult:
+    import selfonn
+
     cfg.validate()
     cfg, run_dir = _prepare_run_dir(cfg, overrides, resume, overwrite)
     device = _resolve_device(cfg.device, info)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    import selfonn
+    with selfonn.use_backend(cfg.backend):  # the caller's global backend is restored afterwards
+        run = _start_run(cfg, run_dir, info, device, resume)
+        log = _Log(run_dir, run.step, cfg.tensorboard, enabled=distrib.is_main())
+        try:
+            _first_pass_baseline(run, log)
+            stop_reason, steps_per_s = _train_loop(run, log)
+        finally:
+            log.close()
+    return _finish(run, stop_reason, steps_per_s, t_wall)
 
-    selfonn.set_backend(cfg.backend)
+
+def _start_run(cfg: TrainConfig, run_dir: Path, info: distrib.DistInfo, device: torch.device,
+               resume: bool) -> "_Run":
+    """Open the data, build (or restore) models and optimisers, and tell the user where things are."""
     ckpt = load_checkpoint(run_dir / "last.pt") if resume and (run_dir / "last.pt").exists() else None
-    main_rank = distrib.is_main()
     train_set, val_set, sample_rate = _open_data(cfg)
     run = _Run(cfg, run_dir, info, device, train_set, val_set, ckpt, sample_rate)
-    log = _Log(run_dir, run.step, cfg.tensorboard, enabled=main_rank)
-    say = print if main_rank else (lambda *a, **k: None)
     n_params = sum(p.numel() for p in run.g_raw.parameters())
-    say(f"[train] run {run_dir}  preset={cfg.preset}  q={cfg.generator_q()}  f={cfg.filters}  "
-        f"G params={n_params:,}  device={device}  processes={info.world_size}  "
-        f"train clips={len(train_set)}  val clips={cfg.val_clips or len(val_set)}"
-        + (f"  resuming at step {run.step}" if ckpt else ""))
-    if run.first is not None and main_rank and not run.first_pass_val:
-        from opgan.enhance import enhance_clips
+    _say(f"[train] data: {_describe_data(cfg)}")
+    _say(f"[train] run {run_dir}  preset={cfg.preset}  q={cfg.generator_q()}  f={cfg.filters}  "
+         f"G params={n_params:,}  device={device}  processes={info.world_size}  "
+         f"train clips={len(train_set)}  val clips={cfg.val_clips or len(val_set)}"
+         + (f"  resuming at step {run.step}" if ckpt else ""))
+    return run
 
-        first = run.first
-        run.first_pass_val = validate(lambda x: enhance_clips(first, x), val_set, device, sample_rate,
-                                      cfg.val_clips, cfg.batch_size, cfg.val_stoi)
-        log.record("first_pass", run.step, run.first_pass_val)
-        say(f"[train] first pass alone: {_fmt(run.first_pass_val)}")
 
+def _describe_data(cfg: TrainConfig) -> str:
+    if cfg.data:
+        what = f"{cfg.data} ({'dynamic mixing of its sources' if cfg.dynamic else 'fixed clips'})"
+    elif cfg.dynamic:
+        what = f"dynamic mixing of the shipped {cfg.data_kind} recordings"
+    else:
+        what = f"{Path(cfg.data_root) / f'{cfg.data_kind}-{cfg.data_size}'} (built from the shipped recordings)"
+    return what + (f", validation on {cfg.val_data}" if cfg.val_data else "")
+
+
+def _first_pass_baseline(run: "_Run", log: "_Log") -> None:
+    """For a second-pass run, validate the frozen first pass once (the baseline to beat)."""
+    if run.first is None or not distrib.is_main() or run.first_pass_val:
+        return
+    from opgan.enhance import enhance_clips
+
+    first, cfg = run.first, run.cfg
+    run.first_pass_val = validate(lambda x: enhance_clips(first, x), run.val_set, run.device, run.sample_rate,
+                                  cfg.val_clips, cfg.batch_size, cfg.val_stoi)
+    log.record("first_pass", run.step, run.first_pass_val)
+    _say(f"[train] first pass alone: {_fmt(run.first_pass_val)}")
+
+
+def _train_loop(run: "_Run", log: "_Log") -> tuple[str, float]:
+    """Step until max_steps (the bound) or max_minutes (a safety net); validate and checkpoint on the way.
+    Returns the stop reason and this session's training throughput (steps/s)."""
+    cfg, device = run.cfg, run.device
     loader_kw: dict[str, Any] = dict(num_workers=cfg.workers, pin_memory=device.type == "cuda")
     if cfg.workers:
         loader_kw["persistent_workers"] = False
     bar = None
-    if cfg.progress and main_rank:
+    if cfg.progress and distrib.is_main():
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=run.step, desc="train", unit="step", dynamic_ncols=True)
@@ -605,70 +693,81 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, A
     seg_steps, seg_train_s0 = 0, run.train_s  # this session's throughput (a resumed run counts anew)
     stop_reason = "max_steps"
     try:
-        if run.step < cfg.max_steps:
-            for step, x, y in _batches(run, loader_kw):
-                xin, yin = run._inputs(x, y, step)
-                vals = run.train_step(xin, yin)
-                run.step = step + 1
-                for k, v in vals.items():
-                    acc.setdefault(k, []).append(v)
-                    since_val.setdefault(k, []).append(v)
-                seg_steps += 1
-                now = time.time()
-                run.train_s += now - t_seg
-                t_seg = now
+        if run.step >= cfg.max_steps:
+            if not run.last_val:
+                _validate_and_save(run, log, {})
+            return stop_reason, 0.0
+        for step, x, y in _batches(run, loader_kw):
+            xin, yin = run._inputs(x, y, step)
+            vals = run.train_step(xin, yin)
+            run.step = step + 1
+            for k, v in vals.items():
+                acc.setdefault(k, []).append(v)
+                since_val.setdefault(k, []).append(v)
+            seg_steps += 1
+            now = time.time()
+            run.train_s += now - t_seg
+            t_seg = now
+            if bar is not None:
+                bar.update(1)
+            if run.step % cfg.log_every == 0:
+                rec = {k: float(np.mean(v)) for k, v in acc.items()}
+                rec["time_s"] = run.train_s
+                log.record("train", run.step, rec)
                 if bar is not None:
-                    bar.update(1)
-                if run.step % cfg.log_every == 0:
-                    rec = {k: float(np.mean(v)) for k, v in acc.items()}
-                    rec["time_s"] = run.train_s
-                    log.record("train", run.step, rec)
-                    if bar is not None:
-                        bar.set_postfix(d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.2f}")
-                    acc = {}
-                out_of_time = cfg.max_minutes > 0 and run.train_s >= cfg.max_minutes * 60
-                out_of_time = distrib.any_flag(out_of_time, device)
-                done = run.step >= cfg.max_steps or out_of_time
-                if run.step % cfg.val_every == 0 or done:
-                    _validate_and_save(run, log, {k: float(np.mean(v)) for k, v in since_val.items()})
-                    since_val = {}
-                    t_seg = time.time()  # validation time is not training time
-                elif run.step % cfg.ckpt_every == 0:
-                    run.save_last()
-                if done:
-                    stop_reason = "max_minutes" if out_of_time and run.step < cfg.max_steps else "max_steps"
-                    break
-        elif not run.last_val:
-            _validate_and_save(run, log, {})
+                    bar.set_postfix(d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.2f}")
+                acc = {}
+            out_of_time = cfg.max_minutes > 0 and run.train_s >= cfg.max_minutes * 60
+            out_of_time = distrib.any_flag(out_of_time, device)
+            done = run.step >= cfg.max_steps or out_of_time
+            if run.step % cfg.val_every == 0 or done:
+                _validate_and_save(run, log, {k: float(np.mean(v)) for k, v in since_val.items()})
+                since_val = {}
+                t_seg = time.time()  # validation time is not training time
+            elif run.step % cfg.ckpt_every == 0:
+                run.save_last()
+            if done:
+                if out_of_time and run.step < cfg.max_steps:
+                    stop_reason = "max_minutes"
+                    _say(f"[train] the {cfg.max_minutes:g}-minute safety cap stopped the run at step {run.step} of "
+                         f"{cfg.max_steps}; continue it with --resume")
+                break
     finally:
         if bar is not None:
             bar.close()
-        log.close()
-    result = TrainResult(run_dir=str(run_dir), step=run.step, wall_s=time.time() - t_wall, train_s=run.train_s,
-                         final=run.last_val, best=run.best, best_step=run.best_step, first_pass=run.first_pass_val,
-                         generator=run.g_raw, discriminator=run.d_raw)
-    if main_rank:
-        summary = {**result.summary(), "stop_reason": stop_reason, "steps_per_s": seg_steps / max(run.train_s - seg_train_s0, 1e-9)}
-        _write_json(run_dir / "summary.json", summary)
-        say(f"[train] done at step {run.step} ({stop_reason}); train {run.train_s / 60:.1f} min, "
-            f"wall {result.wall_s / 60:.1f} min")
-        say(f"[train] final validation: {_fmt(run.last_val)}")
-        say(f"[train] best (step {run.best_step}): {_fmt(run.best)}  -> {run_dir / 'best.pt'}")
+    return stop_reason, seg_steps / max(run.train_s - seg_train_s0, 1e-9)
+
+
+def _finish(run: "_Run", stop_reason: str, steps_per_s: float, t_wall: float) -> TrainResult:
+    """Write summary.json and report where the results are."""
+    result = TrainResult(run_dir=str(run.run_dir), step=run.step, wall_s=time.time() - t_wall,
+                         train_s=run.train_s, final=run.last_val, best=run.best, best_step=run.best_step,
+                         first_pass=run.first_pass_val, generator=run.g_raw, discriminator=run.d_raw)
+    if distrib.is_main():
+        summary = {**result.summary(), "stop_reason": stop_reason, "steps_per_s": steps_per_s,
+                   "select_by": run.cfg.select_by}
+        _write_json(run.run_dir / "summary.json", summary)
+        _say(f"[train] done at step {run.step} ({stop_reason}); train {run.train_s / 60:.1f} min, "
+             f"wall {result.wall_s / 60:.1f} min")
+        _say(f"[train] final validation: {_fmt(run.last_val)}")
+        _say(f"[train] best by {run.cfg.select_by} (step {run.best_step}): {_fmt(run.best)}")
+        _say(f"[train] outputs in {run.run_dir}/: best.pt (restore with `opgan restore --model "
+             f"{run.run_dir / 'best.pt'} FILE`), last.pt (--resume), metrics.csv, summary.json")
     distrib.barrier()
     return result
 
 
 def _validate_and_save(run: _Run, log: _Log, train_losses: dict[str, float]) -> None:
-    """Validate on rank 0, keep best.pt by validation SDR gain, write last.pt."""
+    """Validate on rank 0, keep best.pt by the config's `select_by` metric, write last.pt."""
     if distrib.is_main():
         res = run.run_validation()
         run.last_val = res
-        is_best = not run.best or res["sdr_gain"] > run.best.get("sdr_gain", -math.inf)
+        key = run.cfg.select_by
+        is_best = not run.best or res[key] > run.best.get(key, -math.inf)
         if is_best:
             run.best, run.best_step = dict(res), run.step
         log.record("val", run.step, {**train_losses, **res, "time_s": run.train_s, "best": is_best})
-        msg = f"[val] step {run.step}: {_fmt(res)}" + ("  (best)" if is_best else "")
-        print(msg, file=sys.stdout, flush=True)
+        _say(f"[val] step {run.step}: {_fmt(res)}" + ("  (best)" if is_best else ""))
         run.save_last()
         if is_best:
             save_checkpoint(run.run_dir / "best.pt", run.payload(full=False))
@@ -682,7 +781,33 @@ def _fmt(m: dict[str, float]) -> str:
          f"{m['silent_floor_gain']:+.2f}), SI-SDR gain {m['si_sdr_gain']:+.2f} dB")
     if "stoi_out" in m:
         s += f", STOI {m['stoi_in']:.3f} -> {m['stoi_out']:.3f}"
+    if "level_db" in m:
+        s += f", level {m['level_db']:+.2f} dB"
+    if m.get("light_clips"):
+        s += f", light inputs ({m['light_clips']:.0f}) SDR gain {m['light_sdr_gain']:+.2f} (worst {m['light_worst_gain']:+.2f})"
     return s
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time of the record (so redirections and capture work)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class assigns it; the property always follows sys.stdout
+        pass
+
+
+def _cli_logging() -> None:
+    """`python train.py` shows the trainer's progress lines on stdout unless logging is set up already."""
+    root = logging.getLogger("opgan")
+    if not root.handlers:
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -690,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     from opgan.data.audio import AudioError
     from opgan.enhance import CheckpointError as EnhanceCheckpointError
 
+    _cli_logging()
     try:
         cfg, overrides, args = parse_args(argv)
         fit(cfg, resume=args.resume, overwrite=args.overwrite, overrides=overrides)

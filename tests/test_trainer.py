@@ -185,3 +185,61 @@ def test_second_pass_trains_on_first_pass_output(tiny_data, tmp_path):
     assert r.second is not None
     recs = [json.loads(ln) for ln in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
     assert any(r["kind"] == "first_pass" for r in recs)
+
+
+def test_validation_reports_level_and_do_no_harm():
+    """An attenuating 'restorer' shows up in level_db and in the light-input SDR loss, and the score
+    (what select_by='score' keeps) penalises it although plain SDR gain on heavy inputs may rise."""
+    from opgan.trainer import HARM_TOLERANCE_DB, validate
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(6, 1, 4000, generator=g) * 0.1
+    noise = torch.randn(6, 1, 4000, generator=g) * 0.1
+    light = [0.01, 0.01, 0.01]  # input SDR 20 dB
+    heavy = [1.0, 1.0, 1.0]  # input SDR 0 dB
+    scale = torch.tensor(light + heavy).view(6, 1, 1)
+    data = [(c + s * n, c) for c, n, s in zip(clean, noise, scale)]
+    half = validate(lambda x: 0.5 * x, data, torch.device("cpu"), 16000, with_stoi=False)
+    assert half["level_db"] < -3  # every output about 6 dB below the clean's level
+    assert half["light_clips"] == 3 and half["light_sdr_gain"] < -10 and half["light_worst_gain"] < -10
+    assert half["score"] == pytest.approx(half["si_sdr_gain"] + half["light_sdr_gain"] + HARM_TOLERANCE_DB)
+    ident = validate(lambda x: x.clone(), data, torch.device("cpu"), 16000, with_stoi=False)
+    assert ident["light_sdr_gain"] == pytest.approx(0.0) and ident["score"] == pytest.approx(0.0, abs=1e-9)
+    assert half["score"] < ident["score"]
+
+
+def test_plain_regression_run_skips_the_discriminator(tiny_data, tmp_path):
+    """lambda_adv=0 with the recipe's terms: the discriminator is never updated; best.pt by score."""
+    args = _args(tiny_data, tmp_path, "--max-steps", "2", "--lambda-adv", "0", "--lambda-mr", "1",
+                 "--lambda-sisdr", "1", "--lambda-level", "1", "--select-by", "score")
+    assert main(args) == 0
+    run = tmp_path / "tiny"
+    ckpt = load_checkpoint(run / "last.pt")
+    assert not ckpt["opt_d"]["state"]  # Adam never stepped the discriminator
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r["kind"] == "train"]
+    assert {"g_l1", "g_mr", "g_sisdr", "g_level"} <= set(train[-1]) and "g_adv" not in train[-1]
+    assert json.loads((run / "summary.json").read_text())["select_by"] == "score"
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"level_db", "light_sdr_gain", "score"} <= set(header)
+
+
+def test_fit_restores_the_callers_backend_and_says_where_things_went(tiny_data, tmp_path, capsys):
+    import selfonn
+
+    selfonn.set_backend("torch")
+    try:
+        assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--backend", "auto")) == 0
+        assert selfonn.get_backend() == "torch"
+    finally:
+        selfonn.set_backend("auto")
+    out = capsys.readouterr().out
+    assert f"[train] data: {tiny_data}" in out
+    assert f"outputs in {tmp_path / 'tiny'}" in out and "best.pt" in out
+
+
+def test_safety_cap_stops_and_says_how_to_continue(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "50", "--max-minutes", "0.00001")) == 0
+    out = capsys.readouterr().out
+    assert "safety cap stopped the run at step 1 of 50" in out and "--resume" in out
+    assert json.loads((tmp_path / "tiny" / "summary.json").read_text())["stop_reason"] == "max_minutes"
