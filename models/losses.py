@@ -7,11 +7,15 @@ and three optional terms that the shipped recipe uses against attenuation (docs/
         + lambda_mr * multi-resolution STFT loss (spectral convergence + log-magnitude L1)
         + lambda_sisdr * (-SI-SDR(G(x), clean) / 10)                          (shape, level-blind)
         + lambda_level * |10 log10(energy(G(x)) / energy(clean))| / 10      (level, shape-blind)
+        + lambda_sdr * (-SDR(G(x), clean) / 10), SDR capped at 50 dB         (the metric itself)
 
 Why the last three: L1 and MSE reward shrinking an uncertain estimate towards zero, which is how the
 seed's objective ends up attenuating (plain SDR then looks better while SI-SDR does not move). The
 SI-SDR term rewards the right waveform whatever its gain and the level term pins the gain, so the
-pair cannot be satisfied by turning the volume down. The dB terms are divided by 10 so that one
+pair cannot be satisfied by turning the volume down. All dB terms are per clip, so a lightly
+corrupted clip weighs as much as a heavy one: under L1, damaging a nearly clean input costs almost
+nothing (its errors are small in absolute terms), which is how the seed's objective learns to harm
+good inputs; in dB, losing 10 dB on a clean clip costs as much as gaining 10 dB on a noisy one. The dB terms are divided by 10 so that one
 weight unit is about one "bel" and the weights sit on the same scale as the spectral term.
 
 S is the power spectrogram (Hann window, n_fft 256, hop 128). Everything is computed in float32 so
@@ -74,6 +78,23 @@ def si_sdr_db(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10((target.square().sum(1) + _ENERGY_EPS) / (noise.square().sum(1) + _ENERGY_EPS))
 
 
+#: the SDR term saturates here, so an identity pair (infinite SDR) keeps a finite, flat loss
+SDR_CAP_DB = 50.0
+
+
+def sdr_db(est: torch.Tensor, ref: torch.Tensor, cap_db: float = SDR_CAP_DB) -> torch.Tensor:
+    """Per-clip SDR 10 log10(sum ref^2 / sum (est - ref)^2) in dB, smoothly capped at `cap_db`."""
+    e = est.float().reshape(est.shape[0], -1)
+    r = ref.float().reshape(ref.shape[0], -1)
+    num = r.square().sum(1) + _ENERGY_EPS
+    return 10 * torch.log10(num / ((e - r).square().sum(1) + num * 10 ** (-cap_db / 10)))
+
+
+def neg_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """-mean SDR / 10 (bels): per clip, so light and heavy inputs weigh alike; sensitive to gain."""
+    return -sdr_db(est, ref).mean() / 10
+
+
 def neg_si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """-mean SI-SDR / 10 (bels): lower is better, blind to the estimate's gain."""
     return -si_sdr_db(est, ref).mean() / 10
@@ -111,6 +132,7 @@ def g_adversarial(d_fake: torch.Tensor) -> torch.Tensor:
 def g_loss(
     d_fake: torch.Tensor | None, est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_s: float,
     lambda_adv: float = 1.0, lambda_mr: float = 0.0, lambda_sisdr: float = 0.0, lambda_level: float = 0.0,
+    lambda_sdr: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total generator loss and its detached parts (for logging). Terms with a zero weight are not
     computed (and `d_fake` may be None when `lambda_adv` is 0)."""
@@ -123,6 +145,7 @@ def g_loss(
         ("g_mr", lambda_mr, lambda: multi_resolution_stft(est, ref)),
         ("g_sisdr", lambda_sisdr, lambda: neg_si_sdr(est, ref)),
         ("g_level", lambda_level, lambda: level_l1(est, ref)),
+        ("g_sdr", lambda_sdr, lambda: neg_sdr(est, ref)),
     )
     for name, weight, fn in terms:
         if weight:

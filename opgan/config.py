@@ -53,6 +53,7 @@ class TrainConfig:
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
+    init_from: str = ""  # start a new run from a checkpoint's generator (and discriminator, if it holds one)
     # --- losses and optimisation ------------------------------------------------------------------
     lambda_t: float = 100.0  # weight of the temporal L1 term (seed: 100)
     lambda_s: float = 1.0  # weight of the log-power spectrogram L1 term (see docs/training.md ablation)
@@ -60,6 +61,7 @@ class TrainConfig:
     lambda_mr: float = 0.0  # weight of the multi-resolution STFT term (not in the seed)
     lambda_sisdr: float = 0.0  # weight of the -SI-SDR/10 term (not in the seed; blind to gain)
     lambda_level: float = 0.0  # weight of the |output level - clean level|/10 dB term (not in the seed)
+    lambda_sdr: float = 0.0  # weight of the -SDR/10 term, per clip, capped at 50 dB (not in the seed)
     select_by: str = "sdr_gain"  # best.pt by validation 'sdr_gain' (seed) or 'score' (SI-SDR gain, do-no-harm)
     lr: float = 2e-4  # Adam learning rate (both networks)
     beta1: float = 0.5  # Adam beta1
@@ -113,7 +115,7 @@ class TrainConfig:
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         for k in ("max_minutes", "lambda_t", "lambda_s", "lambda_adv", "lambda_mr", "lambda_sisdr", "lambda_level",
-                  "val_clips", "workers", "threads", "sample_rate"):
+                  "lambda_sdr", "val_clips", "workers", "threads", "sample_rate"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not self.lr > 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
@@ -169,10 +171,13 @@ def _coerce(name: str, value: Any) -> Any:
     raise ConfigError(f"field {name!r} expects {typ.__name__}, got {value!r}")
 
 
-#: Fields that may change when a run is resumed (they do not change what is being trained).
+#: Fields that may change when a run is resumed (they do not change what is being trained). Data paths
+#: are among them so a run can continue on another machine where the same sources live elsewhere
+#: (e.g. a GPU machine with a carried data pack): moving the data is allowed, changing it is on you.
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
-     "tensorboard", "device", "threads", "val_stoi", "runs_dir"}
+     "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
+     "init_from", "second_pass_of", "backend", "bf16"}
 )
 
 # Presets: overrides of the dataclass defaults.

@@ -405,6 +405,19 @@ def _resolve_device(name: str, info: distrib.DistInfo) -> torch.device:
     return torch.device(name)
 
 
+def _resolve_weights(path: str) -> Path:
+    """A checkpoint path, or the name of a shipped model ('speech', 'music', ...)."""
+    from opgan.enhance import shipped_weights
+
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    shipped = shipped_weights()
+    if path in shipped:
+        return shipped[path]
+    raise ConfigError(f"checkpoint {path!r} not found (a file, or one of the shipped models: {', '.join(shipped)})")
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -445,6 +458,8 @@ class _Run:
         self.first_pass_val: dict[str, float] = {}
         if ckpt is not None:
             self._load(ckpt)
+        elif cfg.init_from:
+            self._init_from(cfg.init_from)
         self.g = distrib.wrap(self.g_raw, device)
         self.d = distrib.wrap(self.d_raw, device)
         if cfg.batch_size % info.world_size:
@@ -492,6 +507,24 @@ class _Run:
         self.best_step = int(m.get("best_step", -1))
         self.first_pass_val = dict(m.get("first_pass_val", {}))
         restore_rng(ckpt["rng"])
+
+    def _init_from(self, path: str) -> None:
+        """Warm start: weights from a checkpoint (a shipped model or a run's best/last.pt), with fresh
+        optimisers at step 0. The generator's shape must match this config's."""
+        from opgan.models import GeneratorConfig
+
+        src = load_checkpoint(_resolve_weights(path))
+        want = self.g_raw.config.to_dict()
+        have = GeneratorConfig.from_dict(dict(src["config"]["generator"])).to_dict()
+        if have != want or "second_pass" in src:
+            raise ConfigError(f"--init-from {path}: its generator {have} does not match this run's {want}")
+        self.g_raw.load_state_dict(src["generator"])
+        if "discriminator" in src:
+            try:
+                self.d_raw.load_state_dict(src["discriminator"])
+            except RuntimeError as e:
+                raise ConfigError(f"--init-from {path}: its discriminator does not fit this run's: "
+                                  f"{str(e).splitlines()[0]}") from None
 
     def save_last(self) -> None:
         if distrib.is_main():
@@ -547,7 +580,7 @@ class _Run:
             with self.autocast():
                 d_fake_g = self.d_raw(fake)
         loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv,
-                                 cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level)
+                                 cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level, cfg.lambda_sdr)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self._check_finite("generator", loss_g)

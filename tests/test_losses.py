@@ -68,3 +68,16 @@ def test_level_and_si_sdr_gradients_undo_attenuation():
     after = losses.level_db(stepped, ref).abs().mean().item()
     assert after < before
     assert np.isfinite(after)
+
+
+def test_sdr_term_matches_the_metric_and_stays_finite_on_identity():
+    ref = _ref()
+    est = ref + 0.1 * _ref(1)
+    want = [metrics.sdr(e[0].numpy(), r[0].numpy()) for e, r in zip(est, ref)]
+    assert losses.sdr_db(est, ref).tolist() == pytest.approx(want, abs=1e-2)  # the cap moves 20 dB by 0.004
+    ident = losses.sdr_db(ref.clone().requires_grad_(True), ref)
+    assert torch.allclose(ident, torch.full_like(ident, losses.SDR_CAP_DB), atol=1e-3)
+    # attenuation costs: half the amplitude caps SDR at 6.02 dB
+    assert losses.neg_sdr(0.5 * ref, ref).item() == pytest.approx(-20 * math.log10(2) / 10, rel=1e-3)
+    total, parts = losses.g_loss(None, est, ref, 0.0, 0.0, lambda_adv=0.0, lambda_sdr=1.0)
+    assert set(parts) == {"g_sdr"} and total.item() == pytest.approx(-np.mean(want) / 10, rel=1e-3)

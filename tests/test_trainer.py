@@ -243,3 +243,21 @@ def test_safety_cap_stops_and_says_how_to_continue(tiny_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "safety cap stopped the run at step 1 of 50" in out and "--resume" in out
     assert json.loads((tmp_path / "tiny" / "summary.json").read_text())["stop_reason"] == "max_minutes"
+
+
+def test_init_from_warm_starts_a_new_run(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    src = load_checkpoint(tmp_path / "tiny" / "last.pt")
+    assert main(_args(tiny_data, tmp_path, "--name", "warm", "--max-steps", "1", "--val-every", "1",
+                      "--init-from", str(tmp_path / "tiny" / "last.pt"), "--lr", "1e-12")) == 0
+    warm = load_checkpoint(tmp_path / "warm" / "last.pt")
+    assert warm["step"] == 1  # a new run, not a resume
+    for key in ("generator", "discriminator"):  # lr 1e-12: weights stay (numerically) where they started
+        for k, v in src[key].items():
+            assert torch.allclose(v, warm[key][k], atol=1e-6), f"{key}.{k}"
+    capsys.readouterr()
+    assert main(_args(tiny_data, tmp_path, "--name", "bad", "--q", "1", "--init-from",
+                      str(tmp_path / "tiny" / "last.pt"))) == 2
+    assert "does not match" in capsys.readouterr().err
+    assert main(_args(tiny_data, tmp_path, "--name", "bad2", "--init-from", "nosuchmodel")) == 2
+    assert "not found" in capsys.readouterr().err
