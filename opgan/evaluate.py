@@ -1,30 +1,43 @@
 """`opgan evaluate`: score a model and baselines on the same RAR clips; write CSV/JSON, figures, HTML.
 
 Every table carries two reference rows beside the methods: `identity` (the unprocessed input)
-and `silent` (an all-zero output). The seed's SDR, 10·log10(Σs²/Σ(ŝ−s)²), rewards attenuation:
-on a loud reverberant input the silent output "improves" SDR by many dB. SI-SDR, STOI and PESQ sit
-beside SDR everywhere so a method that merely turns the volume down is visible as such.
+and `silent` (an all-zero output). SDR as defined by the Op-GAN paper, 10·log10(Σs²/Σ(ŝ−s)²),
+rewards attenuation: on a loud reverberant input the silent output "improves" SDR by many dB.
+SI-SDR, STOI and PESQ sit beside SDR everywhere, the verdict is decided by SI-SDRi (`VERDICT_RULE`),
+and each clip's output level against the clean level (`level_err_db`) shows who turned the volume down.
+
+A metric that cannot be computed on a clip (an exception, a warning that its value is a placeholder,
+a nan) is recorded as a failure of that metric for that clip: it is left out of that metric's mean
+and counted, per method and metric, in metrics.csv (`failed`), summary.json and the report.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
+import platform
 import sys
 import time
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
-from .enhance import CheckpointError, load_restorer
+from .enhance import CheckpointError, Restorer, load_restorer, shipped_weights
 from .restore import RestoreError
 
-__all__ = ["SDR_BINS", "METRIC_KEYS", "evaluate", "main", "input_sdr_bin", "summarize_rows"]
+__all__ = [
+    "SDR_BINS", "METRIC_KEYS", "VERDICT_RULE", "DO_NO_HARM_MIN_SDR", "evaluate", "main", "input_sdr_bin",
+    "summarize_rows", "score_estimate", "level_error_db", "do_no_harm", "verdict", "pick_examples",
+    "format_table",
+]
 
 #: input-SDR bins (dB) for the "by input SDR" aggregation: label -> [lo, hi)
 SDR_BINS: list[tuple[str, float, float]] = [
@@ -34,14 +47,24 @@ SDR_BINS: list[tuple[str, float, float]] = [
     ("10-15 dB", 10.0, 15.0),
     (">= 15 dB", 15.0, math.inf),
 ]
-METRIC_KEYS = ["sdr", "sdr_imp", "si_sdr", "si_sdr_imp", "stoi", "pesq"]
+METRIC_KEYS = ["sdr", "sdr_imp", "si_sdr", "si_sdr_imp", "stoi", "pesq", "level_err_db"]
+#: the metrics that are computed (and can fail); the *_imp keys follow sdr / si_sdr
+SCORED = ["sdr", "si_sdr", "stoi", "pesq", "level_err_db"]
+_BASE_METRIC = {"sdr_imp": "sdr", "si_sdr_imp": "si_sdr"}
 CASE_ORDER = ["blend", "awgn", "background", "reverb"]
 CSV_FIELDS = ["id", "case", "input_sdr_bin", "method", "sdr_in", "sdr", "sdr_imp", "si_sdr_in", "si_sdr",
-              "si_sdr_imp", "stoi", "pesq", "seconds"]
+              "si_sdr_imp", "stoi", "pesq", "level_err_db", "seconds", "failed"]
+DO_NO_HARM_MIN_SDR = 15.0
+VERDICT_RULE = (
+    "Best method = the highest mean SI-SDR improvement over all clips (the unprocessed input and the "
+    "silent floor are not candidates); SDRi and STOI are reported beside it, and a mean SI-SDRi at or "
+    "below 0 dB is not called an improvement. Plain SDR does not decide: it rewards attenuation."
+)
 METRIC_NOTE = (
-    "SDR is the seed's 10*log10(sum s^2 / sum (s_hat - s)^2). It rewards mere attenuation: the "
+    "SDR is the Op-GAN paper's 10*log10(sum s^2 / sum (s_hat - s)^2). It rewards mere attenuation: the "
     "'silent' row (an all-zero output) scores SDR = 0 dB on every clip, i.e. a positive 'improvement' "
-    "whenever the input SDR is negative (heavy reverberation). Read SDR with SI-SDR, STOI and PESQ beside it."
+    "whenever the input SDR is negative (heavy reverberation). Read SDR with SI-SDR, STOI and PESQ beside it; "
+    "the level error (output vs clean level, dB) shows how much a method turned the volume down."
 )
 
 
@@ -52,51 +75,418 @@ def input_sdr_bin(sdr_in: float) -> str:
     return "n/a"  # nan input SDR (silent reference)
 
 
-def _metrics(est: np.ndarray, ref: np.ndarray, sr: int, with_pesq: bool, with_stoi: bool) -> dict[str, float]:
-    """SDR, SI-SDR, STOI, PESQ of one estimate; a metric that cannot be computed gives nan."""
+# ------------------------------------------------------------------------------------ per clip
+
+
+def level_error_db(est: np.ndarray, ref: np.ndarray) -> float:
+    """Output level vs clean level in dB, 10·log10(Σŝ²/Σs²): 0 = same level, -inf = silent output."""
+    e, r = float(np.sum(np.square(est, dtype=np.float64))), float(np.sum(np.square(ref, dtype=np.float64)))
+    if r == 0.0:
+        return math.nan
+    return -math.inf if e == 0.0 else 10.0 * math.log10(e / r)
+
+
+def _guarded(fn: Callable[[], float]) -> tuple[float, str | None]:
+    """(value, None) or (nan, reason): an exception, a warning (pystoi/pesq placeholders) or a nan is a failure."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = float(fn())
+        except Exception as e:  # noqa: BLE001 - recorded and counted, never silently dropped
+            return math.nan, f"{type(e).__name__}: {e}"[:200]
+    if caught:
+        return math.nan, f"{caught[0].category.__name__}: {caught[0].message}"[:200]
+    if math.isnan(value):
+        return math.nan, "undefined (nan)"
+    return value, None
+
+
+def score_estimate(est: np.ndarray, ref: np.ndarray, sr: int, *, with_stoi: bool = True,
+                   with_pesq: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """SDR, SI-SDR, STOI, PESQ and level error of one estimate -> (values, {metric: failure reason}).
+
+    Metrics that are switched off are nan and not failures; a silent estimate's SI-SDR is -inf.
+    """
     from .metrics import pesq_wb, sdr, si_sdr, stoi
 
-    out = {"sdr": sdr(est, ref)}
-    # An all-zero estimate has no projection on the reference: its SI-SDR is -inf, not +inf.
-    out["si_sdr"] = si_sdr(est, ref) if np.any(est) else -math.inf
-    out["stoi"] = math.nan
+    jobs: dict[str, Callable[[], float]] = {
+        "sdr": lambda: sdr(est, ref),
+        # An all-zero estimate has no projection on the reference: its SI-SDR is -inf.
+        "si_sdr": lambda: si_sdr(est, ref) if np.any(est) else -math.inf,
+        "level_err_db": lambda: level_error_db(est, ref),
+    }
     if with_stoi:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                out["stoi"] = stoi(est, ref, sr)
-            except Exception:  # noqa: BLE001 - a metric failure must not end a long evaluation
-                pass
-    out["pesq"] = math.nan
+        jobs["stoi"] = lambda: stoi(est, ref, sr)
     if with_pesq:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                out["pesq"] = pesq_wb(est, ref, sr) if np.any(est) else math.nan
-            except Exception:  # noqa: BLE001 - pesq raises on degenerate (e.g. silent) signals
-                pass
-    return out
+        jobs["pesq"] = lambda: pesq_wb(est, ref, sr)
+    values = {k: math.nan for k in SCORED}
+    failed: dict[str, str] = {}
+    for key, fn in jobs.items():
+        values[key], reason = _guarded(fn)
+        if reason is not None:
+            failed[key] = reason
+    return values, failed
+
+
+@dataclass
+class ClipRef:
+    """One clip of the evaluated set: dataset index, id, case and its manifest row (if any)."""
+
+    index: int
+    id: str
+    case: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def passage(self) -> str:
+        """The clean passage: builder clips of different cases may share one (same `clean_index`)."""
+        ci = self.meta.get("clean_index")
+        return self.id if ci in (None, "") else f"passage {ci}"
+
+
+def _select(n: int, limit: int | None) -> list[int]:
+    """Evenly spread clip indices (builder manifests are grouped by case, so the first N would not be)."""
+    if not limit or limit >= n:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+
+
+def _clip_ref(ds: Any, i: int) -> ClipRef:
+    rows = getattr(ds, "rows", None)
+    if rows:
+        return ClipRef(i, rows[i].get("id", f"{i:05d}"), rows[i].get("case", "unknown") or "unknown", dict(rows[i]))
+    ids = getattr(ds, "ids", None)
+    if ids:
+        cid = ids[i]
+        return ClipRef(i, cid, cid.split("_")[0] if cid.split("_")[0] in CASE_ORDER else "unknown")
+    return ClipRef(i, f"{i:05d}", "unknown")
+
+
+def _load_pair(ds: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
+    corrupted, clean = ds[i]
+    return (corrupted.numpy().reshape(-1).astype(np.float32), clean.numpy().reshape(-1).astype(np.float32))
+
+
+def _run_method(m: Method, y: np.ndarray, sr: int) -> tuple[np.ndarray | None, float, str | None]:
+    """(estimate, seconds, None) or (None, seconds, reason) when the method raises or returns a bad estimate."""
+    t0 = time.perf_counter()
+    try:
+        est = np.asarray(m.fn(y, sr), dtype=np.float32).reshape(-1)
+    except Exception as e:  # noqa: BLE001 - one clip's failure is counted, the evaluation goes on
+        return None, time.perf_counter() - t0, f"method failed: {type(e).__name__}: {e}"[:200]
+    dt = time.perf_counter() - t0
+    if est.shape != y.shape or not np.isfinite(est).all():
+        return None, dt, f"method returned a bad estimate (shape {est.shape}, finite={bool(np.isfinite(est).all())})"
+    return est, dt, None
+
+
+@dataclass
+class Scores:
+    """What scoring every clip with every method produced."""
+
+    rows: list[dict]
+    seconds: dict[str, float]
+    audio_seconds: float
+
+
+def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *, with_stoi: bool,
+                with_pesq: bool, progress: bool, log: Callable[[str], None]) -> Scores:
+    """Run every method on every clip and score it: one row per (clip, method), failures recorded in `failed`."""
+    rows: list[dict] = []
+    seconds: dict[str, float] = defaultdict(float)
+    audio_seconds = 0.0
+    logged: set[tuple[str, str]] = set()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(clips), desc="evaluate", unit="clip", file=sys.stderr)
+    for clip in clips:
+        y, x = _load_pair(ds, clip.index)
+        audio_seconds += len(y) / sr
+        ref_in, in_failed = score_estimate(y, x, sr, with_stoi=False, with_pesq=False)
+        sdr_in, si_in = ref_in["sdr"], ref_in["si_sdr"]
+        # an input score that fails makes every method's improvement in it fail
+        in_failed = {f"{k}_imp": f"input {k}: {v}" for k, v in in_failed.items() if k in ("sdr", "si_sdr")}
+        for m in methods:
+            est, dt, crash = _run_method(m, y, sr)
+            seconds[m.key] += dt
+            if est is None:
+                met = {k: math.nan for k in SCORED}
+                failed = {k: crash for k in SCORED if (k != "stoi" or with_stoi) and (k != "pesq" or with_pesq)}
+            else:
+                met, failed = score_estimate(est, x, sr, with_stoi=with_stoi, with_pesq=with_pesq)
+            failed = {**in_failed, **failed}
+            for metric, reason in (("all metrics", crash),) if crash else failed.items():
+                if (m.key, metric) not in logged:  # the first failure of each kind in the log, all in the files
+                    logged.add((m.key, metric))
+                    log(f"note: {m.key} {metric} failed on {clip.id}: {reason} (counted in summary.json)")
+            rows.append({
+                "id": clip.id, "case": clip.case, "input_sdr_bin": input_sdr_bin(sdr_in), "method": m.key,
+                "sdr_in": sdr_in, "sdr": met["sdr"], "sdr_imp": met["sdr"] - sdr_in,
+                "si_sdr_in": si_in, "si_sdr": met["si_sdr"], "si_sdr_imp": met["si_sdr"] - si_in,
+                "stoi": met["stoi"], "pesq": met["pesq"], "level_err_db": met["level_err_db"],
+                "seconds": round(dt, 4), "failed": failed,
+            })
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return Scores(rows, dict(seconds), audio_seconds)
+
+
+# ------------------------------------------------------------------------------------- summary
 
 
 def _mean(values: list[float]) -> float:
-    """Mean that keeps -inf (a silent floor's SI-SDR) and ignores nan (a metric that did not apply)."""
+    """Mean that keeps -inf (a silent floor's SI-SDR) and ignores nan (failed or not computed: counted apart)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
     return float(v.mean()) if v.size else math.nan
 
 
-def summarize_rows(rows: list[dict], by: str) -> dict[str, dict[str, dict[str, float]]]:
-    """method -> group -> {metric mean..., n}; `by` is 'case' or 'input_sdr_bin'; group 'all' included."""
+def _failures(rows: list[dict]) -> dict[str, int]:
+    """Per metric, how many of these rows could not be scored (an improvement also fails with its metric)."""
+    return {k: sum(1 for r in rows if k in r["failed"] or _BASE_METRIC.get(k) in r["failed"]) for k in METRIC_KEYS}
+
+
+def summarize_rows(rows: list[dict], by: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """method -> group -> {metric means..., n, failed: {metric: count}}; `by` is 'case' or 'input_sdr_bin'.
+
+    `n` counts every clip; a metric's mean is over the n - failed[metric] clips where it could be computed.
+    """
     groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         groups[r["method"]][r[by]].append(r)
         groups[r["method"]]["all"].append(r)
     order = CASE_ORDER if by == "case" else [b[0] for b in SDR_BINS]
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for m, g in groups.items():
         keys = [k for k in order if k in g] + sorted(k for k in g if k not in order and k != "all") + ["all"]
-        out[m] = {k: {**{mk: _mean([r[mk] for r in g[k]]) for mk in METRIC_KEYS}, "n": len(g[k])} for k in keys}
+        out[m] = {k: {**{mk: _mean([r[mk] for r in g[k]]) for mk in METRIC_KEYS}, "n": len(g[k]),
+                      "failed": _failures(g[k])} for k in keys}
     return out
+
+
+def failure_table(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    """method -> metric -> {n, first: 'reason (clip id)'} for every metric that failed at least once."""
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        for metric, reason in r["failed"].items():
+            entry = out[r["method"]].setdefault(metric, {"n": 0, "first": f"{reason} ({r['id']})"})
+            entry["n"] += 1
+    return dict(out)
+
+
+def do_no_harm(rows: list[dict], min_input_sdr: float = DO_NO_HARM_MIN_SDR) -> dict[str, Any]:
+    """On clips that are already good (input SDR >= `min_input_sdr`): mean SDRi and the worst clip's SDRi per method."""
+    per_method: dict[str, dict[str, Any]] = {}
+    easy = [r for r in rows if r["sdr_in"] >= min_input_sdr]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in easy if r["method"] == m]
+        ok = [r for r in mine if "sdr" not in r["failed"] and "sdr_imp" not in r["failed"]]
+        worst = min(ok, key=lambda r: r["sdr_imp"]) if ok else None
+        per_method[m] = {
+            "n": len(mine), "failed": len(mine) - len(ok),
+            "mean_sdr_imp": _mean([r["sdr_imp"] for r in ok]),
+            "mean_si_sdr_imp": _mean([r["si_sdr_imp"] for r in mine]),
+            "worst_sdr_imp": worst["sdr_imp"] if worst else math.nan,
+            "worst_id": worst["id"] if worst else None,
+        }
+    return {"min_input_sdr_db": min_input_sdr, "n_clips": len({r["id"] for r in easy}), "methods": per_method}
+
+
+def best_by_metric(overall: dict[str, dict], candidates: list[str]) -> dict[str, dict[str, Any]]:
+    """metric -> {method, value, runner_up, runner_up_value} over the candidate methods' 'all' means.
+
+    Higher is better, except level error (closest to 0 dB is best).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for metric in ("si_sdr_imp", "sdr_imp", "stoi", "pesq", "level_err_db"):
+        scored = [(k, overall[k][metric]) for k in candidates if not math.isnan(overall[k][metric])]
+        if not scored:
+            continue
+        if metric == "level_err_db":
+            scored.sort(key=lambda kv: abs(kv[1]))
+        else:
+            scored.sort(key=lambda kv: kv[1], reverse=True)
+        out[metric] = {"method": scored[0][0], "value": scored[0][1],
+                       "runner_up": scored[1][0] if len(scored) > 1 else None,
+                       "runner_up_value": scored[1][1] if len(scored) > 1 else math.nan}
+    return out
+
+
+def _signed(v: float, unit: str = " dB") -> str:
+    if not math.isfinite(v):
+        return ("-inf" if v < 0 else "inf") + unit
+    return f"{v if round(v, 2) else 0.0:+.2f}{unit}"  # no "-0.00"
+
+
+def verdict(by_case: dict[str, dict], labels: dict[str, str], references: list[str]) -> dict[str, Any]:
+    """The summary's reading of the result, decided by `VERDICT_RULE` (mean SI-SDRi over all clips)."""
+    overall = {k: v["all"] for k, v in by_case.items()}
+    candidates = [k for k in labels if k not in references and k in overall]
+    best = best_by_metric(overall, candidates)
+    if "si_sdr_imp" not in best:
+        return {"rule": VERDICT_RULE, "best": None, "best_by_metric": best,
+                "text": "No method could be scored (every SI-SDR failed); see the failures below."}
+    key = best["si_sdr_imp"]["method"]
+    s = overall[key]
+    n = s["n"]
+    stoi_in = overall.get("identity", {}).get("stoi", math.nan)
+    stoi_txt = (f", STOI {s['stoi']:.2f} (unprocessed {stoi_in:.2f})"
+                if math.isfinite(s["stoi"]) and math.isfinite(stoi_in) else "")
+    figures = f"mean SI-SDRi {_signed(s['si_sdr_imp'])}, SDRi {_signed(s['sdr_imp'])}{stoi_txt} over {n} clips"
+    if s["si_sdr_imp"] > 0:
+        text = f"{labels[key]} restores best: {figures}"
+    else:
+        text = f"No method improves SI-SDR on average; the least harmful is {labels[key]}: {figures}"
+    runner = best["si_sdr_imp"]["runner_up"]
+    if runner is not None:
+        lead = s["si_sdr_imp"] - best["si_sdr_imp"]["runner_up_value"]
+        text += f", {_signed(lead)} SI-SDRi ahead of {labels[runner]}"
+    if s["sdr_imp"] > 0 >= s["si_sdr_imp"]:
+        text += "; its SDR gain is not matched by SI-SDR"
+        if s["level_err_db"] < -0.5:
+            text += f" and comes with a lower level (output {_signed(s['level_err_db'])} vs clean)"
+    fails = max(s["failed"].values()) if s["failed"] else 0
+    if fails:
+        text += f"; up to {fails} of its clips failed a metric and are left out of that metric's mean"
+    return {"rule": VERDICT_RULE, "best": key, "best_by_metric": best, "text": text + "."}
+
+
+def _margins(by_case: dict, key: str) -> dict:
+    """How far `key` is ahead of every other method (dB of SDRi / SI-SDRi) per case: the issue's targets
+    (e.g. >= 3 dB over every baseline on blend, q=3 >= q=1 + 0.5 dB) read straight off this."""
+    out: dict[str, dict] = {}
+    for other, cases in by_case.items():
+        if other == key:
+            continue
+        out[other] = {c: {m: by_case[key][c][m] - v[m] for m in ("sdr_imp", "si_sdr_imp")}
+                      for c, v in cases.items() if c in by_case[key]}
+    return out
+
+
+# ---------------------------------------------------------------------------------- run details
+
+
+def _checkpoint_file(model: str | Path) -> Path | None:
+    shipped = shipped_weights()
+    p = shipped.get(str(model), Path(model).expanduser())
+    return p if p.is_file() else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> str:
+    """What the timings ran on: GPU name, or CPU model, core count and torch threads."""
+    import os
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda})"
+    return f"{_cpu_name()}, {os.cpu_count()} logical cores, torch {torch.get_num_threads()} threads"
+
+
+def run_details(model: str | Path, restorer: Restorer, device: str) -> dict[str, Any]:
+    """Version, checkpoint (path, sha256), device and date: what a reader needs to reproduce the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    try:
+        opgan_version = version("opgan-selfonn")
+    except PackageNotFoundError:
+        opgan_version = "unknown (not installed)"
+    ckpt = _checkpoint_file(model)
+    return {
+        "opgan_version": opgan_version, "torch_version": torch.__version__,
+        "checkpoint": str(ckpt) if ckpt else str(model),
+        "checkpoint_sha256": _sha256(ckpt) if ckpt else None,
+        "device": device, "hardware": hardware(device),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# ------------------------------------------------------------------------------------- examples
+
+
+def pick_examples(rows: list[dict], clips: list[ClipRef], key: str, n: int) -> list[tuple[str, ClipRef]]:
+    """[(tag, clip)], best first: the best, median and worst clip of `key` by SI-SDRi (more examples: evenly
+    spaced ranks), each from a different clean passage. Clips where `key`'s SI-SDR failed are not candidates."""
+    by_id = {c.id: c for c in clips}
+    ranked = sorted((r for r in rows if r["method"] == key and "si_sdr_imp" not in r["failed"]
+                     and "si_sdr" not in r["failed"]), key=lambda r: r["si_sdr_imp"], reverse=True)
+    if n <= 0 or not ranked:
+        return []
+    last = len(ranked) - 1
+    wanted = [("best", 0), ("worst", last), ("median", last // 2)]
+    if n > 3:  # evenly spaced ranks between them
+        extra = [round(x) for x in np.linspace(0, last, n)[1:-1]]
+        extra.remove(min(extra, key=lambda r: abs(r - last // 2)))
+        wanted += [(f"rank {r + 1} of {last + 1}", r) for r in extra]
+    chosen: list[tuple[int, str, ClipRef]] = []
+    used: set[str] = set()
+    for tag, rank in wanted[:n]:
+        for r in sorted(range(len(ranked)), key=lambda i: (abs(i - rank), i)):  # nearest unused passage
+            clip = by_id[ranked[r]["id"]]
+            if clip.passage not in used:
+                used.add(clip.passage)
+                chosen.append((r, tag, clip))
+                break
+    return [(tag, clip) for _, tag, clip in sorted(chosen, key=lambda c: c[0])]
+
+
+def corrupted_segments(meta: dict) -> list[tuple[str, int, int]]:
+    """[(artifact, start, length)] in samples from a builder manifest row ([] when unknown)."""
+    out = []
+    for art in filter(None, str(meta.get("artifacts", "")).split("+")):
+        try:
+            out.append((art, int(float(meta[f"{art}_start"])), int(float(meta[f"{art}_len"]))))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def example_audio(ds: Any, picks: list[tuple[str, ClipRef]], methods: list[Method], rows: list[dict],
+                  sr: int) -> dict[str, dict]:
+    """Re-run the methods on the few example clips (keeping every output in memory would not be bounded)."""
+    scores = {(r["id"], r["method"]): r for r in rows}
+    out: dict[str, dict] = {}
+    for tag, clip in picks:
+        y, x = _load_pair(ds, clip.index)
+        outputs = {}
+        for m in methods:
+            if m.reference:
+                continue
+            est, _, _ = _run_method(m, y, sr)
+            if est is not None:
+                outputs[m.key] = est
+        out[clip.id] = {"tag": tag, "case": clip.case, "clean": x, "corrupted": y, "outputs": outputs,
+                        "sdr_in": scores[(clip.id, "identity")]["sdr_in"],
+                        "segments": corrupted_segments(clip.meta),
+                        "scores": {m.key: scores[(clip.id, m.key)] for m in methods}}
+    return out
+
+
+# -------------------------------------------------------------------------------------- writing
 
 
 def _json_safe(obj: Any) -> Any:
@@ -114,23 +504,73 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _select(n: int, limit: int | None) -> list[int]:
-    """Evenly spread clip indices (builder manifests are grouped by case, so the first N would not be)."""
-    if not limit or limit >= n:
-        return list(range(n))
-    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+def _csv_value(key: str, v: Any) -> Any:
+    if key == "failed":
+        return "; ".join(f"{m}: {reason}" for m, reason in v.items())
+    return f"{v:.4f}" if isinstance(v, float) else v
 
 
-def _clip_meta(ds: Any, i: int) -> tuple[str, str]:
-    rows = getattr(ds, "rows", None)
-    if rows:
-        return rows[i].get("id", f"{i:05d}"), rows[i].get("case", "unknown") or "unknown"
-    ids = getattr(ds, "ids", None)
-    if ids:
-        cid = ids[i]
-        case = cid.split("_")[0] if cid.split("_")[0] in CASE_ORDER else "unknown"
-        return cid, case
-    return f"{i:05d}", "unknown"
+def write_tables(out: Path, rows: list[dict], summary: dict) -> None:
+    """metrics.csv (one row per clip and method) and summary.json, each written then moved into place."""
+    tmp = out / ".metrics.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _csv_value(k, r[k]) for k in CSV_FIELDS})
+    tmp.replace(out / "metrics.csv")
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    tmp.replace(out / "summary.json")
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before the long run, not after it, when the output folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".opgan-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to output folder {out}: {e.strerror or e}") from e
+
+
+# ------------------------------------------------------------------------------------- the run
+
+
+def _build_methods(restorer: Restorer, baselines: str | None, device: str, batch_size: int,
+                   log: Callable[[str], None]) -> tuple[list[Method], dict[str, str]]:
+    """Reference rows, the model, then the baselines that can run here (the others skipped with a note)."""
+    methods: list[Method] = reference_methods() + [model_method(restorer, batch_size=batch_size)]
+    skipped: dict[str, str] = {}
+    for name, arg in parse_baselines(baselines):
+        try:
+            methods.append(make_baseline(name, arg, device=device, batch_size=batch_size))
+        except BaselineUnavailable as e:
+            skipped[name] = str(e)
+            log(f"note: baseline {name} skipped: {e}")
+    return methods, skipped
+
+
+def summarize(scores: Scores, methods: list[Method], info: dict[str, Any]) -> dict[str, Any]:
+    """Everything summary.json holds: run details, means by case and input SDR, failures, verdict, gates."""
+    labels = {m.key: m.label for m in methods}
+    refs = [m.key for m in methods if m.reference]
+    by_case = summarize_rows(scores.rows, "case")
+    summary = {
+        **info, "methods": labels, "reference_methods": refs,
+        "rtf": {k: v / scores.audio_seconds for k, v in scores.seconds.items()} if scores.audio_seconds else {},
+        "audio_seconds": scores.audio_seconds,
+        "by_case": by_case,
+        "by_input_sdr": summarize_rows(scores.rows, "input_sdr_bin"),
+        "failures": failure_table(scores.rows),
+        "level_err_db": {k: v["all"]["level_err_db"] for k, v in by_case.items()},
+        "do_no_harm": do_no_harm(scores.rows),
+        "verdict": verdict(by_case, labels, refs),
+        "note": METRIC_NOTE,
+    }
+    summary["margins"] = _margins(by_case, "opgan")
+    return summary
 
 
 def evaluate(
@@ -143,7 +583,7 @@ def evaluate(
     limit: int | None = None,
     kind: str = "auto",
     sample_rate: int | None = None,
-    examples: int = 4,
+    examples: int = 3,
     device: str = "auto",
     batch_size: int = 4,
     stoi: bool = True,
@@ -157,122 +597,40 @@ def evaluate(
     from opgan.data import open_dataset
 
     from . import report
-
-    out = Path(out)
     from .restore import _resolve_device
 
+    out = Path(out)
     device = _resolve_device(device)
     restorer = load_restorer(model, device=device)
     ds = open_dataset(data, split)
+    _check_writable(out)
     sr = int(sample_rate or getattr(ds, "sample_rate", None) or restorer.sample_rate)
     if kind == "auto":
         kind = "speech" if (restorer.name.startswith("speech") or sr <= 16000) else "music"
-    with_pesq = kind == "speech"
-
-    methods: list[Method] = reference_methods() + [model_method(restorer, batch_size=batch_size)]
-    skipped: dict[str, str] = {}
-    for name, arg in parse_baselines(baselines):
-        try:
-            methods.append(make_baseline(name, arg, device=device, batch_size=batch_size))
-        except BaselineUnavailable as e:
-            skipped[name] = str(e)
-            log(f"note: baseline {name} skipped: {e}")
-
-    idx = _select(len(ds), limit)
-    rows: list[dict] = []
-    seconds: dict[str, float] = defaultdict(float)
-    audio_seconds = 0.0
-    # Examples: the first clip of each case (then more clips) up to `examples`.
-    metas = [_clip_meta(ds, i) for i in idx]
-    example_ids: list[str] = []
-    for case in CASE_ORDER + sorted({c for _, c in metas} - set(CASE_ORDER)):
-        for cid, c in metas:
-            if c == case and len(example_ids) < examples:
-                example_ids.append(cid)
-                break
-    for cid, _ in metas:
-        if len(example_ids) >= examples:
-            break
-        if cid not in example_ids:
-            example_ids.append(cid)
-    example_audio: dict[str, dict] = {}
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(idx), desc="evaluate", unit="clip", file=sys.stderr)
-    for i, (cid, case) in zip(idx, metas):
-        corrupted, clean = ds[i]
-        y = corrupted.numpy().reshape(-1).astype(np.float32)
-        x = clean.numpy().reshape(-1).astype(np.float32)
-        audio_seconds += len(y) / sr
-        ref_in = _metrics(y, x, sr, with_pesq=False, with_stoi=False)
-        sdr_in, si_in = ref_in["sdr"], ref_in["si_sdr"]
-        sdr_bin = input_sdr_bin(sdr_in)
-        outputs = {}
-        for m in methods:
-            t0 = time.perf_counter()
-            est = np.asarray(m.fn(y, sr), dtype=np.float32).reshape(-1)
-            dt = time.perf_counter() - t0
-            seconds[m.key] += dt
-            if est.shape != y.shape or not np.isfinite(est).all():
-                raise RuntimeError(f"method {m.key} returned a bad estimate for clip {cid} "
-                                   f"(shape {est.shape}, finite={np.isfinite(est).all()})")
-            met = _metrics(est, x, sr, with_pesq, stoi)
-            rows.append({
-                "id": cid, "case": case, "input_sdr_bin": sdr_bin, "method": m.key,
-                "sdr_in": sdr_in, "sdr": met["sdr"], "sdr_imp": met["sdr"] - sdr_in,
-                "si_sdr_in": si_in, "si_sdr": met["si_sdr"], "si_sdr_imp": met["si_sdr"] - si_in,
-                "stoi": met["stoi"], "pesq": met["pesq"], "seconds": round(dt, 4),
-            })
-            if cid in example_ids:
-                outputs[m.key] = est
-        if cid in example_ids:
-            example_audio[cid] = {"case": case, "clean": x, "corrupted": y, "outputs": outputs,
-                                  "sdr_in": sdr_in}
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-
-    labels = {m.key: m.label for m in methods}
-    summary = {
+    methods, skipped = _build_methods(restorer, baselines, device, batch_size, log)
+    clips = [_clip_ref(ds, i) for i in _select(len(ds), limit)]
+    scores = score_clips(ds, clips, methods, sr, with_stoi=stoi, with_pesq=kind == "speech",
+                         progress=progress, log=log)
+    info = {
         "data": str(data), "split": split, "model": str(model), "model_name": restorer.name,
-        "sample_rate": sr, "kind": kind, "n_clips": len(idx), "clips_in_set": len(ds),
-        "methods": labels, "reference_methods": [m.key for m in methods if m.reference],
-        "skipped_baselines": skipped, "pesq": with_pesq, "stoi": stoi,
-        "rtf": {k: v / audio_seconds for k, v in seconds.items()} if audio_seconds else {},
-        "by_case": summarize_rows(rows, "case"),
-        "by_input_sdr": summarize_rows(rows, "input_sdr_bin"),
-        "note": METRIC_NOTE,
+        "sample_rate": sr, "kind": kind, "n_clips": len(clips), "clips_in_set": len(ds),
+        "skipped_baselines": skipped, "pesq": kind == "speech", "stoi": stoi,
+        "run": run_details(model, restorer, device),
     }
-    summary["margins"] = _margins(summary["by_case"], "opgan")
-
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
-    figures = report.make_figures(out / "figures", rows, summary, example_audio, sr)
-    report.write_html(out / "report.html", summary, figures, example_audio, sr)
+    summary = summarize(scores, methods, info)
+    picks = pick_examples(scores.rows, clips, "opgan", examples)
+    summary["examples"] = [{"tag": tag, "id": c.id, "case": c.case} for tag, c in picks]
+    write_tables(out, scores.rows, summary)
+    audio = example_audio(ds, picks, methods, scores.rows, sr)
+    figures = report.make_figures(out / "figures", scores.rows, summary, audio, sr)
+    report.write_html(out / "report.html", summary, figures, audio, sr, scores.rows)
     log(format_table(summary))
+    log(f"verdict: {summary['verdict']['text']}")
     log(f"wrote {out / 'metrics.csv'}, {out / 'summary.json'}, {len(figures)} figures, {out / 'report.html'}")
     return summary
 
 
-def _margins(by_case: dict, key: str) -> dict:
-    """How far `key` is ahead of every other method (dB of SDRi / SI-SDRi) per case: the issue's targets
-    (e.g. >= 3 dB over every baseline on blend, q=3 >= q=1 + 0.5 dB) read straight off this."""
-    out: dict[str, dict] = {}
-    for other, cases in by_case.items():
-        if other == key:
-            continue
-        out[other] = {c: {m: by_case[key][c][m] - v[m] for m in ("sdr_imp", "si_sdr_imp")}
-                      for c, v in cases.items() if c in by_case[key]}
-    return out
+# ------------------------------------------------------------------------------------ text table
 
 
 def _fmt(v: float, digits: int = 2) -> str:
@@ -284,7 +642,7 @@ def _fmt(v: float, digits: int = 2) -> str:
 
 
 def format_table(summary: dict, by: str = "by_case") -> str:
-    """Plain-text table: method x group with SDRi / SI-SDRi / STOI / PESQ means."""
+    """Plain-text table: method x group with SDRi / SI-SDRi / STOI / PESQ means, then failures per method."""
     methods = summary["methods"]
     groups = list(next(iter(summary[by].values())).keys())
     head = f"{'method':<30}" + "".join(f" | {g:^27}" for g in groups)
@@ -299,6 +657,10 @@ def format_table(summary: dict, by: str = "by_case") -> str:
                 continue
             cells.append(f"{_fmt(s['sdr_imp']):>6} {_fmt(s['si_sdr_imp']):>7} {_fmt(s['stoi']):>5} {_fmt(s['pesq']):>5}")
         lines.append(f"{label[:30]:<30}" + "".join(f" | {c}" for c in cells))
+    for key, per_metric in summary.get("failures", {}).items():
+        counts = ", ".join(f"{m} {v['n']}" for m, v in per_metric.items())
+        lines.append(f"failed ({methods.get(key, key)}): {counts} of {summary['n_clips']} clips; e.g. "
+                     f"{next(iter(per_metric.values()))['first']}")
     return "\n".join(lines)
 
 
@@ -316,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate N clips spread evenly over the set")
     p.add_argument("--kind", default="auto", choices=["auto", "speech", "music"], help="speech adds PESQ (wide-band)")
     p.add_argument("--sample-rate", type=int, default=None, help="rate of a .mat set (default: the model's)")
-    p.add_argument("--examples", type=int, default=4, help="clips shown with figures and audio players (default 4)")
+    p.add_argument("--examples", type=int, default=3,
+                   help="clips shown with spectrograms and audio players: best, median, worst by the model's "
+                        "SI-SDRi, then evenly spaced ranks (default 3)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--no-stoi", action="store_true", help="skip STOI (the slowest metric on CPU)")
@@ -332,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind=args.kind, sample_rate=args.sample_rate, examples=args.examples, device=args.device,
             batch_size=args.batch_size, stoi=not args.no_stoi, progress=not args.quiet,
         )
-    except (CheckpointError, FileNotFoundError, ValueError, RestoreError) as e:
+    except (CheckpointError, OSError, ValueError, RestoreError) as e:
         print(f"opgan evaluate: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,4 +1,5 @@
-"""opgan evaluate: a tiny RAR set + a tiny random checkpoint -> CSV, JSON, figures, HTML with reference rows."""
+"""opgan evaluate: a tiny RAR set + a tiny random checkpoint -> CSV, JSON, figures, HTML with reference rows;
+metric failures counted, never dropped silently; level error, do-no-harm, verdict and the report's layout."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +12,12 @@ import soundfile as sf
 import torch
 
 from opgan import baselines as bl
-from opgan.evaluate import _select, evaluate, input_sdr_bin, main
+from opgan import metrics as metrics_mod
+from opgan.evaluate import (
+    VERDICT_RULE, ClipRef, _select, do_no_harm, evaluate, input_sdr_bin, level_error_db, main, pick_examples,
+    score_estimate, summarize_rows, verdict,
+)
+from opgan.report import bar_limits
 from opgan.models import build_generator
 
 torch.set_num_threads(1)
@@ -61,9 +67,12 @@ def rar(tmp_path_factory):
         y = np.clip(_corrupt(rng, x, case), -1, 1)
         sf.write(split / "clean" / f"{cid}.wav", x, SR, subtype="PCM_16")
         sf.write(split / "corrupted" / f"{cid}.wav", y, SR, subtype="PCM_16")
-        rows.append({"id": cid, "case": case, "sample_rate": SR, "length": SR})
+        # builder-style fields: the clean passage (shared by clips i and i+4) and the corrupted segment
+        art = "background" if case == "background" else ("reverb" if case == "reverb" else "awgn")
+        rows.append({"id": cid, "case": case, "sample_rate": SR, "length": SR, "clean_index": i % 4,
+                     "artifacts": art, f"{art}_start": 4000, f"{art}_len": 8000})
     with open(split / "manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     return root
@@ -74,7 +83,7 @@ def result(rar, tmp_path_factory):
     d = tmp_path_factory.mktemp("eval")
     q3, q1 = _ckpt(d / "q3.pt", 3), _ckpt(d / "q1.pt", 1)
     out = d / "out"
-    summary = evaluate(rar, q3, out, baselines=f"cnn={q1},noisereduce,wpe", examples=2, progress=False,
+    summary = evaluate(rar, q3, out, baselines=f"cnn={q1},noisereduce,wpe", examples=3, progress=False,
                        log=lambda m: None)
     return out, summary
 
@@ -84,12 +93,15 @@ def test_outputs_written(result):
     for name in ("metrics.csv", "summary.json", "report.html"):
         assert (out / name).stat().st_size > 500
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert {"bars_by_case.png", "bars_by_input_sdr.png", "scatter_sdr.png"} <= set(pngs)
-    assert len([p for p in pngs if p.startswith("example_")]) == 2
+    assert set(pngs) == {"bars_by_case.png", "bars_by_input_sdr.png", "scatter_sdr.png"}
     assert all((out / "figures" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    # one spectrogram per example (3) and signal (clean, corrupted, 4 methods)
+    jpgs = sorted((out / "figures").glob("example_*.jpg"))
+    assert len(jpgs) == 3 * 6 and all(p.read_bytes()[:2] == b"\xff\xd8" for p in jpgs)
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(pngs)
-    assert "data:audio/wav;base64," in html
+    assert html.count("data:image/png;base64,") == 3 and html.count("data:image/jpeg;base64,") == 18
+    assert html.count("<audio ") == 18 and html.count("data:audio/flac;base64,") == 18
+    assert html.count("<figcaption>") == 3
     assert "silent output (floor)" in html and "rewards mere attenuation" in html
 
 
@@ -190,3 +202,201 @@ def test_package_baselines_run_and_keep_length():
         # Aligned with the input (no framing delay left): best lag of the cross-correlation is 0.
         c = np.correlate(z, x, "full")
         assert abs(int(np.argmax(c)) - (x.size - 1)) <= 2, name
+
+
+# ------------------------------------------------------------------ failures, level error, do-no-harm, verdict
+
+
+def test_metric_failures_are_counted_not_hidden(rar, tmp_path, monkeypatch):
+    """A metric that raises (or warns that its value is a placeholder) on some clips is left out of the
+    mean, and counted per method and metric in metrics.csv, summary.json, the log and the report."""
+    real_pesq, real_stoi = metrics_mod.pesq_wb, metrics_mod.stoi
+
+    def flaky_pesq(est, ref, sr):  # fails on the loud reverberant inputs: the "hard clips"
+        if np.abs(est).max() > 0.85 and not np.array_equal(est, np.zeros_like(est)):
+            raise RuntimeError("pretend pesq failure")
+        return real_pesq(est, ref, sr)
+
+    def placeholder_stoi(est, ref, sr):  # pystoi's way: a warning and a made-up value
+        if not np.any(est):
+            import warnings
+
+            warnings.warn("Not enough STFT frames. Returning 1e-5.", RuntimeWarning)
+            return 1e-5
+        return real_stoi(est, ref, sr)
+
+    monkeypatch.setattr(metrics_mod, "pesq_wb", flaky_pesq)
+    monkeypatch.setattr(metrics_mod, "stoi", placeholder_stoi)
+    notes = []
+    s = evaluate(rar, _ckpt(tmp_path / "m.pt", 2), tmp_path / "o", limit=4, examples=0, progress=False,
+                 log=notes.append)
+    with open(tmp_path / "o" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    ident = [r for r in rows if r["method"] == "identity"]
+    bad = [r for r in ident if "pesq: RuntimeError: pretend pesq failure" in r["failed"]]
+    assert bad and all(r["pesq"] == "nan" for r in bad)
+    good = [float(r["pesq"]) for r in ident if not r["failed"]]
+    all_id = s["by_case"]["identity"]["all"]
+    assert all_id["n"] == 4 and all_id["failed"]["pesq"] == len(bad) and all_id["failed"]["stoi"] == 0
+    assert all_id["pesq"] == pytest.approx(np.mean(good), abs=1e-3)
+    # the silent floor's STOI placeholder is a failure, not a 1e-5 averaged in
+    silent = s["by_case"]["silent"]["all"]
+    assert silent["failed"]["stoi"] == 4 and math.isnan(silent["stoi"])
+    assert s["failures"]["silent"]["stoi"]["n"] == 4 and "Returning 1e-5" in s["failures"]["silent"]["stoi"]["first"]
+    assert s["failures"]["identity"]["pesq"]["n"] == len(bad)
+    assert any("identity pesq failed" in n for n in notes) and any("failed (unprocessed input)" in n for n in notes)
+    data = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert data["by_case"]["identity"]["all"]["failed"]["pesq"] == len(bad)
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "pretend pesq failure" in page and f"{len(bad)}&#x2717;" in page
+
+
+def test_a_method_that_crashes_on_a_clip_is_counted(rar, tmp_path, monkeypatch):
+    calls = {"n": 0}
+
+    def fragile():
+        def fn(y, sr):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("boom")
+            return y[:-1] if calls["n"] == 3 else 0.5 * y  # a wrong length is a failure too
+        return fn
+
+    monkeypatch.setitem(bl.BASELINES, "wpe", ("fragile", fragile))
+    s = evaluate(rar, _ckpt(tmp_path / "m.pt", 2), tmp_path / "o", baselines="wpe", limit=4, examples=0,
+                 stoi=False, progress=False, log=lambda m: None)
+    w = s["by_case"]["wpe"]["all"]
+    assert w["n"] == 4 and w["failed"]["sdr"] == 2 and w["failed"]["si_sdr_imp"] == 2
+    assert w["failed"]["stoi"] == 0  # switched off: not computed, not failed
+    assert "method failed: RuntimeError: boom" in s["failures"]["wpe"]["sdr"]["first"]
+    with open(tmp_path / "o" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    level_in = {r["id"]: float(r["level_err_db"]) for r in rows if r["method"] == "identity"}
+    halved = [r for r in rows if r["method"] == "wpe" and not r["failed"]]
+    assert len(halved) == 2 and all(float(r["level_err_db"]) == pytest.approx(level_in[r["id"]] - 6.0206, abs=1e-3)
+                                    for r in halved)
+    assert w["level_err_db"] == pytest.approx(np.mean([float(r["level_err_db"]) for r in halved]), abs=1e-3)
+
+
+def test_level_error_and_score_estimate():
+    rng = np.random.default_rng(0)
+    x = _clean(rng, 8000)
+    assert level_error_db(0.5 * x, x) == pytest.approx(-6.0206, abs=1e-4)
+    assert level_error_db(np.zeros_like(x), x) == -math.inf
+    assert math.isnan(level_error_db(x, np.zeros_like(x)))
+    vals, failed = score_estimate(np.zeros_like(x), x, SR, with_stoi=False, with_pesq=False)
+    assert vals["si_sdr"] == -math.inf and vals["level_err_db"] == -math.inf and failed == {}
+    vals, failed = score_estimate(x, np.zeros_like(x), SR, with_stoi=False, with_pesq=False)
+    assert set(failed) == {"si_sdr", "level_err_db"} and math.isnan(vals["level_err_db"])
+
+
+def test_level_error_in_csv_and_summary(result, rar):
+    out, summary = result
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    clean = {p.stem: sf.read(p)[0] for p in (rar / "test" / "clean").glob("*.wav")}
+    corrupted = {p.stem: sf.read(p)[0] for p in (rar / "test" / "corrupted").glob("*.wav")}
+    ident = [r for r in rows if r["method"] == "identity"]
+    for r in ident:
+        want = 10 * math.log10(np.sum(corrupted[r["id"]] ** 2) / np.sum(clean[r["id"]] ** 2))
+        assert float(r["level_err_db"]) == pytest.approx(want, abs=1e-3)
+    assert summary["level_err_db"]["identity"] == pytest.approx(np.mean([float(r["level_err_db"]) for r in ident]),
+                                                                abs=1e-3)
+    assert summary["level_err_db"]["silent"] == -math.inf
+    assert set(summary["level_err_db"]) == set(summary["methods"])
+
+
+def _row(cid, method, sdr_in, sdr_imp, si_imp=0.0, **kw):
+    return {"id": cid, "case": kw.get("case", "blend"), "input_sdr_bin": input_sdr_bin(sdr_in), "method": method,
+            "sdr_in": sdr_in, "sdr": sdr_in + sdr_imp, "sdr_imp": sdr_imp, "si_sdr_in": sdr_in,
+            "si_sdr": sdr_in + si_imp, "si_sdr_imp": si_imp, "stoi": kw.get("stoi", 0.8), "pesq": math.nan,
+            "level_err_db": kw.get("level", 0.0), "failed": kw.get("failed", {})}
+
+
+def test_do_no_harm():
+    rows = [_row("a", "m", 20.0, -3.0), _row("b", "m", 16.0, 1.0), _row("c", "m", 5.0, -20.0),
+            _row("d", "m", 15.0, -1.0, failed={"sdr": "x"})]
+    d = do_no_harm(rows)
+    m = d["methods"]["m"]
+    assert d["min_input_sdr_db"] == 15.0 and d["n_clips"] == 3  # clip c (5 dB) is not "already good"
+    assert m["n"] == 3 and m["failed"] == 1
+    assert m["mean_sdr_imp"] == pytest.approx(-1.0) and m["worst_sdr_imp"] == -3.0 and m["worst_id"] == "a"
+
+
+def test_do_no_harm_in_summary_and_report(result):
+    out, summary = result
+    with open(out / "metrics.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["method"] == "opgan" and float(r["sdr_in"]) >= 15]
+    d = summary["do_no_harm"]
+    assert d["n_clips"] == len(rows) and set(d["methods"]) == set(summary["methods"])
+    if rows:
+        assert d["methods"]["opgan"]["worst_sdr_imp"] == pytest.approx(min(float(r["sdr_imp"]) for r in rows), abs=1e-3)
+    assert "Do no harm" in (out / "report.html").read_text()
+
+
+def test_verdict_is_decided_by_si_sdri_not_sdr():
+    labels = {"identity": "input", "silent": "silent", "loud": "Louder", "quiet": "Quieter"}
+    rows = []
+    for i in range(4):
+        rows += [_row(f"c{i}", "identity", -5.0, 0.0), _row(f"c{i}", "silent", -5.0, 5.0, -math.inf, level=-math.inf),
+                 _row(f"c{i}", "quiet", -5.0, 4.0, -1.0, level=-9.0), _row(f"c{i}", "loud", -5.0, 1.0, 2.0)]
+    v = verdict(summarize_rows(rows, "case"), labels, ["identity", "silent"])
+    assert v["best"] == "loud" and v["rule"] == VERDICT_RULE
+    assert v["best_by_metric"]["sdr_imp"]["method"] == "quiet"  # plain SDR would have picked the attenuator
+    assert v["text"].startswith("Louder restores best: mean SI-SDRi +2.00 dB, SDRi +1.00 dB")
+    # nobody improves SI-SDR: said so, and an SDR gain without SI-SDR gain is called out
+    rows = [r for r in rows if r["method"] != "loud"]
+    v = verdict(summarize_rows(rows, "case"), labels, ["identity", "silent"])
+    assert v["best"] == "quiet" and v["text"].startswith("No method improves SI-SDR")
+    assert "not matched by SI-SDR" in v["text"] and "-9.00 dB" in v["text"]
+
+
+def test_pick_examples_best_median_worst_from_distinct_passages():
+    # 9 clips, SI-SDRi 8..0; the best (c0) and worst (c8) share a clean passage; clip 5's SI-SDR failed
+    clips = [ClipRef(i, f"c{i}", "blend", {"clean_index": 0 if i in (0, 8) else i}) for i in range(9)]
+    rows = [_row(f"c{i}", "m", 0.0, 0.0, float(8 - i), failed={"si_sdr": "x"} if i == 5 else {}) for i in range(9)]
+    picks = pick_examples(rows, clips, "m", 3)
+    assert [(t, c.id) for t, c in picks] == [("best", "c0"), ("median", "c3"), ("worst", "c7")]
+    picks = pick_examples(rows, clips, "m", 5)
+    assert [t for t, _ in picks][0] == "best" and [t for t, _ in picks][-1] == "worst" and len(picks) == 5
+    assert len({c.passage for _, c in picks}) == 5 and "c5" not in {c.id for _, c in picks}
+    assert pick_examples(rows, clips, "m", 0) == []
+
+
+def test_bar_scale_ignores_the_silent_floor():
+    vals = np.array([[0.0, 0.0], [-10.5, -math.inf], [1.5, -2.0]])
+    lo, hi = bar_limits(vals, ["identity", "silent", "opgan"])
+    assert -3.0 < lo < -2.0 and 1.5 < hi < 2.5
+
+
+def test_report_reads_summary_first(result):
+    out, summary = result
+    page = (out / "report.html").read_text()
+    # the summary (verdict, rule, best per metric, run details) comes before any result table
+    assert page.index("class='verdict'") < page.index("Do no harm") < page.index("<h2>Results</h2>")
+    assert summary["verdict"]["text"] in page.replace("&#x27;", "'") and "Verdict rule." in page
+    for key in ("opgan_version", "checkpoint", "device", "hardware", "date"):
+        assert summary["run"][key] and str(summary["run"][key]).split()[0] in page
+    assert "8 of 8 clips" in page
+    assert "<a href='metrics.csv'>" in page and "<a href='summary.json'>" in page
+    # best value marked; RTF table has a header and names the hardware
+    assert "class='best'" in page
+    assert "<th>method</th><th>RTF</th>" in page and summary["run"]["hardware"] in page
+    # examples: best / median / worst with the corrupted segment (4000-12000 samples = 0.25-0.75 s)
+    assert [e["tag"] for e in summary["examples"]] == ["best", "median", "worst"]
+    assert len({int(e["id"].split("_")[1]) % 4 for e in summary["examples"]}) == 3  # distinct clean passages
+    assert page.count("0.25&ndash;0.75 s") == 3
+    # per-clip table, worst first by the model's SI-SDRi
+    with open(out / "metrics.csv") as fh:
+        model = sorted((r for r in csv.DictReader(fh) if r["method"] == "opgan"), key=lambda r: float(r["si_sdr_imp"]))
+    table = page[page.index("Every clip, worst first"):]
+    positions = [table.index(f">{r['id']}") for r in model]
+    assert positions == sorted(positions)
+
+
+def test_unwritable_output_fails_fast(rar, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    rc = main(["--data", str(rar), "--model", str(_ckpt(tmp_path / "m.pt", 1)), "--out", str(blocker / "o"), "--quiet"])
+    assert rc == 2 and "cannot write to output folder" in capsys.readouterr().err
+    assert blocker.read_text() == "keep me"
