@@ -21,7 +21,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
-from .enhance import CheckpointError, load_restorer
+from .checkpoint import CheckpointError
+from .device import resolve_device
+from .enhance import load_restorer
 from .restore import RestoreError
 
 __all__ = ["SDR_BINS", "METRIC_KEYS", "evaluate", "main", "input_sdr_bin", "summarize_rows"]
@@ -159,9 +161,7 @@ def evaluate(
     from . import report
 
     out = Path(out)
-    from .restore import _resolve_device
-
-    device = _resolve_device(device)
+    device = resolve_device(device)
     restorer = load_restorer(model, device=device)
     ds = open_dataset(data, split)
     sr = int(sample_rate or getattr(ds, "sample_rate", None) or restorer.sample_rate)

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from . import distrib
 from .checkpoint import FORMAT, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, parse_args
+from .device import DeviceError, resolve_device
 
 __all__ = ["NonFiniteLossError", "TrainResult", "fit", "main", "validate", "build_models"]
 
@@ -361,17 +362,6 @@ def _round(v: Any) -> Any:
 # The training run
 
 
-def _resolve_device(name: str, info: distrib.DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available")
-        if info.enabled:
-            return torch.device("cuda", info.local_rank)
-    return torch.device(name)
-
-
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -565,7 +555,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, A
          info: distrib.DistInfo, t_wall: float) -> TrainResult:
     cfg.validate()
     cfg, run_dir = _prepare_run_dir(cfg, overrides, resume, overwrite)
-    device = _resolve_device(cfg.device, info)
+    device = resolve_device(cfg.device, info.local_rank if info.enabled else None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     import selfonn
@@ -688,7 +678,6 @@ def _fmt(m: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """`python train.py [...]` / `opgan train [...]`: returns a process exit code."""
     from opgan.data.audio import AudioError
-    from opgan.enhance import CheckpointError as EnhanceCheckpointError
 
     try:
         cfg, overrides, args = parse_args(argv)
@@ -696,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, EnhanceCheckpointError, AudioError) as e:
+    except (ConfigError, CheckpointError, DeviceError, AudioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
