@@ -23,6 +23,7 @@ __all__ = [
     "save_audio",
     "resample",
     "find_audio_files",
+    "check_file",
     "check_finite",
 ]
 
@@ -38,6 +39,14 @@ def check_finite(x: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise AudioError(f"{what}: {bad} non-finite sample(s) (NaN/Inf)")
+
+
+def check_file(path: Path) -> None:
+    """Raise AudioError unless `path` is a non-empty file (libsndfile calls a 0-byte file 'Format not recognised')."""
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes)")
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -58,8 +67,7 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
     Raises AudioError (naming the file) when it is missing, unreadable, empty, or non-finite.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+    check_file(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,18 +49,49 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint without executing code (`weights_only=True`), checking its format."""
+    """Load a checkpoint without executing code (`weights_only=True`), checking its format.
+
+    Every way a file can fail (missing, a folder, empty, truncated, not a .pt, code instead of data,
+    another format) raises CheckpointError with a one-line message that says which.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"'{path}' is a folder, not a checkpoint file")
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at '{path}'")
+    _check_container(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign files raise many different types
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not an {FORMAT} checkpoint (format: {got!r})")
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"cannot read checkpoint '{path}': {type(e).__name__}: {first}") from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"'{path}' is not an {FORMAT} checkpoint (it holds a {type(ckpt).__name__})")
+    if ckpt.get("format") != FORMAT:
+        if "format" not in ckpt and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            raise CheckpointError(f"'{path}' holds a bare state dict, not an {FORMAT} checkpoint "
+                                  "(which also stores the model config and sample rate)")
+        raise CheckpointError(f"'{path}' is not an {FORMAT} checkpoint (format: {ckpt.get('format')!r})")
     return ckpt
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
+_PICKLE_MAGIC = b"\x80"  # torch.save(..., _use_new_zipfile_serialization=False)
+
+
+def _check_container(path: Path) -> None:
+    """Name the usual non-checkpoints before torch.load turns them into an obscure exception."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if size == 0:
+        raise CheckpointError(f"cannot read checkpoint '{path}': the file is empty (0 bytes)")
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"cannot read checkpoint '{path}': the file is truncated or damaged "
+                                  f"({size} bytes; an interrupted download or copy?)")
+    elif not head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(f"cannot read checkpoint '{path}': not a PyTorch .pt file (it begins {head!r})")
 
 
 def capture_rng() -> dict[str, Any]:

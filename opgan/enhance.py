@@ -17,12 +17,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import CheckpointError, load_checkpoint
+from .data.audio import check_finite
+
 __all__ = [
+    "MAX_CHANNELS",
     "SILENCE_PEAK",
     "WINDOW",
     "CheckpointError",
     "OverlapAdd",
     "Restorer",
+    "channels_first",
     "enhance_clips",
     "enhance_signal",
     "load_restorer",
@@ -36,14 +41,13 @@ WINDOW = 32000
 SILENCE_PEAK = 1e-8
 """Clips whose peak is below this are treated as silence (returned as zeros, never NaN)."""
 
-CHECKPOINT_FORMAT = "opgan-ckpt-1"
+MAX_CHANNELS = 64
+"""Most channels an in-memory signal may have: the axis of a 2-D array that can be channels is at most this
+long, which tells (C, T) from (T, C) and refuses shapes that would allocate per-channel buffers by the million."""
+
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"
 
 ModelLike = Callable[[Tensor], Tensor]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or not of the documented format."""
 
 
 def _length_multiple(model: Any) -> int:
@@ -212,9 +216,7 @@ class OverlapAdd:
         c, w, h = self.channels, self.window, self.hop
         starts = [self.next_win + i * h for i in range(count)]
         segs = np.stack([self.inbuf[:, s - self.in_start : s - self.in_start + w] for s in starts])
-        x = torch.from_numpy(np.ascontiguousarray(segs.reshape(count * c, 1, w)))
-        y = self.fn(x.to(device=self.device, dtype=self.dtype))
-        y = y.detach().to(device="cpu", dtype=torch.float64).numpy().reshape(count, c, w)
+        y = self._forward(segs.reshape(count * c, 1, w)).reshape(count, c, w)
         need = starts[-1] + w - self.acc_start
         if need > self.acc.shape[1]:
             grow = need - self.acc.shape[1]
@@ -229,6 +231,16 @@ class OverlapAdd:
         drop = self.next_win - self.in_start
         self.inbuf = self.inbuf[:, drop:]
         self.in_start = self.next_win
+
+    def _forward(self, clips: np.ndarray) -> np.ndarray:
+        """Run (N, 1, L) clips through the model `batch_size` at a time (so the channel count does
+        not multiply the memory of one forward pass); float64 out for the accumulators."""
+        outs = []
+        for i in range(0, clips.shape[0], self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(clips[i : i + self.batch_size]))
+            y = self.fn(x.to(device=self.device, dtype=self.dtype))
+            outs.append(y.detach().to(device="cpu", dtype=torch.float64).numpy())
+        return np.concatenate(outs)
 
     def _emit(self, upto: int) -> np.ndarray:
         """Return finished output for absolute positions < upto (real samples only)."""
@@ -273,10 +285,9 @@ class OverlapAdd:
         if self.n_in == 0:
             return np.zeros((self.channels, 0), dtype=np.float32)
         if self.n_in <= self.window:  # one clip, no overlap-add
-            x = torch.from_numpy(np.ascontiguousarray(self.inbuf[:, self.pad :])).reshape(self.channels, 1, -1)
-            y = self.fn(x.to(device=self.device, dtype=self.dtype))
+            y = self._forward(self.inbuf[:, None, self.pad :])
             self.n_out = self.n_in
-            return y.detach().to(device="cpu", dtype=torch.float32).numpy().reshape(self.channels, -1)
+            return y.astype(np.float32).reshape(self.channels, -1)
         # Last window starts at or after real_end - hop, so the final real samples get nonzero weight.
         total = max(real_end + self.pad, self.window)
         total = self.next_win + self.window + math.ceil(max(total - self.next_win - self.window, 0) / self.hop) * self.hop
@@ -291,6 +302,25 @@ class OverlapAdd:
         return np.concatenate(outs, axis=1)
 
 
+def channels_first(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """View a (T,), (C, T) or (T, C) signal as (C, T); also say whether it was (T, C).
+
+    A 2-D array's channel axis is the shorter one and may hold at most `MAX_CHANNELS`; a square
+    array (other than 1x1) is ambiguous. Either is refused with ValueError before anything is
+    allocated from the shape (soundfile returns (T, C); taking it as (C, T) meant T channels).
+    """
+    if x.ndim == 1:
+        return x[None], False
+    if x.ndim != 2:
+        raise ValueError(f"expected (T,), (C, T) or (T, C) samples, got shape {x.shape}")
+    a, b = x.shape
+    if a == b and a > 1:
+        raise ValueError(f"shape {x.shape} is ambiguous: cannot tell channels from time; pass (C, T) with C < T")
+    if min(a, b) > MAX_CHANNELS:
+        raise ValueError(f"shape {x.shape} is not audio with at most {MAX_CHANNELS} channels; pass (C, T) or (T, C)")
+    return (x, False) if a <= b else (x.T, True)
+
+
 def enhance_signal(
     model: Restorer | ModelLike,
     x: np.ndarray,
@@ -298,20 +328,18 @@ def enhance_signal(
     hop: int | None = None,
     batch_size: int = 4,
 ) -> np.ndarray:
-    """Restore a whole signal `x` of shape (T,) or (C, T) (channels independently); same shape out.
+    """Restore a whole signal `x` of shape (T,), (C, T) or (T, C) (channels independently); same shape out.
 
     Overlap-add of `window`-sample windows (Hann, `hop` = window/2 by default) through
-    `enhance_clips`; see `OverlapAdd` for the streaming form used on files.
+    `enhance_clips`; see `OverlapAdd` for the streaming form used on files, `channels_first` for
+    how the channel axis is told apart.
     """
     x = np.asarray(x, dtype=np.float32)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"enhance_signal expects (T,) or (C, T), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("enhance_signal: input contains NaN or Inf samples")
-    xs = x[None] if x.ndim == 1 else x
+    xs, transposed = channels_first(x)
+    check_finite(xs, "enhance_signal input")
     ola = OverlapAdd(model, channels=xs.shape[0], window=window, hop=hop, batch_size=batch_size)
     y = np.concatenate([ola.push(xs), ola.flush()], axis=1)
-    return y[0] if x.ndim == 1 else y
+    return y[0] if x.ndim == 1 else (y.T if transposed else y)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,18 +398,10 @@ def load_restorer(name_or_path: str | Path, device: str | torch.device = "cpu") 
         )
     else:
         path = Path(name_or_path).expanduser()
-        if not path.is_file():
+        if not path.exists():
             known = ", ".join(shipped) or "none installed"
             raise CheckpointError(f"no checkpoint at '{path}' (shipped models: {known})")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises a zoo of types for truncated/foreign files
-        raise CheckpointError(f"cannot read checkpoint '{path}': {type(e).__name__}: {e}") from e
-    if not isinstance(ckpt, Mapping):
-        raise CheckpointError(f"'{path}' is not an Op-GAN checkpoint (top level is {type(ckpt).__name__})")
-    fmt = ckpt.get("format")
-    if fmt != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"'{path}' has format {fmt!r}; this version reads {CHECKPOINT_FORMAT!r}")
+    ckpt = load_checkpoint(path)
     missing = [k for k in ("config", "generator", "sample_rate") if k not in ckpt]
     if missing:
         raise CheckpointError(f"'{path}' lacks {', '.join(missing)}")

@@ -30,7 +30,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
-from .enhance import CheckpointError, Restorer, load_restorer, shipped_weights
+from .checkpoint import CheckpointError
+from .device import resolve_device
+from .enhance import Restorer, load_restorer, shipped_weights
 from .restore import RestoreError
 
 __all__ = [
@@ -597,10 +599,9 @@ def evaluate(
     from opgan.data import open_dataset
 
     from . import report
-    from .restore import _resolve_device
 
     out = Path(out)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     restorer = load_restorer(model, device=device)
     ds = open_dataset(data, split)
     _check_writable(out)

@@ -1,17 +1,17 @@
 """`opgan restore`: restore recordings of any rate, channel count and length, streaming.
 
 Per file: a pre-scan (peak, DC, clipping, NaN/Inf, silence) decides what to tell the user, then one
-streaming pass: read a block -> polyphase resample to the model's rate -> overlap-add through the
+streaming pass: read a block -> resample to the model's rate (soxr) -> overlap-add through the
 same `enhance_clips` the trainer validates with -> resample back -> dry/wet mix -> write. Memory is
 bounded by a few windows per channel whatever the file length. Outputs are written to a temporary
 file beside the target and moved into place, so a failure never leaves a half-written output, and
-an input is never overwritten.
+an input is never overwritten. Every failure of one input or output (missing, empty, unreadable,
+unwritable) is reported as one line and the other files are still restored.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -22,9 +22,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import firwin, resample_poly
+import soxr
 
-from .enhance import SILENCE_PEAK, WINDOW, CheckpointError, OverlapAdd, Restorer, load_restorer
+from .checkpoint import CheckpointError
+from .data.audio import AudioError, check_file, check_finite
+from .device import DeviceError, cpu_threads, resolve_device
+from .enhance import SILENCE_PEAK, WINDOW, OverlapAdd, Restorer, channels_first, load_restorer
 
 __all__ = [
     "FileReport",
@@ -60,66 +63,44 @@ def audio_extensions() -> set[str]:
 
 
 class StreamResampler:
-    """Block-wise `scipy.signal.resample_poly` that equals the whole-signal result.
+    """Block-wise resampling with soxr (`ResampleStream`, HQ), equal to its one-shot `soxr.resample`.
 
-    Each block is resampled with a margin of input on both sides (starting on a multiple of the
-    decimation factor, so output samples land on the same grid) and only the interior is kept, which
-    reproduces the one-shot polyphase filter, including its zero extension at the signal ends.
+    One thing is added to soxr's stream: the total output is exactly `ceil(n_in * sr_out / sr_in)`
+    samples (soxr rounds, so a round trip could come back a sample short): the end of the signal is
+    extended with zeros as far as needed and the output cut to that length.
     """
 
-    def __init__(self, sr_in: int, sr_out: int, channels: int = 1, block: int = 1 << 14) -> None:
-        g = math.gcd(int(sr_in), int(sr_out))
-        self.up, self.down = int(sr_out) // g, int(sr_in) // g
-        self.channels = channels
-        self.identity = self.up == self.down == 1
-        if self.identity:
-            return
-        max_rate = max(self.up, self.down)
-        self.h = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-        half_in = math.ceil(10 * max_rate / self.up) + 2  # filter half-length in input samples
-        self.margin = self.down * math.ceil(half_in / self.down)
-        self.block = self.down * max(1, math.ceil(block / self.down))
-        self.buf = np.zeros((channels, self.margin), dtype=np.float64)  # zeros before the start
-        self.core = 0  # absolute input index of the next block's first sample
+    def __init__(self, sr_in: int, sr_out: int, channels: int = 1) -> None:
+        self.sr_in, self.sr_out, self.channels = int(sr_in), int(sr_out), channels
+        self.identity = self.sr_in == self.sr_out
+        self.stream = None if self.identity else soxr.ResampleStream(
+            self.sr_in, self.sr_out, channels, dtype="float32", quality="HQ"
+        )
         self.n_in = 0
         self.n_out = 0
 
-    def _run(self, seg: np.ndarray, keep: int) -> np.ndarray:
-        y = resample_poly(seg, self.up, self.down, axis=-1, window=self.h)
-        a = self.margin * self.up // self.down
-        return y[:, a : a + keep]
+    def _run(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        y = self.stream.resample_chunk(np.ascontiguousarray(x.T, dtype=np.float32), last=last)
+        return np.ascontiguousarray(y.reshape(-1, self.channels).T)
 
     def push(self, x: np.ndarray) -> np.ndarray:
         """Feed (C, n) samples; return the (C, m) resampled samples that are final."""
         if self.identity:
             return np.asarray(x, dtype=np.float32)
-        self.buf = np.concatenate([self.buf, x], axis=1)
         self.n_in += x.shape[1]
-        outs = []
-        while self.buf.shape[1] >= 2 * self.margin + self.block:
-            seg = self.buf[:, : 2 * self.margin + self.block]
-            outs.append(self._run(seg, self.block * self.up // self.down))
-            self.buf = self.buf[:, self.block :]
-            self.core += self.block
-        out = np.concatenate(outs, axis=1) if outs else np.zeros((self.channels, 0))
-        self.n_out += out.shape[1]
-        return out.astype(np.float32)
+        y = self._run(x)
+        self.n_out += y.shape[1]
+        return y
 
     def flush(self) -> np.ndarray:
-        """Resample what is left (the zero-extended tail) and return it."""
+        """Return the rest: the filter's tail, then zeros-extended output up to the exact length."""
         if self.identity:
             return np.zeros((self.channels, 0), dtype=np.float32)
-        total = -(-self.n_in * self.up // self.down)  # resample_poly's output length
-        rest = total - self.n_out
-        if rest <= 0:
-            return np.zeros((self.channels, 0), dtype=np.float32)
-        have = self.buf.shape[1] - self.margin  # input samples from `core` on
-        core_len = self.down * math.ceil(max(have, 1) / self.down)
-        need = 2 * self.margin + core_len
-        seg = np.concatenate([self.buf, np.zeros((self.channels, need - self.buf.shape[1]))], axis=1)
-        out = self._run(seg, rest)
-        self.n_out += out.shape[1]
-        return out.astype(np.float32)
+        total = -(-self.n_in * self.sr_out // self.sr_in)
+        pad = -(-self.sr_in // self.sr_out) + 1  # input zeros worth at least one more output sample
+        y = self._run(np.zeros((self.channels, pad), np.float32), last=True)[:, : max(total - self.n_out, 0)]
+        self.n_out += y.shape[1]
+        return y
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,17 +171,27 @@ class _Pipeline:
 
 
 def _as_restorer(model: Restorer | str | Path, device: str) -> Restorer:
-    return model if isinstance(model, Restorer) else load_restorer(model, device=_resolve_device(device))
+    return model if isinstance(model, Restorer) else load_restorer(model, device=resolve_device(device))
 
 
-def _resolve_device(device: str | None) -> str:
-    import torch
+def _to_float(x: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Samples as float32 full scale [-1, 1], and the function that turns the result back.
 
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RestoreError(f"--device {device} requested but no CUDA device is available")
-    return str(device)
+    Integer PCM (int8/16/32, uint8 centred at 128, as soundfile reads them) is scaled by its full
+    scale and the result rounded and clipped back into the same dtype; floats come back as float32.
+    """
+    if x.dtype.kind == "f":
+        return x.astype(np.float32, copy=False), lambda y: y
+    if x.dtype.kind not in "iu":
+        raise ValueError(f"restore_array expects float or integer PCM samples, got dtype {x.dtype}")
+    info = np.iinfo(x.dtype)
+    scale = 2.0 ** (info.bits - 1)
+    zero = scale if x.dtype.kind == "u" else 0.0
+
+    def back(y: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(y * scale + zero), info.min, info.max).astype(x.dtype)
+
+    return ((x.astype(np.float32) - np.float32(zero)) / np.float32(scale)), back
 
 
 def restore_array(
@@ -212,22 +203,28 @@ def restore_array(
     device: str = "auto",
     hop: int | None = None,
 ) -> np.ndarray:
-    """Restore an in-memory signal (T,) or (C, T) at rate `sr`; returns the same shape and rate.
+    """Restore an in-memory signal at rate `sr`; returns the same shape, rate and sample type.
 
-    Same pipeline as `restore_file` (resample, overlap-add, resample back, dry/wet mix).
+    `x` is (T,), (C, T), or (T, C) as `soundfile.read` returns it (the shorter axis, at most
+    `MAX_CHANNELS` long, is channels; see `opgan.enhance.channels_first`). Float samples are
+    full scale 1.0 and come back float32; integer PCM (e.g. int16) is scaled to full scale for the
+    model and returned in its own dtype. Same pipeline as `restore_file` (resample, overlap-add,
+    resample back, dry/wet mix). Raises ValueError for other shapes or dtypes and for NaN/Inf.
     """
+    if int(sr) <= 0:
+        raise ValueError(f"sample rate must be positive, got {sr}")
+    x = np.asarray(x)
+    xs, transposed = channels_first(x)  # checked before anything is allocated from the shape
+    xs, back = _to_float(xs)
+    check_finite(xs, "restore_array input")
     restorer = _as_restorer(model, device)
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"expected (T,) or (C, T) samples, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise RestoreError("input contains NaN/Inf samples")
-    xs = x[None] if x.ndim == 1 else x
     if np.abs(xs).max(initial=0.0) < SILENCE_PEAK:
-        return np.zeros_like(x)
-    pipe = _Pipeline(restorer, sr, xs.shape[0], wet=wet, batch_size=batch_size, hop=hop)
-    y = np.concatenate([pipe.push(xs), pipe.flush()], axis=1)
-    return y[0] if x.ndim == 1 else y
+        y = np.zeros_like(xs)
+    else:
+        pipe = _Pipeline(restorer, int(sr), xs.shape[0], wet=wet, batch_size=batch_size, hop=hop)
+        y = np.concatenate([pipe.push(xs), pipe.flush()], axis=1)
+    y = back(y[0] if x.ndim == 1 else (y.T if transposed else y))
+    return y
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,8 +265,10 @@ def _open_error(path: Path, e: Exception) -> RestoreError:
 def scan_file(path: str | Path, block_frames: int = BLOCK_FRAMES) -> InputStats:
     """One streaming read of `path`: peak, mean, clipping and NaN/Inf per channel."""
     path = Path(path)
-    if not path.is_file():
-        raise RestoreError(f"no such file: '{path}'")
+    try:
+        check_file(path)
+    except AudioError as e:
+        raise RestoreError(str(e)) from None
     try:
         f = sf.SoundFile(str(path))
     except Exception as e:  # soundfile raises LibsndfileError / TypeError for foreign files
@@ -326,6 +325,8 @@ class FileReport:
 
 
 def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    if dst.is_dir():
+        raise RestoreError(f"output '{dst}' is a folder; choose another -o or --suffix")
     if dst.exists():
         if dst.resolve() == src.resolve() or os.path.samefile(dst, src):
             raise RestoreError(f"output '{dst}' is the input itself; choose another -o or --suffix")
@@ -333,6 +334,26 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
             raise RestoreError(f"output '{dst}' exists; pass --overwrite to replace it")
     elif dst.resolve() == src.resolve():
         raise RestoreError(f"output '{dst}' is the input itself; choose another -o or --suffix")
+
+
+def _write_error(dst: Path, e: BaseException) -> RestoreError:
+    """One line for anything that stops an output from being written (the OS's reason, not a traceback)."""
+    if isinstance(e, FileExistsError):
+        why = f"'{e.filename}' is a file, not a folder"
+    elif isinstance(e, OSError):
+        why = e.strerror or str(e)
+    elif isinstance(e, AssertionError):  # soundfile's check that every frame was written
+        why = "short write (disk full?)"
+    else:
+        why = str(e)
+    return RestoreError(f"cannot write '{dst}': {why}")
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def restore_file(
@@ -350,8 +371,9 @@ def restore_file(
 ) -> FileReport:
     """Restore one file into `dst`, keeping its rate, channels, format and (by default) subtype.
 
-    Raises `RestoreError` with a user-facing message for unreadable, empty or NaN/Inf inputs and
-    for outputs that exist (unless `overwrite`) or that would replace the input.
+    Raises `RestoreError` with a user-facing message for unreadable, empty or NaN/Inf inputs, for
+    outputs that exist (unless `overwrite`) or that would replace the input, and for outputs that
+    cannot be written (the OS's reason); nothing is left behind then.
     """
     src, dst = Path(src), Path(dst)
     report = FileReport(input=src, output=dst)
@@ -381,14 +403,19 @@ def restore_file(
         report.notes.append("removed DC offset " + ", ".join(f"{d:+.4f}" for d in dc))
     float_out = subtype.upper() in ("FLOAT", "DOUBLE")
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.partial-{os.getpid()}{dst.suffix}")
     t0 = time.perf_counter()
     n_clip = 0
     try:
-        with sf.SoundFile(str(src)) as fin, sf.SoundFile(
-            str(tmp), "w", samplerate=stats.sample_rate, channels=stats.channels, subtype=subtype, format=stats.format
-        ) as fout:
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            open(tmp, "wb").close()  # the OS's reason if it cannot be created (libsndfile says "System error")
+            fout = sf.SoundFile(
+                str(tmp), "w", samplerate=stats.sample_rate, channels=stats.channels, subtype=subtype, format=stats.format
+            )
+        except (OSError, sf.SoundFileError) as e:
+            raise _write_error(dst, e) from e
+        with fout, sf.SoundFile(str(src)) as fin:
             pipe = None if stats.silent else _Pipeline(
                 restorer, stats.sample_rate, stats.channels, wet=wet, batch_size=batch_size, dc=dc, hop=hop
             )
@@ -400,15 +427,21 @@ def restore_file(
                     if over.any():
                         n_clip += int(over.sum())
                         y = np.clip(y, -1.0, 1.0)
-                fout.write(np.ascontiguousarray(y.T))
+                try:
+                    fout.write(np.ascontiguousarray(y.T))
+                except (OSError, sf.SoundFileError, AssertionError) as e:
+                    raise _write_error(dst, e) from e
 
             for blk in fin.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
                 write(np.zeros_like(blk.T) if pipe is None else pipe.push(blk.T))
             if pipe is not None:
                 write(pipe.flush())
-        os.replace(tmp, dst)
+        try:
+            os.replace(tmp, dst)
+        except OSError as e:
+            raise _write_error(dst, e) from e
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     report.wall = time.perf_counter() - t0
     if n_clip:
@@ -416,22 +449,49 @@ def restore_file(
     return report
 
 
-def _expand_inputs(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """(file, path relative to where it was named) for each input file, folders walked recursively."""
+def _expand_inputs(inputs: Iterable[str | Path], skip: Path | None = None) -> list[tuple[Path, Path, str | None]]:
+    """(file, path relative to where it was named, error or None) per input, folders walked recursively.
+
+    A missing input or an empty folder becomes an entry with its error (reported in order, the
+    others still restored). When `skip` (the output folder) lies inside a folder being walked, the
+    files under it are not taken as inputs (a second run would restore the outputs again).
+    """
     exts = audio_extensions()
-    out: list[tuple[Path, Path]] = []
+    skip = skip.resolve() if skip is not None else None
+    out: list[tuple[Path, Path, str | None]] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in exts and not q.name.startswith("."))
-            if not found:
-                raise RestoreError(f"folder '{p}' holds no audio files")
-            out += [(q, q.relative_to(p)) for q in found]
-        elif p.is_file():
-            out.append((p, Path(p.name)))
-        else:
-            raise RestoreError(f"no such file or folder: '{p}'")
+        try:
+            if p.is_dir():
+                root = p.resolve()
+                inner = skip if skip is not None and skip != root and skip.is_relative_to(root) else None
+                found = sorted(
+                    q for q in p.rglob("*")
+                    if q.is_file() and q.suffix.lower() in exts and not q.name.startswith(".")
+                    and not (inner is not None and q.resolve().is_relative_to(inner))
+                )
+                if not found:
+                    raise RestoreError(f"folder '{p}' holds no audio files")
+                out += [(q, q.relative_to(p), None) for q in found]
+            elif p.is_file():
+                out.append((p, Path(p.name), None))
+            else:
+                raise RestoreError(f"no such file or folder: '{p}'")
+        except (RestoreError, OSError) as e:
+            out.append((p, Path(p.name), str(e)))
     return out
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be used."""
+    if outdir.exists() and not outdir.is_dir():
+        raise RestoreError(f"output folder '{outdir}' is an existing file, not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RestoreError(f"cannot create output folder '{outdir}': {e.strerror or e}") from e
+    if not os.access(outdir, os.W_OK):
+        raise RestoreError(f"output folder '{outdir}' is not writable")
 
 
 def restore_paths(
@@ -451,14 +511,22 @@ def restore_paths(
 ) -> list[FileReport]:
     """Restore files and folders; outputs go to `outdir` (tree kept) or beside each input.
 
-    Without `outdir` the default suffix is `_restored`; with it, none. One bad file does not stop
-    the others: its `FileReport.error` says what went wrong.
+    Without `outdir` the default suffix is `_restored`; with it, none. One bad file (or a missing
+    input) does not stop the others: its `FileReport.error` says what went wrong. An `outdir` that
+    cannot be created or written raises `RestoreError` before any file is read.
     """
     restorer = _as_restorer(model, device)
     if suffix is None:
         suffix = "" if outdir is not None else "_restored"
+    items = _expand_inputs(inputs, skip=Path(outdir) if outdir is not None else None)
+    if outdir is not None and any(err is None for _, _, err in items):
+        _prepare_outdir(Path(outdir))
     reports, planned = [], set()
-    for src, rel in _expand_inputs(inputs):
+    for src, rel, error in items:
+        if error is not None:
+            reports.append(FileReport(input=src, output=None, error=error))
+            log_error(f"{src}: error: {error}")
+            continue
         base = (Path(outdir) / rel.parent) if outdir is not None else src.parent
         dst = base / f"{rel.stem}{suffix}{rel.suffix}"
         try:
@@ -472,7 +540,7 @@ def restore_paths(
             log(f"{src} -> {dst}  ({r.seconds:.1f} s audio in {r.wall:.1f} s, RTF {r.rtf:.3f})")
             for n in r.notes:
                 log(f"  note: {n}")
-        except (RestoreError, ValueError) as e:
+        except (RestoreError, ValueError, OSError, sf.SoundFileError) as e:
             r = FileReport(input=src, output=None, error=str(e))
             log_error(f"{src}: error: {e}")
         reports.append(r)
@@ -500,18 +568,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suffix", default=None, help="appended to output file names")
     p.add_argument("--output-subtype", default=None, help="soundfile subtype, e.g. PCM_16, PCM_24, FLOAT (default: input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the cores not already busy, at least 1)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     err = lambda m: print(m, file=sys.stderr)  # noqa: E731
     try:
+        if args.threads is not None and args.threads < 1:
+            raise RestoreError("--threads must be >= 1")
         if args.batch_size < 1:
             raise RestoreError("--batch-size must be >= 1")
         if not 0.0 <= args.dry_wet <= 1.0:
@@ -520,11 +587,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RestoreError(f"unknown --output-subtype {args.output_subtype}; see soundfile.available_subtypes()")
         if not 0.0 < args.overlap < 1.0:
             raise RestoreError("--overlap must be within (0, 1)")
+        out = Path(args.outdir) if args.outdir else None
+        if out is not None and not out.exists() and out.suffix.lower() in audio_extensions():
+            raise RestoreError(f"-o takes a folder (outputs keep their input names); '{out}' looks like a file name")
         hop = max(1, round(WINDOW * (1.0 - args.overlap)))
-        restorer = load_restorer(args.model, device=_resolve_device(args.device))
+        import torch
+
+        torch.set_num_threads(args.threads or cpu_threads())
+        restorer = load_restorer(args.model, device=resolve_device(args.device))
         reports = restore_paths(
             args.inputs,
-            args.outdir,
+            out,
             restorer,
             suffix=args.suffix,
             wet=args.dry_wet,
@@ -533,12 +606,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             output_subtype=args.output_subtype.upper() if args.output_subtype else None,
             hop=hop,
         )
-    except (RestoreError, CheckpointError) as e:
+    except (RestoreError, CheckpointError, DeviceError) as e:
         err(f"opgan restore: error: {e}")
         return 2
+    except KeyboardInterrupt:
+        err("opgan restore: interrupted (finished outputs are kept, the one in progress was discarded)")
+        return 130
     failed = [r for r in reports if r.error]
     if failed:
-        err(f"opgan restore: {len(failed)} of {len(reports)} file(s) failed")
+        err(f"opgan restore: {len(failed)} of {len(reports)} input(s) failed")
         return 1
     return 0
 

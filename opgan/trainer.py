@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from . import distrib
 from .checkpoint import FORMAT, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig, parse_args
+from .device import DeviceError, resolve_device
 
 logger = logging.getLogger("opgan.train")
 
@@ -394,17 +395,6 @@ def _round(v: Any) -> Any:
 # The training run
 
 
-def _resolve_device(name: str, info: distrib.DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available")
-        if info.enabled:
-            return torch.device("cuda", info.local_rank)
-    return torch.device(name)
-
-
 def _resolve_weights(path: str) -> Path:
     """A checkpoint path, or the name of a shipped model ('speech', 'music', ...)."""
     from opgan.enhance import shipped_weights
@@ -656,7 +646,7 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, A
 
     cfg.validate()
     cfg, run_dir = _prepare_run_dir(cfg, overrides, resume, overwrite)
-    device = _resolve_device(cfg.device, info)
+    device = resolve_device(cfg.device, info.local_rank if info.enabled else None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     with selfonn.use_backend(cfg.backend):  # the caller's global backend is restored afterwards
@@ -846,7 +836,6 @@ def _cli_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     """`python train.py [...]` / `opgan train [...]`: returns a process exit code."""
     from opgan.data.audio import AudioError
-    from opgan.enhance import CheckpointError as EnhanceCheckpointError
 
     _cli_logging()
     try:
@@ -855,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, EnhanceCheckpointError, AudioError) as e:
+    except (ConfigError, CheckpointError, DeviceError, AudioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -52,6 +52,12 @@ def test_python_dash_m_restores_a_file(tmp_path):
     assert (info.samplerate, info.frames, info.subtype) == (44100, 12000, "PCM_16")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1 and "--overwrite" in r.stderr and "Traceback" not in r.stderr
+    # -o naming an existing file: one line and exit 2 (was a FileExistsError traceback).
+    (tmp_path / "some_file").write_text("keep")
+    cmd[cmd.index("-o") + 1] = str(tmp_path / "some_file")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (tmp_path / "some_file").read_text() == "keep"
 
 
 def test_default_restore_uses_shipped_speech_model(tmp_path):

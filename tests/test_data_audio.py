@@ -43,6 +43,14 @@ def test_bad_files_are_named(tmp_path):
     assert issubclass(AudioError, ValueError)
 
 
+def test_zero_byte_file_is_called_empty(tmp_path):
+    """A 0-byte file is not 'Format not recognised': the message says it is empty."""
+    zero = tmp_path / "zero.wav"
+    zero.touch()
+    with pytest.raises(AudioError, match=r"zero.wav: the file is empty \(0 bytes\)"):
+        load_audio(zero)
+
+
 def test_sampler_skips_bad_sources(tmp_path):
     good = fixture_dir() / "speech" / "train" / "carlo_m"
     d = tmp_path / "spk"

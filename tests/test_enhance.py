@@ -179,6 +179,28 @@ def test_overlap_add_memory_is_bounded():
     assert total_out > 400 * block - (window + batch * hop + block)  # output keeps up with input
 
 
+def test_forward_passes_hold_at_most_batch_size_clips():
+    """Channels do not multiply the forward batch: memory per pass is bounded by --batch-size."""
+    model = Identity()
+    x = np.random.default_rng(3).standard_normal((6, 3000)).astype(np.float32)
+    y = enhance_signal(model, x, window=512, batch_size=4)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+    assert max(s.shape[0] for s in model.seen) <= 4
+
+
+def test_enhance_signal_time_major_and_refusals():
+    model = Identity()
+    x = np.random.default_rng(4).standard_normal((2, 3000)).astype(np.float32)
+    np.testing.assert_allclose(enhance_signal(model, x.T, window=512), x.T, atol=1e-6)  # (T, C) accepted
+    assert max(s.shape[0] for s in model.seen) <= 4 and min(s.shape[-1] for s in model.seen) >= 512
+    with pytest.raises(ValueError, match="ambiguous"):
+        enhance_signal(model, np.ones((3, 3), np.float32))
+    with pytest.raises(ValueError, match="at most 64 channels"):
+        enhance_signal(model, np.ones((100, 200), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        enhance_signal(model, np.array([0.0, np.nan], np.float32))
+
+
 def test_overlap_add_rejects_bad_args():
     with pytest.raises(ValueError):
         OverlapAdd(Identity(), window=512, hop=512)
@@ -218,7 +240,7 @@ def test_load_restorer_errors(tmp_path):
         load_restorer(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read.*not a PyTorch .pt file"):
         load_restorer(junk)
     wrong = tmp_path / "wrong.pt"
     torch.save({"format": "something-else"}, wrong)
@@ -239,6 +261,39 @@ def test_load_restorer_errors(tmp_path):
     torch.save({"format": "opgan-ckpt-1", "obj": Identity()}, pickled)  # code, not data
     with pytest.raises(CheckpointError, match="cannot read"):
         load_restorer(pickled)
+
+
+def test_load_restorer_names_what_is_wrong_with_a_file(tmp_path):
+    """Empty, text, truncated, folder and bare-state-dict files each get a one-line reason
+    (a text file used to end in 'IndexError: pop from empty list')."""
+    good = tmp_path / "good.pt"
+    tiny_checkpoint(good)
+    data = good.read_bytes()
+    cases = {
+        "empty.pt": (b"", r"empty \(0 bytes\)"),
+        "notes.txt": (b"text\n", r"not a PyTorch .pt file \(it begins b'text\\n'\)"),
+        "cut.pt": (data[: len(data) // 2], r"truncated or damaged \(\d+ bytes"),
+    }
+    for name, (content, why) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=why) as e:
+            load_restorer(tmp_path / name)
+        assert "\n" not in str(e.value)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_restorer(tmp_path)
+    bare = tmp_path / "bare.pt"
+    torch.save(build_generator({"filters": 2, "q": 2}).state_dict(), bare)
+    with pytest.raises(CheckpointError, match="bare state dict"):
+        load_restorer(bare)
+
+
+def test_one_checkpoint_reader():
+    """enhance reads checkpoints through opgan.checkpoint: one format constant, one error class."""
+    import opgan.checkpoint as ck
+    import opgan.enhance as en
+
+    assert en.CheckpointError is ck.CheckpointError
+    assert not hasattr(en, "CHECKPOINT_FORMAT")
 
 
 @pytest.mark.parametrize("name", ["speech", "music"])

@@ -1,11 +1,13 @@
 """opgan.restore: streaming resampling, file handling, user-facing checks, the restore CLI."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 import torch
-from scipy.signal import resample_poly
 from torch import nn
 
 from opgan.enhance import Restorer
@@ -31,6 +33,18 @@ class Identity(nn.Module):
 class Silence(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
+
+
+class Half(nn.Module):
+    """Halves its input and records the shape of every batch it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return 0.5 * x
 
 
 def identity_restorer(sr: int = 16000) -> Restorer:
@@ -59,11 +73,15 @@ def tiny_ckpt(tmp_path):
 # ---------------------------------------------------------------------------- resampling
 
 
-@pytest.mark.parametrize("sr_in,sr_out", [(44100, 16000), (16000, 44100), (48000, 16000), (22050, 16000), (16000, 16000)])
-def test_stream_resampler_equals_resample_poly(sr_in, sr_out):
+RATES = [(44100, 16000), (16000, 44100), (48000, 16000), (22050, 16000), (16000, 22050), (8000, 16000), (16000, 16000)]
+
+
+@pytest.mark.parametrize("sr_in,sr_out", RATES)
+def test_stream_resampler_equals_one_shot_soxr(sr_in, sr_out):
+    """Streaming in random blocks gives soxr's one-shot result (to 1e-6) and exactly ceil(n*out/in) samples."""
     rng = np.random.default_rng(sr_in + sr_out)
-    x = rng.standard_normal((2, 30011))
-    r = StreamResampler(sr_in, sr_out, channels=2, block=2000)
+    x = rng.standard_normal((2, 30011)).astype(np.float32)
+    r = StreamResampler(sr_in, sr_out, channels=2)
     parts, i = [], 0
     while i < x.shape[1]:
         n = int(rng.integers(1, 7000))
@@ -71,9 +89,24 @@ def test_stream_resampler_equals_resample_poly(sr_in, sr_out):
         i += n
     parts.append(r.flush())
     y = np.concatenate(parts, axis=1)
-    ref = resample_poly(x, sr_out, sr_in, axis=-1)
-    assert y.shape == ref.shape
-    np.testing.assert_allclose(y, ref, atol=1e-6, rtol=0)
+    assert y.shape == (2, math.ceil(30011 * sr_out / sr_in))
+    ref = soxr.resample(x.T, sr_in, sr_out).T  # soxr rounds its length; ours extends the end with zeros
+    n = min(ref.shape[1], y.shape[1])
+    np.testing.assert_allclose(y[:, :n], ref[:, :n], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("sr_in,sr_out", RATES)
+@pytest.mark.parametrize("n", [1, 2, 7, 101, 44101])
+def test_stream_resampler_lengths_are_exact(sr_in, sr_out, n):
+    r = StreamResampler(sr_in, sr_out, channels=1)
+    got = r.push(np.ones((1, n), np.float32)).shape[1] + r.flush().shape[1]
+    assert got == math.ceil(n * sr_out / sr_in)
+
+
+@pytest.mark.parametrize("n", [1, 3, 44099, 44101])
+def test_round_trip_length_is_exact_for_any_length(n):
+    x = 0.1 * np.ones(n, np.float32)
+    assert restore_array(x, 44100, identity_restorer()).shape == (n,)
 
 
 # ---------------------------------------------------------------------------- arrays
@@ -111,8 +144,43 @@ def test_restore_array_silence_and_nan():
     assert out.shape == (5000,) and not out.any() and np.isfinite(out).all()
     bad = tone(16000, 0.2)[0]
     bad[10] = np.nan
-    with pytest.raises(RestoreError, match="NaN"):
+    with pytest.raises(ValueError, match="1 non-finite sample"):
         restore_array(bad, 16000, identity_restorer())
+
+
+def test_restore_array_takes_soundfile_layout(tmp_path):
+    """(T, C) as soundfile.read returns it is restored as C channels (it used to be taken as T
+    channels of C samples each, which for a 15 s stereo file asked for gigabytes)."""
+    x = tone(22050, 0.7, channels=2)
+    model = Half()
+    y = restore_array(x.T, 22050, Restorer(generator=model, sample_rate=16000))
+    assert y.shape == x.T.shape
+    assert max(b for b, _, _ in model.seen) <= 4 and min(n for _, _, n in model.seen) > 10000
+    np.testing.assert_allclose(y, restore_array(x, 22050, Restorer(generator=Half(), sample_rate=16000)).T, atol=1e-6)
+    sf.write(tmp_path / "st.wav", x.T, 22050, subtype="FLOAT")
+    data, sr = sf.read(tmp_path / "st.wav", dtype="float32")
+    assert restore_array(data, sr, identity_restorer()).shape == data.shape
+
+
+@pytest.mark.parametrize("shape,why", [((3, 3), "ambiguous"), ((100, 200), "at most 64 channels"), ((2, 3, 4), "got shape")])
+def test_restore_array_refuses_shapes_it_cannot_read(shape, why):
+    with pytest.raises(ValueError, match=why):
+        restore_array(np.ones(shape, np.float32), 16000, identity_restorer())
+
+
+def test_restore_array_scales_integer_pcm():
+    """int16 samples are restored at full scale and come back as int16 (they used to be processed
+    at +-32768 and returned as float32)."""
+    x = tone(16000, 0.5)[0]
+    pcm = np.round(x * 32767).astype(np.int16)
+    model = Half()
+    y = restore_array(pcm, 16000, Restorer(generator=model, sample_rate=16000))
+    assert y.dtype == np.int16 and y.shape == pcm.shape
+    np.testing.assert_allclose(y, np.round(pcm / 2), atol=1)
+    u8 = np.round(128 + 100 * x).astype(np.uint8)
+    np.testing.assert_allclose(restore_array(u8, 16000, identity_restorer()).astype(int), u8, atol=1)
+    with pytest.raises(ValueError, match="dtype"):
+        restore_array(np.ones(100, bool), 16000, identity_restorer())
 
 
 def test_pipeline_memory_is_bounded_with_resampling():
@@ -124,10 +192,9 @@ def test_pipeline_memory_is_bounded_with_resampling():
     held, out = [], 0
     for _ in range(300):  # 30 s of 44.1 kHz stereo, 0.1 s at a time
         out += pipe.push(block).shape[1]
-        held.append(pipe.dry_len + pipe.down.buf.shape[1] + pipe.ola.inbuf.shape[1] + pipe.ola.acc.shape[1]
-                    + pipe.up.buf.shape[1])
+        held.append(pipe.dry_len + pipe.ola.inbuf.shape[1] + pipe.ola.acc.shape[1])
     # A few windows of latency (~6 s at 44.1 kHz), constant: not the 1.3 M samples streamed.
-    assert max(held) < 400_000 and max(held[150:]) <= max(held[:150])
+    assert max(held) < 400_000 and max(held[150:]) <= max(held[:150]) + block.shape[1]
     assert out + pipe.flush().shape[1] == 300 * 4410
 
 
@@ -250,5 +317,125 @@ def test_cli_restores_folders_and_reports_errors(tmp_path, tiny_ckpt, capsys):
     # Bad model and bad input: clean messages, no traceback.
     assert main([str(indir / "a.wav"), "--model", str(tmp_path / "nope.pt")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
-    assert main([str(tmp_path / "missing.wav"), "--model", str(tiny_ckpt)]) == 2
+    assert main([str(tmp_path / "missing.wav"), "--model", str(tiny_ckpt)]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def _one_line_errors(err: str) -> list[str]:
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if "error" in line]
+
+
+def test_bad_inputs_among_good_ones_do_not_stop_the_run(tmp_path, capsys):
+    """A missing path, a 0-byte file, an unreadable file and an empty folder are each reported
+    on one line; the good files are still restored and the exit status is 1."""
+    indir = tmp_path / "in"
+    indir.mkdir()
+    sf.write(indir / "a.wav", tone(16000, 0.3)[0], 16000)
+    (indir / "empty.wav").touch()
+    (indir / "junk.flac").write_text("not audio")
+    (tmp_path / "nothing").mkdir()
+    sf.write(tmp_path / "b.wav", tone(16000, 0.3)[0], 16000)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "missing.wav"), str(indir), str(tmp_path / "nothing"), str(tmp_path / "b.wav"), "-o", str(out)]
+    reports = restore_paths(args[:-2], out, identity_restorer(), log=lambda m: None, log_error=lambda m: None)
+    assert [r.error is None for r in reports] == [False, True, False, False, False, True]
+    assert sf.info(str(out / "a.wav")).frames == 4800 and sf.info(str(out / "b.wav")).frames == 4800
+    errors = " | ".join(r.error for r in reports if r.error)
+    assert "no such file or folder" in errors and f"{indir / 'empty.wav'}: the file is empty (0 bytes)" in errors
+    assert "cannot read" in errors and "holds no audio files" in errors
+    (out / "a.wav").unlink()
+    (out / "b.wav").unlink()
+    from opgan import restore as R
+
+    real = R.load_restorer
+    R.load_restorer = lambda *a, **k: identity_restorer()
+    try:
+        assert main(args) == 1
+    finally:
+        R.load_restorer = real
+    lines = _one_line_errors(capsys.readouterr().err)
+    assert len(lines) == 4 and (out / "a.wav").is_file() and (out / "b.wav").is_file()
+
+
+def test_output_path_problems_are_one_line_errors(tmp_path, tiny_ckpt, capsys, monkeypatch):
+    src = tmp_path / "a.wav"
+    sf.write(src, tone(16000, 0.3)[0], 16000)
+    some_file = tmp_path / "some_file"
+    some_file.write_bytes(b"keep me")
+    # -o naming an existing file (used to be a FileExistsError traceback from mkdir).
+    assert main([str(src), "-o", str(some_file), "--model", str(tiny_ckpt)]) == 2
+    assert "is an existing file, not a folder" in _one_line_errors(capsys.readouterr().err)[0]
+    assert some_file.read_bytes() == b"keep me"
+    # -o that cannot be created (a file in its path).
+    assert main([str(src), "-o", str(some_file / "sub"), "--model", str(tiny_ckpt)]) == 2
+    assert "cannot create output folder" in _one_line_errors(capsys.readouterr().err)[0]
+    # -o that looks like a file name.
+    assert main([str(src), "-o", str(tmp_path / "out.wav"), "--model", str(tiny_ckpt)]) == 2
+    assert "looks like a file name" in capsys.readouterr().err and not (tmp_path / "out.wav").exists()
+    # An OS error while writing: one line per file, exit 1, no temporary left, nothing replaced.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.wav").write_bytes(b"old output")
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("opgan.restore.os.replace", refuse)
+    assert main([str(src), "-o", str(out), "--model", str(tiny_ckpt), "--overwrite"]) == 1
+    lines = _one_line_errors(capsys.readouterr().err)
+    assert f"cannot write '{out / 'a.wav'}': Permission denied" in lines[0]
+    assert (out / "a.wav").read_bytes() == b"old output" and sorted(p.name for p in out.iterdir()) == ["a.wav"]
+
+
+def test_output_folder_inside_input_folder_is_not_read_back(tmp_path):
+    indir = tmp_path / "in"
+    indir.mkdir()
+    sf.write(indir / "a.wav", tone(16000, 0.3)[0], 16000)
+    for _ in range(2):
+        reps = restore_paths([indir], indir / "restored", identity_restorer(), overwrite=True,
+                             log=lambda m: None, log_error=lambda m: None)
+        assert [r.input.name for r in reps] == ["a.wav"] and reps[0].error is None
+    assert not (indir / "restored" / "restored").exists()
+    # Restoring a folder into itself (with a suffix) still finds its files.
+    other = tmp_path / "other"
+    other.mkdir()
+    sf.write(other / "b.wav", tone(16000, 0.3)[0], 16000)
+    reps = restore_paths([other], other, identity_restorer(), suffix="_r", log=lambda m: None, log_error=lambda m: None)
+    assert [r.error for r in reps] == [None] and (other / "b_r.wav").is_file()
+
+
+def test_bad_model_and_device_are_one_line_errors(tmp_path, tiny_ckpt, capsys):
+    src = tmp_path / "a.wav"
+    sf.write(src, tone(16000, 0.3)[0], 16000)
+    text = tmp_path / "model.txt"
+    text.write_text("text\n")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(tiny_ckpt.read_bytes()[:3000])
+    for extra, why in (
+        (["--model", str(text)], "not a PyTorch .pt file"),
+        (["--model", str(cut)], "truncated or damaged"),
+        (["--model", str(tiny_ckpt), "--device", "gpu"], "unknown device 'gpu'"),
+        (["--model", str(tiny_ckpt), "--threads", "0"], "--threads must be >= 1"),
+    ):
+        assert main([str(src), "-o", str(tmp_path / "out"), *extra]) == 2
+        lines = _one_line_errors(capsys.readouterr().err)
+        assert len(lines) == 1 and why in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_threads_follow_the_load(monkeypatch):
+    from opgan import device
+
+    monkeypatch.setattr(device, "_usable_cpus", lambda: 2.0)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (4.0, 4.0, 4.0))
+    assert device.cpu_threads() == 1  # busy: one thread, not two fighting over one free core
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert device.cpu_threads() == min(2, torch.get_num_threads())
+    # The CLI uses that choice unless --threads is given.
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    monkeypatch.setattr("opgan.restore.cpu_threads", lambda: 7)
+    main(["nothing.wav", "--model", "nothing.pt"])
+    main(["nothing.wav", "--model", "nothing.pt", "--threads", "3"])
+    assert set_to == [7, 3]
