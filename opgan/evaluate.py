@@ -422,7 +422,7 @@ def run_details(model: str | Path, restorer: Restorer, device: str) -> dict[str,
         "opgan_version": opgan_version, "torch_version": torch.__version__,
         "checkpoint": str(ckpt) if ckpt else str(model),
         "checkpoint_sha256": _sha256(ckpt) if ckpt else None,
-        "device": device, "hardware": hardware(device),
+        "device": str(device), "hardware": hardware(str(device)),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
