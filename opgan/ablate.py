@@ -1,0 +1,147 @@
+"""Recipe ablations at equal compute: named suites of training runs, run side by side and collected
+into committed records that docs/training.md's tables are generated from.
+
+    python -m opgan.ablate list                                  # suites and their runs
+    python -m opgan.ablate run loss --data ~/.cache/opgan --jobs 2   # resumable: finished runs are skipped
+    python -m opgan.ablate collect loss                          # runs/ablate/* -> docs/results/ablations/
+    python -m opgan.tables                                       # re-render the tables in README/docs
+
+Every run of a suite shares the suite's base flags (preset, steps, validation) and differs by its own
+overrides, so "equal steps" holds by construction; each run's training seconds are recorded beside
+its metrics so "equal wall time" can be read off too (runs that share a machine are slowed alike).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["Run", "SUITES", "RESULTS_DIR", "main"]
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results" / "ablations"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    change: str  # one line for the table
+    flags: tuple[str, ...] = ()
+
+
+#: the seed's objective on the `ship` preset (f=8, q=3, residual, 8192-sample crops, lr 2e-4, dynamic mixing)
+_SHIP = ("--preset", "ship", "--max-minutes", "0", "--ckpt-every", "200", "--val-clips", "64",
+         "--no-progress", "--threads", "1", "--select-by", "score")
+_RECIPE = ("--lambda-sdr", "1", "--lambda-sisdr", "1")
+
+SUITES: dict[str, dict] = {
+    # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
+    "loss": {
+        "kind": "speech", "base": _SHIP + ("--max-steps", "1200", "--val-every", "400"),
+        "runs": [
+            Run("A0-seed", "seed objective: LSGAN + 100·L1 + log-power L1"),
+            Run("A1-sisdr-level", "+ SI-SDR + level terms", ("--lambda-sisdr", "1", "--lambda-level", "1")),
+            Run("A2-sdr-sisdr", "+ SDR + SI-SDR terms (per clip, dB)", _RECIPE),
+            Run("A3-sdr-sisdr-mr", "L1 ×10, MR-STFT instead of log-power L1, + SDR + SI-SDR",
+                ("--lambda-t", "10", "--lambda-s", "0", "--lambda-mr", "1") + _RECIPE),
+        ],
+    },
+}
+
+
+def _run_dir(runs_dir: Path, run: Run) -> Path:
+    return runs_dir / run.name
+
+
+def _is_done(run_dir: Path) -> bool:
+    s = run_dir / "summary.json"
+    if not s.is_file():
+        return False
+    summary = json.loads(s.read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    return summary.get("step", 0) >= cfg.get("max_steps", 0)
+
+
+def _command(suite: dict, run: Run, data: str, runs_dir: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "opgan", "train", *suite["base"], "--data", data, "--data-kind", suite["kind"],
+           "--runs-dir", str(runs_dir), "--name", run.name, *run.flags]
+    if (runs_dir / run.name / "last.pt").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def run_suite(name: str, data: str, runs_dir: Path, jobs: int = 1, only: Sequence[str] = ()) -> int:
+    """Run (or resume) the suite's unfinished runs, `jobs` at a time; returns the number that failed."""
+    suite = SUITES[name]
+    todo = [r for r in suite["runs"] if (not only or r.name in only) and not _is_done(_run_dir(runs_dir, r))]
+    failed = 0
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    while todo:
+        batch, todo = todo[:jobs], todo[jobs:]
+        procs = []
+        for r in batch:
+            log = open(runs_dir / f"{r.name}.log", "a")
+            print(f"[ablate] {r.name}: {r.change}", flush=True)
+            procs.append((r, subprocess.Popen(_command(suite, r, data, runs_dir), stdout=log, stderr=subprocess.STDOUT),
+                          log))
+        for r, p, log in procs:
+            rc = p.wait()
+            log.close()
+            if rc:
+                failed += 1
+                print(f"[ablate] {r.name} failed (exit {rc}); see {runs_dir / (r.name + '.log')}", file=sys.stderr)
+    return failed
+
+
+def collect(name: str, runs_dir: Path, out: Path = RESULTS_DIR) -> list[str]:
+    """Copy each finished run's config, summary and metrics into the committed records."""
+    done = []
+    for r in SUITES[name]["runs"]:
+        src = _run_dir(runs_dir, r)
+        if not (src / "metrics.csv").is_file():
+            continue
+        dst = out / name / r.name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ("config.json", "summary.json", "metrics.csv"):
+            if (src / f).is_file():
+                shutil.copyfile(src / f, dst / f)
+        (dst / "run.json").write_text(json.dumps({"name": r.name, "change": r.change, "flags": list(r.flags),
+                                                  "suite": name, "base": list(SUITES[name]["base"])}, indent=1) + "\n")
+        done.append(r.name)
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m opgan.ablate", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the suites and their runs")
+    r = sub.add_parser("run", help="run (or resume) a suite")
+    r.add_argument("suite", choices=sorted(SUITES))
+    r.add_argument("--data", required=True, help="sources root of the suite's kind (e.g. ~/.cache/opgan)")
+    r.add_argument("--runs-dir", type=Path, default=Path("runs/ablate"))
+    r.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one thread)")
+    r.add_argument("--only", default="", help="comma-separated run names")
+    c = sub.add_parser("collect", help="copy finished runs into docs/results/ablations/")
+    c.add_argument("suite", choices=sorted(SUITES))
+    c.add_argument("--runs-dir", type=Path, default=Path("runs/ablate"))
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for name, suite in SUITES.items():
+            print(f"{name} ({suite['kind']}): {' '.join(suite['base'])}")
+            for run in suite["runs"]:
+                print(f"  {run.name:<22} {run.change}  {' '.join(run.flags)}")
+        return 0
+    if args.cmd == "run":
+        only = [s for s in args.only.split(",") if s]
+        return 1 if run_suite(args.suite, str(Path(args.data).expanduser()), args.runs_dir, args.jobs, only) else 0
+    names = collect(args.suite, args.runs_dir)
+    print(f"collected {len(names)} runs into {RESULTS_DIR / args.suite}: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""README and docs tables generated from committed records, never copied by hand.
+
+A table lives between two markers in a markdown file:
+
+    <!-- table:ablation:loss -->
+    ... generated ...
+    <!-- /table:ablation:loss -->
+
+`python -m opgan.tables` re-renders every marked table in README.md and docs/*.md from the records
+under docs/results/ (and the committed training state under training/); `--check` exits 1 when a
+file is out of date (the test suite runs it, so a figure cannot drift from its record). Each table
+names the command that produced its record.
+
+Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `curve:<run>`
+(training/<run>/metrics.csv), `gate` (docs/results/gate.json), `quality:<kind>`
+(docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["ROOT", "render_file", "replace_blocks", "main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+_BLOCK = re.compile(r"(<!-- table:(?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
+
+
+def _f(v: float | str | None, digits: int = 2, sign: bool = True) -> str:
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
+    if math.isnan(x):
+        return "–"
+    if math.isinf(x):
+        return "−∞" if x < 0 else "+∞"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _val_cells(row: dict) -> list[str]:
+    light = f"{_f(row.get('light_sdr_gain'))} / {_f(row.get('light_worst_gain'))}"
+    return [_f(row.get("sdr_gain")), _f(row.get("si_sdr_gain")), _f(row.get("stoi_out"), 3, sign=False),
+            _f(row.get("level_db")), light, _f(row.get("score"))]
+
+
+_VAL_HEAD = "SDRi | SI-SDRi | STOI | level dB | light-input SDRi mean / worst | score"
+
+
+def ablation_table(suite: str) -> str:
+    """One row per run at its last validation (equal steps), with its training minutes."""
+    folder = RESULTS / "ablations" / suite
+    runs = sorted(p for p in folder.iterdir() if (p / "metrics.csv").is_file()) if folder.is_dir() else []
+    if not runs:
+        return f"_(no records under {folder.relative_to(ROOT)} yet)_\n"
+    meta0 = json.loads((runs[0] / "run.json").read_text())
+    lines = [f"| run | change | step | train min | {_VAL_HEAD} |", "|" + "---|" * 10]
+    for run in runs:
+        meta = json.loads((run / "run.json").read_text())
+        rows = _read_csv(run / "metrics.csv")
+        last = rows[-1]
+        lines.append(f"| {meta['name']} | {meta['change']} | {last['step']} | {float(last['time_s']) / 60:.0f} | "
+                     + " | ".join(_val_cells(last)) + " |")
+    cmd = f"python -m opgan.ablate run {suite} --data ~/.cache/opgan && python -m opgan.ablate collect {suite}"
+    base = " ".join(meta0["base"])
+    return "\n".join(lines) + f"\n\nRecords: `{folder.relative_to(ROOT)}/`, made by `{cmd}` (shared flags: `{base}`).\n"
+
+
+def curve_table(run: str) -> str:
+    """Validation against steps and training hours of a committed training state."""
+    path = ROOT / "training" / run / "metrics.csv"
+    if not path.is_file():
+        return f"_(no training record at {path.relative_to(ROOT)} yet)_\n"
+    lines = [f"| step | train h | {_VAL_HEAD} |", "|" + "---|" * 8]
+    for row in _read_csv(path):
+        lines.append(f"| {row['step']} | {float(row['time_s']) / 3600:.2f} | " + " | ".join(_val_cells(row)) + " |")
+    return "\n".join(lines) + f"\n\nRecord: `{path.relative_to(ROOT)}` (written by the training run itself).\n"
+
+
+def gate_table() -> str:
+    path = RESULTS / "gate.json"
+    if not path.is_file():
+        return f"_(no record at {path.relative_to(ROOT)} yet)_\n"
+    rec = json.loads(path.read_text())
+    lines = ["| model | clips | SDRi (floor) | SI-SDRi (floor) | output level dB | light-input SDRi mean (floor) | "
+             "light worst (floor) |", "|---|---|---|---|---|---|---|"]
+    for kind, s in rec["scores"].items():
+        f = rec["floors"].get(kind, {})
+        pair = lambda k: f"{_f(s[k])} ({_f(f.get(k))})"  # noqa: E731
+        lines.append(f"| {kind} | {s['clips']:.0f} | {pair('sdri')} | {pair('si_sdri')} | {_f(s['level_db'])} | "
+                     f"{pair('light_mean_sdri')} | {pair('light_worst_sdri')} |")
+    return "\n".join(lines) + f"\n\nRecord: `{path.relative_to(ROOT)}`, made by `{rec['command']}`.\n"
+
+
+def _renderer(name: str) -> Callable[[], str]:
+    kind, _, arg = name.partition(":")
+    table: dict[str, Callable[[], str]] = {
+        "ablation": lambda: ablation_table(arg),
+        "curve": lambda: curve_table(arg),
+        "gate": gate_table,
+    }
+    if kind not in table:
+        raise KeyError(f"unknown table {name!r}")
+    return table[kind]
+
+
+def replace_blocks(text: str, render: Callable[[str], str] = lambda n: _renderer(n)()) -> str:
+    """`text` with the body of every marked table replaced by its rendering."""
+    return _BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
+
+
+def _files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def render_file(path: Path, check: bool) -> bool:
+    """Re-render (or, with check, compare) one file; returns True when it was up to date."""
+    old = path.read_text()
+    new = replace_blocks(old)
+    if new != old and not check:
+        path.write_text(new)
+    return new == old
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m opgan.tables", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file is out of date; write nothing")
+    args = ap.parse_args(argv)
+    stale = [p for p in _files() if not render_file(p, args.check)]
+    for p in stale:
+        print(f"{p.relative_to(ROOT)}: {'out of date (run python -m opgan.tables)' if args.check else 'updated'}")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
