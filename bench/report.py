@@ -111,7 +111,7 @@ def table(rows: list[dict], providers: list[str], device: str) -> str:
     for r in rows:
         lay: Layer = r["layer"]
         ms = r["ms"]
-        shape = f"{lay.cin}->{lay.cout} x {lay.L} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
+        shape = f"{lay.c_in}->{lay.c_out} x {lay.L_in} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
         cells = [lay.name, shape, r["mode"]] + [_fmt(ms.get(p)) for p in providers]
         cells += [_fmt(ms[p] / ms[base], ".2f") + "x" if p in ms and base in ms else "-" for p in others]
         cells += [_fmt(r["tflops"].get(base), ".2f")]
