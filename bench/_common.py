@@ -7,6 +7,9 @@ Layer shapes come from the models (``opgan.models.opgan_layer_shapes``), never f
 from __future__ import annotations
 
 import functools
+import os
+import statistics
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -45,24 +48,31 @@ def _reference(layer: Layer):
     return lambda x, w, b: selfonn.reference_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q)
 
 
-def _exact_torch(layer: Layer):
+def _selfonn_op(layer: Layer, backend: str):
+    """The layer through selfonn's public functional API on one backend (what a user's model runs)."""
     if layer.transposed:
         return lambda x, w, b: selfonn.selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1,
-                                                                layer.q, backend="torch")
+                                                                layer.q, backend=backend)
     return lambda x, w, b: selfonn.selfonn_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q,
-                                                  backend="torch")
+                                                  backend=backend)
+
+
+def _exact_torch(layer: Layer):
+    return _selfonn_op(layer, "torch")
 
 
 def _fused(layer: Layer):
-    from selfonn.kernels.selfonn_conv import triton_selfonn_conv1d, triton_selfonn_conv_transpose1d
+    # Through the dispatcher, not the kernel module's entry points: the same call (and autocast
+    # handling) as a model's, and independent of how the kernel module names its launchers.
+    return _selfonn_op(layer, "triton")
 
-    if layer.transposed:
-        return lambda x, w, b: triton_selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1, layer.q)
-    return lambda x, w, b: triton_selfonn_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q)
+
+#: the torch.compile backend of the 'compiled' provider ('aot_eager' in CPU smoke runs: no C++ build)
+COMPILE_BACKEND = {"name": "inductor"}
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_reference(transposed: bool, stride: int, padding: int, q: int):
+def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, backend: str):
     # dynamic=True: one graph per (kind, stride, padding, q), not one per length/channel count.
     if transposed:
         def f(x, w, b):
@@ -70,15 +80,15 @@ def _compiled_reference(transposed: bool, stride: int, padding: int, q: int):
     else:
         def f(x, w, b):
             return selfonn.reference_conv1d(x, w, b, stride, padding, 1, 1, q)
-    return torch.compile(f, dynamic=True)
+    return torch.compile(f, dynamic=True, backend=backend)
 
 
 def _compiled(layer: Layer):
-    return _compiled_reference(layer.transposed, layer.stride, layer.padding, layer.q)
+    return _compiled_reference(layer.transposed, layer.stride, layer.padding, layer.q, COMPILE_BACKEND["name"])
 
 
 PROVIDERS: dict[str, Callable[[Layer], Callable]] = {
-    "fused": _fused,  # Triton kernels (CUDA only)
+    "fused": _fused,  # Triton kernels (CUDA; CPU only under TRITON_INTERPRET=1)
     "torch": _exact_torch,  # selfonn's exact torch path (the CPU default)
     "reference": _reference,  # FastONN: cat powers + one cuDNN/ATen conv
     "compiled": _compiled,  # torch.compile of the FastONN formulation
@@ -87,14 +97,14 @@ PROVIDERS: dict[str, Callable[[Layer], Callable]] = {
 
 def provider_available(name: str, device: str) -> str | None:
     """None if the provider can run on `device`, else the reason it is skipped."""
-    if name == "fused" and device != "cuda":
-        return "fused Triton kernels need CUDA"
+    if name == "fused" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "fused Triton kernels need CUDA (or TRITON_INTERPRET=1)"
     if name == "fused":
         try:
             import triton  # noqa: F401
         except ImportError:
             return "triton not installed"
-    if name == "compiled" and device != "cuda":
+    if name == "compiled" and device != "cuda" and COMPILE_BACKEND["name"] == "inductor":
         return "torch.compile provider measured on CUDA only (CPU inductor compile is minutes)"
     return None
 
@@ -140,3 +150,38 @@ def saved_bytes(fn: Callable, inputs) -> int:
     del y
     # parameters and x belong to the caller anyway; count them too so ratios are honest
     return sum(seen.values())
+
+
+def time_step(step, device: str, warmup: int, repeats: int, min_time: float) -> float:
+    """Median milliseconds of one step (CUDA events on GPU, perf_counter on CPU)."""
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    times: list[float] = []
+    start_all = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeats):
+        if device == "cuda":
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            step()
+            t1.record()
+            t1.synchronize()
+            times.append(t0.elapsed_time(t1))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def peak_mib(step, device: str) -> float | None:
+    """Peak memory allocated during one step, above what was allocated before it (CUDA only)."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
