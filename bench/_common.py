@@ -161,18 +161,22 @@ def time_step(step, device: str, warmup: int, repeats: int, min_time: float) -> 
     times: list[float] = []
     start_all = time.perf_counter()
     while len(times) < repeats or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeats):
-        if device == "cuda":
-            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            t0.record()
-            step()
-            t1.record()
-            t1.synchronize()
-            times.append(t0.elapsed_time(t1))
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
+        times.append(call_ms(step, device))
     return statistics.median(times)
+
+
+def call_ms(step, device: str) -> float:
+    """Milliseconds of one call: CUDA events on GPU (launch gaps included), perf_counter on CPU."""
+    if device != "cuda":
+        t0 = time.perf_counter()
+        step()
+        return (time.perf_counter() - t0) * 1e3
+    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    t0.record()
+    step()
+    t1.record()
+    t1.synchronize()
+    return t0.elapsed_time(t1)
 
 
 def peak_mib(step, device: str) -> float | None:

@@ -172,22 +172,9 @@ def _sync(device: str) -> None:
 
 def wall_ms(step: Callable[[], None], device: str, repeats: int) -> float:
     """Median ms of one step: CUDA events on GPU (queue and launch gaps included), perf_counter on CPU."""
-    import torch
+    from _common import call_ms
 
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            t0.record()
-            step()
-            t1.record()
-            t1.synchronize()
-            times.append(t0.elapsed_time(t1))
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(call_ms(step, device) for _ in range(repeats))
 
 
 def host_us(step: Callable[[], None], device: str, repeats: int) -> float:
@@ -208,19 +195,6 @@ def device_ms(step: Callable[[], None], device: str) -> float | None:
     import triton.testing
 
     return float(triton.testing.do_bench_cudagraph(step, rep=20, return_mode="median"))
-
-
-def peak_mib(step: Callable[[], None], device: str) -> float | None:
-    import torch
-
-    if device != "cuda":
-        return None
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 @contextlib.contextmanager
@@ -328,7 +302,7 @@ def _layer_shapes(args) -> list:
 
 def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx: dict) -> dict[str, Any]:
     """Every number of one (layer, provider, mode, dtype) cell; errors are recorded, never raised."""
-    from _common import PROVIDERS, make_step, saved_bytes
+    from _common import PROVIDERS, make_step, peak_mib, saved_bytes
 
     device = ctx["device"]
     cell: dict[str, Any] = {}
