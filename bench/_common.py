@@ -1,84 +1,39 @@
 """Shared pieces of the Self-ONN benchmarks: layer shapes, providers, inputs, FLOPs, saved bytes.
 
-Used by ``bench/test_bench_selfonn.py`` (pytest-benchmark) and ``bench/report.py`` (plain script).
+Used by ``bench/test_bench_selfonn.py`` (pytest-benchmark), ``bench/report.py`` and ``bench/gpu_round.py``.
+Layer shapes come from the models (``opgan.models.opgan_layer_shapes``), never from a copy here.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+import os
+import statistics
+import time
+from dataclasses import replace
 from typing import Callable
 
 import torch
 
 import selfonn
+from opgan.models import LayerShape, opgan_layer_shapes
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One Self-ONN layer at a given input length (B is chosen by the caller)."""
-
-    name: str
-    cin: int
-    cout: int
-    L: int
-    k: int
-    stride: int = 1
-    padding: int = 0
-    q: int = 3
-    transposed: bool = False
-
-    @property
-    def L_out(self) -> int:
-        if self.transposed:
-            return (self.L - 1) * self.stride - 2 * self.padding + (self.k - 1) + 1
-        return (self.L + 2 * self.padding - (self.k - 1) - 1) // self.stride + 1
-
-    def weight_shape(self) -> tuple[int, int, int]:
-        if self.transposed:
-            return (self.q * self.cin, self.cout, self.k)
-        return (self.cout, self.q * self.cin, self.k)
-
-    def fwd_flops(self, B: int) -> float:
-        """2 * MACs of the one big conv (the power stack's extra multiplies are negligible)."""
-        spatial = self.L if self.transposed else self.L_out
-        return 2.0 * B * spatial * self.cout * self.q * self.cin * self.k
-
-    def scaled(self, factor: float) -> "Layer":
-        """The same layer on a signal `factor` times as long (for quick CPU runs)."""
-        return replace(self, L=max(self.k + 1, int(self.L * factor)))
+#: A layer shape as the models report it: name, kind, c_in, c_out, k, stride, padding, L_in, q.
+Layer = LayerShape
 
 
-def opgan_layers(L: int = 32000, f: int = 16, q: int = 3) -> list[Layer]:
-    """Every distinct Self-ONN layer shape of the Op-GAN generator and discriminator for input length L."""
-    g = [
-        Layer("gen.down1", 1, f, L, 5, 2, 2, q),
-        Layer("gen.down2", f, 2 * f, L // 2, 5, 2, 2, q),
-        Layer("gen.down3", 2 * f, 4 * f, L // 4, 5, 2, 2, q),
-        Layer("gen.down4", 4 * f, 8 * f, L // 8, 5, 2, 2, q),
-        Layer("gen.down5", 8 * f, 8 * f, L // 16, 5, 2, 2, q),
-        Layer("gen.up1", 8 * f, 8 * f, L // 16, 5, 1, 2, q),
-        Layer("gen.up2", 16 * f, 4 * f, L // 8, 5, 1, 2, q),
-        Layer("gen.up3", 8 * f, 2 * f, L // 4, 5, 1, 2, q),
-        Layer("gen.up4", 4 * f, f, L // 2, 5, 1, 2, q),
-        Layer("gen.out_T", 2 * f, 1, L // 2, 6, 2, 2, q, transposed=True),
-    ]
-    d: list[Layer] = []
-    chans = [1, f, 2 * f, 4 * f, 8 * f, 16 * f]
-    length = L
-    for i, s in enumerate((8, 8, 8, 4, 4)):
-        layer = Layer(f"disc.{i + 1}", chans[i], chans[i + 1], length, 4, s, 1, q)
-        d.append(layer)
-        length = layer.L_out
-    d.append(Layer("disc.head", 16 * f, 1, length, 3, 4, 1, q))
-    return g + d
+def opgan_layers(L: int = 32000, f: int = 16, q: int = 3, fold_upsample: bool = True) -> list[Layer]:
+    """Every Self-ONN call of the Op-GAN generator and discriminator for input length L, read from the
+    models themselves (`opgan.models.opgan_layer_shapes`), so the benchmarks cannot drift from them."""
+    return opgan_layer_shapes(L, filters=f, q=q, fold_upsample=fold_upsample)
 
 
 def sweep_layers() -> list[Layer]:
     """Scaling sweep around (C=64, L=16000, q=3, k=5): channels, length and q one at a time."""
-    base = Layer("sweep", 64, 64, 16000, 5, 1, 2, 3)
-    out = [replace(base, name=f"sweep.C{c}", cin=c, cout=c) for c in (16, 32, 64, 128, 256, 512)]
-    out += [replace(base, name=f"sweep.L{n // 1000}k", L=n) for n in (1000, 4000, 16000, 64000)]
+    base = Layer("sweep", "conv", 64, 64, 5, 1, 2, 16000, 3)
+    out = [replace(base, name=f"sweep.C{c}", c_in=c, c_out=c) for c in (16, 32, 64, 128, 256, 512)]
+    out += [replace(base, name=f"sweep.L{n // 1000}k", L_in=n) for n in (1000, 4000, 16000, 64000)]
     out += [replace(base, name=f"sweep.q{q}", q=q) for q in (1, 3, 5, 7)]
     return out
 
@@ -93,24 +48,31 @@ def _reference(layer: Layer):
     return lambda x, w, b: selfonn.reference_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q)
 
 
-def _exact_torch(layer: Layer):
+def _selfonn_op(layer: Layer, backend: str):
+    """The layer through selfonn's public functional API on one backend (what a user's model runs)."""
     if layer.transposed:
         return lambda x, w, b: selfonn.selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1,
-                                                                layer.q, backend="torch")
+                                                                layer.q, backend=backend)
     return lambda x, w, b: selfonn.selfonn_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q,
-                                                  backend="torch")
+                                                  backend=backend)
+
+
+def _exact_torch(layer: Layer):
+    return _selfonn_op(layer, "torch")
 
 
 def _fused(layer: Layer):
-    from selfonn.kernels.selfonn_conv import triton_selfonn_conv1d, triton_selfonn_conv_transpose1d
+    # Through the dispatcher, not the kernel module's entry points: the same call (and autocast
+    # handling) as a model's, and independent of how the kernel module names its launchers.
+    return _selfonn_op(layer, "triton")
 
-    if layer.transposed:
-        return lambda x, w, b: triton_selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1, layer.q)
-    return lambda x, w, b: triton_selfonn_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q)
+
+#: the torch.compile backend of the 'compiled' provider ('aot_eager' in CPU smoke runs: no C++ build)
+COMPILE_BACKEND = {"name": "inductor"}
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_reference(transposed: bool, stride: int, padding: int, q: int):
+def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, backend: str):
     # dynamic=True: one graph per (kind, stride, padding, q), not one per length/channel count.
     if transposed:
         def f(x, w, b):
@@ -118,15 +80,15 @@ def _compiled_reference(transposed: bool, stride: int, padding: int, q: int):
     else:
         def f(x, w, b):
             return selfonn.reference_conv1d(x, w, b, stride, padding, 1, 1, q)
-    return torch.compile(f, dynamic=True)
+    return torch.compile(f, dynamic=True, backend=backend)
 
 
 def _compiled(layer: Layer):
-    return _compiled_reference(layer.transposed, layer.stride, layer.padding, layer.q)
+    return _compiled_reference(layer.transposed, layer.stride, layer.padding, layer.q, COMPILE_BACKEND["name"])
 
 
 PROVIDERS: dict[str, Callable[[Layer], Callable]] = {
-    "fused": _fused,  # Triton kernels (CUDA only)
+    "fused": _fused,  # Triton kernels (CUDA; CPU only under TRITON_INTERPRET=1)
     "torch": _exact_torch,  # selfonn's exact torch path (the CPU default)
     "reference": _reference,  # FastONN: cat powers + one cuDNN/ATen conv
     "compiled": _compiled,  # torch.compile of the FastONN formulation
@@ -135,14 +97,14 @@ PROVIDERS: dict[str, Callable[[Layer], Callable]] = {
 
 def provider_available(name: str, device: str) -> str | None:
     """None if the provider can run on `device`, else the reason it is skipped."""
-    if name == "fused" and device != "cuda":
-        return "fused Triton kernels need CUDA"
+    if name == "fused" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "fused Triton kernels need CUDA (or TRITON_INTERPRET=1)"
     if name == "fused":
         try:
             import triton  # noqa: F401
         except ImportError:
             return "triton not installed"
-    if name == "compiled" and device != "cuda":
+    if name == "compiled" and device != "cuda" and COMPILE_BACKEND["name"] == "inductor":
         return "torch.compile provider measured on CUDA only (CPU inductor compile is minutes)"
     return None
 
@@ -150,10 +112,10 @@ def provider_available(name: str, device: str) -> str | None:
 def make_inputs(layer: Layer, B: int, device: str, dtype: torch.dtype = torch.float32, seed: int = 0):
     """x in [-1, 1] (audio range), weights scaled like a default init; all require grad."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(B, layer.cin, layer.L, generator=gen) * 2 - 1
-    fan_in = layer.q * layer.cin * layer.k
+    x = torch.rand(B, layer.c_in, layer.L_in, generator=gen) * 2 - 1
+    fan_in = layer.q * layer.c_in * layer.k
     w = (torch.rand(layer.weight_shape(), generator=gen) * 2 - 1) / fan_in**0.5
-    b = torch.rand(layer.cout, generator=gen) * 0.1
+    b = torch.rand(layer.c_out, generator=gen) * 0.1
     return [t.to(device=device, dtype=dtype).requires_grad_(True) for t in (x, w, b)]
 
 
@@ -188,3 +150,42 @@ def saved_bytes(fn: Callable, inputs) -> int:
     del y
     # parameters and x belong to the caller anyway; count them too so ratios are honest
     return sum(seen.values())
+
+
+def time_step(step, device: str, warmup: int, repeats: int, min_time: float) -> float:
+    """Median milliseconds of one step (CUDA events on GPU, perf_counter on CPU)."""
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    times: list[float] = []
+    start_all = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeats):
+        times.append(call_ms(step, device))
+    return statistics.median(times)
+
+
+def call_ms(step, device: str) -> float:
+    """Milliseconds of one call: CUDA events on GPU (launch gaps included), perf_counter on CPU."""
+    if device != "cuda":
+        t0 = time.perf_counter()
+        step()
+        return (time.perf_counter() - t0) * 1e3
+    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    t0.record()
+    step()
+    t1.record()
+    t1.synchronize()
+    return t0.elapsed_time(t1)
+
+
+def peak_mib(step, device: str) -> float | None:
+    """Peak memory allocated during one step, above what was allocated before it (CUDA only)."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20

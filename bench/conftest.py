@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def pytest_addoption(parser):
     parser.addoption("--sweep", action="store_true", help="also run the C / L / q scaling sweep")
     parser.addoption("--bench-length", type=int, default=None,
-                     help="Op-GAN input length (default 32000 on CUDA, 4000 on CPU)")
+                     help="Op-GAN clip length, a multiple of 32 >= 2656 (default 32000 on CUDA, 4000 on CPU)")
     parser.addoption("--bench-batch", type=int, default=None, help="batch (default 8 on CUDA, 2 on CPU)")
 
 

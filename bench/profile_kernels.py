@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append((us, ev.key))
                     total += us
             rows.sort(reverse=True)
-            print(f"\n### {name} ({layer.cin}->{layer.cout}, L={layer.L}) {prov}: {total:.1f} us device time per step")
+            print(f"\n### {name} ({layer.c_in}->{layer.c_out}, L={layer.L_in}) {prov}: "
+                  f"{total:.1f} us device time per step")
             for us, key in rows[:8]:
                 print(f"  {us:9.1f} us  {key[:100]}")
     return 0

@@ -12,7 +12,6 @@ Prints one markdown table; every ratio comes from timings taken in this one run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,45 +25,12 @@ from _common import (  # noqa: E402
     make_inputs,
     make_step,
     opgan_layers,
+    peak_mib,
     provider_available,
     saved_bytes,
     sweep_layers,
+    time_step,
 )
-
-
-def time_step(step, device: str, warmup: int, repeats: int, min_time: float) -> float:
-    """Median milliseconds of one step (CUDA events on GPU, perf_counter on CPU)."""
-    for _ in range(warmup):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    times: list[float] = []
-    start_all = time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeats):
-        if device == "cuda":
-            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            t0.record()
-            step()
-            t1.record()
-            t1.synchronize()
-            times.append(t0.elapsed_time(t1))
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def peak_mib(step, device: str) -> float | None:
-    """Peak memory allocated during one step, above what was allocated before it."""
-    if device != "cuda":
-        return None
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 def run(layers: list[Layer], providers: list[str], modes: list[str], B: int, device: str, args) -> list[dict]:
@@ -111,7 +77,7 @@ def table(rows: list[dict], providers: list[str], device: str) -> str:
     for r in rows:
         lay: Layer = r["layer"]
         ms = r["ms"]
-        shape = f"{lay.cin}->{lay.cout} x {lay.L} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
+        shape = f"{lay.c_in}->{lay.c_out} x {lay.L_in} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
         cells = [lay.name, shape, r["mode"]] + [_fmt(ms.get(p)) for p in providers]
         cells += [_fmt(ms[p] / ms[base], ".2f") + "x" if p in ms and base in ms else "-" for p in others]
         cells += [_fmt(r["tflops"].get(base), ".2f")]

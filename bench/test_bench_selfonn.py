@@ -29,9 +29,9 @@ def test_selfonn_layer(benchmark, request, layer, provider, mode):
     reason = provider_available(provider, _DEVICE)
     if reason:
         pytest.skip(reason)
-    if not layer.name.startswith("sweep"):
+    if not layer.name.startswith("sweep"):  # the same layer of the models at the requested clip length
         length = request.config.getoption("--bench-length") or (32000 if _DEVICE == "cuda" else 4000)
-        layer = layer.scaled(length / 32000)
+        layer = {la.name: la for la in opgan_layers(length)}[layer.name]
     B = request.config.getoption("--bench-batch") or (8 if _DEVICE == "cuda" else 2)
     inputs = make_inputs(layer, B, _DEVICE)
     fn = PROVIDERS[provider](layer)
@@ -50,7 +50,7 @@ def test_selfonn_layer(benchmark, request, layer, provider, mode):
     benchmark.pedantic(timed, rounds=10 if _DEVICE == "cuda" else 3, iterations=1, warmup_rounds=1)
     flops = layer.fwd_flops(B) * (3.0 if mode == "fwd+bwd" else 1.0)
     benchmark.extra_info.update(
-        provider=provider, mode=mode, layer=layer.name, B=B, L=layer.L, cin=layer.cin, cout=layer.cout,
+        provider=provider, mode=mode, layer=layer.name, B=B, L=layer.L_in, cin=layer.c_in, cout=layer.c_out,
         k=layer.k, stride=layer.stride, q=layer.q, transposed=layer.transposed,
         tflops=flops / benchmark.stats.stats.median / 1e12,
     )

@@ -17,9 +17,12 @@ from torch import nn
 from selfonn import SelfONN1d
 
 from .generator import _per_layer_q
+from .shapes import LayerShape, shape_of
 
-N_DISCRIMINATOR_LAYERS = 6
-_STRIDES = (8, 8, 8, 4, 4)
+#: (kernel, stride, padding) of each layer: five tanh'd body layers, then the head. The one place the
+#: geometry is written down: the constructor, `min_discriminator_length` and `layer_shapes` read it.
+_GEOMETRY = ((4, 8, 1), (4, 8, 1), (4, 8, 1), (4, 4, 1), (4, 4, 1), (3, 4, 1))
+N_DISCRIMINATOR_LAYERS = len(_GEOMETRY)
 
 
 @dataclass
@@ -44,7 +47,7 @@ def min_discriminator_length() -> int:
     """Shortest input that still yields one score (why: clear errors for too-short clips)."""
     # Invert out = floor((L + 2p - k) / s) + 1 >= 1 backwards through the layers.
     need = 1
-    for k, s, p in reversed([(4, st, 1) for st in _STRIDES] + [(3, 4, 1)]):
+    for k, s, p in reversed(_GEOMETRY):
         need = (need - 1) * s + k - 2 * p
     return max(need, 1)
 
@@ -59,11 +62,13 @@ class Discriminator(nn.Module):
         if f < 1:
             raise ValueError(f"discriminator filters must be >= 1, got {f}")
         qs = _per_layer_q(self.config.q, N_DISCRIMINATOR_LAYERS, "discriminator")
-        widths = [1, f, 2 * f, 4 * f, 8 * f, 16 * f]
-        self.body = nn.ModuleList(
-            SelfONN1d(widths[i], widths[i + 1], 4, stride=s, padding=1, q=qs[i]) for i, s in enumerate(_STRIDES)
-        )
-        self.head = SelfONN1d(16 * f, 1, 3, stride=4, padding=1, q=qs[5])
+        widths = [1, f, 2 * f, 4 * f, 8 * f, 16 * f, 1]
+        layers = [
+            SelfONN1d(widths[i], widths[i + 1], k, stride=s, padding=p, q=qs[i])
+            for i, (k, s, p) in enumerate(_GEOMETRY)
+        ]
+        self.body = nn.ModuleList(layers[:-1])
+        self.head = layers[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != 1:
@@ -76,6 +81,14 @@ class Discriminator(nn.Module):
         for layer in self.body:
             h = torch.tanh(layer(h))
         return self.head(h)
+
+    def layer_shapes(self, length: int) -> list[LayerShape]:
+        """Every Self-ONN call of one forward on a (B, 1, length) input, in call order."""
+        shapes = []
+        for i, layer in enumerate(self.body):
+            shapes.append(shape_of(f"disc.{i + 1}", layer, length))
+            length = shapes[-1].L_out
+        return shapes + [shape_of("disc.head", self.head, length)]
 
 
 def build_discriminator(config: dict[str, Any] | DiscriminatorConfig | None = None) -> Discriminator:

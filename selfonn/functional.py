@@ -104,19 +104,27 @@ class _ExactSelfONN(torch.autograd.Function):
                 grad_y = F.pad(grad_y, (left - m, right - m))
             else:
                 xin = F.pad(x, (left - m, right - m))
-        grad_X, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_y,
-            _powers(xin, q),
-            weight,
-            ctx.bias_sizes,
-            [stride],
-            [m],
-            [dilation],
-            transposed,
-            [output_padding],
-            groups,
-            [need_x, need_w, need_b and ctx.bias_sizes is not None],
-        )
+        X = _powers(xin, q)
+        need_b = need_b and ctx.bias_sizes is not None
+        conv_args = (ctx.bias_sizes, [stride], [m], [dilation], transposed, [output_padding], groups)
+        if x.device.type == "cpu" and x.dtype in _LOW_PRECISION and (need_w or need_b):
+            # oneDNN's CPU bfloat16 weight gradient can leave taps that only ever see padding unwritten
+            # (stale memory; e.g. the discriminator's last layers on a short clip): form dW and db in
+            # float32 from the same rounded operands, then round once.
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_y.float(), X.float(), weight.float(), *conv_args, [False, need_w, need_b]
+            )
+            grad_w = grad_w.to(weight.dtype) if need_w else None
+            grad_b = grad_b.to(weight.dtype) if need_b else None
+            grad_X = None
+            if need_x:
+                grad_X = torch.ops.aten.convolution_backward(
+                    grad_y, X, weight, *conv_args, [True, False, False]
+                )[0]
+        else:
+            grad_X, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_y, X, weight, *conv_args, [need_x, need_w, need_b]
+            )
         grad_x = None
         if need_x:
             if not transposed and left != right:
@@ -133,14 +141,21 @@ class _ExactSelfONN(torch.autograd.Function):
 def _autocast_operands(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-    """Mirror autocast's rule for convolutions: cast float32 operands to the autocast dtype."""
+    """Mirror autocast's rule for convolutions: cast float32/16 operands to the autocast dtype.
+
+    Runs *before* the operand checks, so a stacked layer whose input is already bf16 (the previous
+    layer's output) and whose weight is the fp32 parameter reaches every backend with one dtype.
+    """
+    if not isinstance(x, torch.Tensor):
+        return x, weight, bias, False  # check_operands names the bad argument
     device_type = x.device.type
     if not torch.is_autocast_enabled(device_type):
         return x, weight, bias, False
     dtype = torch.get_autocast_dtype(device_type)
 
     def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+        # autocast's eligibility rule: floating point but never float64
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == torch.float64:
             return t
         return t.to(dtype)
 
@@ -174,11 +189,11 @@ def selfonn_conv1d(
     dilation = _args.single_int(dilation, "dilation", minimum=1)
     if _unbatched(x):
         return selfonn_conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, q, backend).squeeze(0)
+    x, weight, bias, autocast = _autocast_operands(x, weight, bias)
     _args.check_operands(x, weight, bias, q, groups, transposed=False)
     kernel_size = weight.shape[-1]
     pad = _args.conv_padding(padding, kernel_size, stride, dilation)
     _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
-    x, weight, bias, autocast = _autocast_operands(x, weight, bias)
     with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
         if resolve_backend(backend, x) == "triton":
             from selfonn.kernels.selfonn_conv import triton_selfonn_conv1d
@@ -213,10 +228,10 @@ def selfonn_conv_transpose1d(
         return selfonn_conv_transpose1d(
             x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation, q, backend
         ).squeeze(0)
+    x, weight, bias, autocast = _autocast_operands(x, weight, bias)
     _args.check_operands(x, weight, bias, q, groups, transposed=True)
     pad = _args.transpose_padding(padding)
     _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
-    x, weight, bias, autocast = _autocast_operands(x, weight, bias)
     with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
         if resolve_backend(backend, x) == "triton":
             from selfonn.kernels.selfonn_conv import triton_selfonn_conv_transpose1d

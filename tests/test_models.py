@@ -128,3 +128,182 @@ def test_g_loss_weights_each_term():
     assert torch.allclose(total, 0.5 * adv + 100.0 * tl1 + 2.0 * sl1)
     total0, parts0 = L.g_loss(d_fake, est, ref, lambda_t=100.0, lambda_s=0.0, lambda_adv=0.0)
     assert torch.allclose(total0, 100.0 * tl1) and "g_spec" not in parts0
+
+
+# ---- bf16 autocast, folded up blocks, layer geometry ------------------------------------------
+
+import os  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+import selfonn  # noqa: E402
+from opgan.models import LayerShape, opgan_layer_shapes  # noqa: E402
+from opgan.models.generator import _Up, folded_upsample_weight  # noqa: E402
+
+BACKENDS = [
+    "torch",
+    pytest.param("triton", marks=pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") != "1", reason="CPU Triton runs need TRITON_INTERPRET=1 (set w/o CUDA)")),
+]
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+
+
+def _bf16_step(g: Generator, d: Discriminator, x_g: torch.Tensor, x_d: torch.Tensor, autocast: bool):
+    """One forward + backward of G and D; returns the outputs and every parameter's gradient."""
+    g.zero_grad(set_to_none=True), d.zero_grad(set_to_none=True)
+    with torch.autocast(x_g.device.type, dtype=torch.bfloat16, enabled=autocast):
+        y, s = g(x_g), d(x_d)
+    # a linear loss: both runs backpropagate the same upstream gradient, so only the models' rounding differs
+    weight = torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y)
+    ((y.float() * weight).sum() + s.float().sum()).backward()
+    return y, s, [p.grad for p in [*g.parameters(), *d.parameters()]]
+
+
+def _tiny_gan(device: str = "cpu", length: int = 64) -> tuple[Generator, Discriminator, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=2, q=2)).to(device)
+    d = Discriminator(DiscriminatorConfig(filters=1, q=2)).to(device)
+    x_g = (torch.rand(1, 1, length) * 2 - 1).to(device)
+    x_d = (torch.rand(1, 1, min_discriminator_length()) * 2 - 1).to(device)
+    return g, d, x_g, x_d
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_autocast_runs_generator_and_discriminator(backend):
+    """Stacked Self-ONN layers under CPU bf16 autocast: forward and backward go through every backend
+    (the second layer used to raise TypeError: bf16 input, fp32 weight); outputs bf16, gradients fp32.
+    The Triton interpreter's bf16 tl.dot is wrong (triton-lang/triton#11584), so values are checked
+    on the torch path here and on CUDA below."""
+    g, d, x_g, x_d = _tiny_gan()
+    with selfonn.use_backend(backend):
+        y, s, grads = _bf16_step(g, d, x_g, x_d, autocast=True)
+    assert y.dtype == s.dtype == torch.bfloat16 and y.shape == x_g.shape and s.shape == (1, 1, 1)
+    assert all(gr is not None and gr.dtype == torch.float32 for gr in grads)
+
+
+@pytest.mark.parametrize("backend, device", [
+    ("torch", "cpu"),
+    pytest.param("triton", "cuda", marks=pytest.mark.skipif(
+        not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1", reason="needs a CUDA device")),
+])
+def test_bf16_autocast_tracks_float32(backend, device):
+    """The bf16 model's output and gradients stay close to the float32 model's (whole-model relative
+    error; single small tensors of this tiny net sit behind InstanceNorms on short signals, whose
+    conditioning amplifies bf16 rounding even for a plain CNN)."""
+    g, d, x_g, x_d = _tiny_gan(device, length=512)
+    with selfonn.use_backend(backend):
+        y32, s32, grads32 = _bf16_step(g, d, x_g, x_d, autocast=False)
+        y, s, grads = _bf16_step(g, d, x_g, x_d, autocast=True)
+    assert y.dtype == torch.bfloat16
+    assert _rel_err(y, y32) < 0.05
+    torch.testing.assert_close(s.float(), s32, rtol=0.05, atol=0.03)  # one score: an absolute tolerance
+    n_g = len(list(g.parameters()))
+    for part in (slice(0, n_g), slice(n_g, None)):  # generator, then discriminator
+        flat, flat32 = (torch.cat([t.flatten() for t in gs[part]]) for gs in (grads, grads32))
+        assert torch.isfinite(flat).all() and _rel_err(flat, flat32) < 0.1
+
+
+def test_folded_upsample_weight_is_upsample_then_conv():
+    """The derivation, checked in float64 on a plain conv (q=1) for every length parity."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 4, 5, dtype=torch.float64)
+    for n in (1, 2, 7):
+        h = torch.randn(2, 4, n, dtype=torch.float64)
+        expected = F.conv1d(F.interpolate(h, scale_factor=2, mode="nearest"), w, padding=2)
+        got = F.conv_transpose1d(h, folded_upsample_weight(w), stride=2, padding=2)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="k5"):
+        folded_upsample_weight(torch.zeros(3, 4, 3))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_folded_up_block_matches_upsample_conv(backend):
+    """Output and every gradient (x and the stored k5 weight) agree with upsample + conv, Self-ONN q=3."""
+    torch.manual_seed(0)
+    plain, folded = _Up(3, 2, q=3, fold=False), _Up(3, 2, q=3, fold=True)
+    folded.load_state_dict(plain.state_dict())
+    x = (torch.rand(2, 3, 9) * 2 - 1).requires_grad_(True)
+    with selfonn.use_backend(backend):
+        outs = [m(x) for m in (plain, folded)]
+        grads = [torch.autograd.grad(y.square().sum(), (x, m.conv.weight)) for y, m in zip(outs, (plain, folded))]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_folded_generator_is_the_same_model():
+    """Same parameters and state-dict keys; output and all gradients agree to float rounding."""
+    torch.manual_seed(0)
+    plain = Generator(GeneratorConfig(filters=4, q=3), fold_upsample=False)
+    folded = build_generator(plain.config.to_dict())
+    assert list(folded.state_dict()) == list(plain.state_dict())
+    folded.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 1, 256) * 2 - 1
+    ys = [m(x) for m in (plain, folded)]
+    torch.testing.assert_close(ys[1], ys[0], rtol=1e-5, atol=1e-5)
+    for y in ys:
+        y.square().sum().backward()
+    for a, b in zip(folded.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4 * b.grad.abs().max().item())
+
+
+@pytest.mark.parametrize("name", ["speech", "music"])
+def test_shipped_checkpoints_load_unchanged_into_folded_generator(name):
+    from opgan.enhance import load_restorer
+
+    gen = load_restorer(name).generator  # strict load into the default (folded) generator
+    assert all(block.fold for block in gen.up)
+    plain = build_generator(gen.config, fold_upsample=False).eval()
+    plain.load_state_dict(gen.state_dict(), strict=True)
+    x = torch.rand(1, 1, 2048, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(gen(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def _traced_convolutions(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:
+    """(kind, weight shape, stride, padding, input length) of every aten.convolution a forward runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Trace(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                inp, w, _, stride, padding, _, transposed = args[:7]
+                kind = "conv_transpose" if transposed else "conv"
+                seen.append((kind, tuple(w.shape), stride[0], padding[0], inp.shape[-1]))
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), selfonn.use_backend("torch"), Trace():
+        model(x)
+    return seen
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_layer_shapes_are_what_forward_runs(fold):
+    """opgan_layer_shapes (what benchmarks measure) lists exactly the convolutions the models run."""
+    f, q, length = 2, 3, 2688
+    shapes = opgan_layer_shapes(length, filters=f, q=q, fold_upsample=fold)
+    assert len(shapes) == 16 and all(isinstance(s, LayerShape) for s in shapes)
+    g = Generator(GeneratorConfig(filters=f, q=q), fold_upsample=fold)
+    d = Discriminator(DiscriminatorConfig(filters=f, q=q))
+    x = torch.zeros(1, 1, length)
+    traced = _traced_convolutions(g, x) + _traced_convolutions(d, x)
+    listed = [(s.kind, s.weight_shape(), s.stride, s.padding, s.L_in) for s in shapes]
+    assert traced == listed
+    if fold:  # the up blocks are stride-2 transposed convs on the half-length input
+        assert [s.kind for s in shapes[5:9]] == ["conv_transpose"] * 4
+    with pytest.raises(ValueError, match="multiple of 32"):
+        opgan_layer_shapes(length + 1)
+    with pytest.raises(ValueError, match="minimum"):
+        opgan_layer_shapes(2048)
+
+
+def test_folding_cuts_up_block_flops_by_40_percent():
+    plain, folded = (opgan_layer_shapes(32000, fold_upsample=fold)[5:9] for fold in (False, True))
+    ratio = sum(s.fwd_flops(8) for s in folded) / sum(s.fwd_flops(8) for s in plain)
+    assert ratio == pytest.approx(0.6)
+    assert [s.L_out for s in folded] == [s.L_out for s in plain]

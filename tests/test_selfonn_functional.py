@@ -290,3 +290,21 @@ def test_low_precision_powers_use_float32() -> None:
     assert err < 0.05 * truth.abs().max().item()
     literal = reference_conv1d(x.bfloat16(), w.bfloat16(), b.bfloat16(), padding=1, q=5)
     assert err <= (literal.double() - truth).abs().max().item()
+
+
+@pytest.mark.parametrize("length, k, stride", [(1, 3, 4), (2, 4, 4), (6, 4, 8)])
+def test_bfloat16_weight_grad_of_taps_that_only_see_padding(length: int, k: int, stride: int) -> None:
+    """CPU bfloat16 dW: taps that never touch the signal get exactly 0 (oneDNN's bf16 weight gradient
+    left them as stale memory, e.g. 4e34 in the discriminator head on a short clip)."""
+    torch.manual_seed(0)
+    for _ in range(5):  # the stale values were there in most, not all, calls
+        x = (torch.rand(2, 16, length) * 2 - 1).bfloat16()
+        w = (torch.randn(3, 32, k) * 0.1).bfloat16().requires_grad_(True)
+        b = torch.zeros(3, dtype=torch.bfloat16, requires_grad=True)
+        y = selfonn_conv1d(x, w, b, stride=stride, padding=1, q=2, backend="torch")
+        gy = torch.randn(y.shape, dtype=torch.bfloat16)
+        y.backward(gy)
+        w64 = w.detach().double().requires_grad_(True)
+        reference_conv1d(x.double(), w64, None, stride=stride, padding=1, q=2).backward(gy.double())
+        torch.testing.assert_close(w.grad.double(), w64.grad, rtol=0.02, atol=0.02)
+        torch.testing.assert_close(b.grad.double(), gy.double().sum((0, 2)), rtol=0.02, atol=0.02)

@@ -238,13 +238,20 @@ def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Stand-in for selfonn.kernels.selfonn_conv that records what the dispatcher hands the kernels."""
     calls: list[tuple] = []
     fake = types.ModuleType("selfonn.kernels.selfonn_conv")
+    fake.operand_dtypes = []  # (x, weight, bias) dtypes and whether autocast was on, per call
+
+    def record(x, weight, bias):
+        b = None if bias is None else bias.dtype
+        fake.operand_dtypes.append((x.dtype, weight.dtype, b, torch.is_autocast_enabled(x.device.type)))
 
     def conv(x, weight, bias, stride, padding, dilation, groups, q):
         calls.append(("conv", padding, stride, dilation, groups, q))
+        record(x, weight, bias)
         return reference_conv1d(x, weight, bias, stride, padding, dilation, groups, q)
 
     def conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, q):
         calls.append(("convT", padding, stride, output_padding, groups, dilation, q))
+        record(x, weight, bias)
         return reference_conv_transpose1d(x, weight, bias, stride, padding, output_padding, groups, dilation, q)
 
     fake.triton_selfonn_conv1d = conv
@@ -268,6 +275,28 @@ def test_dispatch_hands_kernels_plain_zero_padding(fake_kernels: list[tuple]) ->
     ]
     SelfONN1d(4, 4, 3, q=2, backend="auto")(x)  # auto on CPU: exact torch path, not the kernels
     assert len(fake_kernels) == 4
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_autocast_stacked_layers(backend: str, fake_kernels: list[tuple]) -> None:
+    """The second layer gets a bf16 input and an fp32 weight: both reach the backend as bf16, autocast off."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        SelfONN1d(3, 4, 3, padding=1, q=3, backend=backend),
+        nn.Tanh(),
+        SelfONN1d(4, 4, 3, padding=1, q=2, backend=backend),
+        SelfONNTranspose1d(4, 2, 4, stride=2, padding=1, q=2, backend=backend),
+    )
+    x = torch.rand(2, 3, 16) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in net.parameters())
+    torch.testing.assert_close(y.float(), net(x), rtol=0.03, atol=0.03)
+    seen = sys.modules["selfonn.kernels.selfonn_conv"].operand_dtypes[:3]
+    bf16 = torch.bfloat16
+    assert seen == ([(bf16, bf16, bf16, False)] * 3 if backend == "triton" else [])
 
 
 def test_autocast_bfloat16_cpu() -> None:

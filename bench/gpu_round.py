@@ -1,0 +1,867 @@
+"""One GPU round: everything a lent GPU's first call should measure, in one command (~6 min on an H100).
+
+    python bench/gpu_round.py                      # writes $OUT (default ./bench-out)
+    python bench/gpu_round.py --budget-s 300 --sections env,layers,train
+    python bench/gpu_round.py --smoke              # CPU, tiny shapes, TRITON_INTERPRET=1: checks the script
+
+Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
+
+ 1. env       GPU, clocks, torch / triton / cuDNN versions, TF32 flags
+ 2. tests     a fast subset of the CUDA kernel tests (pytest with a timeout; log in tests.log)
+ 3. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
+              wall ms (CUDA events), device ms (CUDA-graph replay), host us per call, peak MiB, saved MiB
+ 4. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
+ 5. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
+ 6. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype (+ torch.compile)
+ 7. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
+
+Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
+section after every layer), and runs under a deadline (a share of ``--budget-s`` plus what earlier
+sections left unused, enforced with SIGALRM): a slow section is cut short and never loses the ones
+before it. The main JSON's ``layers`` and ``train_step`` lists follow the schema of
+``bench/results/*.json`` (rendered into README by ``bench/tables.py``). Nothing is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("env", "tests", "layers", "profile", "autotune", "train", "cache")
+#: share of --budget-s each section may use, plus whatever the sections before it left unused
+SHARES = {"env": 0.03, "tests": 0.17, "layers": 0.37, "profile": 0.10, "autotune": 0.03, "train": 0.25, "cache": 0.05}
+DTYPES = ("tf32", "bf16")
+LAYER_PROVIDERS = ("fused", "reference", "compiled")
+#: dense peaks for the roofline (FLOP/s at tf32 and bf16, HBM bytes/s), matched on the device name
+PEAKS = {"H100": (495e12, 990e12, 3.35e12), "H200": (495e12, 990e12, 4.8e12)}
+MAX_TAR_BYTES = 15 * 2**20  # the device tool brings back files of at most 16 MiB
+
+
+# ---- deadlines -----------------------------------------------------------------------------------
+
+
+class BudgetExceeded(Exception):
+    """Raised (by SIGALRM) inside whatever runs when a section's or a cell's deadline passes."""
+
+
+_deadlines: list[float] = []
+
+
+def _arm() -> None:
+    if not _deadlines:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return
+    signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3))
+
+
+def _on_alarm(signum, frame):  # noqa: ARG001
+    raise BudgetExceeded("time budget exhausted")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise BudgetExceeded in this block after ``seconds`` (nested deadlines: the earliest wins)."""
+    if seconds <= 0:
+        raise BudgetExceeded("no time left")
+    outermost = not _deadlines
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if outermost else None
+    _deadlines.append(time.monotonic() + seconds)
+    _arm()
+    try:
+        yield
+    finally:
+        _deadlines.pop()
+        _arm()
+        if outermost:
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _remaining() -> float:
+    return min(_deadlines) - time.monotonic() if _deadlines else float("inf")
+
+
+def _is_budget(exc: BaseException) -> bool:
+    """BudgetExceeded, also when a library re-raised it as its own error (Triton's interpreter does)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, BudgetExceeded) or "BudgetExceeded" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+
+class Record:
+    """The round's JSON + markdown, rewritten atomically after every section (and every layer)."""
+
+    def __init__(self, out: Path, name: str, header: dict[str, Any]) -> None:
+        self.out = out
+        self.json_path = out / f"{name}.json"
+        self.md_path = out / f"{name}.md"
+        self.data: dict[str, Any] = {**header, "sections": {}, "layers": [], "train_step": []}
+        self.md: dict[str, str] = {}
+
+    def section(self, name: str, status: str, seconds: float, note: str = "") -> None:
+        entry = {"status": status, "seconds": round(seconds, 2)}
+        self.data["sections"][name] = {**entry, "note": note} if note else entry
+
+    def write(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.json_path, json.dumps(self.data, indent=1, default=str) + "\n")
+        head = (f"# GPU round: {self.data['device']} ({self.data['date']})\n\n`{self.data['command']}`: torch "
+                f"{self.data['torch']}, triton {self.data['triton']}\n\n| section | status | s |\n|---|---|---|\n")
+        head += "".join(f"| {k} | {v['status']}{' (' + v['note'] + ')' if v.get('note') else ''} | {v['seconds']} |\n"
+                        for k, v in self.data["sections"].items())
+        _atomic_write(self.md_path, head + "\n" + "\n".join(self.md[k] for k in SECTIONS if k in self.md))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _md_table(head: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v).replace("|", "/")
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _err(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:400]
+
+
+# ---- measurement primitives ----------------------------------------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def wall_ms(step: Callable[[], None], device: str, repeats: int) -> float:
+    """Median ms of one step: CUDA events on GPU (queue and launch gaps included), perf_counter on CPU."""
+    from _common import call_ms
+
+    return statistics.median(call_ms(step, device) for _ in range(repeats))
+
+
+def host_us(step: Callable[[], None], device: str, repeats: int) -> float:
+    """Host microseconds per call: enqueue time, not waiting for the GPU (few calls: the launch queue never fills)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    t = time.perf_counter() - t0
+    _sync(device)
+    return t / repeats * 1e6
+
+
+def device_ms(step: Callable[[], None], device: str) -> float | None:
+    """Median ms of one step replayed from a CUDA graph: device time without host launch cost."""
+    if device != "cuda":
+        return None
+    import triton.testing
+
+    return float(triton.testing.do_bench_cudagraph(step, rep=20, return_mode="median"))
+
+
+@contextlib.contextmanager
+def precision(dtype: str, device: str) -> Iterator[None]:
+    """'tf32': fp32 tensors with TF32 allowed (PyTorch's conv default); 'bf16': autocast to bfloat16."""
+    import torch
+
+    if dtype == "bf16":
+        with torch.autocast(device, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def _under(dtype: str, device: str, fn: Callable) -> Callable:
+    def run(*args):
+        with precision(dtype, device):
+            return fn(*args)
+
+    return run
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+
+def section_env(rec: Record, args, ctx: dict) -> None:
+    import torch
+
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "triton": ctx["triton_version"], "device": ctx["device_name"], "budget_s": args.budget_s, "smoke": args.smoke,
+        "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET"), "triton_cache_dir": str(ctx["cache_dir"]),
+        "tf32": {
+            "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, obj in (("cuda.matmul.fp32_precision", torch.backends.cuda.matmul),
+                          ("cudnn.conv.fp32_precision", getattr(torch.backends.cudnn, "conv", None))):
+            if obj is not None and hasattr(obj, "fp32_precision"):
+                env["tf32"][name] = obj.fp32_precision
+    if ctx["device"] == "cuda":
+        p = torch.cuda.get_device_properties(0)
+        env["gpu"] = {"name": p.name, "capability": f"{p.major}.{p.minor}", "sms": p.multi_processor_count,
+                      "memory_gib": round(p.total_memory / 2**30, 1),
+                      "l2_mib": round(getattr(p, "L2_cache_size", 0) / 2**20, 1) or None}
+    env["nvidia_smi"] = _run_text(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,"
+                                   "clocks.max.mem,power.draw,power.limit,temperature.gpu,persistence_mode",
+                                   "--format=csv"], timeout=15)
+    env["git"] = _run_text(["git", "-C", str(ROOT), "log", "-1", "--format=%H %s"], timeout=10)
+    rec.data["env"] = env
+    rows = [[k, v] for k, v in env.items() if not isinstance(v, dict)]
+    rows += [[f"{k}.{kk}", vv] for k, v in env.items() if isinstance(v, dict) for kk, vv in v.items()]
+    rec.md["env"] = "## Environment\n\n" + _md_table(["key", "value"], rows)
+
+
+def _run_text(cmd: list[str], timeout: float) -> str | None:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable ({type(exc).__name__})"
+    return (r.stdout.strip() or r.stderr.strip())[:2000]
+
+
+def section_tests(rec: Record, args, ctx: dict) -> None:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *shlex.split(args.tests)]
+    if args.smoke:
+        cmd.append("--collect-only")  # the mechanism only: nested pytest runs are slow on a CPU
+    else:
+        cmd += ["--timeout", str(args.test_timeout_s)]
+    timeout = max(_remaining() - 5, 5)
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        out, rc = r.stdout + r.stderr, r.returncode
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        out, rc = out + f"\n[killed after {timeout:.0f} s: the section's deadline]\n", None
+    (rec.out / "tests.log").write_text(out)
+    outcomes = r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)"
+    counts = {k: int(n) for n, k in re.findall(outcomes, out)}
+    collected = re.search(r"(\d+)(?:/\d+)? tests? collected", out)
+    if collected:
+        counts["collected"] = int(collected.group(1))
+    rec.data["tests"] = {"command": " ".join(shlex.quote(c) for c in cmd), "returncode": rc, "counts": counts,
+                         "seconds": round(time.perf_counter() - t0, 1), "tail": out[-3000:]}
+    summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
+    rec.md["tests"] = f"## CUDA kernel tests\n\n`{rec.data['tests']['command']}` -> rc {rc}: {summary}\n"
+
+
+def _layer_shapes(args) -> list:
+    from _common import opgan_layers
+
+    layers = opgan_layers(args.length, args.filters, args.q)
+    if args.layers:
+        wanted = args.layers.split(",")
+        layers = [la for la in layers if la.name in wanted]
+    return layers
+
+
+def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx: dict) -> dict[str, Any]:
+    """Every number of one (layer, provider, mode, dtype) cell; errors are recorded, never raised."""
+    from _common import PROVIDERS, make_step, peak_mib, saved_bytes
+
+    device = ctx["device"]
+    cell: dict[str, Any] = {}
+    try:
+        with deadline(args.cell_timeout_s):
+            fn = _under(dtype, device, PROVIDERS[provider](layer))
+            step = make_step(fn, inputs, mode)
+            for _ in range(args.warmup):  # compile / autotune outside the timings
+                step()
+            _sync(device)
+            cell["ms"] = wall_ms(step, device, args.repeats)
+            cell["host_us"] = host_us(step, device, args.repeats)
+            cell["peak_mib"] = peak_mib(step, device)
+            if mode == "fwd+bwd":
+                try:
+                    cell["saved_mib"] = saved_bytes(fn, inputs) / 2**20
+                except Exception as exc:  # compiled graphs may refuse saved-tensor hooks
+                    cell["saved_mib_error"] = _err(exc)
+            try:
+                cell["device_ms"] = device_ms(step, device)
+            except Exception as exc:
+                if _is_budget(exc):
+                    raise
+                cell["device_ms_error"] = _err(exc)
+    except Exception as exc:
+        cell["error"] = _err(exc)
+        if _is_budget(exc):
+            cell["error"] = f"cell deadline ({args.cell_timeout_s} s) or section budget: {cell['error']}"
+            if _remaining() <= 0:
+                raise BudgetExceeded("section budget") from exc
+    return cell
+
+
+def section_layers(rec: Record, args, ctx: dict) -> None:
+    from _common import make_inputs, provider_available
+
+    device = ctx["device"]
+    providers = [p for p in args.providers.split(",") if p in LAYER_PROVIDERS]
+    skipped = {p: provider_available(p, device) for p in providers}
+    layers = _layer_shapes(args)
+    order = [(dt, mode) for mode in ("fwd+bwd", "fwd") for dt in args.dtypes.split(",")]
+    for dtype, mode in order:
+        for layer in layers:
+            if _remaining() <= 1:
+                raise BudgetExceeded("section budget")
+            inputs = make_inputs(layer, args.batch, device)
+            entry: dict[str, Any] = {
+                "layer": layer.name, "mode": mode, "dtype": dtype,
+                "shape": {"kind": layer.kind, "c_in": layer.c_in, "c_out": layer.c_out, "k": layer.k,
+                          "stride": layer.stride, "padding": layer.padding, "L_in": layer.L_in, "q": layer.q,
+                          "batch": args.batch},
+                "gflop": layer.fwd_flops(args.batch) * (3 if mode == "fwd+bwd" else 1) / 1e9,
+                "ms": {}, "peak_mib": {}, "device_ms": {}, "host_us": {}, "saved_mib": {}, "errors": {},
+            }
+            for p in LAYER_PROVIDERS:
+                if p not in providers:
+                    cell = {"error": "not asked"}
+                elif skipped[p]:
+                    cell = {"error": f"skipped: {skipped[p]}"}
+                else:
+                    cell = measure_cell(layer, p, mode, dtype, inputs, args, ctx)
+                for key in ("ms", "peak_mib", "device_ms", "host_us", "saved_mib"):
+                    entry[key][p] = cell.get(key)
+                for key in ("error", "device_ms_error", "saved_mib_error"):
+                    if key in cell:
+                        entry["errors"][f"{p}.{key}" if key != "error" else p] = cell[key]
+            if not entry["errors"]:
+                del entry["errors"]
+            rec.data["layers"].append(entry)
+            del inputs
+            if device == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+            rec.md["layers"] = _layers_md(rec.data["layers"])
+            rec.write()
+
+
+def _layers_md(entries: list[dict]) -> str:
+    head = ["layer", "mode", "dtype", "fused ms", "ref ms", "compiled ms", "ref/fused", "fused dev ms",
+            "ref dev ms", "fused host us", "ref host us", "fused MiB", "ref MiB", "fused saved MiB", "ref saved MiB"]
+    rows = []
+    for e in entries:
+        ms = e["ms"]
+        ratio = ms["reference"] / ms["fused"] if ms.get("fused") and ms.get("reference") else None
+        rows.append([e["layer"], e["mode"], e["dtype"], ms.get("fused"), ms.get("reference"), ms.get("compiled"), ratio,
+                     e["device_ms"].get("fused"), e["device_ms"].get("reference"), e["host_us"].get("fused"),
+                     e["host_us"].get("reference"), e["peak_mib"].get("fused"), e["peak_mib"].get("reference"),
+                     e["saved_mib"].get("fused"), e["saved_mib"].get("reference")])
+    errors = [f"- {e['layer']} {e['mode']} {e['dtype']} {k}: {v}"
+              for e in entries for k, v in e.get("errors", {}).items() if not v.startswith(("skipped", "not asked"))]
+    return "## Layers\n\n" + _md_table(head, rows) + ("\nErrors:\n" + "\n".join(errors) + "\n" if errors else "")
+
+
+#: name tokens that say which third of a conv's fwd+bwd work a kernel does (cuDNN's and ours)
+_ROLES = (("wgrad", ("wgrad", "dw")), ("dgrad", ("dgrad", "dx")), ("fwd", ("fprop", "fwd", "forward")))
+
+
+def _kernel_role(name: str) -> str | None:
+    """'fwd', 'dgrad' or 'wgrad' from a kernel's name tokens ('_bwd_dx_kernel', 'sm90_xmma_wgrad_...'), else None.
+
+    Whole tokens (prefixes for the long words), so 'index' is not 'dx'."""
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+    for role, keys in _ROLES:
+        if any(t == k or (len(k) > 2 and t.startswith(k)) for t in tokens for k in keys):
+            return role
+    return None
+
+
+def _min_bytes(layer, batch: int, mode: str, elem: int) -> float:
+    """Least HBM traffic: read x, W and write y; the backward also reads x, W, dy and writes dx, dW."""
+    x = batch * layer.c_in * layer.L_in
+    y = batch * layer.c_out * layer.L_out
+    w = layer.q * layer.c_in * layer.c_out * layer.k
+    return elem * ((x + y + w) if mode == "fwd" else (3 * x + 2 * y + 3 * w))
+
+
+def section_profile(rec: Record, args, ctx: dict) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    from _common import PROVIDERS, make_inputs, make_step, provider_available
+
+    device = ctx["device"]
+    peaks = ctx["peaks"]
+    out: list[dict] = []
+    rec.data["profile"] = out
+    activity = ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU
+    providers = [p for p in args.providers.split(",") if p in LAYER_PROVIDERS and not provider_available(p, device)]
+    for dtype in args.dtypes.split(","):
+        for layer in _layer_shapes(args):
+            inputs = make_inputs(layer, args.batch, device)
+            for prov in providers:
+                if _remaining() <= 1:
+                    raise BudgetExceeded("section budget")
+                row: dict[str, Any] = {"layer": layer.name, "provider": prov, "dtype": dtype, "mode": "fwd+bwd"}
+                try:
+                    with deadline(args.cell_timeout_s):
+                        step = make_step(_under(dtype, device, PROVIDERS[prov](layer)), inputs, "fwd+bwd")
+                        for _ in range(args.warmup):
+                            step()
+                        _sync(device)
+                        with profile(activities=[activity]) as prof:
+                            for _ in range(args.profile_iters):
+                                step()
+                            _sync(device)
+                    row.update(_profile_rows(prof, layer, args, dtype, device, peaks))
+                except Exception as exc:
+                    row["error"] = _err(exc)
+                    if _is_budget(exc) and _remaining() <= 0:
+                        out.append(row)
+                        raise BudgetExceeded("section budget") from exc
+                out.append(row)
+            del inputs
+    rec.md["profile"] = _profile_md(out)
+
+
+def _profile_rows(prof, layer, args, dtype: str, device: str, peaks) -> dict[str, Any]:
+    fwd_flops = layer.fwd_flops(args.batch)
+    kernels = []
+    for ev in prof.key_averages():
+        t = getattr(ev, "device_time_total", None) if device == "cuda" else ev.self_cpu_time_total
+        if t is None:
+            t = getattr(ev, "cuda_time_total", 0)
+        if not t or (device != "cuda" and not ev.key.startswith("aten::")):
+            continue
+        us = t / args.profile_iters
+        role = _kernel_role(ev.key)
+        kernels.append({"kernel": ev.key[:160], "us": us, "calls": ev.count / args.profile_iters, "role": role,
+                        "tflops": fwd_flops / (us * 1e-6) / 1e12 if role else None})
+    kernels.sort(key=lambda k: -k["us"])
+    total_us = sum(k["us"] for k in kernels)
+    flops = 3 * fwd_flops
+    nbytes = _min_bytes(layer, args.batch, "fwd+bwd", 2 if dtype == "bf16" else 4)
+    res: dict[str, Any] = {"us": total_us, "kernels": kernels[:12], "gflop": flops / 1e9, "min_mb": nbytes / 1e6}
+    if total_us:
+        res["tflops"] = flops / (total_us * 1e-6) / 1e12
+        res["gbps"] = nbytes / (total_us * 1e-6) / 1e9
+        if peaks:
+            flop_peak = peaks[1] if dtype == "bf16" else peaks[0]
+            roof_us = max(flops / flop_peak, nbytes / peaks[2]) * 1e6
+            res["roofline_us"] = roof_us
+            res["pct_roofline"] = 100 * roof_us / total_us
+    return res
+
+
+def _profile_md(rows: list[dict]) -> str:
+    lines = ["## Profiler (fwd+bwd, device time per step)\n"]
+    summary = [[r["layer"], r["provider"], r["dtype"], r.get("us"), r.get("tflops"), r.get("gbps"),
+                r.get("pct_roofline"), r.get("error")] for r in rows]
+    lines.append(_md_table(["layer", "provider", "dtype", "us", "TFLOP/s", "GB/s", "% roofline", "error"], summary))
+    for r in rows:
+        if r.get("kernels"):
+            lines.append(f"\n### {r['layer']} {r['provider']} {r['dtype']}\n")
+            kernel_rows = [[k["kernel"][:90], k["us"], k["calls"], k["role"], k["tflops"]] for k in r["kernels"]]
+            lines.append(_md_table(["kernel", "us", "calls", "role", "TFLOP/s (attributed)"], kernel_rows))
+    return "\n".join(lines)
+
+
+def _triton_objects() -> Iterator[tuple[str, Any]]:
+    """(name, object) of every Autotuner / JITFunction reachable from the loaded selfonn.kernels modules."""
+    seen: set[int] = set()
+
+    def walk(name: str, obj: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+        if id(obj) in seen or depth > 3:
+            return
+        kind = type(obj).__name__
+        if kind in ("Autotuner", "Heuristics", "JITFunction", "InterpretedFunction"):
+            seen.add(id(obj))
+            yield name, obj
+            inner = getattr(obj, "fn", None)
+            if inner is not None:
+                yield from walk(name, inner, depth + 1)
+        elif isinstance(obj, dict):
+            for k, v in list(obj.items()):
+                yield from walk(f"{name}[{k}]", v, depth + 1)
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                yield from walk(f"{name}[{i}]", v, depth + 1)
+
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name.startswith("selfonn.kernels") and mod is not None:
+            for attr, obj in list(vars(mod).items()):
+                yield from walk(f"{mod_name.rsplit('.', 1)[-1]}.{attr}", obj)
+
+
+def _compiled_kernels(jit_fn: Any) -> Iterator[Any]:
+    """The CompiledKernel objects a JITFunction holds (its cache layout differs across Triton versions)."""
+    for caches in getattr(jit_fn, "device_caches", {}).values():
+        for part in caches if isinstance(caches, tuple) else (caches,):
+            if isinstance(part, dict):
+                for v in part.values():
+                    if hasattr(v, "metadata") and hasattr(v, "asm"):
+                        yield v
+
+
+def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
+    picks, kernels = [], []
+    for name, obj in _triton_objects():
+        kind = type(obj).__name__
+        if kind == "Autotuner":
+            cache = getattr(obj, "cache", {}) or {}
+            picks.append({"kernel": name, "key": list(getattr(obj, "keys", []) or []),
+                          "picks": {str(k): str(v) for k, v in cache.items()}})
+        elif kind == "JITFunction":
+            for ck in _compiled_kernels(obj):
+                md = ck.metadata
+                ptx = ck.asm.get("ptx", "") if isinstance(ck.asm, dict) else ""
+                kernels.append({"kernel": getattr(md, "name", name), "source": name,
+                                "registers": getattr(ck, "n_regs", None), "spills": getattr(ck, "n_spills", None),
+                                "shared_bytes": getattr(md, "shared", None),
+                                "num_warps": getattr(md, "num_warps", None),
+                                "num_stages": getattr(md, "num_stages", None),
+                                "wgmma": ("wgmma" in ptx) if ptx else None})
+    note = "" if picks or kernels else (
+        "no compiled Triton kernels (interpreter run)" if os.environ.get("TRITON_INTERPRET") == "1" else
+        "no compiled Triton kernels found in selfonn.kernels")
+    rec.data["autotune"] = {"picks": picks, "kernels": kernels, **({"note": note} if note else {})}
+    md = "## Autotune and compiled kernels\n\n" + (note + "\n" if note else "")
+    for p in picks:
+        md += f"\n{p['kernel']} (key {', '.join(p['key'])}):\n\n"
+        md += _md_table(["key", "config"], list(p["picks"].items()))
+    if kernels:
+        md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
+                               [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],
+                                 k["num_stages"], k["wgmma"]] for k in kernels])
+    rec.md["autotune"] = md
+
+
+def _train_variants(args) -> list[dict[str, Any]]:
+    backends = args.backends.split(",")
+    out = [{"backend": b, "dtype": d, "compile": False, "fold_upsample": True}
+           for d in args.dtypes.split(",") for b in backends]
+    out += [{"backend": b, "dtype": "tf32", "compile": False, "fold_upsample": False} for b in backends]
+    if not args.no_compile:
+        out += [{"backend": b, "dtype": d, "compile": True, "fold_upsample": True}
+                for d in args.dtypes.split(",") for b in backends]
+    return out
+
+
+def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ctx: dict) -> Callable[[], None]:
+    """One Op-GAN step as the trainer runs it: D on real + fake, then G on adversarial + L1 + spectral."""
+    import torch
+
+    import selfonn
+    from opgan.config import TrainConfig
+    from opgan.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+    from opgan.models import losses as L
+
+    device, cfg = ctx["device"], TrainConfig()
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=args.train_filters, q=args.q), fold_upsample=fold).to(device)
+    d = Discriminator(DiscriminatorConfig(filters=args.train_filters, q=args.q)).to(device)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    gen = torch.Generator().manual_seed(1)
+    y = ((torch.rand(args.train_batch, 1, args.train_length, generator=gen) * 2 - 1) * 0.5).to(device)
+    x = (y + 0.1 * torch.randn(y.shape, generator=gen).to(device)).clamp(-1, 1)
+    g_run = torch.compile(g, backend=args.compile_backend) if compile_ else g
+    d_run = torch.compile(d, backend=args.compile_backend) if compile_ else d
+
+    def step() -> None:
+        with selfonn.use_backend(backend):
+            with precision(dtype, device):
+                fake = g_run(x)
+            d.requires_grad_(True)
+            with precision(dtype, device):
+                scores = d_run(torch.cat([y, fake.detach()]))
+            loss_d = L.d_loss(*scores.split(x.shape[0]))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            d.requires_grad_(False)
+            with precision(dtype, device):
+                d_fake = d_run(fake)
+            loss_g, _ = L.g_loss(d_fake, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+    return step
+
+
+def section_train(rec: Record, args, ctx: dict) -> None:
+    import torch
+
+    device = ctx["device"]
+    for v in _train_variants(args):
+        if _remaining() <= 1:
+            raise BudgetExceeded("section budget")
+        entry: dict[str, Any] = {**v, "ms": None, "peak_mib": None, "filters": args.train_filters, "q": args.q,
+                                 "batch": args.train_batch, "length": args.train_length}
+        if v["backend"] == "triton" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            entry["error"] = "skipped: triton needs CUDA or TRITON_INTERPRET=1"
+        else:
+            try:
+                with deadline(args.train_timeout_s if v["compile"] else args.cell_timeout_s):
+                    step = train_step_fn(v["backend"], v["dtype"], v["compile"], v["fold_upsample"], args, ctx)
+                    t0 = time.perf_counter()
+                    for _ in range(args.train_warmup):
+                        step()
+                    _sync(device)
+                    entry["warmup_s"] = round(time.perf_counter() - t0, 2)
+                    if device == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    entry["ms"] = wall_ms(step, device, args.train_steps)
+                    if device == "cuda":
+                        entry["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            except Exception as exc:
+                entry["error"] = _err(exc)
+                if _is_budget(exc) and _remaining() <= 0:
+                    rec.data["train_step"].append(entry)
+                    raise BudgetExceeded("section budget") from exc
+        rec.data["train_step"].append(entry)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        rec.md["train"] = "## Op-GAN training step (G+D)\n\n" + _md_table(
+            ["backend", "dtype", "compile", "fold_upsample", "ms", "peak MiB", "warmup s", "error"],
+            [[e["backend"], e["dtype"], e["compile"], e["fold_upsample"], e["ms"], e["peak_mib"], e.get("warmup_s"),
+              e.get("error")] for e in rec.data["train_step"]])
+        rec.write()
+
+
+def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
+    """The Triton cache as one tarball (the device tool returns few files); binaries first if it is big."""
+    cache = ctx["cache_dir"]
+    files = sorted(p for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else []
+    dest = rec.out / "triton-cache.tar.gz"
+    info: dict[str, Any] = {"dir": str(cache), "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    keep_only = None
+    for attempt in (None, (".json", ".cubin", ".hsaco")):
+        chosen = [p for p in files if attempt is None or p.suffix in attempt or p.name.startswith("__grp__")]
+        with tarfile.open(dest, "w:gz") as tar:
+            for p in chosen:
+                tar.add(p, arcname=str(Path("triton-cache") / p.relative_to(cache)))
+        if dest.stat().st_size <= MAX_TAR_BYTES:
+            keep_only = attempt
+            break
+    else:
+        dest.unlink()
+        info["error"] = f"cache over {MAX_TAR_BYTES >> 20} MiB even without sources: not saved"
+    if dest.exists():
+        info.update(tar=dest.name, tar_bytes=dest.stat().st_size, kept="all" if keep_only is None else list(keep_only))
+    rec.data["cache"] = info
+    rec.md["cache"] = (f"## Triton cache\n\n{info['files']} files, {info['bytes'] / 2**20:.1f} MiB from `{cache}` -> "
+                       f"{info.get('tar', info.get('error'))}. Next round: carry it, `tar xzf triton-cache.tar.gz` and "
+                       "set TRITON_CACHE_DIR=$PWD/triton-cache.\n")
+
+
+RUNNERS = {"env": section_env, "tests": section_tests, "layers": section_layers, "profile": section_profile,
+           "autotune": section_autotune, "train": section_train, "cache": section_cache}
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.environ.get("OUT", "bench-out"),
+                    help="output folder (default $OUT or ./bench-out)")
+    ap.add_argument("--budget-s", type=float, default=330, help="global time guard for the whole round, seconds")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help="comma list of " + ",".join(SECTIONS))
+    ap.add_argument("--smoke", action="store_true", help="CPU end-to-end check: tiny shapes, TRITON_INTERPRET=1")
+    ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_models.py -k cuda",
+                    help="pytest arguments of the tests section")
+    ap.add_argument("--test-timeout-s", type=int, default=120, help="pytest-timeout per test")
+    ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")
+    ap.add_argument("--providers", default=",".join(LAYER_PROVIDERS))
+    ap.add_argument("--dtypes", default=",".join(DTYPES))
+    ap.add_argument("--backends", default="triton,torch", help="train-step backends")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile train-step variants")
+    ap.add_argument("--compile-backend", default="inductor")
+    ap.add_argument("--length", type=int, default=32000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--filters", type=int, default=16)
+    ap.add_argument("--q", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--profile-iters", type=int, default=5)
+    ap.add_argument("--cell-timeout-s", type=float, default=45, help="deadline of one layer cell / eager train step")
+    ap.add_argument("--train-timeout-s", type=float, default=90, help="deadline of one compiled train-step variant")
+    ap.add_argument("--train-filters", type=int, default=16)
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--train-length", type=int, default=32000)
+    ap.add_argument("--train-warmup", type=int, default=2)
+    ap.add_argument("--train-steps", type=int, default=5)
+    args = ap.parse_args(argv)
+    if args.smoke:  # tiny everything; the compile provider without a C++ toolchain
+        # Triton's interpreter is slow: the layer with the shortest input at L=2688,
+        # and the train step on the torch backend only (the fused path is covered by the layer cells).
+        for k, v in dict(budget_s=min(args.budget_s, 120), length=2688, batch=1, filters=2, q=2, warmup=0, repeats=1,
+                         profile_iters=1, layers=args.layers or "disc.head", train_filters=1, train_batch=1,
+                         train_length=2688, train_warmup=0, train_steps=1, compile_backend="aot_eager",
+                         backends="torch", no_compile=True, tests="tests/test_public_api.py").items():
+            setattr(args, k, v)
+    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    return args
+
+
+def _context(args) -> dict[str, Any]:
+    import torch
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    cache_dir = Path(os.environ.get("TRITON_CACHE_DIR") or Path.home() / ".triton" / "cache")
+    peaks = next((v for k, v in PEAKS.items() if k in name), None)
+    return {"device": device, "device_name": name, "triton_version": triton_version, "cache_dir": cache_dir,
+            "peaks": peaks}
+
+
+def _slug(name: str) -> str:
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w and w != "nvidia"]
+    return words[0] if words else "unknown"
+
+
+def _ensure_installed() -> None:
+    """A bare GPU machine has torch and triton but not this project: install it editable, offline, and re-run.
+
+    (selfonn.kernels and opgan.models exist only through the package-dir mapping of an install.)
+    """
+    import importlib.util
+
+    try:
+        missing = [m for m in ("selfonn.kernels", "opgan.models") if importlib.util.find_spec(m) is None]
+    except ModuleNotFoundError:
+        missing = ["selfonn"]
+    if not missing:
+        return
+    if os.environ.get("GPU_ROUND_INSTALLED"):
+        raise SystemExit(f"gpu_round: {missing} still not importable after installing {ROOT}")
+    print(f"[gpu_round] {missing} not importable: pip install --no-deps --no-index -e {ROOT}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+                    "-e", str(ROOT)], check=True)
+    os.environ["GPU_ROUND_INSTALLED"] = "1"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    t_start = time.monotonic()
+    args = _parse(argv)
+    if args.smoke:
+        os.environ["TRITON_INTERPRET"] = "1"  # before anything imports Triton
+        # its own empty cache: a CPU smoke run must not tar up whatever the machine's Triton cache holds
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpu_round_smoke_cache_")
+    if argv is None:  # run as a script: make the project importable first
+        _ensure_installed()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch
+
+    import _common
+
+    _common.COMPILE_BACKEND["name"] = args.compile_backend
+    if args.smoke:
+        torch.set_num_threads(1)
+    ctx = _context(args)
+    torch.backends.cuda.matmul.allow_tf32 = True  # 'tf32' rows: PyTorch's conv default, also for matmuls
+    torch.backends.cudnn.allow_tf32 = True
+    now = _dt.datetime.now(_dt.timezone.utc)
+    out = Path(args.out)
+    rec = Record(out, f"{now:%Y-%m-%d}-{_slug(ctx['device_name'])}", {
+        "device": ctx["device_name"], "torch": torch.__version__, "triton": ctx["triton_version"],
+        "date": now.isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/gpu_round.py", *(argv or sys.argv[1:])]),
+        "smoke": args.smoke, "budget_s": args.budget_s,
+        "installed_by_round": bool(os.environ.get("GPU_ROUND_INSTALLED")),
+        "config": {"layers": {"batch": args.batch, "length": args.length, "filters": args.filters, "q": args.q},
+                   "train": {"batch": args.train_batch, "length": args.train_length, "filters": args.train_filters,
+                             "q": args.q}},
+    })
+    try:
+        _run_sections(rec, args, ctx, t_start)
+    finally:
+        if args.smoke:
+            shutil.rmtree(os.environ["TRITON_CACHE_DIR"], ignore_errors=True)
+    from tables import schema_errors
+
+    errs = schema_errors(rec.data)
+    if errs:  # a bug here, not a GPU result: say so loudly but keep the files
+        rec.data["schema_errors"] = errs
+        rec.write()
+        print(f"[gpu_round] the record breaks its schema: {errs[:3]}", file=sys.stderr)
+    print(f"[gpu_round] wrote {rec.json_path} and {rec.md_path} in {time.monotonic() - t_start:.1f} s", file=sys.stderr)
+    return 1 if errs else 0
+
+
+def _run_sections(rec: Record, args, ctx: dict, t_start: float) -> None:
+    """Each wanted section under its deadline; the record is written after every one."""
+    wanted = [s for s in SECTIONS if s in args.sections.split(",")]
+    global_end = t_start + args.budget_s
+    carry = 0.0
+    for name in wanted:
+        share = SHARES[name] * args.budget_s + carry
+        reserve = sum(SHARES[s] * args.budget_s for s in wanted[wanted.index(name) + 1:] if s == "cache")
+        left = global_end - time.monotonic()
+        allowed = left if name == "cache" else min(share, left - reserve)
+        t0 = time.monotonic()
+        status, note = "done", ""
+        try:
+            with deadline(max(allowed, 0)):
+                RUNNERS[name](rec, args, ctx)
+        except Exception as exc:  # one broken or slow section must not lose the others
+            if _is_budget(exc):
+                status, note = "stopped", f"budget of {max(allowed, 0):.0f} s used up"
+            else:
+                status, note = "failed", _err(exc)
+                rec.data.setdefault("tracebacks", {})[name] = traceback.format_exc()[-4000:]
+        spent = time.monotonic() - t0
+        carry = max(share - spent, 0.0) if status == "done" else 0.0
+        rec.section(name, status, spent, note)
+        rec.write()
+        print(f"[gpu_round] {name}: {status} in {spent:.1f} s {note}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

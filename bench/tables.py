@@ -1,0 +1,208 @@
+"""README's speed tables, rendered from the newest GPU-round record in ``bench/results/``.
+
+    python bench/tables.py            # rewrite the block between the markers in README.md
+    python bench/tables.py --check    # exit 1 when README's block is not what the newest record renders
+    python bench/tables.py --print    # the block on stdout, README untouched
+
+A record is the main JSON of ``bench/gpu_round.py`` (``$OUT/<date>-<gpu>.json``), copied to
+``bench/results/<date>-<gpu>.json``; the newest by its ``date`` field wins. README holds the tables
+between ``<!-- speed-table:begin -->`` and ``<!-- speed-table:end -->``; nothing outside them changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- speed-table:begin -->", "<!-- speed-table:end -->"
+PROVIDERS = ("fused", "reference", "compiled")
+MODES = ("fwd", "fwd+bwd")
+DTYPES = ("tf32", "bf16")
+BACKENDS = ("triton", "torch")
+
+
+class RecordError(ValueError):
+    """A results record that is missing, unreadable or not in the gpu_round schema."""
+
+
+def schema_errors(rec: Any) -> list[str]:
+    """What in ``rec`` breaks the gpu_round schema (empty when it is valid); extra keys are allowed."""
+    if not isinstance(rec, dict):
+        return [f"top level is {type(rec).__name__}, not an object"]
+    errs = [f"missing '{k}'" for k in ("device", "torch", "triton", "date", "command", "layers", "train_step")
+            if k not in rec]
+    for i, e in enumerate(rec.get("layers") or []):
+        where = f"layers[{i}]"
+        if not isinstance(e, dict):
+            errs.append(f"{where} is not an object")
+            continue
+        if not isinstance(e.get("layer"), str):
+            errs.append(f"{where}.layer is not a string")
+        if e.get("mode") not in MODES:
+            errs.append(f"{where}.mode {e.get('mode')!r} is not one of {MODES}")
+        if e.get("dtype") not in DTYPES:
+            errs.append(f"{where}.dtype {e.get('dtype')!r} is not one of {DTYPES}")
+        for key in ("ms", "peak_mib"):
+            d = e.get(key)
+            if not isinstance(d, dict) or (key == "ms" and set(d) < set(PROVIDERS)):
+                errs.append(f"{where}.{key} must be an object" + (f" with keys {PROVIDERS}" if key == "ms" else ""))
+            elif any(v is not None and not isinstance(v, (int, float)) for v in d.values()):
+                errs.append(f"{where}.{key} holds a value that is neither a number nor null")
+    for i, e in enumerate(rec.get("train_step") or []):
+        where = f"train_step[{i}]"
+        if not isinstance(e, dict):
+            errs.append(f"{where} is not an object")
+            continue
+        if e.get("backend") not in BACKENDS:
+            errs.append(f"{where}.backend {e.get('backend')!r} is not one of {BACKENDS}")
+        if e.get("dtype") not in DTYPES:
+            errs.append(f"{where}.dtype {e.get('dtype')!r} is not one of {DTYPES}")
+        for key in ("ms", "peak_mib"):
+            if key not in e or (e[key] is not None and not isinstance(e[key], (int, float))):
+                errs.append(f"{where}.{key} must be a number or null")
+    for key in ("layers", "train_step"):
+        if key in rec and not isinstance(rec[key], list):
+            errs.append(f"'{key}' is not a list")
+    return errs
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"cannot read {path}: {exc}") from exc
+    errs = schema_errors(rec)
+    if errs:
+        raise RecordError(f"{path} is not a gpu_round record: {'; '.join(errs[:5])}")
+    return rec
+
+
+def newest_record(results: Path) -> tuple[Path, dict[str, Any]]:
+    """The record with the latest ``date`` (file name breaks ties) among ``results/*.json``."""
+    paths = sorted(results.glob("*.json")) if results.is_dir() else []
+    if not paths:
+        raise RecordError(f"no results record (*.json) in {results}; copy gpu_round's main JSON there first")
+    records = [(p, load_record(p)) for p in paths]
+    return max(records, key=lambda pr: (str(pr[1]["date"]), pr[0].name))
+
+
+def _num(v: float | None, spec: str = ".3g") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def _layer_table(rec: dict[str, Any], dtype: str) -> str | None:
+    rows = [e for e in rec["layers"] if e["mode"] == "fwd+bwd" and e["dtype"] == dtype]
+    if not rows:
+        return None
+    lines = ["| layer | fused ms | FastONN ref ms | torch.compile(ref) ms | ref/fused | compiled/fused "
+             "| fused peak MiB | ref peak MiB |", "|---|---|---|---|---|---|---|---|"]
+    totals = dict.fromkeys(PROVIDERS, 0.0)
+    complete = dict.fromkeys(PROVIDERS, True)
+    for e in rows:
+        ms, mib = e["ms"], e.get("peak_mib", {})
+        shape = e.get("shape", {})
+        label = e["layer"] + (f" {shape['c_in']}→{shape['c_out']}" if "c_in" in shape and "c_out" in shape else "")
+        f, r, c = ms.get("fused"), ms.get("reference"), ms.get("compiled")
+        lines.append(f"| {label} | {_num(f)} | {_num(r)} | {_num(c)} | {_ratio(r, f)} | {_ratio(c, f)} "
+                     f"| {_num(mib.get('fused'), '.0f')} | {_num(mib.get('reference'), '.0f')} |")
+        for p in PROVIDERS:
+            if ms.get(p) is None:
+                complete[p] = False
+            else:
+                totals[p] += ms[p]
+    tot = {p: totals[p] if complete[p] else None for p in PROVIDERS}
+    lines.append(f"| **all {len(rows)} layers** | {_num(tot['fused'])} | {_num(tot['reference'])} "
+                 f"| {_num(tot['compiled'])} | {_ratio(tot['reference'], tot['fused'])} "
+                 f"| {_ratio(tot['compiled'], tot['fused'])} | | |")
+    return "\n".join(lines)
+
+
+def _train_table(rec: dict[str, Any]) -> str | None:
+    rows = rec["train_step"]
+    if not rows:
+        return None
+    lines = ["| backend | precision | torch.compile | up blocks | step ms | peak MiB |", "|---|---|---|---|---|---|"]
+    for e in rows:
+        fold = e.get("fold_upsample", True)
+        lines.append(f"| {e['backend']} | {e['dtype']} | {'yes' if e.get('compile') else 'no'} "
+                     f"| {'folded' if fold else 'upsample + conv'} | {_num(e['ms'])} | {_num(e['peak_mib'], '.0f')} |")
+    return "\n".join(lines)
+
+
+def render(rec: dict[str, Any], source: str) -> str:
+    """The markdown that goes between the markers (without the markers)."""
+    lay = rec.get("config", {}).get("layers", {})
+    trn = rec.get("config", {}).get("train", {})
+    shape = ", ".join(f"{k}={lay[k]}" for k in ("batch", "length", "q") if k in lay)
+    parts = [f"Measured on **{rec['device']}** ({str(rec['date'])[:10]}; torch {rec['torch']}, Triton {rec['triton']}) "
+             f"by `{rec['command']}`, record `{source}`."]
+    for dtype, title in (("tf32", "fp32 with TF32 (PyTorch's conv default)"), ("bf16", "bf16 autocast")):
+        table = _layer_table(rec, dtype)
+        if table:
+            parts.append(f"Every Op-GAN layer, forward+backward, {title}{', ' + shape if shape else ''}:\n\n{table}")
+    table = _train_table(rec)
+    if table:
+        tshape = ", ".join(f"{k}={trn[k]}" for k in ("filters", "q", "batch", "length") if k in trn)
+        parts.append(f"Whole Op-GAN training step (G+D, Adam){' at ' + tshape if tshape else ''}:\n\n{table}")
+    return "\n\n".join(parts) + "\n"
+
+
+def splice(readme: str, block: str) -> str:
+    """README with the text between the markers replaced by ``block``."""
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or readme.index(BEGIN) > readme.index(END):
+        raise RecordError(f"README must hold exactly one '{BEGIN}' followed by one '{END}'")
+    head, rest = readme.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{block}{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="folder of records")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if README is out of date, change nothing")
+    mode.add_argument("--print", action="store_true", help="print the block, change nothing")
+    args = ap.parse_args(argv)
+    try:
+        path, rec = newest_record(args.results)
+        try:
+            source = str(path.resolve().relative_to(ROOT))
+        except ValueError:
+            source = path.name
+        block = render(rec, source)
+        if args.print:
+            print(block, end="")
+            return 0
+        try:
+            readme = args.readme.read_text()
+        except OSError as exc:
+            raise RecordError(f"cannot read {args.readme}: {exc}") from exc
+        updated = splice(readme, block)
+    except RecordError as exc:
+        print(f"tables: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if updated != readme:
+            print(f"tables: {args.readme} is out of date with {source}; run python bench/tables.py", file=sys.stderr)
+            return 1
+        return 0
+    if updated != readme:
+        tmp = args.readme.with_name(args.readme.name + ".tmp")
+        tmp.write_text(updated)
+        os.replace(tmp, args.readme)
+        print(f"tables: updated {args.readme} from {source}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""The bench scripts: gpu_round.py's --smoke round runs end to end on CPU and writes a record in the
+results schema, its deadlines cut a slow section short without losing the others; tables.py renders
+README's speed tables from the newest record and --check says when README is stale."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gpu_round = _load("gpu_round")
+tables = _load("tables")
+
+
+def _record(date: str, fused_ms: float) -> dict:
+    def layer(name, dtype, fused, ref, compiled, shape):
+        return {"layer": name, "mode": "fwd+bwd", "dtype": dtype, "shape": shape,
+                "ms": {"fused": fused, "reference": ref, "compiled": compiled},
+                "peak_mib": {"fused": 78.0, "reference": 310.0, "compiled": None}}
+
+    return {
+        "device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130", "triton": "3.6.0", "date": date,
+        "command": "python bench/gpu_round.py",
+        "config": {"layers": {"batch": 8, "length": 32000, "q": 3}, "train": {"filters": 16, "q": 3, "batch": 8}},
+        "layers": [
+            layer("gen.up2", "tf32", fused_ms, 1.17, 1.09, {"c_in": 256, "c_out": 64}),
+            layer("disc.1", "tf32", 0.659, 0.424, None, {"c_in": 1, "c_out": 16}),
+            layer("gen.up2", "bf16", 0.5, 0.8, 0.7, {"c_in": 256, "c_out": 64}),
+            {**layer("gen.up2", "tf32", 9.0, 9.0, 9.0, {}), "mode": "fwd"},  # fwd rows stay out of README
+        ],
+        "train_step": [
+            {"backend": "triton", "dtype": "tf32", "ms": 41.5, "peak_mib": 2048.0, "compile": False},
+            {"backend": "torch", "dtype": "bf16", "ms": None, "peak_mib": None, "error": "skipped"},
+            {"backend": "triton", "dtype": "tf32", "ms": 50.0, "peak_mib": 2100.0, "fold_upsample": False},
+        ],
+    }
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, Path]:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "2026-01-02-h100.json").write_text(json.dumps(_record("2026-01-02T10:00:00+00:00", 2.37)))
+    (results / "2026-01-01-h100.json").write_text(json.dumps(_record("2026-01-01T10:00:00+00:00", 99.0)))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{tables.BEGIN}\nold table\n{tables.END}\n\n## After\n")
+    return results, readme
+
+
+def test_renders_the_newest_record_between_the_markers(repo):
+    results, readme = repo
+    args = ["--results", str(results), "--readme", str(readme)]
+    assert tables.main([*args, "--check"]) == 1  # stale
+    assert tables.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nintro\n\n" + tables.BEGIN) and text.endswith(tables.END + "\n\n## After\n")
+    block = text.split(tables.BEGIN)[1].split(tables.END)[0]
+    assert "NVIDIA H100 80GB HBM3" in block and "2026-01-02" in block and "old table" not in block
+    assert "| gen.up2 256→64 | 2.37 | 1.17 | 1.09 | 0.49× | 0.46× | 78 | 310 |" in block
+    assert "| **all 2 layers** | 3.03 | 1.59 | – | 0.53× | – | | |" in block  # compiled incomplete: no total
+    assert "99" not in block and "| 9 |" not in block  # the older record and fwd rows stay out
+    assert "bf16 autocast" in block and "| gen.up2 256→64 | 0.5 | 0.8 | 0.7 | 1.60× | 1.40× |" in block
+    assert "| triton | tf32 | no | folded | 41.5 | 2048 |" in block
+    assert "| torch | bf16 | no | folded | – | – |" in block
+    assert "| triton | tf32 | no | upsample + conv | 50 | 2100 |" in block
+    assert tables.main([*args, "--check"]) == 0  # up to date now
+    assert tables.main(args) == 0 and readme.read_text() == text  # idempotent
+
+
+def test_refuses_bad_inputs_with_one_line(repo, tmp_path, capsys):
+    results, readme = repo
+    readme.write_text("no markers here\n")
+    assert tables.main(["--results", str(results), "--readme", str(readme)]) == 2
+    assert readme.read_text() == "no markers here\n"  # nothing the user had is touched
+    assert tables.main(["--results", str(tmp_path / "none"), "--readme", str(readme)]) == 2
+    (results / "2026-02-01-h100.json").write_text('{"device": "x", "layers": [{"mode": "both"}]}')
+    assert tables.main(["--results", str(results), "--readme", str(readme), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("tables: ") for line in err) and "missing 'torch'" in err[-1]
+
+
+def test_schema_errors_name_what_is_wrong():
+    good = _record("2026-01-02", 1.0)
+    assert tables.schema_errors(good) == []
+    bad = json.loads(json.dumps(good))
+    bad["layers"][0]["ms"] = {"fused": 1.0}
+    bad["layers"][1]["dtype"] = "fp16"
+    bad["train_step"][0]["backend"] = "cuda"
+    errs = tables.schema_errors(bad)
+    assert any("layers[0].ms" in e for e in errs) and any("layers[1].dtype" in e for e in errs)
+    assert any("train_step[0].backend" in e for e in errs)
+
+
+
+def test_smoke_round_writes_a_valid_record(tmp_path: Path):
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OUT": str(tmp_path / "out")}
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "bench/gpu_round.py", "--smoke"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert time.monotonic() - t0 < 240
+    (record,) = (tmp_path / "out").glob("*-cpu.json")  # $OUT is honoured
+    data = json.loads(record.read_text())
+    assert tables.schema_errors(data) == []
+    assert [s["status"] for s in data["sections"].values()] == ["done"] * 7, data["sections"]
+    assert {(e["layer"], e["mode"], e["dtype"]) for e in data["layers"]} == {
+        ("disc.head", m, d) for m in ("fwd", "fwd+bwd") for d in ("tf32", "bf16")}
+    for e in data["layers"]:
+        assert all(isinstance(e["ms"][p], float) and e["ms"][p] > 0 for p in ("fused", "reference", "compiled")), e
+    assert {(e["backend"], e["dtype"]) for e in data["train_step"]} >= {("torch", "tf32"), ("torch", "bf16")}
+    assert all(e["ms"] and e["ms"] > 0 for e in data["train_step"])
+    assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
+    md = record.with_suffix(".md").read_text()
+    assert "## Layers" in md and "## Op-GAN training step" in md
+    assert (tmp_path / "out" / "triton-cache.tar.gz").is_file() and (tmp_path / "out" / "tests.log").is_file()
+    # the device tool returns at most 8 files from $OUT
+    assert len(list((tmp_path / "out").iterdir())) <= 8
+    # the README tables render from such a record
+    assert "disc.head" in tables.render(data, record.name)
+
+
+def test_deadline_interrupts_and_nests():
+    with pytest.raises(gpu_round.BudgetExceeded):
+        with gpu_round.deadline(5):
+            with gpu_round.deadline(0.05):  # the inner, earlier one fires
+                time.sleep(2)
+    t0 = time.monotonic()
+    with gpu_round.deadline(0.5):
+        time.sleep(0.05)  # finishes in time: no alarm afterwards
+    time.sleep(0.6)
+    assert time.monotonic() - t0 < 2
+    wrapped = RuntimeError("InterpreterError(\"BudgetExceeded('time budget exhausted')\")")
+    assert gpu_round._is_budget(wrapped) and not gpu_round._is_budget(RuntimeError("other"))
+
+
+def test_a_slow_section_is_stopped_and_the_rest_still_written(tmp_path: Path, monkeypatch):
+    """--budget-s too small for the layers section: it is stopped, later sections still run, JSON is valid."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    rc = gpu_round.main(["--smoke", "--out", str(tmp_path), "--sections", "layers,autotune", "--budget-s", "1.5"])
+    assert rc == 0
+    (record,) = tmp_path.glob("*.json")
+    data = json.loads(record.read_text())
+    assert data["sections"]["layers"]["status"] == "stopped"
+    assert data["sections"]["autotune"]["status"] == "done"
+    assert tables.schema_errors(data) == []
