@@ -48,6 +48,10 @@ SUITES: dict[str, dict] = {
             Run("A2-sdr-sisdr", "+ SDR + SI-SDR terms (per clip, dB)", _RECIPE),
             Run("A3-sdr-sisdr-mr", "L1 ×10, MR-STFT instead of log-power L1, + SDR + SI-SDR",
                 ("--lambda-t", "10", "--lambda-s", "0", "--lambda-mr", "1") + _RECIPE),
+            Run("A4-no-adv", "A3 without the adversarial term (no discriminator)",
+                ("--lambda-t", "10", "--lambda-s", "0", "--lambda-mr", "1", "--lambda-adv", "0") + _RECIPE),
+            Run("A5-no-l1", "A3 without the L1 term (MR-STFT + SDR + SI-SDR + LSGAN)",
+                ("--lambda-t", "0", "--lambda-s", "0", "--lambda-mr", "1") + _RECIPE),
         ],
     },
 }
