@@ -36,6 +36,13 @@ def _speakers_by_split(cache: Path) -> dict[str, dict[str, list[Path]]]:
     return out
 
 
+def _by_group(files) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for f in sorted(files, key=lambda f: f.path.name):
+        out.setdefault(f.group, []).append(f.path)
+    return out
+
+
 def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, music_s: float | None = 30.0,
                 music_tracks: dict | None = None, background_s: float | None = 10.0,
                 background_clips: dict | None = None, chunk_s: float = 30.0, seed: int = 0,
@@ -80,13 +87,21 @@ def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, m
     for kind, secs, caps in (("music", music_s, music_tracks), ("background", background_s, background_clips)):
         parts = discover_splits(cache / kind)
         for split in SPLITS:
-            files = sorted(parts[split], key=lambda f: f.path.name)
+            groups = _by_group(parts[split])
+            names = sorted(groups)
             cap = (caps or {}).get(split)
-            if cap is not None and len(files) > cap:
-                files = [files[i] for i in sorted(rng.choice(len(files), cap, replace=False))]
-            for f in files:
-                x, _ = load_mono(f.path, 22050)
-                write(out / kind / split / f"{f.path.stem}.ogg", excerpt(x, 22050, secs), 22050)
+            if cap is not None and len(names) > cap:
+                names = [names[i] for i in sorted(rng.choice(len(names), cap, replace=False))]
+            for g in names:
+                files = groups[g]
+                if secs is None:  # everything: a piece cut into parts keeps its folder (one group)
+                    for f in files:
+                        x, _ = load_mono(f, 22050)
+                        sub = (g,) if len(files) > 1 else ()
+                        write(out.joinpath(kind, split, *sub, f"{f.stem}.ogg"), x, 22050)
+                    continue
+                x, _ = load_mono(files[int(rng.integers(len(files)))], 22050)  # one excerpt per piece
+                write(out / kind / split / f"{g}.ogg", excerpt(x, 22050, secs), 22050)
     return {k: {"files": len(v), "minutes": round(sum(d for _, d in v) / 60, 2),
                 "megabytes": round(sum(p.stat().st_size for p, _ in v) / 1e6, 2)} for k, v in summary.items()}
 
