@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .rir import RIRBank
 from .sources import SPLITS, discover_splits
@@ -59,9 +60,12 @@ def build_default_dataset(kind: str, root: str | os.PathLike, size: str | float 
 
 
 def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000, seed: int = 0,
-                            rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None):
+                            rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+                            cases: Sequence[str] | None = None, case_probs: Sequence[float] | None = None,
+                            augment=None):
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
-    with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test)."""
+    with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
+    `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation)."""
     from .builder import SAMPLE_RATES, rir_split, source_lists
     from .datasets import DynamicRARDataset
 
@@ -69,5 +73,7 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
         raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
     bank = rir_bank if isinstance(rir_bank, RIRBank) else RIRBank.load(rir_bank) if rir_bank else default_rirs()
     clean, bg = source_lists(Path(root or corpus_dir()), kind, split)
+    extra = {"cases": tuple(cases)} if cases is not None else {}
     return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
-                             rir_bank=rir_split(bank, split), background_from_clean=False)
+                             rir_bank=rir_split(bank, split), background_from_clean=False,
+                             case_probs=case_probs, augment=augment, **extra)
