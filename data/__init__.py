@@ -10,12 +10,13 @@ __all__ = [
     "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "SEVERITY", "LIGHT", "Severity", "corrupt",
     "AugmentConfig",
     "RIRBank", "RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "open_dataset",
-    "build", "default_sources", "build_default_dataset", "asset_dir",
+    "build", "default_sources", "build_default_dataset", "default_dynamic_dataset", "asset_dir",
 ]
 
 _LAZY = {
-    "AugmentConfig": "augment", "RIRBank": "rir", "RARFolderDataset": "datasets", "MatRARDataset": "datasets",
-    "DynamicRARDataset": "datasets", "open_dataset": "datasets", "build": "builder",
+    "AugmentConfig": "augment", "RIRBank": "rir", "build": "builder",
+    "RARFolderDataset": "datasets", "MatRARDataset": "datasets", "DynamicRARDataset": "datasets",
+    "open_dataset": "datasets", "default_dynamic_dataset": "datasets",
     "default_sources": "assets", "build_default_dataset": "assets", "asset_dir": "assets",
 }
 

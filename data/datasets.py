@@ -17,13 +17,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .assets import corpus_dir, default_rirs
 from .audio import AudioError, check_finite, load_audio
 from .augment import AugmentConfig, augment_clean, source_length, speed_factor
+from .builder import SAMPLE_RATES, rir_split, source_lists
 from .corrupt import ALL_CASES, CASES, corrupt
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups
 
-__all__ = ["RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "open_dataset", "read_manifest"]
+__all__ = ["RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "default_dynamic_dataset", "open_dataset",
+           "read_manifest"]
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -236,6 +239,23 @@ class DynamicRARDataset(Dataset):
         return _tensor(y), _tensor(x)
 
 
+def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000, seed: int = 0,
+                            rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+                            cases: Sequence[str] | None = None, case_probs: Sequence[float] | None = None,
+                            augment: AugmentConfig | bool | None = None) -> DynamicRARDataset:
+    """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
+    with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
+    `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation)."""
+    if kind not in SAMPLE_RATES:
+        raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
+    bank = rir_bank if isinstance(rir_bank, RIRBank) else RIRBank.load(rir_bank) if rir_bank else default_rirs()
+    clean, bg = source_lists(Path(root or corpus_dir()), kind, split)
+    extra = {"cases": tuple(cases)} if cases is not None else {}
+    return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
+                             rir_bank=rir_split(bank, split), background_from_clean=False,
+                             case_probs=case_probs, augment=augment, **extra)
+
+
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
                  length: int | None = None, seed: int = 0,
                  rir_bank: RIRBank | str | os.PathLike | None = None, **dynamic) -> Dataset:
@@ -250,8 +270,6 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     """
     s = str(spec)
     if s.startswith("default:"):
-        from .assets import default_dynamic_dataset
-
         return default_dynamic_dataset(s.split(":", 1)[1], split, length=length or 1000, seed=seed,
                                        rir_bank=rir_bank, **dynamic)
     p = Path(spec)
@@ -267,8 +285,6 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     if (p / split / "clean").is_dir():
         return RARFolderDataset(p / split)
     if kind is not None and (p / kind).is_dir():
-        from .assets import default_dynamic_dataset
-
         return default_dynamic_dataset(kind, split, length=length or 1000, seed=seed, rir_bank=rir_bank, root=p,
                                        **dynamic)
     if not p.exists():

@@ -178,10 +178,6 @@ class ClipSampler:
     def _report(self) -> str:
         return "; ".join(f"{p}: {w}" for p, w in list(self.rejected.items())[:5])
 
-    @property
-    def duration_s(self) -> float:
-        return float(sum(d for fs in self.groups.values() for _, d in fs))
-
     def _read(self, f: SourceFile) -> np.ndarray | None:
         try:
             return self._load(f.path)
