@@ -7,25 +7,25 @@
   test = june_f, so validation and test speakers are never heard in training.
 - `rirs_16k.npz`: 60 simulated room impulse responses (so defaults need no pyroomacoustics).
 
-See `opgan/assets/audio/ATTRIBUTION.md` for sources and licences.
+See `opgan/assets/audio/ATTRIBUTION.md` for sources and licences. A dynamic-mixing dataset over
+the corpus: `opgan.data.datasets.default_dynamic_dataset` (this module imports no dataset code).
 """
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from .rir import RIRBank
 from .sources import SPLITS, discover_splits
 
 __all__ = ["asset_dir", "corpus_dir", "fixture_dir", "default_sources", "default_rirs",
-           "build_default_dataset", "default_dynamic_dataset"]
+           "build_default_dataset"]
 
 
 def asset_dir() -> Path:
-    """`opgan/assets/audio` of the installed package."""
-    import opgan
-
-    return Path(opgan.__file__).resolve().parent / "assets" / "audio"
+    """`opgan/assets/audio` of the installed package (a plain folder: opgan is not installed zipped)."""
+    return Path(str(resources.files("opgan").joinpath("assets", "audio")))
 
 
 def corpus_dir() -> Path:
@@ -56,18 +56,3 @@ def build_default_dataset(kind: str, root: str | os.PathLike, size: str | float 
 
     build(kind, corpus_dir(), root, size=size, seed=seed, rirs=default_rirs(), progress=progress)
     return Path(root)
-
-
-def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000, seed: int = 0,
-                            rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None):
-    """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
-    with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test)."""
-    from .builder import SAMPLE_RATES, rir_split, source_lists
-    from .datasets import DynamicRARDataset
-
-    if kind not in SAMPLE_RATES:
-        raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
-    bank = rir_bank if isinstance(rir_bank, RIRBank) else RIRBank.load(rir_bank) if rir_bank else default_rirs()
-    clean, bg = source_lists(Path(root or corpus_dir()), kind, split)
-    return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
-                             rir_bank=rir_split(bank, split), background_from_clean=False)

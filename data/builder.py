@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import os
 import sys
@@ -50,6 +51,7 @@ MANIFEST_FIELDS = [
     "background_source", "background_start", "background_len", "reverb_w", "reverb_rt60_target", "rt60",
     "drr_db", "rir_index", "reverb_start", "reverb_len",
 ]
+log = logging.getLogger(__name__)
 _SPLIT_NO = {s: i for i, s in enumerate(SPLITS)}
 _RIR_SPLIT = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}  # RIR index mod 10
 
@@ -254,7 +256,7 @@ def _build_split(kind: str, split: str, sources: Path, dest: Path, fraction: flo
             bar.close()
         rejected = {**sampler.rejected, **(background.rejected if background is not None else {})}
         for path, why in rejected.items():
-            print(f"skipped source {path}: {why}", file=sys.stderr)
+            log.warning("skipped source %s: %s", path, why)
     # Rewrite the manifest in plan order, one row per id (a resumed run may have appended twice).
     rows = _read_rows(manifest)
     ordered = [rows[cid] for cid, *_ in plan if cid in rows]
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-rirs", type=int, default=200, help="rooms to simulate when --rirs is not given")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING, format="%(message)s")
     sources = args.sources or default_cache_dir()
     if not sources.is_dir():
         print(f"opgan build: {sources}: no such folder; run `opgan fetch` first or pass --sources DIR",

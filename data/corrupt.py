@@ -11,7 +11,9 @@ a physical level (see `SEVERITY` and docs/data.md):
 Duration: each artifact covers the whole clip with probability 1 - p_segment, otherwise a random
 sub-segment of 30–90 % of the clip, entered and left with 10 ms raised-cosine ramps (no clicks).
 Cases: "blend" (each artifact on with probability 1/2, at least one), or a single artifact
-("awgn", "background", "reverb"). Reverb is applied first (it is a property of the room the clean
+("awgn", "background", "reverb") — the paper's four, `CASES`. Two more teach "do no harm"
+(`EXTRA_CASES`, never drawn unless asked for): "clean" (corrupted == clean) and "light" (a blend
+with the mild `LIGHT` severity: SNR 50..30 dB, SIR 40..25 dB, RT60 0.2..0.4 s with DRR 15..6 dB). Reverb is applied first (it is a property of the room the clean
 source sounds in), then background and noise are added. If the mixture exceeds full scale, the
 corrupted and the clean clip are scaled by the same gain (recorded), so the pair stays consistent.
 """
@@ -26,12 +28,14 @@ from .audio import AudioError, check_finite
 from .rir import apply_rir, set_drr
 
 __all__ = [
-    "ARTIFACTS", "CASES", "SEVERITY", "Severity", "BackgroundSource", "corrupt",
+    "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "SEVERITY", "LIGHT", "Severity", "BackgroundSource", "corrupt",
     "snr_from_weight", "sir_from_weight", "rt60_from_weight", "drr_from_weight", "segment_mask", "input_sdr",
 ]
 
 ARTIFACTS = ("awgn", "background", "reverb")
 CASES = ("blend",) + ARTIFACTS
+EXTRA_CASES = ("clean", "light")
+ALL_CASES = CASES + EXTRA_CASES
 _FULL_SCALE = 0.99
 
 
@@ -52,6 +56,7 @@ class Severity:
 
 
 SEVERITY = Severity()
+LIGHT = Severity(snr_db=(50.0, 30.0), sir_db=(40.0, 25.0), rt60_s=(0.2, 0.4), drr_db=(15.0, 6.0))
 
 
 def snr_from_weight(w: float, sev: Severity = SEVERITY) -> float:
@@ -136,8 +141,8 @@ def corrupt(
     `clean` may come back scaled (by `record["gain"]`) when the mixture would clip. `clean_group`
     names the clean clip's recording so the background never comes from the same recording.
     """
-    if case not in CASES:
-        raise ValueError(f"unknown corruption case {case!r}; choose from {CASES}")
+    if case not in ALL_CASES:
+        raise ValueError(f"unknown corruption case {case!r}; choose from {ALL_CASES}")
     x = np.asarray(clean, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise AudioError(f"corrupt: expected a non-empty 1-D clean clip, got shape {x.shape}")
@@ -146,7 +151,11 @@ def corrupt(
         raise AudioError("corrupt: clean clip is digital silence (SNR/SIR undefined)")
     n = x.size
 
-    if case == "blend":
+    if case == "light":
+        severity = LIGHT
+    if case == "clean":
+        active = []
+    elif case in ("blend", "light"):
         while True:
             active = [a for a in ARTIFACTS if rng.uniform() < 0.5]
             if active:

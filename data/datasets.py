@@ -17,12 +17,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .assets import corpus_dir, default_rirs
 from .audio import AudioError, check_finite, load_audio
-from .corrupt import CASES, corrupt
+from .augment import AugmentConfig, augment_clean, source_length, speed_factor
+from .builder import SAMPLE_RATES, rir_split, source_lists
+from .corrupt import ALL_CASES, CASES, corrupt
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups
 
-__all__ = ["RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "open_dataset", "read_manifest"]
+__all__ = ["RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "default_dynamic_dataset", "open_dataset",
+           "read_manifest"]
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -149,8 +153,14 @@ class DynamicRARDataset(Dataset):
         seed: base seed.
         rir_bank: a RIRBank or an .npz path; None simulates 64 rooms (needs pyroomacoustics).
         cases: corruption cases to draw from and their probabilities `case_probs` (default: half
-            random blends, half single artifacts, as in the paper's composition).
+            random blends, half single artifacts, as in the paper's composition). Besides the
+            paper's four (`CASES`), "clean" (corrupted == clean) and "light" (mild artifacts only)
+            teach the model to leave clean input alone, e.g. `cases=("blend", "awgn", "background",
+            "reverb", "clean", "light"), case_probs=(0.4, 0.15, 0.15, 0.15, 0.05, 0.1)`.
         background_from_clean: also use other groups' clean recordings as background mixtures.
+        augment: None/False (default: off), True (`AugmentConfig()` defaults) or an AugmentConfig:
+            speed, EQ, level and telephone/codec band limits applied to the clean clip before it
+            is corrupted (the target is the augmented clean clip), see `opgan.data.augment`.
     """
 
     def __init__(self, clean_files_or_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -158,7 +168,8 @@ class DynamicRARDataset(Dataset):
                  sample_rate: int, clip_len: int = 32000, length: int = 1000, seed: int = 0,
                  rir_bank: RIRBank | str | os.PathLike | None = None,
                  cases: Sequence[str] = CASES, case_probs: Sequence[float] | None = None,
-                 background_from_clean: bool = True, p_segment: float = 0.5):
+                 background_from_clean: bool = True, p_segment: float = 0.5,
+                 augment: AugmentConfig | bool | None = None):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
@@ -172,14 +183,24 @@ class DynamicRARDataset(Dataset):
             rir_bank = RIRBank.load(rir_bank)
         self.rirs = rir_bank if rir_bank is not None else RIRBank.simulate(64, 16000, seed=self.seed)
         self.cases = tuple(cases)
-        if any(c not in CASES for c in self.cases):
-            raise ValueError(f"unknown case in {self.cases}; choose from {CASES}")
-        if self.background is None and any(c in ("blend", "background") for c in self.cases):
+        if not self.cases or any(c not in ALL_CASES for c in self.cases):
+            raise ValueError(f"unknown case in {self.cases}; choose from {ALL_CASES}")
+        if self.background is None and any(c in ("blend", "background", "light") for c in self.cases):
             raise ValueError("DynamicRARDataset: background cases need background_dirs or background_from_clean")
         if case_probs is None:
             case_probs = [0.5 if c == "blend" else 1.0 for c in self.cases]
         p = np.asarray(case_probs, dtype=np.float64)
+        if p.shape != (len(self.cases),) or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+            raise ValueError(f"case_probs must be {len(self.cases)} non-negative weights (one per case), "
+                             f"not all zero; got {list(case_probs)}")
         self.case_probs = p / p.sum()
+        if augment is True:
+            augment = AugmentConfig()
+        elif augment is False:
+            augment = None
+        elif augment is not None and not isinstance(augment, AugmentConfig):
+            raise TypeError(f"augment must be None, a bool or an AugmentConfig, got {type(augment).__name__}")
+        self.augment = augment
         self.p_segment = p_segment
         self.epoch = 0
 
@@ -195,13 +216,22 @@ class DynamicRARDataset(Dataset):
         if not 0 <= i < self.length:
             raise IndexError(i)
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        clip, desc, group = self.sampler.draw(rng)
-        peak = float(np.max(np.abs(clip)))
-        clip = clip * (rng.uniform(0.3, 0.9) / peak)
+        aug: dict = {}
+        if self.augment is None:
+            clip, desc, group = self.sampler.draw(rng)
+            clip = clip * (rng.uniform(0.3, 0.9) / float(np.max(np.abs(clip))))
+        else:  # its own stream, so the clip, level and corruption draws match the unaugmented item
+            arng = np.random.default_rng([self.seed, self.epoch, i, 1])
+            speed = speed_factor(arng, self.augment)
+            clip, desc, group = self.sampler.draw(
+                rng, length=source_length(self.clip_len, speed) if speed != 1.0 else None)
+            clip, aug = augment_clean(clip, self.sample_rate, arng, self.augment, self.clip_len,
+                                      peak=rng.uniform(0.3, 0.9), speed=speed)
         case = self.cases[int(rng.choice(len(self.cases), p=self.case_probs))]
         y, x, rec = corrupt(clip, self.sample_rate, rng, case, self.background, self.rirs,
                             clean_group=group, p_segment=self.p_segment)
         rec["source"] = desc
+        rec.update({f"aug_{k}": v for k, v in aug.items()})
         return y, x, rec
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,24 +239,43 @@ class DynamicRARDataset(Dataset):
         return _tensor(y), _tensor(x)
 
 
+def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000, seed: int = 0,
+                            rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+                            cases: Sequence[str] | None = None, case_probs: Sequence[float] | None = None,
+                            augment: AugmentConfig | bool | None = None) -> DynamicRARDataset:
+    """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
+    with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
+    `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation)."""
+    if kind not in SAMPLE_RATES:
+        raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
+    bank = rir_bank if isinstance(rir_bank, RIRBank) else RIRBank.load(rir_bank) if rir_bank else default_rirs()
+    clean, bg = source_lists(Path(root or corpus_dir()), kind, split)
+    extra = {"cases": tuple(cases)} if cases is not None else {}
+    return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
+                             rir_bank=rir_split(bank, split), background_from_clean=False,
+                             case_probs=case_probs, augment=augment, **extra)
+
+
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
                  length: int | None = None, seed: int = 0,
-                 rir_bank: RIRBank | str | os.PathLike | None = None) -> Dataset:
+                 rir_bank: RIRBank | str | os.PathLike | None = None, **dynamic) -> Dataset:
     """Open a dataset from a spec:
 
     - a `.mat` file -> MatRARDataset;
     - a builder split folder (clean/, corrupted/) -> RARFolderDataset;
     - a builder root (`<split>/clean`, `build.json`) -> RARFolderDataset of `split`;
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
-      with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`).
+      with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
+      `dynamic` keywords (`cases`, `case_probs`, `augment`) go to it.
     """
     s = str(spec)
     if s.startswith("default:"):
-        from .assets import default_dynamic_dataset
-
         return default_dynamic_dataset(s.split(":", 1)[1], split, length=length or 1000, seed=seed,
-                                       rir_bank=rir_bank)
+                                       rir_bank=rir_bank, **dynamic)
     p = Path(spec)
+    if dynamic and not (kind is not None and (p / kind).is_dir()):
+        raise ValueError(f"{spec}: {', '.join(sorted(dynamic))} only apply to dynamic mixing "
+                         "(`default:<kind>` or a sources root with kind=...)")
     if p.suffix.lower() == ".mat":
         return MatRARDataset(p)
     if (p / "clean").is_dir() and (p / "corrupted").is_dir():
@@ -236,9 +285,8 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     if (p / split / "clean").is_dir():
         return RARFolderDataset(p / split)
     if kind is not None and (p / kind).is_dir():
-        from .assets import default_dynamic_dataset
-
-        return default_dynamic_dataset(kind, split, length=length or 1000, seed=seed, rir_bank=rir_bank, root=p)
+        return default_dynamic_dataset(kind, split, length=length or 1000, seed=seed, rir_bank=rir_bank, root=p,
+                                       **dynamic)
     if not p.exists():
         raise FileNotFoundError(f"{spec}: no such dataset file or folder")
     raise ValueError(f"{spec}: not a .mat file, a builder root/split, or a sources root "

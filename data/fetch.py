@@ -1,59 +1,56 @@
 """`opgan fetch`: download real recordings from Debian packages and decode them into a cache.
 
 No root and no install: `apt-get download` fetches the .deb files, `dpkg -x` unpacks them, and the
-audio is decoded into a split-aware layout (G.722 voice prompts -> 16 kHz FLAC; music and ambience
-kept as their original Ogg/FLAC):
+audio is decoded into a split-aware layout (what comes from where: `opgan.data.catalog`):
 
-    <cache>/speech/<speaker>/<lang>_<prompt>.flac   + speech/splits.json   (4 speakers)
-    <cache>/music/<track>.ogg                       + music/splits.json    (15 tracks, 22.05 kHz)
-    <cache>/background/<clip>.{ogg,flac}            + background/splits.json
-    <cache>/licenses/<package>.copyright, <cache>/sources.json (licences, counts, durations)
+    <cache>/speech/<speaker>/<lang>_<prompt>.flac  16 kHz FLAC (telephone prompts: 8 kHz upsampled)
+    <cache>/speech/splits.json, speech/speakers.json  (language, sex and how it is known, F0, credits)
+    <cache>/music/<track>.ogg                        the first 15 pieces, original Ogg
+    <cache>/music/<track>/<track>_<k>.flac           other pieces: 22.05 kHz mono, 60 s parts
+    <cache>/background/<clip>.{ogg,flac,wav}         original files; + music/ and background/splits.json
+    <cache>/licenses/<package>.copyright, <cache>/sources.json (licences, labels, splits, minutes)
 
-Re-running skips finished files. Without apt (not Debian/Ubuntu), it says so and exits 2: then point
-`opgan build --sources` at any folder of audio instead.
+Re-running skips finished work: each package's results are recorded in `<cache>/_state/`, so a
+finished package is neither unpacked nor decoded again. Without apt (not Debian/Ubuntu), it says so
+and exits 2: then point `opgan build --sources` at any folder of audio instead.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import soundfile as sf
 
-__all__ = ["main", "fetch", "default_cache_dir", "SPEAKERS", "SPLITS_SPEC", "PACKAGES"]
+from .catalog import (BACKGROUND, BACKGROUND_SPLITS, MUSIC, MUSIC_SPLITS, PACKAGES, SPEECH_SPLITS, VOICES,
+                      BackgroundSource, MusicSource, Voice)
+from .labels import hash_split, median_f0, piece_families, sex_label, trim_silence, voice_groups
 
-# Voice-prompt packages -> speaker identity (the en and es packs are the same voice, Allison Smith).
-SPEAKERS = {
-    "en_US_f_Allison": ("allison_f", "en", "CC-BY-SA-3.0", "Allison Smith (theivrvoice.com), Digium"),
-    "es_MX_f_Allison": ("allison_f", "es", "CC-BY-SA-3.0", "Allison Smith (theivrvoice.com), Digium"),
-    "fr_CA_f_June": ("june_f", "fr", "CC-BY-SA-3.0", "June Wallack (junewallack.com), Digium"),
-    "it_IT_m_Carlo": ("carlo_m", "it", "CC-BY-3.0", "Carlo Flora (carloflora.com)"),
-    "ru_RU_f_IvrvoiceRU": ("ivrvoice_ru_f", "ru", "CC-BY-3.0", "Maxim Topal (ivrvoice.ru)"),
-}
-PACKAGES = {
-    "speech": [f"asterisk-core-sounds-{lang}-g722" for lang in ("en", "es", "fr", "it", "ru")],
-    "music": ["fillets-ng-data"],
-    "background": ["ufoai-sound", "sonic-pi-samples"],
-}
-# Held-out identities. Speech: the male voice stays in train (otherwise training hears no male
-# speaker); the French (June) and Russian voices are unseen speakers for test and validation.
-SPLITS_SPEC = {
-    "speech": {"train": ["allison_f", "carlo_m"], "val": ["ivrvoice_ru_f"], "test": ["june_f"]},
-    "music": {"val": ["rybky05", "menu"], "test": ["rybky03", "rybky10", "kufrik"]},
-    "background": {"val": ["ufoai_fire", "ufoai_waterfontain", "ufoai_hum2", "sonicpi_ambi_drone"],
-                   "test": ["ufoai_city_abnd_ufoai_atm", "ufoai_thunder2", "ufoai_water01",
-                            "ufoai_smallfire", "sonicpi_ambi_glass_hum"]},
-}
+__all__ = ["main", "fetch", "default_cache_dir", "PACKAGES", "speaker_splits", "parse_dep5", "license_for"]
 
+log = logging.getLogger(__name__)
 
+STATE_VERSION = 2
+SPEECH_SR = 16000
+MUSIC_SR = 22050
+MUSIC_PART_S = 60.0
+MIN_PIECE_S = 30.0
+SPLITS = ("train", "val", "test")
 # Prompts that are tones or silence, not speech.
 _NOT_SPEECH = {"beep", "beeperr", "ascending-2tone", "descending-2tone"}
+_F0_FILES = 80  # files per voice (evenly spaced) used for the F0 estimate
 
 
 def default_cache_dir() -> Path:
@@ -64,25 +61,28 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
 
 
+def _deb_of(debs: Path, pkg: str) -> Path | None:
+    return next(iter(sorted(debs.glob(f"{pkg}_*.deb"))), None)
+
+
 def _download(pkgs: list[str], debs: Path, update: bool) -> dict[str, Path]:
     debs.mkdir(parents=True, exist_ok=True)
-    have = {p: next(iter(sorted(debs.glob(f"{p}_*.deb"))), None) for p in pkgs}
-    missing = [p for p, d in have.items() if d is None]
+    missing = [p for p in pkgs if _deb_of(debs, p) is None]
     if missing:
         if update:
             r = _run(["apt-get", "update"], debs)
             if r.returncode != 0:
-                print(f"warning: apt-get update failed ({r.stderr.strip()[-300:]}); trying the download anyway")
+                log.warning("apt-get update failed (%s); trying the download anyway", r.stderr.strip()[-300:])
         r = _run(["apt-get", "download", *missing], debs)
         if r.returncode != 0 and not update:
-            print("apt-get download failed; running apt-get update once and retrying ...")
+            log.info("apt-get download failed; running apt-get update once and retrying ...")
             _run(["apt-get", "update"], debs)
             r = _run(["apt-get", "download", *missing], debs)
         if r.returncode != 0:
             raise RuntimeError(f"apt-get download {' '.join(missing)} failed:\n{r.stderr.strip()[-800:]}")
     out = {}
     for p in pkgs:
-        d = next(iter(sorted(debs.glob(f"{p}_*.deb"))), None)
+        d = _deb_of(debs, p)
         if d is None:
             raise RuntimeError(f"{p}: no .deb after apt-get download")
         out[p] = d
@@ -100,38 +100,24 @@ def _extract(deb: Path, dest: Path) -> Path:
     return dest
 
 
-def _write_flac(path: Path, x: np.ndarray, sr: int) -> None:
+def _write_audio(path: Path, x: np.ndarray, sr: int) -> None:
     from .audio import save_audio
 
     save_audio(path, x, sr, subtype="PCM_16", overwrite=True)
 
 
-def _decode_speech(root: Path, cache: Path) -> dict:
-    from G722 import G722
-
-    counts: dict[str, int] = {}
-    for voice_dir in sorted(root.glob("usr/share/asterisk/sounds/*")):
-        if voice_dir.name not in SPEAKERS:
-            continue
-        speaker, lang, _, _ = SPEAKERS[voice_dir.name]
-        for f in sorted(voice_dir.rglob("*.g722")):
-            rel = f.relative_to(voice_dir).with_suffix("")
-            if rel.parts[0] == "silence" or rel.name in _NOT_SPEECH:
-                continue
-            out = cache / "speech" / speaker / f"{lang}_{'_'.join(rel.parts)}.flac"
-            counts[speaker] = counts.get(speaker, 0) + 1
-            if out.exists():
-                continue
-            pcm = np.asarray(G722(16000, 64000).decode(f.read_bytes()), dtype=np.float32) / 32768.0
-            if pcm.size == 0 or not np.any(pcm):
-                counts[speaker] -= 1
-                continue
-            _write_flac(out, pcm, 16000)
-    return counts
+def _copy_bytes(data: bytes, out: Path) -> None:
+    """Write atomically, so an interrupted run never leaves a truncated file that looks finished."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
 
 
-def _parse_dep5(text: str) -> list[tuple[list[str], str]]:
-    """(file patterns, licence) per paragraph of a machine-readable debian/copyright."""
+# --- licences ----------------------------------------------------------------------------------
+
+def parse_dep5(text: str) -> list[tuple[list[str], str]]:
+    """(file patterns, licence) per paragraph of a machine-readable (DEP-5) debian/copyright;
+    [] for a free-form copyright file."""
     out = []
     for para in re.split(r"\n\s*\n", text):
         m_files = re.search(r"^Files:(.*?)(?=^\S|\Z)", para, re.S | re.M)
@@ -141,46 +127,341 @@ def _parse_dep5(text: str) -> list[tuple[list[str], str]]:
     return out
 
 
-def _license_for(path: str, dep5: list[tuple[list[str], str]], default: str) -> str:
-    from fnmatch import fnmatch
-
+def license_for(path: str, dep5: list[tuple[list[str], str]], default: str,
+                prefix: tuple[str, str] = ("", "")) -> str:
+    """Licence of an installed file: its path mapped to the source tree (`prefix` = installed
+    prefix, source prefix) and matched against the DEP-5 paragraphs (the last match wins)."""
+    if prefix[0] and path.startswith(prefix[0]):
+        path = path[len(prefix[0]):]
+    path = prefix[1] + path
     lic = default
-    for pats, l in dep5:  # the last matching paragraph wins (DEP-5 rule)
+    for pats, name in dep5:
         if any(fnmatch(path, p) for p in pats):
-            lic = l
+            lic = name
     return lic
 
 
-def _copy_background(ufo: Path, sonic: Path, cache: Path, lic_dir: Path) -> dict[str, str]:
+def _dep5(lic_dir: Path, pkg: str) -> list[tuple[list[str], str]]:
+    f = lic_dir / f"{pkg}.copyright"
+    return parse_dep5(f.read_text(errors="replace")) if f.is_file() else []
+
+
+# --- speech ------------------------------------------------------------------------------------
+
+def _decode_voice_file(path: Path, codec: str) -> tuple[np.ndarray, int]:
+    if codec == "g722":
+        from G722 import G722
+
+        return np.asarray(G722(16000, 64000).decode(path.read_bytes()), dtype=np.float32) / 32768.0, 16000
+    if codec == "gsm":
+        x, sr = sf.read(str(path), format="RAW", subtype="GSM610", samplerate=8000, channels=1, dtype="float32")
+        return x, sr
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return x.mean(axis=1), int(sr)
+
+
+def _voice_files(v: Voice, root: Path) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to the voice folder) of the speech files of one voice."""
+    base = root / v.root
+    exts = {"g722": (".g722",), "gsm": (".gsm",)}.get(v.codec, (".wav", ".ogg", ".flac"))
+    for f in sorted(base.rglob("*")):
+        rel = f.relative_to(base)
+        if (f.suffix.lower() in exts and f.is_file() and rel.parts[0] not in v.skip
+                and f.stem not in v.skip and f.stem not in _NOT_SPEECH):
+            yield f, rel
+
+
+def _prepare(x: np.ndarray, sr: int, trim: bool) -> tuple[np.ndarray, int] | None:
+    """Mono float at 16 kHz; None if silent/empty. Narrow-band (8 kHz) prompts are upsampled too, so
+    every consumer (builder, dynamic mixing, pack) takes them alike; `source_rate` in speakers.json
+    says that they hold nothing above 4 kHz."""
+    from .audio import resample
+
+    if x.size == 0 or not np.all(np.isfinite(x)) or not np.any(x):
+        return None
+    if sr != SPEECH_SR:
+        x = resample(x, sr, SPEECH_SR)
+    if trim:
+        x = trim_silence(x, SPEECH_SR)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if x.size < int(0.2 * SPEECH_SR) or peak == 0.0:
+        return None
+    if peak > 0.999:
+        x = x * (0.999 / peak)
+    return x.astype(np.float32), SPEECH_SR
+
+
+def _sample_f0(paths: list[Path]) -> float | None:
+    pick = paths if len(paths) <= _F0_FILES else [paths[int(i)] for i in np.linspace(0, len(paths) - 1, _F0_FILES)]
+    sigs = []
+    for p in pick:
+        x, sr = sf.read(str(p), dtype="float32")
+        sigs.append((x, sr))
+    return median_f0(sigs)
+
+
+def _fetch_voice(v: Voice, root: Path, cache: Path) -> list[dict]:
+    """Decode one voice folder into speech/<speaker>[_<part>]/ and label it; returns one record per
+    speaker group written."""
+    by_part: dict[str, list[tuple[Path, Path]]] = {}
+    for f, rel in _voice_files(v, root):
+        part = rel.parts[0] if v.per_subdir and len(rel.parts) > 1 else ""
+        by_part.setdefault(part, []).append((f, rel))
+    if not by_part:
+        raise RuntimeError(f"{v.package}: no speech files under {v.root}")
+    tmp = cache / "_tmp" / f"{v.speaker}_{v.lang}"  # outside speech/, so never taken for a speaker
+    shutil.rmtree(tmp, ignore_errors=True)
+    written: dict[str, list[Path]] = {}
+    rates: set[int] = set()
+    for part, files in by_part.items():
+        for f, rel in files:
+            try:
+                x, sr = _decode_voice_file(f, v.codec)
+            except Exception as exc:  # a damaged prompt costs that prompt, not the fetch
+                log.warning("skipping %s: unreadable (%s)", f, exc)
+                continue
+            y = _prepare(x, sr, v.trim)
+            if y is None:
+                continue
+            out = tmp / f"{v.lang}_{'_'.join(rel.with_suffix('').parts)}.flac"
+            _write_audio(out, *y)
+            rates.add(sr)
+            written.setdefault(part, []).append(out)
+    if not written:
+        raise RuntimeError(f"{v.package}: no usable speech under {v.root} (all files silent or unreadable)")
+    f0 = {part: _sample_f0(paths) for part, paths in written.items()}
+    groups = voice_groups(f0) if v.per_subdir else [sorted(written)]
+    records = []
+    for parts in groups:
+        speaker = v.speaker if len(groups) == 1 else f"{v.speaker}_{'_'.join(p for p in parts if p)}"
+        dest = cache / "speech" / speaker
+        dest.mkdir(parents=True, exist_ok=True)
+        paths = [p for part in parts for p in written.get(part, [])]
+        for p in paths:
+            os.replace(p, dest / p.name)
+        g_f0 = f0[parts[0]] if len(parts) == 1 else _sample_f0([dest / p.name for p in paths])
+        sex, source = sex_label(v.sex, v.sex_source, g_f0)
+        records.append({
+            "speaker": speaker, "base": v.speaker, "languages": [v.lang], "sex": sex, "sex_source": source,
+            "f0_median_hz": None if g_f0 is None else round(g_f0, 1), "license": v.license,
+            "attribution": v.attribution, "packages": [v.package], "source_rate": min(rates) if rates else None,
+            "prompts": len(paths), "note": v.note,
+            **({"parts": [p for p in parts if p]} if v.per_subdir else {}),
+        })
+    shutil.rmtree(tmp, ignore_errors=True)
+    return records
+
+
+def _merge_speakers(records: list[dict]) -> dict[str, dict]:
+    """One entry per speaker id (a voice recorded in two packages, e.g. Allison's en and es)."""
+    out: dict[str, dict] = {}
+    for r in records:
+        s = out.get(r["speaker"])
+        if s is None:
+            out[r["speaker"]] = {**r, "languages": list(r["languages"]), "packages": list(r["packages"])}
+            continue
+        s["languages"] = sorted(set(s["languages"]) | set(r["languages"]))
+        s["packages"] = sorted(set(s["packages"]) | set(r["packages"]))
+        s["prompts"] += r["prompts"]
+    return out
+
+
+def speaker_splits(speakers: dict[str, dict], spec: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """{split: [speaker ids]}: a speaker is held out when its id or its base id is listed in `spec`
+    (default: the catalog's SPEECH_SPLITS)."""
+    spec = SPEECH_SPLITS if spec is None else spec
+    where = {b: s for s in ("val", "test") for b in spec.get(s, [])}
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for sp, rec in sorted(speakers.items()):
+        out[where.get(sp, where.get(rec.get("base", sp), "train"))].append(sp)
+    return out
+
+
+# --- music -------------------------------------------------------------------------------------
+
+def _track_files(m: MusicSource, root: Path) -> list[Path]:
+    return sorted(f for f in root.glob(m.pattern)
+                  if f.is_file() and not any(e in f.relative_to(root).as_posix() for e in m.exclude))
+
+
+def _fetch_music(m: MusicSource, root: Path, cache: Path, dep5: list) -> dict[str, dict]:
+    """Copy (first 15 pieces) or decode each piece into music/; returns {track id: record}."""
+    from .audio import load_mono
+
+    music = cache / "music"
+    music.mkdir(parents=True, exist_ok=True)
+    out: dict[str, dict] = {}
+    for f in _track_files(m, root):
+        rel = f.relative_to(root).as_posix()
+        try:
+            info = sf.info(str(f))
+        except Exception as exc:
+            log.warning("skipping music %s: unreadable (%s)", f, exc)
+            continue
+        if info.duration < MIN_PIECE_S and not m.copy_original:
+            continue  # jingles (victory, defeat, level done)
+        tid = f.stem if m.copy_original else f"{m.prefix}_{f.stem}".replace(" ", "_")
+        if tid in out:
+            tid = f"{tid}_{hashlib.md5(rel.encode()).hexdigest()[:6]}"
+        rec = {"package": m.package, "path": rel, "license": license_for(rel, dep5, m.license, m.dep5_prefix),
+               "attribution": m.attribution, "genre": m.genre, "seconds": round(info.duration, 1)}
+        if m.copy_original:
+            if not (music / f.name).exists():
+                _copy_bytes(f.read_bytes(), music / f.name)
+        else:
+            dest = music / tid
+            if not (dest / ".done").exists():
+                x, _ = load_mono(f, MUSIC_SR)
+                peak = float(np.max(np.abs(x)))
+                if peak > 0.999:
+                    x = x * (0.999 / peak)
+                n = int(MUSIC_PART_S * MUSIC_SR)
+                starts = list(range(0, max(1, x.size - n // 6), n))  # the last part is >= 10 s
+                shutil.rmtree(dest, ignore_errors=True)
+                for k, s in enumerate(starts):
+                    e = x.size if k == len(starts) - 1 else s + n
+                    _write_audio(dest / f"{tid}_{k:02d}.flac", x[s:e], MUSIC_SR)
+                (dest / ".done").touch()
+        out[tid] = rec
+    return out
+
+
+def music_splits(tracks: dict[str, dict]) -> dict[str, list[str]]:
+    """The first 15 pieces by MUSIC_SPLITS; every other source split by piece family (hash_split),
+    so each source (genre) has unseen pieces in val and test and no version of a piece crosses."""
+    where = {t: s for s in ("val", "test") for t in MUSIC_SPLITS.get(s, [])}
+    by_prefix: dict[str, list[str]] = {}
+    for tid, rec in tracks.items():
+        src = next(m for m in MUSIC if m.package == rec["package"])
+        if not src.copy_original:
+            by_prefix.setdefault(src.prefix, []).append(tid)
+    for prefix, tids in by_prefix.items():
+        stems = {t: t[len(prefix) + 1:] for t in tids}
+        fam = piece_families(list(stems.values()))
+        split = hash_split(set(fam.values()), salt=prefix)
+        fam_split = {f: s for s, fs in split.items() for f in fs}
+        where.update({t: fam_split[fam[stems[t]]] for t in tids})
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for tid in sorted(tracks):
+        out[where.get(tid, "train")].append(tid)
+    return out
+
+
+# --- background --------------------------------------------------------------------------------
+
+def _clip_name(b: BackgroundSource, rel: str) -> str:
+    parts = [p for p in Path(rel).with_suffix("").parts[-b.name_parts:] if p not in ("sounds", "sound")]
+    return f"{b.prefix}_{'_'.join(parts)}"
+
+
+def _background_items(b: BackgroundSource, root: Path) -> Iterator[tuple[str, bytes]]:
+    if b.archive:
+        with zipfile.ZipFile(root / b.archive) as z:
+            for info in z.infolist():
+                if fnmatch(info.filename, b.pattern):
+                    yield info.filename, z.read(info)
+    else:
+        for f in sorted(root.glob(b.pattern)):
+            if f.is_file():
+                yield f.relative_to(root).as_posix(), f.read_bytes()
+
+
+def _fetch_background(b: BackgroundSource, root: Path, cache: Path, dep5: list) -> dict[str, dict]:
+    """Copy the source's ambience clips (exact duplicates dropped, short/excluded ones skipped)."""
+    import io
+
     bg = cache / "background"
     bg.mkdir(parents=True, exist_ok=True)
-    licenses: dict[str, str] = {}
-    dep5 = _parse_dep5((lic_dir / "ufoai-sound.copyright").read_text(errors="replace"))
-    with zipfile.ZipFile(ufo / "usr/share/games/ufoai/base/0snd.pk3") as z:
-        for info in z.infolist():
-            name = info.filename
-            if not (name.startswith("sound/ambience/") and name.endswith(".ogg")):
-                continue
-            stem = Path(name).stem
-            if "alien" in stem:  # synthetic sci-fi effects, not real-world background
-                continue
-            out = bg / f"ufoai_{stem}.ogg"
-            licenses[out.name] = _license_for(f"base/{name}", dep5, "GPL-2+")
-            if not out.exists():
-                out.write_bytes(z.read(info))
-    for f in sorted(sonic.glob("usr/share/sonic-pi/samples/ambi_*.flac")):
-        out = bg / f"sonicpi_{f.name}"
-        licenses[out.name] = "CC0-1.0"
-        if not out.exists():
-            shutil.copyfile(f, out)
-    return licenses
+    out: dict[str, dict] = {}
+    seen: set[str] = set()
+    for rel, data in _background_items(b, root):
+        if any(e in "/" + rel for e in b.exclude) or Path(rel).suffix.lower() not in (".ogg", ".wav", ".flac"):
+            continue
+        digest = hashlib.md5(data).hexdigest()
+        try:
+            info = sf.info(io.BytesIO(data))
+        except Exception as exc:
+            log.warning("skipping background %s:%s (%s)", b.package, rel, exc)
+            continue
+        if digest in seen or info.duration < b.min_seconds:
+            continue
+        seen.add(digest)
+        name = _clip_name(b, rel)
+        target = bg / f"{name}{Path(rel).suffix.lower()}"
+        if not target.exists():
+            _copy_bytes(data, target)
+        out[name] = {"package": b.package, "path": rel, "license": license_for(rel, dep5, b.license, b.dep5_prefix),
+                     "attribution": b.attribution, "seconds": round(info.duration, 1)}
+    return out
 
 
-def _durations(folder: Path) -> tuple[int, float]:
-    import soundfile as sf
+def background_splits(clips: dict[str, dict]) -> dict[str, list[str]]:
+    where = {c: s for s in ("val", "test") for c in BACKGROUND_SPLITS.get(s, [])}
+    fixed_pkgs = {r["package"] for c, r in clips.items() if c in where}  # these keep their listed split
+    for src in BACKGROUND:
+        if src.package in fixed_pkgs:
+            continue
+        names = [c for c, r in clips.items() if r["package"] == src.package and c.startswith(src.prefix + "_")]
+        for s, cs in hash_split(names, salt=src.prefix).items():
+            where.update({c: s for c in cs})
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for c in sorted(clips):
+        out[where.get(c, "train")].append(c)
+    return out
 
-    files = [p for p in folder.rglob("*") if p.suffix in (".flac", ".ogg", ".wav")]
-    return len(files), float(sum(sf.info(str(p)).duration for p in files))
+
+# --- orchestration -----------------------------------------------------------------------------
+
+def _minutes(files: list[Path]) -> float:
+    return round(sum(sf.info(str(p)).duration for p in files) / 60, 2)
+
+
+def _audio_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".flac", ".ogg", ".wav") and not p.name.startswith("."))
+
+
+def _process_package(pkg: str, deb: Path, cache: Path, lic_dir: Path) -> dict:
+    """Unpack one package and produce everything the catalog takes from it (or reuse the record of
+    an earlier run for the same .deb)."""
+    state_file = cache / "_state" / f"{pkg}.json"
+    if state_file.is_file():
+        st = json.loads(state_file.read_text())
+        if st.get("deb") == deb.name and st.get("version") == STATE_VERSION:
+            return st
+    t0 = time.perf_counter()
+    root = _extract(deb, cache / "_extract" / pkg)
+    for cp in root.glob("usr/share/doc/*/copyright"):
+        shutil.copyfile(cp, lic_dir / f"{pkg}.copyright")
+    dep5 = _dep5(lic_dir, pkg)
+    st: dict = {"version": STATE_VERSION, "deb": deb.name, "voices": [], "music": {}, "background": {}}
+    for v in VOICES:
+        if v.package == pkg:
+            log.info("  %s: speaker %s (%s)", pkg, v.speaker, v.lang)
+            st["voices"] += _fetch_voice(v, root, cache)
+    for m in MUSIC:
+        if m.package == pkg:
+            log.info("  %s: music %s", pkg, m.pattern)
+            st["music"].update(_fetch_music(m, root, cache, dep5))
+    for b in BACKGROUND:
+        if b.package == pkg:
+            log.info("  %s: background %s", pkg, b.pattern)
+            st["background"].update(_fetch_background(b, root, cache, dep5))
+    st["seconds"] = round(time.perf_counter() - t0, 1)
+    state_file.parent.mkdir(exist_ok=True)
+    state_file.write_text(json.dumps(st, indent=1, ensure_ascii=False) + "\n")
+    shutil.rmtree(root, ignore_errors=True)
+    return st
+
+
+def _split_minutes(folder: Path, splits: dict[str, list[str]]) -> dict[str, dict]:
+    """Groups and minutes per split (a group is a sub-folder or a file stem)."""
+    out = {}
+    for s, groups in splits.items():
+        files = [p for g in groups for p in ([*_audio_under(folder / g)] if (folder / g).is_dir()
+                                             else sorted(folder.glob(f"{g}.*")))
+                 if p.suffix in (".flac", ".ogg", ".wav")]
+        out[s] = {"groups": len(groups), "files": len(files), "minutes": _minutes(files)}
+    return out
 
 
 def fetch(cache: Path, update: bool = False, keep_debs: bool = True) -> dict:
@@ -190,48 +471,65 @@ def fetch(cache: Path, update: bool = False, keep_debs: bool = True) -> dict:
             "apt-get/dpkg not found: `opgan fetch` needs a Debian/Ubuntu system. Point `opgan build "
             "--sources DIR` at any folder of audio instead (wav/flac/ogg; sub-folders = speakers/tracks), "
             "or use the shipped corpus in opgan/assets/audio/corpus.")
+    t0 = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
-    all_pkgs = [p for ps in PACKAGES.values() for p in ps]
-    print(f"downloading {len(all_pkgs)} Debian packages into {cache / 'debs'} ...")
+    all_pkgs = list(dict.fromkeys(p for ps in PACKAGES.values() for p in ps))
+    log.info("downloading %d Debian packages into %s ...", len(all_pkgs), cache / "debs")
     debs = _download(all_pkgs, cache / "debs", update)
     lic_dir = cache / "licenses"
     lic_dir.mkdir(exist_ok=True)
-    roots = {}
-    for p, deb in debs.items():
-        roots[p] = _extract(deb, cache / "_extract" / p)
-        for cp in roots[p].glob("usr/share/doc/*/copyright"):
-            shutil.copyfile(cp, lic_dir / f"{p}.copyright")
-    print("decoding G.722 voice prompts to 16 kHz FLAC ...")
-    speakers: dict[str, int] = {}
-    for p in PACKAGES["speech"]:
-        for k, v in _decode_speech(roots[p], cache).items():
-            speakers[k] = speakers.get(k, 0) + v
-    music = cache / "music"
-    music.mkdir(exist_ok=True)
-    for f in sorted(roots["fillets-ng-data"].glob("usr/share/games/fillets-ng/music/*.ogg")):
-        if not (music / f.name).exists():
-            shutil.copyfile(f, music / f.name)
-    bg_lic = _copy_background(roots["ufoai-sound"], roots["sonic-pi-samples"], cache, lic_dir)
-    for kind, spec in SPLITS_SPEC.items():
-        (cache / kind / "splits.json").write_text(json.dumps(spec, indent=1) + "\n")
-    summary: dict = {"packages": {p: d.name for p, d in debs.items()}, "kinds": {}}
+    voices: list[dict] = []
+    tracks: dict[str, dict] = {}
+    clips: dict[str, dict] = {}
+    for pkg in all_pkgs:
+        log.info("%s ...", pkg)
+        st = _process_package(pkg, debs[pkg], cache, lic_dir)
+        voices += st["voices"]
+        tracks.update(st["music"])
+        clips.update(st["background"])
+    for scratch in ("_extract", "_tmp"):
+        shutil.rmtree(cache / scratch, ignore_errors=True)
+
+    speakers = _merge_speakers(voices)
+    splits = {"speech": speaker_splits(speakers), "music": music_splits(tracks), "background": background_splits(clips)}
+    for kind, sp in splits.items():
+        (cache / kind / "splits.json").write_text(json.dumps(sp, indent=1) + "\n")
+    for sp, rec in speakers.items():
+        rec["split"] = next(s for s in SPLITS if sp in splits["speech"][s])
+        rec["minutes"] = _minutes(_audio_under(cache / "speech" / sp))
+    for tid, rec in tracks.items():
+        rec["split"] = next(s for s in SPLITS if tid in splits["music"][s])
+    for c, rec in clips.items():
+        rec["split"] = next(s for s in SPLITS if c in splits["background"][s])
+    (cache / "speech" / "speakers.json").write_text(json.dumps(speakers, indent=1, ensure_ascii=False) + "\n")
+    summary: dict = {"packages": {p: d.name for p, d in debs.items()},
+                     "download_mb": round(sum(d.stat().st_size for d in debs.values()) / 1e6, 1), "kinds": {}}
     for kind in ("speech", "music", "background"):
-        n, dur = _durations(cache / kind)
-        summary["kinds"][kind] = {"files": n, "minutes": round(dur / 60, 2)}
-    summary["speech_speakers"] = {
-        sp: {"prompts": speakers.get(sp, 0), "languages": sorted({v[1] for k, v in SPEAKERS.items() if v[0] == sp}),
-             "license": next(v[2] for v in SPEAKERS.values() if v[0] == sp),
-             "attribution": next(v[3] for v in SPEAKERS.values() if v[0] == sp)}
-        for sp in sorted({v[0] for v in SPEAKERS.values()})
-    }
-    summary["music_license"] = "GPL-2 (fillets-ng-data, Fish Fillets NG, ALTAR interactive / Danihelka)"
-    summary["background_licenses"] = bg_lic
-    summary["splits"] = SPLITS_SPEC
-    (cache / "sources.json").write_text(json.dumps(summary, indent=1) + "\n")
-    shutil.rmtree(cache / "_extract", ignore_errors=True)  # decoded copies are kept; re-runs re-extract
+        files = _audio_under(cache / kind)
+        summary["kinds"][kind] = {"files": len(files), "minutes": _minutes(files),
+                                  "splits": _split_minutes(cache / kind, splits[kind])}
+    summary["speakers"] = speakers
+    summary["music_tracks"] = tracks
+    summary["background_clips"] = clips
+    summary["splits"] = splits
+    summary["fetch_seconds"] = round(time.perf_counter() - t0, 1)
+    (cache / "sources.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     if not keep_debs:
         shutil.rmtree(cache / "debs", ignore_errors=True)
     return summary
+
+
+def format_summary(summary: dict) -> str:
+    """Speakers per split (sex, language) and minutes per kind and split, as plain text."""
+    lines = []
+    for kind, v in summary["kinds"].items():
+        per = ", ".join(f"{s} {d['groups']} groups / {d['minutes']:.1f} min" for s, d in v["splits"].items())
+        lines.append(f"{kind:>10}: {v['files']:5d} files, {v['minutes']:7.1f} min ({per})")
+    for s in SPLITS:
+        sp = [f"{k} ({r['sex'] or '?'}, {'+'.join(r['languages'])})" for k, r in summary["speakers"].items()
+              if r["split"] == s]
+        lines.append(f"speech {s} speakers ({len(sp)}): " + ", ".join(sp))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,15 +539,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true", help="run `apt-get update` before downloading")
     ap.add_argument("--drop-debs", action="store_true", help="delete the downloaded .deb files afterwards")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     cache = (args.cache or default_cache_dir()).expanduser()
     try:
         summary = fetch(cache, update=args.update, keep_debs=not args.drop_debs)
     except (EnvironmentError, RuntimeError) as exc:
         print(f"opgan fetch: {exc}", file=sys.stderr)
         return 2
-    for kind, v in summary["kinds"].items():
-        print(f"{kind:>10}: {v['files']:5d} files, {v['minutes']:7.1f} min -> {cache / kind}")
-    print(f"licences: {cache / 'licenses'}, summary: {cache / 'sources.json'}")
+    print(format_summary(summary))
+    print(f"{summary['download_mb']} MB of packages, {summary['fetch_seconds']} s; licences: {cache / 'licenses'}, "
+          f"summary: {cache / 'sources.json'}")
     return 0
 
 

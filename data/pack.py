@@ -36,13 +36,25 @@ def _speakers_by_split(cache: Path) -> dict[str, dict[str, list[Path]]]:
     return out
 
 
+def _by_group(files) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for f in sorted(files, key=lambda f: f.path.name):
+        out.setdefault(f.group, []).append(f.path)
+    return out
+
+
 def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, music_s: float | None = 30.0,
                 music_tracks: dict | None = None, background_s: float | None = 10.0,
                 background_clips: dict | None = None, chunk_s: float = 30.0, seed: int = 0,
-                quality: float = 0.3) -> dict:
+                quality: float = 0.3, only: dict[str, set[str]] | None = None) -> dict:
     """Write the corpus; budgets are seconds per speaker (per split if a dict) / per excerpt
-    (None = everything); `*_tracks`/`*_clips` cap how many items each split keeps."""
+    (None = everything); `*_tracks`/`*_clips` cap how many items each split keeps. `only`
+    ({kind: {group, ...}}) packs just those groups (other kinds not at all) and leaves the rest of
+    `out` as it is: that is how the shipped corpus grows without rewriting its older files."""
     rng = np.random.default_rng(seed)
+
+    def wanted(kind: str, group: str) -> bool:
+        return only is None or group in only.get(kind, ())
     summary: dict = {}
 
     def write(path: Path, x: np.ndarray, sr: int) -> None:
@@ -52,6 +64,8 @@ def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, m
     speakers = _speakers_by_split(cache)
     for split in SPLITS:
         for spk, files in sorted(speakers[split].items()):
+            if not wanted("speech", spk):
+                continue
             files = [files[i] for i in rng.permutation(len(files))]
             budget = _budget(speech_s, split)
             chunk, total, k = [], 0.0, 0
@@ -80,13 +94,21 @@ def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, m
     for kind, secs, caps in (("music", music_s, music_tracks), ("background", background_s, background_clips)):
         parts = discover_splits(cache / kind)
         for split in SPLITS:
-            files = sorted(parts[split], key=lambda f: f.path.name)
+            groups = _by_group(parts[split])
+            names = sorted(g for g in groups if wanted(kind, g))
             cap = (caps or {}).get(split)
-            if cap is not None and len(files) > cap:
-                files = [files[i] for i in sorted(rng.choice(len(files), cap, replace=False))]
-            for f in files:
-                x, _ = load_mono(f.path, 22050)
-                write(out / kind / split / f"{f.path.stem}.ogg", excerpt(x, 22050, secs), 22050)
+            if cap is not None and len(names) > cap:
+                names = [names[i] for i in sorted(rng.choice(len(names), cap, replace=False))]
+            for g in names:
+                files = groups[g]
+                if secs is None:  # everything: a piece cut into parts keeps its folder (one group)
+                    for f in files:
+                        x, _ = load_mono(f, 22050)
+                        sub = (g,) if len(files) > 1 else ()
+                        write(out.joinpath(kind, split, *sub, f"{f.stem}.ogg"), x, 22050)
+                    continue
+                x, _ = load_mono(files[int(rng.integers(len(files)))], 22050)  # one excerpt per piece
+                write(out / kind / split / f"{g}.ogg", excerpt(x, 22050, secs), 22050)
     return {k: {"files": len(v), "minutes": round(sum(d for _, d in v) / 60, 2),
                 "megabytes": round(sum(p.stat().st_size for p, _ in v) / 1e6, 2)} for k, v in summary.items()}
 
@@ -130,11 +152,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--music-s", type=float, default=30.0, help="seconds per track (<=0: whole tracks)")
     ap.add_argument("--background-s", type=float, default=10.0, help="seconds per clip (<=0: whole clips)")
     ap.add_argument("--quality", type=float, default=0.3, help="Vorbis compression level 0 (best) .. 1")
+    ap.add_argument("--chunk-s", type=float, default=30.0, help="seconds per speech file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", action="append", default=[], metavar="KIND:GROUP",
+                    help="pack only these speakers/pieces/clips (repeatable), keep the rest of --out")
     a = ap.parse_args(argv)
     pos = lambda v: v if v > 0 else None  # noqa: E731
+    only: dict[str, set[str]] | None = None
+    for item in a.only:
+        kind, _, group = item.partition(":")
+        if kind not in ("speech", "music", "background") or not group:
+            ap.error(f"--only {item!r}: expected speech|music|background:GROUP")
+        only = only or {}
+        only.setdefault(kind, set()).add(group)
     summary = pack_corpus((a.cache or default_cache_dir()).expanduser(), a.out, pos(a.speech_s), pos(a.music_s),
-                          background_s=pos(a.background_s), seed=a.seed, quality=a.quality)
+                          background_s=pos(a.background_s), chunk_s=a.chunk_s, seed=a.seed, quality=a.quality,
+                          only=only)
     for kind, s in summary.items():
         print(f"{kind:>10}: {s['files']:4d} files, {s['minutes']:6.1f} min, {s['megabytes']:6.2f} MB")
     return 0

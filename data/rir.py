@@ -14,6 +14,7 @@ path, so `apply_rir` can convolve and slice the output to keep the direct sound 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from scipy.signal import fftconvolve
 from .audio import resample
 
 __all__ = ["RIRBank", "apply_rir", "simulate_rir", "drr_db", "set_drr"]
+
+log = logging.getLogger(__name__)
 
 _MIX_TIME_S = 0.080
 _ISM_MAX_ORDER = 20
@@ -216,8 +219,7 @@ class RIRBank:
         t0 = time.perf_counter()
         bank = cls.simulate(n, sample_rate, seed, progress=progress)
         bank.save(path)
-        if progress:
-            print(f"simulated {n} RIRs in {time.perf_counter() - t0:.1f} s -> {path}")
+        log.info("simulated %d RIRs in %.1f s -> %s", n, time.perf_counter() - t0, path)
         return bank
 
     def get(self, i: int, sr: int | None = None) -> tuple[np.ndarray, int]:

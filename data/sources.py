@@ -178,10 +178,6 @@ class ClipSampler:
     def _report(self) -> str:
         return "; ".join(f"{p}: {w}" for p, w in list(self.rejected.items())[:5])
 
-    @property
-    def duration_s(self) -> float:
-        return float(sum(d for fs in self.groups.values() for _, d in fs))
-
     def _read(self, f: SourceFile) -> np.ndarray | None:
         try:
             return self._load(f.path)
@@ -189,8 +185,11 @@ class ClipSampler:
             self._reject(f.path, str(exc).split(": ", 1)[-1])
             return None
 
-    def draw(self, rng: np.random.Generator, max_tries: int = 20) -> tuple[np.ndarray, str, str]:
-        """One clean clip (float32, unnormalised), its source description and its group."""
+    def draw(self, rng: np.random.Generator, max_tries: int = 20,
+             length: int | None = None) -> tuple[np.ndarray, str, str]:
+        """One clean clip (float32, unnormalised) of `length` samples (default `clip_len`), its
+        source description and its group."""
+        clip_len = self.clip_len if length is None else int(length)
         for _ in range(max_tries):
             usable = [g for g in self.group_names if any(str(f.path) not in self.rejected for f, _ in self.groups[g])]
             if not usable:
@@ -212,17 +211,17 @@ class ClipSampler:
                 parts.append(x)
                 names.append(f.path.name)
                 total += x.size
-                if total >= self.clip_len:
+                if total >= clip_len:
                     break
-            if total < self.clip_len:
+            if total < clip_len:
                 continue
             sig = np.concatenate(parts)
-            start = int(rng.integers(0, sig.size - self.clip_len + 1))
-            clip = sig[start:start + self.clip_len]
+            start = int(rng.integers(0, sig.size - clip_len + 1))
+            clip = sig[start:start + clip_len]
             if _active_fraction(clip, self.sr) >= self.min_active:
                 desc = f"{g}/{names[0]}@{start}" + (f"+{len(names) - 1}" if len(names) > 1 else "")
                 return clip.astype(np.float32), desc, g
-        raise AudioError(f"could not draw a non-silent {self.clip_len}-sample clip in {max_tries} tries "
+        raise AudioError(f"could not draw a non-silent {clip_len}-sample clip in {max_tries} tries "
                          f"(sources are too short or silent)")
 
 

@@ -100,12 +100,15 @@ def test_open_dataset_dynamic_specs():
     y, x = ds[1]
     assert ds.sample_rate == 22050 and y.shape == (1, 32000)
     assert "music:" in ds.sample(0)[2]["source"]
-    d = open_dataset("default:speech", "val", length=3)
-    assert d.sample(0)[2]["source"].startswith("speech:ivrvoice_ru_f")
+    d = open_dataset("default:speech", "val", length=6)
+    val_speakers = {"ivrvoice_ru_f", "klettres_hu"}  # the shipped corpus: held-out voices of both sexes
+    assert {d.sample(i)[2]["source"].split("/")[0] for i in range(6)} <= {f"speech:{s}" for s in val_speakers}
     with pytest.raises(FileNotFoundError):
         open_dataset(fixture_dir() / "nothing", "train")
     srcs = default_sources("speech")
-    assert srcs["test"] and all("june_f" in str(p) for p in srcs["test"])
+    assert {p.parent.name for p in srcs["test"]} == {"june_f", "klettres_lt"}
+    assert {p.parent.name for p in srcs["val"]} == val_speakers
+    assert not {p.parent.name for p in srcs["train"]} & ({"june_f", "klettres_lt"} | val_speakers)
 
 
 def test_fetch_without_apt(monkeypatch, tmp_path, capsys):
