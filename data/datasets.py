@@ -158,6 +158,7 @@ class DynamicRARDataset(Dataset):
             teach the model to leave clean input alone, e.g. `cases=("blend", "awgn", "background",
             "reverb", "clean", "light"), case_probs=(0.4, 0.15, 0.15, 0.15, 0.05, 0.1)`.
         background_from_clean: also use other groups' clean recordings as background mixtures.
+        group_weight: how speakers/tracks are drawn: "uniform" or "sqrt" (see ClipSampler).
         augment: None/False (default: off), True (`AugmentConfig()` defaults) or an AugmentConfig:
             speed, EQ, level and telephone/codec band limits applied to the clean clip before it
             is corrupted (the target is the augmented clean clip), see `opgan.data.augment`.
@@ -169,12 +170,12 @@ class DynamicRARDataset(Dataset):
                  rir_bank: RIRBank | str | os.PathLike | None = None,
                  cases: Sequence[str] = CASES, case_probs: Sequence[float] | None = None,
                  background_from_clean: bool = True, p_segment: float = 0.5,
-                 augment: AugmentConfig | bool | None = None):
+                 augment: AugmentConfig | bool | None = None, group_weight: str = "uniform"):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
             raise AudioError(f"no clean audio files in {clean_files_or_dirs}")
-        self.sampler = ClipSampler(clean_files, self.sample_rate, self.clip_len)
+        self.sampler = ClipSampler(clean_files, self.sample_rate, self.clip_len, group_weight=group_weight)
         bg = files_with_groups(background_dirs, prefix="bg:") if background_dirs else []
         if background_from_clean:
             bg = bg + clean_files
@@ -242,7 +243,8 @@ class DynamicRARDataset(Dataset):
 def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000, seed: int = 0,
                             rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None,
                             cases: Sequence[str] | None = None, case_probs: Sequence[float] | None = None,
-                            augment: AugmentConfig | bool | None = None) -> DynamicRARDataset:
+                            augment: AugmentConfig | bool | None = None,
+                            group_weight: str = "uniform") -> DynamicRARDataset:
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
     with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
     `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation)."""
@@ -253,7 +255,7 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
     extra = {"cases": tuple(cases)} if cases is not None else {}
     return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
                              rir_bank=rir_split(bank, split), background_from_clean=False,
-                             case_probs=case_probs, augment=augment, **extra)
+                             case_probs=case_probs, augment=augment, group_weight=group_weight, **extra)
 
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
@@ -266,7 +268,7 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     - a builder root (`<split>/clean`, `build.json`) -> RARFolderDataset of `split`;
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
       with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
-      `dynamic` keywords (`cases`, `case_probs`, `augment`) go to it.
+      `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`) go to it.
     """
     s = str(spec)
     if s.startswith("default:"):

@@ -31,10 +31,12 @@ import soundfile as sf
 from .audio import AudioError, find_audio_files, load_mono
 
 __all__ = [
-    "SPLITS", "SourceFile", "discover_splits", "files_with_groups", "ClipSampler", "BackgroundPool",
+    "SPLITS", "GROUP_WEIGHTS", "SourceFile", "discover_splits", "files_with_groups", "ClipSampler", "BackgroundPool",
 ]
 
 SPLITS = ("train", "val", "test")
+#: how ClipSampler draws a group (speaker / track): uniformly, or in proportion to sqrt(its minutes)
+GROUP_WEIGHTS = ("uniform", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,10 @@ def _active_fraction(x: np.ndarray, sr: int, rel_db: float = -40.0) -> float:
 class ClipSampler:
     """Draw clean clips of `clip_len` samples at `sr` from a list of source files.
 
-    Speakers (groups) are drawn uniformly, files within a group in proportion to their length.
+    Speakers (groups) are drawn uniformly (`group_weight="uniform"`) or in proportion to the square
+    root of their minutes (`"sqrt"`: a speaker with 100x the audio is drawn 10x as often, so a pile of
+    short letter readings cannot crowd out long natural speech, nor one long voice the rest); files
+    within a group in proportion to their length.
     Files shorter than a clip are joined with the next files of the same group (short pauses in
     between), which is how 1–3 s voice prompts make 2 s clips. Windows that are mostly silence are
     redrawn. Unusable files (unreadable, empty, non-finite, shorter than `min_seconds`, or sampled
@@ -145,8 +150,11 @@ class ClipSampler:
 
     def __init__(self, files: Sequence[SourceFile], sr: int, clip_len: int = 32000,
                  min_seconds: float = 0.25, min_sr: int | None = None, cache_size: int = 64,
-                 min_active: float = 0.5):
+                 min_active: float = 0.5, group_weight: str = "uniform"):
+        if group_weight not in GROUP_WEIGHTS:
+            raise ValueError(f"group_weight must be one of {GROUP_WEIGHTS}, got {group_weight!r}")
         self.sr, self.clip_len, self.min_active = int(sr), int(clip_len), float(min_active)
+        self.group_weight = group_weight
         self.rejected: dict[str, str] = {}
         self._load = _LRU(self.sr, cache_size)
         self.groups: dict[str, list[tuple[SourceFile, float]]] = {}
@@ -185,6 +193,12 @@ class ClipSampler:
             self._reject(f.path, str(exc).split(": ", 1)[-1])
             return None
 
+    def _pick_group(self, rng: np.random.Generator, usable: list[str]) -> int:
+        if self.group_weight == "uniform":  # one integer draw: the streams of older builds are kept
+            return int(rng.integers(len(usable)))
+        w = np.sqrt([sum(d for _, d in self.groups[g]) for g in usable])
+        return int(rng.choice(len(usable), p=w / w.sum()))
+
     def draw(self, rng: np.random.Generator, max_tries: int = 20,
              length: int | None = None) -> tuple[np.ndarray, str, str]:
         """One clean clip (float32, unnormalised) of `length` samples (default `clip_len`), its
@@ -194,7 +208,7 @@ class ClipSampler:
             usable = [g for g in self.group_names if any(str(f.path) not in self.rejected for f, _ in self.groups[g])]
             if not usable:
                 raise AudioError(f"every source file was rejected: {self._report()}")
-            g = usable[int(rng.integers(len(usable)))]
+            g = usable[self._pick_group(rng, usable)]
             files = [(f, d) for f, d in self.groups[g] if str(f.path) not in self.rejected]
             p = np.array([d for _, d in files])
             k = int(rng.choice(len(files), p=p / p.sum()))

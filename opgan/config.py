@@ -41,6 +41,10 @@ class TrainConfig:
     # recordings (data == '') or a sources root given as data; validation stays on the fixed val split
     dynamic_clips: int = 2000  # clips per "epoch" of dynamic mixing
     rirs: str = ""  # RIR bank (.npz, opgan.data.rir.RIRBank) for dynamic mixing ('' = the shipped 60-room bank)
+    cases: str = ""  # dynamic mixing: 'case:weight,...' over blend, awgn, background, reverb, light, clean
+    # ('' = the paper's composition: half blends, half single artifacts); validation keeps the paper's
+    augment: bool = False  # dynamic mixing: speed, EQ, level and telephone/codec band limits on the clean clip
+    group_weight: str = "uniform"  # dynamic mixing: draw speakers/tracks 'uniform' or 'sqrt' (by sqrt of minutes)
     clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
     sample_rate: int = 0  # expected sample rate of the data in Hz (0 = whatever the dataset has)
     val_clips: int = 0  # validate on N evenly spaced validation clips (0 = all of them)
@@ -86,6 +90,28 @@ class TrainConfig:
     def discriminator_q(self) -> int | list[int]:
         return _parse_q_list(self.d_q, 6, "d_q") if self.d_q else self.q
 
+    def case_mix(self) -> tuple[tuple[str, ...], tuple[float, ...]] | None:
+        """`cases` parsed into (names, weights); None for the paper's default composition."""
+        if not self.cases:
+            return None
+        from opgan.data.corrupt import ALL_CASES
+
+        names, weights = [], []
+        for item in self.cases.split(","):
+            name, sep, w = item.strip().partition(":")
+            try:
+                weight = float(w) if sep else 1.0
+            except ValueError:
+                weight = float("nan")
+            if name not in ALL_CASES or not weight >= 0 or name in names:
+                raise ConfigError(f"cases must be 'case:weight,...' with distinct cases from {', '.join(ALL_CASES)} "
+                                  f"and weights >= 0, got {self.cases!r}")
+            names.append(name)
+            weights.append(weight)
+        if not sum(weights) > 0:
+            raise ConfigError(f"cases needs at least one positive weight, got {self.cases!r}")
+        return tuple(names), tuple(weights)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -122,6 +148,13 @@ class TrainConfig:
             raise ConfigError(f"need lr > 0 and 0 <= betas < 1, got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
         if self.data_kind not in ("speech", "music"):
             raise ConfigError(f"data_kind must be 'speech' or 'music', got {self.data_kind!r}")
+        from opgan.data.sources import GROUP_WEIGHTS
+
+        if self.group_weight not in GROUP_WEIGHTS:
+            raise ConfigError(f"group_weight must be one of {', '.join(GROUP_WEIGHTS)}, got {self.group_weight!r}")
+        if (self.cases or self.augment or self.group_weight != "uniform") and not self.dynamic:
+            raise ConfigError("cases, augment and group_weight shape dynamic mixing: add --dynamic")
+        self.case_mix()
         if self.select_by not in SELECT_BY:
             raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
         from selfonn.backend import BACKENDS

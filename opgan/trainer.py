@@ -108,8 +108,11 @@ def _open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         val = D.open_dataset(cfg.val_data or spec, "val", kind=cfg.data_kind, seed=cfg.seed + 1, rir_bank=rirs)
         if cfg.dynamic:
             dyn_spec = spec if cfg.data else f"default:{cfg.data_kind}"
+            mix = cfg.case_mix()
+            dynamic = {"augment": cfg.augment, "group_weight": cfg.group_weight,
+                       **({"cases": mix[0], "case_probs": mix[1]} if mix else {})}
             train = D.open_dataset(dyn_spec, "train", kind=cfg.data_kind, length=cfg.dynamic_clips, seed=cfg.seed,
-                                   rir_bank=rirs)
+                                   rir_bank=rirs, **dynamic)
             if not isinstance(train, D.DynamicRARDataset):
                 raise ConfigError(f"--dynamic needs source recordings (a sources root with {cfg.data_kind}/ and "
                                   f"background/, or no --data for the shipped ones), not {spec!r}")

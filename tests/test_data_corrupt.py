@@ -150,3 +150,24 @@ def test_reverb_severity_follows_weight(clip, bank):
     rt = np.array([r["rt60"] for r in recs])
     assert np.corrcoef(w, rt)[0, 1] > 0.8
     assert all(r["drr_db"] == pytest.approx(SEVERITY.drr_db[0] + (SEVERITY.drr_db[1] - SEVERITY.drr_db[0]) * r["reverb_w"]) for r in recs)
+
+
+def test_sqrt_group_weighting_draws_long_speakers_more_often(tmp_path):
+    """A speaker with 16x the audio is drawn ~4x as often under 'sqrt', ~1x under 'uniform'."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for group, n_files in (("long", 16), ("short", 1)):
+        (tmp_path / group).mkdir()
+        for i in range(n_files):
+            sf.write(tmp_path / group / f"{i}.wav", (0.3 * rng.standard_normal(SR)).astype(np.float32), SR)
+    files = files_with_groups(tmp_path)
+    counts = {}
+    for weight in ("uniform", "sqrt"):
+        s = ClipSampler(files, SR, 4000, group_weight=weight)
+        draws = [s.draw(np.random.default_rng(i))[2] for i in range(400)]
+        counts[weight] = draws.count("long") / draws.count("short")
+    assert 0.7 < counts["uniform"] < 1.4
+    assert 3.0 < counts["sqrt"] < 5.3
+    with pytest.raises(ValueError, match="group_weight"):
+        ClipSampler(files, SR, 4000, group_weight="loudest")

@@ -261,3 +261,37 @@ def test_init_from_warm_starts_a_new_run(tiny_data, tmp_path, capsys):
     assert "does not match" in capsys.readouterr().err
     assert main(_args(tiny_data, tmp_path, "--name", "bad2", "--init-from", "nosuchmodel")) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
+    """--cases/--augment/--group-weight shape the training mix (validation keeps the paper's cases)."""
+    from opgan import trainer
+
+    seen = {}
+    real = trainer._Run.__init__
+
+    def spy(self, cfg, run_dir, info, device, train_set, val_set, *a, **k):
+        seen["train"], seen["val"] = train_set, val_set
+        real(self, cfg, run_dir, info, device, train_set, val_set, *a, **k)
+
+    monkeypatch.setattr(trainer._Run, "__init__", spy)
+    args = ["--preset", "tiny", "--dynamic", "--dynamic-clips", "8", "--runs-dir", str(tmp_path), "--max-steps", "1",
+            "--val-every", "1", "--cases", "blend:2,clean:1,light:1", "--augment", "--group-weight", "sqrt",
+            "--data-root", str(tmp_path / "datasets"), "--data-size", "tiny"]
+    assert main(args) == 0
+    train, val = seen["train"], seen["val"]
+    assert train.cases == ("blend", "clean", "light") and train.case_probs.tolist() == pytest.approx([0.5, 0.25, 0.25])
+    assert train.augment is not None and train.sampler.group_weight == "sqrt"
+    assert "clean" not in getattr(val, "cases", ()) and getattr(val, "augment", None) is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dynamic", "--cases", "blend:1,shout:1"], "cases must be"),
+    (["--dynamic", "--cases", "blend:-1"], "cases must be"),
+    (["--dynamic", "--cases", "clean:0"], "at least one positive"),
+    (["--augment"], "add --dynamic"),
+    (["--dynamic", "--group-weight", "loud"], "group_weight must be"),
+])
+def test_bad_mixing_options_are_config_errors(tmp_path, capsys, extra, message):
+    assert main(["--preset", "tiny", "--runs-dir", str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
