@@ -37,6 +37,11 @@ class Run:
 _SHIP = ("--preset", "ship", "--max-minutes", "0", "--ckpt-every", "200", "--val-clips", "64",
          "--no-progress", "--threads", "1", "--select-by", "score")
 _RECIPE = ("--lambda-sdr", "1", "--lambda-sisdr", "1")
+#: the loss suite's winner: 10·L1 + MR-STFT + SDR + SI-SDR + LSGAN
+_LOSS = ("--lambda-t", "10", "--lambda-s", "0", "--lambda-mr", "1") + _RECIPE
+#: the second data (opgan fetch of 2026-11-27: 20 training speakers), its 300-room bank, sqrt speaker draws
+_DATA2 = ("--rirs", "RIRS", "--group-weight", "sqrt")
+_HARMLESS = ("--cases", "blend:0.4,awgn:0.15,background:0.15,reverb:0.15,light:0.1,clean:0.05")
 
 SUITES: dict[str, dict] = {
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
@@ -52,6 +57,20 @@ SUITES: dict[str, dict] = {
                 ("--lambda-t", "10", "--lambda-s", "0", "--lambda-mr", "1", "--lambda-adv", "0") + _RECIPE),
             Run("A5-no-l1", "A3 without the L1 term (MR-STFT + SDR + SI-SDR + LSGAN)",
                 ("--lambda-t", "0", "--lambda-s", "0", "--lambda-mr", "1") + _RECIPE),
+        ],
+    },
+    # On the second data: learning rate, do-no-harm cases, augmentation, then q at equal steps (2 seeds).
+    "recipe": {
+        "kind": "speech", "base": _SHIP + _LOSS + _DATA2 + ("--max-steps", "1500", "--val-every", "500"),
+        "runs": [
+            Run("B0-lr2e-4", "loss winner on the new data, lr 2e-4 (the ship preset's)"),
+            Run("B1-lr1e-3", "lr 1e-3", ("--lr", "1e-3")),
+            Run("B2-harmless", "lr 1e-3 + light/clean cases (15 %)", ("--lr", "1e-3") + _HARMLESS),
+            Run("B3-augment", "B2 + augmentation (speed, EQ, level, band limits)",
+                ("--lr", "1e-3", "--augment") + _HARMLESS),
+            Run("B4-q1", "B3 at q=1 (CNN-GAN)", ("--lr", "1e-3", "--augment", "--q", "1") + _HARMLESS),
+            Run("B3-augment-s1", "B3, seed 1", ("--lr", "1e-3", "--augment", "--seed", "1") + _HARMLESS),
+            Run("B4-q1-s1", "B4, seed 1", ("--lr", "1e-3", "--augment", "--q", "1", "--seed", "1") + _HARMLESS),
         ],
     },
 }
@@ -71,8 +90,10 @@ def _is_done(run_dir: Path) -> bool:
 
 
 def _command(suite: dict, run: Run, data: str, runs_dir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "opgan", "train", *suite["base"], "--data", data, "--data-kind", suite["kind"],
-           "--runs-dir", str(runs_dir), "--name", run.name, *run.flags]
+    rirs = str(Path(data) / "rirs_16k_n300_s0.npz")  # made by `opgan build --n-rirs 300` (or gate/ablate docs)
+    flags = [rirs if f == "RIRS" else f for f in (*suite["base"], *run.flags)]
+    cmd = [sys.executable, "-m", "opgan", "train", *flags, "--data", data, "--data-kind", suite["kind"],
+           "--runs-dir", str(runs_dir), "--name", run.name]
     if (runs_dir / run.name / "last.pt").is_file():
         cmd.append("--resume")
     return cmd

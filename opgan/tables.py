@@ -11,8 +11,8 @@ under docs/results/ (and the committed training state under training/); `--check
 file is out of date (the test suite runs it, so a figure cannot drift from its record). Each table
 names the command that produced its record.
 
-Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `curve:<run>`
-(training/<run>/metrics.csv), `gate` (docs/results/gate.json), `quality:<kind>`
+Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `curve:<folder>`
+(<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json).
 """
 from __future__ import annotations
@@ -33,6 +33,13 @@ RESULTS = ROOT / "docs" / "results"
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _f(v: float | str | None, digits: int = 2, sign: bool = True) -> str:
     try:
         x = float(v)  # type: ignore[arg-type]
@@ -41,7 +48,7 @@ def _f(v: float | str | None, digits: int = 2, sign: bool = True) -> str:
     if math.isnan(x):
         return "–"
     if math.isinf(x):
-        return "−∞" if x < 0 else "+∞"
+        return "-∞" if x < 0 else "+∞"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
@@ -64,7 +71,7 @@ def ablation_table(suite: str) -> str:
     folder = RESULTS / "ablations" / suite
     runs = sorted(p for p in folder.iterdir() if (p / "metrics.csv").is_file()) if folder.is_dir() else []
     if not runs:
-        return f"_(no records under {folder.relative_to(ROOT)} yet)_\n"
+        return f"_(no records under {_rel(folder)} yet)_\n"
     meta0 = json.loads((runs[0] / "run.json").read_text())
     lines = [f"| run | change | step | train min | {_VAL_HEAD} |", "|" + "---|" * 10]
     for run in runs:
@@ -75,24 +82,24 @@ def ablation_table(suite: str) -> str:
                      + " | ".join(_val_cells(last)) + " |")
     cmd = f"python -m opgan.ablate run {suite} --data ~/.cache/opgan && python -m opgan.ablate collect {suite}"
     base = " ".join(meta0["base"])
-    return "\n".join(lines) + f"\n\nRecords: `{folder.relative_to(ROOT)}/`, made by `{cmd}` (shared flags: `{base}`).\n"
+    return "\n".join(lines) + f"\n\nRecords: `{_rel(folder)}/`, made by `{cmd}` (shared flags: `{base}`).\n"
 
 
-def curve_table(run: str) -> str:
-    """Validation against steps and training hours of a committed training state."""
-    path = ROOT / "training" / run / "metrics.csv"
+def curve_table(folder: str) -> str:
+    """Validation against steps and training hours of a committed run folder (e.g. training/speech)."""
+    path = ROOT / folder / "metrics.csv"
     if not path.is_file():
-        return f"_(no training record at {path.relative_to(ROOT)} yet)_\n"
+        return f"_(no training record at {_rel(path)} yet)_\n"
     lines = [f"| step | train h | {_VAL_HEAD} |", "|" + "---|" * 8]
     for row in _read_csv(path):
         lines.append(f"| {row['step']} | {float(row['time_s']) / 3600:.2f} | " + " | ".join(_val_cells(row)) + " |")
-    return "\n".join(lines) + f"\n\nRecord: `{path.relative_to(ROOT)}` (written by the training run itself).\n"
+    return "\n".join(lines) + f"\n\nRecord: `{_rel(path)}` (written by the training run itself).\n"
 
 
 def gate_table() -> str:
     path = RESULTS / "gate.json"
     if not path.is_file():
-        return f"_(no record at {path.relative_to(ROOT)} yet)_\n"
+        return f"_(no record at {_rel(path)} yet)_\n"
     rec = json.loads(path.read_text())
     lines = ["| model | clips | SDRi (floor) | SI-SDRi (floor) | output level dB | light-input SDRi mean (floor) | "
              "light worst (floor) |", "|---|---|---|---|---|---|---|"]
@@ -101,7 +108,51 @@ def gate_table() -> str:
         pair = lambda k: f"{_f(s[k])} ({_f(f.get(k))})"  # noqa: E731
         lines.append(f"| {kind} | {s['clips']:.0f} | {pair('sdri')} | {pair('si_sdri')} | {_f(s['level_db'])} | "
                      f"{pair('light_mean_sdri')} | {pair('light_worst_sdri')} |")
-    return "\n".join(lines) + f"\n\nRecord: `{path.relative_to(ROOT)}`, made by `{rec['command']}`.\n"
+    return "\n".join(lines) + f"\n\nRecord: `{_rel(path)}`, made by `{rec['command']}`.\n"
+
+
+def _num(d: dict, *keys: str) -> float | None:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    try:
+        return float(d)  # "-inf" strings in the JSON come back as floats
+    except (TypeError, ValueError):
+        return None
+
+
+def quality_table(kind: str) -> str:
+    """Per-method summary of an `opgan evaluate` run: overall scores, do-no-harm, level, per case."""
+    path = RESULTS / f"eval-{kind}.json"
+    if not path.is_file():
+        return f"_(no record at {_rel(path)} yet)_\n"
+    rec = json.loads(path.read_text())
+    methods = list(rec["methods"])
+    pesq = rec.get("pesq", False)
+    harm = rec.get("do_no_harm", {})
+    head = ["method", "SDRi", "SI-SDRi", "STOI"] + (["PESQ"] if pesq else []) + \
+        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in methods:
+        allc = rec["by_case"][m].get("all", {})
+        h = harm.get("methods", {}).get(m, {})
+        row = [rec["methods"][m], _f(_num(allc, "sdr_imp")), _f(_num(allc, "si_sdr_imp")),
+               _f(_num(allc, "stoi"), 2, sign=False)] + ([_f(_num(allc, "pesq"), 2, sign=False)] if pesq else []) + \
+            [_f(_num(rec.get("level_err_db", {}), m)), f"{_f(_num(h, 'mean_sdr_imp'))} / {_f(_num(h, 'worst_sdr_imp'))}"]
+        lines.append("| " + " | ".join(row) + " |")
+    cases = [c for c in ("blend", "awgn", "background", "reverb") if c in rec["by_case"][methods[0]]]
+    lines += ["", "| method | " + " | ".join(f"{c} SDRi / SI-SDRi" for c in cases) + " |", "|" + "---|" * (len(cases) + 1)]
+    for m in methods:
+        bc = rec["by_case"][m]
+        lines.append(f"| {rec['methods'][m]} | " + " | ".join(
+            f"{_f(_num(bc, c, 'sdr_imp'))} / {_f(_num(bc, c, 'si_sdr_imp'))}" for c in cases) + " |")
+    run = rec.get("run", {})
+    lines.append(f"\n{rec['n_clips']} clips of `{rec['data']}` ({rec.get('split', '')}), "
+                 f"model `{rec['model']}`; {run.get('hardware', '')}, {str(run.get('date', ''))[:10]}. "
+                 f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {rec['verdict']['text']} "
+                 f"Record: `{_rel(path)}` (copy of the run's summary.json).")
+    return "\n".join(lines) + "\n"
 
 
 def _renderer(name: str) -> Callable[[], str]:
@@ -110,6 +161,7 @@ def _renderer(name: str) -> Callable[[], str]:
         "ablation": lambda: ablation_table(arg),
         "curve": lambda: curve_table(arg),
         "gate": gate_table,
+        "quality": lambda: quality_table(arg),
     }
     if kind not in table:
         raise KeyError(f"unknown table {name!r}")
