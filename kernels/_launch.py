@@ -188,7 +188,15 @@ class Kernel:
             ck = self.compiled.get(launch_key)
             if ck is not None and self._direct(ck, grid, args, cfg):
                 return
-        ck = self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        try:
+            ck = self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        except triton.runtime.errors.OutOfResources as e:  # e.g. fp64 tiles past the shared memory
+            later = list(candidates)[list(candidates).index(cfg) + 1:] if cfg in candidates else []
+            if not later or _pinned.get(self.name) is not None:
+                raise
+            log.info("selfonn.kernels: %s %s does not fit (%s); trying the next config", self.name, cfg, e)
+            self.tuned.pop(tune_key, None)
+            return self._launch(tune_key, later, prepare)
         if launch_key is not None and ck is not None:
             ck = ck.result() if hasattr(ck, "result") else ck
             if hasattr(ck, "packed_metadata"):

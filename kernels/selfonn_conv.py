@@ -667,8 +667,9 @@ _DW_SHAPES = [  # (BLOCK_M, BLOCK_N, BLOCK_T, warps): M >= 64 where the rows all
     (64, 64, 64, 4), (64, 128, 64, 8), (128, 128, 32, 8), (128, 64, 64, 8),
     (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4),
 ]
-_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps)
-    (64, 128, 4), (32, 256, 4), (16, 512, 4), (8, 512, 4), (4, 1024, 4), (2, 1024, 4),
+_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps); 8 warps halve the registers per thread (4 warps: ~255)
+    (64, 128, 4), (64, 128, 8), (32, 256, 4), (32, 256, 8), (16, 512, 4), (16, 512, 8), (8, 512, 4),
+    (8, 1024, 8), (4, 1024, 4), (2, 1024, 4),
 ]
 # Under the interpreter the smallest legal tiles run fastest: these go first there.
 _INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)

@@ -253,3 +253,31 @@ def test_torch_compile_inductor_cuda():
     y0 = net(x)
     y1 = torch.compile(net, fullgraph=True)(x)
     torch.testing.assert_close(y1, y0, rtol=1e-4, atol=1e-4)
+
+
+def test_launcher_falls_back_when_a_config_does_not_fit(monkeypatch):
+    """A config the device rejects (shared memory) is skipped for the next candidate (compiled path)."""
+    import triton
+
+    def kernel(a_ptr, n, BLOCK: "tl.constexpr"):  # noqa: F821 - only the signature is read
+        pass
+
+    launched = []
+
+    class FakeJit:
+        fn = staticmethod(kernel)
+
+        def __getitem__(self, grid):
+            def run(**kw):
+                if kw["BLOCK"] == 64:
+                    raise triton.runtime.errors.OutOfResources(262144, 232448, "shared memory")
+                launched.append(kw["BLOCK"])
+            return run
+
+    monkeypatch.setattr(_launch, "interpreting", lambda: False)
+    k = _launch.Kernel("fake", FakeJit())
+    k.direct_ok = False
+    cands = [_launch.Cfg.of(BLOCK=64), _launch.Cfg.of(BLOCK=32)]
+    k(torch.device("cpu"), ("key",), cands, lambda cfg: ({"a_ptr": None, "n": 1}, 1))
+    assert launched == [32]
+    assert k.runtime_names == ["a_ptr", "n"]
