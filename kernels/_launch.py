@@ -4,12 +4,12 @@
 (tens of microseconds of Python for a kernel with ~40 arguments). Here each kernel is a
 :class:`Kernel`: the first call for a *tune key* (geometry, channels, dtype, precision, a
 power-of-two size bucket) benchmarks the candidate configs once (GPU only) and remembers the winner;
-the first call for a *launch key* (tune key + the specialisation Triton derives from the runtime
-arguments: pointer alignment, ints equal to 1 / divisible by 16 / wider than 32 bits) goes through
-the JIT once and keeps the compiled kernel; every later call launches that compiled kernel directly
-(``CompiledKernel.run``), skipping the binder. Lengths are ``do_not_specialize`` in every kernel,
-but strides are specialised (16-divisibility keeps vectorised loads), so a new length compiles at
-most a few variants per bucket (``L % 16 == 0`` or not), each once.
+the first call for a *launch key* (tune key + the runtime ints + each pointer's 16-byte alignment,
+i.e. everything Triton's specialisation can depend on) goes through the JIT once and keeps the
+compiled kernel; every later call launches that compiled kernel directly (``CompiledKernel.run``),
+skipping the binder. Lengths are ``do_not_specialize`` in every kernel, but strides are specialised
+(16-divisibility keeps vectorised loads), so a new length compiles at most a few variants per bucket
+(``L % 16 == 0`` or not), each once; other new lengths cost one pass through the JIT's binder.
 
 Programs are numbered on one 1-D index that :func:`fold_grid` spreads over CUDA grid axes 0 and 1
 (axis 0 holds up to ``_GRID_X_MAX``): grid axes 1 and 2 are limited to 65535, so no kernel puts a
@@ -64,21 +64,22 @@ class Cfg:
     num_warps: int = 4
     num_stages: int = 3
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", dict(self.blocks))  # read on every launch
+
     @staticmethod
     def of(num_warps: int = 4, num_stages: int = 3, **blocks: int) -> Cfg:
         return Cfg(tuple(sorted(blocks.items())), num_warps, num_stages)
 
     def __getitem__(self, name: str) -> int:
-        return dict(self.blocks)[name]
-
-    @property
-    def kwargs(self) -> dict[str, int]:
-        return dict(self.blocks)
+        return self.kwargs[name]
 
 
 # A call's work for one config: the kernel arguments (without the config's block sizes) and the
 # number of programs. Called once per candidate while tuning and once per launch.
 Prepare = Callable[[Cfg], tuple[dict, int]]
+# The candidate configs of a call, built only when its tune key is new (pruning costs host time).
+Candidates = Callable[[], Sequence[Cfg]]
 
 _pinned: dict[str, Cfg] = {}
 
@@ -97,17 +98,7 @@ def pin(name: str, cfg: Cfg) -> Iterator[None]:
             _pinned[name] = previous
 
 
-def _int_spec(v: int) -> int:
-    return (v == 1) | ((v % 16 == 0) << 1) | ((not -(2**31) <= v < 2**31) << 2)
-
-
-def _spec(v) -> object:
-    """What Triton's JIT specialises a runtime argument on (so a cached compiled kernel fits it)."""
-    if isinstance(v, torch.Tensor):
-        return v.data_ptr() % 16 == 0
-    if isinstance(v, bool) or not isinstance(v, int):
-        return v
-    return _int_spec(v)
+_COMPILED_MAX = 4096  # launch-key entries kept per kernel (one per distinct stride set, e.g. length)
 
 
 def _direct_enabled() -> bool:
@@ -126,17 +117,20 @@ class Kernel:
         self.runtime_names = [n for n, p in params.items() if "constexpr" not in str(p.annotation)]
         self.tuned: dict[tuple, Cfg] = {}
         self.compiled: dict[tuple, object] = {}
+        self._tensor_names: list[str] | None = None  # runtime arguments split by kind on the first launch
+        self._int_names: list[str] = []
         self.direct_ok = _direct_enabled()
         self.n_tunes = 0  # how many keys were benchmarked (tests read it)
 
     # ---- config selection ------------------------------------------------------------------
-    def select(self, tune_key: tuple, candidates: Sequence[Cfg], prepare: Prepare) -> Cfg:
+    def select(self, tune_key: tuple, candidates: Candidates | Sequence[Cfg], prepare: Prepare) -> Cfg:
         pinned = _pinned.get(self.name)
         if pinned is not None:
             return pinned
         cfg = self.tuned.get(tune_key)
         if cfg is not None:
             return cfg
+        candidates = candidates() if callable(candidates) else candidates
         if len(candidates) == 1 or not self.tuning_enabled():
             return candidates[0]
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
@@ -164,13 +158,14 @@ class Kernel:
             return float("inf")
 
     # ---- launch ------------------------------------------------------------------------------
-    def __call__(self, device: torch.device, tune_key: tuple, candidates: Sequence[Cfg], prepare: Prepare) -> None:
+    def __call__(self, device: torch.device, tune_key: tuple, candidates: Candidates | Sequence[Cfg],
+                 prepare: Prepare) -> None:
         if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
             with torch.cuda.device(device):
                 return self._launch(tune_key, candidates, prepare)
         return self._launch(tune_key, candidates, prepare)
 
-    def _launch(self, tune_key: tuple, candidates: Sequence[Cfg], prepare: Prepare) -> None:
+    def _launch(self, tune_key: tuple, candidates: Candidates | Sequence[Cfg], prepare: Prepare) -> None:
         cfg = self.select(tune_key, candidates, prepare)
         args, n = prepare(cfg)
         grid = fold_grid(n)
@@ -183,15 +178,15 @@ class Kernel:
             return
         launch_key = None
         if self.direct_ok and _pinned.get(self.name) is None:
-            spec = tuple(_spec(args[k]) for k in self.runtime_names)
-            launch_key = (torch.cuda.current_device(), tune_key, cfg, spec)
+            launch_key = (torch.cuda.current_device(), tune_key, cfg, *self.launch_key(args))
             ck = self.compiled.get(launch_key)
             if ck is not None and self._direct(ck, grid, args, cfg):
                 return
         try:
             ck = self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         except triton.runtime.errors.OutOfResources as e:  # e.g. fp64 tiles past the shared memory
-            later = list(candidates)[list(candidates).index(cfg) + 1:] if cfg in candidates else []
+            cands = list(candidates() if callable(candidates) else candidates)
+            later = cands[cands.index(cfg) + 1:] if cfg in cands else []
             if not later or _pinned.get(self.name) is not None:
                 raise
             log.info("selfonn.kernels: %s %s does not fit (%s); trying the next config", self.name, cfg, e)
@@ -200,7 +195,19 @@ class Kernel:
         if launch_key is not None and ck is not None:
             ck = ck.result() if hasattr(ck, "result") else ck
             if hasattr(ck, "packed_metadata"):
+                if len(self.compiled) >= _COMPILED_MAX:
+                    self.compiled.clear()
                 self.compiled[launch_key] = ck
+
+    def launch_key(self, args: dict) -> tuple[tuple, tuple]:
+        """What decides Triton's specialisation of a call: the runtime ints themselves (so a cached
+        compiled kernel is reused only for the very values it was compiled for; a new length costs
+        one pass through the JIT, never a compile by itself) and each pointer's 16-byte alignment."""
+        if self._tensor_names is None:
+            self._tensor_names = [k for k in self.runtime_names if isinstance(args[k], torch.Tensor)]
+            self._int_names = [k for k in self.runtime_names if k not in self._tensor_names]
+        ints = tuple(map(args.__getitem__, self._int_names))
+        return ints, tuple([args[k].data_ptr() % 16 == 0 for k in self._tensor_names])
 
     def _direct(self, ck, grid, args: dict, cfg: Cfg) -> bool:
         """Launch a cached compiled kernel without Triton's binder (what ``JITFunction.run`` does

@@ -655,8 +655,16 @@ def _thin_bwd_kernel(
 # --------------------------------------------------------------------------------------------
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)  # not triton.cdiv: a JIT-wrapped helper costs microseconds per call on the host
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (int(n) - 1).bit_length() if n > 1 else 1
+
+
 def _np2(v: int, floor: int = 16) -> int:
-    return max(floor, triton.next_power_of_2(max(int(v), 1)))
+    return max(floor, _next_pow2(max(int(v), 1)))
 
 
 _MM_SHAPES = [  # (BLOCK_T, BLOCK_N, BLOCK_R, warps)
@@ -767,7 +775,7 @@ def _precision(t: torch.Tensor) -> str:
 
 
 def _bucket(n: int) -> int:
-    return triton.next_power_of_2(max(int(n), 1))
+    return _next_pow2(max(int(n), 1))
 
 
 def _check_device(*ts: torch.Tensor) -> None:
@@ -891,7 +899,7 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     consts = {**_geo_consts(d, g), "J_STEP": j_step, "GROUPS": g.groups,
               "SCATTER": scatter, "POW_A": pow_a, "HAS_BIAS": bias is not None, "ACC_DTYPE": _acc_dtype(a.dtype),
               "PRECISION": _precision(a)}
-    rows = triton.cdiv(L_OUT, g.stride) if scatter else L_OUT
+    rows = _cdiv(L_OUT, g.stride) if scatter else L_OUT
     if scatter:
         n_bg *= g.stride
     base = {
@@ -904,27 +912,27 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     }
 
     def prepare(cfg: Cfg):
-        n = triton.cdiv(N_OUT, cfg["BLOCK_N"]) * triton.cdiv(rows, cfg["BLOCK_T"]) * n_bg
+        n = _cdiv(N_OUT, cfg["BLOCK_N"]) * _cdiv(rows, cfg["BLOCK_T"]) * n_bg
         return {**base, "N_PROG": n}, n
 
     key = (a.dtype, tuple((k, v) for k, v in consts.items() if k != "ACC_DTYPE"), d.C_in, d.CQG, d.OG, N_OUT, sw[1] == 1, _bucket(rows))
-    _kernel(kind)(a.device, key, _prune_mm(N_OUT, n_red), prepare)
+    _kernel(kind)(a.device, key, lambda: _prune_mm(N_OUT, n_red), prepare)
 
 
 def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: int, L_y: int, device) -> dict:
     """Tiles and split of a grad_W launch for one config."""
     BM, BN, BT = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_T"]
     rows, cols = (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
-    n_mt, n_nt = triton.cdiv(rows, BM), triton.cdiv(cols, BN)
+    n_mt, n_nt = _cdiv(rows, BM), _cdiv(cols, BN)
     n_gemm = g.groups * n_mt * n_nt if need_w else 0
-    n_dbt = triton.cdiv(d.C_out, BM) if db_mode == 2 else g.groups * n_mt
+    n_dbt = _cdiv(d.C_out, BM) if db_mode == 2 else g.groups * n_mt
     n_tiles = n_gemm + (n_dbt if db_mode == 2 else 0)
-    total = d.B * triton.cdiv(L_red, BT)
-    want = triton.cdiv(_DW_PROGRAMS_PER_SM * _launch.sm_count(device), max(n_tiles, 1))
-    S = max(1, min(want, triton.cdiv(total, _DW_MIN_STEPS)))
-    steps = triton.cdiv(total, S)
-    S = triton.cdiv(total, steps)
-    db_steps = triton.cdiv(d.B * triton.cdiv(L_y, BT), S)
+    total = d.B * _cdiv(L_red, BT)
+    want = _cdiv(_DW_PROGRAMS_PER_SM * _launch.sm_count(device), max(n_tiles, 1))
+    S = max(1, min(want, _cdiv(total, _DW_MIN_STEPS)))
+    steps = _cdiv(total, S)
+    S = _cdiv(total, steps)
+    db_steps = _cdiv(d.B * _cdiv(L_y, BT), S)
     return {"N_MT": n_mt, "N_NT": n_nt, "N_GEMM": n_gemm, "N_DBT": n_dbt, "S": S, "STEPS": steps,
             "DB_STEPS": db_steps, "n_tiles": n_tiles}
 
@@ -980,7 +988,7 @@ def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
         n = plan["S"] * plan["n_tiles"]
         return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red), "GROUPS": g.groups, "N_PROG": n}, n
 
-    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red), _dw_candidates(d, g), prepare)
+    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red), lambda: _dw_candidates(d, g), prepare)
 
 
 def _thin_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom, fan_is_out: bool) -> tuple[int, int, int]:
@@ -1004,11 +1012,11 @@ def _thin_fwd(x, weight, bias, y, d: _Dims, g: _Geom) -> None:
             "sw_j": sw[2], "sy_b": y.stride(0), "sy_c": y.stride(1), "sy_l": y.stride(2), **consts}
 
     def prepare(cfg: Cfg):
-        n = d.B * triton.cdiv(d.L_out, cfg["BLOCK_T"]) * (triton.cdiv(c_fan, cfg["BLOCK_C"]) if fanout else 1)
+        n = d.B * _cdiv(d.L_out, cfg["BLOCK_T"]) * (_cdiv(c_fan, cfg["BLOCK_C"]) if fanout else 1)
         return {**base, "N_PROG": n}, n
 
     key = (x.dtype, tuple((k, v) for k, v in consts.items() if k != "ACC_DTYPE"), c_fan, _bucket(d.L_out))
-    _kernel("thin_fwd")(x.device, key, _prune_thin(c_fan), prepare)
+    _kernel("thin_fwd")(x.device, key, lambda: _prune_thin(c_fan), prepare)
 
 
 def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1019,16 +1027,16 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
     db_mode = _db_mode(g, need_w, need_b)
     L_red = d.L_in if g.transposed else d.L_out
     sw = _thin_w_strides(weight, d, g, fan_is_out=not fanout)
-    # Tuned over a small product (each candidate compiles the whole two-part kernel).
-    thin_cands = _prune_thin(c_fan)[:2]
-    dw_cands = _dw_candidates(d, g)[:2] if (need_w or need_b) else _dw_candidates(d, g)[:1]
-    cands = [Cfg.of(num_warps=max(tc.num_warps, dc.num_warps), num_stages=dc.num_stages, BLOCK_C=tc["BLOCK_C"],
-                    BLOCK_TX=tc["BLOCK_T"], **dc.kwargs) for tc in thin_cands for dc in dw_cands]
+
+    def candidates() -> list[Cfg]:  # a small product: each candidate compiles the whole two-part kernel
+        dw_cands = _dw_candidates(d, g)[:2 if need_w or need_b else 1]
+        return [Cfg.of(num_warps=max(tc.num_warps, dc.num_warps), num_stages=dc.num_stages, BLOCK_C=tc["BLOCK_C"],
+                       BLOCK_TX=tc["BLOCK_T"], **dc.kwargs) for tc in _prune_thin(c_fan)[:2] for dc in dw_cands]
 
     def prepare(cfg: Cfg):
         p_dx = 0
         if dx is not None:
-            p_dx = d.B * triton.cdiv(d.L_in, cfg["BLOCK_TX"]) * (triton.cdiv(c_fan, cfg["BLOCK_C"]) if fanout else 1)
+            p_dx = d.B * _cdiv(d.L_in, cfg["BLOCK_TX"]) * (_cdiv(c_fan, cfg["BLOCK_C"]) if fanout else 1)
         if need_w or need_b:
             plan = {**_dw_plan(cfg, d, g, need_w, db_mode, L_red, dy.shape[2], x.device), "cfg": cfg}
         else:  # dx only: an empty grad_W range
@@ -1043,7 +1051,7 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
         return args, n
 
     key = (_dw_key(x, d, g, db_mode, need_w, L_red), fanout, dx is not None, c_fan, _bucket(d.L_in))
-    _kernel("thin_bwd")(x.device, key, cands, prepare)
+    _kernel("thin_bwd")(x.device, key, candidates, prepare)
 
 
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom) -> torch.Tensor:

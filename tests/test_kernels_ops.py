@@ -181,12 +181,16 @@ def test_tune_keys_hold_precision_and_geometry(device, monkeypatch):
 
 
 def test_launch_key_tracks_triton_specialisation():
-    """A cached compiled kernel is reused only where Triton would pick the same specialisation."""
-    spec = _launch._spec
-    assert spec(32) == spec(48) != spec(40) != spec(1)
-    assert spec(2**31 + 16) != spec(16)
-    t = torch.zeros(8)
-    assert spec(t) is True and spec(t[1:]) is False
+    """A cached compiled kernel is reused only for the runtime ints and pointer alignment it was
+    compiled for (everything Triton's specialisation can depend on)."""
+    k = sc._kernel("dw")
+    t = torch.zeros(64)
+    args = {n: 7 for n in k.runtime_names} | {n: t for n in k.runtime_names if n.endswith("_ptr")}
+    base = k.launch_key(args)
+    assert k.launch_key(dict(args)) == base
+    assert k.launch_key(args | {"sx_c": 16}) != base  # a stride
+    assert k.launch_key(args | {"x_ptr": t[1:]}) != base  # a misaligned pointer
+    assert k.launch_key(args | {"x_ptr": t[4:]}) == base  # still 16-byte aligned
 
 
 def test_pin_overrides_and_restores():
