@@ -250,6 +250,47 @@ def test_each_thin_config(i, device, poison_empty, kernel_tol):
         _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+@pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)))
+def test_each_gemm_and_dw_config_both_kinds_slow(i, transposed, device, poison_empty, monkeypatch, kernel_tol):
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    mm, dw = sc._mm_configs()[i], sc._dw_configs()[i % len(sc._DW_SHAPES)]
+    with _launch.pin("gather", mm), _launch.pin("scatter", mm), _launch.pin("dw", dw):
+        _check(_PIN_CASES[transposed], transposed, device, torch.float32, kernel_tol[torch.float32])
+
+
+def _random_case(seed: int) -> tuple[bool, Case]:
+    """A seeded random geometry: kind, channels (often 1), groups, stride/dilation with shared factors."""
+    import random
+
+    r = random.Random(seed)
+    transposed = r.random() < 0.4
+    q = r.choice([1, 2, 3, 3, 4])
+    cin, cout = r.choice([1, 1, 2, 3, 5, 8, 17]), r.choice([1, 1, 2, 4, 6, 16])
+    groups = r.choice([g for g in (1, 1, 1, 2, 3) if (q * cin) % g == 0 and cout % g == 0])
+    k, s, d = r.choice([1, 2, 3, 4, 5, 6]), r.choice([1, 1, 2, 3, 4, 8]), r.choice([1, 1, 2, 3])
+    pad = r.choice([0, 1, 2, (0, 2), (2, 1)])
+    L = r.randint(d * (k - 1) + 1, 60)
+    op = r.randrange(max(s, d)) if transposed else 0
+    case = Case(r.randint(1, 3), cin, cout, L, k, stride=s, padding=pad, dilation=d, groups=groups, q=q,
+                output_padding=op, noncontig=r.random() < 0.3)
+    return transposed, case
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_random_geometries_slow(seed, device, poison_empty, monkeypatch, kernel_tol):
+    transposed, case = _random_case(seed)
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1 + seed % 3)
+    if transposed:
+        pl, pr = case.padding if isinstance(case.padding, tuple) else (case.padding, case.padding)
+        L_out = (case.L - 1) * case.stride - pl - pr + case.dilation * (case.k - 1) + case.output_padding + 1
+        if L_out < 1:
+            pytest.skip("geometry with an empty output")
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
 # ---- grad_W split and ordered reduction, repacked weights, folded grids --------------------------
 
 
