@@ -27,111 +27,169 @@ VJPs of the transposed conv (the same with the roles of gather and scatter swapp
     dW[idx, o_g, j] = sum_{b, t} x[b, i, t] ** p * dy[b, o, t*s + j*d - pl]
     dbias[o]       = sum_{b, l} dy[b, o, l]
 
-Kernels. Two implicit-GEMM kernels tile the output over (time, channels) and reduce with ``tl.dot``;
-each has two modes chosen by the constexpr ``POW_A``:
+Kernels (K, stride, dilation, left padding, Q and groups are compile-time constants; lengths are
+not specialised). Every kernel numbers its programs on one 1-D index (``_launch.fold_grid``).
 
-* ``_fwd_kernel`` gathers its operand at ``t*s + j*d - pl`` (a conv). ``POW_A=True``: operand ``x``,
-  powers computed in registers from one load of ``x`` per (channel tile, tap) - the conv forward.
-  ``POW_A=False``: operand ``dy``, output channels are input channels, one accumulator per power
-  ``p`` (pure MMA loop), scaled by ``p*x**(p-1)`` once at the end - the transposed conv's ``dx``.
-* ``_bwd_dx_kernel`` scatters (a transposed conv), decomposed by output phase ``l mod s`` so that
-  no tap is wasted on stride holes. ``POW_A=False``: the conv's ``dx``; ``POW_A=True``: the
-  transposed conv forward (a transposed conv is the data-gradient of a conv: same kernel).
-* ``_bwd_dw_kernel`` correlates ``dy`` with ``x**p`` windows into fp32 partials per (batch, time
-  chunk), summed afterwards in a fixed order (deterministic, no atomics); ``GATHER_X`` picks which
-  operand is read at the strided window (conv) or at the scattered one (transposed conv).
-* ``_bwd_db_kernel`` reduces ``dy`` over time into per-batch fp32 partials.
+* ``_mm_kernel``: implicit GEMM, output tiled [time, channels], one flattened (tap, channel block)
+  loop. Gather mode (a conv) reads its operand at ``t*s + j*d - pl``; ``SCATTER`` mode (a transposed
+  conv) gives each program one output phase ``l mod s``, so no tap is spent on stride holes and
+  each valid tap reads a contiguous run of rows. ``POW_A=True``: operand ``x``, its powers formed in
+  registers from one load per (tap, channel block) - conv forward (gather) / transposed conv forward
+  (scatter). ``POW_A=False``: operand ``dy``, output channels are input channels, one accumulator
+  per power (a pure MMA loop) scaled by ``p*x**(p-1)`` at the end - transposed conv ``dx`` (gather) /
+  conv ``dx`` (scatter).
+* ``_dw_kernel``: grad_W as one GEMM whose columns are the weight's own flattened index: the conv's
+  ``(c, j)`` (x read at each column's tap) or the transposed conv's concat channels with ``(o, j)``
+  rows (dy read at each row's tap). A program owns a (row, column) tile with every power and tap in
+  it and reduces over a long (batch, time) range; grad_bias comes from the same dy tiles (conv) or
+  from extra programs (transposed conv). The (batch, time) range is split only as far as the SM
+  count needs; split partials are summed in split order by the last program to finish each tile
+  (an arrival counter, as CUTLASS's ordered split-K): deterministic, no extra launch.
+* ``_thin_fwd_kernel`` / ``_thin_bwd_kernel``: bandwidth kernels for single-channel layers
+  (``C_in = 1`` or ``C_out = 1``, groups 1): no ``tl.dot`` over a padded channel axis, the few weights
+  per tap loaded once per program. The backward is one launch: the ``dx`` programs and the grad_W /
+  grad_bias programs of ``_dw_kernel`` are disjoint program ranges of one kernel.
 
-No ``(B, Q*C, L)`` tensor is ever written; autograd saves only ``x`` and ``W``. Powers and
-accumulation are fp32 (fp64 for fp64 inputs) with one cast on store. fp32 ``tl.dot`` uses IEEE
-precision unless ``torch.backends.cudnn.allow_tf32`` (the flag governing the conv this replaces) is
-on, in which case TF32 is used, like cuDNN. Under autocast (CUDA) x, W and bias are cast to the
-autocast dtype first; the MMA then runs in bf16/fp16 with fp32 accumulation.
+Launches: forward 1 (plus a weight repack for large layers, see ``_PACK_MIN_MACS``); backward 2
+(GEMM layers: dx, dW+db) or 1 (single-channel layers). No ``(B, Q*C, L)`` tensor is ever written;
+autograd saves only ``x`` and ``W``. Powers and accumulation are fp32 (fp64 for fp64 inputs) with one
+cast on store. fp32 ``tl.dot`` uses IEEE precision unless ``torch.backends.cudnn.allow_tf32`` (the
+flag governing the conv this replaces) is on, then TF32, like cuDNN. Under autocast (CUDA) x, W and
+bias are cast to the autocast dtype first; the MMA then runs in bf16/fp16 with fp32 accumulation.
+
+The ops are registered with ``torch.library`` (``selfonn::fused_conv`` and its backward) so that
+``torch.compile`` sees one opaque op per layer; eager calls take a direct ``autograd.Function`` path
+to the same launchers (no dispatcher overhead).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
+from . import _launch
+from ._launch import Cfg
+
 __all__ = ["triton_selfonn_conv1d", "triton_selfonn_conv_transpose1d"]
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 # --------------------------------------------------------------------------------------------
-# Shared reduction steps (inlined into the kernels).
+# Shared pieces (inlined into the kernels)
 # --------------------------------------------------------------------------------------------
 
 
 @triton.jit
+def _program_index():
+    """This program's index on the folded 1-D launch (see ``_launch.fold_grid``)."""
+    return tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
+
+
+@triton.jit
+def _tap(t, L_SRC, J: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+         GATHER: tl.constexpr):
+    """Source position of output position ``t`` through tap ``J`` and whether it exists.
+
+    GATHER (a conv): ``t*s + J*d - pl``. Otherwise (a transposed conv) the ``u`` with
+    ``u*s + J*d - pl = t``, which exists only when ``t + pl - J*d`` is a non-negative multiple of s."""
+    if GATHER:
+        pos = t * STRIDE + (J * DIL - PAD_L)
+        ok = (pos >= 0) & (pos < L_SRC)
+    else:
+        num = t + (PAD_L - J * DIL)
+        numc = tl.maximum(num, 0)  # truncating division must not see negatives
+        pos = numc // STRIDE
+        ok = (num >= 0) & (pos * STRIDE == numc) & (pos < L_SRC)
+    return pos, ok
+
+
+@triton.jit
+def _dpoly(w_base, sw_p, w_ok, xv, Q: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    """``sum_p (p+1) * w_p * xv**p`` by Horner (the derivative of ``sum_p w_p xv**(p+1)``).
+
+    ``w_base + p*sw_p`` addresses ``w_p`` ([C] vectors); the result is [C, T] (``xv`` broadcasts)."""
+    h = tl.load(w_base + (Q - 1) * sw_p, mask=w_ok, other=0.0).to(ACC_DTYPE)[:, None] * Q
+    for k in tl.static_range(1, Q):
+        wp = tl.load(w_base + (Q - 1 - k) * sw_p, mask=w_ok, other=0.0).to(ACC_DTYPE)
+        h = h * xv + wp[:, None] * (Q - k)
+    return h
+
+
+@triton.jit
 def _acc_powers(
-    acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok,
-    i_lo, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
-    Q: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, BLOCK_R: tl.constexpr,
+    acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok, i0, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
+    Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):
-    """acc[T, N] += sum_{i, p} x[rows, i] ** p * W[col(i, p), n]; x loaded once per i tile."""
-    for i0 in range(i_lo, i_hi, BLOCK_R):
-        i = i0 + tl.arange(0, BLOCK_R)  # [R] input channels
-        i_ok = i < i_hi
-        a = tl.load(
-            a_ptr + a_rows[:, None] + i[None, :].to(tl.int64) * sa_c,
-            mask=rows_ok[:, None] & i_ok[None, :], other=0.0,
-        ).to(ACC_DTYPE)  # [T, R]; zero padding stays 0 under every power
-        ap = a
-        for p in tl.static_range(Q):
-            if p > 0:
-                ap = ap * a
-            c = p * C_IN + i - g_cqg  # [R] column inside the group
+    """acc[T, N] += sum_{i in block i0, p} a[rows, i] ** p * W[col(i, p), n]; a loaded once."""
+    i = i0 + tl.arange(0, BLOCK_R)  # [R] input channels
+    i_ok = i < i_hi
+    a = tl.load(
+        a_ptr + a_rows[:, None] + i[None, :].to(tl.int64) * sa_c,
+        mask=rows_ok[:, None] & i_ok[None, :], other=0.0,
+    ).to(ACC_DTYPE)  # [T, R]; zero padding stays 0 under every power
+    ap = a
+    for p in tl.static_range(Q):
+        if p > 0:
+            ap = ap * a
+        if GROUPS == 1:
+            c = p * C_IN + i  # [R] column of (i, p)
+            c_ok = i_ok
+        else:
+            c = p * C_IN + i - g_cqg  # column inside the group
             c_ok = i_ok & (c >= 0) & (c < CQG)  # columns of other groups contribute zero
-            w = tl.load(
-                w_ptr + w_off + c[:, None].to(tl.int64) * sw_c + n[None, :].to(tl.int64) * sw_o,
-                mask=c_ok[:, None] & n_ok[None, :], other=0.0,
-            )  # [R, N]
-            acc = tl.dot(ap.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        w = tl.load(
+            w_ptr + w_off + c[:, None].to(tl.int64) * sw_c + n[None, :].to(tl.int64) * sw_o,
+            mask=c_ok[:, None] & n_ok[None, :], other=0.0,
+        )  # [R, N]
+        acc = tl.dot(ap.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     return acc
 
 
 @triton.jit
 def _acc_dual(
     acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, n, n_ok, o0, o_hi, C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c,
-    P: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, BLOCK_R: tl.constexpr,
+    P: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):
-    """acc[T, N] += sum_{o in block o0} dy[rows, o] * W[o, col(n, P)] for input channels n at power P.
-
-    The caller keeps one accumulator per power and applies (P+1) * x**P once at the end, so the
-    reduction loop is pure MMA (no elementwise work per step)."""
-    idx = P * C_IN + n  # [N] concat channel of (n, P)
-    gc = idx // CQG  # [N] its group
-    c = idx - gc * CQG  # [N] its column inside the group
-    o = o0 + tl.arange(0, BLOCK_R)  # [R] output channels of the conv (reduction)
+    """acc[T, N] += sum_{o in block o0} dy[rows, o] * W[o, col(n, P)] for input channels n at power P."""
+    o = o0 + tl.arange(0, BLOCK_R)  # [R] output channels of the conv (the reduction)
     o_ok = o < o_hi
     a = tl.load(
         a_ptr + a_rows[:, None] + o[None, :].to(tl.int64) * sa_c,
         mask=rows_ok[:, None] & o_ok[None, :], other=0.0,
     )  # [T, R]
-    o_rel = o[:, None] - (gc * OG)[None, :]  # [R, N] o inside the column's group
-    # W[o, col] is nonzero only when o belongs to the column's group.
-    w_ok = o_ok[:, None] & n_ok[None, :] & (o_rel >= 0) & (o_rel < OG)
-    w = tl.load(
-        w_ptr + w_off + gc[None, :].to(tl.int64) * sw_g + c[None, :].to(tl.int64) * sw_c + o_rel.to(tl.int64) * sw_o,
-        mask=w_ok, other=0.0,
-    )  # [R, N]
+    if GROUPS == 1:
+        w_ok = o_ok[:, None] & n_ok[None, :]
+        w_off2 = (P * C_IN + n)[None, :].to(tl.int64) * sw_c + o[:, None].to(tl.int64) * sw_o
+    else:
+        idx = P * C_IN + n  # [N] concat channel of (n, P)
+        gc = idx // CQG  # [N] its group
+        c = idx - gc * CQG  # [N] its column inside the group
+        o_rel = o[:, None] - (gc * OG)[None, :]  # [R, N] o inside the column's group
+        # W[o, col] is nonzero only when o belongs to the column's group.
+        w_ok = o_ok[:, None] & n_ok[None, :] & (o_rel >= 0) & (o_rel < OG)
+        w_off2 = (gc[None, :].to(tl.int64) * sw_g + c[None, :].to(tl.int64) * sw_c
+                  + o_rel.to(tl.int64) * sw_o)
+    w = tl.load(w_ptr + w_off + w_off2, mask=w_ok, other=0.0)  # [R, N]
     return tl.dot(a.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
 
 
 @triton.jit
-def _reduction_range(g, n0, C_IN, CQG, OG, Q: tl.constexpr, POW_A: tl.constexpr, BLOCK_N: tl.constexpr):
+def _reduction_range(g, n0, C_IN, CQG, OG, Q: tl.constexpr, GROUPS: tl.constexpr, POW_A: tl.constexpr,
+                     BLOCK_N: tl.constexpr):
     """Channels the reduction must visit: input channels of group g (POW_A) or the conv outputs
     of every group that one of the tile's (input channel, power) columns falls in (dual)."""
-    if POW_A:
+    if GROUPS == 1:
+        lo = n0 * 0
+        if POW_A:
+            hi = lo + C_IN
+        else:
+            hi = lo + OG
+    elif POW_A:
         start = g * CQG
         p_first = start // C_IN
         p_last = (start + CQG - 1) // C_IN
@@ -146,148 +204,118 @@ def _reduction_range(g, n0, C_IN, CQG, OG, Q: tl.constexpr, POW_A: tl.constexpr,
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels
+# Implicit-GEMM kernels: forward and grad_x
 # --------------------------------------------------------------------------------------------
 
 
-@triton.jit(do_not_specialize=["L_A", "L_OUT", "L_BUCKET"])
-def _fwd_kernel(
-    a_ptr, w_ptr, x_ptr, bias_ptr, out_ptr,
-    L_A, L_OUT, C_A, N_OUT, C_IN, CQG, OG, N_GRID_G,
-    stride, pad_left, dilation, K, J_STEP,
-    sa_b, sa_c, sa_l, sw_g, sw_o, sw_c, sw_k, sx_b, sx_c, sx_l, so_b, so_c, so_l,
-    L_BUCKET,
-    Q: tl.constexpr, POW_A: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
-):
-    """out[b, n, t] = sum_{r, j} f(a[b, r, t*s + j*d - pl]) W[...]: conv fwd (POW_A) / convT dx."""
-    pid_t = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_bg = tl.program_id(2)
-    b = pid_bg // N_GRID_G
-    g = pid_bg % N_GRID_G
-    t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)  # [T] output positions
-    t_ok = t < L_OUT
-    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [N] output channels (local to group g)
-    n_ok = n < N_OUT
-    r_lo, r_hi = _reduction_range(g, pid_n * BLOCK_N, C_IN, CQG, OG, Q, POW_A, BLOCK_N)
-    acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
-    a_base = b.to(tl.int64) * sa_b
-    if POW_A:
-        w_off0 = g.to(tl.int64) * sw_g
-        for j in range(K):
-            pos = t * stride + j * dilation - pad_left  # [T] input positions of tap j
-            pos_ok = t_ok & (pos >= 0) & (pos < L_A)  # zero padding
-            a_rows = a_base + pos.to(tl.int64) * sa_l
-            acc = _acc_powers(acc, a_ptr, a_rows, pos_ok, w_ptr, w_off0 + j * sw_k, g * CQG, n, n_ok, r_lo, r_hi,
-                              C_IN, CQG, sa_c, sw_o, sw_c, Q, ACC_DTYPE, PRECISION, BLOCK_R)
-    else:
-        xv = tl.load(
-            x_ptr + b.to(tl.int64) * sx_b + n[None, :].to(tl.int64) * sx_c + t[:, None].to(tl.int64) * sx_l,
-            mask=t_ok[:, None] & n_ok[None, :], other=0.0,
-        ).to(ACC_DTYPE)  # [T, N] x at the output positions
-        xpow = xv
-        for p in tl.static_range(Q):
-            acc_p = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
-            n_ob = tl.cdiv(r_hi - r_lo, BLOCK_R)
-            for it in range(K * n_ob):  # flattened (tap, channel block): one long pipelined loop
-                j = it // n_ob
-                pos = t * stride + j * dilation - pad_left
-                pos_ok = t_ok & (pos >= 0) & (pos < L_A)
-                a_rows = a_base + pos.to(tl.int64) * sa_l
-                acc_p = _acc_dual(acc_p, a_ptr, a_rows, pos_ok, w_ptr, j * sw_k, n, n_ok,
-                                  r_lo + (it - j * n_ob) * BLOCK_R, r_hi,
-                                  C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c, p, ACC_DTYPE, PRECISION, BLOCK_R)
-            if p == 0:
-                acc += acc_p
-            else:
-                acc += acc_p * xpow * (p + 1)  # d(x**(p+1))/dx = (p+1) x**p
-                xpow = xpow * xv
-    if POW_A:
-        n_glob = g * OG + n
-    else:
-        n_glob = n
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + n_glob, mask=n_ok, other=0.0).to(ACC_DTYPE)[None, :]
-    tl.store(
-        out_ptr + b.to(tl.int64) * so_b + n_glob[None, :].to(tl.int64) * so_c + t[:, None].to(tl.int64) * so_l,
-        acc.to(out_ptr.dtype.element_ty), mask=t_ok[:, None] & n_ok[None, :],
-    )
-
-
-@triton.jit(do_not_specialize=["L_A", "L_OUT", "L_BUCKET"])
-def _bwd_dx_kernel(
-    a_ptr, w_ptr, x_ptr, bias_ptr, out_ptr,
-    L_A, L_OUT, C_A, N_OUT, C_IN, CQG, OG, N_GRID_G,
-    stride, pad_left, dilation, K, J_STEP,
-    sa_b, sa_c, sa_l, sw_g, sw_o, sw_c, sw_k, sx_b, sx_c, sx_l, so_b, so_c, so_l,
-    L_BUCKET,
-    Q: tl.constexpr, POW_A: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
-):
-    """out[b, n, l] = sum_{r, j, t: t*s + j*d - pl = l} f(a[b, r, t]) W[...]: conv dx / convT fwd (POW_A).
-
-    Programs own one output phase r = l mod s, so a tap j either feeds every row of the tile
-    (when (r + pl - j*d) is a multiple of s) or none: no MMA work is spent on stride holes.
-    """
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_bgr = tl.program_id(2)
-    r = pid_bgr % stride
-    bg = pid_bgr // stride
-    b = bg // N_GRID_G
-    g = bg % N_GRID_G
-    m = pid_m * BLOCK_T + tl.arange(0, BLOCK_T)  # [T]
-    l = r + m * stride  # [T] output positions of phase r
-    l_ok = l < L_OUT
-    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
-    n_ok = n < N_OUT
-    r_lo, r_hi = _reduction_range(g, pid_n * BLOCK_N, C_IN, CQG, OG, Q, POW_A, BLOCK_N)
-    acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
-    a_base = b.to(tl.int64) * sa_b
-    # Taps feeding phase r: j*d = r + pl (mod s). They form j0, j0 + J_STEP, ... with
-    # J_STEP = s / gcd(s, d); j0 is the first solution in [0, J_STEP) (none: j0 = K).
-    shift = K * dilation  # keeps the numerator positive so % and // are unambiguous
-    j0 = r * 0 + K  # a tensor even when K is specialised to a constant
-    for jj in range(0, J_STEP):
-        hit = (r + pad_left - jj * dilation + shift * stride) % stride == 0
+@triton.jit
+def _phase_taps(r, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+                J_STEP: tl.constexpr):
+    """Taps feeding output phase ``r`` of a transposed conv: j*d = r + pl (mod s), i.e. j0, j0 + J_STEP, ...
+    with J_STEP = s / gcd(s, d); j0 is the first solution in [0, J_STEP) (none: j0 = K). Returns j0,
+    the tap count and the source-row offset of tap j0 (rows of tap j0 + k*J_STEP are J_STEP*d/s earlier
+    per k). K*d*s keeps numerators positive so truncating % and // are exact."""
+    j0 = r * 0 + K
+    for jj in tl.static_range(J_STEP):
+        hit = (r + (PAD_L + K * DIL * STRIDE - jj * DIL)) % STRIDE == 0
         j0 = tl.where(hit & (jj < j0), jj, j0)
     n_taps = (K - j0 + J_STEP - 1) // J_STEP
-    src0 = m + (r + pad_left - j0 * dilation + shift * stride) // stride - shift  # [T] input row of tap j0
-    d_src = (J_STEP * dilation) // stride  # each next valid tap reads d_src rows earlier
+    src_off = (r + PAD_L - j0 * DIL + K * DIL * STRIDE) // STRIDE - K * DIL
+    return j0, n_taps, src_off
+
+
+@triton.jit(do_not_specialize=["L_A", "L_OUT", "N_PROG"])
+def _mm_kernel(
+    a_ptr, w_ptr, x_ptr, bias_ptr, out_ptr,
+    L_A, L_OUT, N_PROG, N_OUT, C_IN, CQG, OG,
+    sa_b, sa_c, sa_l, sw_g, sw_o, sw_c, sw_k, sx_b, sx_c, sx_l, so_b, so_c, so_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    J_STEP: tl.constexpr, GROUPS: tl.constexpr, SCATTER: tl.constexpr, POW_A: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    """Implicit GEMM ``out[b, n, l] = sum_{r, taps} f(a[b, r, src]) W[...]``, tiled [BLOCK_T rows, BLOCK_N channels].
+
+    Gather (conv): rows are output positions l, tap j reads ``a`` at l*s + j*d - pl.
+    SCATTER (transposed conv): programs own one output phase r = l mod s (rows l = r + m*s), so a
+    tap either feeds every row of the tile or none (no MMA work on stride holes) and reads a
+    contiguous run of ``a``. POW_A: powers of ``a`` (= x) formed in registers, one load per
+    (tap, channel block) - conv fwd (gather) / convT fwd (scatter). Otherwise ``a`` = dy, outputs are
+    input channels, one accumulator per power (a pure MMA loop) scaled by (p+1)*x**p at the end -
+    convT dx (gather) / conv dx (scatter).
+    """
+    pid = _program_index()
+    if pid >= N_PROG:
+        return
+    if SCATTER:
+        n_mt = tl.cdiv(tl.cdiv(L_OUT, STRIDE), BLOCK_T)
+        n_phase = STRIDE
+    else:
+        n_mt = tl.cdiv(L_OUT, BLOCK_T)
+        n_phase = 1
+    n_nt = tl.cdiv(N_OUT, BLOCK_N)
+    nt = (pid % n_nt).to(tl.int32)  # channel tiles fastest: they share the operand tile
+    rest = pid // n_nt
+    mt = (rest % n_mt).to(tl.int32)
+    rest = rest // n_mt
+    r = (rest % n_phase).to(tl.int32)
+    bg = rest // n_phase
     if POW_A:
-        w_off0 = g.to(tl.int64) * sw_g
-        for k in range(n_taps):
-            j = j0 + k * J_STEP
-            src = src0 - k * d_src  # [T] input positions t with t*s + j*d - pl = l
-            src_ok = l_ok & (src >= 0) & (src < L_A)
-            a_rows = a_base + src.to(tl.int64) * sa_l
-            acc = _acc_powers(acc, a_ptr, a_rows, src_ok, w_ptr, w_off0 + j * sw_k, g * CQG, n, n_ok,
-                              r_lo, r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, ACC_DTYPE, PRECISION, BLOCK_R)
+        b = bg // GROUPS
+        g = (bg % GROUPS).to(tl.int32)
+    else:
+        b = bg
+        g = nt * 0
+    m = mt * BLOCK_T + tl.arange(0, BLOCK_T)  # [T] rows
+    # Tap k (k = 0 .. n_taps-1) is weight tap j0 + k*tap_step reading rows src0 + k*src_step.
+    if SCATTER:
+        l = r + m * STRIDE  # [T] output positions of phase r
+        j0, n_taps, src_off = _phase_taps(r, K, STRIDE, DIL, PAD_L, J_STEP)
+        src0 = m + src_off
+        tap_step = J_STEP
+        src_step = -(J_STEP * DIL // STRIDE)
+    else:
+        l = m
+        j0 = r * 0
+        n_taps = K
+        src0 = m * STRIDE - PAD_L
+        tap_step = 1
+        src_step = DIL
+    l_ok = l < L_OUT
+    n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N] output channels (local to group g)
+    n_ok = n < N_OUT
+    r_lo, r_hi = _reduction_range(g, nt * BLOCK_N, C_IN, CQG, OG, Q, GROUPS, POW_A, BLOCK_N)
+    n_rb = tl.cdiv(r_hi - r_lo, BLOCK_R)
+    acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
+    a_base = b.to(tl.int64) * sa_b
+    if POW_A:
+        w_g = g.to(tl.int64) * sw_g
+        for it in range(0, n_taps * n_rb):  # flattened (tap, channel block): one long pipelined loop
+            k = it // n_rb
+            src = src0 + k * src_step  # [T] source positions of this tap
+            src_ok = l_ok & (src >= 0) & (src < L_A)  # zero padding
+            acc = _acc_powers(acc, a_ptr, a_base + src.to(tl.int64) * sa_l, src_ok, w_ptr,
+                              w_g + (j0 + k * tap_step) * sw_k, g * CQG, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
+                              r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, BLOCK_R)
     else:
         xv = tl.load(
             x_ptr + b.to(tl.int64) * sx_b + n[None, :].to(tl.int64) * sx_c + l[:, None].to(tl.int64) * sx_l,
             mask=l_ok[:, None] & n_ok[None, :], other=0.0,
-        ).to(ACC_DTYPE)  # [T, N]
+        ).to(ACC_DTYPE)  # [T, N] x at the output positions
         xpow = xv
-        n_ob = tl.cdiv(r_hi - r_lo, BLOCK_R)
         for p in tl.static_range(Q):
             acc_p = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
-            for it in range(n_taps * n_ob):  # flattened (valid tap, channel block)
-                k = it // n_ob
-                j = j0 + k * J_STEP
-                src = src0 - k * d_src
+            for it in range(0, n_taps * n_rb):
+                k = it // n_rb
+                src = src0 + k * src_step
                 src_ok = l_ok & (src >= 0) & (src < L_A)
-                a_rows = a_base + src.to(tl.int64) * sa_l
-                acc_p = _acc_dual(acc_p, a_ptr, a_rows, src_ok, w_ptr, j * sw_k, n, n_ok,
-                                  r_lo + (it - k * n_ob) * BLOCK_R, r_hi,
-                                  C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c, p, ACC_DTYPE, PRECISION, BLOCK_R)
+                acc_p = _acc_dual(acc_p, a_ptr, a_base + src.to(tl.int64) * sa_l, src_ok, w_ptr,
+                                  (j0 + k * tap_step) * sw_k, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R, r_hi,
+                                  C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c, p, GROUPS, ACC_DTYPE, PRECISION, BLOCK_R)
             if p == 0:
                 acc += acc_p
             else:
-                acc += acc_p * xpow * (p + 1)
+                acc += acc_p * xpow * (p + 1)  # d(x**(p+1))/dx = (p+1) x**p
                 xpow = xpow * xv
     if POW_A:
         n_glob = g * OG + n
@@ -301,155 +329,395 @@ def _bwd_dx_kernel(
     )
 
 
-@triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "L_BUCKET"])
-def _bwd_dw_kernel(
-    x_ptr, dy_ptr, part_ptr,
-    L_X, L_Y, L_RED, C_IN, CQG, OG, N_GRID_G, T_CHUNK, N_CHUNKS,
-    stride, pad_left, dilation,
-    sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, sp_s, sp_g, sp_o, sp_c, sp_k,
-    L_BUCKET,
-    Q: tl.constexpr, GATHER_X: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
-):
-    """part[s, g, o, c, j] = sum_{t in chunk} dy[b, g*OG+o, ty] * x[b, i(c), tx] ** p(c).
+# --------------------------------------------------------------------------------------------
+# grad_W (+ grad_bias): one GEMM over the flattened weight, ordered in-kernel split reduction
+# --------------------------------------------------------------------------------------------
 
-    GATHER_X (conv):  tx = t*s + j*d - pl, ty = t, t < L_out.
-    else (convT):     tx = t, ty = t*s + j*d - pl, t < L_in.
+
+@triton.jit
+def _dw_gemm_tile(
+    tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+    B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
+    sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """D[m, n] = sum over this split's (batch, time) steps of A[m, t] * B[t, n].
+
+    conv:  m = o (OG rows), n = c*K + j (W's own (column, tap) order), A = dy, B = x at t*s + j*d - pl.
+    convT: m = o*K + j (W's own (out, tap) order), n = c (CQG columns), A = dy at t*s + j*d - pl, B = x.
+    B's column carries its (input channel, power): x is raised per column in registers.
     """
-    pid_oc = tl.program_id(0)
-    pid_jg = tl.program_id(1)
-    pid_s = tl.program_id(2)
-    n_cb = tl.cdiv(CQG, BLOCK_C)
-    pid_o = pid_oc // n_cb
-    pid_c = pid_oc % n_cb
-    j = pid_jg // N_GRID_G
-    g = pid_jg % N_GRID_G
-    b = pid_s // N_CHUNKS
-    chunk = pid_s % N_CHUNKS
-    o = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)  # [O] local output channels
-    o_ok = o < OG
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)  # [C] columns inside the group
-    c_ok = c < CQG
-    idx = g * CQG + c
-    ch = idx % C_IN  # [C] input channel of each column
-    pw = idx // C_IN  # [C] its power minus one
-    t_lo = chunk * T_CHUNK
-    t_hi = tl.minimum(t_lo + T_CHUNK, L_RED)
-    x_base = x_ptr + b.to(tl.int64) * sx_b + ch[None, :].to(tl.int64) * sx_c
-    y_base = dy_ptr + b.to(tl.int64) * sy_b + (g * OG + o)[:, None].to(tl.int64) * sy_c
-    acc = tl.zeros([BLOCK_O, BLOCK_C], dtype=ACC_DTYPE)
-    for t0 in range(t_lo, t_hi, BLOCK_T):
-        t = t0 + tl.arange(0, BLOCK_T)  # [T]
-        t_ok = t < t_hi
-        win = t * stride + j * dilation - pad_left
-        if GATHER_X:
-            tx = win
-            ty = t
-            tx_ok = t_ok & (tx >= 0) & (tx < L_X)
-            ty_ok = t_ok
+    nt = (tile % N_NT).to(tl.int32)
+    rest = tile // N_NT
+    mt = (rest % N_MT).to(tl.int32)
+    g = (rest // N_MT).to(tl.int32)
+    m = mt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
+    n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
+    if TRANSPOSED:
+        m_ok = m < OG * K
+        o = m // K
+        y_shift = (m - o * K) * DIL - PAD_L  # [M] tap of each row
+        n_ok = n < CQG
+        c = n
+        x_shift = n * 0
+    else:
+        m_ok = m < OG
+        o = m
+        y_shift = m * 0
+        n_ok = n < CQG * K
+        c = n // K
+        x_shift = (n - c * K) * DIL - PAD_L  # [N] tap of each column
+    if GROUPS == 1:
+        idx = c
+    else:
+        idx = g * CQG + c
+    ch = idx % C_IN  # [N] input channel
+    pw = idx // C_IN  # [N] power - 1
+    y_rows = (g * OG + o).to(tl.int64) * sy_c  # [M]
+    x_cols = ch.to(tl.int64) * sx_c  # [N]
+    n_tt = tl.cdiv(L_RED, BLOCK_T)
+    lo = split * STEPS
+    hi = tl.minimum(lo + STEPS, B * n_tt)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
+    dacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
+    for step in range(lo, hi):
+        b = step // n_tt
+        t = ((step - b * n_tt) * BLOCK_T).to(tl.int32) + tl.arange(0, BLOCK_T)  # [T]
+        t_ok = t < L_RED
+        if TRANSPOSED:
+            ypos = t[None, :] * STRIDE + y_shift[:, None]  # [M, T]
+            y_ok = m_ok[:, None] & t_ok[None, :] & (ypos >= 0) & (ypos < L_Y)
+            xpos = t[:, None] + x_shift[None, :] * 0  # [T, N]
+            x_ok = t_ok[:, None] & n_ok[None, :]
         else:
-            tx = t
-            ty = win
-            tx_ok = t_ok
-            ty_ok = t_ok & (ty >= 0) & (ty < L_Y)
-        xv = tl.load(x_base + tx[:, None].to(tl.int64) * sx_l, mask=tx_ok[:, None] & c_ok[None, :],
-                     other=0.0).to(ACC_DTYPE)  # [T, C]
+            ypos = t[None, :] + y_shift[:, None] * 0  # [M, T]
+            y_ok = m_ok[:, None] & t_ok[None, :]
+            xpos = t[:, None] * STRIDE + x_shift[None, :]  # [T, N]
+            x_ok = t_ok[:, None] & n_ok[None, :] & (xpos >= 0) & (xpos < L_X)
+        a = tl.load(dy_ptr + b * sy_b + y_rows[:, None] + ypos.to(tl.int64) * sy_l, mask=y_ok, other=0.0)  # [M, T]
+        xv = tl.load(x_ptr + b * sx_b + x_cols[None, :] + xpos.to(tl.int64) * sx_l, mask=x_ok,
+                     other=0.0).to(ACC_DTYPE)  # [T, N]
         xp = xv
         for k in tl.static_range(1, Q):
             xp = tl.where(pw[None, :] >= k, xp * xv, xp)  # per-column power
-        dy = tl.load(y_base + ty[None, :].to(tl.int64) * sy_l, mask=o_ok[:, None] & ty_ok[None, :],
-                     other=0.0)  # [O, T]
-        acc = tl.dot(dy, xp.to(dy.dtype), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-    tl.store(
-        part_ptr + pid_s.to(tl.int64) * sp_s + g.to(tl.int64) * sp_g + o[:, None].to(tl.int64) * sp_o
-        + c[None, :].to(tl.int64) * sp_c + j.to(tl.int64) * sp_k,
-        acc, mask=o_ok[:, None] & c_ok[None, :],
-    )
+        acc = tl.dot(a, xp.to(a.dtype), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        if DB_MODE == 1:
+            dacc += tl.sum(a.to(ACC_DTYPE), axis=1)
+    if TRANSPOSED:
+        dw_off = (g * CQG + c)[None, :].to(tl.int64) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
+    else:
+        dw_off = (g * OG + o)[:, None].to(tl.int64) * (CQG * K) + n[None, :]  # W (C_out, CQG, K)
+    dw_ok = m_ok[:, None] & n_ok[None, :]
+    db_slot = g * N_MT + mt
+    if ONE_SPLIT:
+        tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        if DB_MODE == 1:
+            if nt == 0:
+                tl.store(db_ptr + g * OG + o, dacc.to(db_ptr.dtype.element_ty), mask=m_ok)
+    else:
+        loc = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+        tl.store(part_ptr + (split * N_GEMM + tile) * (BLOCK_M * BLOCK_N) + loc, acc)
+        if DB_MODE == 1:
+            if nt == 0:
+                tl.store(pdb_ptr + (split * N_DBT + db_slot) * BLOCK_M + tl.arange(0, BLOCK_M), dacc)
+        tl.debug_barrier()  # every thread's partial is stored before the arrival is published
+        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
+        if arrived == S - 1:  # the last split to finish sums all of them, in split order
+            total = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
+            for s in range(0, S):
+                total += tl.load(part_ptr + (s * N_GEMM + tile) * (BLOCK_M * BLOCK_N) + loc, cache_modifier=".cg")
+            tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+            if DB_MODE == 1:
+                if nt == 0:
+                    dtot = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
+                    for s in range(0, S):
+                        dtot += tl.load(pdb_ptr + (s * N_DBT + db_slot) * BLOCK_M + tl.arange(0, BLOCK_M),
+                                        cache_modifier=".cg")
+                    tl.store(db_ptr + g * OG + o, dtot.to(db_ptr.dtype.element_ty), mask=m_ok)
+            tl.store(cnt_ptr + tile, 0)  # ready for the next launch
 
 
-@triton.jit(do_not_specialize=["L"])
-def _bwd_db_kernel(dy_ptr, part_ptr, C, L, sy_b, sy_c, sy_l,
-                   ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
-    """part[b, c] = sum_t dy[b, c, t]."""
-    pid_c = tl.program_id(0)
-    b = tl.program_id(1)
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)  # [C]
-    c_ok = c < C
-    acc = tl.zeros([BLOCK_C, BLOCK_T], dtype=ACC_DTYPE)
-    base = dy_ptr + b.to(tl.int64) * sy_b + c[:, None].to(tl.int64) * sy_c
-    for t0 in range(0, L, BLOCK_T):
-        t = t0 + tl.arange(0, BLOCK_T)
-        acc += tl.load(base + t[None, :].to(tl.int64) * sy_l, mask=c_ok[:, None] & (t < L)[None, :],
-                       other=0.0).to(ACC_DTYPE)
-    tl.store(part_ptr + b.to(tl.int64) * C + c, tl.sum(acc, axis=1), mask=c_ok)
+@triton.jit
+def _db_tile(
+    dt, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S, DB_STEPS, sy_b, sy_c, sy_l,
+    ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """grad_bias partial over this split's (batch, time) steps for channels [dt*M, (dt+1)*M)."""
+    o = dt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
+    o_ok = o < C_OUT
+    n_lt = tl.cdiv(L_Y, BLOCK_T)
+    lo = split * DB_STEPS
+    hi = tl.minimum(lo + DB_STEPS, B * n_lt)
+    acc = tl.zeros([BLOCK_M, BLOCK_T], dtype=ACC_DTYPE)
+    rows = o.to(tl.int64) * sy_c
+    for step in range(lo, hi):
+        b = step // n_lt
+        l = ((step - b * n_lt) * BLOCK_T).to(tl.int32) + tl.arange(0, BLOCK_T)  # [T]
+        acc += tl.load(dy_ptr + b * sy_b + rows[:, None] + l[None, :].to(tl.int64) * sy_l,
+                       mask=o_ok[:, None] & (l < L_Y)[None, :], other=0.0).to(ACC_DTYPE)
+    dacc = tl.sum(acc, axis=1)
+    if ONE_SPLIT:
+        tl.store(db_ptr + o, dacc.to(db_ptr.dtype.element_ty), mask=o_ok)
+    else:
+        tl.store(pdb_ptr + (split * N_DBT + dt) * BLOCK_M + tl.arange(0, BLOCK_M), dacc)
+        tl.debug_barrier()
+        arrived = tl.atomic_add(cnt_ptr + N_GEMM + dt, 1, sem="acq_rel", scope="gpu")
+        if arrived == S - 1:
+            dtot = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
+            for s in range(0, S):
+                dtot += tl.load(pdb_ptr + (s * N_DBT + dt) * BLOCK_M + tl.arange(0, BLOCK_M), cache_modifier=".cg")
+            tl.store(db_ptr + o, dtot.to(db_ptr.dtype.element_ty), mask=o_ok)
+            tl.store(cnt_ptr + N_GEMM + dt, 0)
 
 
-# --------------------------------------------------------------------------------------------
-# Autotuning: a small config space, keyed on channels, kernel size, Q, stride and a
-# power-of-two length bucket (so variable-length audio does not re-tune every batch).
-# --------------------------------------------------------------------------------------------
-
-
-def _mm_configs() -> list[triton.Config]:
-    shapes = [(128, 64, 32, 4), (128, 32, 32, 4), (64, 64, 32, 4), (128, 16, 32, 4),
-              (64, 16, 16, 4), (256, 64, 32, 8)]
-    return [triton.Config({"BLOCK_T": t, "BLOCK_N": n, "BLOCK_R": r}, num_warps=w, num_stages=3)
-            for t, n, r, w in shapes]
-
-
-def _np2_floor16(v: int) -> int:
-    return max(16, triton.next_power_of_2(int(v)))
-
-
-def _prune_mm(configs, named_args, **kwargs):
-    args = {**named_args, **kwargs}  # launched with keywords: Triton passes them in kwargs
-    n_cap = _np2_floor16(args["N_OUT"])
-    r_cap = _np2_floor16(args["C_IN"] if args["POW_A"] else args["C_A"])
-    kept = [c for c in configs if c.kwargs["BLOCK_N"] <= n_cap and c.kwargs["BLOCK_R"] <= r_cap]
-    return kept or configs[-2:-1]
-
-
-def _dw_configs() -> list[triton.Config]:
-    # (BLOCK_O, BLOCK_C, BLOCK_T, warps); the wide (64|128, 128) tiles raise fp32 arithmetic intensity.
-    shapes = [(64, 64, 64, 4), (64, 128, 32, 4), (128, 128, 32, 8), (32, 64, 128, 4), (16, 16, 256, 4),
-              (32, 32, 128, 4)]
-    return [triton.Config({"BLOCK_O": o, "BLOCK_C": c, "BLOCK_T": t}, num_warps=w, num_stages=3)
-            for o, c, t, w in shapes]
-
-
-def _prune_dw(configs, named_args, **kwargs):
-    args = {**named_args, **kwargs}
-    o_cap = _np2_floor16(args["OG"])
-    c_cap = _np2_floor16(args["CQG"])
-    kept = [c for c in configs if c.kwargs["BLOCK_O"] <= o_cap and c.kwargs["BLOCK_C"] <= c_cap]
-    return kept or configs[4:5]
-
-
-_MM_KEY = ["C_A", "N_OUT", "C_IN", "K", "stride", "N_GRID_G", "Q", "POW_A", "L_BUCKET"]
-_DW_KEY = ["C_IN", "CQG", "OG", "N_GRID_G", "stride", "Q", "GATHER_X", "L_BUCKET"]
-_INTERP_MM = {"BLOCK_T": 16, "BLOCK_N": 16, "BLOCK_R": 16}
-_INTERP_DW = {"BLOCK_O": 16, "BLOCK_C": 16, "BLOCK_T": 16}
-
-_tuned: dict[str, object] = {}
-
-
-def _kernel(name: str):
-    """The kernel to launch: autotuned on a GPU, one small fixed config under the interpreter."""
-    base = {"fwd": _fwd_kernel, "dx": _bwd_dx_kernel, "dw": _bwd_dw_kernel}[name]
-    if _interpreting():
-        return base, (_INTERP_DW if name == "dw" else _INTERP_MM)
-    if name not in _tuned:
-        if name == "dw":
-            _tuned[name] = triton.autotune(_dw_configs(), key=_DW_KEY,
-                                           prune_configs_by={"early_config_prune": _prune_dw})(base)
+@triton.jit
+def _dw_body(
+    pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+    B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
+    sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """Program ``pid`` of a grad_W launch: tiles fastest (a wave of programs shares its x, dy range),
+    then splits. DB_MODE: 0 no bias, 1 bias from the conv's dy tiles, 2 separate bias tiles."""
+    if DB_MODE == 2:
+        n_tiles = N_GEMM + N_DBT
+    else:
+        n_tiles = N_GEMM
+    split = pid // n_tiles
+    tile = pid - split * n_tiles
+    if DB_MODE == 2:
+        if tile < N_GEMM:
+            _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+                          B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
+                          sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
+                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
         else:
-            _tuned[name] = triton.autotune(_mm_configs(), key=_MM_KEY,
-                                           prune_configs_by={"early_config_prune": _prune_mm})(base)
-    return _tuned[name], {}
+            _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
+                     DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, BLOCK_M, BLOCK_T)
+    else:
+        _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+                      B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
+                      sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
+                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
+
+
+@triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
+def _dw_kernel(
+    x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+    B, L_X, L_Y, L_RED, N_PROG, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
+    sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    pid = _program_index()
+    if pid >= N_PROG:
+        return
+    _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+             B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
+             sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED, DB_MODE,
+             ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
-# Launchers
+# Bandwidth kernels for single-channel layers (C_in = 1 or C_out = 1, groups = 1)
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _thin_body(
+    pid, src_ptr, w_ptr, x_ptr, bias_ptr, out_ptr, L_SRC, L_OUT, C_FAN,
+    ss_b, ss_c, ss_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, so_b, so_c, so_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    GATHER: tl.constexpr, FANOUT: tl.constexpr, POW_IN: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """One [C, T] tile of a single-channel layer; ``_tap`` maps output to source positions.
+
+    FANOUT (one source channel -> C_FAN outputs), POW_IN:  out[n, t] = sum_{p,j} w[n,p,j] src[t_j]**(p+1)
+    FANOUT, not POW_IN (dx of C_out = 1):                   out[n, t] = sum_j src[t_j] * sum_p (p+1) w[n,p,j] x[n,t]**p
+    fan-in (C_FAN source channels -> one output), POW_IN:   out[t] = sum_{c,p,j} w[c,p,j] src[c, t_j]**(p+1)
+    fan-in, not POW_IN (dx of C_in = 1):                    out[t] = sum_{c,j} src[c, t_j] * sum_p (p+1) w[c,p,j] x[t]**p
+    ``w[n, p, j]`` lives at ``n*sw_n + p*sw_p + j*sw_j``. Outer products and Horner: no MMA.
+    """
+    n_tt = tl.cdiv(L_OUT, BLOCK_T)
+    if FANOUT:
+        n_ct = tl.cdiv(C_FAN, BLOCK_C)
+        ct = (pid % n_ct).to(tl.int32)
+        rest = pid // n_ct
+    else:
+        rest = pid
+    tt = (rest % n_tt).to(tl.int32)
+    b = rest // n_tt
+    t = tt * BLOCK_T + tl.arange(0, BLOCK_T)  # [T] output positions
+    t_ok = t < L_OUT
+    acc = tl.zeros([BLOCK_C, BLOCK_T], dtype=ACC_DTYPE)
+    src_b = src_ptr + b * ss_b
+    if FANOUT:
+        c = ct * BLOCK_C + tl.arange(0, BLOCK_C)  # [C] output channels
+        c_ok = c < C_FAN
+        w_c = w_ptr + c.to(tl.int64) * sw_n
+        if not POW_IN:
+            xv = tl.load(x_ptr + b * sx_b + c[:, None].to(tl.int64) * sx_c + t[None, :].to(tl.int64) * sx_l,
+                         mask=c_ok[:, None] & t_ok[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
+        for j in tl.static_range(K):
+            pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
+            s = tl.load(src_b + pos.to(tl.int64) * ss_l, mask=t_ok & pos_ok, other=0.0).to(ACC_DTYPE)  # [T]
+            if POW_IN:
+                sp = s
+                for p in tl.static_range(Q):
+                    w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)  # [C]
+                    acc += w[:, None] * sp[None, :]
+                    sp = sp * s
+            else:
+                acc += s[None, :] * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + c, mask=c_ok, other=0.0).to(ACC_DTYPE)[:, None]
+        tl.store(out_ptr + b * so_b + c[:, None].to(tl.int64) * so_c + t[None, :].to(tl.int64) * so_l,
+                 acc.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & t_ok[None, :])
+    else:
+        if not POW_IN:
+            xv = tl.load(x_ptr + b * sx_b + t.to(tl.int64) * sx_l, mask=t_ok, other=0.0).to(ACC_DTYPE)[None, :]
+        for c0 in range(0, C_FAN, BLOCK_C):
+            c = c0 + tl.arange(0, BLOCK_C)  # [C] source channels
+            c_ok = c < C_FAN
+            w_c = w_ptr + c.to(tl.int64) * sw_n
+            rows = src_b + c.to(tl.int64) * ss_c
+            for j in tl.static_range(K):
+                pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
+                v = tl.load(rows[:, None] + pos[None, :].to(tl.int64) * ss_l,
+                            mask=c_ok[:, None] & (t_ok & pos_ok)[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
+                if POW_IN:
+                    vp = v
+                    for p in tl.static_range(Q):
+                        w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)
+                        acc += w[:, None] * vp
+                        vp = vp * v
+                else:
+                    acc += v * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+        out = tl.sum(acc, axis=0)  # [T]
+        if HAS_BIAS:
+            out += tl.load(bias_ptr).to(ACC_DTYPE)
+        tl.store(out_ptr + b * so_b + t.to(tl.int64) * so_l, out.to(out_ptr.dtype.element_ty), mask=t_ok)
+
+
+@triton.jit(do_not_specialize=["L_X", "L_Y", "N_PROG"])
+def _thin_fwd_kernel(
+    x_ptr, w_ptr, bias_ptr, y_ptr, L_X, L_Y, N_PROG, C_FAN,
+    sx_b, sx_c, sx_l, sw_n, sw_p, sw_j, sy_b, sy_c, sy_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    GATHER: tl.constexpr, FANOUT: tl.constexpr, HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    pid = _program_index()
+    if pid >= N_PROG:
+        return
+    _thin_body(pid, x_ptr, w_ptr, x_ptr, bias_ptr, y_ptr, L_X, L_Y, C_FAN,
+               sx_b, sx_c, sx_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
+               Q, K, STRIDE, DIL, PAD_L, GATHER, FANOUT, True, HAS_BIAS, ACC_DTYPE, BLOCK_C, BLOCK_T)
+
+
+@triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "P_DX", "B", "S", "STEPS", "DB_STEPS"])
+def _thin_bwd_kernel(
+    x_ptr, dy_ptr, w_ptr, dx_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+    B, L_X, L_Y, L_RED, N_PROG, P_DX, C_FAN, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
+    sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sdx_b, sdx_c, sdx_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """Single-channel backward in one launch: programs [0, P_DX) write dx, the rest grad_W/grad_bias."""
+    pid = _program_index()
+    if pid >= N_PROG:
+        return
+    if pid < P_DX:
+        _thin_body(pid, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
+                   sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
+                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, BLOCK_C, BLOCK_TX)
+    else:
+        _dw_body(pid - P_DX, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+                 B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
+                 sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
+                 ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
+
+
+# --------------------------------------------------------------------------------------------
+# Config spaces (pruned per call so no block exceeds what its axis needs)
+# --------------------------------------------------------------------------------------------
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)  # not triton.cdiv: a JIT-wrapped helper costs microseconds per call on the host
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (int(n) - 1).bit_length() if n > 1 else 1
+
+
+def _np2(v: int, floor: int = 16) -> int:
+    return max(floor, _next_pow2(max(int(v), 1)))
+
+
+_MM_SHAPES = [  # (BLOCK_T, BLOCK_N, BLOCK_R, warps)
+    (128, 64, 32, 4), (128, 64, 64, 8), (128, 128, 32, 8), (64, 64, 64, 4),
+    (128, 32, 32, 4), (128, 16, 32, 4), (64, 16, 16, 4), (256, 64, 32, 8),
+]
+_DW_SHAPES = [  # (BLOCK_M, BLOCK_N, BLOCK_T, warps): M >= 64 where the rows allow (wgmma)
+    (64, 64, 64, 4), (64, 128, 64, 8), (128, 128, 32, 8), (128, 64, 64, 8),
+    (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4),
+]
+_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps); 8 warps halve the registers per thread (4 warps: ~255)
+    (64, 128, 4), (64, 128, 8), (32, 256, 4), (32, 256, 8), (16, 512, 4), (16, 512, 8), (8, 512, 4),
+    (8, 1024, 8), (4, 1024, 4), (2, 1024, 4),
+]
+# Under the interpreter the smallest legal tiles run fastest: these go first there.
+_INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)
+_INTERP_DW = Cfg.of(BLOCK_M=16, BLOCK_N=16, BLOCK_T=16)
+
+
+def _mm_configs() -> list[Cfg]:
+    return [Cfg.of(num_warps=w, BLOCK_T=t, BLOCK_N=n, BLOCK_R=r) for t, n, r, w in _MM_SHAPES]
+
+
+def _dw_configs() -> list[Cfg]:
+    return [Cfg.of(num_warps=w, BLOCK_M=m, BLOCK_N=n, BLOCK_T=t) for m, n, t, w in _DW_SHAPES]
+
+
+def _thin_configs() -> list[Cfg]:
+    return [Cfg.of(num_warps=w, BLOCK_C=c, BLOCK_T=t) for c, t, w in _THIN_SHAPES]
+
+
+def _prune_mm(n_out: int, n_red: int) -> list[Cfg]:
+    kept = [c for c in _mm_configs() if c["BLOCK_N"] <= _np2(n_out) and c["BLOCK_R"] <= _np2(n_red)]
+    kept = kept or [_INTERP_MM]
+    return [_INTERP_MM] + kept if _launch.interpreting() else kept
+
+
+def _prune_dw(rows: int, cols: int) -> list[Cfg]:
+    kept = [c for c in _dw_configs() if c["BLOCK_M"] <= _np2(rows) and c["BLOCK_N"] <= _np2(cols)]
+    kept = kept or [_INTERP_DW]
+    return [_INTERP_DW] + kept if _launch.interpreting() else kept
+
+
+def _prune_thin(c_fan: int) -> list[Cfg]:
+    """Channel blocks of the fan side's size or half of it (a smaller block only re-reads the
+    single-channel side); the smallest legal block when there are no more channels than that."""
+    cap = _np2(c_fan, floor=2)
+    kept = [c for c in _thin_configs() if c["BLOCK_C"] in (min(cap, 64), min(cap, 64) // 2)]
+    return kept or _thin_configs()[-1:]
+
+
+# --------------------------------------------------------------------------------------------
+# Host side: geometry, launchers
 # --------------------------------------------------------------------------------------------
 
 
@@ -464,9 +732,36 @@ class _Geom:
     groups: int
     q: int
     output_padding: int = 0
+    transposed: bool = False
+
+    def ints(self) -> tuple[int, int, int, int, int, int, bool, int]:
+        """The op schema's geometry arguments, in order."""
+        return (self.stride, self.pad_left, self.pad_right, self.dilation, self.groups, self.q, self.transposed,
+                self.output_padding)
+
+
+@dataclass(frozen=True)
+class _Dims:
+    B: int
+    C_in: int
+    L_in: int
+    C_out: int
+    OG: int
+    CQG: int
+    K: int
+    L_out: int
 
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Repack W tap-major ([G, K, CQG, OG], output channel contiguous) before the GEMM kernels once a
+# call has at least this many multiply-adds: the repack is one small copy kernel, the unpacked W
+# tile is a stride-K gather (~8x the L2 sectors). Small layers keep the native layout (one launch).
+_PACK_MIN_MACS = 1 << 27
+# Thin (bandwidth) kernels for single-channel layers; tests turn them off to reach the GEMM path.
+_THIN = True
+# grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
+_DW_PROGRAMS_PER_SM = 2
+_DW_MIN_STEPS = 16
 
 
 def _acc_dtype(dtype: torch.dtype):
@@ -479,12 +774,16 @@ def _precision(t: torch.Tensor) -> str:
     return "ieee"
 
 
+def _bucket(n: int) -> int:
+    return _next_pow2(max(int(n), 1))
+
+
 def _check_device(*ts: torch.Tensor) -> None:
     dev = ts[0].device
     for t in ts:
         if t.device != dev:
             raise ValueError(f"all tensors must be on one device, got {t.device} and {dev}")
-    if dev.type != "cuda" and not _interpreting():
+    if dev.type != "cuda" and not _launch.interpreting():
         raise RuntimeError(
             f"selfonn.kernels runs on CUDA tensors (got {dev}); on CPU use selfonn's 'torch' backend "
             "or set TRITON_INTERPRET=1 before importing selfonn.kernels (slow, for testing)"
@@ -492,7 +791,7 @@ def _check_device(*ts: torch.Tensor) -> None:
 
 
 def _split_padding(padding: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    if isinstance(padding, int):
+    if isinstance(padding, int) and not isinstance(padding, bool):
         pl = pr = padding
     elif isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(v, int) for v in padding):
         pl, pr = int(padding[0]), int(padding[1])
@@ -503,13 +802,13 @@ def _split_padding(padding: int | tuple[int, int] | list[int]) -> tuple[int, int
     return pl, pr
 
 
-def _geom(stride, padding, dilation, groups, q, output_padding=0) -> _Geom:
+def _geom(stride, padding, dilation, groups, q, output_padding=0, transposed=False) -> _Geom:
     for name, v, lo in (("stride", stride, 1), ("dilation", dilation, 1), ("groups", groups, 1), ("q", q, 1),
                         ("output_padding", output_padding, 0)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
     pl, pr = _split_padding(padding)
-    return _Geom(stride, pl, pr, dilation, groups, q, output_padding)
+    return _Geom(stride, pl, pr, dilation, groups, q, output_padding, transposed)
 
 
 def _check_io(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -524,106 +823,23 @@ def _check_io(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     _check_device(x, weight, *([bias] if bias is not None else []))
 
 
-def _launch_mm(kind: str, a, w, x, bias, out, *, L_A, L_OUT, C_A, N_OUT, C_IN, CQG, OG, n_grid_g,
-               stride, pad_left, dilation, K, w_strides, q, pow_a) -> None:
-    """Launch _fwd_kernel (kind 'fwd') or _bwd_dx_kernel (kind 'dx')."""
-    kern, fixed = _kernel(kind)
-    B = a.shape[0]
-    if kind == "fwd":
-        rows = L_OUT
-        grid_bz = B * n_grid_g
-    else:
-        rows = triton.cdiv(L_OUT, stride)
-        grid_bz = B * n_grid_g * stride
-
-    def grid(meta):
-        return (triton.cdiv(rows, meta["BLOCK_T"]), triton.cdiv(N_OUT, meta["BLOCK_N"]), grid_bz)
-
-    sw_g, sw_o, sw_c, sw_k = w_strides
-    xs = x if x is not None else a
-    kern[grid](
-        a_ptr=a, w_ptr=w, x_ptr=xs, bias_ptr=bias if bias is not None else w, out_ptr=out,
-        L_A=L_A, L_OUT=L_OUT, C_A=C_A, N_OUT=N_OUT, C_IN=C_IN, CQG=CQG, OG=OG, N_GRID_G=n_grid_g,
-        stride=stride, pad_left=pad_left, dilation=dilation, K=K,
-        J_STEP=stride // math.gcd(stride, dilation),
-        sa_b=a.stride(0), sa_c=a.stride(1), sa_l=a.stride(2),
-        sw_g=sw_g, sw_o=sw_o, sw_c=sw_c, sw_k=sw_k,
-        sx_b=xs.stride(0), sx_c=xs.stride(1), sx_l=xs.stride(2),
-        so_b=out.stride(0), so_c=out.stride(1), so_l=out.stride(2),
-        L_BUCKET=triton.next_power_of_2(max(int(L_OUT), 1)),
-        Q=q, POW_A=pow_a, HAS_BIAS=bias is not None, ACC_DTYPE=_acc_dtype(a.dtype),
-        PRECISION=_precision(a), **fixed,
-    )
-
-
-# Target number of programs for the grad_W split over (batch, time chunk); fewer chunks keep the
-# fp32 partial buffer (S x |W|) small, more chunks fill the GPU when channels are few.
-_DW_TARGET_PROGRAMS = 2048
-_DW_MIN_CHUNK = 256
-
-
-def _dw_chunks(B: int, L_red: int, tiles: int, t_chunk: int | None) -> tuple[int, int]:
-    if t_chunk is None:
-        want = max(1, _DW_TARGET_PROGRAMS // max(1, B * tiles))
-        n = max(1, min(want, triton.cdiv(L_red, _DW_MIN_CHUNK)))
-        t_chunk = triton.cdiv(L_red, n)
-    n = triton.cdiv(L_red, t_chunk)
-    return t_chunk, n
-
-
-def _launch_dw(x, dy, w_shape, w_strides_of, *, L_RED, C_IN, CQG, OG, G, stride, pad_left, dilation, K, q,
-               gather_x, t_chunk=None) -> torch.Tensor:
-    """grad_W in fp32: per-(batch, chunk) partials from _bwd_dw_kernel, then one fixed-order sum."""
-    kern, fixed = _kernel("dw")
-    B = x.shape[0]
-    tiles = K * G * triton.cdiv(OG, 64) * triton.cdiv(CQG, 64)
-    t_chunk, n_chunks = _dw_chunks(B, L_RED, tiles, t_chunk)
-    S = B * n_chunks
-    acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
-    part = torch.empty((S, *w_shape), device=x.device, dtype=acc_t)
-    sp_g, sp_o, sp_c, sp_k = w_strides_of(part.stride()[1:])
-
-    def grid(meta):
-        return (triton.cdiv(OG, meta["BLOCK_O"]) * triton.cdiv(CQG, meta["BLOCK_C"]), K * G, S)
-
-    kern[grid](
-        x_ptr=x, dy_ptr=dy, part_ptr=part,
-        L_X=x.shape[2], L_Y=dy.shape[2], L_RED=L_RED, C_IN=C_IN, CQG=CQG, OG=OG, N_GRID_G=G,
-        T_CHUNK=t_chunk, N_CHUNKS=n_chunks, stride=stride, pad_left=pad_left, dilation=dilation,
-        sx_b=x.stride(0), sx_c=x.stride(1), sx_l=x.stride(2),
-        sy_b=dy.stride(0), sy_c=dy.stride(1), sy_l=dy.stride(2),
-        sp_s=part.stride(0), sp_g=sp_g, sp_o=sp_o, sp_c=sp_c, sp_k=sp_k,
-        L_BUCKET=triton.next_power_of_2(max(int(L_RED), 1)),
-        Q=q, GATHER_X=gather_x, ACC_DTYPE=_acc_dtype(x.dtype), PRECISION=_precision(x), **fixed,
-    )
-    return part.sum(0)
-
-
-def _launch_db(dy: torch.Tensor) -> torch.Tensor:
-    B, C, L = dy.shape
-    acc_t = torch.float64 if dy.dtype == torch.float64 else torch.float32
-    part = torch.empty((B, C), device=dy.device, dtype=acc_t)
-    block_c, block_t = (16, 16) if _interpreting() else (32, 256)
-    _bwd_db_kernel[(triton.cdiv(C, block_c), B)](
-        dy_ptr=dy, part_ptr=part, C=C, L=L, sy_b=dy.stride(0), sy_c=dy.stride(1), sy_l=dy.stride(2),
-        ACC_DTYPE=_acc_dtype(dy.dtype), BLOCK_C=block_c, BLOCK_T=block_t,
-    )
-    return part.sum(0)
-
-
-# Weight strides as (group, out-in-group, column-in-group, tap) for either layout.
-def _conv_w_strides(st, OG: int, CQG: int):
-    return (OG * st[0], st[0], st[1], st[2])  # W (C_out, CQG, K)
-
-
-def _convT_w_strides(st, OG: int, CQG: int):
-    return (CQG * st[0], st[1], st[0], st[2])  # W (Q*C_in, OG, K)
-
-
-def _conv_dims(x, weight, g: _Geom):
+def _dims(x: torch.Tensor, weight: torch.Tensor, g: _Geom) -> _Dims:
     B, C_in, L_in = x.shape
-    C_out, CQG, K = weight.shape
     G, Q = g.groups, g.q
+    if g.transposed:
+        QC, OG, K = weight.shape
+        if QC != Q * C_in:
+            raise ValueError(f"weight {tuple(weight.shape)} does not match q={Q}, in_channels={C_in}: "
+                             f"expected dim 0 = q*in = {Q * C_in}")
+        if QC % G:
+            raise ValueError(f"groups={G} must divide q*in_channels={QC}")
+        if g.output_padding >= max(g.stride, g.dilation):
+            raise ValueError(f"output_padding={g.output_padding} must be smaller than stride or dilation")
+        L_out = (L_in - 1) * g.stride - g.pad_left - g.pad_right + g.dilation * (K - 1) + g.output_padding + 1
+        if L_out < 1:
+            raise ValueError(f"transposed conv output length would be {L_out}; reduce padding")
+        return _Dims(B, C_in, L_in, OG * G, OG, QC // G, K, L_out)
+    C_out, CQG, K = weight.shape
     if (Q * C_in) % G or C_out % G:
         raise ValueError(f"groups={G} must divide q*in_channels={Q * C_in} and out_channels={C_out}")
     if CQG != Q * C_in // G:
@@ -633,115 +849,329 @@ def _conv_dims(x, weight, g: _Geom):
     if L_out < 1:
         raise ValueError(f"input length {L_in} too short for kernel_size={K}, dilation={g.dilation}, "
                          f"padding=({g.pad_left}, {g.pad_right}): output length would be {L_out}")
-    return B, C_in, L_in, C_out, C_out // G, CQG, K, L_out
+    return _Dims(B, C_in, L_in, C_out, C_out // G, CQG, K, L_out)
 
 
-def _convT_dims(x, weight, g: _Geom):
-    B, C_in, L_in = x.shape
-    QC, OG, K = weight.shape
-    G, Q = g.groups, g.q
-    if QC != Q * C_in:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match q={Q}, in_channels={C_in}: "
-                         f"expected dim 0 = q*in = {Q * C_in}")
-    if QC % G:
-        raise ValueError(f"groups={G} must divide q*in_channels={QC}")
-    if g.output_padding >= max(g.stride, g.dilation):
-        raise ValueError(f"output_padding={g.output_padding} must be smaller than stride or dilation")
-    L_out = (L_in - 1) * g.stride - g.pad_left - g.pad_right + g.dilation * (K - 1) + g.output_padding + 1
-    if L_out < 1:
-        raise ValueError(f"transposed conv output length would be {L_out}; reduce padding")
-    return B, C_in, L_in, OG * G, OG, QC // G, K, L_out
+def _canon_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom) -> tuple[int, int, int, int]:
+    """W's strides as (group, output in group, column in group, tap) for either layout."""
+    st = weight.stride()
+    if g.transposed:
+        return d.CQG * st[0], st[1], st[0], st[2]  # W (Q*C_in, OG, K)
+    return d.OG * st[0], st[0], st[1], st[2]  # W (C_out, CQG, K)
 
 
-def _conv_fwd(x, weight, bias, g: _Geom) -> torch.Tensor:
-    B, C_in, L_in, C_out, OG, CQG, K, L_out = _conv_dims(x, weight, g)
-    if bias is not None and bias.shape[0] != C_out:
-        raise ValueError(f"bias has {bias.shape[0]} entries, expected out_channels={C_out}")
-    y = torch.empty((B, C_out, L_out), device=x.device, dtype=x.dtype)
-    _launch_mm("fwd", x, weight, None, bias, y, L_A=L_in, L_OUT=L_out, C_A=C_in, N_OUT=OG, C_IN=C_in,
-               CQG=CQG, OG=OG, n_grid_g=g.groups, stride=g.stride, pad_left=g.pad_left, dilation=g.dilation,
-               K=K, w_strides=_conv_w_strides(weight.stride(), OG, CQG), q=g.q, pow_a=True)
+def _gemm_weight(weight: torch.Tensor, d: _Dims, g: _Geom, macs: int):
+    """W for the GEMM kernels and its canonical strides; repacked tap-major when large enough."""
+    sw = _canon_w_strides(weight, d, g)
+    if macs < _PACK_MIN_MACS:
+        return weight, sw
+    G = g.groups
+    view = weight.as_strided((G, d.OG, d.CQG, d.K), sw)  # [g, o, c, j]
+    packed = view.permute(0, 3, 2, 1).contiguous()  # [g, j, c, o]: o contiguous, then c
+    return packed, (d.K * d.CQG * d.OG, 1, d.OG, d.CQG * d.OG)
+
+
+def _geo_consts(d: _Dims, g: _Geom) -> dict:
+    return {"Q": g.q, "K": d.K, "STRIDE": g.stride, "DIL": g.dilation, "PAD_L": g.pad_left}
+
+
+def _use_thin(d: _Dims, g: _Geom) -> bool:
+    return _THIN and g.groups == 1 and (d.C_in == 1 or d.C_out == 1)
+
+
+_kernels: dict[str, _launch.Kernel] = {}
+
+
+def _kernel(name: str) -> _launch.Kernel:
+    if name not in _kernels:
+        fn = {"gather": _mm_kernel, "scatter": _mm_kernel, "dw": _dw_kernel,
+              "thin_fwd": _thin_fwd_kernel, "thin_bwd": _thin_bwd_kernel}[name]
+        _kernels[name] = _launch.Kernel(name, fn)
+    return _kernels[name]
+
+
+def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, n_red: int, n_bg: int,
+        d: _Dims, g: _Geom, pow_a: bool) -> None:
+    """One implicit-GEMM launch: ``kind`` 'gather' (conv fwd / convT dx) or 'scatter' (conv dx / convT fwd)."""
+    xs = x if x is not None else a
+    scatter = kind == "scatter"
+    j_step = g.stride // math.gcd(g.stride, g.dilation) if scatter else 1
+    consts = {**_geo_consts(d, g), "J_STEP": j_step, "GROUPS": g.groups,
+              "SCATTER": scatter, "POW_A": pow_a, "HAS_BIAS": bias is not None, "ACC_DTYPE": _acc_dtype(a.dtype),
+              "PRECISION": _precision(a)}
+    rows = _cdiv(L_OUT, g.stride) if scatter else L_OUT
+    if scatter:
+        n_bg *= g.stride
+    base = {
+        "a_ptr": a, "w_ptr": w, "x_ptr": xs, "bias_ptr": bias if bias is not None else w, "out_ptr": out,
+        "L_A": L_A, "L_OUT": L_OUT, "N_OUT": N_OUT, "C_IN": d.C_in, "CQG": d.CQG, "OG": d.OG,
+        "sa_b": a.stride(0), "sa_c": a.stride(1), "sa_l": a.stride(2),
+        "sw_g": sw[0], "sw_o": sw[1], "sw_c": sw[2], "sw_k": sw[3],
+        "sx_b": xs.stride(0), "sx_c": xs.stride(1), "sx_l": xs.stride(2),
+        "so_b": out.stride(0), "so_c": out.stride(1), "so_l": out.stride(2), **consts,
+    }
+
+    def prepare(cfg: Cfg):
+        n = _cdiv(N_OUT, cfg["BLOCK_N"]) * _cdiv(rows, cfg["BLOCK_T"]) * n_bg
+        return {**base, "N_PROG": n}, n
+
+    key = (a.dtype, tuple((k, v) for k, v in consts.items() if k != "ACC_DTYPE"), d.C_in, d.CQG, d.OG, N_OUT, sw[1] == 1, _bucket(rows))
+    _kernel(kind)(a.device, key, lambda: _prune_mm(N_OUT, n_red), prepare)
+
+
+def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: int, L_y: int, device) -> dict:
+    """Tiles and split of a grad_W launch for one config."""
+    BM, BN, BT = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_T"]
+    rows, cols = (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
+    n_mt, n_nt = _cdiv(rows, BM), _cdiv(cols, BN)
+    n_gemm = g.groups * n_mt * n_nt if need_w else 0
+    n_dbt = _cdiv(d.C_out, BM) if db_mode == 2 else g.groups * n_mt
+    n_tiles = n_gemm + (n_dbt if db_mode == 2 else 0)
+    total = d.B * _cdiv(L_red, BT)
+    want = _cdiv(_DW_PROGRAMS_PER_SM * _launch.sm_count(device), max(n_tiles, 1))
+    S = max(1, min(want, _cdiv(total, _DW_MIN_STEPS)))
+    steps = _cdiv(total, S)
+    S = _cdiv(total, steps)
+    db_steps = _cdiv(d.B * _cdiv(L_y, BT), S)
+    return {"N_MT": n_mt, "N_NT": n_nt, "N_GEMM": n_gemm, "N_DBT": n_dbt, "S": S, "STEPS": steps,
+            "DB_STEPS": db_steps, "n_tiles": n_tiles}
+
+
+def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red: int) -> dict:
+    """Arguments of the grad_W program range (shared by _dw_kernel and _thin_bwd_kernel)."""
+    S, one = plan["S"], plan["S"] == 1
+    acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
+    BM, BN = plan["cfg"]["BLOCK_M"], plan["cfg"]["BLOCK_N"]
+    if one:
+        part = pdb = cnt = x
+    else:
+        part = torch.empty(max(S * plan["N_GEMM"] * BM * BN, 1), device=x.device, dtype=acc_t)
+        pdb = torch.empty(max(S * plan["N_DBT"] * BM, 1), device=x.device, dtype=acc_t)
+        cnt = _launch.counters(x.device, plan["n_tiles"])
+    return {
+        "x_ptr": x, "dy_ptr": dy, "dw_ptr": dw if dw is not None else x, "db_ptr": db if db is not None else x,
+        "part_ptr": part, "pdb_ptr": pdb, "cnt_ptr": cnt,
+        "B": d.B, "L_X": x.shape[2], "L_Y": dy.shape[2], "L_RED": L_red, "C_IN": d.C_in, "CQG": d.CQG,
+        "OG": d.OG, "C_OUT": d.C_out, **{k: plan[k] for k in ("N_MT", "N_NT", "N_GEMM", "N_DBT", "S", "STEPS",
+                                                           "DB_STEPS")},
+        "sx_b": x.stride(0), "sx_c": x.stride(1), "sx_l": x.stride(2),
+        "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
+        **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
+        "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x),
+    }
+
+
+def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
+    if not need_b:
+        return 0
+    return 1 if need_w and not g.transposed else 2
+
+
+def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
+    rows, cols = (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
+    return _prune_dw(rows, cols)
+
+
+def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int) -> tuple:
+    return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red))
+
+
+def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
+    """grad_W and/or grad_bias of either layer kind in one launch."""
+    need_w, need_b = dw is not None, db is not None
+    db_mode = _db_mode(g, need_w, need_b)
+    L_red = d.L_in if g.transposed else d.L_out
+
+    def prepare(cfg: Cfg):
+        plan = {**_dw_plan(cfg, d, g, need_w, db_mode, L_red, dy.shape[2], x.device), "cfg": cfg}
+        n = plan["S"] * plan["n_tiles"]
+        return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red), "GROUPS": g.groups, "N_PROG": n}, n
+
+    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red), lambda: _dw_candidates(d, g), prepare)
+
+
+def _thin_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom, fan_is_out: bool) -> tuple[int, int, int]:
+    """(sw_n, sw_p, sw_j) of ``w[n, p, j]`` for the thin kernels; ``n`` the fan channel."""
+    st = weight.stride()
+    s_o, s_idx = (st[1], st[0]) if g.transposed else (st[0], st[1])  # canonical W[o, idx, j]
+    if fan_is_out:  # C_in = 1: idx = p
+        return s_o, s_idx, st[2]
+    return s_idx, d.C_in * s_idx, st[2]  # C_out = 1: idx = p*C_in + i
+
+
+def _thin_fwd(x, weight, bias, y, d: _Dims, g: _Geom) -> None:
+    fanout = d.C_in == 1
+    c_fan = d.C_out if fanout else d.C_in
+    sw = _thin_w_strides(weight, d, g, fan_is_out=fanout)
+    consts = {**_geo_consts(d, g), "GATHER": not g.transposed, "FANOUT": fanout, "HAS_BIAS": bias is not None,
+              "ACC_DTYPE": _acc_dtype(x.dtype)}
+    base = {"x_ptr": x, "w_ptr": weight, "bias_ptr": bias if bias is not None else weight, "y_ptr": y,
+            "L_X": d.L_in, "L_Y": d.L_out, "C_FAN": c_fan,
+            "sx_b": x.stride(0), "sx_c": x.stride(1), "sx_l": x.stride(2), "sw_n": sw[0], "sw_p": sw[1],
+            "sw_j": sw[2], "sy_b": y.stride(0), "sy_c": y.stride(1), "sy_l": y.stride(2), **consts}
+
+    def prepare(cfg: Cfg):
+        n = d.B * _cdiv(d.L_out, cfg["BLOCK_T"]) * (_cdiv(c_fan, cfg["BLOCK_C"]) if fanout else 1)
+        return {**base, "N_PROG": n}, n
+
+    key = (x.dtype, tuple((k, v) for k, v in consts.items() if k != "ACC_DTYPE"), c_fan, _bucket(d.L_out))
+    _kernel("thin_fwd")(x.device, key, lambda: _prune_thin(c_fan), prepare)
+
+
+def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
+    """dx (bandwidth kernel) and grad_W / grad_bias (the _dw_kernel programs) in one launch."""
+    fanout = d.C_in != 1  # dx fans the single dy channel out to C_in channels
+    c_fan = d.C_in if fanout else d.C_out
+    need_w, need_b = dw is not None, db is not None
+    db_mode = _db_mode(g, need_w, need_b)
+    L_red = d.L_in if g.transposed else d.L_out
+    sw = _thin_w_strides(weight, d, g, fan_is_out=not fanout)
+
+    def candidates() -> list[Cfg]:  # a small product: each candidate compiles the whole two-part kernel
+        dw_cands = _dw_candidates(d, g)[:2 if need_w or need_b else 1]
+        return [Cfg.of(num_warps=max(tc.num_warps, dc.num_warps), num_stages=dc.num_stages, BLOCK_C=tc["BLOCK_C"],
+                       BLOCK_TX=tc["BLOCK_T"], **dc.kwargs) for tc in _prune_thin(c_fan)[:2] for dc in dw_cands]
+
+    def prepare(cfg: Cfg):
+        p_dx = 0
+        if dx is not None:
+            p_dx = d.B * _cdiv(d.L_in, cfg["BLOCK_TX"]) * (_cdiv(c_fan, cfg["BLOCK_C"]) if fanout else 1)
+        if need_w or need_b:
+            plan = {**_dw_plan(cfg, d, g, need_w, db_mode, L_red, dy.shape[2], x.device), "cfg": cfg}
+        else:  # dx only: an empty grad_W range
+            plan = {"N_MT": 1, "N_NT": 1, "N_GEMM": 0, "N_DBT": 0, "S": 1, "STEPS": 0, "DB_STEPS": 0,
+                    "n_tiles": 0, "cfg": cfg}
+        args = _dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red)
+        dxt = dx if dx is not None else x
+        n = p_dx + plan["S"] * plan["n_tiles"]
+        args.update({"w_ptr": weight, "dx_ptr": dxt, "N_PROG": n, "P_DX": p_dx, "C_FAN": c_fan,
+                     "sw_n": sw[0], "sw_p": sw[1], "sw_j": sw[2],
+                     "sdx_b": dxt.stride(0), "sdx_c": dxt.stride(1), "sdx_l": dxt.stride(2), "FANOUT": fanout})
+        return args, n
+
+    key = (_dw_key(x, d, g, db_mode, need_w, L_red), fanout, dx is not None, c_fan, _bucket(d.L_in))
+    _kernel("thin_bwd")(x.device, key, candidates, prepare)
+
+
+def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom) -> torch.Tensor:
+    d = _dims(x, weight, g)
+    if bias is not None and bias.shape[0] != d.C_out:
+        raise ValueError(f"bias has {bias.shape[0]} entries, expected out_channels={d.C_out}")
+    y = torch.empty((d.B, d.C_out, d.L_out), device=x.device, dtype=x.dtype)
+    if _use_thin(d, g):
+        _thin_fwd(x, weight, bias, y, d, g)
+        return y
+    w, sw = _gemm_weight(weight, d, g, d.B * d.L_out * d.C_out * d.CQG * d.K)
+    kind = "scatter" if g.transposed else "gather"
+    _mm(kind, x, w, sw, None, bias, y, L_A=d.L_in, L_OUT=d.L_out, N_OUT=d.OG, n_red=d.C_in,
+        n_bg=d.B * g.groups, d=d, g=g, pow_a=True)
     return y
 
 
-def _conv_bwd(x, weight, dy, g: _Geom, need_x: bool, need_w: bool):
-    B, C_in, L_in, C_out, OG, CQG, K, L_out = _conv_dims(x, weight, g)
-    dx = dw = None
+def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom, need_x: bool, need_w: bool,
+              need_b: bool):
+    """(dx, dW, dbias), None where not needed; dW in W's dtype, dbias in dy's."""
+    d = _dims(x, weight, g)
+    dx = torch.empty(x.shape, device=x.device, dtype=x.dtype) if need_x else None
+    dw = torch.empty(weight.shape, device=x.device, dtype=weight.dtype) if need_w else None
+    db = torch.empty(d.C_out, device=x.device, dtype=dy.dtype) if need_b else None
+    if not (need_x or need_w or need_b):
+        return dx, dw, db
+    if _use_thin(d, g):
+        _thin_bwd(dy, x, weight, dx, dw, db, d, g)
+        return dx, dw, db
     if need_x:
-        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _launch_mm("dx", dy, weight, x, None, dx, L_A=L_out, L_OUT=L_in, C_A=C_out, N_OUT=C_in, C_IN=C_in,
-                   CQG=CQG, OG=OG, n_grid_g=1, stride=g.stride, pad_left=g.pad_left, dilation=g.dilation,
-                   K=K, w_strides=_conv_w_strides(weight.stride(), OG, CQG), q=g.q, pow_a=False)
-    if need_w:
-        dw = _launch_dw(x, dy, weight.shape, lambda st: _conv_w_strides(st, OG, CQG), L_RED=L_out, C_IN=C_in,
-                        CQG=CQG, OG=OG, G=g.groups, stride=g.stride, pad_left=g.pad_left, dilation=g.dilation,
-                        K=K, q=g.q, gather_x=True).to(weight.dtype)
-    return dx, dw
-
-
-def _convT_fwd(x, weight, bias, g: _Geom) -> torch.Tensor:
-    B, C_in, L_in, C_out, OG, CQG, K, L_out = _convT_dims(x, weight, g)
-    if bias is not None and bias.shape[0] != C_out:
-        raise ValueError(f"bias has {bias.shape[0]} entries, expected out_channels={C_out}")
-    y = torch.empty((B, C_out, L_out), device=x.device, dtype=x.dtype)
-    _launch_mm("dx", x, weight, None, bias, y, L_A=L_in, L_OUT=L_out, C_A=C_in, N_OUT=OG, C_IN=C_in,
-               CQG=CQG, OG=OG, n_grid_g=g.groups, stride=g.stride, pad_left=g.pad_left, dilation=g.dilation,
-               K=K, w_strides=_convT_w_strides(weight.stride(), OG, CQG), q=g.q, pow_a=True)
-    return y
-
-
-def _convT_bwd(x, weight, dy, g: _Geom, need_x: bool, need_w: bool):
-    B, C_in, L_in, C_out, OG, CQG, K, L_out = _convT_dims(x, weight, g)
-    dx = dw = None
-    if need_x:
-        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _launch_mm("fwd", dy, weight, x, None, dx, L_A=L_out, L_OUT=L_in, C_A=C_out, N_OUT=C_in, C_IN=C_in,
-                   CQG=CQG, OG=OG, n_grid_g=1, stride=g.stride, pad_left=g.pad_left, dilation=g.dilation,
-                   K=K, w_strides=_convT_w_strides(weight.stride(), OG, CQG), q=g.q, pow_a=False)
-    if need_w:
-        dw = _launch_dw(x, dy, weight.shape, lambda st: _convT_w_strides(st, OG, CQG), L_RED=L_in, C_IN=C_in,
-                        CQG=CQG, OG=OG, G=g.groups, stride=g.stride, pad_left=g.pad_left, dilation=g.dilation,
-                        K=K, q=g.q, gather_x=False).to(weight.dtype)
-    return dx, dw
+        w, sw = _gemm_weight(weight, d, g, d.B * d.L_out * d.C_out * d.CQG * d.K)
+        kind = "gather" if g.transposed else "scatter"
+        _mm(kind, dy, w, sw, x, None, dx, L_A=d.L_out, L_OUT=d.L_in, N_OUT=d.C_in, n_red=d.C_out, n_bg=d.B,
+            d=d, g=g, pow_a=False)
+    if need_w or need_b:
+        _launch_dw(x, dy, dw, db, d, g)
+    return dx, dw, db
 
 
 # --------------------------------------------------------------------------------------------
-# Autograd
+# Autograd (eager) and torch.library ops (torch.compile, CUDA graphs)
 # --------------------------------------------------------------------------------------------
 
 
-class _SelfONNConv1dFn(torch.autograd.Function):
+class _SelfONNFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, geom: _Geom):
         ctx.save_for_backward(x, weight)
         ctx.geom = geom
         ctx.has_bias = bias is not None
-        return _conv_fwd(x, weight, bias, geom)
+        return _forward(x, weight, bias, geom)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        dx, dw = _conv_bwd(x, weight, dy, ctx.geom, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        db = _launch_db(dy).to(dy.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb and ctx.has_bias)
         return dx, dw, db, None
 
 
-class _SelfONNConvTranspose1dFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, geom: _Geom):
-        ctx.save_for_backward(x, weight)
-        ctx.geom = geom
-        ctx.has_bias = bias is not None
-        return _convT_fwd(x, weight, bias, geom)
+@torch.library.custom_op("selfonn::fused_conv", mutates_args=())
+def _fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
+                pad_right: int, dilation: int, groups: int, q: int, transposed: bool,
+                output_padding: int) -> torch.Tensor:
+    """Self-ONN (transposed) conv, the fused kernels; the op ``torch.compile`` records."""
+    g = _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
+    return _forward(x, weight, bias, g)
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
-        dx, dw = _convT_bwd(x, weight, dy, ctx.geom, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        db = _launch_db(dy).to(dy.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return dx, dw, db, None
+
+@_fused_conv.register_fake
+def _fused_conv_fake(x, weight, bias, stride, pad_left, pad_right, dilation, groups, q, transposed, output_padding):
+    d = _dims(x, weight, _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed))
+    return x.new_empty((d.B, d.C_out, d.L_out))
+
+
+@torch.library.custom_op("selfonn::fused_conv_backward", mutates_args=())
+def _fused_conv_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int, pad_left: int,
+                         pad_right: int, dilation: int, groups: int, q: int, transposed: bool, output_padding: int,
+                         need_x: bool, need_w: bool, need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dW, dbias) of ``selfonn::fused_conv``; a gradient not asked for is an empty tensor."""
+    g = _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
+    dx, dw, db = _backward(dy, x, weight, g, need_x, need_w, need_b)
+    empty = x.new_empty(0)
+    return (dx if dx is not None else empty, dw if dw is not None else empty.clone(),
+            db if db is not None else empty.clone())
+
+
+@_fused_conv_backward.register_fake
+def _fused_conv_backward_fake(dy, x, weight, stride, pad_left, pad_right, dilation, groups, q, transposed,
+                              output_padding, need_x, need_w, need_b):
+    d = _dims(x, weight, _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed))
+    return (x.new_empty(x.shape) if need_x else x.new_empty(0),
+            weight.new_empty(weight.shape) if need_w else x.new_empty(0),
+            dy.new_empty((d.C_out,)) if need_b else x.new_empty(0))
+
+
+def _op_setup(ctx, inputs, output):
+    x, weight, bias, *geom = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.geom = tuple(geom)
+    ctx.has_bias = bias is not None
+
+
+def _op_backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    nx, nw, nb = ctx.needs_input_grad[:3]
+    nb = nb and ctx.has_bias
+    dx, dw, db = torch.ops.selfonn.fused_conv_backward(dy, x, weight, *ctx.geom, nx, nw, nb)
+    return (dx if nx else None, dw if nw else None, db if nb else None) + (None,) * len(ctx.geom)
+
+
+_fused_conv.register_autograd(_op_backward, setup_context=_op_setup)
+
+
+def _apply(x, weight, bias, g: _Geom) -> torch.Tensor:
+    """Eager: the autograd.Function (no dispatcher round trip). Under torch.compile: the library op."""
+    if torch.compiler.is_compiling():
+        return torch.ops.selfonn.fused_conv(x, weight, bias, *g.ints())
+    return _SelfONNFn.apply(x, weight, bias, g)
 
 
 def _autocast(x, weight, bias):
@@ -760,9 +1190,9 @@ def triton_selfonn_conv1d(
 ) -> torch.Tensor:
     """Fused ``conv1d(cat([x**1..x**q], 1), weight, bias, ...)``; x (B, C_in, L), weight (C_out, q*C_in/groups, k)."""
     g = _geom(stride, padding, dilation, groups, q)
-    _check_io(x, weight, bias)
     x, weight, bias = _autocast(x, weight, bias)
-    return _SelfONNConv1dFn.apply(x, weight, bias, g)
+    _check_io(x, weight, bias)
+    return _apply(x, weight, bias, g)
 
 
 def triton_selfonn_conv_transpose1d(
@@ -775,7 +1205,7 @@ def triton_selfonn_conv_transpose1d(
     A ``(left, right)`` padding trims ``left`` samples at the start and ``right`` at the end (the
     adjoint of a conv with that zero padding); an int ``p`` is ``(p, p)`` as in PyTorch.
     """
-    g = _geom(stride, padding, dilation, groups, q, output_padding)
-    _check_io(x, weight, bias)
+    g = _geom(stride, padding, dilation, groups, q, output_padding, transposed=True)
     x, weight, bias = _autocast(x, weight, bias)
-    return _SelfONNConvTranspose1dFn.apply(x, weight, bias, g)
+    _check_io(x, weight, bias)
+    return _apply(x, weight, bias, g)

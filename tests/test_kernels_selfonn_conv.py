@@ -1,21 +1,28 @@
 """Fused Self-ONN kernels vs the FastONN reference: values and every gradient, both layer kinds.
 
 On CPU the kernels run under TRITON_INTERPRET=1 (set by conftest when there is no GPU); on a CUDA
-machine the same cases run compiled. Shapes are tiny because the interpreter is slow.
+machine the same cases run compiled. Shapes are tiny because the interpreter is slow. Every kernel
+is reached: the implicit-GEMM forward/grad_x kernels, the grad_W kernel (single pass and split with
+its in-kernel ordered reduction), the single-channel bandwidth kernels, each config of each config
+space (pinned), the repacked-weight path and folded launch grids.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 
 from selfonn import reference_conv1d, reference_conv_transpose1d
+from selfonn.kernels import _launch
 from selfonn.kernels import selfonn_conv as sc
 
 pytestmark = pytest.mark.timeout(300)
+
+CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+                               reason="needs a CUDA device (compiled kernels, autocast, TF32, CUDA graphs)")
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,10 @@ CONV_CASES = {
     "stride_gt_k": Case(2, 2, 3, 29, 2, stride=5, q=2),
     "stride2_opgan_down": Case(2, 3, 5, 31, 5, stride=2, padding=2),
     "stride8_disc": Case(1, 2, 4, 40, 4, stride=8, padding=1),
-    "stride4_disc_head": Case(1, 4, 1, 13, 3, stride=4, padding=1),
     "pad_left_right": Case(1, 3, 2, 19, 4, padding=(2, 1), q=2),
     "dilation2": Case(2, 3, 4, 21, 3, padding=2, dilation=2),
     "dilation3_stride2": Case(1, 2, 3, 26, 3, stride=2, padding=1, dilation=3, q=2),
+    "gcd_s4_d2": Case(1, 2, 3, 29, 3, stride=4, padding=2, dilation=2),
     "channels_off_block": Case(1, 17, 19, 9, 2, q=2),
     "groups2_spans_powers": Case(2, 4, 6, 15, 3, padding=1, groups=2),
     "groups3_one_power_each": Case(1, 3, 3, 12, 2, groups=3),
@@ -53,24 +60,39 @@ CONV_CASES = {
     "q4": Case(1, 3, 4, 14, 3, q=4),
     "q5": Case(1, 2, 3, 13, 3, stride=2, padding=1, q=5),
     "noncontiguous_x": Case(2, 3, 4, 17, 3, padding=1, noncontig=True),
+    # single-channel layers (bandwidth kernels)
+    "cin1_opgan_down1": Case(2, 1, 5, 37, 5, stride=2, padding=2),
+    "cin1_disc1_s8_odd": Case(2, 1, 4, 45, 4, stride=8, padding=1),
+    "cout1_disc_head": Case(1, 4, 1, 13, 3, stride=4, padding=1),
+    "cin1_cout1_gcd_s2_d2": Case(1, 1, 1, 23, 3, stride=2, padding=1, dilation=2),
+    "cin1_groups3_gemm": Case(1, 1, 3, 11, 3, groups=3),
+    "cout1_q1_noncontig": Case(2, 3, 1, 19, 3, padding=(0, 2), q=1, noncontig=True),
 }
 
 CONVT_CASES = {
     "T1": Case(1, 2, 3, 1, 1, q=2),
     "basic": Case(2, 3, 5, 13, 3, q=2),
     "stride2_pad1_outpad1": Case(2, 3, 4, 11, 3, stride=2, padding=1, output_padding=1),
-    "opgan_final_k6_s2_p2": Case(2, 4, 1, 9, 6, stride=2, padding=2),
     "stride8_outpad3": Case(1, 2, 3, 5, 4, stride=8, padding=1, output_padding=3),
     "stride_gt_k": Case(1, 3, 2, 7, 2, stride=3, q=2),
     "pad_left_right": Case(1, 3, 2, 9, 4, stride=2, padding=(1, 2), q=2),
     "dilation2_outpad1": Case(1, 2, 3, 8, 3, padding=1, dilation=2, output_padding=1, q=2),
+    "gcd_s4_d2": Case(1, 2, 3, 6, 3, stride=4, padding=1, dilation=2, output_padding=1),
     "channels_off_block": Case(1, 17, 19, 5, 2, q=2),
     "groups2_spans_powers": Case(2, 4, 6, 7, 3, stride=2, padding=1, groups=2),
     "groups3_one_power_each": Case(1, 3, 3, 6, 2, groups=3),
     "q1": Case(2, 3, 4, 8, 3, stride=2, q=1),
     "q5": Case(1, 2, 3, 6, 3, q=5),
     "noncontiguous_x": Case(2, 3, 4, 9, 3, stride=2, padding=1, noncontig=True),
+    # single-channel layers (bandwidth kernels)
+    "cout1_opgan_out_k6_s2": Case(2, 4, 1, 9, 6, stride=2, padding=2),
+    "cin1_s2_outpad1": Case(2, 1, 3, 9, 3, stride=2, padding=1, output_padding=1),
+    "cout1_gcd_s2_d2_odd": Case(1, 3, 1, 7, 3, stride=2, padding=1, dilation=2, output_padding=1),
+    "cin1_cout1_s3": Case(1, 1, 1, 6, 4, stride=3, padding=(2, 1), q=2),
 }
+
+SINGLE_CHANNEL = [(False, n) for n in CONV_CASES if n.startswith(("cin1", "cout1"))] + \
+                 [(True, n) for n in CONVT_CASES if n.startswith(("cin1", "cout1"))]
 
 
 def _make(case: Case, transposed: bool, device: str, dtype: torch.dtype, seed: int = 0):
@@ -115,7 +137,7 @@ def _ops(case: Case, transposed: bool):
 def _assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     actual = actual.detach().double().cpu()
-    expected = expected.detach().double()
+    expected = expected.detach().double().cpu()
     assert torch.isfinite(actual).all(), f"{name}: non-finite values (unwritten output?)"
     err = (actual - expected).abs().max().item()
     bound = tol * (1.0 + expected.abs().max().item())
@@ -144,6 +166,13 @@ def _tf32_off():
     return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
 
 
+def _case(transposed: bool, name: str) -> Case:
+    return (CONVT_CASES if transposed else CONV_CASES)[name]
+
+
+# ---- every case, both dtypes, default dispatch (GEMM or single-channel kernels) -----------------
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
 @pytest.mark.parametrize("case", list(CONV_CASES.values()), ids=list(CONV_CASES))
 def test_conv1d_matches_reference(case, dtype, device, poison_empty, kernel_tol):
@@ -158,35 +187,204 @@ def test_conv_transpose1d_matches_reference(case, dtype, device, poison_empty, k
         _check(case, True, device, dtype, kernel_tol[dtype])
 
 
-def test_grad_w_split_over_many_time_chunks(device, poison_empty, monkeypatch, kernel_tol):
-    """grad_W partials over several (batch, time-chunk) slots sum to the same answer."""
-    monkeypatch.setattr(sc, "_DW_MIN_CHUNK", 8)
-    for transposed in (False, True):
-        case = Case(2, 3, 4, 37, 3, stride=2, padding=1)
+def test_dispatch_picks_thin_kernels_for_single_channel_layers(device, monkeypatch):
+    """C_in = 1 / C_out = 1 with groups 1 take the bandwidth kernels (1 launch fwd, 1 bwd); others the GEMMs."""
+    seen: list[str] = []
+    real = _launch.Kernel.__call__
+
+    def spy(self, *a, **k):
+        seen.append(self.name)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(_launch.Kernel, "__call__", spy)
+    for transposed, name, expect in [(False, "cin1_opgan_down1", ["thin_fwd", "thin_bwd"]),
+                                     (True, "cout1_opgan_out_k6_s2", ["thin_fwd", "thin_bwd"]),
+                                     (False, "cin1_groups3_gemm", ["gather", "scatter", "dw"]),
+                                     (True, "basic", ["scatter", "gather", "dw"])]:
+        seen.clear()
+        _, (x, w, b) = _make(_case(transposed, name), transposed, device, torch.float64)
+        _ops(_case(transposed, name), transposed)[0](x, w, b).sum().backward()
+        assert seen == expect, (name, seen)
+
+
+@pytest.mark.parametrize(("transposed", "name"), SINGLE_CHANNEL, ids=[f"{'convT' if t else 'conv'}-{n}"
+                                                                       for t, n in SINGLE_CHANNEL])
+def test_single_channel_layers_on_gemm_kernels(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+    """The GEMM kernels stay exact on the single-channel shapes the thin kernels normally take."""
+    monkeypatch.setattr(sc, "_THIN", False)
+    _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+# ---- every config of every config space, pinned ----------------------------------------------
+
+_PIN_CASES = {False: Case(2, 5, 6, 23, 3, stride=2, padding=1), True: Case(2, 5, 6, 9, 3, stride=2, padding=1)}
+
+
+@pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)), ids=[str(s) for s in sc._MM_SHAPES])
+def test_each_gemm_config(i, device, poison_empty, kernel_tol):
+    """Forward and grad_x with each (BLOCK_T, BLOCK_N, BLOCK_R) config, far wider than the channels."""
+    cfg = sc._mm_configs()[i]
+    transposed = bool(i % 2)
+    with _launch.pin("gather", cfg), _launch.pin("scatter", cfg):
+        _check(_PIN_CASES[transposed], transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize("i", range(len(sc._DW_SHAPES)), ids=[str(s) for s in sc._DW_SHAPES])
+def test_each_dw_config(i, device, poison_empty, monkeypatch, kernel_tol):
+    """grad_W / grad_bias with each (BLOCK_M, BLOCK_N, BLOCK_T) config, split over several programs."""
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    transposed = bool(i % 2)
+    with _launch.pin("dw", sc._dw_configs()[i]):
+        _check(_PIN_CASES[transposed], transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize("i", range(len(sc._THIN_SHAPES)), ids=[str(s) for s in sc._THIN_SHAPES])
+def test_each_thin_config(i, device, poison_empty, kernel_tol):
+    """Single-channel fwd and one-launch bwd with each (BLOCK_C, BLOCK_T) config (+ a wide grad_W tile)."""
+    tc = sc._thin_configs()[i]
+    dc = sc._dw_configs()[i % len(sc._DW_SHAPES)]
+    bwd = _launch.Cfg.of(num_warps=4, BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dc.kwargs)
+    transposed = bool(i % 2)
+    case = Case(2, 1, 5, 37, 5, stride=2, padding=2) if not transposed else Case(2, 5, 1, 9, 6, stride=2, padding=2)
+    with _launch.pin("thin_fwd", tc), _launch.pin("thin_bwd", bwd):
         _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
-def test_gradcheck_fp64(transposed, device):
-    case = Case(1, 2, 4, 6, 2, stride=2, padding=1, groups=2, q=3, output_padding=1 if transposed else 0)
+@pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)))
+def test_each_gemm_and_dw_config_both_kinds_slow(i, transposed, device, poison_empty, monkeypatch, kernel_tol):
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    mm, dw = sc._mm_configs()[i], sc._dw_configs()[i % len(sc._DW_SHAPES)]
+    with _launch.pin("gather", mm), _launch.pin("scatter", mm), _launch.pin("dw", dw):
+        _check(_PIN_CASES[transposed], transposed, device, torch.float32, kernel_tol[torch.float32])
+
+
+def _random_case(seed: int) -> tuple[bool, Case]:
+    """A seeded random geometry: kind, channels (often 1), groups, stride/dilation with shared factors."""
+    import random
+
+    r = random.Random(seed)
+    transposed = r.random() < 0.4
+    q = r.choice([1, 2, 3, 3, 4])
+    cin, cout = r.choice([1, 1, 2, 3, 5, 8, 17]), r.choice([1, 1, 2, 4, 6, 16])
+    groups = r.choice([g for g in (1, 1, 1, 2, 3) if (q * cin) % g == 0 and cout % g == 0])
+    k, s, d = r.choice([1, 2, 3, 4, 5, 6]), r.choice([1, 1, 2, 3, 4, 8]), r.choice([1, 1, 2, 3])
+    pad = r.choice([0, 1, 2, (0, 2), (2, 1)])
+    L = r.randint(d * (k - 1) + 1, 60)
+    op = r.randrange(max(s, d)) if transposed else 0
+    case = Case(r.randint(1, 3), cin, cout, L, k, stride=s, padding=pad, dilation=d, groups=groups, q=q,
+                output_padding=op, noncontig=r.random() < 0.3)
+    return transposed, case
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_random_geometries_slow(seed, device, poison_empty, monkeypatch, kernel_tol):
+    transposed, case = _random_case(seed)
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1 + seed % 3)
+    if transposed:
+        pl, pr = case.padding if isinstance(case.padding, tuple) else (case.padding, case.padding)
+        L_out = (case.L - 1) * case.stride - pl - pr + case.dilation * (case.k - 1) + case.output_padding + 1
+        if L_out < 1:
+            pytest.skip("geometry with an empty output")
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+# ---- grad_W split and ordered reduction, repacked weights, folded grids --------------------------
+
+
+@pytest.mark.parametrize("thin", [False, True], ids=["gemm", "thin"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_grad_w_split_reduces_in_order(transposed, thin, device, poison_empty, monkeypatch, kernel_tol):
+    """Many splits: partials summed by the last program of each tile; counters are left at zero."""
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    splits = []
+    real_plan = sc._dw_plan
+    monkeypatch.setattr(sc, "_dw_plan", lambda *a, **k: splits.append(real_plan(*a, **k)["S"]) or real_plan(*a, **k))
+    if thin:
+        case = Case(2, 1, 4, 45, 4, stride=2, padding=1) if not transposed else Case(2, 3, 1, 23, 4, stride=2,
+                                                                                     padding=1)
+    else:
+        case = Case(2, 3, 4, 37, 3, stride=2, padding=1)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    assert splits and min(splits) > 1, splits
+    assert not _launch._counters[torch.device(device)].any()
+
+
+def test_grad_w_bitwise_deterministic(device, monkeypatch):
+    """The split reduction is ordered: repeated backward passes give bit-identical grad_W."""
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    _, (x, w, b) = _make(Case(2, 3, 4, 37, 3, stride=2, padding=1), False, device, torch.float32)
+    y = sc.triton_selfonn_conv1d(x, w, b, 2, 1, 1, 1, 3)
+    g1 = torch.autograd.grad(y, (w, b), torch.ones_like(y), retain_graph=True)
+    g2 = torch.autograd.grad(y, (w, b), torch.ones_like(y))
+    assert all(torch.equal(p, r) for p, r in zip(g1, g2))
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_repacked_weight_path(transposed, device, poison_empty, monkeypatch, kernel_tol):
+    """Large layers repack W tap-major for the GEMMs; force it on a small grouped case."""
+    monkeypatch.setattr(sc, "_PACK_MIN_MACS", 0)
+    case = _case(transposed, "groups2_spans_powers")
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    _check(replace(case, groups=1, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
+                                                  (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2")])
+def test_folded_grid_index_math(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+    """With grid axis 0 capped at 3 programs every launch spills onto axis 1 (as a batch of long
+    audio spills past CUDA's 65535 on axes 1/2 in the old layout): results are unchanged."""
+    monkeypatch.setattr(_launch, "_GRID_X_MAX", 3)
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    grids = []
+    real = _launch.fold_grid
+    monkeypatch.setattr(_launch, "fold_grid", lambda n: grids.append(real(n)) or real(n))
+    _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
+    assert grids and all(g[0] <= 3 for g in grids) and max(g[1] for g in grids) > 1
+
+
+def test_fold_grid_limits(monkeypatch):
+    assert _launch.fold_grid(5) == (5, 1, 1)
+    monkeypatch.setattr(_launch, "_GRID_X_MAX", 4)
+    assert _launch.fold_grid(9) == (4, 3, 1)
+    monkeypatch.setattr(_launch, "_GRID_YZ_MAX", 2)
+    with pytest.raises(ValueError, match="exceed the CUDA grid"):
+        _launch.fold_grid(9)
+    with pytest.raises(ValueError, match="at least one program"):
+        _launch.fold_grid(0)
+
+
+# ---- autograd behaviour ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gemm", "thin"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_gradcheck_fp64(transposed, kind, device):
+    if kind == "gemm":
+        case = Case(1, 2, 4, 6, 2, stride=2, padding=1, groups=2, q=3, output_padding=1 if transposed else 0)
+    else:
+        case = Case(1, 1, 3, 7, 3, stride=2, padding=1) if not transposed else Case(1, 2, 1, 5, 3, stride=2)
     _, (x, w, b) = _make(case, transposed, device, torch.float64)
     ker, _ = _ops(case, transposed)
     assert torch.autograd.gradcheck(ker, (x, w, b), fast_mode=True)
 
 
-@pytest.mark.parametrize("mode", ["no_bias", "frozen_weight", "input_only"])
-def test_partial_requires_grad(mode, device, poison_empty, kernel_tol):
-    case = Case(2, 3, 4, 12, 3, stride=2, padding=1)
-    (x, w, b), (xd, wd, bd) = _make(case, False, device, torch.float64)
+@pytest.mark.parametrize("mode", ["no_bias", "frozen_weight", "input_only", "bias_only"])
+@pytest.mark.parametrize(("transposed", "cin"), [(False, 3), (True, 3), (False, 1)], ids=["conv", "convT", "thin"])
+def test_partial_requires_grad(mode, transposed, cin, device, poison_empty, kernel_tol):
+    case = Case(2, cin, 4, 12, 3, stride=2, padding=1)
+    (x, w, b), (xd, wd, bd) = _make(case, transposed, device, torch.float64)
     if mode == "no_bias":
         b = bd = None
-    elif mode == "frozen_weight":
+    if mode in ("frozen_weight", "bias_only"):
         w.requires_grad_(False)
         wd.requires_grad_(False)
-    else:
+    if mode in ("input_only", "bias_only"):
         x.requires_grad_(False)
         xd.requires_grad_(False)
-    ker, ref = _ops(case, False)
+    ker, ref = _ops(case, transposed)
     y, y_ref = ker(xd, wd, bd), ref(x, w, b)
     _assert_close("y", y, y_ref, kernel_tol[torch.float64])
     wrt = [t for t in (x, w, b) if t is not None and t.requires_grad]
@@ -195,9 +393,10 @@ def test_partial_requires_grad(mode, device, poison_empty, kernel_tol):
         _assert_close("grad", g, g_ref, kernel_tol[torch.float64])
 
 
-def test_saves_only_x_and_weight(device):
+@pytest.mark.parametrize("cin", [3, 1], ids=["gemm", "thin"])
+def test_saves_only_x_and_weight(cin, device):
     """The autograd graph holds x and W, never a (B, Q*C, L) power stack."""
-    case = Case(2, 3, 4, 20, 3, padding=1, q=4)
+    case = Case(2, cin, 4, 20, 3, padding=1, q=4)
     _, (x, w, b) = _make(case, False, device, torch.float32)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
@@ -217,7 +416,10 @@ def test_through_selfonn_backend(device, kernel_tol):
         y_ref = convt(conv(x))
     with selfonn.use_backend("triton"):
         y = convt(conv(x))
-    _assert_close("y", y, y_ref.cpu(), kernel_tol[torch.float64])
+    _assert_close("y", y, y_ref, kernel_tol[torch.float64])
+
+
+# ---- argument checks and config spaces -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -251,19 +453,25 @@ def test_too_short_input_and_dtype_mismatch_raise(device):
         sc.triton_selfonn_conv_transpose1d(z(1, 2, 8), z(2, 3, 3), None, 2, 0, 2, 1, 1, 1)
 
 
-def test_autotune_config_space_is_valid_for_tl_dot():
-    """Every config is power-of-two and >= 16 on each tl.dot dim; pruning never empties the list."""
+def test_config_spaces_compile_on_a_gpu():
+    """Power-of-two blocks, every tl.dot dimension >= 16; pruning never empties a list and keeps
+    blocks no wider than the channel axis needs."""
     for cfg in sc._mm_configs() + sc._dw_configs():
         for v in cfg.kwargs.values():
             assert v >= 16 and v & (v - 1) == 0, cfg
-    args = {"N_OUT": 1, "C_IN": 1, "C_A": 1, "POW_A": True}
-    assert sc._prune_mm(sc._mm_configs(), {}, **args)
-    assert all(c.kwargs["BLOCK_N"] == 16 for c in sc._prune_mm(sc._mm_configs(), {}, **args))
-    assert sc._prune_dw(sc._dw_configs(), {}, OG=1, CQG=3)
+    for cfg in sc._thin_configs():
+        assert all(v >= 2 and v & (v - 1) == 0 for v in cfg.kwargs.values()), cfg
+    assert all(c["BLOCK_N"] == 16 and c["BLOCK_R"] == 16 for c in sc._prune_mm(1, 1))
+    assert all(c["BLOCK_M"] <= 16 for c in sc._prune_dw(1, 3))
+    assert max(c["BLOCK_R"] for c in sc._prune_mm(256, 256)) == 64  # reduction blocks up to 64
+    assert [c["BLOCK_C"] for c in sc._prune_thin(1)] == [2]
+    assert {c["BLOCK_C"] for c in sc._prune_thin(16)} == {16, 8}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                    reason="needs a CUDA device (autocast bf16/fp16 and TF32 are GPU paths)")
+# ---- CUDA only -----------------------------------------------------------------------------------
+
+
+@CUDA_ONLY
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
 def test_autocast_low_precision_cuda(dtype, transposed, kernel_tol):
@@ -271,8 +479,23 @@ def test_autocast_low_precision_cuda(dtype, transposed, kernel_tol):
     _check(case, transposed, "cuda", dtype, kernel_tol[dtype], autocast=True)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                    reason="needs a CUDA device")
+@CUDA_ONLY
+def test_autocast_stacked_layers_cuda():
+    """A bf16 activation from one layer feeds the next (fp32 weights) under autocast."""
+    torch.manual_seed(0)
+    w1 = torch.randn(8, 3, 5, device="cuda") * 0.3
+    w2 = torch.randn(4, 24, 5, device="cuda") * 0.2
+    x = torch.rand(2, 1, 400, device="cuda") * 2 - 1
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = sc.triton_selfonn_conv1d(torch.tanh(sc.triton_selfonn_conv1d(x, w1, None, 2, 2, 1, 1, 3)), w2, None,
+                                     1, 2, 1, 1, 3)
+    ref = reference_conv1d(torch.tanh(reference_conv1d(x.double(), w1.double(), None, 2, 2, 1, 1, 3)),
+                           w2.double(), None, 1, 2, 1, 1, 3)
+    assert y.dtype == torch.bfloat16
+    _assert_close("y", y, ref, 3e-2)
+
+
+@CUDA_ONLY
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
 def test_tf32_when_allowed_cuda(transposed, kernel_tol):
     case = Case(2, 32, 64, 500, 5, stride=2, padding=2, q=3)
@@ -280,12 +503,31 @@ def test_tf32_when_allowed_cuda(transposed, kernel_tol):
         _check(case, transposed, "cuda", torch.float32, kernel_tol["tf32"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                    reason="needs a CUDA device")
-@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
-def test_opgan_sized_layer_cuda(transposed):
-    """Real block sizes (autotuned configs, many tiles, many grad_W chunks) at fp32 IEEE."""
-    case = Case(2, 64, 128, 4000, 5, stride=2, padding=2, q=3) if not transposed else \
-        Case(2, 32, 16, 2000, 6, stride=2, padding=2, q=3)
+@CUDA_ONLY
+@pytest.mark.parametrize("name", ["conv", "convT", "conv_cin1", "convT_cout1"])
+def test_opgan_sized_layer_cuda(name):
+    """Real block sizes (tuned configs, many tiles, split grad_W, repacked W) at fp32 IEEE."""
+    case, transposed = {
+        "conv": (Case(2, 64, 128, 4000, 5, stride=2, padding=2), False),
+        "convT": (Case(2, 32, 16, 2000, 6, stride=2, padding=2), True),
+        "conv_cin1": (Case(2, 1, 16, 32000, 4, stride=8, padding=1), False),
+        "convT_cout1": (Case(2, 32, 1, 16000, 6, stride=2, padding=2), True),
+    }[name]
     with _tf32_off():
         _check(case, transposed, "cuda", torch.float32, 1e-4)
+
+
+@CUDA_ONLY
+def test_direct_launch_matches_jit_path_cuda(monkeypatch):
+    """Cached compiled kernels launched directly give the same bits as Triton's JIT launch."""
+    case = Case(2, 16, 32, 1000, 5, stride=2, padding=2)
+    (_, _, _), (x, w, b) = _make(case, False, "cuda", torch.float32)
+    outs = []
+    for direct in (False, True, True):  # the second direct call hits the cache
+        for k in sc._kernels.values():
+            monkeypatch.setattr(k, "direct_ok", direct)
+        y = sc.triton_selfonn_conv1d(x, w, b, 2, 2, 1, 1, 3)
+        outs.append((y, *torch.autograd.grad(y, (x, w, b), torch.ones_like(y))))
+    assert any(k.compiled for k in sc._kernels.values())
+    for other in outs[1:]:
+        assert all(torch.equal(p, r) for p, r in zip(outs[0], other))

@@ -1,0 +1,280 @@
+"""Lean launching for the Self-ONN kernels: one tune per shape key, then a direct launch.
+
+``triton.autotune`` re-runs its key function, pre-hooks and Triton's argument binder on every call
+(tens of microseconds of Python for a kernel with ~40 arguments). Here each kernel is a
+:class:`Kernel`: the first call for a *tune key* (geometry, channels, dtype, precision, a
+power-of-two size bucket) benchmarks the candidate configs once (GPU only) and remembers the winner;
+the first call for a *launch key* (tune key + the runtime ints + each pointer's 16-byte alignment,
+i.e. everything Triton's specialisation can depend on) goes through the JIT once and keeps the
+compiled kernel; every later call launches that compiled kernel directly (``CompiledKernel.run``),
+skipping the binder. Lengths are ``do_not_specialize`` in every kernel, but strides are specialised
+(16-divisibility keeps vectorised loads), so a new length compiles at most a few variants per bucket
+(``L % 16 == 0`` or not), each once; other new lengths cost one pass through the JIT's binder.
+
+Programs are numbered on one 1-D index that :func:`fold_grid` spreads over CUDA grid axes 0 and 1
+(axis 0 holds up to ``_GRID_X_MAX``): grid axes 1 and 2 are limited to 65535, so no kernel puts a
+batch- or length-dependent count there.
+
+Under ``TRITON_INTERPRET=1`` nothing is tuned or launched directly: the kernel runs through the
+interpreter with the pinned config (:func:`pin`, for tests) or the smallest candidate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import triton
+
+log = logging.getLogger(__name__)
+
+# CUDA's limits: grid axis 0 up to 2^31 - 1 blocks, axes 1 and 2 up to 65535 (patched by tests).
+_GRID_X_MAX = 2**31 - 1
+_GRID_YZ_MAX = 65535
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def fold_grid(n_programs: int) -> tuple[int, int, int]:
+    """A 3-D launch grid for ``n_programs`` programs numbered ``pid = pid_y * grid_x + pid_x``.
+
+    Kernels read the index with ``_program_index()`` and return early when it is ``>= n_programs``
+    (only the last row of a folded grid has such programs)."""
+    if n_programs < 1:
+        raise ValueError(f"a launch needs at least one program, got {n_programs}")
+    gx = min(n_programs, _GRID_X_MAX)
+    gy = -(-n_programs // gx)
+    if gy > _GRID_YZ_MAX:
+        raise ValueError(f"{n_programs} programs exceed the CUDA grid ({_GRID_X_MAX} x {_GRID_YZ_MAX})")
+    return gx, gy, 1
+
+
+@dataclass(frozen=True)
+class Cfg:
+    """One launch configuration: constexpr block sizes plus warps and pipeline stages."""
+
+    blocks: tuple[tuple[str, int], ...]
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", dict(self.blocks))  # read on every launch
+
+    @staticmethod
+    def of(num_warps: int = 4, num_stages: int = 3, **blocks: int) -> Cfg:
+        return Cfg(tuple(sorted(blocks.items())), num_warps, num_stages)
+
+    def __getitem__(self, name: str) -> int:
+        return self.kwargs[name]
+
+
+# A call's work for one config: the kernel arguments (without the config's block sizes) and the
+# number of programs. Called once per candidate while tuning and once per launch.
+Prepare = Callable[[Cfg], tuple[dict, int]]
+# The candidate configs of a call, built only when its tune key is new (pruning costs host time).
+Candidates = Callable[[], Sequence[Cfg]]
+
+_pinned: dict[str, Cfg] = {}
+
+
+@contextlib.contextmanager
+def pin(name: str, cfg: Cfg) -> Iterator[None]:
+    """Force kernel ``name`` to run with ``cfg`` (no tuning, no cache): how tests reach every config."""
+    previous = _pinned.get(name)
+    _pinned[name] = cfg
+    try:
+        yield
+    finally:
+        if previous is None:
+            _pinned.pop(name, None)
+        else:
+            _pinned[name] = previous
+
+
+_COMPILED_MAX = 4096  # launch-key entries kept per kernel (one per distinct stride set, e.g. length)
+
+
+def _direct_enabled() -> bool:
+    return os.environ.get("SELFONN_DIRECT_LAUNCH", "1") != "0"
+
+
+class Kernel:
+    """A ``@triton.jit`` kernel with per-key tuned configs and cached compiled kernels."""
+
+    def __init__(self, name: str, fn) -> None:
+        self.name = name
+        self.fn = fn
+        params = inspect.signature(getattr(fn, "fn", fn)).parameters
+        self.arg_names = list(params)
+        # Runtime (non-constexpr) arguments: the ones whose values Triton specialises on.
+        self.runtime_names = [n for n, p in params.items() if "constexpr" not in str(p.annotation)]
+        self.tuned: dict[tuple, Cfg] = {}
+        self.compiled: dict[tuple, object] = {}
+        self._tensor_names: list[str] | None = None  # runtime arguments split by kind on the first launch
+        self._int_names: list[str] = []
+        self.direct_ok = _direct_enabled()
+        self.n_tunes = 0  # how many keys were benchmarked (tests read it)
+
+    # ---- config selection ------------------------------------------------------------------
+    def select(self, tune_key: tuple, candidates: Candidates | Sequence[Cfg], prepare: Prepare) -> Cfg:
+        pinned = _pinned.get(self.name)
+        if pinned is not None:
+            return pinned
+        cfg = self.tuned.get(tune_key)
+        if cfg is not None:
+            return cfg
+        candidates = candidates() if callable(candidates) else candidates
+        if len(candidates) == 1 or not self.tuning_enabled():
+            return candidates[0]
+        if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+            return candidates[0]  # no benchmarking inside a CUDA graph capture: heuristic pick, not cached
+        timings = [(self._bench(cfg, prepare), i) for i, cfg in enumerate(candidates)]
+        best = candidates[min(timings)[1]]
+        self.tuned[tune_key] = best
+        self.n_tunes += 1
+        log.debug("selfonn.kernels: %s %s -> %s (%s)", self.name, tune_key, best, timings)
+        return best
+
+    @staticmethod
+    def tuning_enabled() -> bool:
+        """Benchmark candidates on a GPU unless ``SELFONN_TUNE=0`` (then: the first candidate)."""
+        return not interpreting() and os.environ.get("SELFONN_TUNE", "1") != "0"
+
+    def _bench(self, cfg: Cfg, prepare: Prepare) -> float:
+        args, n = prepare(cfg)
+        grid = fold_grid(n)
+        kw = {**args, **cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+        try:
+            return triton.testing.do_bench(lambda: self.fn[grid](**kw), warmup=5, rep=20, return_mode="median")
+        except Exception as e:  # a config that does not fit the device (shared memory, registers)
+            log.debug("selfonn.kernels: %s config %s failed: %s", self.name, cfg, e)
+            return float("inf")
+
+    # ---- launch ------------------------------------------------------------------------------
+    def __call__(self, device: torch.device, tune_key: tuple, candidates: Candidates | Sequence[Cfg],
+                 prepare: Prepare) -> None:
+        if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+            with torch.cuda.device(device):
+                return self._launch(tune_key, candidates, prepare)
+        return self._launch(tune_key, candidates, prepare)
+
+    def _launch(self, tune_key: tuple, candidates: Candidates | Sequence[Cfg], prepare: Prepare) -> None:
+        cfg = self.select(tune_key, candidates, prepare)
+        args, n = prepare(cfg)
+        grid = fold_grid(n)
+        if interpreting():
+            # The interpreter drops unknown keywords silently; a compiled launch would reject them.
+            given = set(args) | set(cfg.kwargs)
+            if given != set(self.arg_names):
+                raise TypeError(f"{self.name}: arguments {sorted(given ^ set(self.arg_names))} do not match the kernel")
+            self.fn[grid](**args, **cfg.kwargs)
+            return
+        launch_key = None
+        if self.direct_ok and _pinned.get(self.name) is None:
+            launch_key = (torch.cuda.current_device(), tune_key, cfg, *self.launch_key(args))
+            ck = self.compiled.get(launch_key)
+            if ck is not None and self._direct(ck, grid, args, cfg):
+                return
+        try:
+            ck = self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        except triton.runtime.errors.OutOfResources as e:  # e.g. fp64 tiles past the shared memory
+            cands = list(candidates() if callable(candidates) else candidates)
+            later = cands[cands.index(cfg) + 1:] if cfg in cands else []
+            if not later or _pinned.get(self.name) is not None:
+                raise
+            log.info("selfonn.kernels: %s %s does not fit (%s); trying the next config", self.name, cfg, e)
+            self.tuned.pop(tune_key, None)
+            return self._launch(tune_key, later, prepare)
+        if launch_key is not None and ck is not None:
+            ck = ck.result() if hasattr(ck, "result") else ck
+            if hasattr(ck, "packed_metadata"):
+                if len(self.compiled) >= _COMPILED_MAX:
+                    self.compiled.clear()
+                self.compiled[launch_key] = ck
+
+    def launch_key(self, args: dict) -> tuple[tuple, tuple]:
+        """What decides Triton's specialisation of a call: the runtime ints themselves (so a cached
+        compiled kernel is reused only for the very values it was compiled for; a new length costs
+        one pass through the JIT, never a compile by itself) and each pointer's 16-byte alignment."""
+        if self._tensor_names is None:
+            self._tensor_names = [k for k in self.runtime_names if isinstance(args[k], torch.Tensor)]
+            self._int_names = [k for k in self.runtime_names if k not in self._tensor_names]
+        ints = tuple(map(args.__getitem__, self._int_names))
+        return ints, tuple([args[k].data_ptr() % 16 == 0 for k in self._tensor_names])
+
+    def _direct(self, ck, grid, args: dict, cfg: Cfg) -> bool:
+        """Launch a cached compiled kernel without Triton's binder (what ``JITFunction.run`` does
+        after its cache hit). False (and direct launching off for this kernel) if this Triton
+        does not have the expected launcher interface."""
+        try:
+            knobs, driver = _runtime()
+            merged = {**args, **cfg.kwargs}
+            vals = [merged[k] for k in self.arg_names]
+            stream = driver.active.get_current_stream(driver.active.get_current_device())
+            enter = knobs.runtime.launch_enter_hook
+            meta = ck.launch_metadata(grid, stream, *vals) if enter is not None else None
+            ck.run(grid[0], grid[1], grid[2], stream, ck.function, ck.packed_metadata, meta, enter,
+                   knobs.runtime.launch_exit_hook, *vals)
+            return True
+        except (ImportError, AttributeError, TypeError, KeyError) as e:
+            log.warning("selfonn.kernels: direct launch of %s unavailable (%s); using Triton's JIT path", self.name, e)
+            self.direct_ok = False
+            return False
+
+
+_rt: tuple | None = None
+
+
+def _runtime():
+    """Triton's launch hooks and driver (``triton.knobs`` exists from Triton 3.4; older: no direct launch)."""
+    global _rt
+    if _rt is None:
+        from triton import knobs
+        from triton.runtime import driver
+
+        _rt = (knobs, driver)
+    return _rt
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of ``device`` (4 under the interpreter: enough to exercise splits)."""
+    if device.type != "cuda":
+        return 4
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+_sm_cache: dict[int, int] = {}
+
+
+def _sm_count(index: int) -> int:
+    if index not in _sm_cache:
+        _sm_cache[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _sm_cache[index]
+
+
+_counters: dict[torch.device, torch.Tensor] = {}
+_retired: list[torch.Tensor] = []  # outgrown buffers stay alive: a captured CUDA graph may point at them
+
+
+def counters(device: torch.device, n: int) -> torch.Tensor:
+    """``n`` int32 arrival counters, all zero, for in-kernel ordered reductions.
+
+    Kernels reset every counter they use before exiting, so one zeroed buffer per device is reused
+    by every launch on that device's stream order. Inside a CUDA graph capture a buffer too small to
+    reuse is allocated fresh (its zero fill becomes part of the graph) and not kept."""
+    buf = _counters.get(device)
+    if buf is not None and buf.numel() >= n:
+        return buf
+    fresh = torch.zeros(max(n, 1024), device=device, dtype=torch.int32)
+    if not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        if buf is not None:
+            _retired.append(buf)
+        _counters[device] = fresh
+    return fresh

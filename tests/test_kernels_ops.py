@@ -1,0 +1,287 @@
+"""The fused kernels as torch.library ops (torch.compile, fake tensors) and the lean launcher's contract.
+
+CPU runs go through the Triton interpreter; what needs a compiled kernel (direct launches, CUDA-graph
+capture, inductor) is CUDA-only and skipped here with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import selfonn
+from selfonn import reference_conv1d
+from selfonn.kernels import _launch
+from selfonn.kernels import selfonn_conv as sc
+
+pytestmark = pytest.mark.timeout(300)
+
+CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+                               reason="needs a CUDA device (compiled kernels, CUDA graphs, inductor)")
+
+# (x shape, weight shape, geometry ints as in the op schema, output shape)
+OP_CASES = {
+    "conv_s2": ((2, 3, 13), (4, 9, 3), (2, 1, 1, 1, 1, 3, False, 0), (2, 4, 7)),
+    "convT_s2_outpad": ((2, 3, 7), (9, 2, 4), (2, 1, 2, 1, 1, 3, True, 1), (2, 2, 14)),
+    "conv_cin1_thin": ((2, 1, 21), (5, 3, 4), (4, 1, 1, 1, 1, 3, False, 0), (2, 5, 5)),
+    "conv_groups2": ((1, 4, 9), (6, 6, 3), (1, 1, 1, 1, 2, 3, False, 0), (1, 6, 9)),
+}
+
+
+def _args(name: str, device: str, bias: bool = True, dtype=torch.float64):
+    xs, ws, geom, _ = OP_CASES[name]
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(xs, generator=gen, dtype=dtype) * 2 - 1).to(device).requires_grad_(True)
+    w = (torch.randn(ws, generator=gen, dtype=dtype) * 0.3).to(device).requires_grad_(True)
+    c_out = ws[1] * geom[4] if geom[6] else ws[0]
+    b = torch.randn(c_out, generator=gen, dtype=dtype).to(device).requires_grad_(True) if bias else None
+    return (x, w, b, *geom)
+
+
+def test_ops_are_registered():
+    assert hasattr(torch.ops.selfonn, "fused_conv") and hasattr(torch.ops.selfonn, "fused_conv_backward")
+    schema = str(torch.ops.selfonn.fused_conv.default._schema)
+    assert "Tensor? bias" in schema and "bool transposed" in schema
+
+
+@pytest.mark.parametrize("name", list(OP_CASES))
+def test_fake_tensors_give_the_real_shapes(name):
+    """register_fake: shapes (and dtypes) without running a kernel, as torch.compile traces them."""
+    xs, ws, geom, out = OP_CASES[name]
+    with FakeTensorMode():
+        x, w = torch.empty(xs), torch.empty(ws)
+        y = torch.ops.selfonn.fused_conv(x, w, None, *geom)
+        dx, dw, db = torch.ops.selfonn.fused_conv_backward(torch.empty(out), x, w, *geom, True, True, False)
+    assert tuple(y.shape) == out and y.dtype == torch.float32
+    assert tuple(dx.shape) == xs and tuple(dw.shape) == ws and db.numel() == 0
+
+
+@pytest.mark.parametrize("name", ["conv_s2", "convT_s2_outpad", "conv_cin1_thin"])
+def test_opcheck(name, device):
+    """torch.library.opcheck: schema, autograd registration, fake tensors, AOT dispatch (dynamic shapes)."""
+    torch.library.opcheck(torch.ops.selfonn.fused_conv.default, _args(name, device))
+
+
+@pytest.mark.parametrize("name", list(OP_CASES))
+def test_library_op_matches_eager_path(name, device):
+    """The op (what compiled graphs call) and the eager autograd.Function agree to the bit."""
+    args = _args(name, device)
+    x, w, b = args[:3]
+    y_op = torch.ops.selfonn.fused_conv(*args)
+    y_fn = sc._SelfONNFn.apply(x, w, b, sc._Geom(*(args[3:9]), args[10], args[9]))
+    assert torch.equal(y_op, y_fn)
+    gy = torch.rand_like(y_op)
+    assert all(torch.equal(p, r) for p, r in zip(torch.autograd.grad(y_op, (x, w, b), gy),
+                                                  torch.autograd.grad(y_fn, (x, w, b), gy)))
+
+
+def test_library_op_saves_only_x_and_weight(device):
+    args = _args("conv_s2", device)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        torch.ops.selfonn.fused_conv(*args)
+    assert sorted(tuple(t.shape) for t in saved) == sorted([tuple(args[0].shape), tuple(args[1].shape)])
+
+
+class _Net(torch.nn.Module):
+    """Single-channel in (thin kernels), a GEMM layer, single-channel transposed out: as the Op-GAN G."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = selfonn.SelfONN1d(1, 4, 5, stride=2, padding=2, q=3, backend="triton")
+        self.b = selfonn.SelfONN1d(4, 6, 3, padding=1, q=3, backend="triton")
+        self.c = selfonn.SelfONNTranspose1d(6, 1, 6, stride=2, padding=2, q=3, backend="triton")
+
+    def forward(self, x):
+        return self.c(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+def test_torch_compile_fullgraph(device):
+    """torch.compile(model, fullgraph=True) traces selfonn's dispatch into one graph of opaque fused
+    ops (AOTAutograd included, aot_eager backend on CPU) with the eager values and gradients."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = _Net().double().to(device)
+    x = torch.rand(2, 1, 32, dtype=torch.float64, device=device) * 2 - 1
+    y0 = net(x)
+    g0 = torch.autograd.grad(y0.square().sum(), list(net.parameters()))
+    counter = CompileCounterWithBackend("aot_eager")
+    y1 = torch.compile(net, backend=counter, fullgraph=True)(x)
+    g1 = torch.autograd.grad(y1.square().sum(), list(net.parameters()))
+    assert counter.frame_count == 1
+    ops = [n.target for n in counter.graphs[0].graph.nodes if n.op == "call_function"]
+    assert sum(t is torch.ops.selfonn.fused_conv for t in ops) == 3
+    assert torch.equal(y0, y1)
+    assert all(torch.equal(p, r) for p, r in zip(g0, g1))
+
+
+# ---- the launcher: tune once per key, precision and size bucket in the key ----------------------
+
+
+def _run_conv(device, L: int, cin: int = 3):
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(2, cin, L, generator=gen, dtype=torch.float64) * 2 - 1).to(device).requires_grad_(True)
+    w = (torch.randn(4, 3 * cin, 3, generator=gen, dtype=torch.float64) * 0.3).to(device).requires_grad_(True)
+    y = sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    ref = reference_conv1d(x.detach(), w.detach(), None, 1, 1, 1, 1, 3)
+    assert (y.detach() - ref).abs().max() < 1e-10
+    y.sum().backward()
+    return y
+
+
+def test_tuning_runs_once_per_key_and_length_bucket(device, monkeypatch):
+    """The first call for a key benchmarks the candidates; later calls, and lengths in the same
+    power-of-two bucket, reuse the pick (variable-length audio does not re-tune)."""
+    benched: list[tuple[str, _launch.Cfg]] = []
+
+    def fake_bench(self, cfg, prepare):
+        prepare(cfg)  # the argument builder must work for every candidate
+        benched.append((self.name, cfg))
+        return float(len(benched) % 3)  # an arbitrary but deterministic winner
+
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
+    monkeypatch.setattr(_launch.Kernel, "_bench", fake_bench)
+    for k in sc._kernels.values():
+        monkeypatch.setattr(k, "tuned", {})
+    _run_conv(device, 37)
+    first = len(benched)
+    assert {n for n, _ in benched} == {"gather", "scatter", "dw"}
+    _run_conv(device, 37)
+    _run_conv(device, 45)  # same bucket (64)
+    assert len(benched) == first
+    _run_conv(device, 70)  # next bucket: tuned again
+    assert len(benched) > first
+
+
+def test_tune_keys_hold_precision_and_geometry(device, monkeypatch):
+    """TF32 vs IEEE and the geometry constants reach the tune key of every kernel."""
+    keys: dict[str, list[tuple]] = {}
+
+    def record(self, dev, tune_key, candidates, prepare):
+        keys.setdefault(self.name, []).append(tune_key)
+
+    monkeypatch.setattr(_launch.Kernel, "__call__", record)
+    x = torch.zeros(2, 3, 20, device=device)
+    w = torch.zeros(4, 9, 3, device=device)
+    for precision, stride in (("ieee", 2), ("tf32", 2), ("ieee", 3)):
+        monkeypatch.setattr(sc, "_precision", lambda t, p=precision: p)
+        g = sc._geom(stride, 1, 1, 1, 3)
+        d = sc._dims(x, w, g)
+        sc._forward(x, w, None, g)
+        sc._backward(torch.zeros(2, 4, d.L_out, device=device), x, w, g, True, True, False)
+    for name in ("gather", "scatter", "dw"):
+        ieee, tf32, ieee_s3 = keys[name]
+        assert "tf32" in repr(tf32) and "tf32" not in repr(ieee), name
+        assert len({ieee, tf32, ieee_s3}) == 3, name
+
+
+def test_launch_key_tracks_triton_specialisation():
+    """A cached compiled kernel is reused only for the runtime ints and pointer alignment it was
+    compiled for (everything Triton's specialisation can depend on)."""
+    k = sc._kernel("dw")
+    t = torch.zeros(64)
+    args = {n: 7 for n in k.runtime_names} | {n: t for n in k.runtime_names if n.endswith("_ptr")}
+    base = k.launch_key(args)
+    assert k.launch_key(dict(args)) == base
+    assert k.launch_key(args | {"sx_c": 16}) != base  # a stride
+    assert k.launch_key(args | {"x_ptr": t[1:]}) != base  # a misaligned pointer
+    assert k.launch_key(args | {"x_ptr": t[4:]}) == base  # still 16-byte aligned
+
+
+def test_pin_overrides_and_restores():
+    cfg = _launch.Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)
+    k = sc._kernel("gather")
+    with _launch.pin("gather", cfg):
+        assert k.select(("any",), [sc._mm_configs()[0]], lambda c: ({}, 1)) is cfg
+    assert "gather" not in _launch._pinned
+
+
+def test_counters_buffer_grows_and_keeps_old_buffers(device):
+    dev = torch.device(device)
+    small = _launch.counters(dev, 10)
+    assert small.dtype == torch.int32 and not small.any()
+    big = _launch.counters(dev, small.numel() + 1)
+    assert big.numel() > small.numel() and any(t is small for t in _launch._retired)
+    assert _launch.counters(dev, 5) is big
+
+
+# ---- CUDA only -----------------------------------------------------------------------------------
+
+
+@CUDA_ONLY
+def test_cuda_graph_capture_of_a_training_step():
+    """Forward + backward + SGD of a fused-op model captured in one CUDA graph replays like eager."""
+    torch.manual_seed(0)
+    net = _Net().cuda()
+    x = torch.rand(4, 1, 2048, device="cuda") * 2 - 1
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss = net(x).square().mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):  # tune, compile and warm up outside the capture
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss_g = step()
+    net.load_state_dict(state)
+    graph.replay()
+    after_graph = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    loss_e = step()
+    torch.testing.assert_close(loss_g, loss_e)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(after_graph[k], v)
+
+
+@CUDA_ONLY
+def test_torch_compile_inductor_cuda():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = _Net().cuda()
+    x = torch.rand(2, 1, 4096, device="cuda") * 2 - 1
+    y0 = net(x)
+    y1 = torch.compile(net, fullgraph=True)(x)
+    torch.testing.assert_close(y1, y0, rtol=1e-4, atol=1e-4)
+
+
+def test_launcher_falls_back_when_a_config_does_not_fit(monkeypatch):
+    """A config the device rejects (shared memory) is skipped for the next candidate (compiled path)."""
+    import triton
+
+    def kernel(a_ptr, n, BLOCK: "tl.constexpr"):  # noqa: F821 - only the signature is read
+        pass
+
+    launched = []
+
+    class FakeJit:
+        fn = staticmethod(kernel)
+
+        def __getitem__(self, grid):
+            def run(**kw):
+                if kw["BLOCK"] == 64:
+                    raise triton.runtime.errors.OutOfResources(262144, 232448, "shared memory")
+                launched.append(kw["BLOCK"])
+            return run
+
+    monkeypatch.setattr(_launch, "interpreting", lambda: False)
+    k = _launch.Kernel("fake", FakeJit())
+    k.direct_ok = False
+    cands = [_launch.Cfg.of(BLOCK=64), _launch.Cfg.of(BLOCK=32)]
+    k(torch.device("cpu"), ("key",), cands, lambda cfg: ({"a_ptr": None, "n": 1}, 1))
+    assert launched == [32]
+    assert k.runtime_names == ["a_ptr", "n"]
