@@ -705,7 +705,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, default=330, help="global time guard for the whole round, seconds")
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma list of " + ",".join(SECTIONS))
     ap.add_argument("--smoke", action="store_true", help="CPU end-to-end check: tiny shapes, TRITON_INTERPRET=1")
-    ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_models.py -k cuda",
+    ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_kernels_ops.py tests/test_models.py -k cuda",
                     help="pytest arguments of the tests section")
     ap.add_argument("--test-timeout-s", type=int, default=120, help="pytest-timeout per test")
     ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")
