@@ -29,6 +29,7 @@ class TrainConfig:
     runs_dir: str = "runs"  # parent folder of all runs
     preset: str = "default"  # preset this config started from (informational)
     seed: int = 0  # seeds torch/numpy/python, the data order and the random crops
+    val_seed: int = 1  # seeds the validation clips of dynamic sources (fixed, so runs of any seed compare)
     device: str = "auto"  # 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N'
     threads: int = 0  # torch CPU threads (0 = torch's default)
     # --- data ----------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def _open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         rirs = cfg.rirs or None
         if rirs and not Path(rirs).expanduser().is_file():
             raise ConfigError(f"--rirs {rirs!r} does not exist (an RIR bank .npz, e.g. from `opgan build --n-rirs`)")
-        val = D.open_dataset(cfg.val_data or spec, "val", kind=cfg.data_kind, seed=cfg.seed + 1, rir_bank=rirs)
+        val = D.open_dataset(cfg.val_data or spec, "val", kind=cfg.data_kind, seed=cfg.val_seed, rir_bank=rirs)
         if cfg.dynamic:
             dyn_spec = spec if cfg.data else f"default:{cfg.data_kind}"
             mix = cfg.case_mix()
