@@ -58,13 +58,14 @@ class GeneratorConfig:
     filters: int = 16  # f: channels of the first down layer; widths are f, 2f, 4f, 8f, 8f
     q: int | list[int] = 3  # Self-ONN order: one int, or 10 ints (5 down, 4 up, 1 output layer)
     residual: bool = False  # y = x + out(h) (identity at init) instead of the seed's y = tanh(out(h))
+    gate: bool = False  # residual only: y = x + g * out(h), g in (0, 1) per clip from the encoder's statistics
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
-        unknown = set(d) - {"filters", "q", "residual"}
+        unknown = set(d) - {"filters", "q", "residual", "gate"}
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
         return cls(**d)
@@ -144,6 +145,13 @@ class Generator(nn.Module):
         if self.config.residual:
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
+        if self.config.gate and not self.config.residual:
+            raise ValueError("gate=True needs residual=True (it scales the correction added to the input)")
+        # Clip gate: mean and mean square over time of every encoder level (before any InstanceNorm
+        # removes them) -> one logit. The decoder's InstanceNorm erases how loud and how noisy the clip
+        # is; the gate keeps that view, so "this input is already clean, change nothing" is one
+        # decision instead of something every output sample must learn.
+        self.gate = nn.Linear(2 * sum(widths[1:]), 1) if self.config.gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != 1:
@@ -160,6 +168,9 @@ class Generator(nn.Module):
         # skips: d1 (f), d2 (2f), d3 (4f), d4 (8f), d5 (8f, the bottleneck = h)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             h = torch.cat([block(h), skip], dim=1)
+        if self.gate is not None:
+            stats = torch.cat([torch.cat([s.mean(-1), s.square().mean(-1)], dim=1) for s in skips], dim=1)
+            return x + torch.sigmoid(self.gate(stats)).unsqueeze(-1) * self.out(h)
         if self.config.residual:
             return x + self.out(h)
         return torch.tanh(self.out(h))

@@ -7,7 +7,7 @@ and three optional terms that the shipped recipe uses against attenuation (docs/
         + lambda_mr * multi-resolution STFT loss (spectral convergence + log-magnitude L1)
         + lambda_sisdr * (-SI-SDR(G(x), clean) / 10)                          (shape, level-blind)
         + lambda_level * |10 log10(energy(G(x)) / energy(clean))| / 10      (level, shape-blind)
-        + lambda_sdr * (-SDR(G(x), clean) / 10), SDR capped at 50 dB         (the metric itself)
+        + lambda_sdr * (-SDR(G(x), clean) / 10), SDR capped at sdr_cap_db    (the metric itself)
 
 Why the last three: L1 and MSE reward shrinking an uncertain estimate towards zero, which is how the
 seed's objective ends up attenuating (plain SDR then looks better while SI-SDR does not move). The
@@ -90,9 +90,12 @@ def sdr_db(est: torch.Tensor, ref: torch.Tensor, cap_db: float = SDR_CAP_DB) -> 
     return 10 * torch.log10(num / ((e - r).square().sum(1) + num * 10 ** (-cap_db / 10)))
 
 
-def neg_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """-mean SDR / 10 (bels): per clip, so light and heavy inputs weigh alike; sensitive to gain."""
-    return -sdr_db(est, ref).mean() / 10
+def neg_sdr(est: torch.Tensor, ref: torch.Tensor, cap_db: float = SDR_CAP_DB) -> torch.Tensor:
+    """-mean SDR / 10 (bels): per clip, so light and heavy inputs weigh alike; sensitive to gain.
+
+    The cap bounds each clip's gradient (it grows as 1/error energy): with a high cap, nearly clean
+    clips dominate a batch and learning stalls; ~30 dB keeps them protected without that."""
+    return -sdr_db(est, ref, cap_db).mean() / 10
 
 
 def neg_si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -132,7 +135,7 @@ def g_adversarial(d_fake: torch.Tensor) -> torch.Tensor:
 def g_loss(
     d_fake: torch.Tensor | None, est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_s: float,
     lambda_adv: float = 1.0, lambda_mr: float = 0.0, lambda_sisdr: float = 0.0, lambda_level: float = 0.0,
-    lambda_sdr: float = 0.0,
+    lambda_sdr: float = 0.0, sdr_cap_db: float = SDR_CAP_DB,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total generator loss and its detached parts (for logging). Terms with a zero weight are not
     computed (and `d_fake` may be None when `lambda_adv` is 0)."""
@@ -145,7 +148,7 @@ def g_loss(
         ("g_mr", lambda_mr, lambda: multi_resolution_stft(est, ref)),
         ("g_sisdr", lambda_sisdr, lambda: neg_si_sdr(est, ref)),
         ("g_level", lambda_level, lambda: level_l1(est, ref)),
-        ("g_sdr", lambda_sdr, lambda: neg_sdr(est, ref)),
+        ("g_sdr", lambda_sdr, lambda: neg_sdr(est, ref, sdr_cap_db)),
     )
     for name, weight, fn in terms:
         if weight:

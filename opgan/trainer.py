@@ -79,7 +79,7 @@ def build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator a config describes (seeded by the caller)."""
     from opgan.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
-    g = Generator(GeneratorConfig(filters=cfg.filters, q=cfg.generator_q(), residual=cfg.residual))
+    g = Generator(GeneratorConfig(filters=cfg.filters, q=cfg.generator_q(), residual=cfg.residual, gate=cfg.gate))
     d = Discriminator(DiscriminatorConfig(filters=cfg.d_filters, q=cfg.discriminator_q()))
     return g, d
 
@@ -534,10 +534,20 @@ class _Run:
                 x = enhance_clips(self.first, x)  # the second pass sees the first pass's output
         return blind_normalise(x, y)
 
+    def learning_rate(self) -> float:
+        """The lr of the next step: a pure function of (lr, lr_half_life, step), so resume replays it and
+        a changed lr on --resume takes effect (the optimiser state keeps the old one otherwise)."""
+        cfg = self.cfg
+        return cfg.lr * 0.5 ** (self.step / cfg.lr_half_life) if cfg.lr_half_life else cfg.lr
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One discriminator step then one generator step; returns the detached losses.
 
         With lambda_adv == 0 the discriminator is neither run nor updated (a plain regression run)."""
+        lr = self.learning_rate()
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
         with self.autocast():
             fake = self.g(x)
         adversarial = self.cfg.lambda_adv > 0
@@ -573,7 +583,7 @@ class _Run:
             with self.autocast():
                 d_fake_g = self.d_raw(fake)
         loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv,
-                                 cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level, cfg.lambda_sdr)
+                                 cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level, cfg.lambda_sdr, cfg.sdr_cap_db)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self._check_finite("generator", loss_g)
@@ -682,7 +692,8 @@ def _describe_data(cfg: TrainConfig) -> str:
     if cfg.data:
         what = f"{cfg.data} ({'dynamic mixing of its sources' if cfg.dynamic else 'fixed clips'})"
     elif cfg.dynamic:
-        what = f"dynamic mixing of the shipped {cfg.data_kind} recordings"
+        what = (f"dynamic mixing of the shipped {cfg.data_kind} recordings; validation on "
+                f"{Path(cfg.data_root) / f'{cfg.data_kind}-{cfg.data_size}'} (built from their val split)")
     else:
         what = f"{Path(cfg.data_root) / f'{cfg.data_kind}-{cfg.data_size}'} (built from the shipped recordings)"
     return what + (f", validation on {cfg.val_data}" if cfg.val_data else "")
@@ -739,6 +750,7 @@ def _train_loop(run: "_Run", log: "_Log") -> tuple[str, float]:
             if run.step % cfg.log_every == 0:
                 rec = {k: float(np.mean(v)) for k, v in acc.items()}
                 rec["time_s"] = run.train_s
+                rec["lr"] = run.learning_rate()
                 log.record("train", run.step, rec)
                 if bar is not None:
                     bar.set_postfix(d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.2f}")

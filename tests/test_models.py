@@ -307,3 +307,24 @@ def test_folding_cuts_up_block_flops_by_40_percent():
     ratio = sum(s.fwd_flops(8) for s in folded) / sum(s.fwd_flops(8) for s in plain)
     assert ratio == pytest.approx(0.6)
     assert [s.L_out for s in folded] == [s.L_out for s in plain]
+
+
+def test_gated_residual_generator_starts_at_identity_and_gates_per_clip():
+    """gate=True: identity at init; afterwards the correction is scaled by one sigmoid per clip."""
+    from opgan.models import Generator, GeneratorConfig, build_generator
+
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=2, q=2, residual=True, gate=True))
+    x = torch.randn(3, 1, 512) * 0.2
+    assert torch.equal(g(x), x)
+    torch.nn.init.normal_(g.out.weight, std=0.1)
+    with torch.no_grad():
+        g.gate.bias.fill_(-30.0)  # gate closed: back to the input whatever the correction
+        assert torch.allclose(g(x), x, atol=1e-9)
+        g.gate.bias.fill_(30.0)  # gate open: the plain residual generator's output
+        plain = Generator(GeneratorConfig(filters=2, q=2, residual=True))
+        plain.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("gate.")})
+        assert torch.allclose(g(x), plain(x), atol=1e-6)
+    assert build_generator(g.config.to_dict()).config.gate is True
+    with pytest.raises(ValueError, match="needs residual"):
+        Generator(GeneratorConfig(filters=2, q=2, gate=True))

@@ -59,7 +59,7 @@ def test_tiny_run_outputs_and_restorer(tiny_data, tmp_path, capsys):
     assert {"sdr_gain", "si_sdr_gain", "silent_floor_gain", "d_loss", "g_loss"} <= set(val[-1])
     assert abs(val[-1]["silent_floor_gain"] + val[-1]["sdr_in"]) < 1e-4
     ckpt = load_checkpoint(run / "last.pt")  # weights_only=True
-    assert ckpt["step"] == 4 and ckpt["config"]["generator"] == {"filters": 2, "q": 2, "residual": False}
+    assert ckpt["step"] == 4 and ckpt["config"]["generator"] == {"filters": 2, "q": 2, "residual": False, "gate": False}
     assert set(ckpt["rng"]) >= {"python", "numpy", "torch"}
     from opgan.enhance import load_restorer
 
@@ -297,3 +297,16 @@ def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
 def test_bad_mixing_options_are_config_errors(tmp_path, capsys, extra, message):
     assert main(["--preset", "tiny", "--runs-dir", str(tmp_path), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_lr_half_life_and_a_new_lr_on_resume(tiny_data, tmp_path):
+    args = _args(tiny_data, tmp_path, "--max-steps", "2", "--lr", "1e-3", "--lr-half-life", "2", "--gate",
+                 "--residual")
+    assert main(args) == 0
+    recs = [json.loads(ln) for ln in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in recs if r["kind"] == "train"]
+    assert lrs == pytest.approx([1e-3 * 0.5 ** 0.5, 1e-3 * 0.5], rel=1e-2)  # logged (5 decimals) after steps 1, 2
+    assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3", "--lr", "1e-4", "--lr-half-life", "0")) == 0
+    ckpt = load_checkpoint(tmp_path / "tiny" / "last.pt")
+    assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert ckpt["config"]["generator"]["gate"] is True
