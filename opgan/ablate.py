@@ -48,6 +48,8 @@ SUITES: dict[str, dict] = {
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
     "loss": {
         "kind": "speech", "base": _SHIP + ("--max-steps", "1200", "--val-every", "400"),
+        "note": "Ran on the first `opgan fetch` data (4 speakers, 2 in training; validation: 1 unseen speaker); "
+                "the `ship-v1` preset was then called `ship`.",
         "runs": [
             Run("A0-seed", "seed objective: LSGAN + 100·L1 + log-power L1"),
             Run("A1-sisdr-level", "+ SI-SDR + level terms", ("--lambda-sisdr", "1", "--lambda-level", "1")),
@@ -63,6 +65,9 @@ SUITES: dict[str, dict] = {
     # On the second data: learning rate, do-no-harm cases, augmentation, then q at equal steps (2 seeds).
     "recipe": {
         "kind": "speech", "base": _SHIP + _LOSS + _DATA2 + ("--max-steps", "1500", "--val-every", "500"),
+        "note": "Ran on the second `opgan fetch` data (20 training speakers; validation: 4 unseen speakers, 64 "
+                "clips). The two seed-1 runs were validated on other clips (the validation seed then followed "
+                "the training seed), so compare them with each other, not with the seed-0 rows.",
         "runs": [
             Run("B0-lr2e-4", "loss winner on the new data, lr 2e-4 (the ship preset's)"),
             Run("B1-lr1e-3", "lr 1e-3", ("--lr", "1e-3")),
@@ -78,6 +83,8 @@ SUITES: dict[str, dict] = {
     # LSGAN, light/clean cases, augmentation, sqrt speakers, lr 5e-4) against its alternatives, and
     # q=3 vs q=1 at equal steps (2 seeds; q=1 also runs on, for the equal-time reading).
     "ship": {
+        "note": "The second `opgan fetch` data, 64 validation clips of 4 unseen speakers (the same clips for "
+                "every seed).",
         "kind": "speech", "base": ("--preset", "ship", "--max-minutes", "0", "--no-progress", "--rirs", "RIRS",
                                    "--max-steps", "2000", "--val-every", "500"),
         "runs": [
@@ -153,7 +160,8 @@ def collect(name: str, runs_dir: Path, out: Path = RESULTS_DIR) -> list[str]:
             if (src / f).is_file():
                 shutil.copyfile(src / f, dst / f)
         (dst / "run.json").write_text(json.dumps({"name": r.name, "change": r.change, "flags": list(r.flags),
-                                                  "suite": name, "base": list(SUITES[name]["base"])}, indent=1) + "\n")
+                                                  "suite": name, "base": list(SUITES[name]["base"]),
+                                                  "note": SUITES[name].get("note", "")}, indent=1) + "\n")
         done.append(r.name)
     return done
 

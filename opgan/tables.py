@@ -11,7 +11,8 @@ under docs/results/ (and the committed training state under training/); `--check
 file is out of date (the test suite runs it, so a figure cannot drift from its record). Each table
 names the command that produced its record.
 
-Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `curve:<folder>`
+Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:<suite>:A,B/C,D` (runs
+A, B against C, D at equal steps and equal training time), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json).
 """
@@ -73,16 +74,43 @@ def ablation_table(suite: str) -> str:
     if not runs:
         return f"_(no records under {_rel(folder)} yet)_\n"
     meta0 = json.loads((runs[0] / "run.json").read_text())
+    base = meta0["base"]
+    equal = base[base.index("--max-steps") + 1] if "--max-steps" in base else None
     lines = [f"| run | change | step | train min | {_VAL_HEAD} |", "|" + "---|" * 10]
     for run in runs:
         meta = json.loads((run / "run.json").read_text())
         rows = _read_csv(run / "metrics.csv")
-        last = rows[-1]
+        last = next((r for r in rows if r["step"] == equal), rows[-1])  # equal steps, even if a run went on
         lines.append(f"| {meta['name']} | {meta['change']} | {last['step']} | {float(last['time_s']) / 60:.0f} | "
                      + " | ".join(_val_cells(last)) + " |")
     cmd = f"python -m opgan.ablate run {suite} --data ~/.cache/opgan && python -m opgan.ablate collect {suite}"
-    base = " ".join(meta0["base"])
-    return "\n".join(lines) + f"\n\nRecords: `{_rel(folder)}/`, made by `{cmd}` (shared flags: `{base}`).\n"
+    base = " ".join(base)
+    note = f" {meta0['note']}" if meta0.get("note") else ""
+    return "\n".join(lines) + f"\n\nRecords: `{_rel(folder)}/`, made by `{cmd}` (shared flags: `{base}`).{note}\n"
+
+
+def equal_time_table(suite: str, pairs: str) -> str:
+    """q=3 against q=1 (or any two groups of runs) at equal steps and at equal training time.
+
+    `pairs` = "A,B/C,D": runs A and C share a seed, as do B and D; the second group's row at equal
+    time is its validation whose training seconds are closest to the first group's at equal steps."""
+    folder = RESULTS / "ablations" / suite
+    first, second = (g.split(",") for g in pairs.split("/"))
+    try:
+        data = {r: _read_csv(folder / r / "metrics.csv") for r in first + second}
+    except FileNotFoundError as e:
+        return f"_(missing record: {e.filename})_\n"
+    base = json.loads((folder / first[0] / "run.json").read_text())["base"]
+    equal = base[base.index("--max-steps") + 1]
+    lines = [f"| run | reading | step | train min | {_VAL_HEAD} |", "|" + "---|" * 10]
+    for a, b in zip(first, second):
+        ra = next(r for r in data[a] if r["step"] == equal)
+        rb_steps = next((r for r in data[b] if r["step"] == equal), data[b][-1])
+        rb_time = min(data[b], key=lambda r: abs(float(r["time_s"]) - float(ra["time_s"])))
+        for run, reading, row in ((a, "reference", ra), (b, "equal steps", rb_steps), (b, "equal time", rb_time)):
+            lines.append(f"| {run} | {reading} | {row['step']} | {float(row['time_s']) / 60:.0f} | "
+                         + " | ".join(_val_cells(row)) + " |")
+    return "\n".join(lines) + f"\n\nRecords: `{_rel(folder)}/` (same runs as the table above).\n"
 
 
 def curve_table(folder: str) -> str:
@@ -162,6 +190,7 @@ def _renderer(name: str) -> Callable[[], str]:
         "curve": lambda: curve_table(arg),
         "gate": gate_table,
         "quality": lambda: quality_table(arg),
+        "equal": lambda: equal_time_table(*arg.split(":", 1)),
     }
     if kind not in table:
         raise KeyError(f"unknown table {name!r}")

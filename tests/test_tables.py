@@ -1,0 +1,36 @@
+"""Tables in README and docs are generated from committed records: in sync, and rendered honestly."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from opgan import tables
+
+
+def test_readme_and_docs_match_their_records():
+    stale = [p.name for p in tables._files() if tables.replace_blocks(p.read_text()) != p.read_text()]
+    assert not stale, f"out of date: {stale}; run `python -m opgan.tables`"
+
+
+def test_replace_blocks_rewrites_only_marked_bodies():
+    text = "a\n<!-- table:x:1 -->\nold\n<!-- /table:x:1 -->\nb\n<!-- table:y -->\n<!-- /table:y -->\n"
+    out = tables.replace_blocks(text, render=lambda name: f"[{name}]\n")
+    assert out == "a\n<!-- table:x:1 -->\n[x:1]\n<!-- /table:x:1 -->\nb\n<!-- table:y -->\n[y]\n<!-- /table:y -->\n"
+    with pytest.raises(KeyError):
+        tables.replace_blocks("<!-- table:nosuch -->\n<!-- /table:nosuch -->\n")
+
+
+def test_ablation_table_reads_equal_steps_and_marks_missing_values(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    run = tmp_path / "ablations" / "s" / "R1"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"name": "R1", "change": "a change", "base": ["--max-steps", "4"],
+                                              "note": "n"}))
+    header = "step,time_s,sdr_gain,si_sdr_gain,stoi_out,level_db,light_sdr_gain,light_worst_gain,score\n"
+    (run / "metrics.csv").write_text(header + "2,60,1,2,0.5,0,,,2\n4,120,1.5,-inf,0.61,-1,0.2,-0.4,1\n"
+                                     "6,180,9,9,0.9,0,0,0,9\n")
+    out = tables.ablation_table("s")
+    row = next(ln for ln in out.splitlines() if ln.startswith("| R1"))
+    assert row == "| R1 | a change | 4 | 2 | +1.50 | -∞ | 0.610 | -1.00 | +0.20 / -0.40 | +1.00 |"
+    assert tables.ablation_table("missing").startswith("_(no records")
