@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("opgan.trainer", "train an Op-GAN (same as `python train.py`)"),
     "build": ("opgan.data.builder", "build a RAR dataset (clean/corrupted pairs) from recordings"),
     "fetch": ("opgan.data.fetch", "download or locate the published datasets and recordings"),
+    "gate": ("opgan.gate", "score models on the shipped quality-gate clips (build, score, pin floors)"),
 }
 
 
