@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -32,7 +31,3 @@ def pytest_collection_modifyitems(config, items):
         if "sweep" in item.keywords:
             item.add_marker(skip)
 
-
-@pytest.fixture(scope="session")
-def bench_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
