@@ -77,3 +77,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def push_in_blocks():
+    """Feed (C, T) audio to a streaming object (`push(block) -> out`, `flush() -> out`) in random
+    block sizes up to `max_block` and return the concatenated output (streaming == one-shot checks)."""
+    import numpy as np
+
+    def run(stream, x, rng, max_block: int):
+        parts, i = [], 0
+        while i < x.shape[1]:
+            n = int(rng.integers(1, max_block))
+            parts.append(stream.push(x[:, i : i + n]))
+            i += n
+        parts.append(stream.flush())
+        return np.concatenate(parts, axis=1)
+
+    return run

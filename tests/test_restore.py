@@ -77,18 +77,11 @@ RATES = [(44100, 16000), (16000, 44100), (48000, 16000), (22050, 16000), (16000,
 
 
 @pytest.mark.parametrize("sr_in,sr_out", RATES)
-def test_stream_resampler_equals_one_shot_soxr(sr_in, sr_out):
+def test_stream_resampler_equals_one_shot_soxr(sr_in, sr_out, push_in_blocks):
     """Streaming in random blocks gives soxr's one-shot result (to 1e-6) and exactly ceil(n*out/in) samples."""
     rng = np.random.default_rng(sr_in + sr_out)
     x = rng.standard_normal((2, 30011)).astype(np.float32)
-    r = StreamResampler(sr_in, sr_out, channels=2)
-    parts, i = [], 0
-    while i < x.shape[1]:
-        n = int(rng.integers(1, 7000))
-        parts.append(r.push(x[:, i : i + n]))
-        i += n
-    parts.append(r.flush())
-    y = np.concatenate(parts, axis=1)
+    y = push_in_blocks(StreamResampler(sr_in, sr_out, channels=2), x, rng, 7000)
     assert y.shape == (2, math.ceil(30011 * sr_out / sr_in))
     ref = soxr.resample(x.T, sr_in, sr_out).T  # soxr rounds its length; ours extends the end with zeros
     n = min(ref.shape[1], y.shape[1])
