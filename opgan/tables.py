@@ -160,14 +160,15 @@ def quality_table(kind: str) -> str:
     pesq = rec.get("pesq", False)
     harm = rec.get("do_no_harm", {})
     head = ["method", "SDRi", "SI-SDRi", "STOI"] + (["PESQ"] if pesq else []) + \
-        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst"]
+        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst", "RTF"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         allc = rec["by_case"][m].get("all", {})
         h = harm.get("methods", {}).get(m, {})
         row = [rec["methods"][m], _f(_num(allc, "sdr_imp")), _f(_num(allc, "si_sdr_imp")),
                _f(_num(allc, "stoi"), 2, sign=False)] + ([_f(_num(allc, "pesq"), 2, sign=False)] if pesq else []) + \
-            [_f(_num(rec.get("level_err_db", {}), m)), f"{_f(_num(h, 'mean_sdr_imp'))} / {_f(_num(h, 'worst_sdr_imp'))}"]
+            [_f(_num(rec.get("level_err_db", {}), m)), f"{_f(_num(h, 'mean_sdr_imp'))} / {_f(_num(h, 'worst_sdr_imp'))}",
+             _f(_num(rec.get("rtf", {}), m), 3, sign=False)]
         lines.append("| " + " | ".join(row) + " |")
     cases = [c for c in ("blend", "awgn", "background", "reverb") if c in rec["by_case"][methods[0]]]
     lines += ["", "| method | " + " | ".join(f"{c} SDRi / SI-SDRi" for c in cases) + " |", "|" + "---|" * (len(cases) + 1)]
@@ -177,7 +178,8 @@ def quality_table(kind: str) -> str:
             f"{_f(_num(bc, c, 'sdr_imp'))} / {_f(_num(bc, c, 'si_sdr_imp'))}" for c in cases) + " |")
     run = rec.get("run", {})
     lines.append(f"\n{rec['n_clips']} clips of `{rec['data']}` ({rec.get('split', '')}), "
-                 f"model `{rec['model']}`; {run.get('hardware', '')}, {str(run.get('date', ''))[:10]}. "
+                 f"model `{rec['model']}`; {run.get('hardware', '')}, {str(run.get('date', ''))[:10]}; RTF = wall "
+                 f"seconds per second of audio on that machine as it was loaded. "
                  f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {rec['verdict']['text']} "
                  f"Record: `{_rel(path)}` (copy of the run's summary.json).")
     return "\n".join(lines) + "\n"
