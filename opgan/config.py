@@ -79,6 +79,8 @@ class TrainConfig:
     max_minutes: float = 0.0  # also stop after this many minutes of training, validation excluded (0 = none)
     bf16: bool = False  # bf16 autocast for the forward passes (CUDA); losses stay float32
     backend: str = "auto"  # selfonn backend: 'auto' (Triton on CUDA), 'torch', 'triton'
+    compile: str = ""  # torch.compile the training forwards: '' (eager), 'default', 'reduce-overhead'
+    # (CUDA graphs), 'max-autotune', or 'aot_eager' (traces without inductor; for checks)
     # --- validation, checkpoints, logging ----------------------------------------------------------
     val_every: int = 250  # validate (and checkpoint) every N steps; always at the end
     ckpt_every: int = 250  # write last.pt every N steps (besides validations)
@@ -93,6 +95,13 @@ class TrainConfig:
 
     def discriminator_q(self) -> int | list[int]:
         return _parse_q_list(self.d_q, 6, "d_q") if self.d_q else self.q
+
+    @staticmethod
+    def world_size_hint() -> int:
+        """Processes torchrun started (1 without it): read before any process group exists."""
+        import os
+
+        return int(os.environ.get("WORLD_SIZE", "1"))
 
     def case_mix(self) -> tuple[tuple[str, ...], tuple[float, ...]] | None:
         """`cases` parsed into (names, weights); None for the paper's default composition."""
@@ -163,6 +172,10 @@ class TrainConfig:
         if (self.cases or self.augment or self.group_weight != "uniform") and not self.dynamic:
             raise ConfigError("cases, augment and group_weight shape dynamic mixing: add --dynamic")
         self.case_mix()
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")
+        if self.compile and self.world_size_hint() > 1:
+            raise ConfigError("--compile is not supported with DDP (torchrun) yet; run without it")
         if self.select_by not in SELECT_BY:
             raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
         from selfonn.backend import BACKENDS
@@ -185,6 +198,8 @@ def _parse_q_list(text: str, n: int, what: str) -> list[int]:
 
 
 _HINTS = typing.get_type_hints(TrainConfig)
+#: torch.compile modes of --compile ('' = eager).
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "aot_eager")
 #: Validation metrics best.pt may be chosen by (see opgan.trainer.validate).
 SELECT_BY = ("sdr_gain", "score")
 
@@ -218,7 +233,7 @@ def _coerce(name: str, value: Any) -> Any:
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
-     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life"}
+     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile"}
 )
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator,

@@ -411,6 +411,15 @@ def _resolve_weights(path: str) -> Path:
     raise ConfigError(f"checkpoint {path!r} not found (a file, or one of the shipped models: {', '.join(shipped)})")
 
 
+def _compiled(module: nn.Module, mode: str) -> nn.Module:
+    """`module` itself ('' = eager), or torch.compile'd: an inductor mode, or 'aot_eager' (tracing only)."""
+    if not mode:
+        return module
+    if mode == "aot_eager":
+        return torch.compile(module, backend="aot_eager")
+    return torch.compile(module, mode=mode)
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -453,7 +462,11 @@ class _Run:
             self._load(ckpt)
         elif cfg.init_from:
             self._init_from(cfg.init_from)
-        self.g = distrib.wrap(self.g_raw, device)
+        # torch.compile (--compile MODE): the training forwards only; validation and checkpoints use the
+        # eager modules (same parameters). With the fused backend the Self-ONN layers are library ops
+        # (selfonn::fused_conv), so a model compiles to one graph and CUDA graphs can capture it.
+        g_fwd, self.d_fwd = _compiled(self.g_raw, cfg.compile), _compiled(self.d_raw, cfg.compile)
+        self.g = distrib.wrap(g_fwd, device) if g_fwd is self.g_raw else g_fwd
         self.d = distrib.wrap(self.d_raw, device)
         if cfg.batch_size % info.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
@@ -581,7 +594,7 @@ class _Run:
         if adversarial:
             self.d_raw.requires_grad_(False)
             with self.autocast():
-                d_fake_g = self.d_raw(fake)
+                d_fake_g = self.d_fwd(fake)
         loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv,
                                  cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level, cfg.lambda_sdr, cfg.sdr_cap_db)
         self.opt_g.zero_grad(set_to_none=True)
