@@ -76,7 +76,8 @@ class TrainConfig:
     beta2: float = 0.999  # Adam beta2
     batch_size: int = 8  # global batch (split evenly over DDP processes)
     max_steps: int = 1000  # stop after this many optimisation steps
-    max_minutes: float = 0.0  # also stop after this many minutes of training, validation excluded (0 = none)
+    max_minutes: float = 0.0  # also stop after this many minutes of training in this session (since the
+    # start or the --resume; validation excluded; 0 = none): a safety net, max_steps is the bound
     bf16: bool = False  # bf16 autocast for the forward passes (CUDA); losses stay float32
     backend: str = "auto"  # selfonn backend: 'auto' (Triton on CUDA), 'torch', 'triton'
     compile: str = ""  # torch.compile the training forwards: '' (eager), 'default', 'reduce-overhead'

@@ -768,7 +768,8 @@ def _train_loop(run: "_Run", log: "_Log") -> tuple[str, float]:
                 if bar is not None:
                     bar.set_postfix(d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.2f}")
                 acc = {}
-            out_of_time = cfg.max_minutes > 0 and run.train_s >= cfg.max_minutes * 60
+            # per session: a run resumed with --max-minutes M trains M more minutes, whatever it did before
+            out_of_time = cfg.max_minutes > 0 and run.train_s - seg_train_s0 >= cfg.max_minutes * 60
             out_of_time = distrib.any_flag(out_of_time, device)
             done = run.step >= cfg.max_steps or out_of_time
             if run.step % cfg.val_every == 0 or done:

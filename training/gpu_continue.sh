@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Continue the shipped models' training (training/speech, training/music) on a lent GPU machine,
+# which has torch + triton but no network and none of our audio dependencies.
+#
+#   bash training/gpu_continue.sh prepare      # here, with PyPI and `opgan fetch`'s cache: writes the
+#                                              # carried folders .gpu/sources (<= 64 MiB) and .whl/
+#   bash training/gpu_continue.sh run          # there (device tool: carry .gpu and .whl): trains each
+#                                              # model for $MINUTES (default 4), state -> $OUT/training/
+#   tar xzf <files_at>/training.tgz            # here: take the state back (it unpacks as training/),
+#                                              # then check it (opgan gate score ...) and commit it
+#
+# `run` installs the carried wheels into /tmp/site and the project without dependencies, copies
+# training/ to a work folder and resumes each run there with the fused kernels; after each model it
+# packs the state into $OUT/training.tgz (one file: the device tool returns only a few), so whatever
+# the time limit cuts off, the last finished model's checkpoint is already under $OUT. DEVICE=cpu
+# runs the same on a CPU (that is how it is tested).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmd=${1:-}
+case "$cmd" in
+prepare)
+    cache=${OPGAN_CACHE:-$HOME/.cache/opgan}
+    [ -d "$cache/speech" ] || { echo "gpu_continue: no sources in $cache; run 'opgan fetch' first" >&2; exit 2; }
+    rm -rf .gpu/sources
+    python -m opgan.data.pack --cache "$cache" --out .gpu/sources --speech-s 90 --music-s 25 --background-s 20
+    mkdir -p .whl
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl soundfile cffi pycparser pystoi
+    du -sh .gpu/sources .whl
+    ;;
+run)
+    out=${OUT:-./gpu-out}
+    minutes=${MINUTES:-4}
+    device=${DEVICE:-cuda}
+    if [ "$device" = cuda ]; then backend=triton; else backend=torch; fi
+    if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import soundfile" 2>/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    python3 -c "import opgan.trainer" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
+    work=${WORK:-/tmp/gpu-continue}
+    rm -rf "$work" && mkdir -p "$work/training" "$out"
+    cp -r training/speech training/music "$work/training/"
+    for kind in speech music; do
+        step=$(python3 -c "import torch; print(torch.load('$work/training/$kind/last.pt', weights_only=True)['step'])")
+        python3 train.py --runs-dir "$work/training" --name "$kind" --resume --data .gpu/sources --rirs "" \
+            --device "$device" --backend "$backend" --threads 0 --workers 4 --max-steps $((step + ${MAX_STEPS:-1000000})) \
+            --max-minutes "$minutes" --no-progress 2>&1 | tee "$work/training/$kind.log"
+        tar czf "$out/training.tgz.tmp" -C "$work" training && mv "$out/training.tgz.tmp" "$out/training.tgz"
+    done
+    ;;
+*)
+    echo "usage: bash training/gpu_continue.sh prepare|run   (see the comments at the top)" >&2
+    exit 2
+    ;;
+esac
