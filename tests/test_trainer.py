@@ -329,3 +329,11 @@ def test_compile_flag_traces_the_training_forwards(tiny_data, tmp_path, monkeypa
     ckpt = load_checkpoint(tmp_path / "tiny" / "last.pt")
     assert ckpt["step"] == 2 and not any(k.startswith("_orig_mod") for k in ckpt["generator"])
     assert main(_args(tiny_data, tmp_path, "--name", "x", "--compile", "fastest")) == 2
+
+
+def test_max_minutes_counts_this_session_on_resume(tiny_data, tmp_path, capsys):
+    """A resumed run with --max-minutes trains on (at least a step), however long it trained before."""
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "50", "--max-minutes", "0.00001")) == 0
+    assert load_checkpoint(tmp_path / "tiny" / "last.pt")["step"] == 3
+    assert "stopped the run at step 3 of 50" in capsys.readouterr().out
