@@ -228,13 +228,16 @@ def _coerce(name: str, value: Any) -> Any:
     raise ConfigError(f"field {name!r} expects {typ.__name__}, got {value!r}")
 
 
-#: Fields that may change when a run is resumed (they do not change what is being trained). Data paths
-#: are among them so a run can continue on another machine where the same sources live elsewhere
-#: (e.g. a GPU machine with a carried data pack): moving the data is allowed, changing it is on you.
+#: Fields that may change when a run is resumed: bookkeeping, where things are (so a run can continue on
+#: another machine where the same sources live elsewhere, e.g. a GPU machine with a carried pack), how
+#: it computes, and a schedule or curriculum step (learning rate, data mixture) that changes what is
+#: trained from the resume on — those are logged as a "resume" record in metrics.jsonl. The models, the
+#: objective and the seed cannot change.
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
-     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile"}
+     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cases", "augment",
+     "group_weight"}
 )
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator,

@@ -296,8 +296,15 @@ def _finite_mean(v: list[float]) -> float:
 # Run folder, logs
 
 
-def _prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, overwrite: bool) -> tuple[TrainConfig, Path]:
-    """Create / check the run folder; on resume, return the saved config with allowed overrides."""
+#: resumable fields that change what is trained from the resume on (a schedule or curriculum step):
+#: each change is logged as a "resume" record in metrics.jsonl, so the learning curve shows it
+_TRAINING_FIELDS = frozenset({"lr", "lr_half_life", "cases", "augment", "group_weight", "data", "rirs", "bf16"})
+
+
+def _prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool,
+                     overwrite: bool) -> tuple[TrainConfig, Path, dict[str, list]]:
+    """Create / check the run folder; on resume, return the saved config with allowed overrides and
+    the training-relevant changes ({field: [old, new]})."""
     run_dir = Path(cfg.runs_dir) / cfg.name
     existing = [f for f in RUN_FILES if (run_dir / f).exists()]
     distrib.barrier()  # every rank looks before rank 0 writes, so all take the same decision
@@ -312,8 +319,13 @@ def _prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, 
                 f"cannot change {', '.join(changed)} when resuming {run_dir} (only "
                 f"{', '.join(sorted(RESUMABLE_FIELDS))} may change); start a new --name instead"
             )
+        changes = {k: [saved.get(k), v] for k, v in overrides.items()
+                   if k in RESUMABLE_FIELDS and k in _TRAINING_FIELDS and saved.get(k) != v}
         saved.update({k: v for k, v in overrides.items() if k in RESUMABLE_FIELDS})
-        return TrainConfig.from_dict(saved), run_dir
+        cfg = TrainConfig.from_dict(saved)
+        if distrib.is_main():
+            _write_json(saved_path, cfg.to_dict())  # config.json always holds what the run trains with now
+        return cfg, run_dir, changes
     if existing and not overwrite:
         raise ConfigError(
             f"run folder {run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
@@ -328,7 +340,7 @@ def _prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, 
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "config.json", cfg.to_dict())
     distrib.barrier()
-    return cfg, run_dir
+    return cfg, run_dir, {}
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -671,13 +683,16 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, A
     import selfonn
 
     cfg.validate()
-    cfg, run_dir = _prepare_run_dir(cfg, overrides, resume, overwrite)
+    cfg, run_dir, changes = _prepare_run_dir(cfg, overrides, resume, overwrite)
     device = resolve_device(cfg.device, info.local_rank if info.enabled else None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     with selfonn.use_backend(cfg.backend):  # the caller's global backend is restored afterwards
         run = _start_run(cfg, run_dir, info, device, resume)
         log = _Log(run_dir, run.step, cfg.tensorboard, enabled=distrib.is_main())
+        if changes:
+            log.record("resume", run.step, {"changed": changes})
+            _say(f"[train] resumed at step {run.step} with " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
         try:
             _first_pass_baseline(run, log)
             stop_reason, steps_per_s = _train_loop(run, log)

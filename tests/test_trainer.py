@@ -309,6 +309,12 @@ def test_lr_half_life_and_a_new_lr_on_resume(tiny_data, tmp_path):
     assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3", "--lr", "1e-4", "--lr-half-life", "0")) == 0
     ckpt = load_checkpoint(tmp_path / "tiny" / "last.pt")
     assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    # the schedule change is in the record and config.json holds the config trained with now
+    recs = [json.loads(ln) for ln in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    resumed = [r for r in recs if r["kind"] == "resume"]
+    assert resumed == [{"kind": "resume", "step": 2, "changed": {"lr": [1e-3, 1e-4], "lr_half_life": [2, 0]}}]
+    saved = json.loads((tmp_path / "tiny" / "config.json").read_text())
+    assert saved["lr"] == 1e-4 and saved["lr_half_life"] == 0
     assert ckpt["config"]["generator"]["gate"] is True
 
 
