@@ -31,7 +31,7 @@ __all__ = ["ROOT", "render_file", "replace_blocks", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-_BLOCK = re.compile(r"(<!-- table:(?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
+_BLOCK = re.compile(r"(<!-- table:(?P<name>[\w:.,/-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
 
 def _rel(path: Path) -> str:
