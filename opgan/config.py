@@ -242,10 +242,12 @@ RESUMABLE_FIELDS = frozenset(
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator,
 #: the seed's 100·L1 plus a per-clip SDR term capped at 30 dB plus LSGAN, and dynamic mixing that
-#: includes light and clean inputs, augmentation and sqrt-balanced speakers; best.pt by `score`.
+#: includes light and clean inputs (30 %: the ship suite ran with 15 %; the shipped runs moved to 30 %
+#: when their light-input scores lagged, see their curves), augmentation and sqrt-balanced speakers;
+#: best.pt by `score`.
 RECIPE: dict[str, Any] = dict(
     residual=True, gate=True, lambda_t=100.0, lambda_s=0.0, lambda_sdr=1.0, sdr_cap_db=30.0, lambda_adv=1.0,
-    dynamic=True, cases="blend:0.4,awgn:0.15,background:0.15,reverb:0.15,light:0.1,clean:0.05", augment=True,
+    dynamic=True, cases="blend:0.35,awgn:0.12,background:0.12,reverb:0.11,light:0.2,clean:0.1", augment=True,
     group_weight="sqrt", lr=5e-4, select_by="score",
 )
 
