@@ -257,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
                 "levels": {k: list(v) for k, v in LEVELS.items()},
                 "clips": clips, "floors": {}}
         meta_path.write_text(json.dumps(meta, indent=1, default=str) + "\n")
-        print(f"{len(clips)} clips -> {GATE_DIR}; now run `python -m opgan.gate pin`")
+        print(f"{len(clips)} clips -> {GATE_DIR}; now run `opgan gate ship ...` and `opgan gate pin`")
         return 0
     meta = load_gate()
     models = dict(p.split("=", 1) if "=" in p else (p, p) for p in args.models.split(","))
