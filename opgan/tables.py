@@ -177,7 +177,7 @@ def quality_table(kind: str) -> str:
         lines.append(f"| {rec['methods'][m]} | " + " | ".join(
             f"{_f(_num(bc, c, 'sdr_imp'))} / {_f(_num(bc, c, 'si_sdr_imp'))}" for c in cases) + " |")
     run = rec.get("run", {})
-    lines.append(f"\n{rec['n_clips']} clips of `{rec['data']}` ({rec.get('split', '')}), "
+    lines.append(f"\n{rec['n_clips']} clips of `{Path(rec['data']).name}` ({rec.get('split', '')}), "
                  f"model `{rec['model']}`; {run.get('hardware', '')}, {str(run.get('date', ''))[:10]}; RTF = wall "
                  f"seconds per second of audio on that machine as it was loaded. "
                  f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {rec['verdict']['text']} "
