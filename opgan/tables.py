@@ -14,7 +14,8 @@ names the command that produced its record.
 Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:<suite>:A,B/C,D` (runs
 A, B against C, D at equal steps and equal training time), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
-(docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json).
+(docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
+(docs/results/rtf.json from bench/restore_rtf.py).
 """
 from __future__ import annotations
 
@@ -121,7 +122,22 @@ def curve_table(folder: str) -> str:
     lines = [f"| step | train h | {_VAL_HEAD} |", "|" + "---|" * 8]
     for row in _read_csv(path):
         lines.append(f"| {row['step']} | {float(row['time_s']) / 3600:.2f} | " + " | ".join(_val_cells(row)) + " |")
-    return "\n".join(lines) + f"\n\nRecord: `{_rel(path)}` (written by the training run itself).\n"
+    jsonl = ROOT / folder / "metrics.jsonl"
+    changes = []
+    if jsonl.is_file():
+        for line in jsonl.read_text().splitlines():
+            rec = json.loads(line) if '"resume"' in line else None
+            if rec and rec.get("kind") == "resume":
+                what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in rec["changed"].items())
+                changes.append(f"step {rec['step']}: {what}")
+    summary = ROOT / folder / "summary.json"
+    done = (" Changed on resume (logged in metrics.jsonl): " + "; ".join(changes) + ".") if changes else ""
+    if summary.is_file():
+        sm = json.loads(summary.read_text())
+        done += (f" The run ended at step {sm['step']} ({sm.get('stop_reason', '')}) after {sm['wall_s'] / 60:.0f} min "
+                f"wall, {sm['train_s'] / 60:.0f} min of training; best.pt is step {sm['best_step']} "
+                f"(by {sm.get('select_by', 'sdr_gain')}).")
+    return "\n".join(lines) + f"\n\nRecord: `{_rel(path)}` (written by the training run itself).{done}\n"
 
 
 def gate_table() -> str:
@@ -185,6 +201,21 @@ def quality_table(kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rtf_table() -> str:
+    """Restore speed of the shipped models (bench/restore_rtf.py's record)."""
+    path = RESULTS / "rtf.json"
+    if not path.is_file():
+        return f"_(no record at {_rel(path)} yet)_\n"
+    rec = json.loads(path.read_text())
+    lines = ["| model | threads | CPU RTF | wall RTF best / median | load average during the runs |",
+             "|---|---|---|---|---|"]
+    for r in rec["rows"]:
+        lines.append(f"| {r['model']} | {r['threads']} | {r['cpu_rtf']:.3f} | {r['wall_rtf_best']:.3f} / "
+                     f"{r['wall_rtf_median']:.3f} | {r['load_avg'][0]:.1f}–{r['load_avg'][1]:.1f} |")
+    return "\n".join(lines) + (f"\n\n{rec['rows'][0]['seconds']:g} s of audio per run, {rec['machine']}, torch "
+                               f"{rec['torch']}, {rec['date']}. Record: `{_rel(path)}`, made by `{rec['command']}`.\n")
+
+
 def _renderer(name: str) -> Callable[[], str]:
     kind, _, arg = name.partition(":")
     table: dict[str, Callable[[], str]] = {
@@ -192,6 +223,7 @@ def _renderer(name: str) -> Callable[[], str]:
         "curve": lambda: curve_table(arg),
         "gate": gate_table,
         "quality": lambda: quality_table(arg),
+        "rtf": rtf_table,
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
     }
     if kind not in table:
