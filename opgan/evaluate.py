@@ -32,6 +32,7 @@ import numpy as np
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
 from .checkpoint import CheckpointError
 from .device import resolve_device
+from .metrics import LIGHT_INPUT_SDR_DB, level_db
 from .enhance import Restorer, load_restorer, shipped_weights
 from .restore import RestoreError
 
@@ -56,7 +57,9 @@ _BASE_METRIC = {"sdr_imp": "sdr", "si_sdr_imp": "si_sdr"}
 CASE_ORDER = ["blend", "awgn", "background", "reverb"]
 CSV_FIELDS = ["id", "case", "input_sdr_bin", "method", "sdr_in", "sdr", "sdr_imp", "si_sdr_in", "si_sdr",
               "si_sdr_imp", "stoi", "pesq", "level_err_db", "seconds", "failed"]
-DO_NO_HARM_MIN_SDR = 15.0
+DO_NO_HARM_MIN_SDR = LIGHT_INPUT_SDR_DB
+#: output level vs clean, dB (the one definition in opgan.metrics; kept under its evaluate name)
+level_error_db = level_db
 VERDICT_RULE = (
     "Best method = the highest mean SI-SDR improvement over all clips (the unprocessed input and the "
     "silent floor are not candidates); SDRi and STOI are reported beside it, and a mean SI-SDRi at or "
@@ -78,14 +81,6 @@ def input_sdr_bin(sdr_in: float) -> str:
 
 
 # ------------------------------------------------------------------------------------ per clip
-
-
-def level_error_db(est: np.ndarray, ref: np.ndarray) -> float:
-    """Output level vs clean level in dB, 10·log10(Σŝ²/Σs²): 0 = same level, -inf = silent output."""
-    e, r = float(np.sum(np.square(est, dtype=np.float64))), float(np.sum(np.square(ref, dtype=np.float64)))
-    if r == 0.0:
-        return math.nan
-    return -math.inf if e == 0.0 else 10.0 * math.log10(e / r)
 
 
 def _guarded(fn: Callable[[], float]) -> tuple[float, str | None]:

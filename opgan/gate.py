@@ -28,12 +28,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from opgan.metrics import LIGHT_INPUT_SDR_DB
+
 __all__ = ["GATE_DIR", "LEVELS", "Floors", "build_gate", "load_gate", "score_gate", "check_gate", "main"]
 
 GATE_DIR = Path(__file__).resolve().parent / "assets" / "gate"
 CASES = ("blend", "awgn", "background", "reverb")
 #: input-SDR levels of the clip set: name -> [lo, hi) dB. "light" inputs must not be harmed.
-LEVELS: dict[str, tuple[float, float]] = {"heavy": (-math.inf, 5.0), "mid": (5.0, 15.0), "light": (15.0, math.inf)}
+LEVELS: dict[str, tuple[float, float]] = {"heavy": (-math.inf, 5.0), "mid": (5.0, LIGHT_INPUT_SDR_DB),
+                                          "light": (LIGHT_INPUT_SDR_DB, math.inf)}
 #: floors never go below these, so an identity model (0 dB improvement) always fails the gate
 MIN_SDRI_DB = 0.25
 MIN_SI_SDRI_DB = 0.25
@@ -132,7 +135,7 @@ def load_gate(path: Path = GATE_DIR) -> dict[str, Any]:
 
 def score_gate(restore: Callable[[np.ndarray, int], np.ndarray], clips: Sequence[dict]) -> dict[str, float]:
     """Mean SDRi / SI-SDRi, output level and do-no-harm figures of `restore(corrupted, sr)` on `clips`."""
-    from opgan.metrics import sdr, si_sdr
+    from opgan.metrics import level_db, sdr, si_sdr
 
     sdri, si_sdri, level, light = [], [], [], []
     for clip in clips:
@@ -143,8 +146,7 @@ def score_gate(restore: Callable[[np.ndarray, int], np.ndarray], clips: Sequence
         gain = sdr(est, x) - sdr(y, x)
         sdri.append(gain)
         si_sdri.append(si_sdr(est, x) - si_sdr(y, x))
-        energy = float(np.sum(est**2))
-        level.append(10 * math.log10(energy / float(np.sum(x.astype(np.float64) ** 2))) if energy > 0 else -math.inf)
+        level.append(level_db(est, x))
         if clip["level"] == "light":
             light.append(gain)
     return {"clips": float(len(clips)), "sdri": float(np.mean(sdri)), "si_sdri": float(np.mean(si_sdri)),

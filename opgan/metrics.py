@@ -14,7 +14,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 __all__ = [
-    "sdr", "si_sdr", "stoi", "pesq_wb", "sdr_batch", "si_sdr_batch", "metric_batch", "summarize", "METRICS",
+    "sdr", "si_sdr", "level_db", "stoi", "pesq_wb", "sdr_batch", "si_sdr_batch", "metric_batch", "summarize",
+    "METRICS", "LIGHT_INPUT_SDR_DB",
 ]
 
 _EPS = 1e-12
@@ -44,6 +45,20 @@ def sdr(est: np.ndarray, ref: np.ndarray) -> float:
     if num == 0.0:
         return float("-inf")
     return 10.0 * np.log10(num / den)
+
+
+#: Inputs at or above this SDR count as "light" (already good): a restorer must do no harm on them.
+#: Validation, evaluation and the quality gate all use this one threshold.
+LIGHT_INPUT_SDR_DB = 15.0
+
+
+def level_db(est: np.ndarray, ref: np.ndarray) -> float:
+    """Output level vs clean level in dB, 10·log10(Σŝ²/Σs²): 0 = same level, -inf = silent output,
+    nan for a silent reference."""
+    e, r = float(np.sum(np.square(est, dtype=np.float64))), float(np.sum(np.square(ref, dtype=np.float64)))
+    if r == 0.0:
+        return float("nan")
+    return float("-inf") if e == 0.0 else 10.0 * float(np.log10(e / r))
 
 
 def si_sdr(est: np.ndarray, ref: np.ndarray, zero_mean: bool = True) -> float:

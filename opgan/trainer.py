@@ -210,8 +210,6 @@ def blind_normalise(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 # Validation
 
 
-#: Inputs at or above this SDR count as "light": a restorer must do no harm on them.
-LIGHT_INPUT_SDR_DB = 15.0
 #: Allowed mean SDR loss on light inputs before the selection score is penalised (the issue's target).
 HARM_TOLERANCE_DB = 0.5
 
@@ -256,7 +254,7 @@ def validate(
                 rows["sdr_out"].append(M.sdr(ei, si))
                 rows["si_sdr_in"].append(M.si_sdr(xi, si))
                 rows["si_sdr_out"].append(M.si_sdr(ei, si))
-                rows["level_db"].append(_level_db(ei, si))
+                rows["level_db"].append(M.level_db(ei, si))
                 if with_stoi:
                     rows["stoi_in"].append(M.stoi(xi, si, sample_rate))
                     rows["stoi_out"].append(M.stoi(ei, si, sample_rate))
@@ -271,13 +269,10 @@ def validate(
     return out
 
 
-def _level_db(est: np.ndarray, ref: np.ndarray) -> float:
-    e, r = float(np.sum(np.square(est, dtype=np.float64))), float(np.sum(np.square(ref, dtype=np.float64)))
-    return 10 * math.log10(e / r) if e > 0 and r > 0 else float("nan")
-
-
 def _do_no_harm(sdr_in: np.ndarray, sdr_out: np.ndarray) -> dict[str, float]:
     """Mean and worst SDR gain over the clips whose input is already good (light corruption)."""
+    from opgan.metrics import LIGHT_INPUT_SDR_DB
+
     light = np.isfinite(sdr_in) & np.isfinite(sdr_out) & (sdr_in >= LIGHT_INPUT_SDR_DB)
     gains = sdr_out[light] - sdr_in[light]
     if not gains.size:
