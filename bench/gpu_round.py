@@ -8,12 +8,14 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
 
  1. env       GPU, clocks, torch / triton / cuDNN versions, TF32 flags
  2. tests     a fast subset of the CUDA kernel tests (pytest with a timeout; log in tests.log)
- 3. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
+ 3. compile   every fused kernel variant the layers and train sections will launch, compiled at once on
+              all CPUs (selfonn.kernels.precompile; a carried Triton cache makes it a lookup)
+ 4. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
               wall ms (CUDA events), device ms (CUDA-graph replay), host us per call, peak MiB, saved MiB
- 4. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
- 5. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
- 6. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype (+ torch.compile)
- 7. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
+ 5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
+ 6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
+ 7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype (+ torch.compile)
+ 8. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
 section after every layer), and runs under a deadline (a share of ``--budget-s`` plus what earlier
@@ -47,9 +49,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("env", "tests", "layers", "profile", "autotune", "train", "cache")
+SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train", "cache")
 #: share of --budget-s each section may use, plus whatever the sections before it left unused
-SHARES = {"env": 0.03, "tests": 0.17, "layers": 0.37, "profile": 0.10, "autotune": 0.03, "train": 0.25, "cache": 0.05}
+SHARES = {"env": 0.03, "tests": 0.15, "compile": 0.10, "layers": 0.32, "profile": 0.09, "autotune": 0.03,
+          "train": 0.23, "cache": 0.05}
 DTYPES = ("tf32", "bf16")
 LAYER_PROVIDERS = ("fused", "reference", "compiled")
 #: dense peaks for the roofline (FLOP/s at tf32 and bf16, HBM bytes/s), matched on the device name
@@ -336,6 +339,42 @@ def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx:
     return cell
 
 
+def compile_work(args, ctx: dict) -> Callable[[], None]:
+    """One fused fwd+bwd of every layer cell and one step of every eager fused train variant: the
+    launches the layers and train sections make (compiled ones reach the same kernels)."""
+    from _common import PROVIDERS, make_inputs, make_step
+
+    device = ctx["device"]
+
+    def run() -> None:
+        for dtype in args.dtypes.split(","):
+            for layer in _layer_shapes(args):
+                make_step(_under(dtype, device, PROVIDERS["fused"](layer)), make_inputs(layer, args.batch, device),
+                          "fwd+bwd")()
+        for v in _train_variants(args):
+            if v["backend"] == "triton" and not v["compile"]:
+                train_step_fn("triton", v["dtype"], False, v["fold_upsample"], args, ctx)()
+
+    return run
+
+
+def section_compile(rec: Record, args, ctx: dict) -> None:
+    """Compile what the later sections launch, all variants at once (their first calls then only tune)."""
+    if os.environ.get("TRITON_INTERPRET") == "1" or ctx["device"] != "cuda":
+        rec.data["compile"] = {"note": "nothing to compile: no GPU (the interpreter runs the kernels)"}
+        rec.md["compile"] = "## Kernel compile\n\nnothing to compile: no GPU.\n"
+        return
+    from selfonn.kernels.precompile import precompile
+
+    cached = sum(1 for p in ctx["cache_dir"].rglob("*.cubin")) if ctx["cache_dir"].is_dir() else 0
+    report = precompile(compile_work(args, ctx))
+    rec.data["compile"] = {"variants": report.variants, "total": report.total, "seconds": round(report.seconds, 1),
+                           "workers": report.workers, "failed": report.failed[:20], "cubins_in_cache_before": cached}
+    rec.md["compile"] = (f"## Kernel compile\n\n{report.total} variants ({report.variants}) in {report.seconds:.1f} s "
+                         f"on {report.workers} threads; {cached} cubins were in the Triton cache before; "
+                         f"{len(report.failed)} failed.\n")
+
+
 def section_layers(rec: Record, args, ctx: dict) -> None:
     from _common import make_inputs, provider_available
 
@@ -502,14 +541,14 @@ def _profile_md(rows: list[dict]) -> str:
 
 
 def _triton_objects() -> Iterator[tuple[str, Any]]:
-    """(name, object) of every Autotuner / JITFunction reachable from the loaded selfonn.kernels modules."""
+    """(name, object) of every tuned Kernel / Autotuner / JITFunction reachable from the loaded selfonn.kernels modules."""
     seen: set[int] = set()
 
     def walk(name: str, obj: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
         if id(obj) in seen or depth > 3:
             return
         kind = type(obj).__name__
-        if kind in ("Autotuner", "Heuristics", "JITFunction", "InterpretedFunction"):
+        if kind in ("Kernel", "Autotuner", "Heuristics", "JITFunction", "InterpretedFunction"):
             seen.add(id(obj))
             yield name, obj
             inner = getattr(obj, "fn", None)
@@ -538,11 +577,30 @@ def _compiled_kernels(jit_fn: Any) -> Iterator[Any]:
                         yield v
 
 
+def _sass_has_wgmma(ck: Any) -> bool | None:
+    """Whether a compiled kernel's SASS uses HGMMA (wgmma), for kernels loaded from a binary-only cache."""
+    import triton
+
+    cubin = ck.asm.get("cubin") if isinstance(ck.asm, dict) else None
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    if not cubin or not tool.exists():
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        sass = _run_text([str(tool), "-sass", f.name], timeout=30)
+    return None if sass is None else "HGMMA" in sass
+
+
 def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     picks, kernels = [], []
     for name, obj in _triton_objects():
         kind = type(obj).__name__
-        if kind == "Autotuner":
+        if kind == "Kernel":  # selfonn.kernels._launch.Kernel: one pick per tune key
+            picks.append({"kernel": name, "key": ["dtype, precision, geometry, channels, size bucket"],
+                          "picks": {str(k): str(v) for k, v in getattr(obj, "tuned", {}).items()},
+                          "tunes": getattr(obj, "n_tunes", None)})
+        elif kind == "Autotuner":
             cache = getattr(obj, "cache", {}) or {}
             picks.append({"kernel": name, "key": list(getattr(obj, "keys", []) or []),
                           "picks": {str(k): str(v) for k, v in cache.items()}})
@@ -555,7 +613,7 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
                                 "shared_bytes": getattr(md, "shared", None),
                                 "num_warps": getattr(md, "num_warps", None),
                                 "num_stages": getattr(md, "num_stages", None),
-                                "wgmma": ("wgmma" in ptx) if ptx else None})
+                                "wgmma": ("wgmma" in ptx) if ptx else _sass_has_wgmma(ck)})
     note = "" if picks or kernels else (
         "no compiled Triton kernels (interpreter run)" if os.environ.get("TRITON_INTERPRET") == "1" else
         "no compiled Triton kernels found in selfonn.kernels")
@@ -691,7 +749,7 @@ def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
                        "set TRITON_CACHE_DIR=$PWD/triton-cache.\n")
 
 
-RUNNERS = {"env": section_env, "tests": section_tests, "layers": section_layers, "profile": section_profile,
+RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers, "profile": section_profile,
            "autotune": section_autotune, "train": section_train, "cache": section_cache}
 
 
@@ -708,6 +766,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_kernels_ops.py tests/test_models.py -k cuda",
                     help="pytest arguments of the tests section")
     ap.add_argument("--test-timeout-s", type=int, default=120, help="pytest-timeout per test")
+    ap.add_argument("--triton-cache", default="",
+                    help="a Triton cache to use: a folder or a .tar.gz of one (bench/prewarm_cache.py --pack)")
     ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")
     ap.add_argument("--providers", default=",".join(LAYER_PROVIDERS))
     ap.add_argument("--dtypes", default=",".join(DTYPES))
@@ -787,6 +847,26 @@ def _ensure_installed() -> None:
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
+def _use_triton_cache(path: Path) -> None:
+    """Point Triton at a carried cache (before it is imported); a .tar.gz is unpacked beside itself once."""
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(path) as tar:
+            tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
+            if len(tops) != 1:
+                raise SystemExit(f"gpu_round: {path} should hold one folder, holds {sorted(tops)[:5]}")
+            folder = path.parent / tops.pop()
+            if not folder.is_dir():
+                try:
+                    tar.extractall(path.parent, filter="data")
+                except TypeError:  # a Python without extraction filters
+                    tar.extractall(path.parent)  # noqa: S202 (our own archive)
+        path = folder
+    if not path.is_dir():
+        raise SystemExit(f"gpu_round: --triton-cache {path}: no such folder or .tar.gz")
+    os.environ["TRITON_CACHE_DIR"] = str(path.resolve())
+    print(f"[gpu_round] Triton cache: {path} ({sum(1 for _ in path.rglob('*.cubin'))} cubins)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     args = _parse(argv)
@@ -794,6 +874,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TRITON_INTERPRET"] = "1"  # before anything imports Triton
         # its own empty cache: a CPU smoke run must not tar up whatever the machine's Triton cache holds
         os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpu_round_smoke_cache_")
+    elif args.triton_cache:
+        _use_triton_cache(Path(args.triton_cache))
     if argv is None:  # run as a script: make the project importable first
         _ensure_installed()
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -769,7 +769,7 @@ def _acc_dtype(dtype: torch.dtype):
 
 
 def _precision(t: torch.Tensor) -> str:
-    if t.dtype == torch.float32 and t.is_cuda and torch.backends.cudnn.allow_tf32:
+    if t.dtype == torch.float32 and (t.is_cuda or _launch.offline()) and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "ieee"
 
@@ -783,7 +783,7 @@ def _check_device(*ts: torch.Tensor) -> None:
     for t in ts:
         if t.device != dev:
             raise ValueError(f"all tensors must be on one device, got {t.device} and {dev}")
-    if dev.type != "cuda" and not _launch.interpreting():
+    if dev.type != "cuda" and not _launch.interpreting() and not _launch.offline():
         raise RuntimeError(
             f"selfonn.kernels runs on CUDA tensors (got {dev}); on CPU use selfonn's 'torch' backend "
             "or set TRITON_INTERPRET=1 before importing selfonn.kernels (slow, for testing)"

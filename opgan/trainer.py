@@ -576,6 +576,40 @@ class _Run:
         vals = torch.stack([loss_d.detach().cpu(), loss_g.detach().cpu(), *(v.cpu() for v in parts.values())]).tolist()
         return dict(zip(["d_loss", "g_loss", *parts.keys()], vals))
 
+    def precompile_kernels(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Compile every fused-kernel variant a step launches, all at once, before the first step.
+
+        A first step on a GPU otherwise compiles each layer's candidates key by key (minutes for an
+        Op-GAN). One G forward/backward and the D passes run with launches replaced by compiles
+        (selfonn.kernels.precompile); nothing is updated and their garbage gradients are dropped.
+        Single-process CUDA runs with the fused backend only."""
+        if not _precompile_wanted(self.device, self.info.world_size, x):
+            return
+        from selfonn.kernels.precompile import precompile
+
+        def work() -> None:
+            with self.autocast():
+                fake = self.g_raw(x)
+                scores = self.d_raw(torch.cat([y, fake.detach()]))
+            scores.float().sum().backward()
+            if self.cfg.lambda_adv > 0:
+                with self.autocast():
+                    out = self.d_raw(fake)
+            else:
+                out = fake
+            out.float().sum().backward()
+
+        try:
+            report = precompile(work)
+        except Exception as e:  # never fatal: the first step compiles what is missing, key by key
+            logger.warning("selfonn kernel precompile failed (%s); the first step compiles instead", e)
+        else:
+            _say(f"[train] compiled {report.total} fused-kernel variants in {report.seconds:.1f} s on "
+                 f"{report.workers} threads")
+        finally:
+            for opt in (self.opt_g, self.opt_d):
+                opt.zero_grad(set_to_none=True)
+
     def _d_step(self, y: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """LSGAN discriminator update: real -> 1, fake -> 0 (one forward over both halves: one DDP reduction)."""
         from opgan.models import losses as L
@@ -665,6 +699,12 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         return _fit(cfg, resume, overwrite, overrides or {}, info, t_wall)
     finally:
         distrib.shutdown()
+
+
+def _precompile_wanted(device: torch.device, world_size: int, x: torch.Tensor) -> bool:
+    from selfonn.backend import resolve_backend
+
+    return device.type == "cuda" and world_size == 1 and resolve_backend(None, x) == "triton"
 
 
 def _say(msg: str) -> None:
@@ -759,6 +799,8 @@ def _train_loop(run: "_Run", log: "_Log") -> tuple[str, float]:
             return stop_reason, 0.0
         for step, x, y in _batches(run, loader_kw):
             xin, yin = run._inputs(x, y, step)
+            if seg_steps == 0:
+                run.precompile_kernels(xin, yin)
             vals = run.train_step(xin, yin)
             run.step = step + 1
             for k, v in vals.items():

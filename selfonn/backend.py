@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -64,6 +65,12 @@ def _triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _triton_offline() -> bool:
+    """True inside ``selfonn.kernels.precompile(target=...)``: CPU tensors stand in for a GPU's."""
+    launch = sys.modules.get("selfonn.kernels._launch")
+    return launch is not None and launch.offline()
+
+
 def _triton_importable() -> bool:
     global _triton_ok
     if _triton_ok is None:
@@ -102,7 +109,7 @@ def resolve_backend(name: str | None, x: torch.Tensor) -> str:
             )
         return "torch"
     # explicit "triton"
-    if not x.is_cuda and not _triton_interpret():
+    if not x.is_cuda and not _triton_interpret() and not _triton_offline():
         raise RuntimeError(
             f"selfonn backend 'triton' needs CUDA tensors, got a tensor on {x.device}. "
             "Use backend='torch' (or 'auto'), move the model to a GPU, or set TRITON_INTERPRET=1 "

@@ -117,7 +117,9 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     (record,) = (tmp_path / "out").glob("*-cpu.json")  # $OUT is honoured
     data = json.loads(record.read_text())
     assert tables.schema_errors(data) == []
-    assert [s["status"] for s in data["sections"].values()] == ["done"] * 7, data["sections"]
+    assert [s["status"] for s in data["sections"].values()] == ["done"] * 8, data["sections"]
+    assert list(data["sections"]) == list(gpu_round.SECTIONS)
+    assert "no GPU" in data["compile"]["note"]
     assert {(e["layer"], e["mode"], e["dtype"]) for e in data["layers"]} == {
         ("disc.head", m, d) for m in ("fwd", "fwd+bwd") for d in ("tf32", "bf16")}
     for e in data["layers"]:
@@ -158,3 +160,37 @@ def test_a_slow_section_is_stopped_and_the_rest_still_written(tmp_path: Path, mo
     assert data["sections"]["layers"]["status"] == "stopped"
     assert data["sections"]["autotune"]["status"] == "done"
     assert tables.schema_errors(data) == []
+
+
+def test_a_packed_triton_cache_is_unpacked_once_and_used(tmp_path: Path, monkeypatch):
+    """--triton-cache takes what bench/prewarm_cache.py --pack writes: one folder in a .tar.gz."""
+    import tarfile
+
+    src = tmp_path / "src" / ".triton-cache"
+    (src / "ABC").mkdir(parents=True)
+    (src / "ABC" / "k.cubin").write_bytes(b"\0")
+    tgz = tmp_path / ".triton-cache.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(src, arcname=src.name)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    gpu_round._use_triton_cache(tgz)
+    assert os.environ["TRITON_CACHE_DIR"] == str((tmp_path / ".triton-cache").resolve())
+    assert (tmp_path / ".triton-cache" / "ABC" / "k.cubin").is_file()
+    gpu_round._use_triton_cache(tgz)  # already there: kept as it is
+    with pytest.raises(SystemExit, match="no such folder"):
+        gpu_round._use_triton_cache(tmp_path / "missing")
+
+
+def test_autotune_section_reports_the_lean_launchers_picks(monkeypatch):
+    """The tuned configs of selfonn.kernels' Kernel objects are in the record (they are not triton.autotune)."""
+    from selfonn.kernels import _launch
+    from selfonn.kernels import selfonn_conv as sc
+
+    k = sc._kernel("gather")
+    monkeypatch.setitem(k.tuned, ("bf16", "key"), _launch.Cfg.of(BLOCK_T=64))
+    rec = gpu_round.Record.__new__(gpu_round.Record)
+    rec.data, rec.md = {}, {}
+    gpu_round.section_autotune(rec, None, {})
+    picks = {p["kernel"]: p for p in rec.data["autotune"]["picks"]}
+    (mine,) = [p for name, p in picks.items() if name.endswith(f"[{k.name}]")]
+    assert "('bf16', 'key')" in mine["picks"] and "BLOCK_T" in mine["picks"]["('bf16', 'key')"]

@@ -39,3 +39,37 @@ def test_opgan_kernel_variants_compile_for_sm90():
     assert not bad, bad
     # The big GEMM layers' first candidates (64+ rows) run on wgmma.
     assert all(r["wgmma"] for tag, r in results.items() if tag.startswith("gen.up2/") and " thin" not in tag)
+
+
+_PRECOMPILE_SCRIPT = """
+import json, sys, torch
+from selfonn import SelfONN1d
+from selfonn.kernels.precompile import precompile
+layer = SelfONN1d(4, 8, 3, stride=2, padding=1, q=3, backend="triton")
+def step():
+    x = torch.randn(2, 4, 512, requires_grad=True)
+    layer(x).sum().backward()
+first = precompile(step, workers=2, target="cuda:90")
+second = precompile(step, workers=2, target="cuda:90")
+print(json.dumps({"first": first.variants, "failed": first.failed, "second": second.variants,
+                  "second_s": second.seconds}))
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not _PTXAS.exists(), reason="this Triton has no bundled NVIDIA ptxas")
+def test_precompile_fills_the_triton_cache_for_sm90_without_a_gpu(tmp_path):
+    """selfonn.kernels.precompile(target='cuda:90') compiles a layer's fwd+bwd variants from CPU
+    tensors into TRITON_CACHE_DIR (what bench/prewarm_cache.py packs for a lent GPU); a second
+    pass finds them all and compiles nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRITON_")}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", _PRECOMPILE_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=280, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["failed"] == []
+    assert set(r["first"]) == {"gather", "scatter", "dw"}, r  # forward, grad_x, grad_W (+ bias)
+    cubins = list(tmp_path.rglob("*.cubin"))
+    assert len(cubins) == sum(r["first"].values())
+    assert r["second"] == r["first"] and r["second_s"] < 5  # found, not compiled again

@@ -285,3 +285,58 @@ def test_launcher_falls_back_when_a_config_does_not_fit(monkeypatch):
     k(torch.device("cpu"), ("key",), cands, lambda cfg: ({"a_ptr": None, "n": 1}, 1))
     assert launched == [32]
     assert k.runtime_names == ["a_ptr", "n"]
+
+
+class _WarmupJit:
+    """Stands in for a JITFunction: records warmup (compile-only) calls, from any thread."""
+
+    def __init__(self):
+        self.warmed: list[tuple[int, int]] = []
+
+    @staticmethod
+    def fn(a_ptr, n, BLOCK: "tl.constexpr"):  # noqa: F821, N803 - only the signature is read
+        pass
+
+    def warmup(self, grid, **kw):
+        self.warmed.append((kw["BLOCK"], kw["num_warps"]))
+
+
+def test_tuning_compiles_every_candidate_up_front(monkeypatch):
+    """Before benchmarking, the candidates are compiled at once (warmup), each exactly once."""
+    jit = _WarmupJit()
+    k = _launch.Kernel("fake", jit)
+    cands = [_launch.Cfg.of(num_warps=w, BLOCK=b) for b, w in ((16, 4), (32, 4), (64, 8))]
+    assert k._precompile(cands, lambda cfg: ({"a_ptr": None, "n": 1}, 3)) == 3
+    assert sorted(jit.warmed) == [(16, 4), (32, 4), (64, 8)]
+    monkeypatch.setenv("SELFONN_PAR_COMPILE", "0")
+    assert k._precompile(cands, lambda cfg: ({"a_ptr": None, "n": 1}, 3)) == 0
+
+
+def test_configs_to_compile_follow_what_select_would_run(monkeypatch):
+    k = _launch.Kernel("fake_cfgs", _WarmupJit())
+    cands = [_launch.Cfg.of(BLOCK=16), _launch.Cfg.of(BLOCK=32)]
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
+    assert k.configs_to_compile(("key",), lambda: cands) == cands  # all of them get benchmarked
+    k.tuned[("key",)] = cands[1]
+    assert k.configs_to_compile(("key",), cands) == [cands[1]]  # already tuned: the winner only
+    with _launch.pin("fake_cfgs", cands[0]):
+        assert k.configs_to_compile(("other",), cands) == [cands[0]]
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: False))
+    assert k.configs_to_compile(("other",), cands) == [cands[0]]  # no tuning: the first candidate
+
+
+def test_precompile_replaces_launches_with_compiles(monkeypatch):
+    """Inside precompile a launch compiles the configs it would run and launches nothing."""
+    from selfonn.kernels import precompile as pc
+
+    monkeypatch.setattr(_launch, "interpreting", lambda: False)
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
+    jit = _WarmupJit()
+    k = _launch.Kernel("fake_pc", jit)
+    cands = [_launch.Cfg.of(BLOCK=16), _launch.Cfg.of(BLOCK=32)]
+    report = pc.precompile(lambda: k(torch.device("cpu"), ("key",), cands, lambda cfg: ({"a_ptr": None, "n": 1}, 1)),
+                           workers=1)
+    assert sorted(jit.warmed) == [(16, 4), (32, 4)] and report.failed == []
+    assert _launch._compile_hook is None  # restored
+    with pytest.raises(ValueError, match="cuda:90"):
+        pc.parse_target("sm90")

@@ -343,3 +343,25 @@ def test_max_minutes_counts_this_session_on_resume(tiny_data, tmp_path, capsys):
     assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "50", "--max-minutes", "0.00001")) == 0
     assert load_checkpoint(tmp_path / "tiny" / "last.pt")["step"] == 3
     assert "stopped the run at step 3 of 50" in capsys.readouterr().out
+
+
+def test_kernel_precompile_before_the_first_step_changes_nothing(tiny_data, tmp_path, monkeypatch):
+    """On a single CUDA process with the fused backend the trainer compiles all kernel variants before
+    its first step (selfonn.kernels.precompile, launches replaced by compiles). Here the launches are
+    real torch ones, so the check is that the pass updates nothing: the run ends bit-identical."""
+    import opgan.trainer as trainer
+    from selfonn.kernels import precompile as pc
+
+    assert main(_args(tiny_data, tmp_path, "--name", "plain", "--max-steps", "3")) == 0
+    calls = []
+
+    def fake_precompile(fn):
+        calls.append(1)
+        fn()  # G and D forward and backward on the first batch
+        return pc.PrecompileReport(variants={"gather": 1})
+
+    monkeypatch.setattr(trainer, "_precompile_wanted", lambda device, world, x: True)
+    monkeypatch.setattr(pc, "precompile", fake_precompile)
+    assert main(_args(tiny_data, tmp_path, "--name", "pre", "--max-steps", "3")) == 0
+    assert calls == [1]  # once per session, before the first step
+    _states_equal(load_checkpoint(tmp_path / "plain" / "last.pt"), load_checkpoint(tmp_path / "pre" / "last.pt"))
