@@ -449,12 +449,20 @@ def restore_file(
     return report
 
 
-def _expand_inputs(inputs: Iterable[str | Path], skip: Path | None = None) -> list[tuple[Path, Path, str | None]]:
+def _earlier_output(q: Path, suffix: str) -> bool:
+    """``a_restored.wav`` beside ``a.wav``: what an earlier run wrote next to its input."""
+    return bool(suffix) and q.stem.endswith(suffix) and q.with_name(q.stem[: -len(suffix)] + q.suffix).is_file()
+
+
+def _expand_inputs(inputs: Iterable[str | Path], skip: Path | None = None,
+                   suffix: str = "") -> list[tuple[Path, Path, str | None]]:
     """(file, path relative to where it was named, error or None) per input, folders walked recursively.
 
     A missing input or an empty folder becomes an entry with its error (reported in order, the
-    others still restored). When `skip` (the output folder) lies inside a folder being walked, the
-    files under it are not taken as inputs (a second run would restore the outputs again).
+    others still restored). A second run must not restore the first run's outputs again: when `skip`
+    (the output folder) lies inside a folder being walked, the files under it are not taken as
+    inputs, and a walked file named like an output written beside its input (``a<suffix>.wav``
+    next to ``a.wav``) is left out. Files named one by one are always taken.
     """
     exts = audio_extensions()
     skip = skip.resolve() if skip is not None else None
@@ -469,6 +477,7 @@ def _expand_inputs(inputs: Iterable[str | Path], skip: Path | None = None) -> li
                     q for q in p.rglob("*")
                     if q.is_file() and q.suffix.lower() in exts and not q.name.startswith(".")
                     and not (inner is not None and q.resolve().is_relative_to(inner))
+                    and not _earlier_output(q, suffix)
                 )
                 if not found:
                     raise RestoreError(f"folder '{p}' holds no audio files")
@@ -518,7 +527,8 @@ def restore_paths(
     restorer = _as_restorer(model, device)
     if suffix is None:
         suffix = "" if outdir is not None else "_restored"
-    items = _expand_inputs(inputs, skip=Path(outdir) if outdir is not None else None)
+    items = _expand_inputs(inputs, skip=Path(outdir) if outdir is not None else None,
+                           suffix=suffix if outdir is None else "")
     if outdir is not None and any(err is None for _, _, err in items):
         _prepare_outdir(Path(outdir))
     reports, planned = [], set()

@@ -307,6 +307,13 @@ def test_cli_restores_folders_and_reports_errors(tmp_path, tiny_ckpt, capsys):
     # Default: beside the input with a suffix.
     assert main([str(indir / "a.wav"), "--model", str(tiny_ckpt)]) == 0
     assert (indir / "a_restored.wav").is_file()
+    # A folder run beside the inputs never takes an earlier output as an input (no a_restored_restored).
+    assert main([str(indir), "--model", str(tiny_ckpt)]) == 1  # a_restored.wav exists: refused, not replaced
+    assert not (indir / "a_restored_restored.wav").exists()
+    assert (indir / "sub" / "b_restored.flac").is_file()
+    capsys.readouterr()
+    assert main([str(indir), "--model", str(tiny_ckpt), "--overwrite"]) == 0
+    assert sorted(p.name for p in indir.rglob("*_restored*")) == ["a_restored.wav", "b_restored.flac"]
     # Bad model and bad input: clean messages, no traceback.
     assert main([str(indir / "a.wav"), "--model", str(tmp_path / "nope.pt")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
