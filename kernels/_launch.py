@@ -169,7 +169,7 @@ class Kernel:
         the benchmark compiles serially as before. Returns the number of variants submitted."""
         mode = getattr(triton, "AsyncCompileMode", None)
         workers = min(len(candidates), os.cpu_count() or 1, _PAR_COMPILE_MAX)
-        if mode is None or workers < 2 or os.environ.get("SELFONN_PAR_COMPILE", "1") == "0":
+        if mode is None or workers < 2 or interpreting() or os.environ.get("SELFONN_PAR_COMPILE", "1") == "0":
             return 0
         submitted = 0
         try:

@@ -303,6 +303,7 @@ class _WarmupJit:
 
 def test_tuning_compiles_every_candidate_up_front(monkeypatch):
     """Before benchmarking, the candidates are compiled at once (warmup), each exactly once."""
+    monkeypatch.setattr(_launch, "interpreting", lambda: False)
     jit = _WarmupJit()
     k = _launch.Kernel("fake", jit)
     cands = [_launch.Cfg.of(num_warps=w, BLOCK=b) for b, w in ((16, 4), (32, 4), (64, 8))]
