@@ -667,17 +667,19 @@ def _np2(v: int, floor: int = 16) -> int:
     return max(floor, _next_pow2(max(int(v), 1)))
 
 
-_MM_SHAPES = [  # (BLOCK_T, BLOCK_N, BLOCK_R, warps)
-    (128, 64, 32, 4), (128, 64, 64, 8), (128, 128, 32, 8), (64, 64, 64, 4),
+_MM_SHAPES = [  # (BLOCK_T, BLOCK_N, BLOCK_R, warps); the first is the untuned default
+    # The dual (grad_x) mode holds two [T, N] accumulators and x, x**p: at 4 warps a 128x64 tile spills
+    # (~1 KB of stack per thread for sm_90); 8 warps or 64 rows keep wide tiles spill-free.
+    (128, 64, 32, 8), (128, 64, 32, 4), (128, 64, 64, 8), (128, 128, 32, 8), (64, 64, 64, 4), (64, 64, 32, 4),
     (128, 32, 32, 4), (128, 16, 32, 4), (64, 16, 16, 4), (256, 64, 32, 8),
 ]
 _DW_SHAPES = [  # (BLOCK_M, BLOCK_N, BLOCK_T, warps): M >= 64 where the rows allow (wgmma)
-    (64, 64, 64, 4), (64, 128, 64, 8), (128, 128, 32, 8), (128, 64, 64, 8),
+    (64, 128, 64, 8), (64, 64, 64, 4), (128, 128, 32, 8), (128, 64, 64, 8),
     (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4),
 ]
-_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps); 8 warps halve the registers per thread (4 warps: ~255)
-    (64, 128, 4), (64, 128, 8), (32, 256, 4), (32, 256, 8), (16, 512, 4), (16, 512, 8), (8, 512, 4),
-    (8, 1024, 8), (4, 1024, 4), (2, 1024, 4),
+_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps): 16 tile elements per thread; twice that spilled registers
+    (64, 32, 4), (64, 64, 8), (32, 64, 4), (32, 128, 8), (16, 128, 4), (16, 256, 8), (8, 256, 4),
+    (8, 512, 8), (4, 512, 4), (4, 1024, 8), (2, 1024, 4), (2, 2048, 8),
 ]
 # Under the interpreter the smallest legal tiles run fastest: these go first there.
 _INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)

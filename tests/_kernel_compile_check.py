@@ -3,7 +3,7 @@
 Run in a process without TRITON_INTERPRET (``tests/test_kernels_compile.py`` does): each launch the
 launchers would make is intercepted and its first candidate configs are compiled with Triton's
 bundled ptxas for ``GPUTarget("cuda", 90, 32)``. Prints one JSON object: per variant the registers,
-spilled (local) bytes, shared memory and whether the MMA is wgmma.
+stack bytes per thread (where spilled registers go), local bytes, shared memory and whether the MMA is wgmma.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def _compile(kernel: _launch.Kernel, args: dict, cfg: _launch.Cfg) -> dict:
         f.write(ck.asm["cubin"])
         f.flush()
         usage = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-    m = re.search(r"REG:(\d+).*?LOCAL:(\d+)", usage, re.S)
-    return {"regs": int(m.group(1)) if m else -1, "local": int(m.group(2)) if m else -1,
+    m = re.search(r"REG:(\d+)\s+STACK:(\d+).*?LOCAL:(\d+)", usage, re.S)
+    # Spilled registers show up as STACK (per-thread stack frame), not LOCAL, in cuobjdump's listing.
+    return {"regs": int(m.group(1)) if m else -1, "stack": int(m.group(2)) if m else -1,
+            "local": int(m.group(3)) if m else -1,
             "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", "")}
 
 

@@ -25,20 +25,29 @@ _H100_SMEM = 232448  # bytes of shared memory a block may use
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not _PTXAS.exists(), reason="this Triton has no bundled NVIDIA ptxas")
 def test_opgan_kernel_variants_compile_for_sm90():
+    """Every candidate config of every Op-GAN layer kind compiles; none exceeds the shared memory; the
+    tuner always has a candidate that spills at most 128 bytes of registers per thread (cuobjdump's
+    STACK column; with Triton 3.6, the GPU machines', none spills at all except disc.head's backward).
+    Before the thin tiles were halved every gen.out_T forward candidate spilled 0.8-5.4 KB."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     script = Path(__file__).with_name("_kernel_compile_check.py")
-    out = subprocess.run([sys.executable, str(script), "2", "fp32,bf16"], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(script), "8", "fp32,bf16"], env=env, capture_output=True, text=True,
                          timeout=880, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     kernels = {tag.split()[1] for tag in results}
     assert kernels == {"gather", "scatter", "dw", "thin_fwd", "thin_bwd"}, kernels
-    bad = {tag: r for tag, r in results.items()
-           if "error" in r or r["local"] != 0 or r["smem"] > _H100_SMEM}
+    bad = {tag: r for tag, r in results.items() if "error" in r or r["local"] != 0 or r["smem"] > _H100_SMEM}
     assert not bad, bad
-    # The big GEMM layers' first candidates (64+ rows) run on wgmma.
-    assert all(r["wgmma"] for tag, r in results.items() if tag.startswith("gen.up2/") and " thin" not in tag)
+    by_call: dict[tuple[str, str], list[tuple[str, dict]]] = {}
+    for tag, r in results.items():
+        by_call.setdefault((tag.split()[0], tag.split()[1]), []).append((tag, r))
+    least = {call: min(r["stack"] for _, r in rs) for call, rs in by_call.items()}
+    assert all(v <= 128 for v in least.values()), least
+    # The big GEMM layers' first two candidates (64+ rows) run on wgmma.
+    assert all(r["wgmma"] for (layer, kern), rs in by_call.items() if layer.startswith("gen.up2/")
+               and not kern.startswith("thin") for _, r in rs[:2])
 
 
 _PRECOMPILE_SCRIPT = """
