@@ -366,13 +366,18 @@ def section_compile(rec: Record, args, ctx: dict) -> None:
         return
     from selfonn.kernels.precompile import precompile
 
-    cached = sum(1 for p in ctx["cache_dir"].rglob("*.cubin")) if ctx["cache_dir"].is_dir() else 0
+    def cubins() -> int:
+        return sum(1 for _ in ctx["cache_dir"].rglob("*.cubin")) if ctx["cache_dir"].is_dir() else 0
+
+    before = cubins()
     report = precompile(compile_work(args, ctx))
+    after = cubins()  # equal to `before`: every variant came from the (carried) cache
     rec.data["compile"] = {"variants": report.variants, "total": report.total, "seconds": round(report.seconds, 1),
-                           "workers": report.workers, "failed": report.failed[:20], "cubins_in_cache_before": cached}
+                           "workers": report.workers, "failed": report.failed[:20], "cubins_before": before,
+                           "compiled_here": after - before}
     rec.md["compile"] = (f"## Kernel compile\n\n{report.total} variants ({report.variants}) in {report.seconds:.1f} s "
-                         f"on {report.workers} threads; {cached} cubins were in the Triton cache before; "
-                         f"{len(report.failed)} failed.\n")
+                         f"on {report.workers} threads; {after - before} compiled here, the rest found in the "
+                         f"Triton cache ({before} cubins before); {len(report.failed)} failed.\n")
 
 
 def section_layers(rec: Record, args, ctx: dict) -> None:

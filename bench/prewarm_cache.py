@@ -1,31 +1,108 @@
 """Fill a Triton cache for a GPU round here, without a GPU: compile time stays off the lent device.
 
-    PYTHONPATH=/path/to/triton-3.6-site python bench/prewarm_cache.py --expect-triton 3.6.0 --pack
+    python bench/prewarm_cache.py --pack         # -> .triton-cache/ and .triton-cache.tar.gz (~30 MB)
     # then, on the device (carry .triton-cache.tar.gz):
     python bench/gpu_round.py --triton-cache .triton-cache.tar.gz
 
 It runs the GPU round's own ``compile_work`` (every layer cell, fwd+bwd, each dtype, and every eager
 fused train-step variant) through :func:`selfonn.kernels.precompile.precompile` with a CPU stand-in
-for an sm_90 GPU, so the cache holds the very entries the round's JIT will look up. A key matches
-only the same Triton build (its source hash is in every key) and the same cache-relevant ``TRITON_*``
-environment, so the script names the Triton it needs (``--expect-triton``, the GPU machines carry
-3.6) and refuses to run with such variables set. Only binaries and metadata are kept
-(``TRITON_STORE_BINARY_ONLY``), about 10x smaller than the full cache. ``PREWARM.json`` in the folder
-says what it holds.
+for an sm_90 GPU, so the cache holds the entries the round's JIT will look up. A Triton cache key
+covers the Triton build (its version, its Python sources and the hash of ``libtriton.so``), the
+compile target and options and the cache-relevant ``TRITON_*`` environment. So the script:
+
+- compiles with the device's Triton version (``--triton``, default 3.6.0, what the lent GPUs carry):
+  if another is installed it fetches that version's wheel for this Python from PyPI (cached under
+  ``~/.cache/opgan/wheels``) and re-runs itself with it;
+- keys the entries for the device's Python build (``--device-python``, default 3.12): wheels for two
+  Pythons differ only in their shared libraries, so the key is this build's with the device build's
+  ``libtriton.so`` hash in place of this one's (that wheel is fetched too);
+- refuses to run with cache-relevant ``TRITON_*`` variables set, and keeps only binaries and
+  metadata (``TRITON_STORE_BINARY_ONLY``, not part of the key).
+
+``PREWARM.json`` in the folder says what it holds. On the device the round's ``compile`` section
+reports how many cubins were there before and after: equal counts mean every variant was found.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+WHEELS = Path.home() / ".cache" / "opgan" / "wheels"
+
+
+def _wheel(version: str, python: str) -> Path:
+    """Triton ``version``'s manylinux x86_64 wheel for CPython ``python`` (e.g. "3.12"), from PyPI, cached."""
+    tag = "cp" + python.replace(".", "")
+    found = sorted(WHEELS.glob(f"triton-{version}-{tag}-{tag}-*.whl"))
+    if found:
+        return found[0]
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+           python, "--implementation", "cp", "--platform", "manylinux_2_27_x86_64", "--platform",
+           "manylinux_2_28_x86_64", "-d", str(WHEELS), f"triton=={version}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    found = sorted(WHEELS.glob(f"triton-{version}-{tag}-{tag}-*.whl"))
+    if r.returncode != 0 or not found:
+        raise RuntimeError(f"pip download triton=={version} for Python {python} failed: "
+                           f"{(r.stderr or r.stdout).strip().splitlines()[-1:] or ['?']}")
+    return found[0]
+
+
+def _extracted(wheel: Path) -> Path:
+    site = wheel.with_suffix("")  # .../triton-X-cpYY-...-x86_64 (a folder beside the wheel)
+    if not (site / "triton" / "__init__.py").is_file():
+        with zipfile.ZipFile(wheel) as z:
+            for info in z.infolist():
+                z.extract(info, site)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode:  # zipfile drops permissions: ptxas and friends must stay executable
+                    os.chmod(site / info.filename, mode)
+    return site
+
+
+def _key_for_device_build(wheel: Path) -> None:
+    """Make Triton key cache entries as the build in ``wheel`` (another Python's) would.
+
+    ``triton_key()`` is the version plus digests of Triton's Python sources and of ``libtriton.so``;
+    wheels of one version for two Pythons differ only in their shared libraries (checked here for the
+    sources), so the device build's key is this one's with its libtriton digest swapped in."""
+    import triton
+    from triton.runtime import cache
+
+    root = Path(triton.__file__).parent
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if name.startswith("triton/") and name.endswith(".py"):
+                local = root.parent / name
+                if not local.is_file() or hashlib.sha256(local.read_bytes()).digest() != \
+                        hashlib.sha256(z.read(name)).digest():
+                    raise RuntimeError(f"{name} differs between this Triton and {wheel.name}")
+        theirs = hashlib.sha256()
+        with z.open("triton/_C/libtriton.so") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                theirs.update(chunk)
+    ours = hashlib.sha256()
+    with open(root / "_C" / "libtriton.so", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            ours.update(chunk)
+    original = cache.triton_key()
+    if ours.hexdigest() not in original:
+        raise RuntimeError("this Triton's key does not hold its libtriton digest where expected")
+    device_key = original.replace(ours.hexdigest(), theirs.hexdigest())
+    cache.triton_key = lambda: device_key  # get_cache_key() looks it up at each call
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=".triton-cache", help="cache folder to fill (created; existing entries kept)")
     ap.add_argument("--target", default="cuda:90", help="GPU architecture to compile for (H100/H200: cuda:90)")
     ap.add_argument("--sms", type=int, default=132, help="its streaming multiprocessors (split sizes depend on it)")
-    ap.add_argument("--expect-triton", default="", help="refuse to run under any other Triton version")
+    ap.add_argument("--triton", default="3.6.0", help="the device's Triton version (fetched for this Python if needed)")
+    ap.add_argument("--device-python", default="3.12", help="the device's Python (its libtriton.so is in every key)")
     ap.add_argument("--workers", type=int, default=0, help="compile threads (default: all CPUs)")
     ap.add_argument("--pack", action="store_true", help="also write OUT.tar.gz (what to carry: ~4x smaller)")
     ap.add_argument("--round-args", default="", help="gpu_round arguments that change shapes, e.g. '--dtypes tf32'")
@@ -52,12 +130,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TRITON_STORE_BINARY_ONLY"] = "1"  # not part of any cache key (checked below)
 
     import triton
+
+    if triton.__version__ != args.triton:
+        if os.environ.get("PREWARM_SITE"):
+            print(f"prewarm_cache: still Triton {triton.__version__} after switching to {args.triton}", file=sys.stderr)
+            return 2
+        try:
+            site = _extracted(_wheel(args.triton, f"{sys.version_info.major}.{sys.version_info.minor}"))
+        except (OSError, RuntimeError) as e:
+            print(f"prewarm_cache: cannot get Triton {args.triton} for this Python: {e}", file=sys.stderr)
+            return 2
+        env = {**os.environ, "PREWARM_SITE": str(site),
+               "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        print(f"prewarm_cache: Triton {triton.__version__} here; re-running with {args.triton} from {site}",
+              file=sys.stderr)
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *(argv if argv is not None
+                                                                                      else sys.argv[1:])], env)
     from triton._C.libtriton import get_cache_invalidating_env_vars
 
-    if args.expect_triton and triton.__version__ != args.expect_triton:
-        print(f"prewarm_cache: this is Triton {triton.__version__}, the device runs {args.expect_triton}: its keys "
-              f"would not match (install that version's wheel on PYTHONPATH)", file=sys.stderr)
-        return 2
+    here_py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if args.device_python != here_py:
+        try:
+            _key_for_device_build(_wheel(args.triton, args.device_python))
+        except (OSError, RuntimeError, KeyError) as e:
+            print(f"prewarm_cache: cannot key the cache for Python {args.device_python}'s Triton: {e}", file=sys.stderr)
+            return 2
     invalidating = get_cache_invalidating_env_vars()
     if invalidating:
         print(f"prewarm_cache: unset {sorted(invalidating)}: they change every cache key", file=sys.stderr)
@@ -79,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                         sms=args.sms)
     files = [p for p in out.rglob("*") if p.is_file()]
     manifest = {
-        "triton": triton.__version__, "torch": torch.__version__, "target": args.target, "sms": args.sms,
+        "triton": triton.__version__, "keyed_for_python": args.device_python, "torch": torch.__version__,
+        "target": args.target, "sms": args.sms,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/prewarm_cache.py", *(argv if argv is not None else sys.argv[1:])]),
         "variants": report.variants, "total": report.total, "failed": report.failed,

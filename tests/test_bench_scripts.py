@@ -194,3 +194,20 @@ def test_autotune_section_reports_the_lean_launchers_picks(monkeypatch):
     picks = {p["kernel"]: p for p in rec.data["autotune"]["picks"]}
     (mine,) = [p for name, p in picks.items() if name.endswith(f"[{k.name}]")]
     assert "('bf16', 'key')" in mine["picks"] and "BLOCK_T" in mine["picks"]["('bf16', 'key')"]
+
+
+def test_prewarm_unpacks_wheels_keeping_executables(tmp_path: Path):
+    """The Triton wheel prewarm_cache.py fetches is unpacked with its permissions (ptxas must run)."""
+    import stat
+    import zipfile
+
+    prewarm = _load("prewarm_cache")
+    whl = tmp_path / "triton-0-cp311-cp311-x.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        info = zipfile.ZipInfo("triton/backends/nvidia/bin/ptxas")
+        info.external_attr = (stat.S_IFREG | 0o755) << 16
+        z.writestr(info, "#!/bin/sh\n")
+        z.writestr("triton/__init__.py", "")
+    site = prewarm._extracted(whl)
+    assert os.access(site / "triton" / "backends" / "nvidia" / "bin" / "ptxas", os.X_OK)
+    assert prewarm._extracted(whl) == site  # already there: reused

@@ -21,13 +21,31 @@ case "$cmd" in
 prepare)
     cache=${OPGAN_CACHE:-$HOME/.cache/opgan}
     [ -d "$cache/speech" ] || { echo "gpu_continue: no sources in $cache; run 'opgan fetch' first" >&2; exit 2; }
-    rm -rf .gpu/sources
-    python -m opgan.data.pack --cache "$cache" --out .gpu/sources --speech-s 90 --music-s 25 --background-s 20
     mkdir -p .whl
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl soundfile cffi pycparser pystoi
-    du -sh .gpu/sources .whl
+    # Everything that travels (tracked and untracked-not-ignored files plus what is carried) must stay
+    # under the device tool's 64 MiB: the pack gets what the tree and the wheels leave, less 1 MiB.
+    tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 du -cb 2>/dev/null \
+        | awk '$2 == "total" {s += $1} END {print s + 0}')
+    whl=$(du -sb .whl | cut -f1)
+    budget=$(( 64 * 1048576 - tree - whl - 1048576 ))
+    scale=1
+    for attempt in 1 2 3 4; do
+        rm -rf .gpu/sources
+        python -m opgan.data.pack --cache "$cache" --out .gpu/sources --speech-s "$(awk "BEGIN {print 90 * $scale}")" \
+            --music-s "$(awk "BEGIN {print 25 * $scale}")" --background-s "$(awk "BEGIN {print 20 * $scale}")"
+        size=$(du -sb .gpu/sources | cut -f1)
+        [ "$size" -le "$budget" ] && break
+        scale=$(awk "BEGIN {print $scale * $budget / $size * 0.95}")  # Vorbis size ~ duration
+    done
+    if [ "$size" -gt "$budget" ]; then
+        echo "gpu_continue: the pack ($size B) does not fit the $budget B the tree leaves under 64 MiB" >&2
+        exit 1
+    fi
+    echo "gpu_continue: tree $((tree >> 20)) MiB + pack $((size >> 20)) MiB (durations x$scale) + wheels" \
+        "$((whl >> 20)) MiB travel: carry .gpu and .whl"
     ;;
 run)
     out=${OUT:-./gpu-out}
