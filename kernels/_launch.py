@@ -86,6 +86,31 @@ _pinned: dict[str, Cfg] = {}
 
 
 @contextlib.contextmanager
+def async_compiles(workers: int) -> Iterator[bool]:
+    """Inside: Triton JIT compiles (e.g. ``warmup``) go to a pool of ``workers`` threads; on exit they
+    are waited for. Yields False (and compiles stay serial) without ``triton.AsyncCompileMode``.
+
+    Triton resets its active mode at the end of ``AsyncCompileMode.__exit__``; an exception raised
+    while that waits (a SIGALRM deadline, Ctrl-C) would skip the reset and leave every later compile
+    of the process queued on a shut-down pool, so the reset is repeated here whatever happens."""
+    mode_cls = getattr(triton, "AsyncCompileMode", None)
+    if mode_cls is None:
+        yield False
+        return
+    from triton.runtime import _async_compile
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="selfonn-compile")
+    mode = mode_cls(pool, ignore_errors=True)
+    try:
+        with mode:
+            yield True
+    finally:
+        if _async_compile.active_mode.get() is mode:
+            _async_compile.active_mode.set(None)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
 def pin(name: str, cfg: Cfg) -> Iterator[None]:
     """Force kernel ``name`` to run with ``cfg`` (no tuning, no cache): how tests reach every config."""
     previous = _pinned.get(name)
@@ -167,14 +192,14 @@ class Kernel:
         GIL (MLIR passes, ptxas), so threads overlap: 1.9x on 2 cores for gen.up2's 21 variants.
         Needs ``triton.AsyncCompileMode`` (Triton >= 3.5); otherwise, or with ``SELFONN_PAR_COMPILE=0``,
         the benchmark compiles serially as before. Returns the number of variants submitted."""
-        mode = getattr(triton, "AsyncCompileMode", None)
         workers = min(len(candidates), os.cpu_count() or 1, _PAR_COMPILE_MAX)
-        if mode is None or workers < 2 or interpreting() or os.environ.get("SELFONN_PAR_COMPILE", "1") == "0":
+        if workers < 2 or interpreting() or os.environ.get("SELFONN_PAR_COMPILE", "1") == "0":
             return 0
         submitted = 0
         try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="selfonn-compile") as pool, \
-                    mode(pool, ignore_errors=True):
+            with async_compiles(workers) as on:
+                if not on:
+                    return 0
                 for cfg in candidates:
                     args, n = prepare(cfg)
                     try:

@@ -21,12 +21,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import triton
 
 from . import _launch
 
@@ -133,14 +131,12 @@ def precompile(fn: Callable[[], Any], workers: int | None = None, target: str | 
                 if hasattr(got, "future"):
                     pending.append((tag, got.future))
 
-    mode = getattr(triton, "AsyncCompileMode", None)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if target is not None:
             stack.enter_context(_offline(target, sms))
-        if mode is not None and report.workers > 1:
-            pool = stack.enter_context(ThreadPoolExecutor(report.workers, thread_name_prefix="selfonn-compile"))
-            stack.enter_context(mode(pool, ignore_errors=True))  # on exit: waits for every compile
+        if report.workers > 1:
+            stack.enter_context(_launch.async_compiles(report.workers))  # on exit: waits for every compile
         _launch._compile_hook = compile_call
         try:
             fn()

@@ -341,3 +341,22 @@ def test_precompile_replaces_launches_with_compiles(monkeypatch):
     assert _launch._compile_hook is None  # restored
     with pytest.raises(ValueError, match="cuda:90"):
         pc.parse_target("sm90")
+
+
+def test_parallel_compiles_never_leave_tritons_async_mode_on(monkeypatch):
+    """A deadline (SIGALRM) or Ctrl-C while the pool is waited for must not leave Triton's async mode
+    active: every later compile of the process would be queued on a shut-down pool."""
+    import triton
+
+    if not hasattr(triton, "AsyncCompileMode"):
+        pytest.skip("this Triton has no AsyncCompileMode")
+    from triton.runtime import _async_compile
+
+    def interrupted(self, *exc):  # what an exception during Triton's own wait looks like
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(triton.AsyncCompileMode, "__exit__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with _launch.async_compiles(2) as on:
+            assert on and _async_compile.active_mode.get() is not None
+    assert _async_compile.active_mode.get() is None
