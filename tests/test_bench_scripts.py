@@ -211,3 +211,35 @@ def test_prewarm_unpacks_wheels_keeping_executables(tmp_path: Path):
     site = prewarm._extracted(whl)
     assert os.access(site / "triton" / "backends" / "nvidia" / "bin" / "ptxas", os.X_OK)
     assert prewarm._extracted(whl) == site  # already there: reused
+
+
+def test_layers_section_measures_every_layers_ratio_before_compiling(monkeypatch, tmp_path: Path):
+    """Fused and reference cells of all layers come before any torch.compile cell (a compile each):
+    a deadline during the compiled wave leaves every layer's fused/reference ratio in the record."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    args = gpu_round._parse(["--smoke", "--layers", "disc.head,disc.3", "--dtypes", "tf32"])
+    calls = []
+
+    def fake_cell(layer, provider, mode, dtype, inputs, args, ctx):
+        calls.append((mode, layer.name, provider))
+        if [c[2] for c in calls].count("compiled") == 2:  # the deadline hits the second compile
+            raise gpu_round.BudgetExceeded("section budget")
+        return {"ms": 1.0, "peak_mib": 1.0}
+
+    import _common
+
+    monkeypatch.setattr(gpu_round, "measure_cell", fake_cell)
+    monkeypatch.setattr(_common, "provider_available", lambda provider, device: None)
+    rec = gpu_round.Record(tmp_path, "x", {"device": "cpu", "date": "d", "command": "c", "torch": "t",
+                                           "triton": "tr"})
+    with pytest.raises(gpu_round.BudgetExceeded):
+        with gpu_round.deadline(60):
+            gpu_round.section_layers(rec, args, {"device": "cpu"})
+    order = [c for c in calls if c[0] == "fwd+bwd"]
+    assert [c[2] for c in order] == ["fused", "reference"] * 2 + ["compiled"] * 2
+    first, second = order[4][1], order[5][1]
+    rows = {e["layer"]: e for e in rec.data["layers"]}
+    assert set(rows) == {"disc.head", "disc.3"}
+    assert all(r["ms"]["fused"] == 1.0 and r["ms"]["reference"] == 1.0 for r in rows.values())
+    assert rows[first]["ms"]["compiled"] == 1.0 and "errors" not in rows[first]
+    assert rows[second]["ms"]["compiled"] is None and "not reached" in rows[second]["errors"]["compiled"]
