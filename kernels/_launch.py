@@ -188,8 +188,9 @@ class Kernel:
         """Compile every candidate at once on a thread pool before benchmarking them one by one.
 
         Tuning compiles each candidate anyway; serially that is most of a first step's time on a GPU
-        (about half a second per variant, up to 8 variants per key). Triton's compiler releases the
-        GIL (MLIR passes, ptxas), so threads overlap: 1.9x on 2 cores for gen.up2's 21 variants.
+        (about half a second per variant, up to 10 variants per key). Triton's compiler releases the
+        GIL (MLIR passes, ptxas), so threads overlap: `python bench/compile_speed.py` gives 1.96x on
+        2 CPUs for gen.up2's 27 fwd+bwd variants (23.3 s -> 11.9 s for sm_90).
         Needs ``triton.AsyncCompileMode`` (Triton >= 3.5); otherwise, or with ``SELFONN_PAR_COMPILE=0``,
         the benchmark compiles serially as before. Returns the number of variants submitted."""
         workers = min(len(candidates), os.cpu_count() or 1, _PAR_COMPILE_MAX)

@@ -243,3 +243,15 @@ def test_layers_section_measures_every_layers_ratio_before_compiling(monkeypatch
     assert all(r["ms"]["fused"] == 1.0 and r["ms"]["reference"] == 1.0 for r in rows.values())
     assert rows[first]["ms"]["compiled"] == 1.0 and "errors" not in rows[first]
     assert rows[second]["ms"]["compiled"] is None and "not reached" in rows[second]["errors"]["compiled"]
+
+
+@pytest.mark.timeout(300)
+def test_compile_speed_script_prints_its_table(capsys):
+    """bench/compile_speed.py compiles a layer's variants offline (fresh cache) and tabulates the time."""
+    import triton
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this Triton has no bundled NVIDIA ptxas")
+    assert _load("compile_speed").main(["--layers", "disc.head", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 |" in out and "1.00x" in out
