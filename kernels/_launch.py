@@ -43,6 +43,40 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _interpreter_numpy_compat() -> bool:
+    """Let Triton <= 3.6's interpreter run under NumPy >= 2.4 (torch 2.11's Triton with a new NumPy).
+
+    Its scalars are one-element arrays and it turns them into loop bounds with ``int(array)``, which
+    NumPy 2.4 refuses ("only 0-dimensional arrays can be converted"); Triton 3.8 squeezes first.
+    Wraps the interpreter's tensor patching to squeeze the same way. True when it applied."""
+    try:
+        from triton.runtime import interpreter
+    except ImportError:
+        return False
+    patch = getattr(interpreter, "_patch_lang_tensor", None)
+    if patch is None or getattr(patch, "_selfonn_compat", False):
+        return False
+    try:
+        import inspect
+
+        if ".squeeze()" in inspect.getsource(patch):
+            return False  # a Triton that already does it
+    except (OSError, TypeError):
+        return False
+
+    def patched(tensor, scope) -> None:
+        patch(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    patched._selfonn_compat = True
+    interpreter._patch_lang_tensor = patched
+    return True
+
+
+if interpreting():
+    _interpreter_numpy_compat()
+
+
 def fold_grid(n_programs: int) -> tuple[int, int, int]:
     """A 3-D launch grid for ``n_programs`` programs numbered ``pid = pid_y * grid_x + pid_x``.
 

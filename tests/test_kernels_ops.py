@@ -360,3 +360,29 @@ def test_parallel_compiles_never_leave_tritons_async_mode_on(monkeypatch):
         with _launch.async_compiles(2) as on:
             assert on and _async_compile.active_mode.get() is not None
     assert _async_compile.active_mode.get() is None
+
+
+def _old_patch_lang_tensor(tensor, scope):  # Triton 3.6's shape: int() of a one-element array
+    scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data))
+
+
+def test_interpreter_compat_squeezes_one_element_indices(monkeypatch):
+    """With Triton <= 3.6's interpreter, loop bounds (one-element arrays) become ints the way Triton 3.8
+    does it, so NumPy >= 2.4 (which refuses int() of a 1-D array) still runs the kernels."""
+    import numpy as np
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(interpreter, "_patch_lang_tensor", _old_patch_lang_tensor)
+    assert _launch._interpreter_numpy_compat()
+    assert not _launch._interpreter_numpy_compat()  # once only
+
+    class Scope:
+        def set_attr(self, obj, name, value):
+            setattr(obj, name, value)
+
+    class Tensor:
+        def __init__(self, data):
+            self.handle = type("H", (), {"data": data})()
+
+    interpreter._patch_lang_tensor(Tensor, Scope())
+    assert range(Tensor(np.array([3], dtype=np.int32)))[-1] == 2
