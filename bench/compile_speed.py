@@ -23,15 +23,14 @@ HERE = Path(__file__).resolve().parent
 _CHILD = """
 import json, sys, torch
 sys.path.insert(0, {here!r})
-from _common import make_inputs, make_step, opgan_layers, PROVIDERS
+import gpu_round
 from selfonn.kernels.precompile import precompile
 torch.backends.cudnn.allow_tf32 = True
 device = "cuda" if torch.cuda.is_available() else "cpu"
-layers = [la for la in opgan_layers(32000, 16, 3) if la.name in {layers!r}]
-def work():
-    for la in layers:
-        make_step(PROVIDERS["fused"](la), make_inputs(la, 8, device), "fwd+bwd")()
-r = precompile(work, workers={workers}, target=None if device == "cuda" else {target!r})
+# the GPU round's own compile pass, narrowed to these layers in fp32 and no fused train step
+args = gpu_round._parse(["--layers", {layers!r}, "--dtypes", "tf32", "--backends", "torch"])
+r = precompile(gpu_round.compile_work(args, {{"device": device}}), workers={workers},
+               target=None if device == "cuda" else {target!r})
 print(json.dumps({{"variants": r.total, "seconds": r.seconds, "failed": len(r.failed)}}))
 """
 
@@ -40,7 +39,7 @@ def measure(layers: list[str], workers: int, target: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     with tempfile.TemporaryDirectory() as cache:
         env["TRITON_CACHE_DIR"] = cache
-        code = _CHILD.format(here=str(HERE), layers=layers, workers=workers, target=target)
+        code = _CHILD.format(here=str(HERE), layers=",".join(layers), workers=workers, target=target)
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise SystemExit(f"compile_speed: the measurement failed: {r.stderr.strip().splitlines()[-1:]}")

@@ -73,6 +73,13 @@ def _extracted(wheel: Path) -> Path:
     return site
 
 
+def _sha256(f) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 def _key_for_device_build(wheel: Path) -> None:
     """Make Triton key cache entries as the build in ``wheel`` (another Python's) would.
 
@@ -87,21 +94,16 @@ def _key_for_device_build(wheel: Path) -> None:
         for name in z.namelist():
             if name.startswith("triton/") and name.endswith(".py"):
                 local = root.parent / name
-                if not local.is_file() or hashlib.sha256(local.read_bytes()).digest() != \
-                        hashlib.sha256(z.read(name)).digest():
+                if not local.is_file() or local.read_bytes() != z.read(name):
                     raise RuntimeError(f"{name} differs between this Triton and {wheel.name}")
-        theirs = hashlib.sha256()
         with z.open("triton/_C/libtriton.so") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                theirs.update(chunk)
-    ours = hashlib.sha256()
+            theirs = _sha256(f)
     with open(root / "_C" / "libtriton.so", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            ours.update(chunk)
+        ours = _sha256(f)
     original = cache.triton_key()
-    if ours.hexdigest() not in original:
+    if ours not in original:
         raise RuntimeError("this Triton's key does not hold its libtriton digest where expected")
-    device_key = original.replace(ours.hexdigest(), theirs.hexdigest())
+    device_key = original.replace(ours, theirs)
     cache.triton_key = lambda: device_key  # get_cache_key() looks it up at each call
 
 
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".triton-cache", help="cache folder to fill (created; existing entries kept)")
     ap.add_argument("--target", default="cuda:90", help="GPU architecture to compile for (H100/H200: cuda:90)")
-    ap.add_argument("--sms", type=int, default=132, help="its streaming multiprocessors (split sizes depend on it)")
+    ap.add_argument("--sms", type=int, default=None,
+                    help="its streaming multiprocessors, which split sizes depend on (default: H100/H200's)")
     ap.add_argument("--triton", default="3.6.0", help="the device's Triton version (fetched for this Python if needed)")
     ap.add_argument("--device-python", default="3.12", help="the device's Python (its libtriton.so is in every key)")
     ap.add_argument("--workers", type=int, default=0, help="compile threads (default: all CPUs)")
@@ -131,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import triton
 
+    here_py = f"{sys.version_info.major}.{sys.version_info.minor}"
     if triton.__version__ != args.triton:
         if os.environ.get("PREWARM_SITE"):
             print(f"prewarm_cache: still Triton {triton.__version__} after switching to {args.triton}", file=sys.stderr)
             return 2
         try:
-            site = _extracted(_wheel(args.triton, f"{sys.version_info.major}.{sys.version_info.minor}"))
+            site = _extracted(_wheel(args.triton, here_py))
         except (OSError, RuntimeError) as e:
             print(f"prewarm_cache: cannot get Triton {args.triton} for this Python: {e}", file=sys.stderr)
             return 2
@@ -148,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
                                                                                       else sys.argv[1:])], env)
     from triton._C.libtriton import get_cache_invalidating_env_vars
 
-    here_py = f"{sys.version_info.major}.{sys.version_info.minor}"
     if args.device_python != here_py:
         try:
             _key_for_device_build(_wheel(args.triton, args.device_python))
@@ -165,19 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     import gpu_round
     import torch
 
-    from selfonn.kernels.precompile import precompile
+    from selfonn.kernels.precompile import DEFAULT_OFFLINE_SMS, precompile
 
+    sms = args.sms or DEFAULT_OFFLINE_SMS
     round_args = gpu_round._parse(args.round_args.split())
     torch.backends.cuda.matmul.allow_tf32 = True  # as the round sets them
     torch.backends.cudnn.allow_tf32 = True
     ctx = {"device": "cpu"}
     t0 = time.perf_counter()
     report = precompile(gpu_round.compile_work(round_args, ctx), workers=args.workers or None, target=args.target,
-                        sms=args.sms)
+                        sms=sms)
     files = [p for p in out.rglob("*") if p.is_file()]
     manifest = {
         "triton": triton.__version__, "keyed_for_python": args.device_python, "torch": torch.__version__,
-        "target": args.target, "sms": args.sms,
+        "target": args.target, "sms": sms,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/prewarm_cache.py", *(argv if argv is not None else sys.argv[1:])]),
         "variants": report.variants, "total": report.total, "failed": report.failed,
@@ -185,15 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         "cubins": sum(1 for p in files if p.suffix == ".cubin"), "mib": round(sum(p.stat().st_size for p in files) / 2**20, 1),
     }
     (out / "PREWARM.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    packed = ""
     if args.pack:
         import tarfile
 
         with tarfile.open(f"{out}.tar.gz", "w:gz") as tar:
             tar.add(out, arcname=out.name)
-        manifest["tar_mib"] = round(Path(f"{out}.tar.gz").stat().st_size / 2**20, 1)
-    (out / "PREWARM.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        packed = f" and {out}.tar.gz ({Path(f'{out}.tar.gz').stat().st_size / 2**20:.1f} MiB)"
     print(f"prewarm_cache: {report.total} variants ({manifest['cubins']} cubins, {manifest['mib']} MiB) in "
-          f"{time.perf_counter() - t0:.0f} s for {args.target} with Triton {triton.__version__} -> {out}"
+          f"{time.perf_counter() - t0:.0f} s for {args.target} with Triton {triton.__version__} -> {out}{packed}"
           + (f"; {len(report.failed)} FAILED" if report.failed else ""), file=sys.stderr)
     return 1 if report.failed else 0
 

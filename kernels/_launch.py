@@ -57,8 +57,6 @@ def _interpreter_numpy_compat() -> bool:
     if patch is None or getattr(patch, "_selfonn_compat", False):
         return False
     try:
-        import inspect
-
         if ".squeeze()" in inspect.getsource(patch):
             return False  # a Triton that already does it
     except (OSError, TypeError):
@@ -236,16 +234,21 @@ class Kernel:
                 if not on:
                     return 0
                 for cfg in candidates:
-                    args, n = prepare(cfg)
                     try:
-                        self.fn.warmup(grid=fold_grid(n), **args, **cfg.kwargs, num_warps=cfg.num_warps,
-                                       num_stages=cfg.num_stages)
+                        self.warmup(cfg, prepare)
                         submitted += 1
                     except Exception as e:  # a variant that cannot compile is benchmarked as inf later
                         log.debug("selfonn.kernels: precompile of %s %s failed: %s", self.name, cfg, e)
         except RuntimeError as e:  # e.g. the caller already runs an AsyncCompileMode
             log.debug("selfonn.kernels: parallel precompile of %s skipped: %s", self.name, e)
         return submitted
+
+    def warmup(self, cfg: Cfg, prepare: Prepare):
+        """Compile, without launching, this kernel for ``cfg`` and a call's arguments. Returns Triton's
+        compiled kernel (a future of it while an async compile mode is active)."""
+        args, n = prepare(cfg)
+        return self.fn.warmup(grid=fold_grid(n), **args, **cfg.kwargs, num_warps=cfg.num_warps,
+                              num_stages=cfg.num_stages)
 
     def _bench(self, cfg: Cfg, prepare: Prepare) -> float:
         args, n = prepare(cfg)

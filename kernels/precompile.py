@@ -85,8 +85,6 @@ def parse_target(target: str) -> Any:
 def _offline(target: str, sms: int) -> Iterator[None]:
     from triton.runtime.driver import driver
 
-    if _launch.interpreting():
-        raise RuntimeError("precompile(target=...) compiles real kernels: unset TRITON_INTERPRET")
     previous = getattr(driver, "_active", None)  # reset_active() would probe for a GPU: restore as it was
     driver.set_active(_OfflineDriver(parse_target(target)))
     _launch._offline_sms = sms
@@ -117,11 +115,9 @@ def precompile(fn: Callable[[], Any], workers: int | None = None, target: str | 
 
     def compile_call(kernel: _launch.Kernel, configs: list, prepare: _launch.Prepare) -> None:
         for cfg in configs:
-            args, n = prepare(cfg)
             tag = f"{kernel.name} {dict(cfg.blocks)} w{cfg.num_warps}"
             try:
-                got = kernel.fn.warmup(grid=_launch.fold_grid(n), **args, **cfg.kwargs, num_warps=cfg.num_warps,
-                                       num_stages=cfg.num_stages)
+                got = kernel.warmup(cfg, prepare)
             except Exception as e:  # reported; the real run falls back to the next config
                 report.failed.append(f"{tag}: {e!r:.300}")
                 continue

@@ -587,17 +587,13 @@ class _Run:
             return
         from selfonn.kernels.precompile import precompile
 
-        def work() -> None:
+        def work() -> None:  # the passes train_step makes: D on real + fake and on fake only when adversarial
             with self.autocast():
                 fake = self.g_raw(x)
-                scores = self.d_raw(torch.cat([y, fake.detach()]))
-            scores.float().sum().backward()
-            if self.cfg.lambda_adv > 0:
-                with self.autocast():
-                    out = self.d_raw(fake)
-            else:
-                out = fake
-            out.float().sum().backward()
+                outs = [self.d_raw(torch.cat([y, fake.detach()])), self.d_raw(fake)] if self.cfg.lambda_adv > 0 \
+                    else [fake]
+            for out in outs:
+                out.float().sum().backward()
 
         try:
             report = precompile(work)
