@@ -7,7 +7,7 @@
 Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
 
  1. env       GPU, clocks, torch / triton / cuDNN versions, TF32 flags
- 2. tests     a fast subset of the CUDA kernel tests (pytest with a timeout; log in tests.log)
+ 2. tests     the CUDA kernel tests (pytest, first candidate configs, on pytest-xdist workers; log in tests.log)
  3. compile   every fused kernel variant the layers and train sections will launch, compiled at once on
               all CPUs (selfonn.kernels.precompile; a carried Triton cache makes it a lookup)
  4. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import importlib.util
 import json
 import os
 import platform
@@ -267,9 +268,24 @@ def _run_text(cmd: list[str], timeout: float) -> str | None:
     return (r.stdout.strip() or r.stderr.strip())[:2000]
 
 
+def _test_workers(requested: int) -> int:
+    """pytest-xdist workers for the tests section: ``requested`` if >= 0, else one per CPU up to 16
+    when pytest-xdist is installed (the GPU image has it), else 0 (one process)."""
+    if requested >= 0:
+        return requested
+    if importlib.util.find_spec("xdist") is None:
+        return 0
+    return min(os.cpu_count() or 1, 16)
+
+
 def section_tests(rec: Record, args, ctx: dict) -> None:
     # -v: one line per test, so a run the deadline kills still says which tests passed.
     cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *shlex.split(args.tests)]
+    # The CUDA tests need ~400 distinct kernel variants (first candidates only), ~0.5 s of compile
+    # each: serially minutes, more than the section's share. Workers compile them side by side.
+    workers = _test_workers(args.test_workers)
+    if workers > 1 and not args.smoke:
+        cmd += ["-n", str(workers)]
     # The tests check values, not speed: the first candidate config only (~10x fewer compiles than tuning).
     env = {**os.environ, "SELFONN_TUNE": "0"}
     if args.smoke:
@@ -287,10 +303,12 @@ def section_tests(rec: Record, args, ctx: dict) -> None:
     (rec.out / "tests.log").write_text(out)
     outcomes = r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)"
     counts = {k: int(n) for n, k in re.findall(outcomes, out)}
-    collected = re.search(r"(\d+)(?:/\d+)? tests? collected", out)
+    collected = (re.search(r"(\d+)(?:/\d+)? tests? collected", out)
+                 or re.search(r"\d+ workers? \[(\d+) items?\]", out))  # pytest-xdist's header
     if collected:
         counts["collected"] = int(collected.group(1))
     rec.data["tests"] = {"command": "SELFONN_TUNE=0 " + " ".join(shlex.quote(c) for c in cmd), "returncode": rc,
+                         "workers": workers,
                          "counts": counts,
                          "seconds": round(time.perf_counter() - t0, 1), "tail": out[-3000:]}
     summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
@@ -791,6 +809,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_kernels_ops.py tests/test_models.py -k cuda",
                     help="pytest arguments of the tests section")
     ap.add_argument("--test-timeout-s", type=int, default=120, help="pytest-timeout per test")
+    ap.add_argument("--test-workers", type=int, default=-1,
+                    help="pytest-xdist workers of the tests section (default: one per CPU up to 16 when "
+                         "pytest-xdist is installed; 0: one process)")
     ap.add_argument("--triton-cache", default="",
                     help="a Triton cache to use: a folder or a .tar.gz of one (bench/prewarm_cache.py --pack)")
     ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")

@@ -136,6 +136,20 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert "disc.head" in tables.render(data, record.name)
 
 
+def test_tests_section_runs_pytest_on_workers(tmp_path: Path):
+    """The CUDA tests compile ~400 kernel variants: the section spreads them over pytest-xdist workers."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OUT": str(tmp_path / "out")}
+    r = subprocess.run([sys.executable, "bench/gpu_round.py", "--sections", "env,tests", "--tests",
+                        "tests/test_public_api.py", "--test-workers", "2"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (record,) = (tmp_path / "out").glob("*-cpu.json")
+    tests = json.loads(record.read_text())["tests"]
+    assert tests["workers"] == 2 and " -n 2 " in tests["command"], tests
+    assert tests["returncode"] == 0 and tests["counts"]["passed"] == tests["counts"]["collected"] > 0, tests
+    assert gpu_round._test_workers(0) == 0 and gpu_round._test_workers(3) == 3
+
+
 def test_deadline_interrupts_and_nests():
     with pytest.raises(gpu_round.BudgetExceeded):
         with gpu_round.deadline(5):
