@@ -269,13 +269,11 @@ def _run_text(cmd: list[str], timeout: float) -> str | None:
 
 
 def _test_workers(requested: int) -> int:
-    """pytest-xdist workers for the tests section: ``requested`` if >= 0, else one per CPU up to 16
-    when pytest-xdist is installed (the GPU image has it), else 0 (one process)."""
-    if requested >= 0:
-        return requested
+    """pytest-xdist workers for the tests section: ``requested`` if >= 0, else one per CPU up to 16;
+    0 (one process) without pytest-xdist (the GPU image has it)."""
     if importlib.util.find_spec("xdist") is None:
         return 0
-    return min(os.cpu_count() or 1, 16)
+    return requested if requested >= 0 else min(os.cpu_count() or 1, 16)
 
 
 def section_tests(rec: Record, args, ctx: dict) -> None:

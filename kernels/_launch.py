@@ -25,6 +25,7 @@ import contextlib
 import inspect
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -190,7 +191,10 @@ class Kernel:
         if cfg is not None:
             return cfg
         candidates = candidates() if callable(candidates) else candidates
-        if len(candidates) == 1 or not self.tuning_enabled():
+        if len(candidates) == 1:
+            self.tuned[tune_key] = candidates[0]  # nothing to tune: keep it (pruning costs host time)
+            return candidates[0]
+        if not self.tuning_enabled():
             return candidates[0]
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
             return candidates[0]  # no benchmarking inside a CUDA graph capture: heuristic pick, not cached
@@ -270,6 +274,7 @@ class Kernel:
 
     def _launch(self, tune_key: tuple, candidates: Candidates | Sequence[Cfg], prepare: Prepare) -> None:
         if _compile_hook is not None:  # selfonn.kernels.precompile: compile what this call would run, launch nothing
+            _note(None)
             return _compile_hook(self, self.configs_to_compile(tune_key, candidates), prepare)
         cfg = self.select(tune_key, candidates, prepare)
         args, n = prepare(cfg)
@@ -280,15 +285,17 @@ class Kernel:
             if given != set(self.arg_names):
                 raise TypeError(f"{self.name}: arguments {sorted(given ^ set(self.arg_names))} do not match the kernel")
             self.fn[grid](**args, **cfg.kwargs)
+            _note(None)
             return
         launch_key = None
         if self.direct_ok and _pinned.get(self.name) is None:
-            launch_key = (torch.cuda.current_device(), tune_key, cfg, *self.launch_key(args))
+            launch_key = (_current_device(), tune_key, cfg, *self.launch_key(args))
             ck = self.compiled.get(launch_key)
             if ck is not None and self._direct(ck, grid, args, cfg):
+                _note((self, ck, grid, args, cfg))
                 return
         try:
-            ck = self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+            ck = self._jit(grid, args, cfg)
         except triton.runtime.errors.OutOfResources as e:  # e.g. fp64 tiles past the shared memory
             cands = list(candidates() if callable(candidates) else candidates)
             later = cands[cands.index(cfg) + 1:] if cfg in cands else []
@@ -303,6 +310,13 @@ class Kernel:
                 if len(self.compiled) >= _COMPILED_MAX:
                     self.compiled.clear()
                 self.compiled[launch_key] = ck
+                _note((self, ck, grid, args, cfg))
+                return
+        _note(None)
+
+    def _jit(self, grid: tuple, args: dict, cfg: Cfg):
+        """Launch through Triton's JIT (binder, cache lookup, compile on a miss); returns the compiled kernel."""
+        return self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
     def launch_key(self, args: dict) -> tuple[tuple, tuple]:
         """What decides Triton's specialisation of a call: the runtime ints themselves (so a cached
@@ -319,14 +333,8 @@ class Kernel:
         after its cache hit). False (and direct launching off for this kernel) if this Triton
         does not have the expected launcher interface."""
         try:
-            knobs, driver = _runtime()
             merged = {**args, **cfg.kwargs}
-            vals = [merged[k] for k in self.arg_names]
-            stream = driver.active.get_current_stream(driver.active.get_current_device())
-            enter = knobs.runtime.launch_enter_hook
-            meta = ck.launch_metadata(grid, stream, *vals) if enter is not None else None
-            ck.run(grid[0], grid[1], grid[2], stream, ck.function, ck.packed_metadata, meta, enter,
-                   knobs.runtime.launch_exit_hook, *vals)
+            run_compiled(ck, grid, [merged[k] for k in self.arg_names])
             return True
         except (ImportError, AttributeError, TypeError, KeyError) as e:
             log.warning("selfonn.kernels: direct launch of %s unavailable (%s); using Triton's JIT path", self.name, e)
@@ -334,10 +342,25 @@ class Kernel:
             return False
 
 
+def run_compiled(ck, grid: tuple[int, int, int], vals: list) -> None:
+    """Launch compiled kernel ``ck`` on the current stream with every argument in signature order
+    (constexprs included), as ``JITFunction.run`` does after its cache hit."""
+    knobs, driver = _runtime()
+    stream = driver.active.get_current_stream(driver.active.get_current_device())
+    enter = knobs.runtime.launch_enter_hook
+    meta = ck.launch_metadata(grid, stream, *vals) if enter is not None else None
+    ck.run(grid[0], grid[1], grid[2], stream, ck.function, ck.packed_metadata, meta, enter,
+           knobs.runtime.launch_exit_hook, *vals)
+
+
 # Set by selfonn.kernels.precompile while it runs: every launch calls it (kernel, configs, prepare) instead.
 _compile_hook: Callable[[Kernel, list[Cfg], Prepare], None] | None = None
 # Set by selfonn.kernels.precompile(target=...): compile for that GPU from CPU tensors, without one.
 _offline_sms: int | None = None
+
+
+def _current_device() -> int:
+    return torch.cuda.current_device()
 
 
 def offline() -> bool:
@@ -395,3 +418,126 @@ def counters(device: torch.device, n: int) -> torch.Tensor:
             _retired.append(buf)
         _counters[device] = fresh
     return fresh
+
+
+# ---- plans: a call signature's launches, bound once -----------------------------------------------
+#
+# Even the direct path rebuilds every launch's ~40 arguments per call (shapes, strides, block counts,
+# split sizes), which costs more host time than a small layer's kernels take on the GPU. A *plan*
+# records the launches one op call made (:func:`recording`) and keeps them as :class:`Bound` steps:
+# every argument but the tensors fixed, each tensor argument named by the *role* it played in the
+# call (``"x"``, ``"y"``, ...), a fresh scratch buffer or the arrival counters. A later call with the
+# same signature (shapes, strides, dtypes, devices, options) fills in its own tensors and launches.
+
+_tls = threading.local()  # .launches: the recording list of this thread; .scratch: ids of its scratch buffers
+
+
+def _note(launch: tuple | None) -> None:
+    """Record one launch (kernel, compiled kernel, grid, args, cfg), or None for one a plan cannot replay."""
+    launches = getattr(_tls, "launches", None)
+    if launches is not None:
+        launches.append(launch)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list]:
+    """Inside: every kernel launch of this thread is appended to the yielded list (None where it
+    cannot be replayed: the interpreter, a pinned config, precompile, a launch without a compiled kernel)."""
+    previous = getattr(_tls, "launches", None)
+    _tls.launches = []
+    if previous is None:
+        _tls.scratch = set()
+    try:
+        yield _tls.launches
+    finally:
+        _tls.launches = previous
+
+
+def scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised work buffer a kernel fully writes before reading (split partials): a plan
+    allocates a fresh one per call instead of binding this one."""
+    t = torch.empty(numel, device=device, dtype=dtype)
+    if getattr(_tls, "launches", None) is not None:
+        _tls.scratch.add(id(t))
+    return t
+
+
+class Bound:
+    """One recorded launch with everything but its tensors fixed (a plan step)."""
+
+    __slots__ = ("ck", "grid", "vals", "fill")
+
+    def __init__(self, ck, grid: tuple, vals: list, fill: tuple) -> None:
+        self.ck, self.grid, self.vals, self.fill = ck, grid, vals, fill
+
+    @staticmethod
+    def of(launch: tuple, roles: dict[str, torch.Tensor]) -> Bound | None:
+        """Bind a recorded launch to ``roles``. None if one of its tensors is neither a role, nor
+        the counters, nor :func:`scratch` (then a later call could not rebuild it)."""
+        kernel, ck, grid, args, cfg = launch
+        merged = {**args, **cfg.kwargs}
+        vals = [merged[k] for k in kernel.arg_names]
+        by_id = {id(t): r for r, t in roles.items() if t is not None}
+        fill = []
+        for i, v in enumerate(vals):
+            if not isinstance(v, torch.Tensor):
+                continue
+            role = by_id.get(id(v))
+            if role is not None:
+                fill.append((i, role, None))
+            elif any(v is c for c in _counters.values()):
+                fill.append((i, "", v.numel()))  # "": the counters, at least this many
+            elif id(v) in getattr(_tls, "scratch", ()):
+                fill.append((i, None, (v.numel(), v.dtype)))
+            else:
+                return None
+            vals[i] = None  # the template keeps no tensor alive
+        return Bound(ck, grid, vals, tuple(fill))
+
+    def run(self, roles: dict[str, torch.Tensor], device: torch.device) -> None:
+        vals = self.vals.copy()
+        for i, role, extra in self.fill:
+            if role:
+                vals[i] = roles[role]
+            elif role is None:
+                vals[i] = torch.empty(extra[0], device=device, dtype=extra[1])
+            else:
+                vals[i] = counters(device, extra)
+        run_compiled(self.ck, self.grid, vals)
+
+
+class Plan:
+    """The launches of one op call signature, replayed with another call's tensors.
+
+    Valid for calls whose role tensors have the same 16-byte alignment as the recorded ones (Triton
+    specialises on it); :meth:`run` returns False, launching nothing, for any other call."""
+
+    __slots__ = ("steps", "aligned", "device", "data")
+
+    def __init__(self, steps: tuple[Bound, ...], aligned: tuple, device: torch.device, data) -> None:
+        self.steps, self.aligned, self.device, self.data = steps, aligned, device, data
+
+    @staticmethod
+    def of(launches: list, roles: dict[str, torch.Tensor | None], device: torch.device, data=None) -> Plan | None:
+        """A plan from :func:`recording`'s list; None if a launch cannot be replayed or two roles
+        are one tensor (a later call could bind them apart)."""
+        present = {r: t for r, t in roles.items() if t is not None}
+        if not launches or any(rec is None for rec in launches):
+            return None
+        if len({id(t) for t in present.values()}) != len(present):
+            return None
+        steps = tuple(Bound.of(rec, present) for rec in launches)
+        if any(b is None for b in steps):
+            return None
+        used = sorted({role for b in steps for _, role, _ in b.fill if role})
+        return Plan(steps, tuple((r, present[r].data_ptr() % 16 == 0) for r in used), device, data)
+
+    def run(self, roles: dict[str, torch.Tensor]) -> bool:
+        for role, aligned in self.aligned:
+            if (roles[role].data_ptr() % 16 == 0) != aligned:
+                return False
+        if self.device.type == "cuda" and self.device.index != torch.cuda.current_device():
+            return False
+        for step in self.steps:
+            step.run(roles, self.device)
+        return True

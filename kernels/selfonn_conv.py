@@ -59,11 +59,15 @@ bias are cast to the autocast dtype first; the MMA then runs in bf16/fp16 with f
 
 The ops are registered with ``torch.library`` (``selfonn::fused_conv`` and its backward) so that
 ``torch.compile`` sees one opaque op per layer; eager calls take a direct ``autograd.Function`` path
-to the same launchers (no dispatcher overhead).
+to the same launchers (no dispatcher overhead). A call signature seen before replays the launches
+its first call recorded (``_launch.Plan``: only the tensors change), skipping the host path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import math
 from dataclasses import dataclass
 
@@ -73,6 +77,8 @@ import triton.language as tl
 
 from . import _launch
 from ._launch import Cfg
+
+log = logging.getLogger(__name__)
 
 __all__ = ["triton_selfonn_conv1d", "triton_selfonn_conv_transpose1d"]
 
@@ -761,6 +767,8 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _PACK_MIN_MACS = 1 << 27
 # Thin (bandwidth) kernels for single-channel layers; tests turn them off to reach the GEMM path.
 _THIN = True
+# Plans for repeated call signatures (compiled launches only); bench/host_overhead.py compares without.
+_PLANS = True
 # grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
 _DW_PROGRAMS_PER_SM = 2
 _DW_MIN_STEPS = 16
@@ -947,8 +955,8 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
     if one:
         part = pdb = cnt = x
     else:
-        part = torch.empty(max(S * plan["N_GEMM"] * BM * BN, 1), device=x.device, dtype=acc_t)
-        pdb = torch.empty(max(S * plan["N_DBT"] * BM, 1), device=x.device, dtype=acc_t)
+        part = _launch.scratch(max(S * plan["N_GEMM"] * BM * BN, 1), acc_t, x.device)
+        pdb = _launch.scratch(max(S * plan["N_DBT"] * BM, 1), acc_t, x.device)
         cnt = _launch.counters(x.device, plan["n_tiles"])
     return {
         "x_ptr": x, "dy_ptr": dy, "dw_ptr": dw if dw is not None else x, "db_ptr": db if db is not None else x,
@@ -1056,40 +1064,133 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
     _kernel("thin_bwd")(x.device, key, candidates, prepare)
 
 
+# ---- plans: a repeated call signature skips the host path (``_launch.Plan``) --------------------
+
+_plans: dict[tuple, _launch.Plan] = {}
+_PLANS_MAX = 4096
+
+
+def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more) -> tuple:
+    """Everything a call's launch arguments depend on besides its tensors' addresses."""
+    return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
+            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _PACK_MIN_MACS, *more)
+
+
+def _planning() -> bool:
+    """Plans are recorded and replayed only where launches are compiled and real: not under the
+    interpreter, a pinned config (tests) or precompile (its launches only compile)."""
+    return (_PLANS and not _launch._pinned and _launch._compile_hook is None and not _launch.interpreting()
+            and _launch._direct_enabled())
+
+
+def _replay(plan: _launch.Plan, roles: dict) -> bool:
+    """Launch ``plan`` with this call's tensors; False (the caller takes the full path) if it does not
+    fit them, or (plans then off for the process) if this Triton's launcher refuses the direct call."""
+    global _PLANS
+    try:
+        return plan.run(roles)
+    except (ImportError, AttributeError, TypeError, KeyError) as e:
+        _PLANS = False
+        log.warning("selfonn.kernels: plan replay unavailable (%r); launching through the full path", e)
+        return False
+
+
+def _keep(key: tuple, plan: _launch.Plan | None) -> None:
+    if plan is not None:
+        if len(_plans) >= _PLANS_MAX:
+            _plans.clear()
+        _plans[key] = plan
+
+
+def _macs(d: _Dims) -> int:
+    return d.B * d.L_out * d.C_out * d.CQG * d.K
+
+
+def _packs(d: _Dims, g: _Geom) -> bool:
+    """Whether the GEMM kernels get W repacked (a fresh tensor per call, so a plan role of its own)."""
+    return not _use_thin(d, g) and _macs(d) >= _PACK_MIN_MACS
+
+
+def _recording(key: tuple | None):
+    return _launch.recording() if key is not None else contextlib.nullcontext([])
+
+
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom) -> torch.Tensor:
+    """y of either layer kind. A call signature seen before replays its plan; the first records it."""
+    key = None
+    if _planning():
+        bkey = None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device)
+        key = _plan_key("fwd", g, x, weight, bkey)
+        plan = _plans.get(key)
+        if plan is not None:
+            d = plan.data
+            y = torch.empty((d.B, d.C_out, d.L_out), device=x.device, dtype=x.dtype)
+            roles = {"x": x, "w": weight, "b": bias, "y": y}
+            if _packs(d, g):
+                roles["wp"] = _gemm_weight(weight, d, g, _macs(d))[0]
+            if _replay(plan, roles):
+                return y
     d = _dims(x, weight, g)
     if bias is not None and bias.shape[0] != d.C_out:
         raise ValueError(f"bias has {bias.shape[0]} entries, expected out_channels={d.C_out}")
     y = torch.empty((d.B, d.C_out, d.L_out), device=x.device, dtype=x.dtype)
-    if _use_thin(d, g):
-        _thin_fwd(x, weight, bias, y, d, g)
-        return y
-    w, sw = _gemm_weight(weight, d, g, d.B * d.L_out * d.C_out * d.CQG * d.K)
-    kind = "scatter" if g.transposed else "gather"
-    _mm(kind, x, w, sw, None, bias, y, L_A=d.L_in, L_OUT=d.L_out, N_OUT=d.OG, n_red=d.C_in,
-        n_bg=d.B * g.groups, d=d, g=g, pow_a=True)
+    with _recording(key) as launches:
+        w = weight
+        if _use_thin(d, g):
+            _thin_fwd(x, weight, bias, y, d, g)
+        else:
+            w, sw = _gemm_weight(weight, d, g, _macs(d))
+            kind = "scatter" if g.transposed else "gather"
+            _mm(kind, x, w, sw, None, bias, y, L_A=d.L_in, L_OUT=d.L_out, N_OUT=d.OG, n_red=d.C_in,
+                n_bg=d.B * g.groups, d=d, g=g, pow_a=True)
+        if key is not None:
+            roles = {"x": x, "w": weight, "b": bias, "y": y, "wp": w if w is not weight else None}
+            _keep(key, _launch.Plan.of(launches, roles, x.device, d))
     return y
+
+
+def _grads(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, d: _Dims, need_x: bool, need_w: bool,
+           need_b: bool):
+    dx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else None
+    dw = torch.empty_like(weight, memory_format=torch.contiguous_format) if need_w else None
+    db = torch.empty(d.C_out, device=x.device, dtype=dy.dtype) if need_b else None
+    return dx, dw, db
 
 
 def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom, need_x: bool, need_w: bool,
               need_b: bool):
-    """(dx, dW, dbias), None where not needed; dW in W's dtype, dbias in dy's."""
+    """(dx, dW, dbias), None where not needed; dW in W's dtype, dbias in dy's. Plans as in _forward."""
+    key = None
+    if _planning() and (need_x or need_w or need_b):
+        key = _plan_key("bwd", g, x, weight, dy.shape, dy.stride(), dy.dtype, dy.device, need_x, need_w, need_b)
+        plan = _plans.get(key)
+        if plan is not None:
+            d = plan.data
+            dx, dw, db = _grads(x, weight, dy, d, need_x, need_w, need_b)
+            roles = {"x": x, "w": weight, "dy": dy, "dx": dx, "dw": dw, "db": db}
+            if need_x and _packs(d, g):
+                roles["wp"] = _gemm_weight(weight, d, g, _macs(d))[0]
+            if _replay(plan, roles):
+                return dx, dw, db
     d = _dims(x, weight, g)
-    dx = torch.empty(x.shape, device=x.device, dtype=x.dtype) if need_x else None
-    dw = torch.empty(weight.shape, device=x.device, dtype=weight.dtype) if need_w else None
-    db = torch.empty(d.C_out, device=x.device, dtype=dy.dtype) if need_b else None
+    dx, dw, db = _grads(x, weight, dy, d, need_x, need_w, need_b)
     if not (need_x or need_w or need_b):
         return dx, dw, db
-    if _use_thin(d, g):
-        _thin_bwd(dy, x, weight, dx, dw, db, d, g)
-        return dx, dw, db
-    if need_x:
-        w, sw = _gemm_weight(weight, d, g, d.B * d.L_out * d.C_out * d.CQG * d.K)
-        kind = "gather" if g.transposed else "scatter"
-        _mm(kind, dy, w, sw, x, None, dx, L_A=d.L_out, L_OUT=d.L_in, N_OUT=d.C_in, n_red=d.C_out, n_bg=d.B,
-            d=d, g=g, pow_a=False)
-    if need_w or need_b:
-        _launch_dw(x, dy, dw, db, d, g)
+    with _recording(key) as launches:
+        w = weight
+        if _use_thin(d, g):
+            _thin_bwd(dy, x, weight, dx, dw, db, d, g)
+        else:
+            if need_x:
+                w, sw = _gemm_weight(weight, d, g, _macs(d))
+                kind = "gather" if g.transposed else "scatter"
+                _mm(kind, dy, w, sw, x, None, dx, L_A=d.L_out, L_OUT=d.L_in, N_OUT=d.C_in, n_red=d.C_out, n_bg=d.B,
+                    d=d, g=g, pow_a=False)
+            if need_w or need_b:
+                _launch_dw(x, dy, dw, db, d, g)
+        if key is not None:
+            roles = {"x": x, "w": weight, "dy": dy, "dx": dx, "dw": dw, "db": db, "wp": w if w is not weight else None}
+            _keep(key, _launch.Plan.of(launches, roles, x.device, d))
     return dx, dw, db
 
 
@@ -1184,6 +1285,25 @@ def _autocast(x, weight, bias):
         x, weight = x.to(dt), weight.to(dt)
         bias = bias.to(dt) if bias is not None else None
     return x, weight, bias
+
+
+_geom_of = functools.lru_cache(maxsize=1024)(_Geom)  # one _Geom per geometry: no dataclass init per call
+
+
+def checked_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
+                 pad_right: int, dilation: int, groups: int, q: int, transposed: bool,
+                 output_padding: int) -> torch.Tensor:
+    """The fused (transposed) conv for :mod:`selfonn.functional`, which has checked the arguments and
+    operands and applied autocast already: the entry points below repeat that for direct callers."""
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"the fused kernels take one of {_DTYPES}, got {x.dtype}")
+    if not x.is_cuda:
+        _check_device(x)
+    if torch.compiler.is_compiling():
+        return torch.ops.selfonn.fused_conv(x, weight, bias, stride, pad_left, pad_right, dilation, groups, q,
+                                            transposed, output_padding)
+    g = _geom_of(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
+    return _apply(x, weight, bias, g)
 
 
 def triton_selfonn_conv1d(

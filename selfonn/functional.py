@@ -196,9 +196,7 @@ def selfonn_conv1d(
     _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
     with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
         if resolve_backend(backend, x) == "triton":
-            from selfonn.kernels.selfonn_conv import triton_selfonn_conv1d
-
-            return triton_selfonn_conv1d(x, weight, bias, stride, _pad_arg(pad), dilation, groups, q)
+            return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, False, 0)
         return _ExactSelfONN.apply(x, weight, bias, False, stride, pad, dilation, 0, groups, q)
 
 
@@ -234,14 +232,13 @@ def selfonn_conv_transpose1d(
     _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
     with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
         if resolve_backend(backend, x) == "triton":
-            from selfonn.kernels.selfonn_conv import triton_selfonn_conv_transpose1d
-
-            return triton_selfonn_conv_transpose1d(
-                x, weight, bias, stride, _pad_arg(pad), output_padding, groups, dilation, q
-            )
+            return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, True, output_padding)
         return _ExactSelfONN.apply(x, weight, bias, True, stride, pad, dilation, output_padding, groups, q)
 
 
-def _pad_arg(pad: tuple[int, int]) -> int | tuple[int, int]:
-    """The kernels take an int for symmetric padding and a pair only when it is uneven."""
-    return pad[0] if pad[0] == pad[1] else pad
+def _fused():
+    """The fused kernels' entry for checked operands, imported on use: Triton stays unloaded until a
+    call resolves to it."""
+    from selfonn.kernels.selfonn_conv import checked_conv
+
+    return checked_conv

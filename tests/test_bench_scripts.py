@@ -138,6 +138,7 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
 
 def test_tests_section_runs_pytest_on_workers(tmp_path: Path):
     """The CUDA tests compile ~400 kernel variants: the section spreads them over pytest-xdist workers."""
+    pytest.importorskip("xdist", reason="pytest-xdist (a dev extra) is not installed")
     env = {**os.environ, "TRITON_INTERPRET": "1", "OUT": str(tmp_path / "out")}
     r = subprocess.run([sys.executable, "bench/gpu_round.py", "--sections", "env,tests", "--tests",
                         "tests/test_public_api.py", "--test-workers", "2"], cwd=ROOT, env=env,
@@ -260,6 +261,16 @@ def test_layers_section_measures_every_layers_ratio_before_compiling(monkeypatch
 
 
 @pytest.mark.timeout(300)
+def test_host_overhead_script_prints_its_table(capsys):
+    """bench/host_overhead.py times the fused host path on CPU (launches left out), plans on and off."""
+    from selfonn.kernels import selfonn_conv as sc
+
+    assert _load("host_overhead").main(["--layers", "disc.head,gen.up2", "--calls", "3", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| disc.head |" in out and "| gen.up2 |" in out and "(floor)" in out
+    assert sc._PLANS and sc._plans == {}  # module state restored
+
+
 def test_compile_speed_script_prints_its_table(capsys):
     """bench/compile_speed.py compiles a layer's variants offline (fresh cache) and tabulates the time."""
     import triton

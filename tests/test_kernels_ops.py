@@ -386,3 +386,137 @@ def test_interpreter_compat_squeezes_one_element_indices(monkeypatch):
 
     interpreter._patch_lang_tensor(Tensor, Scope())
     assert range(Tensor(np.array([3], dtype=np.int32)))[-1] == 2
+
+
+# ---- plans: a repeated call signature replays its bound launches -----------------------------------
+
+
+@pytest.fixture
+def compiled_path_on_cpu(monkeypatch):
+    """The compiled-kernel host path (direct launches, plans) on CPU tensors, every launch logged
+    instead of run (selfonn.kernels.dryrun)."""
+    from selfonn.kernels.dryrun import dry_run
+
+    monkeypatch.setenv("SELFONN_DIRECT_LAUNCH", "1")
+    with dry_run() as log:
+        yield log
+
+
+PLAN_CASES = [  # (transposed, c_in, c_out, k, stride, padding, dilation, groups, output_padding, bias, grads)
+    (False, 16, 32, 5, 2, 2, 1, 1, 0, True, "xwb"),
+    (False, 1, 16, 4, 8, 1, 1, 1, 0, True, "xwb"),  # thin (C_in = 1)
+    (False, 8, 1, 3, 1, 1, 1, 1, 0, False, "xw"),  # thin (C_out = 1)
+    (True, 32, 16, 6, 2, 2, 1, 1, 0, True, "xwb"),
+    (True, 16, 1, 6, 2, 2, 1, 1, 0, True, "wb"),  # thin transposed, frozen input
+    (True, 6, 4, 4, 3, 1, 2, 2, 1, False, "xw"),
+    (False, 6, 8, 3, 2, 2, 3, 2, 0, True, "x"),  # frozen weight and bias
+]
+
+
+@pytest.mark.parametrize("case", PLAN_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_plan_replays_the_launches_of_the_direct_path(compiled_path_on_cpu, monkeypatch, case):
+    """A call whose signature was seen before launches from its plan: the same kernels, grids and
+    arguments (output and scratch buffers fresh, of the same shapes) as the full host path."""
+    log = compiled_path_on_cpu
+    transposed, c_in, c_out, k, s, p, dil, groups, op, has_bias, grads = case
+    q, B, L = 3, 2, 4000  # long enough for split grad_W partials (scratch buffers)
+    w_shape = (q * c_in, c_out // groups, k) if transposed else (c_out, q * c_in // groups, k)
+
+    def call(x, w, b, dy):
+        if transposed:
+            y = sc.triton_selfonn_conv_transpose1d(x, w, b, s, p, op, groups, dil, q)
+        else:
+            y = sc.triton_selfonn_conv1d(x, w, b, s, p, dil, groups, q)
+        wanted = [t for t, c in ((x, "x"), (w, "w"), (b, "b")) if c in grads and t is not None]
+        torch.autograd.grad(y, wanted, dy)
+
+    def fresh():
+        x = torch.rand(B, c_in, L, dtype=torch.float64).requires_grad_("x" in grads)
+        w = torch.randn(w_shape, dtype=torch.float64).requires_grad_("w" in grads)
+        b = torch.randn(c_out, dtype=torch.float64).requires_grad_("b" in grads) if has_bias else None
+        return x, w, b
+
+    x, w, b = fresh()
+    d = sc._dims(x, w, sc._geom(s, p, dil, groups, q, op, transposed))
+    y_shape = (B, c_out, d.L_out)
+    call(x, w, b, torch.randn(y_shape, dtype=torch.float64))  # records the plans
+    assert log and all(kind == "jit" for kind, _, _ in log), log
+    assert len(sc._plans) == 2  # forward and backward
+
+    def described(entries, known):
+        out = []
+        for _, grid, vals in entries:
+            d = [known.get(v.data_ptr(), ("fresh", tuple(v.shape), v.stride(), v.dtype))
+                 if isinstance(v, torch.Tensor) else v for v in vals]
+            out.append((grid, d))
+        return out
+
+    runs = {}
+    for planned in (True, False):
+        monkeypatch.setattr(sc, "_PLANS", planned)
+        x2, w2, b2 = fresh()
+        dy2 = torch.randn(y_shape, dtype=torch.float64)
+        log.clear()
+        call(x2, w2, b2, dy2)
+        assert log and all(kind == "direct" for kind, _, _ in log), log  # nothing went through the binder
+        known = {x2.data_ptr(): "x", w2.data_ptr(): "w", dy2.data_ptr(): "dy"}
+        if b2 is not None:
+            known[b2.data_ptr()] = "b"
+        runs[planned] = described(log, known)
+    assert runs[True] == runs[False]
+    assert any("x" in d for _, d in runs[True])
+
+
+def test_plan_is_not_kept_when_two_roles_are_one_tensor(compiled_path_on_cpu):
+    """Roles told apart by identity: a call passing one tensor twice must not bind later calls so."""
+    t = torch.rand(3, 3, 3, dtype=torch.float64)
+    sc.triton_selfonn_conv1d(t, t, None, 1, 1, 1, 1, 1)
+    assert compiled_path_on_cpu and sc._plans == {}
+
+
+def test_plan_falls_back_on_other_alignment(compiled_path_on_cpu):
+    log = compiled_path_on_cpu
+    x = torch.rand(1, 4, 65, dtype=torch.float64)
+    w = torch.randn(8, 12, 3, dtype=torch.float64)
+    sc.triton_selfonn_conv1d(x[..., :64], w, None, 1, 1, 1, 1, 3)
+    (plan,) = sc._plans.values()
+    log.clear()
+    assert plan.run({"x": x[..., 1:], "w": w, "y": torch.empty(1, 8, 64, dtype=torch.float64)}) is False
+    assert log == []  # nothing launched
+    sc.triton_selfonn_conv1d(x[..., 1:], w, None, 1, 1, 1, 1, 3)  # same signature, 8-byte offset
+    assert [kind for kind, _, _ in log] == ["jit"]
+
+
+def test_precompile_never_replays_a_plan(compiled_path_on_cpu):
+    """Inside precompile (its compile hook set) a call compiles only, even when a plan for its
+    signature exists."""
+    log = compiled_path_on_cpu
+    x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
+    sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    assert sc._plans and [kind for kind, _, _ in log] == ["jit", "direct"]
+    compiled = []
+    saved, _launch._compile_hook = _launch._compile_hook, lambda k, cfgs, prepare: compiled.append(k.name)
+    try:
+        sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    finally:
+        _launch._compile_hook = saved
+    assert compiled == ["gather"] and len(log) == 2  # compiled, nothing launched
+
+
+def test_plan_replay_failure_falls_back_and_turns_plans_off(compiled_path_on_cpu, monkeypatch):
+    """A Triton whose launcher refuses the direct call: the call still runs (full path), plans go off."""
+    log = compiled_path_on_cpu
+    monkeypatch.setattr(sc, "_PLANS", True)
+    x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
+    sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+
+    def refuse(ck, grid, vals):
+        raise TypeError("launcher interface changed")
+
+    monkeypatch.setattr(_launch, "run_compiled", refuse)
+    for k in sc._kernels.values():
+        monkeypatch.setattr(k, "direct_ok", False)  # the full path then goes through the JIT stand-in
+    log.clear()
+    sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    assert [kind for kind, _, _ in log] == ["jit"] and sc._PLANS is False

@@ -244,18 +244,16 @@ def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
         b = None if bias is None else bias.dtype
         fake.operand_dtypes.append((x.dtype, weight.dtype, b, torch.is_autocast_enabled(x.device.type)))
 
-    def conv(x, weight, bias, stride, padding, dilation, groups, q):
-        calls.append(("conv", padding, stride, dilation, groups, q))
+    def checked_conv(x, weight, bias, stride, pad_left, pad_right, dilation, groups, q, transposed, output_padding):
+        pad = (pad_left, pad_right)
         record(x, weight, bias)
-        return reference_conv1d(x, weight, bias, stride, padding, dilation, groups, q)
+        if transposed:
+            calls.append(("convT", pad, stride, output_padding, groups, dilation, q))
+            return reference_conv_transpose1d(x, weight, bias, stride, pad, output_padding, groups, dilation, q)
+        calls.append(("conv", pad, stride, dilation, groups, q))
+        return reference_conv1d(x, weight, bias, stride, pad, dilation, groups, q)
 
-    def conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, q):
-        calls.append(("convT", padding, stride, output_padding, groups, dilation, q))
-        record(x, weight, bias)
-        return reference_conv_transpose1d(x, weight, bias, stride, padding, output_padding, groups, dilation, q)
-
-    fake.triton_selfonn_conv1d = conv
-    fake.triton_selfonn_conv_transpose1d = conv_t
+    fake.checked_conv = checked_conv
     monkeypatch.setitem(sys.modules, "selfonn.kernels.selfonn_conv", fake)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     return calls
@@ -269,9 +267,9 @@ def test_dispatch_hands_kernels_plain_zero_padding(fake_kernels: list[tuple]) ->
     SelfONNTranspose1d(4, 4, 3, stride=2, padding=1, q=2, backend="triton")(x, output_size=32)
     assert fake_kernels == [
         ("conv", (1, 2), 1, 1, 1, 2),
-        ("conv", 0, 1, 1, 1, 2),
-        ("conv", 2, 1, 1, 1, 3),
-        ("convT", 1, 2, 1, 1, 1, 2),
+        ("conv", (0, 0), 1, 1, 1, 2),
+        ("conv", (2, 2), 1, 1, 1, 3),
+        ("convT", (1, 1), 2, 1, 1, 1, 2),
     ]
     SelfONN1d(4, 4, 3, q=2, backend="auto")(x)  # auto on CPU: exact torch path, not the kernels
     assert len(fake_kernels) == 4
