@@ -1096,7 +1096,9 @@ def _replay(plan: _launch.Plan, roles: dict) -> bool:
 
 
 def _keep(key: tuple, plan: _launch.Plan | None) -> None:
-    if plan is not None:
+    # Inside a CUDA graph capture an untuned key runs its first candidate, untuned: replaying that
+    # forever would skip the tuning of the next eager call, so a plan recorded there is not kept.
+    if plan is not None and not (plan.device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
         if len(_plans) >= _PLANS_MAX:
             _plans.clear()
         _plans[key] = plan
