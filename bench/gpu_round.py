@@ -11,7 +11,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  3. compile   every fused kernel variant the layers and train sections will launch, compiled at once on
               all CPUs (selfonn.kernels.precompile; a carried Triton cache makes it a lookup)
  4. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
-              wall ms (CUDA events), device ms (CUDA-graph replay), host us per call, peak MiB, saved MiB
+              wall ms (CUDA events), device ms (CUDA-graph replay), host us per call (fused: with and
+              without plans), peak MiB, saved MiB
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
  6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype (+ torch.compile)
@@ -338,6 +339,8 @@ def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx:
             _sync(device)
             cell["ms"] = wall_ms(step, device, args.repeats)
             cell["host_us"] = host_us(step, device, args.repeats)
+            if provider == "fused":
+                cell["host_us_no_plans"] = _host_us_without_plans(step, device, args.repeats)
             cell["peak_mib"] = peak_mib(step, device)
             if mode == "fwd+bwd":
                 try:
@@ -357,6 +360,20 @@ def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx:
             if _remaining() <= 0:
                 raise BudgetExceeded("section budget") from exc
     return cell
+
+
+def _host_us_without_plans(step: Callable[[], None], device: str, repeats: int) -> float | None:
+    """Host us per call with the kernels' plans off (every call rebuilds its launch arguments)."""
+    if device != "cuda":
+        return None
+    from selfonn.kernels import selfonn_conv as sc
+
+    sc._PLANS = False
+    try:
+        step()  # the first call of a signature without plans may pass through Triton's binder
+        return host_us(step, device, repeats)
+    finally:
+        sc._PLANS = True
 
 
 def compile_work(args, ctx: dict) -> Callable[[], None]:
@@ -434,6 +451,8 @@ def section_layers(rec: Record, args, ctx: dict) -> None:
                     errors.pop(p, None)
                     for key in ("ms", "peak_mib", "device_ms", "host_us", "saved_mib"):
                         entry[key][p] = cell.get(key)
+                    if "host_us_no_plans" in cell:
+                        entry["host_us"]["fused_no_plans"] = cell["host_us_no_plans"]
                     for key in ("error", "device_ms_error", "saved_mib_error"):
                         if key in cell:
                             errors[f"{p}.{key}" if key != "error" else p] = cell[key]
@@ -463,14 +482,15 @@ def _layer_entry(layer, mode: str, dtype: str, args) -> dict[str, Any]:
 
 def _layers_md(entries: list[dict]) -> str:
     head = ["layer", "mode", "dtype", "fused ms", "ref ms", "compiled ms", "ref/fused", "fused dev ms",
-            "ref dev ms", "fused host us", "ref host us", "fused MiB", "ref MiB", "fused saved MiB", "ref saved MiB"]
+            "ref dev ms", "fused host us", "fused host us, no plans", "ref host us", "fused MiB", "ref MiB",
+            "fused saved MiB", "ref saved MiB"]
     rows = []
     for e in entries:
         ms = e["ms"]
         ratio = ms["reference"] / ms["fused"] if ms.get("fused") and ms.get("reference") else None
         rows.append([e["layer"], e["mode"], e["dtype"], ms.get("fused"), ms.get("reference"), ms.get("compiled"), ratio,
                      e["device_ms"].get("fused"), e["device_ms"].get("reference"), e["host_us"].get("fused"),
-                     e["host_us"].get("reference"), e["peak_mib"].get("fused"), e["peak_mib"].get("reference"),
+                     e["host_us"].get("fused_no_plans"), e["host_us"].get("reference"), e["peak_mib"].get("fused"), e["peak_mib"].get("reference"),
                      e["saved_mib"].get("fused"), e["saved_mib"].get("reference")])
     errors = [f"- {e['layer']} {e['mode']} {e['dtype']} {k}: {v}"
               for e in entries for k, v in e.get("errors", {}).items() if not v.startswith(("skipped", "not asked"))]
