@@ -520,3 +520,15 @@ def test_plan_replay_failure_falls_back_and_turns_plans_off(compiled_path_on_cpu
     log.clear()
     sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
     assert [kind for kind, _, _ in log] == ["jit"] and sc._PLANS is False
+
+
+def test_inference_calls_skip_the_autograd_function():
+    """No gradient can flow (no_grad, or no input requiring one): the bare forward, same values."""
+    x, w, b, *geom = _args("conv_s2", "cpu")
+    y = torch.ops.selfonn.fused_conv(x, w, b, *geom)
+    assert y.grad_fn is not None
+    with torch.no_grad():
+        y_ng = sc.triton_selfonn_conv1d(x, w, b, 2, 1, 1, 1, 3)
+    y_nr = sc.triton_selfonn_conv1d(x.detach(), w.detach(), b.detach(), 2, 1, 1, 1, 3)
+    assert y_ng.grad_fn is None and y_nr.grad_fn is None
+    assert torch.equal(y_ng, y.detach()) and torch.equal(y_nr, y.detach())
