@@ -16,7 +16,9 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
  6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype (+ torch.compile)
- 8. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
+ 8. knobs     fused fwd+bwd of gen.up2, gen.down4, disc.3 with the launcher's guessed constants changed
+              (W repack always / never, grad_W programs per SM 1 / 4) beside the defaults
+ 9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
 section after every layer), and runs under a deadline (a share of ``--budget-s`` plus what earlier
@@ -51,10 +53,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train", "cache")
+SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train", "knobs", "cache")
 #: share of --budget-s each section may use, plus whatever the sections before it left unused
 SHARES = {"env": 0.03, "tests": 0.15, "compile": 0.10, "layers": 0.32, "profile": 0.09, "autotune": 0.03,
-          "train": 0.23, "cache": 0.05}
+          "train": 0.19, "knobs": 0.04, "cache": 0.05}
+#: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv):
+#: W repacked always / never (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2)
+KNOBS = {"pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
+         "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4}}
+KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 DTYPES = ("tf32", "bf16")
 LAYER_PROVIDERS = ("fused", "reference", "compiled")
 #: dense peaks for the roofline (FLOP/s at tf32 and bf16, HBM bytes/s), matched on the device name
@@ -784,6 +791,39 @@ def section_train(rec: Record, args, ctx: dict) -> None:
         rec.write()
 
 
+def section_knobs(rec: Record, args, ctx: dict) -> None:
+    """Fused fwd+bwd (tf32) of a few layers with each launcher constant in KNOBS changed, beside the
+    default in the same section: the constants are guesses made without a GPU."""
+    from _common import make_inputs
+
+    from selfonn.kernels import selfonn_conv as sc
+
+    layers = [la for la in _layer_shapes(args) if la.name in KNOB_LAYERS] or _layer_shapes(args)[:1]
+    variants = {"default": {}, **KNOBS}
+    rows = rec.data["knobs"] = []
+    for layer in layers:
+        inputs = make_inputs(layer, args.batch, ctx["device"])
+        for name, patch in variants.items():
+            if _remaining() <= 1:
+                raise BudgetExceeded("section budget")
+            saved = {k: getattr(sc, k) for k in patch}
+            try:
+                for k, v in patch.items():
+                    setattr(sc, k, v)
+                cell = measure_cell(layer, "fused", "fwd+bwd", "tf32", inputs, args, ctx)
+            finally:
+                for k, v in saved.items():
+                    setattr(sc, k, v)
+            rows.append({"layer": layer.name, "variant": name, "set": patch, "ms": cell.get("ms"),
+                         "device_ms": cell.get("device_ms"), "peak_mib": cell.get("peak_mib"),
+                         "error": cell.get("error")})
+            rec.md["knobs"] = "## Launcher constants (fused fwd+bwd, tf32)\n\n" + _md_table(
+                ["layer", "variant", "ms", "device ms", "peak MiB", "error"],
+                [[r["layer"], r["variant"], r["ms"], r["device_ms"], r["peak_mib"], r["error"]] for r in rows])
+            rec.write()
+        del inputs
+
+
 def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     """The Triton cache as one tarball (the device tool returns few files); binaries first if it is big."""
     cache = ctx["cache_dir"]
@@ -811,7 +851,7 @@ def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
 
 
 RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers, "profile": section_profile,
-           "autotune": section_autotune, "train": section_train, "cache": section_cache}
+           "autotune": section_autotune, "train": section_train, "knobs": section_knobs, "cache": section_cache}
 
 
 # ---- main ----------------------------------------------------------------------------------------

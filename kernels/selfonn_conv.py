@@ -1073,7 +1073,8 @@ _PLANS_MAX = 4096
 def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more) -> tuple:
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
-            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _PACK_MIN_MACS, *more)
+            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM,
+            _DW_MIN_STEPS, *more)
 
 
 def _planning() -> bool:

@@ -117,7 +117,7 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     (record,) = (tmp_path / "out").glob("*-cpu.json")  # $OUT is honoured
     data = json.loads(record.read_text())
     assert tables.schema_errors(data) == []
-    assert [s["status"] for s in data["sections"].values()] == ["done"] * 8, data["sections"]
+    assert [s["status"] for s in data["sections"].values()] == ["done"] * len(gpu_round.SECTIONS), data["sections"]
     assert list(data["sections"]) == list(gpu_round.SECTIONS)
     assert "no GPU" in data["compile"]["note"]
     assert {(e["layer"], e["mode"], e["dtype"]) for e in data["layers"]} == {
@@ -127,8 +127,11 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert {(e["backend"], e["dtype"]) for e in data["train_step"]} >= {("torch", "tf32"), ("torch", "bf16")}
     assert all(e["ms"] and e["ms"] > 0 for e in data["train_step"])
     assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
+    assert {(r["layer"], r["variant"]) for r in data["knobs"]} == {
+        ("disc.head", v) for v in ("default", *gpu_round.KNOBS)}  # smoke: the one layer it has
+    assert all(r["ms"] and r["ms"] > 0 for r in data["knobs"]), data["knobs"]
     md = record.with_suffix(".md").read_text()
-    assert "## Layers" in md and "## Op-GAN training step" in md
+    assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md
     assert (tmp_path / "out" / "triton-cache.tar.gz").is_file() and (tmp_path / "out" / "tests.log").is_file()
     # the device tool returns at most 8 files from $OUT
     assert len(list((tmp_path / "out").iterdir())) <= 8
