@@ -28,7 +28,7 @@ from selfonn.kernels.precompile import precompile
 torch.backends.cudnn.allow_tf32 = True
 device = "cuda" if torch.cuda.is_available() else "cpu"
 # the GPU round's own compile pass, narrowed to these layers in fp32 and no fused train step
-args = gpu_round._parse(["--layers", {layers!r}, "--dtypes", "tf32", "--backends", "torch"])
+args = gpu_round._parse(["--layers", {layers!r}, "--dtypes", "tf32", "--backends", "torch", "--sections", "layers"])
 r = precompile(gpu_round.compile_work(args, {{"device": device}}), workers={workers},
                target=None if device == "cuda" else {target!r})
 print(json.dumps({{"variants": r.total, "seconds": r.seconds, "failed": len(r.failed)}}))

@@ -384,8 +384,8 @@ def _host_us_without_plans(step: Callable[[], None], device: str, repeats: int) 
 
 
 def compile_work(args, ctx: dict) -> Callable[[], None]:
-    """One fused fwd+bwd of every layer cell and one step of every eager fused train variant: the
-    launches the layers and train sections make (compiled ones reach the same kernels)."""
+    """One fused fwd+bwd of every layer cell, one step of every eager fused train variant and every
+    knobs cell: the launches the later sections make (compiled ones reach the same kernels)."""
     from _common import PROVIDERS, make_inputs, make_step
 
     device = ctx["device"]
@@ -398,6 +398,12 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
         for v in _train_variants(args):
             if v["backend"] == "triton" and not v["compile"]:
                 train_step_fn("triton", v["dtype"], False, v["fold_upsample"], args, ctx)()
+        if "knobs" in args.sections.split(","):
+            for layer in _knob_layers(args):
+                for patch in KNOBS.values():
+                    with _knob(patch):
+                        make_step(_under("tf32", device, PROVIDERS["fused"](layer)),
+                                  make_inputs(layer, args.batch, device), "fwd+bwd")()
 
     return run
 
@@ -791,14 +797,31 @@ def section_train(rec: Record, args, ctx: dict) -> None:
         rec.write()
 
 
+def _knob_layers(args) -> list:
+    return [la for la in _layer_shapes(args) if la.name in KNOB_LAYERS] or _layer_shapes(args)[:1]
+
+
+@contextlib.contextmanager
+def _knob(patch: dict[str, Any]) -> Iterator[None]:
+    """selfonn.kernels.selfonn_conv's module constants set as in ``patch`` inside, restored after."""
+    from selfonn.kernels import selfonn_conv as sc
+
+    saved = {k: getattr(sc, k) for k in patch}
+    try:
+        for k, v in patch.items():
+            setattr(sc, k, v)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(sc, k, v)
+
+
 def section_knobs(rec: Record, args, ctx: dict) -> None:
     """Fused fwd+bwd (tf32) of a few layers with each launcher constant in KNOBS changed, beside the
     default in the same section: the constants are guesses made without a GPU."""
     from _common import make_inputs
 
-    from selfonn.kernels import selfonn_conv as sc
-
-    layers = [la for la in _layer_shapes(args) if la.name in KNOB_LAYERS] or _layer_shapes(args)[:1]
+    layers = _knob_layers(args)
     variants = {"default": {}, **KNOBS}
     rows = rec.data["knobs"] = []
     for layer in layers:
@@ -806,14 +829,8 @@ def section_knobs(rec: Record, args, ctx: dict) -> None:
         for name, patch in variants.items():
             if _remaining() <= 1:
                 raise BudgetExceeded("section budget")
-            saved = {k: getattr(sc, k) for k in patch}
-            try:
-                for k, v in patch.items():
-                    setattr(sc, k, v)
+            with _knob(patch):
                 cell = measure_cell(layer, "fused", "fwd+bwd", "tf32", inputs, args, ctx)
-            finally:
-                for k, v in saved.items():
-                    setattr(sc, k, v)
             rows.append({"layer": layer.name, "variant": name, "set": patch, "ms": cell.get("ms"),
                          "device_ms": cell.get("device_ms"), "peak_mib": cell.get("peak_mib"),
                          "error": cell.get("error")})

@@ -4,11 +4,12 @@
     # then, on the device (carry .triton-cache.tar.gz):
     python bench/gpu_round.py --triton-cache .triton-cache.tar.gz
 
-It runs the GPU round's own ``compile_work`` (every layer cell, fwd+bwd, each dtype, and every eager
-fused train-step variant) through :func:`selfonn.kernels.precompile.precompile` with a CPU stand-in
-for an sm_90 GPU, so the cache holds the entries the round's JIT will look up. A Triton cache key
-covers the Triton build (its version, its Python sources and the hash of ``libtriton.so``), the
-compile target and options and the cache-relevant ``TRITON_*`` environment. So the script:
+It runs the GPU round's own ``compile_work`` (every layer cell, fwd+bwd, each dtype, every eager
+fused train-step variant and the knobs cells) through :func:`selfonn.kernels.precompile.precompile`
+with a CPU stand-in for an sm_90 GPU, so the cache holds the entries the round's JIT will look up.
+A Triton cache key covers the Triton build (its version, its Python sources and the hash of
+``libtriton.so``), the compile target and options and the cache-relevant ``TRITON_*`` environment.
+So the script:
 
 - compiles with the device's Triton version (``--triton``, default 3.6.0, what the lent GPUs carry):
   if another is installed it fetches that version's wheel for this Python from PyPI (cached under
@@ -31,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -109,25 +111,36 @@ def _key_for_device_build(wheel: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=".triton-cache", help="cache folder to fill (created; existing entries kept)")
+    ap.add_argument("--out", default=".triton-cache",
+                    help="cache folder to fill (created; existing entries kept, except with --pack)")
     ap.add_argument("--target", default="cuda:90", help="GPU architecture to compile for (H100/H200: cuda:90)")
     ap.add_argument("--sms", type=int, default=None,
                     help="its streaming multiprocessors, which split sizes depend on (default: H100/H200's)")
     ap.add_argument("--triton", default="3.6.0", help="the device's Triton version (fetched for this Python if needed)")
     ap.add_argument("--device-python", default="3.12", help="the device's Python (its libtriton.so is in every key)")
     ap.add_argument("--workers", type=int, default=0, help="compile threads (default: all CPUs)")
-    ap.add_argument("--pack", action="store_true", help="also write OUT.tar.gz (what to carry: ~4x smaller)")
+    ap.add_argument("--pack", action="store_true",
+                    help="start OUT afresh (a previous prewarm's folder only) and also write OUT.tar.gz (what to "
+                         "carry: ~4x smaller)")
     ap.add_argument("--round-args", default="", help="gpu_round arguments that change shapes, e.g. '--dtypes tf32'")
     args = ap.parse_args(argv)
 
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("prewarm_cache: unset TRITON_INTERPRET (this compiles real kernels)", file=sys.stderr)
+        return 2
     out = Path(args.out).resolve()
+    if args.pack and out.is_dir() and any(out.iterdir()):
+        # A pack carries only what this run compiles: entries of older kernel sources (a Triton key
+        # holds each kernel's source and first line number) would only add megabytes.
+        if not (out / "PREWARM.json").is_file():
+            print(f"prewarm_cache: {out} holds entries this script did not write; --pack needs a fresh or "
+                  "previous prewarm folder", file=sys.stderr)
+            return 2
+        shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"prewarm_cache: cannot create {out}: {e.strerror}", file=sys.stderr)
-        return 2
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        print("prewarm_cache: unset TRITON_INTERPRET (this compiles real kernels)", file=sys.stderr)
         return 2
     os.environ["TRITON_CACHE_DIR"] = str(out)  # before Triton reads its knobs
     os.environ["TRITON_STORE_BINARY_ONLY"] = "1"  # not part of any cache key (checked below)

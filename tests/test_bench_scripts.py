@@ -214,6 +214,16 @@ def test_autotune_section_reports_the_lean_launchers_picks(monkeypatch):
     assert "('bf16', 'key')" in mine["picks"] and "BLOCK_T" in mine["picks"]["('bf16', 'key')"]
 
 
+def test_prewarm_pack_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys, monkeypatch):
+    """--pack starts its folder afresh, so it only clears a previous prewarm's (PREWARM.json there)."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    mine = tmp_path / "cache"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("a user's file")
+    assert _load("prewarm_cache").main(["--pack", "--out", str(mine)]) == 2
+    assert (mine / "precious.txt").is_file() and "did not write" in capsys.readouterr().err
+
+
 def test_prewarm_unpacks_wheels_keeping_executables(tmp_path: Path):
     """The Triton wheel prewarm_cache.py fetches is unpacked with its permissions (ptxas must run)."""
     import stat
