@@ -15,7 +15,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               without plans), peak MiB, saved MiB
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
  6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
- 7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype (+ torch.compile)
+ 7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
+              in one CUDA graph (tf32) and under torch.compile
  8. knobs     fused fwd+bwd of gen.up2, gen.down4, disc.3 with the launcher's guessed constants changed
               (W repack always / never, grad_W programs per SM 1 / 4) beside the defaults
  9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
@@ -396,7 +397,7 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
                 make_step(_under(dtype, device, PROVIDERS["fused"](layer)), make_inputs(layer, args.batch, device),
                           "fwd+bwd")()
         for v in _train_variants(args):
-            if v["backend"] == "triton" and not v["compile"]:
+            if v["backend"] == "triton" and not v["compile"] and not v["graph"]:  # a graph replays the eager kernels
                 train_step_fn("triton", v["dtype"], False, v["fold_upsample"], args, ctx)()
         if "knobs" in args.sections.split(","):
             for layer in _knob_layers(args):
@@ -704,18 +705,23 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
 
 
 def _train_variants(args) -> list[dict[str, Any]]:
+    """Eager per backend x dtype, unfolded up blocks (tf32), the whole step captured in one CUDA graph
+    (tf32: host cost gone, what the kernels themselves take), then torch.compile (slowest to set up)."""
     backends = args.backends.split(",")
-    out = [{"backend": b, "dtype": d, "compile": False, "fold_upsample": True}
-           for d in args.dtypes.split(",") for b in backends]
-    out += [{"backend": b, "dtype": "tf32", "compile": False, "fold_upsample": False} for b in backends]
+    eager = {"compile": False, "graph": False, "fold_upsample": True}
+    out = [{"backend": b, "dtype": d, **eager} for d in args.dtypes.split(",") for b in backends]
+    out += [{"backend": b, "dtype": "tf32", **eager, "fold_upsample": False} for b in backends]
+    if not args.no_graph:
+        out += [{"backend": b, "dtype": "tf32", **eager, "graph": True} for b in backends]
     if not args.no_compile:
-        out += [{"backend": b, "dtype": d, "compile": True, "fold_upsample": True}
-                for d in args.dtypes.split(",") for b in backends]
+        out += [{"backend": b, "dtype": d, **eager, "compile": True} for d in args.dtypes.split(",") for b in backends]
     return out
 
 
-def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ctx: dict) -> Callable[[], None]:
-    """One Op-GAN step as the trainer runs it: D on real + fake, then G on adversarial + L1 + spectral."""
+def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ctx: dict,
+                  graph: bool = False) -> Callable[[], None]:
+    """One Op-GAN step as the trainer runs it: D on real + fake, then G on adversarial + L1 + spectral.
+    ``graph``: ready for CUDA-graph capture (Adam state on the device, gradients zeroed in place)."""
     import torch
 
     import selfonn
@@ -727,8 +733,8 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(filters=args.train_filters, q=args.q), fold_upsample=fold).to(device)
     d = Discriminator(DiscriminatorConfig(filters=args.train_filters, q=args.q)).to(device)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=graph)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=graph)
     gen = torch.Generator().manual_seed(1)
     y = ((torch.rand(args.train_batch, 1, args.train_length, generator=gen) * 2 - 1) * 0.5).to(device)
     x = (y + 0.1 * torch.randn(y.shape, generator=gen).to(device)).clamp(-1, 1)
@@ -743,18 +749,35 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
             with precision(dtype, device):
                 scores = d_run(torch.cat([y, fake.detach()]))
             loss_d = L.d_loss(*scores.split(x.shape[0]))
-            opt_d.zero_grad(set_to_none=True)
+            opt_d.zero_grad(set_to_none=not graph)
             loss_d.backward()
             opt_d.step()
             d.requires_grad_(False)
             with precision(dtype, device):
                 d_fake = d_run(fake)
             loss_g, _ = L.g_loss(d_fake, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv)
-            opt_g.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=not graph)
             loss_g.backward()
             opt_g.step()
 
     return step
+
+
+def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
+    """``step`` run ``warmup`` (at least 3: tuning, compiles, plans) times on a side stream, then
+    captured in one CUDA graph; returns its replay."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(max(warmup, 3)):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def section_train(rec: Record, args, ctx: dict) -> None:
@@ -768,13 +791,19 @@ def section_train(rec: Record, args, ctx: dict) -> None:
                                  "batch": args.train_batch, "length": args.train_length}
         if v["backend"] == "triton" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             entry["error"] = "skipped: triton needs CUDA or TRITON_INTERPRET=1"
+        elif v["graph"] and device != "cuda":
+            entry["error"] = "skipped: CUDA graphs need CUDA"
         else:
             try:
                 with deadline(args.train_timeout_s if v["compile"] else args.cell_timeout_s):
-                    step = train_step_fn(v["backend"], v["dtype"], v["compile"], v["fold_upsample"], args, ctx)
+                    step = train_step_fn(v["backend"], v["dtype"], v["compile"], v["fold_upsample"], args, ctx,
+                                         graph=v["graph"])
                     t0 = time.perf_counter()
-                    for _ in range(args.train_warmup):
-                        step()
+                    if v["graph"]:
+                        step = _captured(step, args.train_warmup)
+                    else:
+                        for _ in range(args.train_warmup):
+                            step()
                     _sync(device)
                     entry["warmup_s"] = round(time.perf_counter() - t0, 2)
                     if device == "cuda":
@@ -791,9 +820,9 @@ def section_train(rec: Record, args, ctx: dict) -> None:
         if device == "cuda":
             torch.cuda.empty_cache()
         rec.md["train"] = "## Op-GAN training step (G+D)\n\n" + _md_table(
-            ["backend", "dtype", "compile", "fold_upsample", "ms", "peak MiB", "warmup s", "error"],
-            [[e["backend"], e["dtype"], e["compile"], e["fold_upsample"], e["ms"], e["peak_mib"], e.get("warmup_s"),
-              e.get("error")] for e in rec.data["train_step"]])
+            ["backend", "dtype", "compile", "CUDA graph", "fold_upsample", "ms", "peak MiB", "warmup s", "error"],
+            [[e["backend"], e["dtype"], e["compile"], e["graph"], e["fold_upsample"], e["ms"], e["peak_mib"],
+              e.get("warmup_s"), e.get("error")] for e in rec.data["train_step"]])
         rec.write()
 
 
@@ -894,6 +923,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--backends", default="triton,torch", help="train-step backends")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile train-step variants")
+    ap.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph train-step variants")
     ap.add_argument("--compile-backend", default="inductor")
     ap.add_argument("--length", type=int, default=32000)
     ap.add_argument("--batch", type=int, default=8)
@@ -916,7 +946,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         for k, v in dict(budget_s=min(args.budget_s, 120), length=2688, batch=1, filters=2, q=2, warmup=0, repeats=1,
                          profile_iters=1, layers=args.layers or "disc.head", train_filters=1, train_batch=1,
                          train_length=2688, train_warmup=0, train_steps=1, compile_backend="aot_eager",
-                         backends="torch", no_compile=True, tests="tests/test_public_api.py").items():
+                         backends="torch", no_compile=True, no_graph=True, tests="tests/test_public_api.py").items():
             setattr(args, k, v)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:

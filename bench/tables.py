@@ -130,10 +130,11 @@ def _train_table(rec: dict[str, Any]) -> str | None:
     rows = rec["train_step"]
     if not rows:
         return None
-    lines = ["| backend | precision | torch.compile | up blocks | step ms | peak MiB |", "|---|---|---|---|---|---|"]
+    lines = ["| backend | precision | run as | up blocks | step ms | peak MiB |", "|---|---|---|---|---|---|"]
     for e in rows:
         fold = e.get("fold_upsample", True)
-        lines.append(f"| {e['backend']} | {e['dtype']} | {'yes' if e.get('compile') else 'no'} "
+        mode = "torch.compile" if e.get("compile") else "one CUDA graph" if e.get("graph") else "eager"
+        lines.append(f"| {e['backend']} | {e['dtype']} | {mode} "
                      f"| {'folded' if fold else 'upsample + conv'} | {_num(e['ms'])} | {_num(e['peak_mib'], '.0f')} |")
     return "\n".join(lines)
 

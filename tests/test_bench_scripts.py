@@ -47,6 +47,7 @@ def _record(date: str, fused_ms: float) -> dict:
             {"backend": "triton", "dtype": "tf32", "ms": 41.5, "peak_mib": 2048.0, "compile": False},
             {"backend": "torch", "dtype": "bf16", "ms": None, "peak_mib": None, "error": "skipped"},
             {"backend": "triton", "dtype": "tf32", "ms": 50.0, "peak_mib": 2100.0, "fold_upsample": False},
+            {"backend": "triton", "dtype": "tf32", "ms": 30.5, "peak_mib": 1900.0, "graph": True},
         ],
     }
 
@@ -75,9 +76,10 @@ def test_renders_the_newest_record_between_the_markers(repo):
     assert "| **all 2 layers** | 3.03 | 1.59 | – | 0.53× | – | | |" in block  # compiled incomplete: no total
     assert "99" not in block and "| 9 |" not in block  # the older record and fwd rows stay out
     assert "bf16 autocast" in block and "| gen.up2 256→64 | 0.5 | 0.8 | 0.7 | 1.60× | 1.40× |" in block
-    assert "| triton | tf32 | no | folded | 41.5 | 2048 |" in block
-    assert "| torch | bf16 | no | folded | – | – |" in block
-    assert "| triton | tf32 | no | upsample + conv | 50 | 2100 |" in block
+    assert "| triton | tf32 | eager | folded | 41.5 | 2048 |" in block
+    assert "| torch | bf16 | eager | folded | – | – |" in block
+    assert "| triton | tf32 | eager | upsample + conv | 50 | 2100 |" in block
+    assert "| triton | tf32 | one CUDA graph | folded | 30.5 | 1900 |" in block
     assert tables.main([*args, "--check"]) == 0  # up to date now
     assert tables.main(args) == 0 and readme.read_text() == text  # idempotent
 
