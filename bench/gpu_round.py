@@ -374,14 +374,9 @@ def _host_us_without_plans(step: Callable[[], None], device: str, repeats: int) 
     """Host us per call with the kernels' plans off (every call rebuilds its launch arguments)."""
     if device != "cuda":
         return None
-    from selfonn.kernels import selfonn_conv as sc
-
-    sc._PLANS = False
-    try:
+    with _knob({"_PLANS": False}):
         step()  # the first call of a signature without plans may pass through Triton's binder
         return host_us(step, device, repeats)
-    finally:
-        sc._PLANS = True
 
 
 def compile_work(args, ctx: dict) -> Callable[[], None]:
@@ -391,11 +386,13 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
 
     device = ctx["device"]
 
+    def fused_step(layer, dtype: str) -> None:
+        make_step(_under(dtype, device, PROVIDERS["fused"](layer)), make_inputs(layer, args.batch, device), "fwd+bwd")()
+
     def run() -> None:
         for dtype in args.dtypes.split(","):
             for layer in _layer_shapes(args):
-                make_step(_under(dtype, device, PROVIDERS["fused"](layer)), make_inputs(layer, args.batch, device),
-                          "fwd+bwd")()
+                fused_step(layer, dtype)
         for v in _train_variants(args):
             if v["backend"] == "triton" and not v["compile"] and not v["graph"]:  # a graph replays the eager kernels
                 train_step_fn("triton", v["dtype"], False, v["fold_upsample"], args, ctx)()
@@ -403,8 +400,7 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
             for layer in _knob_layers(args):
                 for patch in KNOBS.values():
                     with _knob(patch):
-                        make_step(_under("tf32", device, PROVIDERS["fused"](layer)),
-                                  make_inputs(layer, args.batch, device), "fwd+bwd")()
+                        fused_step(layer, "tf32")
 
     return run
 
@@ -504,7 +500,8 @@ def _layers_md(entries: list[dict]) -> str:
         ratio = ms["reference"] / ms["fused"] if ms.get("fused") and ms.get("reference") else None
         rows.append([e["layer"], e["mode"], e["dtype"], ms.get("fused"), ms.get("reference"), ms.get("compiled"), ratio,
                      e["device_ms"].get("fused"), e["device_ms"].get("reference"), e["host_us"].get("fused"),
-                     e["host_us"].get("fused_no_plans"), e["host_us"].get("reference"), e["peak_mib"].get("fused"), e["peak_mib"].get("reference"),
+                     e["host_us"].get("fused_no_plans"),
+                     e["host_us"].get("reference"), e["peak_mib"].get("fused"), e["peak_mib"].get("reference"),
                      e["saved_mib"].get("fused"), e["saved_mib"].get("reference")])
     errors = [f"- {e['layer']} {e['mode']} {e['dtype']} {k}: {v}"
               for e in entries for k, v in e.get("errors", {}).items() if not v.startswith(("skipped", "not asked"))]
@@ -896,8 +893,9 @@ def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
                        "set TRITON_CACHE_DIR=$PWD/triton-cache.\n")
 
 
-RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers, "profile": section_profile,
-           "autotune": section_autotune, "train": section_train, "knobs": section_knobs, "cache": section_cache}
+RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers,
+           "profile": section_profile, "autotune": section_autotune, "train": section_train, "knobs": section_knobs,
+           "cache": section_cache}
 
 
 # ---- main ----------------------------------------------------------------------------------------

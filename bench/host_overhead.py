@@ -76,13 +76,16 @@ def measure(layer, calls: int, rounds: int) -> dict:
     b = torch.randn(layer.c_out, requires_grad=True)
     x = torch.randn(1, layer.c_in, layer.L_in, requires_grad=True)
     row = {"layer": layer.name}
-    for plans in (False, True):
-        sc._PLANS = plans
-        fwd, both = _steps(call, x, w, b)
-        tag = "plans" if plans else "no_plans"
-        row[f"fwd_{tag}"] = _per_call_us(fwd, calls, rounds)
-        row[f"fwd_bwd_{tag}"] = _per_call_us(both, calls, rounds)
-    sc._PLANS = True
+    default = sc._PLANS
+    try:
+        for plans in (False, True):
+            sc._PLANS = plans
+            fwd, both = _steps(call, x, w, b)
+            tag = "plans" if plans else "no_plans"
+            row[f"fwd_{tag}"] = _per_call_us(fwd, calls, rounds)
+            row[f"fwd_bwd_{tag}"] = _per_call_us(both, calls, rounds)
+    finally:
+        sc._PLANS = default
     return row
 
 
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     fwd, both = _steps(_Noop.apply, x, w, b)
     floor = (_per_call_us(fwd, args.calls, args.rounds), _per_call_us(both, args.calls, args.rounds))
 
-    print(f"Host us per fused call, launches left out (`python bench/host_overhead.py`; {platform.processor() or platform.machine()}, "
+    cpu = platform.processor() or platform.machine()
+    print(f"Host us per fused call, launches left out (`python bench/host_overhead.py`; {cpu}, "
           f"torch {torch.__version__}, 1 thread)\n")
     print("| layer | fwd, no plans | fwd, plans | fwd+bwd, no plans | fwd+bwd, plans | fwd+bwd saved |")
     print("|---|---|---|---|---|---|")

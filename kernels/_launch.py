@@ -314,6 +314,12 @@ class Kernel:
                 return
         _note(None)
 
+    def ordered(self, args: dict, cfg: Cfg) -> list:
+        """Every argument of a launch, the config's block sizes included, in the kernel's signature order
+        (what a compiled kernel's launcher takes)."""
+        merged = {**args, **cfg.kwargs}
+        return [merged[k] for k in self.arg_names]
+
     def _jit(self, grid: tuple, args: dict, cfg: Cfg):
         """Launch through Triton's JIT (binder, cache lookup, compile on a miss); returns the compiled kernel."""
         return self.fn[grid](**args, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -333,8 +339,7 @@ class Kernel:
         after its cache hit). False (and direct launching off for this kernel) if this Triton
         does not have the expected launcher interface."""
         try:
-            merged = {**args, **cfg.kwargs}
-            run_compiled(ck, grid, [merged[k] for k in self.arg_names])
+            run_compiled(ck, grid, self.ordered(args, cfg))
             return True
         except (ImportError, AttributeError, TypeError, KeyError) as e:
             log.warning("selfonn.kernels: direct launch of %s unavailable (%s); using Triton's JIT path", self.name, e)
@@ -475,8 +480,7 @@ class Bound:
         """Bind a recorded launch to ``roles``. None if one of its tensors is neither a role, nor
         the counters, nor :func:`scratch` (then a later call could not rebuild it)."""
         kernel, ck, grid, args, cfg = launch
-        merged = {**args, **cfg.kwargs}
-        vals = [merged[k] for k in kernel.arg_names]
+        vals = kernel.ordered(args, cfg)
         by_id = {id(t): r for r, t in roles.items() if t is not None}
         fill = []
         for i, v in enumerate(vals):
@@ -536,7 +540,7 @@ class Plan:
         for role, aligned in self.aligned:
             if (roles[role].data_ptr() % 16 == 0) != aligned:
                 return False
-        if self.device.type == "cuda" and self.device.index != torch.cuda.current_device():
+        if self.device.type == "cuda" and self.device.index != _current_device():
             return False
         for step in self.steps:
             step.run(roles, self.device)

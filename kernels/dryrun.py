@@ -35,8 +35,7 @@ def dry_run(sms: int = DEFAULT_OFFLINE_SMS, log: bool = True) -> Iterator[list[t
 
     def jit(self, grid, args, cfg):
         if log:
-            merged = {**args, **cfg.kwargs}
-            entries.append(("jit", grid, [merged[k] for k in self.arg_names]))
+            entries.append(("jit", grid, self.ordered(args, cfg)))
         return _Compiled()
 
     def direct(ck, grid, vals):

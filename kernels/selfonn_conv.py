@@ -1307,11 +1307,8 @@ def checked_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         raise TypeError(f"the fused kernels take one of {_DTYPES}, got {x.dtype}")
     if not x.is_cuda:
         _check_device(x)
-    if torch.compiler.is_compiling():
-        return torch.ops.selfonn.fused_conv(x, weight, bias, stride, pad_left, pad_right, dilation, groups, q,
-                                            transposed, output_padding)
-    g = _geom_of(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
-    return _apply(x, weight, bias, g)
+    geom = _Geom if torch.compiler.is_compiling() else _geom_of  # torch.compile cannot trace an lru_cache
+    return _apply(x, weight, bias, geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed))
 
 
 def triton_selfonn_conv1d(
