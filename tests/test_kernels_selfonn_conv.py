@@ -109,8 +109,8 @@ def _make(case: Case, transposed: bool, device: str, dtype: torch.dtype, seed: i
     w = (torch.rand(w_shape, generator=gen, dtype=torch.float64) * 2 - 1) / (case.q * case.cin * case.k) ** 0.5
     b = torch.rand(case.cout, generator=gen, dtype=torch.float64) - 0.5
 
-    def prep(t):
-        return t.to(device=device, dtype=dtype).requires_grad_(True)
+    def prep(t):  # a leaf of its own (on CPU in float64, .to would return t itself)
+        return t.detach().to(device=device, dtype=dtype).requires_grad_(True)
 
     return (x.requires_grad_(True), w.requires_grad_(True), b.requires_grad_(True)), (
         xd.requires_grad_(True), prep(w), prep(b))
@@ -220,13 +220,27 @@ def test_single_channel_layers_on_gemm_kernels(transposed, name, device, poison_
 _PIN_CASES = {False: Case(2, 5, 6, 23, 3, stride=2, padding=1), True: Case(2, 5, 6, 9, 3, stride=2, padding=1)}
 
 
+def _check_pinned(case: Case, transposed: bool, device: str, kernel_tol: dict) -> None:
+    """_check for a pinned config: float64 under the interpreter; on a GPU float32, the dtype the
+    configs are sized for (float64 doubles a tile's shared memory past Hopper's 227 KiB on the wide
+    ones). A config this GPU cannot hold is skipped: the launcher itself moves on to the next one."""
+    dtype = torch.float64 if device == "cpu" else torch.float32
+    try:
+        with _tf32_off():
+            _check(case, transposed, device, dtype, kernel_tol[dtype])
+    except Exception as e:
+        if type(e).__name__ != "OutOfResources":
+            raise
+        pytest.skip(f"pinned config needs more than this GPU has: {e}")
+
+
 @pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)), ids=[str(s) for s in sc._MM_SHAPES])
 def test_each_gemm_config(i, device, poison_empty, kernel_tol):
     """Forward and grad_x with each (BLOCK_T, BLOCK_N, BLOCK_R) config, far wider than the channels."""
     cfg = sc._mm_configs()[i]
     transposed = bool(i % 2)
     with _launch.pin("gather", cfg), _launch.pin("scatter", cfg):
-        _check(_PIN_CASES[transposed], transposed, device, torch.float64, kernel_tol[torch.float64])
+        _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
 
 
 @pytest.mark.parametrize("i", range(len(sc._DW_SHAPES)), ids=[str(s) for s in sc._DW_SHAPES])
@@ -235,7 +249,7 @@ def test_each_dw_config(i, device, poison_empty, monkeypatch, kernel_tol):
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
     transposed = bool(i % 2)
     with _launch.pin("dw", sc._dw_configs()[i]):
-        _check(_PIN_CASES[transposed], transposed, device, torch.float64, kernel_tol[torch.float64])
+        _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
 
 
 @pytest.mark.parametrize("i", range(len(sc._THIN_SHAPES)), ids=[str(s) for s in sc._THIN_SHAPES])
@@ -247,7 +261,7 @@ def test_each_thin_config(i, device, poison_empty, kernel_tol):
     transposed = bool(i % 2)
     case = Case(2, 1, 5, 37, 5, stride=2, padding=2) if not transposed else Case(2, 5, 1, 9, 6, stride=2, padding=2)
     with _launch.pin("thin_fwd", tc), _launch.pin("thin_bwd", bwd):
-        _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+        _check_pinned(case, transposed, device, kernel_tol)
 
 
 @pytest.mark.slow
@@ -256,7 +270,7 @@ def test_each_thin_config(i, device, poison_empty, kernel_tol):
 def test_each_gemm_and_dw_config_both_kinds_slow(i, transposed, device, poison_empty, monkeypatch, kernel_tol):
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
     mm, dw = sc._mm_configs()[i], sc._dw_configs()[i % len(sc._DW_SHAPES)]
-    with _launch.pin("gather", mm), _launch.pin("scatter", mm), _launch.pin("dw", dw):
+    with _launch.pin("gather", mm), _launch.pin("scatter", mm), _launch.pin("dw", dw), _tf32_off():
         _check(_PIN_CASES[transposed], transposed, device, torch.float32, kernel_tol[torch.float32])
 
 
@@ -309,7 +323,7 @@ def test_grad_w_split_reduces_in_order(transposed, thin, device, poison_empty, m
         case = Case(2, 3, 4, 37, 3, stride=2, padding=1)
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     assert splits and min(splits) > 1, splits
-    assert not _launch._counters[torch.device(device)].any()
+    assert _launch._counters and not any(c.any() for c in _launch._counters.values())
 
 
 def test_grad_w_bitwise_deterministic(device, monkeypatch):
