@@ -80,7 +80,20 @@ def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, bac
     else:
         def f(x, w, b):
             return selfonn.reference_conv1d(x, w, b, stride, padding, 1, 1, q)
+    _raise_recompile_limits()
     return torch.compile(f, dynamic=True, backend=backend)
+
+
+def _raise_recompile_limits(n: int = 1024) -> None:
+    """Every compiled provider shares one of two code objects (``f`` above), so across a benchmark's
+    layers, dtypes and grad modes dynamo recompiles far past its default limit of 8 and then quietly
+    runs ``f`` eagerly: the 'compiled' column would time the uncompiled reference."""
+    cfg = torch._dynamo.config
+    for name, old_name in (("recompile_limit", "cache_size_limit"),
+                           ("accumulated_recompile_limit", "accumulated_cache_size_limit")):
+        name = name if hasattr(cfg, name) else old_name  # renamed in torch 2.7
+        if getattr(cfg, name, n) < n:
+            setattr(cfg, name, n)
 
 
 def _compiled(layer: Layer):

@@ -287,14 +287,19 @@ def _test_workers(requested: int) -> int:
 
 def section_tests(rec: Record, args, ctx: dict) -> None:
     # -v: one line per test, so a run the deadline kills still says which tests passed.
-    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *shlex.split(args.tests)]
+    # _pytest_failures: each failure's traceback lands in tests_failures.log at once (a cut run keeps them).
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "_pytest_failures", "--tb=short",
+           *shlex.split(args.tests)]
     # The CUDA tests need ~400 distinct kernel variants (first candidates only), ~0.5 s of compile
     # each: serially minutes, more than the section's share. Workers compile them side by side.
     workers = _test_workers(args.test_workers)
     if workers > 1 and not args.smoke:
         cmd += ["-n", str(workers)]
     # The tests check values, not speed: the first candidate config only (~10x fewer compiles than tuning).
-    env = {**os.environ, "SELFONN_TUNE": "0"}
+    failures = rec.out / "tests_failures.log"
+    failures.unlink(missing_ok=True)
+    env = {**os.environ, "SELFONN_TUNE": "0", "SELFONN_FAILURE_LOG": str(failures),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))}
     if args.smoke:
         cmd.append("--collect-only")  # the mechanism only: nested pytest runs are slow on a CPU
     else:
@@ -314,6 +319,11 @@ def section_tests(rec: Record, args, ctx: dict) -> None:
                  or re.search(r"\d+ workers? \[(\d+) items?\]", out))  # pytest-xdist's header
     if collected:
         counts["collected"] = int(collected.group(1))
+    if rc is None:  # killed before pytest's summary: count the -v lines
+        for word in ("PASSED", "FAILED", "SKIPPED", "ERROR"):
+            counts[word.lower()] = len(re.findall(rf"\b{word} tests/", out))
+    if failures.exists():
+        counts["failed_nodes"] = re.findall(r"^==== (\S+)", failures.read_text(), flags=re.M)
     rec.data["tests"] = {"command": "SELFONN_TUNE=0 " + " ".join(shlex.quote(c) for c in cmd), "returncode": rc,
                          "workers": workers,
                          "counts": counts,
@@ -760,9 +770,10 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     return step
 
 
-def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
+def _captured(step: Callable[[], None], warmup: int, reset_peak: bool = False) -> Callable[[], None]:
     """``step`` run ``warmup`` (at least 3: tuning, compiles, plans) times on a side stream, then
-    captured in one CUDA graph; returns its replay."""
+    captured in one CUDA graph; returns its replay. ``reset_peak``: the CUDA peak-memory count starts
+    at the capture."""
     import torch
 
     side = torch.cuda.Stream()
@@ -771,6 +782,9 @@ def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
         for _ in range(max(warmup, 3)):
             step()
     torch.cuda.current_stream().wait_stream(side)
+    if reset_peak:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step()
@@ -797,13 +811,15 @@ def section_train(rec: Record, args, ctx: dict) -> None:
                                          graph=v["graph"])
                     t0 = time.perf_counter()
                     if v["graph"]:
-                        step = _captured(step, args.train_warmup)
+                        # The replay allocates nothing: its memory is the graph's private pool, taken
+                        # while capturing, so the peak is counted from the capture on.
+                        step = _captured(step, args.train_warmup, reset_peak=device == "cuda")
                     else:
                         for _ in range(args.train_warmup):
                             step()
                     _sync(device)
                     entry["warmup_s"] = round(time.perf_counter() - t0, 2)
-                    if device == "cuda":
+                    if device == "cuda" and not v["graph"]:
                         torch.cuda.reset_peak_memory_stats()
                     entry["ms"] = wall_ms(step, device, args.train_steps)
                     if device == "cuda":
