@@ -1,11 +1,13 @@
-"""README's speed tables, rendered from the newest GPU-round record in ``bench/results/``.
+"""README's speed tables, rendered from the GPU-round records in ``bench/results/``.
 
     python bench/tables.py            # rewrite the block between the markers in README.md
     python bench/tables.py --check    # exit 1 when README's block is not what the newest record renders
     python bench/tables.py --print    # the block on stdout, README untouched
 
 A record is the main JSON of ``bench/gpu_round.py`` (``$OUT/<date>-<gpu>.json``), copied to
-``bench/results/<date>-<gpu>.json``; the newest by its ``date`` field wins. README holds the tables
+``bench/results/<date>-<gpu>.json``. Each table (tf32 layers, bf16 layers, training step) comes from
+the newest record, by its ``date`` field, that holds rows for it (a later round of one section only
+replaces that table), and names its record and command. README holds the tables
 between ``<!-- speed-table:begin -->`` and ``<!-- speed-table:end -->``; nothing outside them changes.
 """
 
@@ -82,13 +84,17 @@ def load_record(path: Path) -> dict[str, Any]:
     return rec
 
 
-def newest_record(results: Path) -> tuple[Path, dict[str, Any]]:
-    """The record with the latest ``date`` (file name breaks ties) among ``results/*.json``."""
+def records(results: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every record in ``results``, newest first (by ``date``; file name breaks ties)."""
     paths = sorted(results.glob("*.json")) if results.is_dir() else []
     if not paths:
         raise RecordError(f"no results record (*.json) in {results}; copy gpu_round's main JSON there first")
-    records = [(p, load_record(p)) for p in paths]
-    return max(records, key=lambda pr: (str(pr[1]["date"]), pr[0].name))
+    return sorted(((p, load_record(p)) for p in paths), key=lambda pr: (str(pr[1]["date"]), pr[0].name), reverse=True)
+
+
+def newest_record(results: Path) -> tuple[Path, dict[str, Any]]:
+    """The record with the latest ``date`` (file name breaks ties) among ``results/*.json``."""
+    return records(results)[0]
 
 
 def _num(v: float | None, spec: str = ".3g") -> str:
@@ -99,30 +105,37 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a and b else "–"
 
 
+def _layer_rows(rec: dict[str, Any], dtype: str) -> list[dict[str, Any]]:
+    return [e for e in rec["layers"] if e["mode"] == "fwd+bwd" and e["dtype"] == dtype]
+
+
+def _total(rows: list[dict[str, Any]], key: str, provider: str) -> float | None:
+    """Sum over the rows, or None when any row lacks the value (no partial totals)."""
+    vals = [(e.get(key) or {}).get(provider) for e in rows]
+    return None if not vals or any(v is None for v in vals) else sum(vals)
+
+
 def _layer_table(rec: dict[str, Any], dtype: str) -> str | None:
-    rows = [e for e in rec["layers"] if e["mode"] == "fwd+bwd" and e["dtype"] == dtype]
+    rows = _layer_rows(rec, dtype)
     if not rows:
         return None
-    lines = ["| layer | fused ms | FastONN ref ms | torch.compile(ref) ms | ref/fused | compiled/fused "
-             "| fused peak MiB | ref peak MiB |", "|---|---|---|---|---|---|---|---|"]
-    totals = dict.fromkeys(PROVIDERS, 0.0)
-    complete = dict.fromkeys(PROVIDERS, True)
+    lines = ["| layer | fused | FastONN ref | torch.compile(ref) | ref/fused | compiled/fused "
+             "| fused | ref | compiled | ref/fused | compiled/fused | fused MiB | ref MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cells(ms: dict, dev: dict) -> str:
+        f, r, c = (ms.get(p) for p in PROVIDERS)
+        df, dr, dc = (dev.get(p) for p in PROVIDERS)
+        return (f"{_num(f)} | {_num(r)} | {_num(c)} | {_ratio(r, f)} | {_ratio(c, f)} "
+                f"| {_num(df)} | {_num(dr)} | {_num(dc)} | {_ratio(dr, df)} | {_ratio(dc, df)}")
+
     for e in rows:
-        ms, mib = e["ms"], e.get("peak_mib", {})
-        shape = e.get("shape", {})
+        mib, shape = e.get("peak_mib", {}), e.get("shape", {})
         label = e["layer"] + (f" {shape['c_in']}→{shape['c_out']}" if "c_in" in shape and "c_out" in shape else "")
-        f, r, c = ms.get("fused"), ms.get("reference"), ms.get("compiled")
-        lines.append(f"| {label} | {_num(f)} | {_num(r)} | {_num(c)} | {_ratio(r, f)} | {_ratio(c, f)} "
+        lines.append(f"| {label} | {cells(e['ms'], e.get('device_ms') or {})} "
                      f"| {_num(mib.get('fused'), '.0f')} | {_num(mib.get('reference'), '.0f')} |")
-        for p in PROVIDERS:
-            if ms.get(p) is None:
-                complete[p] = False
-            else:
-                totals[p] += ms[p]
-    tot = {p: totals[p] if complete[p] else None for p in PROVIDERS}
-    lines.append(f"| **all {len(rows)} layers** | {_num(tot['fused'])} | {_num(tot['reference'])} "
-                 f"| {_num(tot['compiled'])} | {_ratio(tot['reference'], tot['fused'])} "
-                 f"| {_ratio(tot['compiled'], tot['fused'])} | | |")
+    tot = {k: {p: _total(rows, k, p) for p in PROVIDERS} for k in ("ms", "device_ms")}
+    lines.append(f"| **all {len(rows)} layers** | {cells(tot['ms'], tot['device_ms'])} | | |")
     return "\n".join(lines)
 
 
@@ -139,21 +152,50 @@ def _train_table(rec: dict[str, Any]) -> str | None:
     return "\n".join(lines)
 
 
-def render(rec: dict[str, Any], source: str) -> str:
-    """The markdown that goes between the markers (without the markers)."""
-    lay = rec.get("config", {}).get("layers", {})
-    trn = rec.get("config", {}).get("train", {})
-    shape = ", ".join(f"{k}={lay[k]}" for k in ("batch", "length", "q") if k in lay)
-    parts = [f"Measured on **{rec['device']}** ({str(rec['date'])[:10]}; torch {rec['torch']}, Triton {rec['triton']}) "
-             f"by `{rec['command']}`, record `{source}`."]
+def _source(rec: dict[str, Any], source: str) -> str:
+    fixed = " Corrections made after the run are listed in the record." if rec.get("corrections") else ""
+    return (f"Measured on **{rec['device']}** ({str(rec['date'])[:10]}; torch {rec['torch']}, Triton {rec['triton']}) "
+            f"by `{rec['command']}`, record `{source}`.{fixed}")
+
+
+WALL_VS_DEVICE = ("Columns 2–6 are wall time per call (CUDA events around eager calls, host launch cost "
+                  "included); columns 7–11 the same calls replayed from one CUDA graph, the kernels' own time. "
+                  "All in ms.")
+
+
+def render(recs: list[tuple[dict[str, Any], str]] | dict[str, Any], source: str | None = None) -> str:
+    """The markdown that goes between the markers (without the markers). Each table comes from the
+    newest record (``recs``: newest first, with its source path) that holds rows for it, and says
+    which; ``render(rec, source)`` renders one record."""
+    if isinstance(recs, dict):
+        recs = [(recs, source or "?")]
+    parts: list[str] = []
+    named: set[str] = set()
+
+    def newest(has) -> tuple[dict[str, Any], str] | None:
+        return next(((r, s) for r, s in recs if has(r)), None)
+
+    def add(rec: dict[str, Any], src: str, text: str) -> None:
+        if src not in named:
+            named.add(src)
+            parts.append(_source(rec, src))
+        parts.append(text)
+
     for dtype, title in (("tf32", "fp32 with TF32 (PyTorch's conv default)"), ("bf16", "bf16 autocast")):
-        table = _layer_table(rec, dtype)
-        if table:
-            parts.append(f"Every Op-GAN layer, forward+backward, {title}{', ' + shape if shape else ''}:\n\n{table}")
-    table = _train_table(rec)
-    if table:
+        found = newest(lambda r, d=dtype: _layer_rows(r, d))
+        if found:
+            rec, src = found
+            lay = rec.get("config", {}).get("layers", {})
+            shape = ", ".join(f"{k}={lay[k]}" for k in ("batch", "length", "q") if k in lay)
+            add(rec, src, f"Every Op-GAN layer, forward+backward, {title}{', ' + shape if shape else ''}. "
+                          f"{WALL_VS_DEVICE}\n\n{_layer_table(rec, dtype)}")
+    found = newest(lambda r: r["train_step"])
+    if found:
+        rec, src = found
+        trn = rec.get("config", {}).get("train", {})
         tshape = ", ".join(f"{k}={trn[k]}" for k in ("filters", "q", "batch", "length") if k in trn)
-        parts.append(f"Whole Op-GAN training step (G+D, Adam){' at ' + tshape if tshape else ''}:\n\n{table}")
+        add(rec, src, f"Whole Op-GAN training step (G+D, Adam){' at ' + tshape if tshape else ''}:\n\n"
+                      f"{_train_table(rec)}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -175,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--print", action="store_true", help="print the block, change nothing")
     args = ap.parse_args(argv)
     try:
-        path, rec = newest_record(args.results)
-        try:
-            source = str(path.resolve().relative_to(ROOT))
-        except ValueError:
-            source = path.name
-        block = render(rec, source)
+        recs = []
+        for path, rec in records(args.results):
+            try:
+                recs.append((rec, str(path.resolve().relative_to(ROOT))))
+            except ValueError:
+                recs.append((rec, path.name))
+        source = str(args.results)
+        block = render(recs)
         if args.print:
             print(block, end="")
             return 0

@@ -38,7 +38,8 @@ def _record(date: str, fused_ms: float) -> dict:
         "command": "python bench/gpu_round.py",
         "config": {"layers": {"batch": 8, "length": 32000, "q": 3}, "train": {"filters": 16, "q": 3, "batch": 8}},
         "layers": [
-            layer("gen.up2", "tf32", fused_ms, 1.17, 1.09, {"c_in": 256, "c_out": 64}),
+            {**layer("gen.up2", "tf32", fused_ms, 1.17, 1.09, {"c_in": 256, "c_out": 64}),
+             "device_ms": {"fused": 0.6, "reference": 0.9, "compiled": None}},
             layer("disc.1", "tf32", 0.659, 0.424, None, {"c_in": 1, "c_out": 16}),
             layer("gen.up2", "bf16", 0.5, 0.8, 0.7, {"c_in": 256, "c_out": 64}),
             {**layer("gen.up2", "tf32", 9.0, 9.0, 9.0, {}), "mode": "fwd"},  # fwd rows stay out of README
@@ -72,16 +73,35 @@ def test_renders_the_newest_record_between_the_markers(repo):
     assert text.startswith("# Title\n\nintro\n\n" + tables.BEGIN) and text.endswith(tables.END + "\n\n## After\n")
     block = text.split(tables.BEGIN)[1].split(tables.END)[0]
     assert "NVIDIA H100 80GB HBM3" in block and "2026-01-02" in block and "old table" not in block
-    assert "| gen.up2 256→64 | 2.37 | 1.17 | 1.09 | 0.49× | 0.46× | 78 | 310 |" in block
-    assert "| **all 2 layers** | 3.03 | 1.59 | – | 0.53× | – | | |" in block  # compiled incomplete: no total
+    assert "| gen.up2 256→64 | 2.37 | 1.17 | 1.09 | 0.49× | 0.46× | 0.6 | 0.9 | – | 1.50× | – | 78 | 310 |" in block
+    # compiled incomplete: no total; device time of one row missing: no device totals
+    assert "| **all 2 layers** | 3.03 | 1.59 | – | 0.53× | – | – | – | – | – | – | | |" in block
     assert "99" not in block and "| 9 |" not in block  # the older record and fwd rows stay out
     assert "bf16 autocast" in block and "| gen.up2 256→64 | 0.5 | 0.8 | 0.7 | 1.60× | 1.40× |" in block
+    assert block.count("Measured on") == 1 and "2026-01-02-h100.json" in block
     assert "| triton | tf32 | eager | folded | 41.5 | 2048 |" in block
     assert "| torch | bf16 | eager | folded | – | – |" in block
     assert "| triton | tf32 | eager | upsample + conv | 50 | 2100 |" in block
     assert "| triton | tf32 | one CUDA graph | folded | 30.5 | 1900 |" in block
     assert tables.main([*args, "--check"]) == 0  # up to date now
     assert tables.main(args) == 0 and readme.read_text() == text  # idempotent
+
+
+def test_each_table_comes_from_the_newest_record_that_has_it(repo):
+    """A later round of the tf32 layers alone replaces that table only, and both records are named."""
+    results, readme = repo
+    later = _record("2026-01-03T10:00:00+00:00", 1.5)
+    later["layers"] = [e for e in later["layers"] if e["dtype"] == "tf32"]
+    later["train_step"], later["command"] = [], "python bench/gpu_round.py --sections layers --dtypes tf32"
+    later["corrections"] = ["one"]
+    (results / "2026-01-03-h100-tf32.json").write_text(json.dumps(later))
+    assert tables.main(["--results", str(results), "--readme", str(readme)]) == 0
+    block = readme.read_text().split(tables.BEGIN)[1].split(tables.END)[0]
+    _, tf32, rest = block.split("Measured on")  # each record named once, before its first table
+    assert "2026-01-03-h100-tf32.json" in tf32 and "--dtypes tf32" in tf32 and "| gen.up2 256→64 | 1.5 |" in tf32
+    assert "Corrections made after the run" in tf32 and "bf16" not in tf32
+    assert "2026-01-02-h100.json" in rest and "Corrections" not in rest
+    assert "| gen.up2 256→64 | 0.5 | 0.8 |" in rest and "| triton | tf32 | eager | folded | 41.5 | 2048 |" in rest
 
 
 def test_refuses_bad_inputs_with_one_line(repo, tmp_path, capsys):
