@@ -128,13 +128,13 @@ def _dpoly(w_base, sw_p, w_ok, xv, Q: tl.constexpr, ACC_DTYPE: tl.constexpr):
 def _acc_powers(
     acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok, i0, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
     Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_R: tl.constexpr,
+    IDX: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """acc[T, N] += sum_{i in block i0, p} a[rows, i] ** p * W[col(i, p), n]; a loaded once."""
     i = i0 + tl.arange(0, BLOCK_R)  # [R] input channels
     i_ok = i < i_hi
     a = tl.load(
-        a_ptr + a_rows[:, None] + i[None, :].to(tl.int64) * sa_c,
+        a_ptr + (a_rows[:, None] + i[None, :].to(IDX) * sa_c),
         mask=rows_ok[:, None] & i_ok[None, :], other=0.0,
     ).to(ACC_DTYPE)  # [T, R]; zero padding stays 0 under every power
     ap = a
@@ -148,7 +148,7 @@ def _acc_powers(
             c = p * C_IN + i - g_cqg  # column inside the group
             c_ok = i_ok & (c >= 0) & (c < CQG)  # columns of other groups contribute zero
         w = tl.load(
-            w_ptr + w_off + c[:, None].to(tl.int64) * sw_c + n[None, :].to(tl.int64) * sw_o,
+            w_ptr + w_off + (c[:, None].to(IDX) * sw_c + n[None, :].to(IDX) * sw_o),
             mask=c_ok[:, None] & n_ok[None, :], other=0.0,
         )  # [R, N]
         acc = tl.dot(ap.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
@@ -159,18 +159,18 @@ def _acc_powers(
 def _acc_dual(
     acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, n, n_ok, o0, o_hi, C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c,
     P: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_R: tl.constexpr,
+    IDX: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """acc[T, N] += sum_{o in block o0} dy[rows, o] * W[o, col(n, P)] for input channels n at power P."""
     o = o0 + tl.arange(0, BLOCK_R)  # [R] output channels of the conv (the reduction)
     o_ok = o < o_hi
     a = tl.load(
-        a_ptr + a_rows[:, None] + o[None, :].to(tl.int64) * sa_c,
+        a_ptr + (a_rows[:, None] + o[None, :].to(IDX) * sa_c),
         mask=rows_ok[:, None] & o_ok[None, :], other=0.0,
     )  # [T, R]
     if GROUPS == 1:
         w_ok = o_ok[:, None] & n_ok[None, :]
-        w_off2 = (P * C_IN + n)[None, :].to(tl.int64) * sw_c + o[:, None].to(tl.int64) * sw_o
+        w_off2 = (P * C_IN + n)[None, :].to(IDX) * sw_c + o[:, None].to(IDX) * sw_o
     else:
         idx = P * C_IN + n  # [N] concat channel of (n, P)
         gc = idx // CQG  # [N] its group
@@ -178,8 +178,8 @@ def _acc_dual(
         o_rel = o[:, None] - (gc * OG)[None, :]  # [R, N] o inside the column's group
         # W[o, col] is nonzero only when o belongs to the column's group.
         w_ok = o_ok[:, None] & n_ok[None, :] & (o_rel >= 0) & (o_rel < OG)
-        w_off2 = (gc[None, :].to(tl.int64) * sw_g + c[None, :].to(tl.int64) * sw_c
-                  + o_rel.to(tl.int64) * sw_o)
+        w_off2 = (gc[None, :].to(IDX) * sw_g + c[None, :].to(IDX) * sw_c
+                  + o_rel.to(IDX) * sw_o)
     w = tl.load(w_ptr + w_off + w_off2, mask=w_ok, other=0.0)  # [R, N]
     return tl.dot(a.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
 
@@ -237,7 +237,7 @@ def _mm_kernel(
     sa_b, sa_c, sa_l, sw_g, sw_o, sw_c, sw_k, sx_b, sx_c, sx_l, so_b, so_c, so_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     J_STEP: tl.constexpr, GROUPS: tl.constexpr, SCATTER: tl.constexpr, POW_A: tl.constexpr,
-    HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """Implicit GEMM ``out[b, n, l] = sum_{r, taps} f(a[b, r, src]) W[...]``, tiled [BLOCK_T rows, BLOCK_N channels].
@@ -293,19 +293,19 @@ def _mm_kernel(
     r_lo, r_hi = _reduction_range(g, nt * BLOCK_N, C_IN, CQG, OG, Q, GROUPS, POW_A, BLOCK_N)
     n_rb = tl.cdiv(r_hi - r_lo, BLOCK_R)
     acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
-    a_base = b.to(tl.int64) * sa_b
+    a_b = a_ptr + b.to(tl.int64) * sa_b  # the batch item's base: 64-bit once, offsets inside it IDX
     if POW_A:
         w_g = g.to(tl.int64) * sw_g
         for it in range(0, n_taps * n_rb):  # flattened (tap, channel block): one long pipelined loop
             k = it // n_rb
             src = src0 + k * src_step  # [T] source positions of this tap
             src_ok = l_ok & (src >= 0) & (src < L_A)  # zero padding
-            acc = _acc_powers(acc, a_ptr, a_base + src.to(tl.int64) * sa_l, src_ok, w_ptr,
+            acc = _acc_powers(acc, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
                               w_g + (j0 + k * tap_step) * sw_k, g * CQG, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
-                              r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, BLOCK_R)
+                              r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, IDX, BLOCK_R)
     else:
         xv = tl.load(
-            x_ptr + b.to(tl.int64) * sx_b + n[None, :].to(tl.int64) * sx_c + l[:, None].to(tl.int64) * sx_l,
+            x_ptr + b.to(tl.int64) * sx_b + (n[None, :].to(IDX) * sx_c + l[:, None].to(IDX) * sx_l),
             mask=l_ok[:, None] & n_ok[None, :], other=0.0,
         ).to(ACC_DTYPE)  # [T, N] x at the output positions
         xpow = xv
@@ -315,9 +315,10 @@ def _mm_kernel(
                 k = it // n_rb
                 src = src0 + k * src_step
                 src_ok = l_ok & (src >= 0) & (src < L_A)
-                acc_p = _acc_dual(acc_p, a_ptr, a_base + src.to(tl.int64) * sa_l, src_ok, w_ptr,
+                acc_p = _acc_dual(acc_p, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
                                   (j0 + k * tap_step) * sw_k, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R, r_hi,
-                                  C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c, p, GROUPS, ACC_DTYPE, PRECISION, BLOCK_R)
+                                  C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c, p, GROUPS, ACC_DTYPE, PRECISION, IDX,
+                                  BLOCK_R)
             if p == 0:
                 acc += acc_p
             else:
@@ -330,7 +331,7 @@ def _mm_kernel(
     if HAS_BIAS:
         acc += tl.load(bias_ptr + n_glob, mask=n_ok, other=0.0).to(ACC_DTYPE)[None, :]
     tl.store(
-        out_ptr + b.to(tl.int64) * so_b + n_glob[None, :].to(tl.int64) * so_c + l[:, None].to(tl.int64) * so_l,
+        out_ptr + b.to(tl.int64) * so_b + (n_glob[None, :].to(IDX) * so_c + l[:, None].to(IDX) * so_l),
         acc.to(out_ptr.dtype.element_ty), mask=l_ok[:, None] & n_ok[None, :],
     )
 
@@ -347,7 +348,7 @@ def _dw_gemm_tile(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """D[m, n] = sum over this split's (batch, time) steps of A[m, t] * B[t, n].
@@ -382,8 +383,8 @@ def _dw_gemm_tile(
         idx = g * CQG + c
     ch = idx % C_IN  # [N] input channel
     pw = idx // C_IN  # [N] power - 1
-    y_rows = (g * OG + o).to(tl.int64) * sy_c  # [M]
-    x_cols = ch.to(tl.int64) * sx_c  # [N]
+    y_rows = (g * OG + o).to(IDX) * sy_c  # [M]
+    x_cols = ch.to(IDX) * sx_c  # [N]
     n_tt = tl.cdiv(L_RED, BLOCK_T)
     lo = split * STEPS
     hi = tl.minimum(lo + STEPS, B * n_tt)
@@ -403,8 +404,8 @@ def _dw_gemm_tile(
             y_ok = m_ok[:, None] & t_ok[None, :]
             xpos = t[:, None] * STRIDE + x_shift[None, :]  # [T, N]
             x_ok = t_ok[:, None] & n_ok[None, :] & (xpos >= 0) & (xpos < L_X)
-        a = tl.load(dy_ptr + b * sy_b + y_rows[:, None] + ypos.to(tl.int64) * sy_l, mask=y_ok, other=0.0)  # [M, T]
-        xv = tl.load(x_ptr + b * sx_b + x_cols[None, :] + xpos.to(tl.int64) * sx_l, mask=x_ok,
+        a = tl.load(dy_ptr + b * sy_b + (y_rows[:, None] + ypos.to(IDX) * sy_l), mask=y_ok, other=0.0)  # [M, T]
+        xv = tl.load(x_ptr + b * sx_b + (x_cols[None, :] + xpos.to(IDX) * sx_l), mask=x_ok,
                      other=0.0).to(ACC_DTYPE)  # [T, N]
         xp = xv
         for k in tl.static_range(1, Q):
@@ -413,9 +414,9 @@ def _dw_gemm_tile(
         if DB_MODE == 1:
             dacc += tl.sum(a.to(ACC_DTYPE), axis=1)
     if TRANSPOSED:
-        dw_off = (g * CQG + c)[None, :].to(tl.int64) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
+        dw_off = (g * CQG + c)[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
     else:
-        dw_off = (g * OG + o)[:, None].to(tl.int64) * (CQG * K) + n[None, :]  # W (C_out, CQG, K)
+        dw_off = (g * OG + o)[:, None].to(IDX) * (CQG * K) + n[None, :]  # W (C_out, CQG, K)
     dw_ok = m_ok[:, None] & n_ok[None, :]
     db_slot = g * N_MT + mt
     if ONE_SPLIT:
@@ -449,7 +450,8 @@ def _dw_gemm_tile(
 @triton.jit
 def _db_tile(
     dt, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S, DB_STEPS, sy_b, sy_c, sy_l,
-    ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr,
+    ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_T: tl.constexpr,
 ):
     """grad_bias partial over this split's (batch, time) steps for channels [dt*M, (dt+1)*M)."""
     o = dt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
@@ -458,11 +460,11 @@ def _db_tile(
     lo = split * DB_STEPS
     hi = tl.minimum(lo + DB_STEPS, B * n_lt)
     acc = tl.zeros([BLOCK_M, BLOCK_T], dtype=ACC_DTYPE)
-    rows = o.to(tl.int64) * sy_c
+    rows = o.to(IDX) * sy_c
     for step in range(lo, hi):
         b = step // n_lt
         l = ((step - b * n_lt) * BLOCK_T).to(tl.int32) + tl.arange(0, BLOCK_T)  # [T]
-        acc += tl.load(dy_ptr + b * sy_b + rows[:, None] + l[None, :].to(tl.int64) * sy_l,
+        acc += tl.load(dy_ptr + b * sy_b + (rows[:, None] + l[None, :].to(IDX) * sy_l),
                        mask=o_ok[:, None] & (l < L_Y)[None, :], other=0.0).to(ACC_DTYPE)
     dacc = tl.sum(acc, axis=1)
     if ONE_SPLIT:
@@ -486,7 +488,7 @@ def _dw_body(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Program ``pid`` of a grad_W launch: tiles fastest (a wave of programs shares its x, dy range),
@@ -502,15 +504,15 @@ def _dw_body(
             _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                           B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                           sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
+                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
         else:
             _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
-                     DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, BLOCK_M, BLOCK_T)
+                     DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, BLOCK_M, BLOCK_T)
     else:
         _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                       B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                       sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
+                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
@@ -520,7 +522,7 @@ def _dw_kernel(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     pid = _program_index()
@@ -529,7 +531,7 @@ def _dw_kernel(
     _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
              B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
              sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED, DB_MODE,
-             ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
+             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,7 +545,7 @@ def _thin_body(
     ss_b, ss_c, ss_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, so_b, so_c, so_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GATHER: tl.constexpr, FANOUT: tl.constexpr, POW_IN: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """One [C, T] tile of a single-channel layer; ``_tap`` maps output to source positions.
 
@@ -569,13 +571,13 @@ def _thin_body(
     if FANOUT:
         c = ct * BLOCK_C + tl.arange(0, BLOCK_C)  # [C] output channels
         c_ok = c < C_FAN
-        w_c = w_ptr + c.to(tl.int64) * sw_n
+        w_c = w_ptr + c.to(IDX) * sw_n
         if not POW_IN:
-            xv = tl.load(x_ptr + b * sx_b + c[:, None].to(tl.int64) * sx_c + t[None, :].to(tl.int64) * sx_l,
+            xv = tl.load(x_ptr + b * sx_b + (c[:, None].to(IDX) * sx_c + t[None, :].to(IDX) * sx_l),
                          mask=c_ok[:, None] & t_ok[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
         for j in tl.static_range(K):
             pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
-            s = tl.load(src_b + pos.to(tl.int64) * ss_l, mask=t_ok & pos_ok, other=0.0).to(ACC_DTYPE)  # [T]
+            s = tl.load(src_b + pos.to(IDX) * ss_l, mask=t_ok & pos_ok, other=0.0).to(ACC_DTYPE)  # [T]
             if POW_IN:
                 sp = s
                 for p in tl.static_range(Q):
@@ -586,19 +588,19 @@ def _thin_body(
                 acc += s[None, :] * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + c, mask=c_ok, other=0.0).to(ACC_DTYPE)[:, None]
-        tl.store(out_ptr + b * so_b + c[:, None].to(tl.int64) * so_c + t[None, :].to(tl.int64) * so_l,
+        tl.store(out_ptr + b * so_b + (c[:, None].to(IDX) * so_c + t[None, :].to(IDX) * so_l),
                  acc.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & t_ok[None, :])
     else:
         if not POW_IN:
-            xv = tl.load(x_ptr + b * sx_b + t.to(tl.int64) * sx_l, mask=t_ok, other=0.0).to(ACC_DTYPE)[None, :]
+            xv = tl.load(x_ptr + b * sx_b + t.to(IDX) * sx_l, mask=t_ok, other=0.0).to(ACC_DTYPE)[None, :]
         for c0 in range(0, C_FAN, BLOCK_C):
             c = c0 + tl.arange(0, BLOCK_C)  # [C] source channels
             c_ok = c < C_FAN
-            w_c = w_ptr + c.to(tl.int64) * sw_n
-            rows = src_b + c.to(tl.int64) * ss_c
+            w_c = w_ptr + c.to(IDX) * sw_n
+            rows = src_b + c.to(IDX) * ss_c
             for j in tl.static_range(K):
                 pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
-                v = tl.load(rows[:, None] + pos[None, :].to(tl.int64) * ss_l,
+                v = tl.load(rows[:, None] + pos[None, :].to(IDX) * ss_l,
                             mask=c_ok[:, None] & (t_ok & pos_ok)[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
                 if POW_IN:
                     vp = v
@@ -611,7 +613,7 @@ def _thin_body(
         out = tl.sum(acc, axis=0)  # [T]
         if HAS_BIAS:
             out += tl.load(bias_ptr).to(ACC_DTYPE)
-        tl.store(out_ptr + b * so_b + t.to(tl.int64) * so_l, out.to(out_ptr.dtype.element_ty), mask=t_ok)
+        tl.store(out_ptr + b * so_b + t.to(IDX) * so_l, out.to(out_ptr.dtype.element_ty), mask=t_ok)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "N_PROG"])
@@ -620,14 +622,14 @@ def _thin_fwd_kernel(
     sx_b, sx_c, sx_l, sw_n, sw_p, sw_j, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GATHER: tl.constexpr, FANOUT: tl.constexpr, HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+    IDX: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     pid = _program_index()
     if pid >= N_PROG:
         return
     _thin_body(pid, x_ptr, w_ptr, x_ptr, bias_ptr, y_ptr, L_X, L_Y, C_FAN,
                sx_b, sx_c, sx_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
-               Q, K, STRIDE, DIL, PAD_L, GATHER, FANOUT, True, HAS_BIAS, ACC_DTYPE, BLOCK_C, BLOCK_T)
+               Q, K, STRIDE, DIL, PAD_L, GATHER, FANOUT, True, HAS_BIAS, ACC_DTYPE, IDX, BLOCK_C, BLOCK_T)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "P_DX", "B", "S", "STEPS", "DB_STEPS"])
@@ -637,23 +639,24 @@ def _thin_bwd_kernel(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sdx_b, sdx_c, sdx_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, HAS_DW: tl.constexpr, IDX: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
-    """Single-channel backward in one launch: programs [0, P_DX) write dx, the rest grad_W/grad_bias."""
+    """Single-channel backward in one launch: programs [0, P_DX) write dx, the rest grad_W/grad_bias.
+    HAS_DW=False compiles the dx part alone (its registers no longer sized for the grad_W body)."""
     pid = _program_index()
     if pid >= N_PROG:
         return
     if pid < P_DX:
         _thin_body(pid, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
                    sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
-                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, BLOCK_C, BLOCK_TX)
-    else:
+                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, BLOCK_C, BLOCK_TX)
+    elif HAS_DW:
         _dw_body(pid - P_DX, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                  B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
                  sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
-                 ONE_SPLIT, ACC_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_T)
+                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -772,10 +775,37 @@ _PLANS = True
 # grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
 _DW_PROGRAMS_PER_SM = 2
 _DW_MIN_STEPS = 16
+# Single-channel backward in two launches, dx on the bandwidth kernel and grad_W / grad_bias on
+# _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch
+# variants reach 255 registers and some spill). Off until a GPU round's knobs section says it wins.
+_THIN_SPLIT_BWD = False
+# 64-bit element offsets everywhere (otherwise only where a batch item's offsets pass 2**31: _idx).
+_WIDE_OFFSETS = False
 
 
 def _acc_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+_I32_MAX = 2**31 - 1
+
+
+def _idx(*tensors: torch.Tensor | None, weights: tuple[torch.Tensor | None, ...] = ()):
+    """The kernels' offset type: int32 when every element offset inside one batch item (and into the
+    weights) fits, else int64. Each batch item's base is always formed in 64 bits, once per program;
+    32-bit per-element address math takes half the registers (register pressure, not bandwidth,
+    bounds these kernels: up to 255 registers per thread offline with 64-bit offsets)."""
+    if _WIDE_OFFSETS:
+        return tl.int64
+    for t in tensors:  # (B, C, L) activations: the batch stride is not an element offset
+        if t is not None:
+            n, st = t.shape, t.stride()
+            if (n[1] - 1) * st[1] + (n[2] - 1) * st[2] > _I32_MAX:
+                return tl.int64
+    for w in weights:
+        if w is not None and sum((n - 1) * st for n, st in zip(w.shape, w.stride())) > _I32_MAX:
+            return tl.int64
+    return tl.int32
 
 
 def _precision(t: torch.Tensor) -> str:
@@ -908,7 +938,7 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     j_step = g.stride // math.gcd(g.stride, g.dilation) if scatter else 1
     consts = {**_geo_consts(d, g), "J_STEP": j_step, "GROUPS": g.groups,
               "SCATTER": scatter, "POW_A": pow_a, "HAS_BIAS": bias is not None, "ACC_DTYPE": _acc_dtype(a.dtype),
-              "PRECISION": _precision(a)}
+              "PRECISION": _precision(a), "IDX": _idx(a, x, out, weights=(w,))}
     rows = _cdiv(L_OUT, g.stride) if scatter else L_OUT
     if scatter:
         n_bg *= g.stride
@@ -967,8 +997,12 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sx_b": x.stride(0), "sx_c": x.stride(1), "sx_l": x.stride(2),
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
-        "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x),
+        "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": _dw_idx(x, dy, dw),
     }
+
+
+def _dw_idx(x, dy, dw):
+    return _idx(x, dy, weights=(dw,))
 
 
 def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
@@ -982,9 +1016,9 @@ def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
     return _prune_dw(rows, cols)
 
 
-def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int) -> tuple:
+def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red))
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx)
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -998,7 +1032,8 @@ def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
         n = plan["S"] * plan["n_tiles"]
         return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red), "GROUPS": g.groups, "N_PROG": n}, n
 
-    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red), lambda: _dw_candidates(d, g), prepare)
+    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red, _dw_idx(x, dy, dw)), lambda: _dw_candidates(d, g),
+                  prepare)
 
 
 def _thin_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom, fan_is_out: bool) -> tuple[int, int, int]:
@@ -1015,7 +1050,7 @@ def _thin_fwd(x, weight, bias, y, d: _Dims, g: _Geom) -> None:
     c_fan = d.C_out if fanout else d.C_in
     sw = _thin_w_strides(weight, d, g, fan_is_out=fanout)
     consts = {**_geo_consts(d, g), "GATHER": not g.transposed, "FANOUT": fanout, "HAS_BIAS": bias is not None,
-              "ACC_DTYPE": _acc_dtype(x.dtype)}
+              "ACC_DTYPE": _acc_dtype(x.dtype), "IDX": _idx(x, y, weights=(weight,))}
     base = {"x_ptr": x, "w_ptr": weight, "bias_ptr": bias if bias is not None else weight, "y_ptr": y,
             "L_X": d.L_in, "L_Y": d.L_out, "C_FAN": c_fan,
             "sx_b": x.stride(0), "sx_c": x.stride(1), "sx_l": x.stride(2), "sw_n": sw[0], "sw_p": sw[1],
@@ -1037,6 +1072,7 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
     db_mode = _db_mode(g, need_w, need_b)
     L_red = d.L_in if g.transposed else d.L_out
     sw = _thin_w_strides(weight, d, g, fan_is_out=not fanout)
+    idx = _idx(x, dy, dx, weights=(weight, dw))
 
     def candidates() -> list[Cfg]:  # a small product: each candidate compiles the whole two-part kernel
         dw_cands = _dw_candidates(d, g)[:2 if need_w or need_b else 1]
@@ -1056,11 +1092,12 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
         dxt = dx if dx is not None else x
         n = p_dx + plan["S"] * plan["n_tiles"]
         args.update({"w_ptr": weight, "dx_ptr": dxt, "N_PROG": n, "P_DX": p_dx, "C_FAN": c_fan,
+                     "HAS_DW": need_w or need_b, "IDX": idx,
                      "sw_n": sw[0], "sw_p": sw[1], "sw_j": sw[2],
                      "sdx_b": dxt.stride(0), "sdx_c": dxt.stride(1), "sdx_l": dxt.stride(2), "FANOUT": fanout})
         return args, n
 
-    key = (_dw_key(x, d, g, db_mode, need_w, L_red), fanout, dx is not None, c_fan, _bucket(d.L_in))
+    key = (_dw_key(x, d, g, db_mode, need_w, L_red, idx), fanout, dx is not None, c_fan, _bucket(d.L_in))
     _kernel("thin_bwd")(x.device, key, candidates, prepare)
 
 
@@ -1073,8 +1110,8 @@ _PLANS_MAX = 4096
 def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more) -> tuple:
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
-            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM,
-            _DW_MIN_STEPS, *more)
+            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _PACK_MIN_MACS,
+            _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, *more)
 
 
 def _planning() -> bool:
@@ -1181,7 +1218,11 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom,
         return dx, dw, db
     with _recording(key) as launches:
         w = weight
-        if _use_thin(d, g):
+        if _use_thin(d, g) and _THIN_SPLIT_BWD and (need_w or need_b):
+            if need_x:
+                _thin_bwd(dy, x, weight, dx, None, None, d, g)
+            _launch_dw(x, dy, dw, db, d, g)
+        elif _use_thin(d, g):
             _thin_bwd(dy, x, weight, dx, dw, db, d, g)
         else:
             if need_x:

@@ -215,6 +215,64 @@ def test_single_channel_layers_on_gemm_kernels(transposed, name, device, poison_
     _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
+THIN = [(t, n) for t, n in SINGLE_CHANNEL if _case(t, n).groups == 1]  # grouped ones take the GEMMs
+
+
+@pytest.mark.parametrize(("transposed", "name"), THIN, ids=[f"{'convT' if t else 'conv'}-{n}" for t, n in THIN])
+def test_thin_backward_in_two_launches(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+    """_THIN_SPLIT_BWD: dx on the thin kernel (its grad_W body compiled out), grad_W / grad_bias on
+    _dw_kernel; the same values as the reference, whichever gradients are wanted."""
+    monkeypatch.setattr(sc, "_THIN_SPLIT_BWD", True)
+    seen: list[str] = []
+    real = _launch.Kernel.__call__
+    monkeypatch.setattr(_launch.Kernel, "__call__", lambda self, *a, **k: seen.append(self.name) or real(self, *a, **k))
+    case = _case(transposed, name)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    assert seen == ["thin_fwd", "thin_bwd", "dw"], seen
+    ker, ref = _ops(case, transposed)
+    for wanted, launches in [((True, False, False), ["thin_bwd"]), ((False, True, True), ["dw"])]:
+        (x, w, b), (xd, wd, bd) = _make(case, transposed, device, torch.float64)
+        for t, td, on in zip((x, w, b), (xd, wd, bd), wanted):
+            t.requires_grad_(on)
+            td.requires_grad_(on)
+        y = ker(xd, wd, bd)
+        seen.clear()
+        got = torch.autograd.grad(y.sum(), [t for t in (xd, wd, bd) if t.requires_grad])
+        want = torch.autograd.grad(ref(x, w, b).sum(), [t for t in (x, w, b) if t.requires_grad])
+        assert seen == launches, (wanted, seen)
+        for g, g_ref in zip(got, want):
+            _assert_close("grad", g, g_ref, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
+                                                  (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2"),
+                                                  (False, "groups2_spans_powers")])
+def test_wide_offsets_match_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+    """64-bit element offsets (what a batch item past 2**31 elements gets) on every kernel kind."""
+    monkeypatch.setattr(sc, "_WIDE_OFFSETS", True)
+    case = _case(transposed, name)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+def test_offset_type_follows_the_largest_batch_item():
+    """int32 while every offset inside one batch item (and W) fits; the batch stride never counts."""
+    class View:  # shape and strides only: the layouts in question would need terabytes
+        def __init__(self, shape, stride):
+            self.shape, self._stride = shape, stride
+
+        def stride(self):
+            return self._stride
+
+    tl = sc.tl
+    x, w = torch.empty(4, 3, 10), torch.empty(8, 9, 5)
+    assert sc._idx(x, None, weights=(w, None)) is tl.int32
+    assert sc._idx(View((3, 2, 2), (2**40, 1, 1))) is tl.int32  # batch items far apart: still int32
+    assert sc._idx(View((1, 2, 2), (0, 2**31 - 2, 1))) is tl.int32  # the largest offset is 2**31 - 1
+    assert sc._idx(x, View((1, 2, 2), (0, 2**31 - 1, 1))) is tl.int64  # one past it
+    assert sc._idx(x, weights=(View((2, 2), (2**31, 1)),)) is tl.int64
+
+
 # ---- every config of every config space, pinned ----------------------------------------------
 
 _PIN_CASES = {False: Case(2, 5, 6, 23, 3, stride=2, padding=1), True: Case(2, 5, 6, 9, 3, stride=2, padding=1)}
