@@ -17,8 +17,10 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
               in one CUDA graph (tf32) and under torch.compile
- 8. knobs     fused fwd+bwd of gen.up2, gen.down4, disc.3 with the launcher's guessed constants changed
-              (W repack always / never, grad_W programs per SM 1 / 4) beside the defaults
+ 8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: W repack
+              always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), 64-bit offsets
+              (those and the single-channel layers), single-channel backward in two launches or on the
+              GEMM kernels (gen.down1, disc.1, gen.out_T, disc.head)
  9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
@@ -63,9 +65,17 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.30, "profile"
           "train": 0.23, "knobs": 0.03, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv):
 #: W repacked always / never (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2)
+#: 64-bit element offsets (int32 by default where they fit); for single-channel layers, the backward in
+#: two launches (dx, then grad_W on _dw_kernel) and the GEMM kernels instead of the thin ones
 KNOBS = {"pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
-         "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4}}
+         "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4},
+         "offsets_64": {"_WIDE_OFFSETS": True},
+         "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
+THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
+#: the layers a knob runs on, where not KNOB_LAYERS
+KNOB_ON = {"offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "thin_split_bwd": THIN_KNOB_LAYERS,
+           "thin_off": THIN_KNOB_LAYERS}
 DTYPES = ("tf32", "bf16")
 LAYER_PROVIDERS = ("fused", "reference", "compiled")
 #: dense peaks for the roofline (FLOP/s at tf32 and bf16, HBM bytes/s), matched on the device name
@@ -411,7 +421,7 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
                 train_step_fn("triton", v["dtype"], False, v["fold_upsample"], args, ctx)()
         if "knobs" in args.sections.split(","):
             for layer in _knob_layers(args):
-                for patch in KNOBS.values():
+                for patch in knobs_for(layer.name, args).values():
                     with _knob(patch):
                         fused_step(layer, "tf32")
 
@@ -859,7 +869,15 @@ def section_train(rec: Record, args, ctx: dict) -> None:
 
 
 def _knob_layers(args) -> list:
-    return [la for la in _layer_shapes(args) if la.name in KNOB_LAYERS] or _layer_shapes(args)[:1]
+    every = set(KNOB_LAYERS).union(*KNOB_ON.values())
+    return [la for la in _layer_shapes(args) if la.name in every] or _layer_shapes(args)[:1]
+
+
+def knobs_for(layer: str, args) -> dict[str, dict[str, Any]]:
+    """The KNOBS variants measured on ``layer`` (a run limited to other layers measures all on its first)."""
+    if not any(la.name in set(KNOB_LAYERS).union(*KNOB_ON.values()) for la in _layer_shapes(args)):
+        return dict(KNOBS)
+    return {k: v for k, v in KNOBS.items() if layer in KNOB_ON.get(k, KNOB_LAYERS)}
 
 
 @contextlib.contextmanager
@@ -883,11 +901,10 @@ def section_knobs(rec: Record, args, ctx: dict) -> None:
     from _common import make_inputs
 
     layers = _knob_layers(args)
-    variants = {"default": {}, **KNOBS}
     rows = rec.data["knobs"] = []
     for layer in layers:
         inputs = make_inputs(layer, args.batch, ctx["device"])
-        for name, patch in variants.items():
+        for name, patch in {"default": {}, **knobs_for(layer.name, args)}.items():
             if _remaining() <= 1:
                 raise BudgetExceeded("section budget")
             with _knob(patch):
