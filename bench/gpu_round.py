@@ -967,7 +967,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="pytest-xdist workers of the tests section (default: one per CPU up to 16 when "
                          "pytest-xdist is installed; 0: one process)")
     ap.add_argument("--triton-cache", default="",
-                    help="a Triton cache to use: a folder or a .tar.gz of one (bench/prewarm_cache.py --pack)")
+                    help="a Triton cache to use: a folder or a .tar.xz / .tar.gz of one (bench/prewarm_cache.py --pack)")
     ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")
     ap.add_argument("--providers", default=",".join(LAYER_PROVIDERS))
     ap.add_argument("--dtypes", default=",".join(DTYPES))
@@ -1049,8 +1049,8 @@ def _ensure_installed() -> None:
 
 
 def _use_triton_cache(path: Path) -> None:
-    """Point Triton at a carried cache (before it is imported); a .tar.gz is unpacked beside itself once."""
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+    """Point Triton at a carried cache (before it is imported); a .tar.xz / .tar.gz is unpacked beside itself once."""
+    if path.is_file() and path.name.endswith((".tar.xz", ".txz", ".tar.gz", ".tgz")):
         with tarfile.open(path) as tar:
             tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
             if len(tops) != 1:
@@ -1063,7 +1063,7 @@ def _use_triton_cache(path: Path) -> None:
                     tar.extractall(path.parent)  # noqa: S202 (our own archive)
         path = folder
     if not path.is_dir():
-        raise SystemExit(f"gpu_round: --triton-cache {path}: no such folder or .tar.gz")
+        raise SystemExit(f"gpu_round: --triton-cache {path}: no such folder, .tar.xz or .tar.gz")
     os.environ["TRITON_CACHE_DIR"] = str(path.resolve())
     print(f"[gpu_round] Triton cache: {path} ({sum(1 for _ in path.rglob('*.cubin'))} cubins)", file=sys.stderr)
 

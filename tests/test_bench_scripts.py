@@ -202,15 +202,16 @@ def test_a_slow_section_is_stopped_and_the_rest_still_written(tmp_path: Path, mo
     assert tables.schema_errors(data) == []
 
 
-def test_a_packed_triton_cache_is_unpacked_once_and_used(tmp_path: Path, monkeypatch):
-    """--triton-cache takes what bench/prewarm_cache.py --pack writes: one folder in a .tar.gz."""
+@pytest.mark.parametrize("suffix", ["xz", "gz"])
+def test_a_packed_triton_cache_is_unpacked_once_and_used(suffix, tmp_path: Path, monkeypatch):
+    """--triton-cache takes what bench/prewarm_cache.py --pack writes: one folder in a .tar.xz (or .tar.gz)."""
     import tarfile
 
     src = tmp_path / "src" / ".triton-cache"
     (src / "ABC").mkdir(parents=True)
     (src / "ABC" / "k.cubin").write_bytes(b"\0")
-    tgz = tmp_path / ".triton-cache.tar.gz"
-    with tarfile.open(tgz, "w:gz") as tar:
+    tgz = tmp_path / f".triton-cache.tar.{suffix}"
+    with tarfile.open(tgz, f"w:{suffix}") as tar:
         tar.add(src, arcname=src.name)
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
     gpu_round._use_triton_cache(tgz)
