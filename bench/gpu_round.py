@@ -16,7 +16,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
  6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
-              in one CUDA graph (tf32) and under torch.compile
+              in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
+              --compile reduce-overhead)
  8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: W repack
               always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), 64-bit offsets
               (those and the single-channel layers), single-channel backward in two launches or on the
@@ -751,11 +752,16 @@ def _train_variants(args) -> list[dict[str, Any]]:
         out += [{"backend": b, "dtype": "tf32", **eager, "graph": True} for b in backends]
     if not args.no_compile:
         out += [{"backend": b, "dtype": d, **eager, "compile": True} for d in args.dtypes.split(",") for b in backends]
+        # what `train.py --compile reduce-overhead` runs: inductor's CUDA graphs around G and D (last: the
+        # slowest to set up, so a short budget cuts these first)
+        if args.compile_backend == "inductor":
+            out += [{"backend": b, "dtype": "tf32", **eager, "compile": True, "compile_mode": "reduce-overhead"}
+                    for b in backends]
     return out
 
 
 def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ctx: dict,
-                  graph: bool = False) -> Callable[[], None]:
+                  graph: bool = False, compile_mode: str | None = None) -> Callable[[], None]:
     """One Op-GAN step as the trainer runs it: D on real + fake, then G on adversarial + L1 + spectral.
     ``graph``: ready for CUDA-graph capture (Adam state on the device, gradients zeroed in place)."""
     import torch
@@ -774,8 +780,9 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     gen = torch.Generator().manual_seed(1)
     y = ((torch.rand(args.train_batch, 1, args.train_length, generator=gen) * 2 - 1) * 0.5).to(device)
     x = (y + 0.1 * torch.randn(y.shape, generator=gen).to(device)).clamp(-1, 1)
-    g_run = torch.compile(g, backend=args.compile_backend) if compile_ else g
-    d_run = torch.compile(d, backend=args.compile_backend) if compile_ else d
+    kw = {"backend": args.compile_backend, **({"mode": compile_mode} if compile_mode else {})}
+    g_run = torch.compile(g, **kw) if compile_ else g
+    d_run = torch.compile(d, **kw) if compile_ else d
 
     def step() -> None:
         with selfonn.use_backend(backend):
@@ -837,7 +844,7 @@ def section_train(rec: Record, args, ctx: dict) -> None:
             try:
                 with deadline(args.train_timeout_s if v["compile"] else args.cell_timeout_s):
                     step = train_step_fn(v["backend"], v["dtype"], v["compile"], v["fold_upsample"], args, ctx,
-                                         graph=v["graph"])
+                                         graph=v["graph"], compile_mode=v.get("compile_mode"))
                     t0 = time.perf_counter()
                     if v["graph"]:
                         # The replay allocates nothing: its memory is the graph's private pool, taken
@@ -863,8 +870,8 @@ def section_train(rec: Record, args, ctx: dict) -> None:
             torch.cuda.empty_cache()
         rec.md["train"] = "## Op-GAN training step (G+D)\n\n" + _md_table(
             ["backend", "dtype", "compile", "CUDA graph", "fold_upsample", "ms", "peak MiB", "warmup s", "error"],
-            [[e["backend"], e["dtype"], e["compile"], e["graph"], e["fold_upsample"], e["ms"], e["peak_mib"],
-              e.get("warmup_s"), e.get("error")] for e in rec.data["train_step"]])
+            [[e["backend"], e["dtype"], e.get("compile_mode") or e["compile"], e["graph"], e["fold_upsample"], e["ms"],
+              e["peak_mib"], e.get("warmup_s"), e.get("error")] for e in rec.data["train_step"]])
         rec.write()
 
 

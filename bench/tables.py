@@ -146,7 +146,8 @@ def _train_table(rec: dict[str, Any]) -> str | None:
     lines = ["| backend | precision | run as | up blocks | step ms | peak MiB |", "|---|---|---|---|---|---|"]
     for e in rows:
         fold = e.get("fold_upsample", True)
-        mode = "torch.compile" if e.get("compile") else "one CUDA graph" if e.get("graph") else "eager"
+        mode = ("torch.compile" + (f" ({e['compile_mode']})" if e.get("compile_mode") else "") if e.get("compile")
+                else "one CUDA graph" if e.get("graph") else "eager")
         lines.append(f"| {e['backend']} | {e['dtype']} | {mode} "
                      f"| {'folded' if fold else 'upsample + conv'} | {_num(e['ms'])} | {_num(e['peak_mib'], '.0f')} |")
     return "\n".join(lines)

@@ -49,6 +49,8 @@ def _record(date: str, fused_ms: float) -> dict:
             {"backend": "torch", "dtype": "bf16", "ms": None, "peak_mib": None, "error": "skipped"},
             {"backend": "triton", "dtype": "tf32", "ms": 50.0, "peak_mib": 2100.0, "fold_upsample": False},
             {"backend": "triton", "dtype": "tf32", "ms": 30.5, "peak_mib": 1900.0, "graph": True},
+            {"backend": "torch", "dtype": "tf32", "ms": 12.5, "peak_mib": 900.0, "compile": True,
+             "compile_mode": "reduce-overhead"},
         ],
     }
 
@@ -83,6 +85,7 @@ def test_renders_the_newest_record_between_the_markers(repo):
     assert "| torch | bf16 | eager | folded | – | – |" in block
     assert "| triton | tf32 | eager | upsample + conv | 50 | 2100 |" in block
     assert "| triton | tf32 | one CUDA graph | folded | 30.5 | 1900 |" in block
+    assert "| torch | tf32 | torch.compile (reduce-overhead) | folded | 12.5 | 900 |" in block
     assert tables.main([*args, "--check"]) == 0  # up to date now
     assert tables.main(args) == 0 and readme.read_text() == text  # idempotent
 
