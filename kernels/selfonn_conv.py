@@ -686,9 +686,16 @@ _DW_SHAPES = [  # (BLOCK_M, BLOCK_N, BLOCK_T, warps): M >= 64 where the rows all
     (64, 128, 64, 8), (64, 64, 64, 4), (128, 128, 32, 8), (128, 64, 64, 8),
     (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4),
 ]
-_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps): 16 tile elements per thread; twice that spilled registers
-    (64, 32, 4), (64, 64, 8), (32, 64, 4), (32, 128, 8), (16, 128, 4), (16, 256, 8), (8, 256, 4),
-    (8, 512, 8), (4, 512, 4), (4, 1024, 8), (2, 1024, 4), (2, 2048, 8),
+_THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps): per channel block 16 tile elements per thread (twice that
+    # spilled), then 8 and 4: the first GPU round found these kernels latency-bound (gen.down1's backward
+    # 174 us against a 4 us roofline) and the offline compile shows the smaller tiles cutting registers,
+    # so occupancy, by up to 2.7x (gen.down1 fwd 128 -> 48, gen.out_T fwd 255 -> 125); the tuner picks.
+    (64, 32, 4), (64, 64, 8), (64, 16, 4),
+    (32, 64, 4), (32, 128, 8), (32, 32, 4), (32, 16, 4),
+    (16, 128, 4), (16, 256, 8), (16, 64, 4), (16, 32, 4),
+    (8, 256, 4), (8, 512, 8), (8, 128, 4), (8, 64, 4),
+    (4, 512, 4), (4, 1024, 8), (4, 256, 4),
+    (2, 1024, 4), (2, 2048, 8), (2, 512, 4),
 ]
 # Under the interpreter the smallest legal tiles run fastest: these go first there.
 _INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)
@@ -717,6 +724,13 @@ def _prune_dw(rows: int, cols: int) -> list[Cfg]:
     kept = [c for c in _dw_configs() if c["BLOCK_M"] <= _np2(rows) and c["BLOCK_N"] <= _np2(cols)]
     kept = kept or [_INTERP_DW]
     return [_INTERP_DW] + kept if _launch.interpreting() else kept
+
+
+def _thin_bwd_tiles(c_fan: int) -> list[Cfg]:
+    """The thin tiles the backward tunes over: the largest channel block's (16, 8 and 4 elements per
+    thread); each candidate compiles the whole two-part kernel, so fewer than the forward's."""
+    kept = _prune_thin(c_fan)
+    return [c for c in kept if c["BLOCK_C"] == kept[0]["BLOCK_C"]][:4]
 
 
 def _prune_thin(c_fan: int) -> list[Cfg]:
@@ -1077,7 +1091,7 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
     def candidates() -> list[Cfg]:  # a small product: each candidate compiles the whole two-part kernel
         dw_cands = _dw_candidates(d, g)[:2 if need_w or need_b else 1]
         return [Cfg.of(num_warps=max(tc.num_warps, dc.num_warps), num_stages=dc.num_stages, BLOCK_C=tc["BLOCK_C"],
-                       BLOCK_TX=tc["BLOCK_T"], **dc.kwargs) for tc in _prune_thin(c_fan)[:2] for dc in dw_cands]
+                       BLOCK_TX=tc["BLOCK_T"], **dc.kwargs) for tc in _thin_bwd_tiles(c_fan) for dc in dw_cands]
 
     def prepare(cfg: Cfg):
         p_dx = 0
