@@ -19,8 +19,9 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
  8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: W repack
-              always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), 64-bit offsets
-              (those and the single-channel layers), single-channel backward in two launches or on the
+              always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), grad_W loads a
+              step ahead and 64-bit offsets (those and the single-channel layers), single-channel backward
+              in two launches or on the
               GEMM kernels (gen.down1, disc.1, gen.out_T, disc.head)
  9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
@@ -66,16 +67,18 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.30, "profile"
           "train": 0.23, "knobs": 0.03, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv):
 #: W repacked always / never (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2)
-#: 64-bit element offsets (int32 by default where they fit); for single-channel layers, the backward in
+#: grad_W operands loaded a step ahead; 64-bit element offsets (int32 by default where they fit); for
+#: single-channel layers, the backward in
 #: two launches (dx, then grad_W on _dw_kernel) and the GEMM kernels instead of the thin ones
 KNOBS = {"pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
          "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4},
-         "offsets_64": {"_WIDE_OFFSETS": True},
+         "offsets_64": {"_WIDE_OFFSETS": True}, "dw_prefetch": {"_DW_PREFETCH": True},
          "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 #: the layers a knob runs on, where not KNOB_LAYERS
-KNOB_ON = {"offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "thin_split_bwd": THIN_KNOB_LAYERS,
+KNOB_ON = {"offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "dw_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
+           "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 DTYPES = ("tf32", "bf16")
 LAYER_PROVIDERS = ("fused", "reference", "compiled")

@@ -342,13 +342,51 @@ def _mm_kernel(
 
 
 @triton.jit
+def _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift, m_ok,
+                 n_ok, T_LIM, L_X, L_Y, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr, IDX: tl.constexpr,
+                 BLOCK_T: tl.constexpr):
+    """grad_W operands of (batch, time) step ``step``: dy [M, T] and x [T, N] at each row's / column's
+    tap, for times below ``T_LIM`` (L_RED; 0 reads nothing)."""
+    b = step // n_tt
+    t = ((step - b * n_tt) * BLOCK_T).to(tl.int32) + tl.arange(0, BLOCK_T)  # [T]
+    t_ok = t < T_LIM
+    if TRANSPOSED:
+        ypos = t[None, :] * STRIDE + y_shift[:, None]  # [M, T]
+        y_ok = m_ok[:, None] & t_ok[None, :] & (ypos >= 0) & (ypos < L_Y)
+        xpos = t[:, None] + x_shift[None, :] * 0  # [T, N]
+        x_ok = t_ok[:, None] & n_ok[None, :]
+    else:
+        ypos = t[None, :] + y_shift[:, None] * 0  # [M, T]
+        y_ok = m_ok[:, None] & t_ok[None, :]
+        xpos = t[:, None] * STRIDE + x_shift[None, :]  # [T, N]
+        x_ok = t_ok[:, None] & n_ok[None, :] & (xpos >= 0) & (xpos < L_X)
+    a = tl.load(dy_ptr + b * sy_b + (y_rows[:, None] + ypos.to(IDX) * sy_l), mask=y_ok, other=0.0)  # [M, T]
+    xv = tl.load(x_ptr + b * sx_b + (x_cols[None, :] + xpos.to(IDX) * sx_l), mask=x_ok, other=0.0)  # [T, N]
+    return a, xv
+
+
+@triton.jit
+def _dw_mma(acc, dacc, a, xv, pw, Q: tl.constexpr, DB_MODE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+            PRECISION: tl.constexpr):
+    """acc += a @ x**p (each column at its own power); dacc += row sums of a (DB_MODE 1)."""
+    xv = xv.to(ACC_DTYPE)
+    xp = xv
+    for k in tl.static_range(1, Q):
+        xp = tl.where(pw[None, :] >= k, xp * xv, xp)  # per-column power
+    acc = tl.dot(a, xp.to(a.dtype), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+    if DB_MODE == 1:
+        dacc += tl.sum(a.to(ACC_DTYPE), axis=1)
+    return acc, dacc
+
+
+@triton.jit
 def _dw_gemm_tile(
     tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
     B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """D[m, n] = sum over this split's (batch, time) steps of A[m, t] * B[t, n].
@@ -390,29 +428,21 @@ def _dw_gemm_tile(
     hi = tl.minimum(lo + STEPS, B * n_tt)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
     dacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
-    for step in range(lo, hi):
-        b = step // n_tt
-        t = ((step - b * n_tt) * BLOCK_T).to(tl.int32) + tl.arange(0, BLOCK_T)  # [T]
-        t_ok = t < L_RED
-        if TRANSPOSED:
-            ypos = t[None, :] * STRIDE + y_shift[:, None]  # [M, T]
-            y_ok = m_ok[:, None] & t_ok[None, :] & (ypos >= 0) & (ypos < L_Y)
-            xpos = t[:, None] + x_shift[None, :] * 0  # [T, N]
-            x_ok = t_ok[:, None] & n_ok[None, :]
-        else:
-            ypos = t[None, :] + y_shift[:, None] * 0  # [M, T]
-            y_ok = m_ok[:, None] & t_ok[None, :]
-            xpos = t[:, None] * STRIDE + x_shift[None, :]  # [T, N]
-            x_ok = t_ok[:, None] & n_ok[None, :] & (xpos >= 0) & (xpos < L_X)
-        a = tl.load(dy_ptr + b * sy_b + (y_rows[:, None] + ypos.to(IDX) * sy_l), mask=y_ok, other=0.0)  # [M, T]
-        xv = tl.load(x_ptr + b * sx_b + (x_cols[None, :] + xpos.to(IDX) * sx_l), mask=x_ok,
-                     other=0.0).to(ACC_DTYPE)  # [T, N]
-        xp = xv
-        for k in tl.static_range(1, Q):
-            xp = tl.where(pw[None, :] >= k, xp * xv, xp)  # per-column power
-        acc = tl.dot(a, xp.to(a.dtype), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-        if DB_MODE == 1:
-            dacc += tl.sum(a.to(ACC_DTYPE), axis=1)
+    if PREFETCH:  # the next step's operands are loaded before this step's MMA (in flight during it)
+        a, xv = _dw_operands(lo, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift,
+                             m_ok, n_ok, tl.where(lo < hi, L_RED, 0), L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+        for step in range(lo, hi):
+            a_next, xv_next = _dw_operands(step + 1, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols,
+                                           y_shift, x_shift, m_ok, n_ok, tl.where(step + 1 < hi, L_RED, 0), L_X,
+                                           L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+            acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
+            a = a_next
+            xv = xv_next
+    else:
+        for step in range(lo, hi):
+            a, xv = _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift,
+                                 x_shift, m_ok, n_ok, L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+            acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
     if TRANSPOSED:
         dw_off = (g * CQG + c)[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
     else:
@@ -488,7 +518,7 @@ def _dw_body(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Program ``pid`` of a grad_W launch: tiles fastest (a wave of programs shares its x, dy range),
@@ -504,7 +534,7 @@ def _dw_body(
             _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                           B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                           sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
+                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
         else:
             _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
                      DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, BLOCK_M, BLOCK_T)
@@ -512,7 +542,7 @@ def _dw_body(
         _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                       B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                       sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
+                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
@@ -522,7 +552,7 @@ def _dw_kernel(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     pid = _program_index()
@@ -531,7 +561,7 @@ def _dw_kernel(
     _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
              B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
              sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED, DB_MODE,
-             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
+             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,7 +670,7 @@ def _thin_bwd_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, HAS_DW: tl.constexpr, IDX: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
+    PREFETCH: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Single-channel backward in one launch: programs [0, P_DX) write dx, the rest grad_W/grad_bias.
@@ -656,7 +686,7 @@ def _thin_bwd_kernel(
         _dw_body(pid - P_DX, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                  B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
                  sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
-                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, BLOCK_M, BLOCK_N, BLOCK_T)
+                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -793,6 +823,10 @@ _DW_MIN_STEPS = 16
 # _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch
 # variants reach 255 registers and some spill). Off until a GPU round's knobs section says it wins.
 _THIN_SPLIT_BWD = False
+# grad_W: load the next (batch, time) step's operands before this step's MMA (software pipelining by
+# hand: the powers between load and MMA keep Triton's pipeliner off these loads). Off until a GPU
+# round's knobs section says it wins.
+_DW_PREFETCH = False
 # 64-bit element offsets everywhere (otherwise only where a batch item's offsets pass 2**31: _idx).
 _WIDE_OFFSETS = False
 
@@ -1012,6 +1046,7 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
         "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": _dw_idx(x, dy, dw),
+        "PREFETCH": _DW_PREFETCH,
     }
 
 
@@ -1032,7 +1067,7 @@ def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
 
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx)
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH)
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1124,7 +1159,7 @@ _PLANS_MAX = 4096
 def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more) -> tuple:
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
-            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _PACK_MIN_MACS,
+            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH, _PACK_MIN_MACS,
             _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, *more)
 
 

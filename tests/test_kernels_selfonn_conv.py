@@ -255,6 +255,20 @@ def test_wide_offsets_match_reference(transposed, name, device, poison_empty, mo
     _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
+@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
+                                                  (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2"),
+                                                  (False, "groups2_spans_powers"), (True, "groups2_spans_powers")])
+@pytest.mark.parametrize("min_steps", [1, 10**6], ids=["splits", "one_split"])
+def test_grad_w_prefetch_matches_reference(transposed, name, min_steps, device, poison_empty, monkeypatch, kernel_tol):
+    """_DW_PREFETCH: grad_W loads the next step's operands ahead (the last step's loads read nothing),
+    over many splits and over one; the thin backward's grad_W programs too."""
+    monkeypatch.setattr(sc, "_DW_PREFETCH", True)
+    monkeypatch.setattr(sc, "_DW_MIN_STEPS", min_steps)
+    case = _case(transposed, name)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
 def test_offset_type_follows_the_largest_batch_item():
     """int32 while every offset inside one batch item (and W) fits; the batch stride never counts."""
     class View:  # shape and strides only: the layouts in question would need terabytes
