@@ -20,9 +20,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               --compile reduce-overhead)
  8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: W repack
               always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), grad_W loads a
-              step ahead and 64-bit offsets (those and the single-channel layers), single-channel backward
-              in two launches or on the
-              GEMM kernels (gen.down1, disc.1, gen.out_T, disc.head)
+              step ahead and 64-bit offsets (those and the single-channel layers), the single-channel
+              backward in two launches or on the GEMM kernels (gen.down1, disc.1, gen.out_T, disc.head)
  9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
