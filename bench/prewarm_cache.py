@@ -1,6 +1,6 @@
 """Fill a Triton cache for a GPU round here, without a GPU: compile time stays off the lent device.
 
-    python bench/prewarm_cache.py --pack         # -> .triton-cache/ and .triton-cache.tar.xz (~15 MB)
+    python bench/prewarm_cache.py --pack         # -> .triton-cache/ and .triton-cache.tar.xz (~16 MB)
     # then, on the device (carry .triton-cache.tar.xz):
     python bench/gpu_round.py --triton-cache .triton-cache.tar.xz
 
