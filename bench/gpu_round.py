@@ -79,6 +79,7 @@ THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 KNOB_ON = {"offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "dw_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
+_ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")
 LAYER_PROVIDERS = ("fused", "reference", "compiled")
 #: dense peaks for the roofline (FLOP/s at tf32 and bf16, HBM bytes/s), matched on the device name
@@ -878,13 +879,12 @@ def section_train(rec: Record, args, ctx: dict) -> None:
 
 
 def _knob_layers(args) -> list:
-    every = set(KNOB_LAYERS).union(*KNOB_ON.values())
-    return [la for la in _layer_shapes(args) if la.name in every] or _layer_shapes(args)[:1]
+    return [la for la in _layer_shapes(args) if la.name in _ALL_KNOB_LAYERS] or _layer_shapes(args)[:1]
 
 
 def knobs_for(layer: str, args) -> dict[str, dict[str, Any]]:
     """The KNOBS variants measured on ``layer`` (a run limited to other layers measures all on its first)."""
-    if not any(la.name in set(KNOB_LAYERS).union(*KNOB_ON.values()) for la in _layer_shapes(args)):
+    if not any(la.name in _ALL_KNOB_LAYERS for la in _layer_shapes(args)):
         return dict(KNOBS)
     return {k: v for k, v in KNOBS.items() if layer in KNOB_ON.get(k, KNOB_LAYERS)}
 

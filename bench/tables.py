@@ -92,11 +92,6 @@ def records(results: Path) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(((p, load_record(p)) for p in paths), key=lambda pr: (str(pr[1]["date"]), pr[0].name), reverse=True)
 
 
-def newest_record(results: Path) -> tuple[Path, dict[str, Any]]:
-    """The record with the latest ``date`` (file name breaks ties) among ``results/*.json``."""
-    return records(results)[0]
-
-
 def _num(v: float | None, spec: str = ".3g") -> str:
     return "–" if v is None else format(v, spec)
 

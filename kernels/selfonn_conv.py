@@ -1025,8 +1025,9 @@ def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: in
             "DB_STEPS": db_steps, "n_tiles": n_tiles}
 
 
-def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red: int) -> dict:
-    """Arguments of the grad_W program range (shared by _dw_kernel and _thin_bwd_kernel)."""
+def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red: int, idx) -> dict:
+    """Arguments of the grad_W program range (shared by _dw_kernel and _thin_bwd_kernel); ``idx`` the
+    launch's offset type (:func:`_idx` over every tensor it reads or writes)."""
     S, one = plan["S"], plan["S"] == 1
     acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
     BM, BN = plan["cfg"]["BLOCK_M"], plan["cfg"]["BLOCK_N"]
@@ -1045,13 +1046,9 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sx_b": x.stride(0), "sx_c": x.stride(1), "sx_l": x.stride(2),
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
-        "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": _dw_idx(x, dy, dw),
+        "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": idx,
         "PREFETCH": _DW_PREFETCH,
     }
-
-
-def _dw_idx(x, dy, dw):
-    return _idx(x, dy, weights=(dw,))
 
 
 def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
@@ -1075,14 +1072,14 @@ def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
     need_w, need_b = dw is not None, db is not None
     db_mode = _db_mode(g, need_w, need_b)
     L_red = d.L_in if g.transposed else d.L_out
+    idx = _idx(x, dy, weights=(dw,))
 
     def prepare(cfg: Cfg):
         plan = {**_dw_plan(cfg, d, g, need_w, db_mode, L_red, dy.shape[2], x.device), "cfg": cfg}
         n = plan["S"] * plan["n_tiles"]
-        return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red), "GROUPS": g.groups, "N_PROG": n}, n
+        return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red, idx), "GROUPS": g.groups, "N_PROG": n}, n
 
-    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red, _dw_idx(x, dy, dw)), lambda: _dw_candidates(d, g),
-                  prepare)
+    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red, idx), lambda: _dw_candidates(d, g), prepare)
 
 
 def _thin_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom, fan_is_out: bool) -> tuple[int, int, int]:
@@ -1137,11 +1134,11 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
         else:  # dx only: an empty grad_W range
             plan = {"N_MT": 1, "N_NT": 1, "N_GEMM": 0, "N_DBT": 0, "S": 1, "STEPS": 0, "DB_STEPS": 0,
                     "n_tiles": 0, "cfg": cfg}
-        args = _dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red)
+        args = _dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red, idx)
         dxt = dx if dx is not None else x
         n = p_dx + plan["S"] * plan["n_tiles"]
         args.update({"w_ptr": weight, "dx_ptr": dxt, "N_PROG": n, "P_DX": p_dx, "C_FAN": c_fan,
-                     "HAS_DW": need_w or need_b, "IDX": idx,
+                     "HAS_DW": need_w or need_b,
                      "sw_n": sw[0], "sw_p": sw[1], "sw_j": sw[2],
                      "sdx_b": dxt.stride(0), "sdx_c": dxt.stride(1), "sdx_l": dxt.stride(2), "FANOUT": fanout})
         return args, n
@@ -1267,11 +1264,12 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom,
         return dx, dw, db
     with _recording(key) as launches:
         w = weight
-        if _use_thin(d, g) and _THIN_SPLIT_BWD and (need_w or need_b):
+        thin = _use_thin(d, g)
+        if thin and _THIN_SPLIT_BWD and (need_w or need_b):
             if need_x:
                 _thin_bwd(dy, x, weight, dx, None, None, d, g)
             _launch_dw(x, dy, dw, db, d, g)
-        elif _use_thin(d, g):
+        elif thin:
             _thin_bwd(dy, x, weight, dx, dw, db, d, g)
         else:
             if need_x:
