@@ -82,6 +82,8 @@ class TrainConfig:
     backend: str = "auto"  # selfonn backend: 'auto' (Triton on CUDA), 'torch', 'triton'
     compile: str = ""  # torch.compile the training forwards: '' (eager), 'default', 'reduce-overhead'
     # (CUDA graphs), 'max-autotune', or 'aot_eager' (traces without inductor; for checks)
+    cuda_graph: bool = False  # replay the whole eager training step (G forward, D and G updates, Adam)
+    # from one CUDA graph after 3 warm-up steps: the host's launch cost goes (CUDA, one process)
     # --- validation, checkpoints, logging ----------------------------------------------------------
     val_every: int = 250  # validate (and checkpoint) every N steps; always at the end
     ckpt_every: int = 250  # write last.pt every N steps (besides validations)
@@ -177,6 +179,11 @@ class TrainConfig:
             raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")
         if self.compile and self.world_size_hint() > 1:
             raise ConfigError("--compile is not supported with DDP (torchrun) yet; run without it")
+        if self.cuda_graph and self.compile:
+            raise ConfigError("--cuda-graph replays the eager step; with --compile use 'reduce-overhead' "
+                              "(inductor's CUDA graphs) instead of both")
+        if self.cuda_graph and self.world_size_hint() > 1:
+            raise ConfigError("--cuda-graph is not supported with DDP (torchrun) yet; run without it")
         if self.select_by not in SELECT_BY:
             raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
         from selfonn.backend import BACKENDS
@@ -236,8 +243,8 @@ def _coerce(name: str, value: Any) -> Any:
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
-     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cases", "augment",
-     "group_weight"}
+     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cuda_graph", "cases",
+     "augment", "group_weight"}
 )
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator,

@@ -427,6 +427,75 @@ def _compiled(module: nn.Module, mode: str) -> nn.Module:
     return torch.compile(module, mode=mode)
 
 
+def _portable(opt_state: dict) -> dict:
+    """An optimiser state dict any run can load: a --cuda-graph run's lr tensor and capturable flag
+    become the plain float and False (the loading run sets its own, see `_Run._optimiser_mode`)."""
+    for group in opt_state["param_groups"]:
+        group["lr"] = float(group["lr"])
+        group["capturable"] = False
+    return opt_state
+
+
+def _capture(fn: Callable[[], torch.Tensor]) -> tuple[Callable[[], None], torch.Tensor]:
+    """``fn`` captured in one CUDA graph (nothing runs yet): its replay and its (static) output."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph.replay, out
+
+
+class _StepGraph:
+    """A training step replayed from one CUDA graph (--cuda-graph).
+
+    The first WARMUP steps run eagerly on a side stream (the fused kernels tune and cache their launch
+    plans, Adam creates its state); the next one is captured with its batch in static input buffers
+    and replayed; every later step copies its batch into those buffers and replays. Each replay is a
+    real step: parameters, gradients and Adam state are the same tensors the eager step updates. If
+    the capture fails the run goes on eagerly, with a warning saying why."""
+
+    WARMUP = 3
+
+    @staticmethod
+    def supported(device: torch.device) -> bool:
+        return device.type == "cuda"
+
+    def __init__(self, body: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device) -> None:
+        self.body, self.device = body, device
+        self.calls = 0
+        self.replay: Callable[[], None] | None = None
+        self.failed = False
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.replay is None and not self.failed and self.calls > self.WARMUP:
+            self.static_x, self.static_y = x.clone(), y.clone()
+            try:
+                self.replay, self.out = _capture(lambda: self.body(self.static_x, self.static_y))
+            except Exception as e:  # an op that cannot be captured: the run stays correct, only slower
+                self.failed = True
+                logger.warning("--cuda-graph: capturing the training step failed (%s); training on eagerly",
+                               str(e).splitlines()[0] if str(e) else type(e).__name__)
+            else:
+                _say(f"[train] the training step is captured in a CUDA graph (after {self.WARMUP} eager steps)")
+        if self.replay is not None and x.shape == self.static_x.shape and y.shape == self.static_y.shape:
+            self.static_x.copy_(x)
+            self.static_y.copy_(y)
+            self.replay()
+            return self.out
+        return self._eager(x, y)
+
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The body run eagerly; on a side stream before the capture, as capture wants its warm-up."""
+        if self.device.type != "cuda" or self.replay is not None or self.failed:
+            return self.body(x, y)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            out = self.body(x, y)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        return out
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -457,6 +526,8 @@ class _Run:
             self.first_state = first["generator"]
             self.first = self.first.to(device).eval().requires_grad_(False)
         self.g_raw, self.d_raw = g.to(device), d.to(device)
+        if cfg.cuda_graph and not _StepGraph.supported(device):
+            raise ConfigError(f"--cuda-graph needs a CUDA device (this run is on {device}); pass --no-cuda-graph")
         self.opt_g = torch.optim.Adam(self.g_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.d_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.step = 0
@@ -469,6 +540,7 @@ class _Run:
             self._load(ckpt)
         elif cfg.init_from:
             self._init_from(cfg.init_from)
+        self._optimiser_mode()
         # torch.compile (--compile MODE): the training forwards only; validation and checkpoints use the
         # eager modules (same parameters). With the fused backend the Self-ONN layers are library ops
         # (selfonn::fused_conv), so a model compiles to one graph and CUDA graphs can capture it.
@@ -479,7 +551,24 @@ class _Run:
             raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
         self.plan = _StepBatches(len(train_set), cfg.batch_size, cfg.seed, info.rank, info.world_size)
         use_amp = cfg.bf16 and device.type == "cuda"
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+        # a captured step must not reuse autocast's cast cache across replays
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not cfg.cuda_graph)) \
+            if use_amp else nullcontext
+        self.graph = _StepGraph(self._graph_body, device) if cfg.cuda_graph else None
+
+    def _optimiser_mode(self) -> None:
+        """Adam as this run steps it: for --cuda-graph, `capturable` (its step counts on the device) and
+        the lr a device tensor the graph reads (refilled before each replay); plain floats otherwise.
+        Applied after a checkpoint load too, which brings back the saving run's settings."""
+        capturable = self.cfg.cuda_graph and self.device.type == "cuda"
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["capturable"] = capturable
+                lr = float(group["lr"])
+                group["lr"] = torch.tensor(lr, device=self.device) if self.cfg.cuda_graph else lr
+            for st in opt.state.values():
+                if torch.is_tensor(st.get("step")):
+                    st["step"] = st["step"].to(self.device if capturable else "cpu", torch.float32)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _model_configs(self) -> tuple[dict, dict]:
@@ -503,8 +592,8 @@ class _Run:
             out["generator"] = self.first_state
             out["second_pass"] = {"config": {"generator": gcfg}, "generator": self.g_raw.state_dict()}
         if full:
-            out.update(discriminator=self.d_raw.state_dict(), opt_g=self.opt_g.state_dict(),
-                       opt_d=self.opt_d.state_dict(), rng=capture_rng(), train_s=self.train_s)
+            out.update(discriminator=self.d_raw.state_dict(), opt_g=_portable(self.opt_g.state_dict()),
+                       opt_d=_portable(self.opt_d.state_dict()), rng=capture_rng(), train_s=self.train_s)
         return out
 
     def _load(self, ckpt: dict) -> None:
@@ -563,11 +652,23 @@ class _Run:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One discriminator step then one generator step; returns the detached losses.
 
-        With lambda_adv == 0 the discriminator is neither run nor updated (a plain regression run)."""
+        With lambda_adv == 0 the discriminator is neither run nor updated (a plain regression run).
+        With --cuda-graph the same step runs as `_graph_body` (replayed from a CUDA graph after its
+        warm-up); its losses are checked after the step, the eager step's before each update."""
         lr = self.learning_rate()
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
-                group["lr"] = lr
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
+        if self.graph is not None:
+            vals = dict(zip(self._loss_names(), self.graph(x, y).tolist()))
+            for which, key in (("discriminator", "d_loss"), ("generator", "g_loss")):
+                if which == "generator" or self.cfg.lambda_adv > 0:
+                    if not math.isfinite(vals[key]):
+                        self._non_finite(which, vals[key])
+            return vals
         with self.autocast():
             fake = self.g(x)
         adversarial = self.cfg.lambda_adv > 0
@@ -575,6 +676,25 @@ class _Run:
         loss_g, parts = self._g_step(y, fake, adversarial)
         vals = torch.stack([loss_d.detach().cpu(), loss_g.detach().cpu(), *(v.cpu() for v in parts.values())]).tolist()
         return dict(zip(["d_loss", "g_loss", *parts.keys()], vals))
+
+    def _loss_names(self) -> list[str]:
+        """Names of `_graph_body`'s outputs: the loss terms the config weights, in g_loss's order."""
+        cfg = self.cfg
+        weights = (("g_adv", cfg.lambda_adv), ("g_l1", cfg.lambda_t), ("g_spec", cfg.lambda_s),
+                   ("g_mr", cfg.lambda_mr), ("g_sisdr", cfg.lambda_sisdr), ("g_level", cfg.lambda_level),
+                   ("g_sdr", cfg.lambda_sdr))
+        return ["d_loss", "g_loss", *(name for name, w in weights if w)]
+
+    def _graph_body(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training step without a host sync, as a CUDA graph captures it: gradients zeroed in place
+        (their tensors stay the graph's), no finiteness check inside; returns the losses stacked on the
+        device, named by `_loss_names`."""
+        with self.autocast():
+            fake = self.g(x)
+        adversarial = self.cfg.lambda_adv > 0
+        loss_d = self._d_step(y, fake, in_place=True) if adversarial else fake.new_full((), float("nan"))
+        loss_g, parts = self._g_step(y, fake, adversarial, in_place=True)
+        return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *(v.float() for v in parts.values())])
 
     def precompile_kernels(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Compile every fused-kernel variant a step launches, all at once, before the first step.
@@ -606,8 +726,9 @@ class _Run:
             for opt in (self.opt_g, self.opt_d):
                 opt.zero_grad(set_to_none=True)
 
-    def _d_step(self, y: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """LSGAN discriminator update: real -> 1, fake -> 0 (one forward over both halves: one DDP reduction)."""
+    def _d_step(self, y: torch.Tensor, fake: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """LSGAN discriminator update: real -> 1, fake -> 0 (one forward over both halves: one DDP reduction).
+        ``in_place``: the captured step's form (gradients zeroed in place, no host-side check)."""
         from opgan.models import losses as L
 
         self.d_raw.requires_grad_(True)
@@ -615,13 +736,15 @@ class _Run:
             scores = self.d(torch.cat([y, fake.detach()]))
         d_real, d_fake = scores.split(y.shape[0])
         loss_d = L.d_loss(d_real, d_fake)
-        self.opt_d.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=not in_place)
         loss_d.backward()
-        self._check_finite("discriminator", loss_d)
+        if not in_place:
+            self._check_finite("discriminator", loss_d)
         self.opt_d.step()
         return loss_d
 
-    def _g_step(self, y: torch.Tensor, fake: torch.Tensor, adversarial: bool) -> tuple[torch.Tensor, dict]:
+    def _g_step(self, y: torch.Tensor, fake: torch.Tensor, adversarial: bool,
+                in_place: bool = False) -> tuple[torch.Tensor, dict]:
         """Generator update: fool the (updated) D, plus the reconstruction terms the config weights.
         D's weights get no grads here, so the raw module is used and D's DDP reducer stays out."""
         from opgan.models import losses as L
@@ -634,9 +757,10 @@ class _Run:
                 d_fake_g = self.d_fwd(fake)
         loss_g, parts = L.g_loss(d_fake_g, fake, y, cfg.lambda_t, cfg.lambda_s, cfg.lambda_adv,
                                  cfg.lambda_mr, cfg.lambda_sisdr, cfg.lambda_level, cfg.lambda_sdr, cfg.sdr_cap_db)
-        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_g.zero_grad(set_to_none=not in_place)
         loss_g.backward()
-        self._check_finite("generator", loss_g)
+        if not in_place:
+            self._check_finite("generator", loss_g)
         self.opt_g.step()
         self.d_raw.requires_grad_(True)
         return loss_g, parts
@@ -644,14 +768,17 @@ class _Run:
     def _check_finite(self, which: str, loss: torch.Tensor) -> None:
         bad = distrib.any_flag(not bool(torch.isfinite(loss.detach()).item()), self.device)
         if bad:
-            last = self.run_dir / "last.pt"
-            where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-            raise NonFiniteLossError(
-                f"the {which} loss became non-finite ({loss.item()}) at step {self.step + 1}; training stopped "
-                f"without saving this state; {where}. Try a lower --lr"
-                + (" or --no-bf16" if self.cfg.bf16 else "")
-                + " and --resume, or check the data for NaN/Inf samples"
-            )
+            self._non_finite(which, loss.item())
+
+    def _non_finite(self, which: str, value: float) -> None:
+        last = self.run_dir / "last.pt"
+        where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"the {which} loss became non-finite ({value}) at step {self.step + 1}; training stopped "
+            f"without saving this state; {where}. Try a lower --lr"
+            + (" or --no-bf16" if self.cfg.bf16 else "")
+            + " and --resume, or check the data for NaN/Inf samples"
+        )
 
     # -- validation -----------------------------------------------------------------------------
     def restore_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -365,3 +365,101 @@ def test_kernel_precompile_before_the_first_step_changes_nothing(tiny_data, tmp_
     assert main(_args(tiny_data, tmp_path, "--name", "pre", "--max-steps", "3")) == 0
     assert calls == [1]  # once per session, before the first step
     _states_equal(load_checkpoint(tmp_path / "plain" / "last.pt"), load_checkpoint(tmp_path / "pre" / "last.pt"))
+
+
+
+def _fake_capture(calls: list):
+    """A stand-in for CUDA-graph capture on the CPU: nothing runs at capture; each replay runs the
+    captured body again (on the static inputs) and writes its output into the static output."""
+    def capture(fn):
+        calls.append("capture")
+        out = torch.empty(0)
+
+        def replay():
+            calls.append("replay")
+            r = fn()
+            out.resize_(r.shape).copy_(r)
+        return replay, out
+    return capture
+
+
+@pytest.fixture
+def graph_on_cpu(monkeypatch):
+    """--cuda-graph's step logic on the CPU: the device check passes and capture is the stand-in."""
+    import opgan.trainer as trainer
+
+    calls: list = []
+    monkeypatch.setattr(trainer._StepGraph, "supported", staticmethod(lambda device: True))
+    monkeypatch.setattr(trainer, "_capture", _fake_capture(calls))
+    return calls
+
+
+def test_cuda_graph_step_trains_as_the_eager_step(tiny_data, tmp_path, graph_on_cpu):
+    """--cuda-graph: 3 eager warm-up steps of the in-place body, one capture, replays after; the run
+    ends where the eager run ends (same data, same updates), logs the same losses, and its checkpoint
+    resumes in an eager run (the lr a float again, Adam not capturable)."""
+    extra = ("--max-steps", "6", "--ckpt-every", "1", "--val-every", "3", "--residual", "--gate")
+    assert main(_args(tiny_data, tmp_path, "--name", "eager", *extra)) == 0
+    assert main(_args(tiny_data, tmp_path, "--name", "graph", "--cuda-graph", *extra)) == 0
+    assert graph_on_cpu == ["capture"] + ["replay"] * 3
+    a, b = load_checkpoint(tmp_path / "eager" / "last.pt"), load_checkpoint(tmp_path / "graph" / "last.pt")
+    for key in ("generator", "discriminator"):
+        for k, v in a[key].items():
+            torch.testing.assert_close(b[key][k], v, rtol=1e-5, atol=1e-6, msg=f"{key}.{k}")
+    group = b["opt_g"]["param_groups"][0]
+    assert isinstance(group["lr"], float) and group["lr"] == pytest.approx(a["opt_g"]["param_groups"][0]["lr"])
+    assert group["capturable"] is False
+
+    def losses(name):
+        recs = [json.loads(ln) for ln in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [r[k] for r in recs if r["kind"] == "train" for k in ("d_loss", "g_loss")]
+
+    assert losses("graph") == pytest.approx(losses("eager"), rel=1e-4)
+    assert main(_args(tiny_data, tmp_path, "--name", "graph", "--resume", "--no-cuda-graph", "--max-steps", "7")) == 0
+    assert load_checkpoint(tmp_path / "graph" / "last.pt")["step"] == 7
+
+
+def test_cuda_graph_non_finite_loss_stops_after_the_step(tiny_data, tmp_path, graph_on_cpu, monkeypatch, capsys):
+    """The captured step cannot stop mid-way: its losses are checked after it, and the run stops there
+    without saving (last.pt keeps the last good step)."""
+    from opgan.models import losses
+
+    calls = {"n": 0}
+    real = losses.temporal_l1
+
+    def poisoned(est, ref):
+        calls["n"] += 1
+        out = real(est, ref)
+        return out * float("nan") if calls["n"] >= 5 else out
+
+    monkeypatch.setattr(losses, "temporal_l1", poisoned)
+    assert main(_args(tiny_data, tmp_path, "--cuda-graph", "--max-steps", "8", "--ckpt-every", "1")) == 1
+    err = capsys.readouterr().err
+    assert "generator loss became non-finite" in err and "step 5" in err
+    assert load_checkpoint(tmp_path / "tiny" / "last.pt")["step"] == 4
+
+
+def test_cuda_graph_needs_cuda_and_no_compile(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--cuda-graph", "--device", "cpu")) == 2
+    assert "--cuda-graph needs a CUDA device (this run is on cpu); pass --no-cuda-graph" in capsys.readouterr().err
+    assert main(_args(tiny_data, tmp_path, "--name", "x", "--cuda-graph", "--compile", "default")) == 2
+    assert "reduce-overhead" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-graph capture needs a CUDA device")
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_cuda_graph_on_the_gpu_matches_eager(tiny_data, tmp_path, backend, capsys, monkeypatch):
+    """The real capture: the step is captured (no fallback), and 8 steps (3 eager warm-up, the capture,
+    4 replays) end where the eager run ends, in float32 (TF32 off) on either backend."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    extra = ("--device", "cuda", "--backend", backend, "--max-steps", "8", "--val-every", "4", "--residual", "--gate")
+    assert main(_args(tiny_data, tmp_path, "--name", "eager", *extra)) == 0
+    assert main(_args(tiny_data, tmp_path, "--name", "graph", "--cuda-graph", *extra)) == 0
+    out = capsys.readouterr()
+    assert "captured in a CUDA graph" in out.out and "capturing the training step failed" not in out.err + out.out
+    a, b = load_checkpoint(tmp_path / "eager" / "last.pt"), load_checkpoint(tmp_path / "graph" / "last.pt")
+    for key in ("generator", "discriminator"):
+        for k, v in a[key].items():
+            torch.testing.assert_close(b[key][k], v, rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
+    assert main(_args(tiny_data, tmp_path, "--name", "graph", "--resume", "--max-steps", "10", *extra[:4])) == 0

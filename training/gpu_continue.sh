@@ -6,6 +6,7 @@
 #                                              # carried folders .gpu/sources (<= 64 MiB) and .whl/
 #   bash training/gpu_continue.sh run          # there (device tool: carry .gpu and .whl): trains each
 #                                              # model for $MINUTES (default 4), state -> $OUT/training/
+#                                              # (CUDA_GRAPH=1: with train.py --cuda-graph)
 #   tar xzf <files_at>/training.tgz            # here: take the state back (it unpacks as training/),
 #                                              # then check it (opgan gate score ...) and commit it
 #
@@ -52,6 +53,9 @@ run)
     minutes=${MINUTES:-4}
     device=${DEVICE:-cuda}
     if [ "$device" = cuda ]; then backend=triton; else backend=torch; fi
+    # CUDA_GRAPH=1: the step replayed from one CUDA graph (train.py --cuda-graph), once the round's
+    # CUDA tests have passed test_cuda_graph_on_the_gpu_matches_eager on that machine
+    if [ "${CUDA_GRAPH:-0}" = 1 ]; then graph=--cuda-graph; else graph=--no-cuda-graph; fi
     if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import soundfile" 2>/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
         export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -64,7 +68,7 @@ run)
         step=$(python3 -c "import torch; print(torch.load('$work/training/$kind/last.pt', weights_only=True)['step'])")
         python3 train.py --runs-dir "$work/training" --name "$kind" --resume --data .gpu/sources --rirs "" \
             --device "$device" --backend "$backend" --threads 0 --workers 4 --max-steps $((step + ${MAX_STEPS:-1000000})) \
-            --max-minutes "$minutes" --no-progress 2>&1 | tee "$work/training/$kind.log"
+            --max-minutes "$minutes" --no-progress "$graph" 2>&1 | tee "$work/training/$kind.log"
         tar czf "$out/training.tgz.tmp" -C "$work" training && mv "$out/training.tgz.tmp" "$out/training.tgz"
     done
     ;;
