@@ -7,7 +7,8 @@
 Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
 
  1. env       GPU, clocks, torch / triton / cuDNN versions, TF32 flags
- 2. tests     the CUDA kernel tests (pytest, first candidate configs, on pytest-xdist workers; log in tests.log)
+ 2. tests     the CUDA tests: kernels, models, the trainer's --cuda-graph (pytest, first candidate configs, on
+              pytest-xdist workers; log in tests.log; the trainer's need the carried wheels, --wheels)
  3. compile   every fused kernel variant the layers and train sections will launch, compiled at once on
               all CPUs (selfonn.kernels.precompile; a carried Triton cache makes it a lookup)
  4. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
@@ -305,8 +306,9 @@ def _test_workers(requested: int) -> int:
 def section_tests(rec: Record, args, ctx: dict) -> None:
     # -v: one line per test, so a run the deadline kills still says which tests passed.
     # _pytest_failures: each failure's traceback lands in tests_failures.log at once (a cut run keeps them).
+    tests, left_out = _runnable_tests(shlex.split(args.tests))
     cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "_pytest_failures", "--tb=short",
-           *shlex.split(args.tests)]
+           *tests]
     # The CUDA tests need ~400 distinct kernel variants (first candidates only), ~0.5 s of compile
     # each: serially minutes, more than the section's share. Workers compile them side by side.
     workers = _test_workers(args.test_workers)
@@ -342,11 +344,47 @@ def section_tests(rec: Record, args, ctx: dict) -> None:
     if failures.exists():
         counts["failed_nodes"] = re.findall(r"^==== (\S+)", failures.read_text(), flags=re.M)
     rec.data["tests"] = {"command": "SELFONN_TUNE=0 " + " ".join(shlex.quote(c) for c in cmd), "returncode": rc,
-                         "workers": workers,
+                         "workers": workers, "left_out": left_out,
                          "counts": counts,
                          "seconds": round(time.perf_counter() - t0, 1), "tail": out[-3000:]}
     summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
-    rec.md["tests"] = f"## CUDA kernel tests\n\n`{rec.data['tests']['command']}` -> rc {rc}: {summary}\n"
+    rec.md["tests"] = f"## CUDA kernel tests\n\n`{rec.data['tests']['command']}` -> rc {rc}: {summary}\n" + "".join(
+        f"\nleft out: {why}\n" for why in left_out)
+
+
+#: Test files that import more than torch + triton + numpy: the module each needs.
+_TEST_NEEDS = {"tests/test_trainer.py": "soundfile"}
+
+
+def _runnable_tests(items: list[str]) -> tuple[list[str], list[str]]:
+    """The pytest arguments without test files whose imports this machine lacks (a collection error
+    would stop the whole run), and why each was left out."""
+    keep, left_out = [], []
+    for item in items:
+        need = _TEST_NEEDS.get(item)
+        if need and importlib.util.find_spec(need) is None:
+            left_out.append(f"{item} ({need} is not importable: carry .whl and pass --wheels)")
+        else:
+            keep.append(item)
+    return keep, left_out
+
+
+def _use_wheels(folder: Path) -> None:
+    """Install carried wheels into /tmp/site (no index, no deps) and put it on the path of this process
+    and its children: the lent machines have torch and triton but none of our audio dependencies."""
+    wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    if not wheels:
+        return
+    site = Path(tempfile.gettempdir()) / "site"
+    if not site.is_dir():
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                            "--target", str(site), *map(str, wheels)], capture_output=True, text=True)
+        if r.returncode:
+            print(f"[gpu_round] installing {folder}'s wheels failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+            return
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
 
 
 def _layer_shapes(args) -> list:
@@ -969,8 +1007,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, default=420, help="global time guard for the whole round, seconds")
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma list of " + ",".join(SECTIONS))
     ap.add_argument("--smoke", action="store_true", help="CPU end-to-end check: tiny shapes, TRITON_INTERPRET=1")
-    ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_kernels_ops.py tests/test_models.py -k cuda",
-                    help="pytest arguments of the tests section")
+    ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_kernels_ops.py tests/test_models.py "
+                                       "tests/test_trainer.py -k cuda",
+                    help="pytest arguments of the tests section (test files whose imports are missing here, "
+                         "e.g. the trainer's without soundfile: carry --wheels, are left out and said so)")
+    ap.add_argument("--wheels", default=".whl",
+                    help="a folder of carried wheels (training/gpu_continue.sh prepare writes .whl: soundfile, "
+                         "pystoi, ...) installed into /tmp/site for the tests when present")
     ap.add_argument("--test-timeout-s", type=int, default=120, help="pytest-timeout per test")
     ap.add_argument("--test-workers", type=int, default=-1,
                     help="pytest-xdist workers of the tests section (default: one per CPU up to 16 when "
@@ -1088,6 +1131,8 @@ def main(argv: list[str] | None = None) -> int:
         _use_triton_cache(Path(args.triton_cache))
     if argv is None:  # run as a script: make the project importable first
         _ensure_installed()
+    if not args.smoke:
+        _use_wheels(ROOT / args.wheels)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
 

@@ -437,9 +437,11 @@ def _portable(opt_state: dict) -> dict:
 
 
 def _capture(fn: Callable[[], torch.Tensor]) -> tuple[Callable[[], None], torch.Tensor]:
-    """``fn`` captured in one CUDA graph (nothing runs yet): its replay and its (static) output."""
+    """``fn`` captured in one CUDA graph (nothing runs yet): its replay and its (static) output.
+    thread_local: the DataLoader's pin-memory thread allocates pinned buffers meanwhile, which the
+    default global mode would count against the capture (and poison that thread with the error)."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         out = fn()
     return graph.replay, out
 

@@ -319,3 +319,15 @@ def test_compile_speed_script_prints_its_table(capsys):
     assert _load("compile_speed").main(["--layers", "disc.head", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "| 1 |" in out and "1.00x" in out
+
+
+def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
+    """A test file needing a module the lent machine lacks is left out with the reason (its collection
+    error would stop the whole pytest run); the default list holds the trainer's --cuda-graph test."""
+    assert "tests/test_trainer.py" in gpu_round._parse([]).tests
+    monkeypatch.setitem(gpu_round._TEST_NEEDS, "tests/test_trainer.py", "no_such_module_here")
+    keep, left_out = gpu_round._runnable_tests(["tests/test_models.py", "tests/test_trainer.py", "-k", "cuda"])
+    assert keep == ["tests/test_models.py", "-k", "cuda"]
+    assert left_out == ["tests/test_trainer.py (no_such_module_here is not importable: carry .whl and pass --wheels)"]
+    monkeypatch.setitem(gpu_round._TEST_NEEDS, "tests/test_trainer.py", "json")
+    assert gpu_round._runnable_tests(["tests/test_trainer.py"]) == (["tests/test_trainer.py"], [])

@@ -398,7 +398,7 @@ def test_cuda_graph_step_trains_as_the_eager_step(tiny_data, tmp_path, graph_on_
     """--cuda-graph: 3 eager warm-up steps of the in-place body, one capture, replays after; the run
     ends where the eager run ends (same data, same updates), logs the same losses, and its checkpoint
     resumes in an eager run (the lr a float again, Adam not capturable)."""
-    extra = ("--max-steps", "6", "--ckpt-every", "1", "--val-every", "3", "--residual", "--gate")
+    extra = ("--device", "cpu", "--max-steps", "6", "--ckpt-every", "1", "--val-every", "3", "--residual", "--gate")
     assert main(_args(tiny_data, tmp_path, "--name", "eager", *extra)) == 0
     assert main(_args(tiny_data, tmp_path, "--name", "graph", "--cuda-graph", *extra)) == 0
     assert graph_on_cpu == ["capture"] + ["replay"] * 3
@@ -433,7 +433,7 @@ def test_cuda_graph_non_finite_loss_stops_after_the_step(tiny_data, tmp_path, gr
         return out * float("nan") if calls["n"] >= 5 else out
 
     monkeypatch.setattr(losses, "temporal_l1", poisoned)
-    assert main(_args(tiny_data, tmp_path, "--cuda-graph", "--max-steps", "8", "--ckpt-every", "1")) == 1
+    assert main(_args(tiny_data, tmp_path, "--device", "cpu", "--cuda-graph", "--max-steps", "8", "--ckpt-every", "1")) == 1
     err = capsys.readouterr().err
     assert "generator loss became non-finite" in err and "step 5" in err
     assert load_checkpoint(tmp_path / "tiny" / "last.pt")["step"] == 4
