@@ -19,10 +19,12 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
- 8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: W repack
-              always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), grad_W loads a
-              step ahead and 64-bit offsets (those and the single-channel layers), the single-channel
-              backward in two launches or on the GEMM kernels (gen.down1, disc.1, gen.out_T, disc.head)
+ 8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: the grad_W
+              split no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3, disc.head), W
+              repack always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), grad_W
+              loads a step ahead and 64-bit offsets (those and the single-channel layers), the
+              single-channel backward in two launches or on the GEMM kernels (gen.down1, disc.1, gen.out_T,
+              disc.head)
  9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
@@ -63,21 +65,29 @@ SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train",
 #: (set from the first round, an H200 at the default budget: tests ~90 s on 16 workers, compile 10 s
 #: from a carried cache, layers ~120 s with real torch.compile cells, train ~90 s with its compiled
 #: variants, cache ~20 s)
-SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.30, "profile": 0.03, "autotune": 0.03,
-          "train": 0.23, "knobs": 0.03, "cache": 0.05}
+SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "autotune": 0.03,
+          "train": 0.23, "knobs": 0.05, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv):
-#: W repacked always / never (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2)
-#: grad_W operands loaded a step ahead; 64-bit element offsets (int32 by default where they fit); for
-#: single-channel layers, the backward in
-#: two launches (dx, then grad_W on _dw_kernel) and the GEMM kernels instead of the thin ones
-KNOBS = {"pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
+#: grad_W split no finer than 16 or 1 (batch, time) steps a program (default 4) and its partials summed
+#: one at a time (default: up to 16 per load), the round-1 settings; W repacked always / never
+#: (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2), grad_W operands
+#: loaded a step ahead; 64-bit element offsets (int32 by default where they fit); for single-channel
+#: layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM kernels instead
+#: of the thin ones
+KNOBS = {"dw_min_steps_16": {"_DW_MIN_STEPS": 16}, "dw_min_steps_1": {"_DW_MIN_STEPS": 1},
+         "tail_serial": {"_TAIL_MAX_SPLITS": 1},
+         "pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
          "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4},
          "offsets_64": {"_WIDE_OFFSETS": True}, "dw_prefetch": {"_DW_PREFETCH": True},
          "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
+#: layers whose grad_W split is bounded by the steps a program takes (round 1: 3 to 32 programs, ~6 us
+#: a step on disc.2), not by the SM count
+SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "disc.head")
 #: the layers a knob runs on, where not KNOB_LAYERS
-KNOB_ON = {"offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "dw_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
+KNOB_ON = {"dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
+           "offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "dw_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())

@@ -380,6 +380,25 @@ def _dw_mma(acc, dacc, a, xv, pw, Q: tl.constexpr, DB_MODE: tl.constexpr, ACC_DT
 
 
 @triton.jit
+def _sum_splits(ptr, stride, S, ACC_DTYPE: tl.constexpr, TAIL: tl.constexpr, SIZE: tl.constexpr):
+    """sum over s < S of ptr[s*stride + (0..SIZE)]: the split partials of one tile, TAIL of them per
+    load (independent loads in flight instead of S dependent round trips), in a fixed order."""
+    k = tl.arange(0, SIZE)
+    total = tl.zeros([SIZE], dtype=ACC_DTYPE)
+    if TAIL == 1:
+        for s in range(0, S):
+            total += tl.load(ptr + s * stride + k, cache_modifier=".cg")
+    else:
+        r = tl.arange(0, TAIL)
+        for s0 in range(0, S, TAIL):
+            sr = s0 + r
+            blk = tl.load(ptr + (sr * stride)[:, None] + k[None, :], mask=(sr < S)[:, None], other=0.0,
+                          cache_modifier=".cg")
+            total += tl.sum(blk, axis=0)
+    return total
+
+
+@triton.jit
 def _dw_gemm_tile(
     tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
     B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
@@ -387,6 +406,7 @@ def _dw_gemm_tile(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """D[m, n] = sum over this split's (batch, time) steps of A[m, t] * B[t, n].
@@ -462,17 +482,14 @@ def _dw_gemm_tile(
                 tl.store(pdb_ptr + (split * N_DBT + db_slot) * BLOCK_M + tl.arange(0, BLOCK_M), dacc)
         tl.debug_barrier()  # every thread's partial is stored before the arrival is published
         arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
-        if arrived == S - 1:  # the last split to finish sums all of them, in split order
-            total = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
-            for s in range(0, S):
-                total += tl.load(part_ptr + (s * N_GEMM + tile) * (BLOCK_M * BLOCK_N) + loc, cache_modifier=".cg")
+        if arrived == S - 1:  # the last split to finish sums all of them, in a fixed order
+            total = _sum_splits(part_ptr + tile * (BLOCK_M * BLOCK_N), N_GEMM * (BLOCK_M * BLOCK_N), S, ACC_DTYPE,
+                                TAIL, BLOCK_M * BLOCK_N)
+            total = tl.reshape(total, [BLOCK_M, BLOCK_N])  # row-major, as ``loc`` stored it
             tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_ok)
             if DB_MODE == 1:
                 if nt == 0:
-                    dtot = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
-                    for s in range(0, S):
-                        dtot += tl.load(pdb_ptr + (s * N_DBT + db_slot) * BLOCK_M + tl.arange(0, BLOCK_M),
-                                        cache_modifier=".cg")
+                    dtot = _sum_splits(pdb_ptr + db_slot * BLOCK_M, N_DBT * BLOCK_M, S, ACC_DTYPE, TAIL_DB, BLOCK_M)
                     tl.store(db_ptr + g * OG + o, dtot.to(db_ptr.dtype.element_ty), mask=m_ok)
             tl.store(cnt_ptr + tile, 0)  # ready for the next launch
 
@@ -480,8 +497,8 @@ def _dw_gemm_tile(
 @triton.jit
 def _db_tile(
     dt, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S, DB_STEPS, sy_b, sy_c, sy_l,
-    ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_T: tl.constexpr,
+    ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, TAIL_DB: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """grad_bias partial over this split's (batch, time) steps for channels [dt*M, (dt+1)*M)."""
     o = dt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
@@ -504,9 +521,7 @@ def _db_tile(
         tl.debug_barrier()
         arrived = tl.atomic_add(cnt_ptr + N_GEMM + dt, 1, sem="acq_rel", scope="gpu")
         if arrived == S - 1:
-            dtot = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
-            for s in range(0, S):
-                dtot += tl.load(pdb_ptr + (s * N_DBT + dt) * BLOCK_M + tl.arange(0, BLOCK_M), cache_modifier=".cg")
+            dtot = _sum_splits(pdb_ptr + dt * BLOCK_M, N_DBT * BLOCK_M, S, ACC_DTYPE, TAIL_DB, BLOCK_M)
             tl.store(db_ptr + o, dtot.to(db_ptr.dtype.element_ty), mask=o_ok)
             tl.store(cnt_ptr + N_GEMM + dt, 0)
 
@@ -519,6 +534,7 @@ def _dw_body(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Program ``pid`` of a grad_W launch: tiles fastest (a wave of programs shares its x, dy range),
@@ -534,15 +550,15 @@ def _dw_body(
             _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                           B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                           sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
+                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
         else:
             _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
-                     DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, BLOCK_M, BLOCK_T)
+                     DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, TAIL_DB, BLOCK_M, BLOCK_T)
     else:
         _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                       B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                       sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
+                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
@@ -553,6 +569,7 @@ def _dw_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     pid = _program_index()
@@ -561,7 +578,7 @@ def _dw_kernel(
     _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
              B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
              sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED, DB_MODE,
-             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
+             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,7 +687,8 @@ def _thin_bwd_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, HAS_DW: tl.constexpr, IDX: tl.constexpr,
-    PREFETCH: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
+    PREFETCH: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Single-channel backward in one launch: programs [0, P_DX) write dx, the rest grad_W/grad_bias.
@@ -686,7 +704,7 @@ def _thin_bwd_kernel(
         _dw_body(pid - P_DX, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                  B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
                  sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
-                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, BLOCK_M, BLOCK_N, BLOCK_T)
+                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -818,7 +836,11 @@ _THIN = True
 _PLANS = True
 # grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
 _DW_PROGRAMS_PER_SM = 2
-_DW_MIN_STEPS = 16
+_DW_MIN_STEPS = 4
+# The last program of a split tile sums the partials _TAIL_MAX_SPLITS at a time, at most
+# _TAIL_ELEMENTS values per load (a [16, 16] tile: 16 partials per load; [64, 128]: one).
+_TAIL_MAX_SPLITS = 16
+_TAIL_ELEMENTS = 8192
 # Single-channel backward in two launches, dx on the bandwidth kernel and grad_W / grad_bias on
 # _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch
 # variants reach 255 registers and some spill). Off until a GPU round's knobs section says it wins.
@@ -1047,8 +1069,13 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
         "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": idx,
-        "PREFETCH": _DW_PREFETCH,
+        "PREFETCH": _DW_PREFETCH, "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM),
     }
+
+
+def _tail_splits(size: int) -> int:
+    """Split partials the last program of a tile loads at once (TAIL): up to _TAIL_ELEMENTS elements."""
+    return max(1, min(_TAIL_MAX_SPLITS, _TAIL_ELEMENTS // size))
 
 
 def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
@@ -1157,7 +1184,7 @@ def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more)
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
             weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH, _PACK_MIN_MACS,
-            _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, *more)
+            _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS, *more)
 
 
 def _planning() -> bool:

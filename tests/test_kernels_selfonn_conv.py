@@ -379,11 +379,15 @@ def test_random_geometries_slow(seed, device, poison_empty, monkeypatch, kernel_
 # ---- grad_W split and ordered reduction, repacked weights, folded grids --------------------------
 
 
+@pytest.mark.parametrize("tail", [16, 2, 1], ids=["tail16", "tail2", "tail1"])
 @pytest.mark.parametrize("thin", [False, True], ids=["gemm", "thin"])
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
-def test_grad_w_split_reduces_in_order(transposed, thin, device, poison_empty, monkeypatch, kernel_tol):
-    """Many splits: partials summed by the last program of each tile; counters are left at zero."""
+def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_empty, monkeypatch, kernel_tol):
+    """Many splits: partials summed by the last program of each tile, ``tail`` of them per load (2: several
+    loads and a masked last one; 1: one at a time); counters are left at zero."""
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    monkeypatch.setattr(sc, "_TAIL_MAX_SPLITS", tail)
+    monkeypatch.setattr(_launch, "_offline_sms", 5 if tail == 2 else None)  # 10 programs a tile: S odd
     splits = []
     real_plan = sc._dw_plan
     monkeypatch.setattr(sc, "_dw_plan", lambda *a, **k: splits.append(real_plan(*a, **k)["S"]) or real_plan(*a, **k))
@@ -392,8 +396,11 @@ def test_grad_w_split_reduces_in_order(transposed, thin, device, poison_empty, m
                                                                                      padding=1)
     else:
         case = Case(2, 3, 4, 37, 3, stride=2, padding=1)
+    if tail == 2:  # 3 items x 3 time tiles of 16 under 10 wanted programs: 9 splits, 5 loads, the last masked
+        case = replace(case, B=3, L=80 if not transposed else 40)
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     assert splits and min(splits) > 1, splits
+    assert tail != 2 or any(s % 2 for s in splits), splits  # an odd split count: a masked last load
     assert _launch._counters and not any(c.any() for c in _launch._counters.values())
 
 
