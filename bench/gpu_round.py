@@ -754,7 +754,12 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         if kind == "Kernel":  # selfonn.kernels._launch.Kernel: one pick per tune key
             picks.append({"kernel": name, "key": ["dtype, precision, geometry, channels, size bucket"],
                           "picks": {str(k): str(v) for k, v in getattr(obj, "tuned", {}).items()},
-                          "tunes": getattr(obj, "n_tunes", None)})
+                          "tunes": getattr(obj, "n_tunes", None),
+                          # each candidate's median ms (do_bench on the device): every config of every
+                          # layer's launches side by side, what the next kernel change starts from
+                          "timings": {str(k): [[str(c), None if ms == float("inf") else round(ms, 5)]
+                                               for c, ms in v]
+                                      for k, v in getattr(obj, "timings", {}).items()}})
         elif kind == "Autotuner":
             cache = getattr(obj, "cache", {}) or {}
             picks.append({"kernel": name, "key": list(getattr(obj, "keys", []) or []),
@@ -784,7 +789,10 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     md = "## Autotune and compiled kernels\n\n" + (note + "\n" if note else "")
     for p in picks:
         md += f"\n{p['kernel']} (key {', '.join(p['key'])}):\n\n"
-        md += _md_table(["key", "config"], list(p["picks"].items()))
+        times = p.get("timings", {})
+        md += _md_table(["key", "config", "candidates' ms, sorted"],
+                        [[k, v, " ".join(f"{ms:.4g}" for ms in sorted(ms for _, ms in times.get(k, []) if ms is not None))]
+                         for k, v in p["picks"].items()])
     if kernels:
         md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
                                [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],

@@ -176,6 +176,8 @@ class Kernel:
         # Runtime (non-constexpr) arguments: the ones whose values Triton specialises on.
         self.runtime_names = [n for n, p in params.items() if "constexpr" not in str(p.annotation)]
         self.tuned: dict[tuple, Cfg] = {}
+        # every benchmarked candidate's median ms per tune key (the GPU round records them)
+        self.timings: dict[tuple, list[tuple[Cfg, float]]] = {}
         self.compiled: dict[tuple, object] = {}
         self._tensor_names: list[str] | None = None  # runtime arguments split by kind on the first launch
         self._int_names: list[str] = []
@@ -202,6 +204,7 @@ class Kernel:
         timings = [(self._bench(cfg, prepare), i) for i, cfg in enumerate(candidates)]
         best = candidates[min(timings)[1]]
         self.tuned[tune_key] = best
+        self.timings[tune_key] = [(cfg, ms) for cfg, (ms, _) in zip(candidates, timings)]
         self.n_tunes += 1
         log.debug("selfonn.kernels: %s %s -> %s (%s)", self.name, tune_key, best, timings)
         return best

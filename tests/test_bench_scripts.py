@@ -233,12 +233,17 @@ def test_autotune_section_reports_the_lean_launchers_picks(monkeypatch):
 
     k = sc._kernel("gather")
     monkeypatch.setitem(k.tuned, ("bf16", "key"), _launch.Cfg.of(BLOCK_T=64))
+    monkeypatch.setitem(k.timings, ("bf16", "key"), [(_launch.Cfg.of(BLOCK_T=64), 0.25),
+                                                     (_launch.Cfg.of(BLOCK_T=128), float("inf"))])
     rec = gpu_round.Record.__new__(gpu_round.Record)
     rec.data, rec.md = {}, {}
     gpu_round.section_autotune(rec, None, {})
     picks = {p["kernel"]: p for p in rec.data["autotune"]["picks"]}
     (mine,) = [p for name, p in picks.items() if name.endswith(f"[{k.name}]")]
     assert "('bf16', 'key')" in mine["picks"] and "BLOCK_T" in mine["picks"]["('bf16', 'key')"]
+    (fast, failed) = mine["timings"]["('bf16', 'key')"]  # each candidate's ms; one that failed: None
+    assert "BLOCK_T" in fast[0] and fast[1] == 0.25 and failed[1] is None
+    json.dumps(rec.data)  # the record stays JSON
 
 
 def test_prewarm_pack_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys, monkeypatch):

@@ -148,10 +148,15 @@ def test_tuning_runs_once_per_key_and_length_bucket(device, monkeypatch):
     monkeypatch.setattr(_launch.Kernel, "_bench", fake_bench)
     for k in sc._kernels.values():
         monkeypatch.setattr(k, "tuned", {})
+        monkeypatch.setattr(k, "timings", {})
     monkeypatch.setattr(sc, "_plans", {})  # a signature an earlier test recorded would replay untuned
     _run_conv(device, 37)
     first = len(benched)
     assert {n for n, _ in benched} == {"gather", "scatter", "dw"}
+    for k in sc._kernels.values():  # every benchmarked candidate's time is kept beside the pick
+        for key, cfg in k.tuned.items():
+            times = k.timings[key]
+            assert cfg == min(times, key=lambda ct: ct[1])[0] and all(c in (b for _, b in benched) for c, _ in times)
     _run_conv(device, 37)
     _run_conv(device, 45)  # same bucket (64)
     assert len(benched) == first
