@@ -447,13 +447,15 @@ def test_cuda_graph_needs_cuda_and_no_compile(tiny_data, tmp_path, capsys):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-graph capture needs a CUDA device")
-@pytest.mark.parametrize("backend", ["triton", "torch"])
-def test_cuda_graph_on_the_gpu_matches_eager(tiny_data, tmp_path, backend, capsys, monkeypatch):
+@pytest.mark.parametrize("backend, precision", [("triton", "fp32"), ("torch", "fp32"), ("triton", "bf16")])
+def test_cuda_graph_on_the_gpu_matches_eager(tiny_data, tmp_path, backend, precision, capsys, monkeypatch):
     """The real capture: the step is captured (no fallback), and 8 steps (3 eager warm-up, the capture,
-    4 replays) end where the eager run ends, in float32 (TF32 off) on either backend."""
+    4 replays) end where the eager run ends, in float32 (TF32 off) on either backend, and under bf16
+    autocast (its cast cache off in the graph)."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    extra = ("--device", "cuda", "--backend", backend, "--max-steps", "8", "--val-every", "4", "--residual", "--gate")
+    extra = ("--device", "cuda", "--backend", backend, "--max-steps", "8", "--val-every", "4", "--residual", "--gate",
+             "--bf16" if precision == "bf16" else "--no-bf16")
     assert main(_args(tiny_data, tmp_path, "--name", "eager", *extra)) == 0
     assert main(_args(tiny_data, tmp_path, "--name", "graph", "--cuda-graph", *extra)) == 0
     out = capsys.readouterr()
@@ -463,3 +465,4 @@ def test_cuda_graph_on_the_gpu_matches_eager(tiny_data, tmp_path, backend, capsy
         for k, v in a[key].items():
             torch.testing.assert_close(b[key][k], v, rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
     assert main(_args(tiny_data, tmp_path, "--name", "graph", "--resume", "--max-steps", "10", *extra[:4])) == 0
+    assert load_checkpoint(tmp_path / "graph" / "last.pt")["step"] == 10
