@@ -691,20 +691,23 @@ def _thin_bwd_kernel(
     BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
-    """Single-channel backward in one launch: programs [0, P_DX) write dx, the rest grad_W/grad_bias.
-    HAS_DW=False compiles the dx part alone (its registers no longer sized for the grad_W body)."""
+    """Single-channel backward in one launch: the grad_W/grad_bias programs first (each walks several
+    (batch, time) steps: started first, they overlap the many short dx programs instead of trailing
+    them), then P_DX programs writing dx. HAS_DW=False compiles the dx part alone (its registers no
+    longer sized for the grad_W body)."""
     pid = _program_index()
     if pid >= N_PROG:
         return
-    if pid < P_DX:
-        _thin_body(pid, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
-                   sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
-                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, BLOCK_C, BLOCK_TX)
-    elif HAS_DW:
-        _dw_body(pid - P_DX, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+    n_dw = N_PROG - P_DX
+    if HAS_DW and pid < n_dw:
+        _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                  B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
                  sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
                  ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
+    else:
+        _thin_body(pid - n_dw, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
+                   sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
+                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, BLOCK_C, BLOCK_TX)
 
 
 # --------------------------------------------------------------------------------------------
