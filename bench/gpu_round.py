@@ -19,8 +19,9 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
- 8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: the grad_W
-              split no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3, disc.head), W
+ 8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: grad_x one
+              pass per power (gen.up2, gen.down4, disc.3, gen.up4), the grad_W split no finer than 16
+              or 1 steps and its serial tail (gen.down1/2, disc.1/2/3, disc.head), W
               repack always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), grad_W
               loads a step ahead and 64-bit offsets (those and the single-channel layers), the
               single-channel backward in two launches or on the GEMM kernels (gen.down1, disc.1, gen.out_T,
@@ -68,14 +69,15 @@ SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train",
 SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "autotune": 0.03,
           "train": 0.23, "knobs": 0.05, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv):
-#: grad_W split no finer than 16 or 1 (batch, time) steps a program (default 4) and its partials summed
-#: one at a time (default: up to 16 per load), the round-1 settings; W repacked always / never
+#: grad_x one pass per power (round 1; default: all powers in one pass), the grad_W split no finer
+#: than 16 or 1 (batch, time) steps a program (default 4) and its partials summed one at a time
+#: (default: up to 16 per load), the round-1 settings; W repacked always / never
 #: (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2), grad_W operands
 #: loaded a step ahead; 64-bit element offsets (int32 by default where they fit); for single-channel
 #: layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM kernels instead
 #: of the thin ones
 KNOBS = {"dw_min_steps_16": {"_DW_MIN_STEPS": 16}, "dw_min_steps_1": {"_DW_MIN_STEPS": 1},
-         "tail_serial": {"_TAIL_MAX_SPLITS": 1},
+         "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "dual_passes": {"_DUAL_ONE_PASS": False},
          "pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
          "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4},
          "offsets_64": {"_WIDE_OFFSETS": True}, "dw_prefetch": {"_DW_PREFETCH": True},
@@ -86,7 +88,7 @@ THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 #: a step on disc.2), not by the SM count
 SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "disc.head")
 #: the layers a knob runs on, where not KNOB_LAYERS
-KNOB_ON = {"dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
+KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
            "offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "dw_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}

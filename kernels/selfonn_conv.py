@@ -168,6 +168,39 @@ def _acc_dual(
         a_ptr + (a_rows[:, None] + o[None, :].to(IDX) * sa_c),
         mask=rows_ok[:, None] & o_ok[None, :], other=0.0,
     )  # [T, R]
+    w = _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, P, GROUPS, IDX)
+    return tl.dot(a.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+
+
+@triton.jit
+def _acc_dual_powers(
+    acc0, acc1, acc2, a_ptr, a_rows, rows_ok, w_ptr, w_off, n, n_ok, o0, o_hi, C_IN, CQG, OG, sa_c, sw_g, sw_o,
+    sw_c, Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    IDX: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    """_acc_dual for powers 0..Q-1 (Q <= 3) at once: the dy tile loaded once for all of them."""
+    o = o0 + tl.arange(0, BLOCK_R)
+    o_ok = o < o_hi
+    a = tl.load(
+        a_ptr + (a_rows[:, None] + o[None, :].to(IDX) * sa_c),
+        mask=rows_ok[:, None] & o_ok[None, :], other=0.0,
+    )  # [T, R]
+    w = _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, 0, GROUPS, IDX)
+    a = a.to(w.dtype)
+    acc0 = tl.dot(a, w, acc0, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+    if Q > 1:
+        w = _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, 1, GROUPS, IDX)
+        acc1 = tl.dot(a, w, acc1, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+    if Q > 2:
+        w = _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, 2, GROUPS, IDX)
+        acc2 = tl.dot(a, w, acc2, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+    return acc0, acc1, acc2
+
+
+@triton.jit
+def _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, P: tl.constexpr, GROUPS: tl.constexpr,
+            IDX: tl.constexpr):
+    """W[o, col(n, P)] as an [R, N] tile: reduction channels o, input channels n at power P."""
     if GROUPS == 1:
         w_ok = o_ok[:, None] & n_ok[None, :]
         w_off2 = (P * C_IN + n)[None, :].to(IDX) * sw_c + o[:, None].to(IDX) * sw_o
@@ -180,8 +213,7 @@ def _acc_dual(
         w_ok = o_ok[:, None] & n_ok[None, :] & (o_rel >= 0) & (o_rel < OG)
         w_off2 = (gc[None, :].to(IDX) * sw_g + c[None, :].to(IDX) * sw_c
                   + o_rel.to(IDX) * sw_o)
-    w = tl.load(w_ptr + w_off + w_off2, mask=w_ok, other=0.0)  # [R, N]
-    return tl.dot(a.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+    return tl.load(w_ptr + w_off + w_off2, mask=w_ok, other=0.0)  # [R, N]
 
 
 @triton.jit
@@ -238,7 +270,7 @@ def _mm_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     J_STEP: tl.constexpr, GROUPS: tl.constexpr, SCATTER: tl.constexpr, POW_A: tl.constexpr,
     HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    ONE_PASS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """Implicit GEMM ``out[b, n, l] = sum_{r, taps} f(a[b, r, src]) W[...]``, tiled [BLOCK_T rows, BLOCK_N channels].
 
@@ -248,7 +280,8 @@ def _mm_kernel(
     contiguous run of ``a``. POW_A: powers of ``a`` (= x) formed in registers, one load per
     (tap, channel block) - conv fwd (gather) / convT fwd (scatter). Otherwise ``a`` = dy, outputs are
     input channels, one accumulator per power (a pure MMA loop) scaled by (p+1)*x**p at the end -
-    convT dx (gather) / conv dx (scatter).
+    convT dx (gather) / conv dx (scatter); ONE_PASS (Q <= 3): all powers' accumulators in one pass
+    over the reduction, each dy tile loaded once instead of once per power.
     """
     pid = _program_index()
     if pid >= N_PROG:
@@ -303,6 +336,25 @@ def _mm_kernel(
             acc = _acc_powers(acc, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
                               w_g + (j0 + k * tap_step) * sw_k, g * CQG, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
                               r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, IDX, BLOCK_R)
+    elif ONE_PASS:
+        acc1 = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
+        acc2 = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
+        for it in range(0, n_taps * n_rb):
+            k = it // n_rb
+            src = src0 + k * src_step
+            src_ok = l_ok & (src >= 0) & (src < L_A)
+            acc, acc1, acc2 = _acc_dual_powers(acc, acc1, acc2, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
+                                               (j0 + k * tap_step) * sw_k, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
+                                               r_hi, C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c, Q, GROUPS, ACC_DTYPE,
+                                               PRECISION, IDX, BLOCK_R)
+        if Q > 1:  # x only now: not held through the loop
+            xv = tl.load(
+                x_ptr + b.to(tl.int64) * sx_b + (n[None, :].to(IDX) * sx_c + l[:, None].to(IDX) * sx_l),
+                mask=l_ok[:, None] & n_ok[None, :], other=0.0,
+            ).to(ACC_DTYPE)
+            acc += acc1 * xv * 2  # as the per-power passes combine them: the same sums, the same order
+            if Q > 2:
+                acc += acc2 * (xv * xv) * 3
     else:
         xv = tl.load(
             x_ptr + b.to(tl.int64) * sx_b + (n[None, :].to(IDX) * sx_c + l[:, None].to(IDX) * sx_l),
@@ -852,6 +904,13 @@ _THIN_SPLIT_BWD = False
 # hand: the powers between load and MMA keep Triton's pipeliner off these loads). Off until a GPU
 # round's knobs section says it wins.
 _DW_PREFETCH = False
+# grad_x on the GEMM kernels: every power's accumulator in one pass over the reduction (dy loaded
+# once, Q accumulators live) instead of one pass per power (one accumulator, dy loaded Q times),
+# for Q <= 3. Offline (sm_90, Triton 3.9 ptxas) it also needs fewer registers: the per-power passes
+# held x and x**p through every pass (gen.up2's 128x64 tile 244 -> 176 registers, its 4-warp
+# variant's spill 832 -> 72 bytes; spilling GEMM variants in the compile check 11 -> 3). The knobs
+# section times both.
+_DUAL_ONE_PASS = True
 # 64-bit element offsets everywhere (otherwise only where a batch item's offsets pass 2**31: _idx).
 _WIDE_OFFSETS = False
 
@@ -1011,7 +1070,8 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     j_step = g.stride // math.gcd(g.stride, g.dilation) if scatter else 1
     consts = {**_geo_consts(d, g), "J_STEP": j_step, "GROUPS": g.groups,
               "SCATTER": scatter, "POW_A": pow_a, "HAS_BIAS": bias is not None, "ACC_DTYPE": _acc_dtype(a.dtype),
-              "PRECISION": _precision(a), "IDX": _idx(a, x, out, weights=(w,))}
+              "PRECISION": _precision(a), "IDX": _idx(a, x, out, weights=(w,)),
+              "ONE_PASS": _DUAL_ONE_PASS and not pow_a and g.q <= 3}
     rows = _cdiv(L_OUT, g.stride) if scatter else L_OUT
     if scatter:
         n_bg *= g.stride
@@ -1186,8 +1246,9 @@ _PLANS_MAX = 4096
 def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more) -> tuple:
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
-            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH, _PACK_MIN_MACS,
-            _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS, *more)
+            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
+            _DUAL_ONE_PASS, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
+            *more)
 
 
 def _planning() -> bool:

@@ -270,6 +270,38 @@ def test_grad_w_prefetch_matches_reference(transposed, name, min_steps, device, 
     _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
+@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
+                                                  (False, "groups2_spans_powers"), (True, "groups2_spans_powers")])
+@pytest.mark.parametrize("q", [1, 2, 3, 4])
+def test_dual_one_pass_matches_reference(transposed, name, q, device, poison_empty, monkeypatch, kernel_tol):
+    """_DUAL_ONE_PASS: grad_x with every power's accumulator in one pass (q <= 3; q = 4 keeps the passes)
+    matches the reference, and the per-power passes bit for bit (the same sums in the same order)."""
+    case = replace(_case(transposed, name), q=q)
+    _, (x, w, b) = _make(case, transposed, device, torch.float32)
+    ker, _ = _ops(case, transposed)
+
+    def grad_x():
+        x.grad = None
+        ker(x, w, b).square().sum().backward()
+        return x.grad.clone()
+
+    passes = grad_x()
+    monkeypatch.setattr(sc, "_DUAL_ONE_PASS", True)
+    one_pass = []
+    real = _launch.Kernel.__call__
+
+    def spy(self, device, key, candidates, prepare):
+        if self.name in ("gather", "scatter"):
+            cands = candidates() if callable(candidates) else candidates
+            one_pass.append(prepare(cands[0])[0]["ONE_PASS"])
+        return real(self, device, key, candidates, prepare)
+
+    monkeypatch.setattr(_launch.Kernel, "__call__", spy)
+    assert torch.equal(grad_x(), passes)
+    assert one_pass == [False, q <= 3]  # the forward, then grad_x in one pass where q allows
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
 def test_offset_type_follows_the_largest_batch_item():
     """int32 while every offset inside one batch item (and W) fits; the batch stride never counts."""
     class View:  # shape and strides only: the layouts in question would need terabytes
