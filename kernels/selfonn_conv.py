@@ -817,10 +817,26 @@ def _thin_configs() -> list[Cfg]:
     return [Cfg.of(num_warps=w, BLOCK_C=c, BLOCK_T=t) for c, t, w in _THIN_SHAPES]
 
 
-def _prune_mm(n_out: int, n_red: int) -> list[Cfg]:
+def _prune_mm(n_out: int, n_red: int, one_pass_q: int = 0) -> list[Cfg]:
+    """``one_pass_q``: the dual one-pass mode's power count (0 otherwise). Its loop has no math between
+    loads and MMAs, so Triton pipelines it with a shared-memory buffer per stage holding the dy tile
+    and the Q weight tiles; stages drop to what fits (a 128x64 tile with 64-channel blocks: 240 KB
+    at 3 stages, past Hopper's 227 KB)."""
     kept = [c for c in _mm_configs() if c["BLOCK_N"] <= _np2(n_out) and c["BLOCK_R"] <= _np2(n_red)]
+    if one_pass_q:
+        kept = [_fit_stages(c, c["BLOCK_T"] * c["BLOCK_R"] + one_pass_q * c["BLOCK_R"] * c["BLOCK_N"]) for c in kept]
     kept = kept or [_INTERP_MM]
     return [_INTERP_MM] + kept if _launch.interpreting() else kept
+
+
+#: shared memory a block may use on the GPUs we tune for (Hopper: 227 KB), less room for the epilogue
+_SMEM_BUDGET = 224 * 1024
+
+
+def _fit_stages(cfg: Cfg, elems_per_stage: int, elem_bytes: int = 4) -> Cfg:
+    """``cfg`` with no more pipeline stages than ``elems_per_stage`` fp32 values a stage fit in (at least 1)."""
+    stages = max(1, min(cfg.num_stages, _SMEM_BUDGET // (elems_per_stage * elem_bytes)))
+    return cfg if stages == cfg.num_stages else Cfg(cfg.blocks, cfg.num_warps, stages)
 
 
 def _prune_dw(rows: int, cols: int) -> list[Cfg]:
@@ -1089,7 +1105,8 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
         return {**base, "N_PROG": n}, n
 
     key = (a.dtype, tuple((k, v) for k, v in consts.items() if k != "ACC_DTYPE"), d.C_in, d.CQG, d.OG, N_OUT, sw[1] == 1, _bucket(rows))
-    _kernel(kind)(a.device, key, lambda: _prune_mm(N_OUT, n_red), prepare)
+    one_pass_q = g.q if consts["ONE_PASS"] else 0
+    _kernel(kind)(a.device, key, lambda: _prune_mm(N_OUT, n_red, one_pass_q), prepare)
 
 
 def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: int, L_y: int, device) -> dict:
