@@ -19,13 +19,12 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
- 8. knobs     fused fwd+bwd with the launcher's guessed constants changed, beside the defaults: grad_x one
-              pass per power (gen.up2, gen.down4, disc.3, gen.up4), the grad_W split no finer than 16
-              or 1 steps and its serial tail (gen.down1/2, disc.1/2/3, disc.head), W
-              repack always / never and grad_W programs per SM 1 / 4 (gen.up2, gen.down4, disc.3), grad_W
-              loads a step ahead and 64-bit offsets (those and the single-channel layers), the
-              single-channel backward in two launches or on the GEMM kernels (gen.down1, disc.1, gen.out_T,
-              disc.head)
+ 8. knobs     fused fwd+bwd with the launcher's constants changed, beside the defaults: grad_x one pass
+              per power (gen.up2, gen.down4, disc.3, gen.up4), grad_W on concat-channel tiles, with and
+              without loads a step ahead, and 64-bit offsets (those and the single-channel layers), the
+              grad_W split no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3,
+              disc.head), the single-channel backward in two launches or on the GEMM kernels (gen.down1,
+              disc.1, gen.out_T, disc.head)
  9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
@@ -67,20 +66,20 @@ SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train",
 #: from a carried cache, layers ~120 s with real torch.compile cells, train ~90 s with its compiled
 #: variants, cache ~20 s)
 SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "autotune": 0.03,
-          "train": 0.23, "knobs": 0.05, "cache": 0.05}
-#: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv):
-#: grad_x one pass per power (round 1; default: all powers in one pass), the grad_W split no finer
-#: than 16 or 1 (batch, time) steps a program (default 4) and its partials summed one at a time
-#: (default: up to 16 per load), the round-1 settings; W repacked always / never
-#: (default: from 2**27 multiply-adds), grad_W programs per SM 1 / 4 (default 2), grad_W operands
-#: loaded a step ahead; 64-bit element offsets (int32 by default where they fit); for single-channel
-#: layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM kernels instead
-#: of the thin ones
-KNOBS = {"dw_min_steps_16": {"_DW_MIN_STEPS": 16}, "dw_min_steps_1": {"_DW_MIN_STEPS": 1},
-         "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "dual_passes": {"_DUAL_ONE_PASS": False},
-         "pack_always": {"_PACK_MIN_MACS": 0}, "pack_never": {"_PACK_MIN_MACS": 1 << 62},
-         "dw_per_sm_1": {"_DW_PROGRAMS_PER_SM": 1}, "dw_per_sm_4": {"_DW_PROGRAMS_PER_SM": 4},
-         "offsets_64": {"_WIDE_OFFSETS": True}, "dw_prefetch": {"_DW_PREFETCH": True},
+          "train": 0.20, "knobs": 0.08, "cache": 0.05}
+#: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
+#: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
+#: powers in one pass); grad_W on concat-channel tiles each column at its own power (default: every
+#: power of a column in one program), also with its operands loaded a step ahead; the grad_W split no
+#: finer than 16 or 1 (batch, time) steps a program (default 4); its partials summed one at a time
+#: (default: up to 16 per load); 64-bit element offsets (default: int32 where they fit); for
+#: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM
+#: kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
+#: per SM 1 / 4: the defaults stay.)
+KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_POW_TILES": False},
+         "dw_concat_prefetch": {"_DW_POW_TILES": False, "_DW_PREFETCH": True},
+         "dw_min_steps_16": {"_DW_MIN_STEPS": 16}, "dw_min_steps_1": {"_DW_MIN_STEPS": 1},
+         "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
          "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
@@ -88,9 +87,10 @@ THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 #: a step on disc.2), not by the SM count
 SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "disc.head")
 #: the layers a knob runs on, where not KNOB_LAYERS
-KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
-           "offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "dw_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
-           "thin_split_bwd": THIN_KNOB_LAYERS,
+KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LAYERS + THIN_KNOB_LAYERS + ("disc.2",),
+           "dw_concat_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
+           "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
+           "offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")

@@ -547,6 +547,102 @@ def _dw_gemm_tile(
 
 
 @triton.jit
+def _dw_pow_tile(
+    tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+    B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
+    sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
+    Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+    TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """_dw_gemm_tile with every power of its columns in the program (groups 1, Q <= 3).
+
+    Columns are (input channel, tap) (conv) or input channels (convT), not concat channels: each step
+    loads x once, raises it to 2 and 3 in registers and feeds one accumulator per power (the
+    concat-column tile re-loaded x for every power, each column at its own power). Power p's
+    W entries sit p*C_in concat channels after power 0's."""
+    nt = (tile % N_NT).to(tl.int32)
+    mt = ((tile // N_NT) % N_MT).to(tl.int32)
+    m = mt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
+    n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
+    if TRANSPOSED:
+        m_ok = m < OG * K
+        o = m // K
+        y_shift = (m - o * K) * DIL - PAD_L  # [M] tap of each row
+        n_ok = n < C_IN
+        ch = n
+        x_shift = n * 0
+        dw_off = n[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K) at power 0
+        p_step = C_IN * OG * K
+    else:
+        m_ok = m < OG
+        o = m
+        y_shift = m * 0
+        n_ok = n < C_IN * K
+        ch = n // K
+        x_shift = (n - ch * K) * DIL - PAD_L  # [N] tap of each column
+        dw_off = o[:, None].to(IDX) * (CQG * K) + n[None, :]  # W (C_out, Q*C_in, K) at power 0
+        p_step = C_IN * K
+    y_rows = o.to(IDX) * sy_c  # [M]
+    x_cols = ch.to(IDX) * sx_c  # [N]
+    n_tt = tl.cdiv(L_RED, BLOCK_T)
+    lo = split * STEPS
+    hi = tl.minimum(lo + STEPS, B * n_tt)
+    acc0 = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
+    acc1 = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
+    acc2 = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
+    dacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
+    for step in range(lo, hi):
+        a, xv = _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift,
+                             m_ok, n_ok, L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+        xv = xv.to(ACC_DTYPE)
+        acc0 = tl.dot(a, xv.to(a.dtype), acc0, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        if Q > 1:
+            x2 = xv * xv
+            acc1 = tl.dot(a, x2.to(a.dtype), acc1, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+            if Q > 2:
+                acc2 = tl.dot(a, (x2 * xv).to(a.dtype), acc2, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        if DB_MODE == 1:
+            dacc += tl.sum(a.to(ACC_DTYPE), axis=1)
+    dw_ok = m_ok[:, None] & n_ok[None, :]
+    if ONE_SPLIT:
+        tl.store(dw_ptr + dw_off, acc0.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        if Q > 1:
+            tl.store(dw_ptr + (dw_off + p_step), acc1.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        if Q > 2:
+            tl.store(dw_ptr + (dw_off + 2 * p_step), acc2.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        if DB_MODE == 1:
+            if nt == 0:
+                tl.store(db_ptr + o, dacc.to(db_ptr.dtype.element_ty), mask=m_ok)
+    else:
+        size = BLOCK_M * BLOCK_N
+        loc = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+        mine = part_ptr + (split * N_GEMM + tile) * (Q * size)  # this split's Q partials of the tile
+        tl.store(mine + loc, acc0)
+        if Q > 1:
+            tl.store(mine + size + loc, acc1)
+        if Q > 2:
+            tl.store(mine + 2 * size + loc, acc2)
+        if DB_MODE == 1:
+            if nt == 0:
+                tl.store(pdb_ptr + (split * N_DBT + mt) * BLOCK_M + tl.arange(0, BLOCK_M), dacc)
+        tl.debug_barrier()  # every thread's partials are stored before the arrival is published
+        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
+        if arrived == S - 1:  # the last split to finish sums all of them, in a fixed order
+            for p in tl.static_range(Q):
+                total = _sum_splits(part_ptr + (tile * Q + p) * size, N_GEMM * (Q * size), S, ACC_DTYPE, TAIL,
+                                    BLOCK_M * BLOCK_N)
+                total = tl.reshape(total, [BLOCK_M, BLOCK_N])
+                tl.store(dw_ptr + (dw_off + p * p_step), total.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+            if DB_MODE == 1:
+                if nt == 0:
+                    dtot = _sum_splits(pdb_ptr + mt * BLOCK_M, N_DBT * BLOCK_M, S, ACC_DTYPE, TAIL_DB, BLOCK_M)
+                    tl.store(db_ptr + o, dtot.to(db_ptr.dtype.element_ty), mask=m_ok)
+            tl.store(cnt_ptr + tile, 0)  # ready for the next launch
+
+
+@triton.jit
 def _db_tile(
     dt, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S, DB_STEPS, sy_b, sy_c, sy_l,
     ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, TAIL_DB: tl.constexpr,
@@ -586,7 +682,7 @@ def _dw_body(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
-    TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Program ``pid`` of a grad_W launch: tiles fastest (a wave of programs shares its x, dy range),
@@ -597,15 +693,14 @@ def _dw_body(
         n_tiles = N_GEMM
     split = pid // n_tiles
     tile = pid - split * n_tiles
-    if DB_MODE == 2:
-        if tile < N_GEMM:
-            _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
-                          B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
-                          sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                          DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
-        else:
-            _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
-                     DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, TAIL_DB, BLOCK_M, BLOCK_T)
+    if DB_MODE == 2 and tile >= N_GEMM:
+        _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
+                 DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, TAIL_DB, BLOCK_M, BLOCK_T)
+    elif POW_TILES:
+        _dw_pow_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
+                     B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
+                     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, TRANSPOSED,
+                     DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
     else:
         _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                       B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
@@ -621,7 +716,7 @@ def _dw_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
-    TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     pid = _program_index()
@@ -630,7 +725,7 @@ def _dw_kernel(
     _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
              B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
              sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED, DB_MODE,
-             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
+             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, POW_TILES, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,7 +834,7 @@ def _thin_bwd_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, HAS_DW: tl.constexpr, IDX: tl.constexpr,
-    PREFETCH: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr, BLOCK_C: tl.constexpr,
+    PREFETCH: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr, BLOCK_C: tl.constexpr,
     BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
@@ -755,7 +850,7 @@ def _thin_bwd_kernel(
         _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                  B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
                  sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
-                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
+                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, POW_TILES, BLOCK_M, BLOCK_N, BLOCK_T)
     else:
         _thin_body(pid - n_dw, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
                    sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
@@ -927,6 +1022,12 @@ _DW_PREFETCH = False
 # variant's spill 832 -> 72 bytes; spilling GEMM variants in the compile check 11 -> 3). The knobs
 # section times both.
 _DUAL_ONE_PASS = True
+# grad_W over (input channel, tap) columns with one accumulator per power (Q = 2, 3; groups 1): x
+# loaded once a step for all powers, instead of concat-channel columns each at its own power (x
+# re-loaded per power, a select per element). Offline (sm_90): the small tiles of the single-channel
+# layers' backward drop from 200-255 to 92-186 registers; wide tiles hold Q accumulators (gen.down4's
+# 64x128: 160 -> 214 registers for 3x the outputs). The knobs section times the concat tiles beside.
+_DW_POW_TILES = True
 # 64-bit element offsets everywhere (otherwise only where a batch item's offsets pass 2**31: _idx).
 _WIDE_OFFSETS = False
 
@@ -1109,10 +1210,22 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     _kernel(kind)(a.device, key, lambda: _prune_mm(N_OUT, n_red, one_pass_q), prepare)
 
 
+def _pow_tiles(g: _Geom) -> bool:
+    """grad_W tiles over (input channel, tap) with every power in the program (_dw_pow_tile)."""
+    return _DW_POW_TILES and g.groups == 1 and 2 <= g.q <= 3
+
+
+def _dw_extent(d: _Dims, g: _Geom) -> tuple[int, int]:
+    """(rows, columns) of the grad_W GEMM as the launch tiles it."""
+    if _pow_tiles(g):
+        return (d.OG * d.K, d.C_in) if g.transposed else (d.OG, d.C_in * d.K)
+    return (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
+
+
 def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: int, L_y: int, device) -> dict:
     """Tiles and split of a grad_W launch for one config."""
     BM, BN, BT = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_T"]
-    rows, cols = (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
+    rows, cols = _dw_extent(d, g)
     n_mt, n_nt = _cdiv(rows, BM), _cdiv(cols, BN)
     n_gemm = g.groups * n_mt * n_nt if need_w else 0
     n_dbt = _cdiv(d.C_out, BM) if db_mode == 2 else g.groups * n_mt
@@ -1133,10 +1246,12 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
     S, one = plan["S"], plan["S"] == 1
     acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
     BM, BN = plan["cfg"]["BLOCK_M"], plan["cfg"]["BLOCK_N"]
+    pow_tiles = _pow_tiles(g)
     if one:
         part = pdb = cnt = x
     else:
-        part = _launch.scratch(max(S * plan["N_GEMM"] * BM * BN, 1), acc_t, x.device)
+        per_tile = BM * BN * (g.q if pow_tiles else 1)  # a partial per power with pow tiles
+        part = _launch.scratch(max(S * plan["N_GEMM"] * per_tile, 1), acc_t, x.device)
         pdb = _launch.scratch(max(S * plan["N_DBT"] * BM, 1), acc_t, x.device)
         cnt = _launch.counters(x.device, plan["n_tiles"])
     return {
@@ -1149,7 +1264,7 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
         "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": idx,
-        "PREFETCH": _DW_PREFETCH, "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM),
+        "PREFETCH": _DW_PREFETCH, "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM), "POW_TILES": pow_tiles,
     }
 
 
@@ -1165,13 +1280,12 @@ def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
 
 
 def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
-    rows, cols = (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
-    return _prune_dw(rows, cols)
+    return _prune_dw(*_dw_extent(d, g))
 
 
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH)
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _pow_tiles(g))
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1264,7 +1378,7 @@ def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more)
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
             weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
-            _DUAL_ONE_PASS, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
+            _DUAL_ONE_PASS, _DW_POW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
             *more)
 
 
