@@ -1011,9 +1011,10 @@ _TAIL_ELEMENTS = 8192
 # _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch
 # variants reach 255 registers and some spill). Off until a GPU round's knobs section says it wins.
 _THIN_SPLIT_BWD = False
-# grad_W: load the next (batch, time) step's operands before this step's MMA (software pipelining by
-# hand: the powers between load and MMA keep Triton's pipeliner off these loads). Off until a GPU
-# round's knobs section says it wins.
+# grad_W (concat-channel tiles): load the next (batch, time) step's operands before this step's MMA,
+# software pipelining by hand. Triton's own pipeliner already covers these loops (offline TTGIR,
+# Triton 3.6 and 3.9, sm_90: the dy and x tiles are async copies three stages deep), so this only
+# stays as a knob. Off.
 _DW_PREFETCH = False
 # grad_x on the GEMM kernels: every power's accumulator in one pass over the reduction (dy loaded
 # once, Q accumulators live) instead of one pass per power (one accumulator, dy loaded Q times),
