@@ -451,6 +451,16 @@ def _sum_splits(ptr, stride, S, ACC_DTYPE: tl.constexpr, TAIL: tl.constexpr, SIZ
 
 
 @triton.jit
+def _dw_rows(m, OG, K: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """grad_W rows ``m``: (valid, output channel, dy shift). conv: m = o; convT: m = o*K + j, each row
+    reading dy at its tap."""
+    if TRANSPOSED:
+        o = m // K
+        return m < OG * K, o, (m - o * K) * DIL - PAD_L
+    return m < OG, m, m * 0
+
+
+@triton.jit
 def _dw_gemm_tile(
     tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
     B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
@@ -473,17 +483,12 @@ def _dw_gemm_tile(
     g = (rest // N_MT).to(tl.int32)
     m = mt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
     n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
+    m_ok, o, y_shift = _dw_rows(m, OG, K, DIL, PAD_L, TRANSPOSED)
     if TRANSPOSED:
-        m_ok = m < OG * K
-        o = m // K
-        y_shift = (m - o * K) * DIL - PAD_L  # [M] tap of each row
         n_ok = n < CQG
         c = n
         x_shift = n * 0
     else:
-        m_ok = m < OG
-        o = m
-        y_shift = m * 0
         n_ok = n < CQG * K
         c = n // K
         x_shift = (n - c * K) * DIL - PAD_L  # [N] tap of each column
@@ -566,19 +571,14 @@ def _dw_pow_tile(
     mt = ((tile // N_NT) % N_MT).to(tl.int32)
     m = mt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
     n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
+    m_ok, o, y_shift = _dw_rows(m, OG, K, DIL, PAD_L, TRANSPOSED)
     if TRANSPOSED:
-        m_ok = m < OG * K
-        o = m // K
-        y_shift = (m - o * K) * DIL - PAD_L  # [M] tap of each row
         n_ok = n < C_IN
         ch = n
         x_shift = n * 0
         dw_off = n[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K) at power 0
         p_step = C_IN * OG * K
     else:
-        m_ok = m < OG
-        o = m
-        y_shift = m * 0
         n_ok = n < C_IN * K
         ch = n // K
         x_shift = (n - ch * K) * DIL - PAD_L  # [N] tap of each column

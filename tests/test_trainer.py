@@ -105,7 +105,8 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_data, tmp_path):
     _states_equal(load_checkpoint(ref / "tiny" / "last.pt"), load_checkpoint(last))
 
 
-def test_non_finite_loss_stops_and_keeps_last_good(tiny_data, tmp_path, monkeypatch, capsys):
+def _poison_l1(monkeypatch, from_call: int) -> None:
+    """The temporal L1 term turns NaN from its ``from_call``-th call on (one call a training step)."""
     from opgan.models import losses
 
     calls = {"n": 0}
@@ -114,9 +115,13 @@ def test_non_finite_loss_stops_and_keeps_last_good(tiny_data, tmp_path, monkeypa
     def poisoned(est, ref):
         calls["n"] += 1
         out = real(est, ref)
-        return out * float("nan") if calls["n"] >= 3 else out
+        return out * float("nan") if calls["n"] >= from_call else out
 
     monkeypatch.setattr(losses, "temporal_l1", poisoned)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good(tiny_data, tmp_path, monkeypatch, capsys):
+    _poison_l1(monkeypatch, 3)
     assert main(_args(tiny_data, tmp_path, "--max-steps", "6", "--ckpt-every", "1")) == 1
     err = capsys.readouterr().err
     assert "non-finite" in err and "step 3" in err and "last.pt" in err
@@ -422,17 +427,7 @@ def test_cuda_graph_step_trains_as_the_eager_step(tiny_data, tmp_path, graph_on_
 def test_cuda_graph_non_finite_loss_stops_after_the_step(tiny_data, tmp_path, graph_on_cpu, monkeypatch, capsys):
     """The captured step cannot stop mid-way: its losses are checked after it, and the run stops there
     without saving (last.pt keeps the last good step)."""
-    from opgan.models import losses
-
-    calls = {"n": 0}
-    real = losses.temporal_l1
-
-    def poisoned(est, ref):
-        calls["n"] += 1
-        out = real(est, ref)
-        return out * float("nan") if calls["n"] >= 5 else out
-
-    monkeypatch.setattr(losses, "temporal_l1", poisoned)
+    _poison_l1(monkeypatch, 5)
     assert main(_args(tiny_data, tmp_path, "--device", "cpu", "--cuda-graph", "--max-steps", "8", "--ckpt-every", "1")) == 1
     err = capsys.readouterr().err
     assert "generator loss became non-finite" in err and "step 5" in err
