@@ -95,7 +95,7 @@ def _program_index():
 
 
 @triton.jit
-def _tap(t, L_SRC, J: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+def _tap(t, L_SRC, J, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
          GATHER: tl.constexpr):
     """Source position of output position ``t`` through tap ``J`` and whether it exists.
 
@@ -734,12 +734,50 @@ def _dw_kernel(
 
 
 @triton.jit
+def _fanout_tap(acc, j, t, t_ok, src_b, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q: tl.constexpr,
+                STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, GATHER: tl.constexpr,
+                POW_IN: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr):
+    """_thin_body's fan-out tile plus tap ``j``: the single source row at the tap against [C] weights."""
+    pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
+    s = tl.load(src_b + pos.to(IDX) * ss_l, mask=t_ok & pos_ok, other=0.0).to(ACC_DTYPE)  # [T]
+    if POW_IN:
+        sp = s
+        for p in tl.static_range(Q):
+            w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)  # [C]
+            acc += w[:, None] * sp[None, :]
+            sp = sp * s
+    else:
+        acc += s[None, :] * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+    return acc
+
+
+@triton.jit
+def _fanin_tap(acc, j, t, t_ok, rows, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q: tl.constexpr,
+               STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, GATHER: tl.constexpr,
+               POW_IN: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr):
+    """_thin_body's fan-in tile plus tap ``j``: [C, T] source rows at the tap against [C] weights."""
+    pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
+    v = tl.load(rows[:, None] + pos[None, :].to(IDX) * ss_l,
+                mask=c_ok[:, None] & (t_ok & pos_ok)[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
+    if POW_IN:
+        vp = v
+        for p in tl.static_range(Q):
+            w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)
+            acc += w[:, None] * vp
+            vp = vp * v
+    else:
+        acc += v * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+    return acc
+
+
+@triton.jit
 def _thin_body(
     pid, src_ptr, w_ptr, x_ptr, bias_ptr, out_ptr, L_SRC, L_OUT, C_FAN,
     ss_b, ss_c, ss_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, so_b, so_c, so_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GATHER: tl.constexpr, FANOUT: tl.constexpr, POW_IN: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, IDX: tl.constexpr, TAP_LOOP: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_T: tl.constexpr,
 ):
     """One [C, T] tile of a single-channel layer; ``_tap`` maps output to source positions.
 
@@ -748,6 +786,8 @@ def _thin_body(
     fan-in (C_FAN source channels -> one output), POW_IN:   out[t] = sum_{c,p,j} w[c,p,j] src[c, t_j]**(p+1)
     fan-in, not POW_IN (dx of C_in = 1):                    out[t] = sum_{c,j} src[c, t_j] * sum_p (p+1) w[c,p,j] x[t]**p
     ``w[n, p, j]`` lives at ``n*sw_n + p*sw_p + j*sw_j``. Outer products and Horner: no MMA.
+    TAP_LOOP: taps in a loop, not unrolled: unrolled, every tap's [C] weight vectors were loaded up
+    front and held (a thread holds whole channel columns), 255 registers and spills on wide tiles.
     """
     n_tt = tl.cdiv(L_OUT, BLOCK_T)
     if FANOUT:
@@ -766,44 +806,41 @@ def _thin_body(
         c = ct * BLOCK_C + tl.arange(0, BLOCK_C)  # [C] output channels
         c_ok = c < C_FAN
         w_c = w_ptr + c.to(IDX) * sw_n
-        if not POW_IN:
+        if POW_IN:
+            xv = acc  # unused
+        else:
             xv = tl.load(x_ptr + b * sx_b + (c[:, None].to(IDX) * sx_c + t[None, :].to(IDX) * sx_l),
                          mask=c_ok[:, None] & t_ok[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
-        for j in tl.static_range(K):
-            pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
-            s = tl.load(src_b + pos.to(IDX) * ss_l, mask=t_ok & pos_ok, other=0.0).to(ACC_DTYPE)  # [T]
-            if POW_IN:
-                sp = s
-                for p in tl.static_range(Q):
-                    w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)  # [C]
-                    acc += w[:, None] * sp[None, :]
-                    sp = sp * s
-            else:
-                acc += s[None, :] * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+        if TAP_LOOP:
+            for j in range(K):
+                acc = _fanout_tap(acc, j, t, t_ok, src_b, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
+                                  PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
+        else:
+            for j in tl.static_range(K):
+                acc = _fanout_tap(acc, j, t, t_ok, src_b, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
+                                  PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + c, mask=c_ok, other=0.0).to(ACC_DTYPE)[:, None]
         tl.store(out_ptr + b * so_b + (c[:, None].to(IDX) * so_c + t[None, :].to(IDX) * so_l),
                  acc.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & t_ok[None, :])
     else:
-        if not POW_IN:
+        if POW_IN:
+            xv = acc  # unused
+        else:
             xv = tl.load(x_ptr + b * sx_b + t.to(IDX) * sx_l, mask=t_ok, other=0.0).to(ACC_DTYPE)[None, :]
         for c0 in range(0, C_FAN, BLOCK_C):
             c = c0 + tl.arange(0, BLOCK_C)  # [C] source channels
             c_ok = c < C_FAN
             w_c = w_ptr + c.to(IDX) * sw_n
             rows = src_b + c.to(IDX) * ss_c
-            for j in tl.static_range(K):
-                pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
-                v = tl.load(rows[:, None] + pos[None, :].to(IDX) * ss_l,
-                            mask=c_ok[:, None] & (t_ok & pos_ok)[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
-                if POW_IN:
-                    vp = v
-                    for p in tl.static_range(Q):
-                        w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)
-                        acc += w[:, None] * vp
-                        vp = vp * v
-                else:
-                    acc += v * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+            if TAP_LOOP:
+                for j in range(K):
+                    acc = _fanin_tap(acc, j, t, t_ok, rows, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
+                                     PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
+            else:
+                for j in tl.static_range(K):
+                    acc = _fanin_tap(acc, j, t, t_ok, rows, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
+                                     PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
         out = tl.sum(acc, axis=0)  # [T]
         if HAS_BIAS:
             out += tl.load(bias_ptr).to(ACC_DTYPE)
@@ -823,7 +860,7 @@ def _thin_fwd_kernel(
         return
     _thin_body(pid, x_ptr, w_ptr, x_ptr, bias_ptr, y_ptr, L_X, L_Y, C_FAN,
                sx_b, sx_c, sx_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
-               Q, K, STRIDE, DIL, PAD_L, GATHER, FANOUT, True, HAS_BIAS, ACC_DTYPE, IDX, BLOCK_C, BLOCK_T)
+               Q, K, STRIDE, DIL, PAD_L, GATHER, FANOUT, True, HAS_BIAS, ACC_DTYPE, IDX, True, BLOCK_C, BLOCK_T)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "P_DX", "B", "S", "STEPS", "DB_STEPS"])
@@ -854,7 +891,8 @@ def _thin_bwd_kernel(
     else:
         _thin_body(pid - n_dw, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
                    sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
-                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, BLOCK_C, BLOCK_TX)
+                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, False, BLOCK_C,
+                   BLOCK_TX)
 
 
 # --------------------------------------------------------------------------------------------
