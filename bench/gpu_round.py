@@ -20,8 +20,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
  8. knobs     fused fwd+bwd with the launcher's constants changed, beside the defaults: grad_x one pass
-              per power (gen.up2, gen.down4, disc.3, gen.up4), grad_W on concat-channel tiles, with and
-              without loads a step ahead, and 64-bit offsets (those and the single-channel layers), the
+              per power (gen.up2, gen.down4, disc.3, gen.up4), grad_W on concat-channel tiles (those, the
+              single-channel layers and disc.2), with loads a step ahead and 64-bit offsets (the first three), the
               grad_W split no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3,
               disc.head), the single-channel backward in two launches or on the GEMM kernels (gen.down1,
               disc.1, gen.out_T, disc.head)
@@ -66,7 +66,7 @@ SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train",
 #: from a carried cache, layers ~120 s with real torch.compile cells, train ~90 s with its compiled
 #: variants, cache ~20 s)
 SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "autotune": 0.03,
-          "train": 0.20, "knobs": 0.08, "cache": 0.05}
+          "train": 0.17, "knobs": 0.11, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
 #: powers in one pass); grad_W on concat-channel tiles each column at its own power (default: every
@@ -88,9 +88,9 @@ THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "disc.head")
 #: the layers a knob runs on, where not KNOB_LAYERS
 KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LAYERS + THIN_KNOB_LAYERS + ("disc.2",),
-           "dw_concat_prefetch": KNOB_LAYERS + THIN_KNOB_LAYERS,
+           "dw_concat_prefetch": KNOB_LAYERS,
            "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
-           "offsets_64": KNOB_LAYERS + THIN_KNOB_LAYERS, "thin_split_bwd": THIN_KNOB_LAYERS,
+           "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")

@@ -153,8 +153,8 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert all(e["ms"] and e["ms"] > 0 for e in data["train_step"])
     assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
     assert {(r["layer"], r["variant"]) for r in data["knobs"]} == {  # smoke: the one layer it has
-        ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_concat_prefetch", "dw_min_steps_16",
-                                   "dw_min_steps_1", "tail_serial", "offsets_64", "thin_split_bwd", "thin_off")}
+        ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_min_steps_16", "dw_min_steps_1", "tail_serial",
+                                   "thin_split_bwd", "thin_off")}
     assert all(r["ms"] and r["ms"] > 0 for r in data["knobs"]), data["knobs"]
     md = record.with_suffix(".md").read_text()
     assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md
