@@ -15,7 +15,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               wall ms (CUDA events), device ms (CUDA-graph replay), host us per call (fused: with and
               without plans), peak MiB, saved MiB
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
- 6. autotune  autotune picks; per compiled Triton kernel registers, spills, shared memory, wgmma
+ 6. autotune  autotune picks with every candidate's ms; per compiled Triton kernel registers, spills,
+              shared memory, wgmma
  7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
