@@ -73,7 +73,7 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile"
 #: powers in one pass); grad_W on concat-channel tiles each column at its own power (default: every
 #: power of a column in one program), also with its operands loaded a step ahead; the grad_W split no
 #: finer than 16 or 1 (batch, time) steps a program (default 4); its partials summed one at a time
-#: (default: up to 16 per load); 64-bit element offsets (default: int32 where they fit); for
+#: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
 #: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM
 #: kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)

@@ -1042,8 +1042,10 @@ _PLANS = True
 _DW_PROGRAMS_PER_SM = 2
 _DW_MIN_STEPS = 4
 # The last program of a split tile sums the partials _TAIL_MAX_SPLITS at a time, at most
-# _TAIL_ELEMENTS values per load (a [16, 16] tile: 16 partials per load; [64, 128]: one).
-_TAIL_MAX_SPLITS = 16
+# _TAIL_ELEMENTS values per load (a [16, 16] tile: 32 partials per load; [64, 128]: one). The loads
+# of one call are issued one loop iteration at a time: with power tiles the small layers' grad_W
+# runs up to 252 splits, summed per power, so the tail's iteration count matters.
+_TAIL_MAX_SPLITS = 32
 _TAIL_ELEMENTS = 8192
 # Single-channel backward in two launches, dx on the bandwidth kernel and grad_W / grad_bias on
 # _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch

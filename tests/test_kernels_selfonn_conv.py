@@ -411,7 +411,7 @@ def test_random_geometries_slow(seed, device, poison_empty, monkeypatch, kernel_
 # ---- grad_W split and ordered reduction, repacked weights, folded grids --------------------------
 
 
-@pytest.mark.parametrize("tail", [16, 2, 1], ids=["tail16", "tail2", "tail1"])
+@pytest.mark.parametrize("tail", [32, 2, 1], ids=["tail32", "tail2", "tail1"])
 @pytest.mark.parametrize("thin", [False, True], ids=["gemm", "thin"])
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
 def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_empty, monkeypatch, kernel_tol):
