@@ -734,39 +734,39 @@ def _dw_kernel(
 
 
 @triton.jit
-def _fanout_tap(acc, j, t, t_ok, src_b, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q: tl.constexpr,
-                STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, GATHER: tl.constexpr,
-                POW_IN: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr):
-    """_thin_body's fan-out tile plus tap ``j``: the single source row at the tap against [C] weights."""
-    pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
-    s = tl.load(src_b + pos.to(IDX) * ss_l, mask=t_ok & pos_ok, other=0.0).to(ACC_DTYPE)  # [T]
-    if POW_IN:
-        sp = s
-        for p in tl.static_range(Q):
-            w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)  # [C]
-            acc += w[:, None] * sp[None, :]
-            sp = sp * s
-    else:
-        acc += s[None, :] * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
-    return acc
-
-
-@triton.jit
-def _fanin_tap(acc, j, t, t_ok, rows, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q: tl.constexpr,
-               STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, GATHER: tl.constexpr,
-               POW_IN: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr):
-    """_thin_body's fan-in tile plus tap ``j``: [C, T] source rows at the tap against [C] weights."""
+def _thin_tap(acc, j, t, t_ok, rows, rows_ok, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q: tl.constexpr,
+              STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, GATHER: tl.constexpr,
+              POW_IN: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr):
+    """_thin_body's tile plus tap ``j``: source rows ``rows`` ([1] fan-out, [C] fan-in) at the tap, a
+    [rows, T] tile broadcast against the [C] weights."""
     pos, pos_ok = _tap(t, L_SRC, j, STRIDE, DIL, PAD_L, GATHER)
     v = tl.load(rows[:, None] + pos[None, :].to(IDX) * ss_l,
-                mask=c_ok[:, None] & (t_ok & pos_ok)[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
+                mask=rows_ok[:, None] & (t_ok & pos_ok)[None, :], other=0.0).to(ACC_DTYPE)
     if POW_IN:
         vp = v
         for p in tl.static_range(Q):
-            w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)
+            w = tl.load(w_c + p * sw_p + j * sw_j, mask=c_ok, other=0.0).to(ACC_DTYPE)  # [C]
             acc += w[:, None] * vp
             vp = vp * v
     else:
         acc += v * _dpoly(w_c + j * sw_j, sw_p, c_ok, xv, Q, ACC_DTYPE)
+    return acc
+
+
+@triton.jit
+def _thin_taps(acc, t, t_ok, rows, rows_ok, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q: tl.constexpr,
+               K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
+               GATHER: tl.constexpr, POW_IN: tl.constexpr, ACC_DTYPE: tl.constexpr, IDX: tl.constexpr,
+               TAP_LOOP: tl.constexpr):
+    """Every tap's _thin_tap, in a loop (TAP_LOOP) or unrolled."""
+    if TAP_LOOP:
+        for j in range(K):
+            acc = _thin_tap(acc, j, t, t_ok, rows, rows_ok, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
+                            PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
+    else:
+        for j in tl.static_range(K):
+            acc = _thin_tap(acc, j, t, t_ok, rows, rows_ok, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
+                            PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
     return acc
 
 
@@ -811,14 +811,9 @@ def _thin_body(
         else:
             xv = tl.load(x_ptr + b * sx_b + (c[:, None].to(IDX) * sx_c + t[None, :].to(IDX) * sx_l),
                          mask=c_ok[:, None] & t_ok[None, :], other=0.0).to(ACC_DTYPE)  # [C, T]
-        if TAP_LOOP:
-            for j in range(K):
-                acc = _fanout_tap(acc, j, t, t_ok, src_b, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
-                                  PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
-        else:
-            for j in tl.static_range(K):
-                acc = _fanout_tap(acc, j, t, t_ok, src_b, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
-                                  PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
+        one = tl.arange(0, 1)  # the single source row
+        acc = _thin_taps(acc, t, t_ok, src_b + one, one < 1, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, K, STRIDE,
+                         DIL, PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX, TAP_LOOP)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + c, mask=c_ok, other=0.0).to(ACC_DTYPE)[:, None]
         tl.store(out_ptr + b * so_b + (c[:, None].to(IDX) * so_c + t[None, :].to(IDX) * so_l),
@@ -832,15 +827,8 @@ def _thin_body(
             c = c0 + tl.arange(0, BLOCK_C)  # [C] source channels
             c_ok = c < C_FAN
             w_c = w_ptr + c.to(IDX) * sw_n
-            rows = src_b + c.to(IDX) * ss_c
-            if TAP_LOOP:
-                for j in range(K):
-                    acc = _fanin_tap(acc, j, t, t_ok, rows, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
-                                     PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
-            else:
-                for j in tl.static_range(K):
-                    acc = _fanin_tap(acc, j, t, t_ok, rows, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q, STRIDE, DIL,
-                                     PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX)
+            acc = _thin_taps(acc, t, t_ok, src_b + c.to(IDX) * ss_c, c_ok, L_SRC, ss_l, w_c, c_ok, xv, sw_p, sw_j, Q,
+                             K, STRIDE, DIL, PAD_L, GATHER, POW_IN, ACC_DTYPE, IDX, TAP_LOOP)
         out = tl.sum(acc, axis=0)  # [T]
         if HAS_BIAS:
             out += tl.load(bias_ptr).to(ACC_DTYPE)
