@@ -665,37 +665,30 @@ class _Run:
                 else:
                     group["lr"] = lr
         if self.graph is not None:
-            vals = dict(zip(self._loss_names(), self.graph(x, y).tolist()))
+            losses = self.graph(x, y).tolist()  # first: its first run names the losses
+            vals = dict(zip(self.loss_names, losses))
             for which, key in (("discriminator", "d_loss"), ("generator", "g_loss")):
                 if which == "generator" or self.cfg.lambda_adv > 0:
                     if not math.isfinite(vals[key]):
                         self._non_finite(which, vals[key])
             return vals
-        with self.autocast():
-            fake = self.g(x)
-        adversarial = self.cfg.lambda_adv > 0
-        loss_d = self._d_step(y, fake) if adversarial else torch.tensor(float("nan"))
-        loss_g, parts = self._g_step(y, fake, adversarial)
-        vals = torch.stack([loss_d.detach().cpu(), loss_g.detach().cpu(), *(v.cpu() for v in parts.values())]).tolist()
-        return dict(zip(["d_loss", "g_loss", *parts.keys()], vals))
-
-    def _loss_names(self) -> list[str]:
-        """Names of `_graph_body`'s outputs: the loss terms the config weights, in g_loss's order."""
-        cfg = self.cfg
-        weights = (("g_adv", cfg.lambda_adv), ("g_l1", cfg.lambda_t), ("g_spec", cfg.lambda_s),
-                   ("g_mr", cfg.lambda_mr), ("g_sisdr", cfg.lambda_sisdr), ("g_level", cfg.lambda_level),
-                   ("g_sdr", cfg.lambda_sdr))
-        return ["d_loss", "g_loss", *(name for name, w in weights if w)]
+        losses = self._step(x, y, in_place=False).tolist()
+        return dict(zip(self.loss_names, losses))
 
     def _graph_body(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training step without a host sync, as a CUDA graph captures it: gradients zeroed in place
-        (their tensors stay the graph's), no finiteness check inside; returns the losses stacked on the
-        device, named by `_loss_names`."""
+        (their tensors stay the graph's), no finiteness check inside."""
+        return self._step(x, y, in_place=True)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, in_place: bool) -> torch.Tensor:
+        """G forward, the D update (when adversarial), the G update; the losses stacked on the device,
+        named in ``self.loss_names`` (set here: Python runs this at least once before any replay)."""
         with self.autocast():
             fake = self.g(x)
         adversarial = self.cfg.lambda_adv > 0
-        loss_d = self._d_step(y, fake, in_place=True) if adversarial else fake.new_full((), float("nan"))
-        loss_g, parts = self._g_step(y, fake, adversarial, in_place=True)
+        loss_d = self._d_step(y, fake, in_place=in_place) if adversarial else fake.new_full((), float("nan"))
+        loss_g, parts = self._g_step(y, fake, adversarial, in_place=in_place)
+        self.loss_names = ["d_loss", "g_loss", *parts]
         return torch.stack([loss_d.detach().float(), loss_g.detach().float(), *(v.float() for v in parts.values())])
 
     def precompile_kernels(self, x: torch.Tensor, y: torch.Tensor) -> None:
