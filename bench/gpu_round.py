@@ -70,15 +70,16 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile"
           "train": 0.17, "knobs": 0.11, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
-#: powers in one pass); grad_W on concat-channel tiles each column at its own power (default: every
-#: power of a column in one program), also with its operands loaded a step ahead; the grad_W split no
+#: powers in one pass); grad_W on concat-channel tiles each column at its own power, also with its
+#: operands loaded a step ahead, or on power tiles, every power of a column in one program (default:
+#: the tuner times both kinds per shape and keeps the faster); the grad_W split no
 #: finer than 16 or 1 (batch, time) steps a program (default 4); its partials summed one at a time
 #: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
 #: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM
 #: kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)
-KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_POW_TILES": False},
-         "dw_concat_prefetch": {"_DW_POW_TILES": False, "_DW_PREFETCH": True},
+KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILES": "concat"},
+         "dw_pow_tiles": {"_DW_TILES": "pow"}, "dw_concat_prefetch": {"_DW_TILES": "concat", "_DW_PREFETCH": True},
          "dw_min_steps_16": {"_DW_MIN_STEPS": 16}, "dw_min_steps_1": {"_DW_MIN_STEPS": 1},
          "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
          "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
@@ -89,6 +90,7 @@ THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "disc.head")
 #: the layers a knob runs on, where not KNOB_LAYERS
 KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LAYERS + THIN_KNOB_LAYERS + ("disc.2",),
+           "dw_pow_tiles": KNOB_LAYERS + ("disc.2",),  # single-channel layers tune only the first kind
            "dw_concat_prefetch": KNOB_LAYERS,
            "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS,

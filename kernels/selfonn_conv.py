@@ -696,7 +696,7 @@ def _dw_body(
     if DB_MODE == 2 and tile >= N_GEMM:
         _db_tile(tile - N_GEMM, split, dy_ptr, db_ptr, pdb_ptr, cnt_ptr, B, L_Y, C_OUT, N_GEMM, N_DBT, S,
                  DB_STEPS, sy_b, sy_c, sy_l, ONE_SPLIT, ACC_DTYPE, IDX, TAIL_DB, BLOCK_M, BLOCK_T)
-    elif POW_TILES:
+    elif POW_TILES and GROUPS == 1 and (Q == 2 or Q == 3):  # a pinned pow config on another geometry: concat
         _dw_pow_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                      B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                      sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, TRANSPOSED,
@@ -923,15 +923,19 @@ _THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps): per channel block 16 tile element
 ]
 # Under the interpreter the smallest legal tiles run fastest: these go first there.
 _INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)
-_INTERP_DW = Cfg.of(BLOCK_M=16, BLOCK_N=16, BLOCK_T=16)
+
+
+def _interp_dw(pow_tiles: bool) -> Cfg:
+    return Cfg.of(BLOCK_M=16, BLOCK_N=16, BLOCK_T=16, POW_TILES=pow_tiles)
 
 
 def _mm_configs() -> list[Cfg]:
     return [Cfg.of(num_warps=w, BLOCK_T=t, BLOCK_N=n, BLOCK_R=r) for t, n, r, w in _MM_SHAPES]
 
 
-def _dw_configs() -> list[Cfg]:
-    return [Cfg.of(num_warps=w, BLOCK_M=m, BLOCK_N=n, BLOCK_T=t) for m, n, t, w in _DW_SHAPES]
+def _dw_configs(pow_tiles: bool = False) -> list[Cfg]:
+    """``POW_TILES``: the tile kind (see ``_DW_TILES``); a kind the geometry cannot take runs concat tiles."""
+    return [Cfg.of(num_warps=w, BLOCK_M=m, BLOCK_N=n, BLOCK_T=t, POW_TILES=pow_tiles) for m, n, t, w in _DW_SHAPES]
 
 
 def _thin_configs() -> list[Cfg]:
@@ -960,10 +964,10 @@ def _fit_stages(cfg: Cfg, elems_per_stage: int, elem_bytes: int = 4) -> Cfg:
     return cfg if stages == cfg.num_stages else Cfg(cfg.blocks, cfg.num_warps, stages)
 
 
-def _prune_dw(rows: int, cols: int) -> list[Cfg]:
-    kept = [c for c in _dw_configs() if c["BLOCK_M"] <= _np2(rows) and c["BLOCK_N"] <= _np2(cols)]
-    kept = kept or [_INTERP_DW]
-    return [_INTERP_DW] + kept if _launch.interpreting() else kept
+def _prune_dw(rows: int, cols: int, pow_tiles: bool = False) -> list[Cfg]:
+    kept = [c for c in _dw_configs(pow_tiles) if c["BLOCK_M"] <= _np2(rows) and c["BLOCK_N"] <= _np2(cols)]
+    kept = kept or [_interp_dw(pow_tiles)]
+    return [_interp_dw(pow_tiles)] + kept if _launch.interpreting() else kept
 
 
 def _thin_bwd_tiles(c_fan: int) -> list[Cfg]:
@@ -1051,12 +1055,16 @@ _DW_PREFETCH = False
 # variant's spill 832 -> 72 bytes; spilling GEMM variants in the compile check 11 -> 3). The knobs
 # section times both.
 _DUAL_ONE_PASS = True
-# grad_W over (input channel, tap) columns with one accumulator per power (Q = 2, 3; groups 1): x
-# loaded once a step for all powers, instead of concat-channel columns each at its own power (x
-# re-loaded per power, a select per element). Offline (sm_90): the small tiles of the single-channel
-# layers' backward drop from 200-255 to 92-186 registers; wide tiles hold Q accumulators (gen.down4's
-# 64x128: 160 -> 214 registers for 3x the outputs). The knobs section times the concat tiles beside.
-_DW_POW_TILES = True
+# grad_W tile kinds, for groups 1 and Q = 2, 3 (other geometries always take concat tiles):
+# "pow": (input channel, tap) columns with one accumulator per power, x loaded once a step for all
+# powers; "concat": concat-channel columns each at its own power (x re-loaded per power, a select per
+# element). Offline (sm_90) pow tiles cut the single-channel layers' small backward tiles from 200-255
+# to 92-186 registers, but wide ones hold Q accumulators (gen.down4's 64x128: 160 -> 214 registers
+# for 3x the outputs), so neither wins everywhere on paper. "tuned" (default): the candidates of both
+# kinds are timed side by side per tune key and the faster kept (pow first: the untuned default).
+# The single-channel backward, whose candidates are few, keeps the first kind. The knobs section
+# times each kind forced.
+_DW_TILES = "tuned"
 # 64-bit element offsets everywhere (otherwise only where a batch item's offsets pass 2**31: _idx).
 _WIDE_OFFSETS = False
 
@@ -1239,14 +1247,26 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     _kernel(kind)(a.device, key, lambda: _prune_mm(N_OUT, n_red, one_pass_q), prepare)
 
 
-def _pow_tiles(g: _Geom) -> bool:
-    """grad_W tiles over (input channel, tap) with every power in the program (_dw_pow_tile)."""
-    return _DW_POW_TILES and g.groups == 1 and 2 <= g.q <= 3
+def _pow_legal(g: _Geom) -> bool:
+    """Whether grad_W may run on power tiles (_dw_pow_tile): groups 1, Q = 2 or 3 (the kernel's test too)."""
+    return g.groups == 1 and 2 <= g.q <= 3
 
 
-def _dw_extent(d: _Dims, g: _Geom) -> tuple[int, int]:
+def _dw_tile_kinds(g: _Geom) -> tuple[bool, ...]:
+    """The ``POW_TILES`` values of ``g``'s grad_W candidates (``_DW_TILES``), the untuned default first."""
+    if not _pow_legal(g) or _DW_TILES == "concat":
+        return (False,)
+    return (True,) if _DW_TILES == "pow" else (True, False)
+
+
+def _cfg_pow(cfg: Cfg, g: _Geom) -> bool:
+    """Whether a grad_W launch with ``cfg`` runs power tiles (a pow config on another geometry does not)."""
+    return bool(cfg.kwargs.get("POW_TILES", False)) and _pow_legal(g)
+
+
+def _dw_extent(d: _Dims, g: _Geom, pow_tiles: bool) -> tuple[int, int]:
     """(rows, columns) of the grad_W GEMM as the launch tiles it."""
-    if _pow_tiles(g):
+    if pow_tiles:
         return (d.OG * d.K, d.C_in) if g.transposed else (d.OG, d.C_in * d.K)
     return (d.OG * d.K, d.CQG) if g.transposed else (d.OG, d.CQG * d.K)
 
@@ -1254,7 +1274,7 @@ def _dw_extent(d: _Dims, g: _Geom) -> tuple[int, int]:
 def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: int, L_y: int, device) -> dict:
     """Tiles and split of a grad_W launch for one config."""
     BM, BN, BT = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_T"]
-    rows, cols = _dw_extent(d, g)
+    rows, cols = _dw_extent(d, g, _cfg_pow(cfg, g))
     n_mt, n_nt = _cdiv(rows, BM), _cdiv(cols, BN)
     n_gemm = g.groups * n_mt * n_nt if need_w else 0
     n_dbt = _cdiv(d.C_out, BM) if db_mode == 2 else g.groups * n_mt
@@ -1275,7 +1295,7 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
     S, one = plan["S"], plan["S"] == 1
     acc_t = torch.float64 if x.dtype == torch.float64 else torch.float32
     BM, BN = plan["cfg"]["BLOCK_M"], plan["cfg"]["BLOCK_N"]
-    pow_tiles = _pow_tiles(g)
+    pow_tiles = _cfg_pow(plan["cfg"], g)
     if one:
         part = pdb = cnt = x
     else:
@@ -1293,7 +1313,7 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
         "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": idx,
-        "PREFETCH": _DW_PREFETCH, "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM), "POW_TILES": pow_tiles,
+        "PREFETCH": _DW_PREFETCH, "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM),
     }
 
 
@@ -1309,12 +1329,12 @@ def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
 
 
 def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
-    return _prune_dw(*_dw_extent(d, g))
+    return [c for p in _dw_tile_kinds(g) for c in _prune_dw(*_dw_extent(d, g, p), p)]
 
 
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _pow_tiles(g))
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _dw_tile_kinds(g))
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1407,7 +1427,7 @@ def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more)
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
             weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
-            _DUAL_ONE_PASS, _DW_POW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
+            _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
             *more)
 
 

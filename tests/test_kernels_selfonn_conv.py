@@ -346,20 +346,46 @@ def test_each_gemm_config(i, device, poison_empty, kernel_tol):
         _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
 
 
+@pytest.mark.parametrize("pow_tiles", [True, False], ids=["pow", "concat"])
 @pytest.mark.parametrize("i", range(len(sc._DW_SHAPES)), ids=[str(s) for s in sc._DW_SHAPES])
-def test_each_dw_config(i, device, poison_empty, monkeypatch, kernel_tol):
-    """grad_W / grad_bias with each (BLOCK_M, BLOCK_N, BLOCK_T) config, split over several programs."""
+def test_each_dw_config(i, pow_tiles, device, poison_empty, monkeypatch, kernel_tol):
+    """grad_W / grad_bias with each (BLOCK_M, BLOCK_N, BLOCK_T) config of both tile kinds, split over
+    several programs."""
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
     transposed = bool(i % 2)
-    with _launch.pin("dw", sc._dw_configs()[i]):
+    with _launch.pin("dw", sc._dw_configs(pow_tiles)[i]):
         _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
+
+
+@pytest.mark.parametrize("q,groups", [(1, 1), (4, 1), (3, 2)], ids=["q1", "q4", "groups2"])
+def test_pinned_pow_config_on_a_concat_geometry(q, groups, device, poison_empty, kernel_tol):
+    """A power-tile config pinned where power tiles do not apply runs the concat tiles (host and kernel agree)."""
+    case = Case(2, 4, 6, 23, 3, stride=2, padding=1, groups=groups, q=q)
+    with _launch.pin("dw", sc._dw_configs(pow_tiles=True)[0]):
+        _check_pinned(case, False, device, kernel_tol)
+
+
+def test_grad_w_tunes_over_both_tile_kinds(monkeypatch):
+    """'tuned' offers power- and concat-tile candidates where both apply (power first: the untuned
+    default); 'pow' / 'concat' force one kind; other geometries only ever get concat tiles."""
+    d = sc._Dims(B=8, C_in=64, L_in=4000, C_out=128, OG=128, CQG=192, K=5, L_out=2000)
+    g = sc._Geom(stride=2, pad_left=2, pad_right=2, dilation=1, groups=1, q=3)
+    kinds = [c["POW_TILES"] for c in sc._dw_candidates(d, g)]
+    assert kinds[0] is True and set(kinds) == {True, False}
+    monkeypatch.setattr(sc, "_DW_TILES", "pow")
+    assert {c["POW_TILES"] for c in sc._dw_candidates(d, g)} == {True}
+    monkeypatch.setattr(sc, "_DW_TILES", "concat")
+    assert {c["POW_TILES"] for c in sc._dw_candidates(d, g)} == {False}
+    monkeypatch.setattr(sc, "_DW_TILES", "tuned")
+    for other in (sc._Geom(2, 2, 2, 1, groups=1, q=1), sc._Geom(2, 2, 2, 1, groups=2, q=3)):
+        assert {c["POW_TILES"] for c in sc._dw_candidates(d, other)} == {False}
 
 
 @pytest.mark.parametrize("i", range(len(sc._THIN_SHAPES)), ids=[str(s) for s in sc._THIN_SHAPES])
 def test_each_thin_config(i, device, poison_empty, kernel_tol):
     """Single-channel fwd and one-launch bwd with each (BLOCK_C, BLOCK_T) config (+ a wide grad_W tile)."""
     tc = sc._thin_configs()[i]
-    dc = sc._dw_configs()[i % len(sc._DW_SHAPES)]
+    dc = sc._dw_configs(pow_tiles=bool(i // 2 % 2))[i % len(sc._DW_SHAPES)]  # both kinds, both layer kinds
     bwd = _launch.Cfg.of(num_warps=4, BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dc.kwargs)
     transposed = bool(i % 2)
     case = Case(2, 1, 5, 37, 5, stride=2, padding=2) if not transposed else Case(2, 5, 1, 9, 6, stride=2, padding=2)
@@ -372,7 +398,7 @@ def test_each_thin_config(i, device, poison_empty, kernel_tol):
 @pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)))
 def test_each_gemm_and_dw_config_both_kinds_slow(i, transposed, device, poison_empty, monkeypatch, kernel_tol):
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
-    mm, dw = sc._mm_configs()[i], sc._dw_configs()[i % len(sc._DW_SHAPES)]
+    mm, dw = sc._mm_configs()[i], sc._dw_configs(pow_tiles=bool(i // 2 % 2))[i % len(sc._DW_SHAPES)]
     with _launch.pin("gather", mm), _launch.pin("scatter", mm), _launch.pin("dw", dw), _tf32_off():
         _check(_PIN_CASES[transposed], transposed, device, torch.float32, kernel_tol[torch.float32])
 
@@ -581,8 +607,8 @@ def test_config_spaces_compile_on_a_gpu():
     """Power-of-two blocks, every tl.dot dimension >= 16; pruning never empties a list and keeps
     blocks no wider than the channel axis needs."""
     for cfg in sc._mm_configs() + sc._dw_configs():
-        for v in cfg.kwargs.values():
-            assert v >= 16 and v & (v - 1) == 0, cfg
+        for name, v in cfg.kwargs.items():
+            assert name == "POW_TILES" or (v >= 16 and v & (v - 1) == 0), cfg
     for cfg in sc._thin_configs():
         assert all(v >= 2 and v & (v - 1) == 0 for v in cfg.kwargs.values()), cfg
     assert all(c["BLOCK_N"] == 16 and c["BLOCK_R"] == 16 for c in sc._prune_mm(1, 1))
