@@ -15,18 +15,22 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               wall ms (CUDA events), device ms (CUDA-graph replay), host us per call (fused: with and
               without plans), peak MiB, saved MiB
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
- 6. autotune  autotune picks with every candidate's ms; per compiled Triton kernel registers, spills,
-              shared memory, wgmma
- 7. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
+ 6. host      where a small layer's host time goes: each ingredient of a call timed alone (a torch launch,
+              a Triton launch by binder and by the direct path, a no-op autograd Function) and the
+              CPU-side profile of disc.3's fused and reference fwd+bwd (round 1: 400-900 us per call)
+ 7. autotune  autotune picks with every candidate's ms (grad_W: power and concat tiles side by side);
+              per compiled Triton kernel registers, spills, shared memory, wgmma
+ 8. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
               in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
               --compile reduce-overhead)
- 8. knobs     fused fwd+bwd with the launcher's constants changed, beside the defaults: grad_x one pass
-              per power (gen.up2, gen.down4, disc.3, gen.up4), grad_W on concat-channel tiles (those, the
-              single-channel layers and disc.2), with loads a step ahead and 64-bit offsets (the first three), the
-              grad_W split no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3,
-              disc.head), the single-channel backward in two launches or on the GEMM kernels (gen.down1,
+ 9. knobs     fused fwd+bwd with the launcher's constants changed, beside the defaults: grad_x one pass
+              per power (gen.up2, gen.down4, disc.3, gen.up4), grad_W on concat-channel tiles only (those,
+              the single-channel layers and disc.2) or power tiles only (gen.up2, gen.down4, disc.3,
+              disc.2), with loads a step ahead and 64-bit offsets (the first three), the grad_W split
+              no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3, disc.head),
+              the single-channel backward in two launches or on the GEMM kernels (gen.down1,
               disc.1, gen.out_T, disc.head)
- 9. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
+10. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
 section after every layer), and runs under a deadline (a share of ``--budget-s`` plus what earlier
@@ -61,12 +65,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("env", "tests", "compile", "layers", "profile", "autotune", "train", "knobs", "cache")
+SECTIONS = ("env", "tests", "compile", "layers", "profile", "host", "autotune", "train", "knobs", "cache")
 #: share of --budget-s each section may use, plus whatever the sections before it left unused
 #: (set from the first round, an H200 at the default budget: tests ~90 s on 16 workers, compile 10 s
 #: from a carried cache, layers ~120 s with real torch.compile cells, train ~90 s with its compiled
 #: variants, cache ~20 s)
-SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "autotune": 0.03,
+SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "host": 0.02, "autotune": 0.03,
           "train": 0.17, "knobs": 0.11, "cache": 0.05}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
@@ -749,6 +753,83 @@ def _sass_has_wgmma(ck: Any) -> bool | None:
 SASS_CHECKS = 24
 
 
+#: the layer whose host path the host section profiles (a small one: its call is all host time)
+HOST_LAYER = "disc.3"
+HOST_CALLS = 200
+
+
+def section_host(rec: Record, args, ctx: dict) -> None:
+    """Where a small layer's host time goes on this machine: each ingredient of a call timed alone
+    (``_host_probe``: interpreter, torch launch, Triton launch by binder and by selfonn's direct path,
+    a no-op autograd Function), then the CPU-side profile of one layer's fused and reference fwd+bwd
+    (self CPU time per op and step). Round 1 measured 400-900 us per fused call here against ~50 us
+    for the same Python on a workstation; this says which part scales."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from _common import PROVIDERS, make_inputs, make_step
+    from _host_probe import probes
+
+    device = ctx["device"]
+    info: dict[str, Any] = {"calls": HOST_CALLS, "probes_us": {}, "layer": None, "cpu_profile": {}, "host_us": {}}
+    rec.data["host"] = info
+    for name, fn in probes(device).items():
+        if _remaining() <= 1:
+            raise BudgetExceeded("section budget")
+        try:
+            with deadline(args.cell_timeout_s):
+                fn()
+                _sync(device)
+                info["probes_us"][name] = min(host_us(fn, device, HOST_CALLS) for _ in range(3))
+        except Exception as exc:
+            if _is_budget(exc):
+                raise
+            info["probes_us"][name] = None
+            info.setdefault("errors", {})[name] = _err(exc)
+        rec.md["host"] = _host_md(info)
+    layers = [la for la in _layer_shapes(args) if la.name == HOST_LAYER] or _layer_shapes(args)[:1]
+    if layers:
+        layer = layers[0]
+        info["layer"] = layer.name
+        inputs = make_inputs(layer, args.batch, device)
+        for prov in ("fused", "reference"):
+            if _remaining() <= 1:
+                raise BudgetExceeded("section budget")
+            try:
+                with deadline(args.cell_timeout_s):
+                    step = make_step(PROVIDERS[prov](layer), inputs, "fwd+bwd")
+                    for _ in range(max(args.warmup, 3)):
+                        step()
+                    info["host_us"][prov] = host_us(step, device, HOST_CALLS // 4)
+                    iters = 20
+                    _sync(device)
+                    with profile(activities=[ProfilerActivity.CPU]) as prof:
+                        for _ in range(iters):
+                            step()
+                        _sync(device)
+                    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+                    info["cpu_profile"][prov] = [
+                        {"op": e.key[:120], "calls": e.count / iters, "self_us": e.self_cpu_time_total / iters}
+                        for e in rows[:14]]
+            except Exception as exc:
+                if _is_budget(exc):
+                    raise
+                info.setdefault("errors", {})[prov] = _err(exc)
+            rec.md["host"] = _host_md(info)
+        del inputs
+
+
+def _host_md(info: dict) -> str:
+    md = (f"## Host path\n\nEach probe alone, us per call (best of 3 x {info['calls']} calls, no waiting "
+          "for the GPU):\n\n" + _md_table(["probe", "us"], [[k, v] for k, v in info["probes_us"].items()]))
+    if info["layer"]:
+        md += (f"\n{info['layer']} fwd+bwd host us: "
+               + ", ".join(f"{p} {v:.0f}" for p, v in info["host_us"].items()) + "\n")
+        for prov, rows in info["cpu_profile"].items():
+            md += f"\n{prov}, self CPU us per step:\n\n" + _md_table(
+                ["op", "calls", "self us"], [[r["op"], r["calls"], r["self_us"]] for r in rows])
+    return md
+
+
 def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     picks: list[dict[str, Any]] = []
     kernels: list[dict[str, Any]] = []
@@ -764,7 +845,10 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
                           # layer's launches side by side, what the next kernel change starts from
                           "timings": {str(k): [[str(c), None if ms == float("inf") else round(ms, 5)]
                                                for c, ms in v]
-                                      for k, v in getattr(obj, "timings", {}).items()}})
+                                      for k, v in getattr(obj, "timings", {}).items()},
+                          # grad_W: the fastest power-tile and concat-tile candidate of each key
+                          "by_tile_kind": {str(k): kinds for k, v in getattr(obj, "timings", {}).items()
+                                           if (kinds := _by_tile_kind(v))}})
         elif kind == "Autotuner":
             cache = getattr(obj, "cache", {}) or {}
             picks.append({"kernel": name, "key": list(getattr(obj, "keys", []) or []),
@@ -795,14 +879,28 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     for p in picks:
         md += f"\n{p['kernel']} (key {', '.join(p['key'])}):\n\n"
         times = p.get("timings", {})
-        md += _md_table(["key", "config", "candidates' ms, sorted"],
-                        [[k, v, " ".join(f"{ms:.4g}" for ms in sorted(ms for _, ms in times.get(k, []) if ms is not None))]
+        kinds = p.get("by_tile_kind", {})
+        md += _md_table(["key", "config", "candidates' ms, sorted", "best pow / concat tile ms"],
+                        [[k, v, " ".join(f"{ms:.4g}" for ms in sorted(ms for _, ms in times.get(k, []) if ms is not None)),
+                          " / ".join(f"{kinds[k].get(t, float('nan')):.4g}" for t in ("pow", "concat")) if k in kinds else None]
                          for k, v in p["picks"].items()])
     if kernels:
         md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
                                [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],
                                  k["num_stages"], k["wgmma"]] for k in kernels])
     rec.md["autotune"] = md
+
+
+def _by_tile_kind(timings: list) -> dict[str, float]:
+    """{"pow": ms, "concat": ms}: the fastest finite candidate of each grad_W tile kind (configs with
+    ``POW_TILES``), empty for other kernels."""
+    best: dict[str, float] = {}
+    for cfg, ms in timings:
+        kw = getattr(cfg, "kwargs", {})
+        if "POW_TILES" in kw and ms != float("inf"):
+            kind = "pow" if kw["POW_TILES"] else "concat"
+            best[kind] = min(best.get(kind, ms), ms)
+    return best
 
 
 def _train_variants(args) -> list[dict[str, Any]]:
@@ -1016,7 +1114,7 @@ def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
 
 
 RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers,
-           "profile": section_profile, "autotune": section_autotune, "train": section_train, "knobs": section_knobs,
+           "profile": section_profile, "host": section_host, "autotune": section_autotune, "train": section_train, "knobs": section_knobs,
            "cache": section_cache}
 
 

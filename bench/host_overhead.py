@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import opgan_layers  # noqa: E402
+from _host_probe import Noop  # noqa: E402
 
 
 def _per_call_us(fn, calls: int, rounds: int) -> float:
@@ -38,18 +39,6 @@ def _per_call_us(fn, calls: int, rounds: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - t0) / calls * 1e6)
     return best
-
-
-class _Noop(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
-        return x.new_empty(x.shape)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, w = ctx.saved_tensors
-        return torch.empty_like(x), torch.empty_like(w), dy.new_empty(w.shape[0])
 
 
 def _steps(call, x, w, b):
@@ -110,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [measure(layer, args.calls, args.rounds) for layer in layers]
     x, w = torch.randn(1, 4, 16, requires_grad=True), torch.randn(4, 4, 3, requires_grad=True)
     b = torch.randn(4, requires_grad=True)
-    fwd, both = _steps(_Noop.apply, x, w, b)
+    fwd, both = _steps(Noop.apply, x, w, b)
     floor = (_per_call_us(fwd, args.calls, args.rounds), _per_call_us(both, args.calls, args.rounds))
 
     cpu = platform.processor() or platform.machine()

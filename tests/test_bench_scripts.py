@@ -157,7 +157,12 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
                                    "thin_split_bwd", "thin_off")}
     assert all(r["ms"] and r["ms"] > 0 for r in data["knobs"]), data["knobs"]
     md = record.with_suffix(".md").read_text()
-    assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md
+    assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md and "## Host path" in md
+    host = data["host"]  # the probes a CPU has, and the smoke layer's CPU-side profile per provider
+    assert {"python_call", "torch_launch", "autograd_noop_fwd_bwd"} <= set(host["probes_us"]), host
+    assert all(v is not None and v > 0 for v in host["probes_us"].values()), host
+    assert host["layer"] == "disc.head" and set(host["cpu_profile"]) == {"fused", "reference"}, host
+    assert all(rows and rows[0]["self_us"] > 0 for rows in host["cpu_profile"].values()), host
     assert (tmp_path / "out" / "triton-cache.tar.gz").is_file() and (tmp_path / "out" / "tests.log").is_file()
     # the device tool returns at most 8 files from $OUT
     assert len(list((tmp_path / "out").iterdir())) <= 8
@@ -244,6 +249,22 @@ def test_autotune_section_reports_the_lean_launchers_picks(monkeypatch):
     (fast, failed) = mine["timings"]["('bf16', 'key')"]  # each candidate's ms; one that failed: None
     assert "BLOCK_T" in fast[0] and fast[1] == 0.25 and failed[1] is None
     json.dumps(rec.data)  # the record stays JSON
+
+
+def test_autotune_section_compares_the_grad_w_tile_kinds(monkeypatch):
+    """For grad_W the record names the fastest power-tile and concat-tile candidate of each key."""
+    from selfonn.kernels import selfonn_conv as sc
+
+    k = sc._kernel("dw")
+    pow_cfg, concat_cfg, concat_slow = sc._dw_configs(True)[0], sc._dw_configs(False)[0], sc._dw_configs(False)[1]
+    monkeypatch.setitem(k.tuned, ("fp32", "key"), concat_cfg)
+    monkeypatch.setitem(k.timings, ("fp32", "key"), [(pow_cfg, 0.3), (concat_cfg, 0.2), (concat_slow, float("inf"))])
+    rec = gpu_round.Record.__new__(gpu_round.Record)
+    rec.data, rec.md = {}, {}
+    gpu_round.section_autotune(rec, None, {})
+    (mine,) = [p for p in rec.data["autotune"]["picks"] if p["kernel"].endswith(f"[{k.name}]")]
+    assert mine["by_tile_kind"] == {"('fp32', 'key')": {"pow": 0.3, "concat": 0.2}}
+    assert "0.3 / 0.2" in rec.md["autotune"]
 
 
 def test_prewarm_pack_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys, monkeypatch):

@@ -1,0 +1,73 @@
+"""Host-path probes: the cheapest calls of each kind a fused layer call is made of.
+
+A small layer's fused fwd+bwd is bound by host time, not by its kernels: the first GPU round measured
+400-900 us of host time per call on the lent machine, against ~50 us for the same Python on a
+workstation CPU (``bench/host_overhead.py``). These probes time each ingredient alone on whatever
+machine runs them, so a round can say where that time goes: the interpreter, a torch launch, a
+Triton launch through its binder or through ``selfonn.kernels``' direct path, the autograd engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+class Noop(torch.autograd.Function):
+    """A custom autograd Function with a fused conv's inputs and outputs and no work: the floor of any
+    ``autograd.Function``-based layer call."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):  # noqa: ARG004
+        ctx.save_for_backward(x, w)
+        return x.new_empty(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        return torch.empty_like(x), torch.empty_like(w), dy.new_empty(w.shape[0])
+
+
+def _triton_probes(device: str) -> dict[str, Callable[[], object]]:
+    """One tiny Triton kernel launched through Triton's binder and through selfonn's launcher."""
+    import triton
+    import triton.language as tl
+
+    from selfonn.kernels import _launch
+
+    @triton.jit
+    def fill_kernel(ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(ptr + offs, 0.0, mask=offs < n)
+
+    buf = torch.empty(1024, device=device)
+    kernel = _launch.Kernel("host_probe", fill_kernel)
+    cfg = [_launch.Cfg.of(BLOCK=1024)]
+    dev = buf.device
+
+    def direct() -> None:
+        kernel(dev, ("host_probe",), cfg, lambda c: ({"ptr": buf, "n": buf.numel()}, 1))
+
+    return {"triton_binder_launch": lambda: fill_kernel[(1,)](buf, buf.numel(), BLOCK=1024),
+            "triton_direct_launch": direct}
+
+
+def probes(device: str) -> dict[str, Callable[[], object]]:
+    """name -> a call to time per iteration. Triton's only on a GPU (the interpreter is no launch)."""
+    small = torch.zeros(1024, device=device)
+    x = torch.randn(2, 4, 64, device=device, requires_grad=True)
+    w = torch.randn(8, 12, 3, device=device, requires_grad=True)
+    b = torch.randn(8, device=device, requires_grad=True)
+    ones = torch.ones(2, 4, 64, device=device)
+
+    def noop_fwd_bwd() -> None:
+        Noop.apply(x, w, b).backward(ones)
+        x.grad = w.grad = b.grad = None
+
+    out = {"python_call": lambda: None, "torch_empty": lambda: torch.empty(4096, device=device),
+           "torch_launch": small.zero_, "autograd_noop_fwd_bwd": noop_fwd_bwd}
+    if device == "cuda":
+        out.update(_triton_probes(device))
+        out["cuda_synchronize"] = torch.cuda.synchronize
+    return out
