@@ -358,3 +358,13 @@ def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
     assert left_out == ["tests/test_trainer.py (no_such_module_here is not importable: carry .whl and pass --wheels)"]
     monkeypatch.setitem(gpu_round._TEST_NEEDS, "tests/test_trainer.py", "json")
     assert gpu_round._runnable_tests(["tests/test_trainer.py"]) == (["tests/test_trainer.py"], [])
+
+
+def test_saved_activations_script_prints_its_table(capsys):
+    """bench/saved_activations.py: the generator's training forward saves less with skip sharing."""
+    assert _load("saved_activations").main(["--filters", "8", "--batch", "2", "--length", "2048"]) == 0
+    out = capsys.readouterr().out
+    totals = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()
+              if line.startswith("| skip sharing") or line.startswith("| plain")}
+    assert set(totals) == {"skip sharing (default)", "plain torch.cat"}
+    assert 0 < totals["skip sharing (default)"] < totals["plain torch.cat"]
