@@ -880,10 +880,15 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         md += f"\n{p['kernel']} (key {', '.join(p['key'])}):\n\n"
         times = p.get("timings", {})
         kinds = p.get("by_tile_kind", {})
+
+        def sorted_ms(k: str) -> str:
+            return " ".join(f"{ms:.4g}" for ms in sorted(ms for _, ms in times.get(k, []) if ms is not None))
+
+        def tile_kinds(k: str) -> str | None:
+            return " / ".join(f"{kinds[k].get(t, float('nan')):.4g}" for t in ("pow", "concat")) if k in kinds else None
+
         md += _md_table(["key", "config", "candidates' ms, sorted", "best pow / concat tile ms"],
-                        [[k, v, " ".join(f"{ms:.4g}" for ms in sorted(ms for _, ms in times.get(k, []) if ms is not None)),
-                          " / ".join(f"{kinds[k].get(t, float('nan')):.4g}" for t in ("pow", "concat")) if k in kinds else None]
-                         for k, v in p["picks"].items()])
+                        [[k, v, sorted_ms(k), tile_kinds(k)] for k, v in p["picks"].items()])
     if kernels:
         md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
                                [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],
