@@ -171,3 +171,27 @@ def test_sqrt_group_weighting_draws_long_speakers_more_often(tmp_path):
     assert 3.0 < counts["sqrt"] < 5.3
     with pytest.raises(ValueError, match="group_weight"):
         ClipSampler(files, SR, 4000, group_weight="loudest")
+
+
+def test_background_segment_on_a_silent_stretch_covers_the_whole_clip(clip):
+    """An excerpt silent where the segment falls (active elsewhere) is mixed over the whole clip at the
+    drawn SIR instead of failing the draw (it once stopped a training run) or being blown up."""
+    x, group = clip
+
+    class TailOnly:  # unit RMS, silent but for its last tenth
+        def draw(self, rng, length, sr, exclude_group=None):
+            b = np.zeros(length, np.float32)
+            b[-length // 10:] = np.sqrt(10.0)
+            return b, "tail"
+
+    hit = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        y, xc, rec = corrupt(x, SR, rng, "background", background=TailOnly(), clean_group=group, p_segment=1.0)
+        if rec["background_len"] == x.size:
+            hit += 1
+            noise = y.astype(np.float64) - xc
+            assert np.all(noise[: -x.size // 10] == 0) and np.any(noise[-x.size // 10:] != 0)
+            sir = 10 * np.log10(np.mean(xc.astype(np.float64) ** 2) / np.mean(noise**2))
+            assert sir == pytest.approx(rec["background_sir_db"], abs=0.05)
+    assert hit >= 10  # most 30-90 % segments miss the last tenth
