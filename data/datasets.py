@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -212,17 +213,41 @@ class DynamicRARDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    #: draws of one item that may fail on its audio (a clip that turns silent, a background stretch no
+    #: source can fill) before the item's error is raised: one bad draw must not stop a long run
+    MAX_DRAWS = 8
+
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        """(corrupted, clean, record) as numpy for item i of the current epoch."""
+        """(corrupted, clean, record) as numpy for item i of the current epoch.
+
+        A draw that fails on its audio (``AudioError``) is redrawn from the item's next stream, with a
+        warning, up to ``MAX_DRAWS`` draws; the item stays a pure function of (seed, epoch, i)."""
         if not 0 <= i < self.length:
             raise IndexError(i)
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        for attempt in range(self.MAX_DRAWS):
+            try:
+                y, x, rec = self._draw(i, attempt)
+            except AudioError as exc:
+                if attempt == self.MAX_DRAWS - 1:
+                    raise AudioError(f"{exc} (item {i}: {self.MAX_DRAWS} draws failed)") from None
+                warnings.warn(f"dynamic mixing: redrawing item {i} ({exc})", stacklevel=2)
+                continue
+            if attempt:
+                rec["redraws"] = attempt
+            return y, x, rec
+        raise AssertionError("unreachable")
+
+    def _draw(self, i: int, attempt: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One draw of item i: the first from the item's own streams (as before redraws existed),
+        later ones from streams keyed by the attempt too."""
+        extra = [2, attempt] if attempt else []
+        rng = np.random.default_rng([self.seed, self.epoch, i, *extra])
         aug: dict = {}
         if self.augment is None:
             clip, desc, group = self.sampler.draw(rng)
             clip = clip * (rng.uniform(0.3, 0.9) / float(np.max(np.abs(clip))))
         else:  # its own stream, so the clip, level and corruption draws match the unaugmented item
-            arng = np.random.default_rng([self.seed, self.epoch, i, 1])
+            arng = np.random.default_rng([self.seed, self.epoch, i, 1, *extra])
             speed = speed_factor(arng, self.augment)
             clip, desc, group = self.sampler.draw(
                 rng, length=source_length(self.clip_len, speed) if speed != 1.0 else None)

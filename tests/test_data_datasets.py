@@ -117,3 +117,36 @@ def test_fetch_without_apt(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
     assert fetch.main(["--cache", str(tmp_path)]) == 2
     assert "apt-get" in capsys.readouterr().err
+
+
+def test_dynamic_dataset_redraws_an_item_whose_audio_fails(monkeypatch):
+    """A draw that fails on its audio is redrawn from the item's next stream (with a warning), so the
+    item stays deterministic and a long run keeps going; when every draw fails, one AudioError."""
+    from opgan.data import datasets as dmod
+
+    src = fixture_dir()
+    ds = DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, length=4, seed=3,
+                           rir_bank=default_rirs())
+    first = ds.sample(1)
+    real = dmod.corrupt
+    fails = {"n": 0}
+
+    def flaky(clip, *a, **k):
+        if fails["n"] < 2:
+            fails["n"] += 1
+            raise AudioError("corrupt: background excerpt from x is silent")
+        return real(clip, *a, **k)
+
+    monkeypatch.setattr(dmod, "corrupt", flaky)
+    with pytest.warns(UserWarning, match="redrawing item 1"):
+        y, x, rec = ds.sample(1)
+    assert rec["redraws"] == 2 and np.isfinite(y).all() and not np.array_equal(x, first[1])
+    fails["n"] = 0
+    with pytest.warns(UserWarning):
+        y2, x2, rec2 = ds.sample(1)  # the same item again: the same redraws, the same result
+    assert np.array_equal(y, y2) and rec2 == rec
+    monkeypatch.setattr(dmod, "corrupt", lambda *a, **k: (_ for _ in ()).throw(AudioError("always")))
+    with pytest.warns(UserWarning), pytest.raises(AudioError, match="8 draws failed"):
+        ds.sample(2)
+    monkeypatch.setattr(dmod, "corrupt", real)
+    assert all(np.array_equal(a, b) for a, b in zip(ds.sample(1)[:2], first[:2]))  # unchanged when nothing fails
