@@ -31,15 +31,9 @@ class Noop(torch.autograd.Function):
 
 def _triton_probes(device: str) -> dict[str, Callable[[], object]]:
     """One tiny Triton kernel launched through Triton's binder and through selfonn's launcher."""
-    import triton
-    import triton.language as tl
+    from _probe_kernel import fill_kernel
 
     from selfonn.kernels import _launch
-
-    @triton.jit
-    def fill_kernel(ptr, n, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        tl.store(ptr + offs, 0.0, mask=offs < n)
 
     buf = torch.empty(1024, device=device)
     kernel = _launch.Kernel("host_probe", fill_kernel)
@@ -71,3 +65,8 @@ def probes(device: str) -> dict[str, Callable[[], object]]:
         out.update(_triton_probes(device))
         out["cuda_synchronize"] = torch.cuda.synchronize
     return out
+
+
+def triton_probes_for_tests(device: str) -> dict[str, Callable[[], object]]:
+    """The Triton probes on any device (under TRITON_INTERPRET=1 on the CPU: tests run them there)."""
+    return _triton_probes(device)

@@ -368,3 +368,14 @@ def test_saved_activations_script_prints_its_table(capsys):
               if line.startswith("| skip sharing") or line.startswith("| plain")}
     assert set(totals) == {"skip sharing (default)", "plain torch.cat"}
     assert 0 < totals["skip sharing (default)"] < totals["plain torch.cat"]
+
+
+def test_host_probes_launch_the_triton_kernel(monkeypatch):
+    """The round's Triton probes run (under the interpreter here: the kernel resolves its names and the
+    launcher accepts its arguments)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the round runs it
+    probe = _load("_host_probe")
+    for name, fn in probe.triton_probes_for_tests("cpu").items():
+        fn()
+    assert {"python_call", "torch_launch", "autograd_noop_fwd_bwd"} <= set(probe.probes("cpu"))
