@@ -796,7 +796,7 @@ def section_host(rec: Record, args, ctx: dict) -> None:
                 raise BudgetExceeded("section budget")
             try:
                 with deadline(args.cell_timeout_s):
-                    step = make_step(PROVIDERS[prov](layer), inputs, "fwd+bwd")
+                    step = make_step(_under("tf32", device, PROVIDERS[prov](layer)), inputs, "fwd+bwd")
                     for _ in range(max(args.warmup, 3)):
                         step()
                     info["host_us"][prov] = host_us(step, device, HOST_CALLS // 4)
