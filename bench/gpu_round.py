@@ -942,8 +942,9 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(filters=args.train_filters, q=args.q), fold_upsample=fold).to(device)
     d = Discriminator(DiscriminatorConfig(filters=args.train_filters, q=args.q)).to(device)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=graph)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=graph)
+    fused = device == "cuda"  # as the trainer steps Adam
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=graph, fused=fused)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=graph, fused=fused)
     gen = torch.Generator().manual_seed(1)
     y = ((torch.rand(args.train_batch, 1, args.train_length, generator=gen) * 2 - 1) * 0.5).to(device)
     x = (y + 0.1 * torch.randn(y.shape, generator=gen).to(device)).clamp(-1, 1)
