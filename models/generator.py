@@ -101,23 +101,28 @@ class _SkipSharing:
     """Saved-tensor hooks that keep each skip and up-block output only inside its concatenation.
 
     ``cat([up(h), skip])`` copies two tensors autograd also saves on their own (tanh saves its
-    output, the next down layer its input), so without this every up level holds its channels
-    twice (`python bench/saved_activations.py`: 166 -> 104 MiB for 8 x 32000 samples at f=16). Inside this
-    context every saved tensor goes into a :class:`_Held`; :meth:`concat` re-points the holders of
-    its parts at views of the concatenation, so the standalone parts are freed once forward ends.
-    The same values (views of a copy), no extra kernels. A part saved again after the concatenation
-    (while it is alive, so its memory cannot have been reused) is saved as the view at once.
+    output, the next down layer its input), so without this every up level holds its channels twice.
+    Inside this context every saved tensor goes into a :class:`_Held`; :meth:`concat` re-points the
+    holders of its parts at views of the concatenation, so the standalone parts are freed once forward
+    ends (a part saved again later, while it is alive so its memory cannot have been reused, is saved
+    as the view at once). In backward the concatenation is needed whole only until the node that made
+    its first part has run; the skips' consumers (the down layers) run last, so at that point the
+    skips move to copies of their own and the concatenation is freed, and the concatenation's gradient
+    hands the skips a copy of their part (its view would keep the whole gradient alive as long).
+    The same values, bit-identical gradients; `python bench/saved_activations.py` measures it.
     """
 
     def __init__(self) -> None:
         self._held: dict[tuple, list[_Held]] = {}
-        self._views: dict[tuple, tuple[weakref.ref, torch.Tensor]] = {}
+        self._views: dict[tuple, tuple[weakref.ref, torch.Tensor, list[_Held]]] = {}
 
     def pack(self, t: torch.Tensor) -> _Held:
         key = _view_key(t)
         alias = self._views.get(key)
         if alias is not None and alias[0]() is not None:
-            return _Held(alias[1])
+            held = _Held(alias[1])
+            alias[2].append(held)
+            return held
         held = _Held(t)
         self._held.setdefault(key, []).append(held)
         return held
@@ -126,17 +131,52 @@ class _SkipSharing:
     def unpack(held: _Held) -> torch.Tensor:
         return held.t
 
+    def close(self) -> None:
+        """Drop every reference this context holds. Autograd keeps each saved tensor's hooks (so this
+        object) until its graph is freed: holders listed here would outlive the nodes that saved them
+        and keep the concatenations alive through the whole backward."""
+        self._held.clear()
+        self._views.clear()
+
     def concat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         out = torch.cat(parts, dim=1)
-        offset = 0
-        for part in parts:
+        offset, later = 0, []
+        for i, part in enumerate(parts):
             view = out.narrow(1, offset, part.shape[1])
             key = _view_key(part)
-            for held in self._held.pop(key, ()):
+            holders = self._held.pop(key, [])
+            for held in holders:
                 held.t = view
-            self._views[key] = (weakref.ref(part), view)
+            self._views[key] = (weakref.ref(part), view, holders)
+            if i:
+                later.append((view, holders))
             offset += part.shape[1]
+        first = parts[0].grad_fn
+        if first is not None and later:
+            first.register_hook(_handoff(later))
+        if out.grad_fn is not None and later:
+            out.grad_fn.register_hook(_own_grads)
         return out
+
+
+def _handoff(later: list[tuple[torch.Tensor, list[_Held]]]):
+    """A post-hook for the node that made a concatenation's first part: the later parts' holders move to
+    copies, and the hook lets go of the concatenation (a hook lives as long as its graph)."""
+
+    def hook(grad_inputs, grad_outputs):  # noqa: ARG001
+        while later:
+            view, holders = later.pop()
+            own = view.clone()
+            for held in holders:
+                held.t = own
+        return None
+
+    return hook
+
+
+def _own_grads(grad_inputs, grad_outputs):  # noqa: ARG001
+    """CatBackward post-hook: the skips get their gradient as a copy, not as a view of the whole one."""
+    return (grad_inputs[0], *(None if g is None else g.contiguous() for g in grad_inputs[1:]))
 
 
 class _Up(nn.Module):
@@ -218,8 +258,11 @@ class Generator(nn.Module):
             )
         if torch.is_grad_enabled() and not torch.compiler.is_compiling():
             sharing = _SkipSharing()  # (torch.compile plans the concatenation's memory itself)
-            with torch.autograd.graph.saved_tensors_hooks(sharing.pack, sharing.unpack):
-                return self._forward(x, sharing.concat)
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(sharing.pack, sharing.unpack):
+                    return self._forward(x, sharing.concat)
+            finally:
+                sharing.close()
         return self._forward(x, lambda parts: torch.cat(parts, dim=1))
 
     def _forward(self, x: torch.Tensor, concat) -> torch.Tensor:

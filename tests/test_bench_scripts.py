@@ -361,13 +361,16 @@ def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
 
 
 def test_saved_activations_script_prints_its_table(capsys):
-    """bench/saved_activations.py: the generator's training forward saves less with skip sharing."""
+    """bench/saved_activations.py: with skip sharing the generator's training step saves less and peaks lower."""
     assert _load("saved_activations").main(["--filters", "8", "--batch", "2", "--length", "2048"]) == 0
     out = capsys.readouterr().out
-    totals = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()
-              if line.startswith("| skip sharing") or line.startswith("| plain")}
-    assert set(totals) == {"skip sharing (default)", "plain torch.cat"}
-    assert 0 < totals["skip sharing (default)"] < totals["plain torch.cat"]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in out.splitlines()
+            if line.startswith("| skip sharing") or line.startswith("| plain")}
+    assert set(rows) == {"skip sharing (default)", "plain torch.cat"}
+    (peak_s, saved_s), (peak_p, saved_p) = rows["skip sharing (default)"], rows["plain torch.cat"]
+    assert 0 < float(saved_s) < float(saved_p)
+    if peak_p.strip() != "-":  # glibc: the heap's peak over forward + backward
+        assert 0 < float(peak_s) < float(peak_p)
 
 
 def test_host_probes_launch_the_triton_kernel(monkeypatch):

@@ -335,7 +335,7 @@ def test_gated_residual_generator_starts_at_identity_and_gates_per_clip():
 def test_generator_saves_skips_only_inside_their_concatenation(gate, backend, monkeypatch):
     """Training forward keeps each skip and up-block output only as a view of its concatenation (the
     standalone tensors are freed once forward returns); output and every gradient are bit-identical
-    to the plain concatenation's."""
+    to the plain concatenation's, also on a second backward through the retained graph."""
     import weakref
 
     from opgan.models import generator as gen_mod
@@ -357,10 +357,12 @@ def test_generator_saves_skips_only_inside_their_concatenation(gate, backend, mo
         y = g(x)
         assert len(parts) == 8 and all(r() is None for r in parts)  # 4 levels x (up output, skip)
         y_ref = g._forward(x, lambda ps: torch.cat(ps, dim=1))
-        grads = torch.autograd.grad(y.square().sum(), list(g.parameters()))
+        loss = y.square().sum()
+        grads = torch.autograd.grad(loss, list(g.parameters()), retain_graph=True)
+        again = torch.autograd.grad(loss, list(g.parameters()))  # after the skips moved to their own copies
         grads_ref = torch.autograd.grad(y_ref.square().sum(), list(g.parameters()))
     assert torch.equal(y, y_ref)
-    for a, b in zip(grads, grads_ref):
-        assert torch.equal(a, b)
+    for a, b, c in zip(grads, again, grads_ref):
+        assert torch.equal(a, c) and torch.equal(b, c)
     with torch.no_grad(), selfonn.use_backend(backend):  # inference: no hooks, the same output
         torch.testing.assert_close(g(x), y_ref.detach(), rtol=1e-5, atol=1e-6)
