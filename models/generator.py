@@ -166,9 +166,10 @@ def _handoff(later: list[tuple[torch.Tensor, list[_Held]]]):
     def hook(grad_inputs, grad_outputs):  # noqa: ARG001
         while later:
             view, holders = later.pop()
-            own = view.clone()
-            for held in holders:
-                held.t = own
+            if holders:
+                own = view.clone()
+                for held in holders:
+                    held.t = own
         return None
 
     return hook
