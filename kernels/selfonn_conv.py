@@ -524,30 +524,55 @@ def _dw_gemm_tile(
         dw_off = (g * CQG + c)[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
     else:
         dw_off = (g * OG + o)[:, None].to(IDX) * (CQG * K) + n[None, :]  # W (C_out, CQG, K)
-    dw_ok = m_ok[:, None] & n_ok[None, :]
-    db_slot = g * N_MT + mt
+    _dw_finish(acc, acc, acc, dacc, tile, split, nt, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr, dw_off,
+               m_ok[:, None] & n_ok[None, :], 0, g * OG + o, m_ok, g * N_MT + mt, N_GEMM, N_DBT, S,
+               1, DB_MODE, ONE_SPLIT, ACC_DTYPE, TAIL, TAIL_DB, BLOCK_M, BLOCK_N)
+
+
+@triton.jit
+def _dw_finish(
+    acc0, acc1, acc2, dacc, tile, split, nt, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr, dw_off, dw_ok, p_step,
+    db_off, db_ok, db_slot, N_GEMM, N_DBT, S,
+    NACC: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Store a grad_W tile's NACC accumulators (accumulator p's W entries ``p * p_step`` after the
+    first's) and, from column tile 0, its grad_bias rows. With one split directly; else as this
+    split's partials (NACC per tile), and the last split to arrive sums every split's in a fixed
+    order (deterministic), stores the totals and resets the tile's arrival counter."""
     if ONE_SPLIT:
-        tl.store(dw_ptr + dw_off, acc.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        tl.store(dw_ptr + dw_off, acc0.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        if NACC > 1:
+            tl.store(dw_ptr + (dw_off + p_step), acc1.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+        if NACC > 2:
+            tl.store(dw_ptr + (dw_off + 2 * p_step), acc2.to(dw_ptr.dtype.element_ty), mask=dw_ok)
         if DB_MODE == 1:
             if nt == 0:
-                tl.store(db_ptr + g * OG + o, dacc.to(db_ptr.dtype.element_ty), mask=m_ok)
+                tl.store(db_ptr + db_off, dacc.to(db_ptr.dtype.element_ty), mask=db_ok)
     else:
+        size = BLOCK_M * BLOCK_N
         loc = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-        tl.store(part_ptr + (split * N_GEMM + tile) * (BLOCK_M * BLOCK_N) + loc, acc)
+        mine = part_ptr + (split * N_GEMM + tile) * (NACC * size)  # this split's NACC partials of the tile
+        tl.store(mine + loc, acc0)
+        if NACC > 1:
+            tl.store(mine + size + loc, acc1)
+        if NACC > 2:
+            tl.store(mine + 2 * size + loc, acc2)
         if DB_MODE == 1:
             if nt == 0:
                 tl.store(pdb_ptr + (split * N_DBT + db_slot) * BLOCK_M + tl.arange(0, BLOCK_M), dacc)
-        tl.debug_barrier()  # every thread's partial is stored before the arrival is published
+        tl.debug_barrier()  # every thread's partials are stored before the arrival is published
         arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
         if arrived == S - 1:  # the last split to finish sums all of them, in a fixed order
-            total = _sum_splits(part_ptr + tile * (BLOCK_M * BLOCK_N), N_GEMM * (BLOCK_M * BLOCK_N), S, ACC_DTYPE,
-                                TAIL, BLOCK_M * BLOCK_N)
-            total = tl.reshape(total, [BLOCK_M, BLOCK_N])  # row-major, as ``loc`` stored it
-            tl.store(dw_ptr + dw_off, total.to(dw_ptr.dtype.element_ty), mask=dw_ok)
+            for p in tl.static_range(NACC):
+                total = _sum_splits(part_ptr + (tile * NACC + p) * size, N_GEMM * (NACC * size), S, ACC_DTYPE, TAIL,
+                                    BLOCK_M * BLOCK_N)
+                total = tl.reshape(total, [BLOCK_M, BLOCK_N])  # row-major, as ``loc`` stored it
+                tl.store(dw_ptr + (dw_off + p * p_step), total.to(dw_ptr.dtype.element_ty), mask=dw_ok)
             if DB_MODE == 1:
                 if nt == 0:
                     dtot = _sum_splits(pdb_ptr + db_slot * BLOCK_M, N_DBT * BLOCK_M, S, ACC_DTYPE, TAIL_DB, BLOCK_M)
-                    tl.store(db_ptr + g * OG + o, dtot.to(db_ptr.dtype.element_ty), mask=m_ok)
+                    tl.store(db_ptr + db_off, dtot.to(db_ptr.dtype.element_ty), mask=db_ok)
             tl.store(cnt_ptr + tile, 0)  # ready for the next launch
 
 
@@ -605,41 +630,9 @@ def _dw_pow_tile(
                 acc2 = tl.dot(a, (x2 * xv).to(a.dtype), acc2, input_precision=PRECISION, out_dtype=ACC_DTYPE)
         if DB_MODE == 1:
             dacc += tl.sum(a.to(ACC_DTYPE), axis=1)
-    dw_ok = m_ok[:, None] & n_ok[None, :]
-    if ONE_SPLIT:
-        tl.store(dw_ptr + dw_off, acc0.to(dw_ptr.dtype.element_ty), mask=dw_ok)
-        if Q > 1:
-            tl.store(dw_ptr + (dw_off + p_step), acc1.to(dw_ptr.dtype.element_ty), mask=dw_ok)
-        if Q > 2:
-            tl.store(dw_ptr + (dw_off + 2 * p_step), acc2.to(dw_ptr.dtype.element_ty), mask=dw_ok)
-        if DB_MODE == 1:
-            if nt == 0:
-                tl.store(db_ptr + o, dacc.to(db_ptr.dtype.element_ty), mask=m_ok)
-    else:
-        size = BLOCK_M * BLOCK_N
-        loc = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-        mine = part_ptr + (split * N_GEMM + tile) * (Q * size)  # this split's Q partials of the tile
-        tl.store(mine + loc, acc0)
-        if Q > 1:
-            tl.store(mine + size + loc, acc1)
-        if Q > 2:
-            tl.store(mine + 2 * size + loc, acc2)
-        if DB_MODE == 1:
-            if nt == 0:
-                tl.store(pdb_ptr + (split * N_DBT + mt) * BLOCK_M + tl.arange(0, BLOCK_M), dacc)
-        tl.debug_barrier()  # every thread's partials are stored before the arrival is published
-        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
-        if arrived == S - 1:  # the last split to finish sums all of them, in a fixed order
-            for p in tl.static_range(Q):
-                total = _sum_splits(part_ptr + (tile * Q + p) * size, N_GEMM * (Q * size), S, ACC_DTYPE, TAIL,
-                                    BLOCK_M * BLOCK_N)
-                total = tl.reshape(total, [BLOCK_M, BLOCK_N])
-                tl.store(dw_ptr + (dw_off + p * p_step), total.to(dw_ptr.dtype.element_ty), mask=dw_ok)
-            if DB_MODE == 1:
-                if nt == 0:
-                    dtot = _sum_splits(pdb_ptr + mt * BLOCK_M, N_DBT * BLOCK_M, S, ACC_DTYPE, TAIL_DB, BLOCK_M)
-                    tl.store(db_ptr + o, dtot.to(db_ptr.dtype.element_ty), mask=m_ok)
-            tl.store(cnt_ptr + tile, 0)  # ready for the next launch
+    _dw_finish(acc0, acc1, acc2, dacc, tile, split, nt, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr, dw_off,
+               m_ok[:, None] & n_ok[None, :], p_step, o, m_ok, mt, N_GEMM, N_DBT, S,
+               Q, DB_MODE, ONE_SPLIT, ACC_DTYPE, TAIL, TAIL_DB, BLOCK_M, BLOCK_N)
 
 
 @triton.jit
