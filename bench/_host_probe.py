@@ -47,21 +47,28 @@ def _triton_probes(device: str) -> dict[str, Callable[[], object]]:
             "triton_direct_launch": direct}
 
 
-def probes(device: str) -> dict[str, Callable[[], object]]:
-    """name -> a call to time per iteration. Triton's only on a GPU (the interpreter is no launch)."""
-    small = torch.zeros(1024, device=device)
+def _noop_fwd_bwd(device: str) -> Callable[[], None]:
     x = torch.randn(2, 4, 64, device=device, requires_grad=True)
     w = torch.randn(8, 12, 3, device=device, requires_grad=True)
     b = torch.randn(8, device=device, requires_grad=True)
     ones = torch.ones(2, 4, 64, device=device)
 
-    def noop_fwd_bwd() -> None:
+    def step() -> None:
         Noop.apply(x, w, b).backward(ones)
         x.grad = w.grad = b.grad = None
 
+    return step
+
+
+def probes(device: str) -> dict[str, Callable[[], object]]:
+    """name -> a call to time per iteration. Triton's only on a GPU (the interpreter is no launch); there
+    the no-op Function also runs on CPU tensors: CUDA backward runs on the engine's device thread, so
+    the difference is that hand-off."""
+    small = torch.zeros(1024, device=device)
     out = {"python_call": lambda: None, "torch_empty": lambda: torch.empty(4096, device=device),
-           "torch_launch": small.zero_, "autograd_noop_fwd_bwd": noop_fwd_bwd}
+           "torch_launch": small.zero_, "autograd_noop_fwd_bwd": _noop_fwd_bwd(device)}
     if device == "cuda":
+        out["autograd_noop_fwd_bwd_cpu_tensors"] = _noop_fwd_bwd("cpu")
         out.update(_triton_probes(device))
         out["cuda_synchronize"] = torch.cuda.synchronize
     return out
