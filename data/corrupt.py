@@ -191,12 +191,11 @@ def corrupt(
         b = np.asarray(b, dtype=np.float64)
         check_finite(b, f"corrupt: background {name}")
         sir = sir_from_weight(w, severity)
-        pb = float(np.sum(m * b**2) / max(m.sum(), 1.0))
-        if pb <= 1e-3 * float(np.mean(b**2)):
+        pb, whole = float(np.sum(m * b**2) / max(m.sum(), 1.0)), float(np.mean(b**2))
+        if pb <= 1e-3 * whole:
             # the segment fell on a (near-)silent stretch of the excerpt, which is active elsewhere
             # (the source's guarantee): cover the whole clip rather than blow that stretch up
-            start, seg, m = 0, n, np.ones(n)
-            pb = float(np.mean(b**2))
+            start, seg, m, pb = 0, n, np.ones(n), whole
         if pb <= 0:
             raise AudioError(f"corrupt: background excerpt from {name} is silent")
         y = y + m * b * np.sqrt(_ref_power(x, m) / pb * 10 ** (-sir / 10))

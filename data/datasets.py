@@ -228,14 +228,14 @@ class DynamicRARDataset(Dataset):
             try:
                 y, x, rec = self._draw(i, attempt)
             except AudioError as exc:
-                if attempt == self.MAX_DRAWS - 1:
-                    raise AudioError(f"{exc} (item {i}: {self.MAX_DRAWS} draws failed)") from None
-                warnings.warn(f"dynamic mixing: redrawing item {i} ({exc})", stacklevel=2)
+                error = exc
+                if attempt + 1 < self.MAX_DRAWS:
+                    warnings.warn(f"dynamic mixing: redrawing item {i} ({exc})", stacklevel=2)
                 continue
             if attempt:
                 rec["redraws"] = attempt
             return y, x, rec
-        raise AssertionError("unreachable")
+        raise AudioError(f"{error} (item {i}: {self.MAX_DRAWS} draws failed)") from None
 
     def _draw(self, i: int, attempt: int) -> tuple[np.ndarray, np.ndarray, dict]:
         """One draw of item i: the first from the item's own streams (as before redraws existed),
