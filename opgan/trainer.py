@@ -532,9 +532,9 @@ class _Run:
         self.g_raw, self.d_raw = g.to(device), d.to(device)
         if cfg.cuda_graph and not _StepGraph.supported(device):
             raise ConfigError(f"--cuda-graph needs a CUDA device (this run is on {device}); pass --no-cuda-graph")
-        fused = device.type == "cuda"  # 2 launches a step instead of the foreach path's ~8 (host-bound steps)
-        self.opt_g = torch.optim.Adam(self.g_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-        self.opt_d = torch.optim.Adam(self.d_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+        # (fused, capturable and the lr's form are set by _optimiser_mode below, after any checkpoint load)
+        self.opt_g = torch.optim.Adam(self.g_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(self.d_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.step = 0
         self.train_s = 0.0
         self.best: dict[str, float] = {}
@@ -566,7 +566,7 @@ class _Run:
         the device) and the lr a device tensor the graph reads (refilled before each replay); plain
         floats otherwise. Applied after a checkpoint load too, which brings back the saving run's settings."""
         capturable = self.cfg.cuda_graph and self.device.type == "cuda"
-        fused = self.device.type == "cuda"
+        fused = self.device.type == "cuda"  # 2 launches a step instead of the foreach path's ~8 (host-bound steps)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["capturable"] = capturable
