@@ -1120,8 +1120,8 @@ def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
 
 
 RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers,
-           "profile": section_profile, "host": section_host, "autotune": section_autotune, "train": section_train, "knobs": section_knobs,
-           "cache": section_cache}
+           "profile": section_profile, "host": section_host, "autotune": section_autotune, "train": section_train,
+           "knobs": section_knobs, "cache": section_cache}
 
 
 # ---- main ----------------------------------------------------------------------------------------

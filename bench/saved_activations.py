@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import ctypes.util
 import sys
@@ -97,16 +98,10 @@ def measure(g: Generator, x: torch.Tensor, sharing: bool, used) -> tuple[dict[st
     forward = g if sharing else (lambda t: g._forward(t, lambda parts: torch.cat(parts, dim=1)))
     start = used() if used else 0
     mode = _Peak(used) if used else None
-    with selfonn.use_backend("torch"):
-        if mode is not None:
-            with mode:
-                y = forward(x)
-                saved = saved_by_node(y)
-                y.square().mean().backward()
-        else:
-            y = forward(x)
-            saved = saved_by_node(y)
-            y.square().mean().backward()
+    with selfonn.use_backend("torch"), mode if mode is not None else contextlib.nullcontext():
+        y = forward(x)
+        saved = saved_by_node(y)
+        y.square().mean().backward()
     g.zero_grad(set_to_none=True)
     return saved, (mode.peak - start if mode is not None else None)
 
