@@ -125,18 +125,25 @@ def _dpoly(w_base, sw_p, w_ok, xv, Q: tl.constexpr, ACC_DTYPE: tl.constexpr):
 
 
 @triton.jit
+def _red_tile(a_ptr, a_rows, rows_ok, r0, r_hi, sa_c, IDX: tl.constexpr, BLOCK_R: tl.constexpr):
+    """The GEMMs' A operand: a[rows, r] for reduction channels r in [r0, r0 + BLOCK_R) below r_hi, as a
+    [T, R] tile (out of range: 0), with those channels and their mask."""
+    r = r0 + tl.arange(0, BLOCK_R)  # [R]
+    r_ok = r < r_hi
+    a = tl.load(a_ptr + (a_rows[:, None] + r[None, :].to(IDX) * sa_c), mask=rows_ok[:, None] & r_ok[None, :],
+                other=0.0)
+    return a, r, r_ok
+
+
+@triton.jit
 def _acc_powers(
     acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok, i0, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
     Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
     IDX: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """acc[T, N] += sum_{i in block i0, p} a[rows, i] ** p * W[col(i, p), n]; a loaded once."""
-    i = i0 + tl.arange(0, BLOCK_R)  # [R] input channels
-    i_ok = i < i_hi
-    a = tl.load(
-        a_ptr + (a_rows[:, None] + i[None, :].to(IDX) * sa_c),
-        mask=rows_ok[:, None] & i_ok[None, :], other=0.0,
-    ).to(ACC_DTYPE)  # [T, R]; zero padding stays 0 under every power
+    a, i, i_ok = _red_tile(a_ptr, a_rows, rows_ok, i0, i_hi, sa_c, IDX, BLOCK_R)  # [T, R], input channels i
+    a = a.to(ACC_DTYPE)  # zero padding stays 0 under every power
     ap = a
     for p in tl.static_range(Q):
         if p > 0:
@@ -162,12 +169,7 @@ def _acc_dual(
     IDX: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """acc[T, N] += sum_{o in block o0} dy[rows, o] * W[o, col(n, P)] for input channels n at power P."""
-    o = o0 + tl.arange(0, BLOCK_R)  # [R] output channels of the conv (the reduction)
-    o_ok = o < o_hi
-    a = tl.load(
-        a_ptr + (a_rows[:, None] + o[None, :].to(IDX) * sa_c),
-        mask=rows_ok[:, None] & o_ok[None, :], other=0.0,
-    )  # [T, R]
+    a, o, o_ok = _red_tile(a_ptr, a_rows, rows_ok, o0, o_hi, sa_c, IDX, BLOCK_R)  # o: the conv's output channels
     w = _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, P, GROUPS, IDX)
     return tl.dot(a.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
 
@@ -179,12 +181,7 @@ def _acc_dual_powers(
     IDX: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """_acc_dual for powers 0..Q-1 (Q <= 3) at once: the dy tile loaded once for all of them."""
-    o = o0 + tl.arange(0, BLOCK_R)
-    o_ok = o < o_hi
-    a = tl.load(
-        a_ptr + (a_rows[:, None] + o[None, :].to(IDX) * sa_c),
-        mask=rows_ok[:, None] & o_ok[None, :], other=0.0,
-    )  # [T, R]
+    a, o, o_ok = _red_tile(a_ptr, a_rows, rows_ok, o0, o_hi, sa_c, IDX, BLOCK_R)
     w = _dual_w(w_ptr, w_off, n, n_ok, o, o_ok, C_IN, CQG, OG, sw_g, sw_o, sw_c, 0, GROUPS, IDX)
     a = a.to(w.dtype)
     acc0 = tl.dot(a, w, acc0, input_precision=PRECISION, out_dtype=ACC_DTYPE)
@@ -461,6 +458,16 @@ def _dw_rows(m, OG, K: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, TRA
 
 
 @triton.jit
+def _dw_cols(n, N_CH, K: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """grad_W columns ``n`` over N_CH channels: (valid, channel, x shift). conv: n = c*K + j, each
+    column reading x at its tap; convT: n = c. The columns' counterpart of _dw_rows."""
+    if TRANSPOSED:
+        return n < N_CH, n, n * 0
+    c = n // K
+    return n < N_CH * K, c, (n - c * K) * DIL - PAD_L
+
+
+@triton.jit
 def _dw_gemm_tile(
     tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
     B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
@@ -484,14 +491,7 @@ def _dw_gemm_tile(
     m = mt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
     n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
     m_ok, o, y_shift = _dw_rows(m, OG, K, DIL, PAD_L, TRANSPOSED)
-    if TRANSPOSED:
-        n_ok = n < CQG
-        c = n
-        x_shift = n * 0
-    else:
-        n_ok = n < CQG * K
-        c = n // K
-        x_shift = (n - c * K) * DIL - PAD_L  # [N] tap of each column
+    n_ok, c, x_shift = _dw_cols(n, CQG, K, DIL, PAD_L, TRANSPOSED)  # c: concat channel in the group
     if GROUPS == 1:
         idx = c
     else:
@@ -597,16 +597,11 @@ def _dw_pow_tile(
     m = mt * BLOCK_M + tl.arange(0, BLOCK_M)  # [M]
     n = nt * BLOCK_N + tl.arange(0, BLOCK_N)  # [N]
     m_ok, o, y_shift = _dw_rows(m, OG, K, DIL, PAD_L, TRANSPOSED)
+    n_ok, ch, x_shift = _dw_cols(n, C_IN, K, DIL, PAD_L, TRANSPOSED)  # ch: input channel
     if TRANSPOSED:
-        n_ok = n < C_IN
-        ch = n
-        x_shift = n * 0
         dw_off = n[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K) at power 0
         p_step = C_IN * OG * K
     else:
-        n_ok = n < C_IN * K
-        ch = n // K
-        x_shift = (n - ch * K) * DIL - PAD_L  # [N] tap of each column
         dw_off = o[:, None].to(IDX) * (CQG * K) + n[None, :]  # W (C_out, Q*C_in, K) at power 0
         p_step = C_IN * K
     y_rows = o.to(IDX) * sy_c  # [M]
