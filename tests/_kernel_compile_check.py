@@ -20,26 +20,39 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from opgan.models import opgan_layer_shapes
 from selfonn.kernels import _launch
 from selfonn.kernels import selfonn_conv as sc
 
 _TARGET = GPUTarget("cuda", 90, 32)
 _DTYPES = {torch.float32: "fp32", torch.float64: "fp64", torch.bfloat16: "bf16", torch.float16: "fp16",
            torch.int32: "i32"}
-# (name, C_in, C_out, L_in, k, stride, padding, transposed): the Op-GAN's layer kinds (f = 16, L = 32000).
-LAYERS = [
-    ("gen.down1", 1, 16, 32000, 5, 2, 2, False),
-    ("gen.down4", 64, 128, 4000, 5, 2, 2, False),
-    ("gen.up2", 256, 64, 4000, 5, 1, 2, False),
-    ("gen.out_T", 32, 1, 16000, 6, 2, 2, True),
-    ("disc.1", 1, 16, 32000, 4, 8, 1, False),
-    ("disc.3", 32, 64, 500, 4, 8, 1, False),
-    ("disc.head", 256, 1, 16, 3, 4, 1, False),
-]
+# The Op-GAN's layer kinds (f = 16, L = 32000, folded up blocks), read from the models: single-channel
+# in and out, strided convs narrow and wide, the transposed up blocks, the discriminator's stride 8.
+LAYERS = ("gen.down1", "gen.down2", "gen.down4", "gen.up2", "gen.up4", "gen.out_T", "disc.1", "disc.2", "disc.3",
+          "disc.head")
 
 
 def _cuobjdump() -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+
+
+def _loop_census(sass: str) -> dict:
+    """Instructions per iteration of the innermost loop that holds the first MMA (a backward branch
+    around it), with its loads and MMAs; ``{}`` when the kernel has no MMA."""
+    ins = [(int(a, 16), op.strip()) for a, op in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    mnemonic = [re.sub(r"^@!?U?P\w+\s+", "", op).split()[0] for _, op in ins]
+    first = next((i for i, m in enumerate(mnemonic) if "MMA" in m), None)
+    if first is None:
+        return {}
+    for j in range(first, len(ins)):
+        m = re.search(r"\bBRA (0x[0-9a-f]+)", ins[j][1])
+        if m and int(m.group(1), 16) <= ins[first][0]:
+            body = [mn for (a, _), mn in zip(ins[:j + 1], mnemonic) if a >= int(m.group(1), 16)]
+            return {"instructions": len(body), "ldgsts": sum(mn.startswith("LDGSTS") for mn in body),
+                    "ldg": sum(mn.split(".")[0] == "LDG" for mn in body), "mma": sum("MMA" in mn for mn in body),
+                    "spill_ops": sum(mn.split(".")[0] in ("STL", "LDL") for mn in body)}
+    return {}
 
 
 def _compile(kernel: _launch.Kernel, args: dict, cfg: _launch.Cfg) -> dict:
@@ -66,11 +79,12 @@ def _compile(kernel: _launch.Kernel, args: dict, cfg: _launch.Cfg) -> dict:
         f.write(ck.asm["cubin"])
         f.flush()
         usage = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+        sass = subprocess.run([_cuobjdump(), "-sass", f.name], capture_output=True, text=True).stdout
     m = re.search(r"REG:(\d+)\s+STACK:(\d+).*?LOCAL:(\d+)", usage, re.S)
     # Spilled registers show up as STACK (per-thread stack frame), not LOCAL, in cuobjdump's listing.
     return {"regs": int(m.group(1)) if m else -1, "stack": int(m.group(2)) if m else -1,
             "local": int(m.group(3)) if m else -1,
-            "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", "")}
+            "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", ""), "loop": _loop_census(sass)}
 
 
 def main(n_configs: int, dtypes: list[str]) -> dict:
@@ -93,11 +107,14 @@ def main(n_configs: int, dtypes: list[str]) -> dict:
     for dname in dtypes:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}[dname]
         sc._precision = lambda t: "tf32" if t.dtype == torch.float32 else "ieee"
-        for name, cin, cout, L, k, s, p, transposed in LAYERS:
-            layer[0] = f"{name}/{dname}"
-            g = sc._geom(s, p, 1, 1, 3, 0, transposed)
-            x = torch.zeros(8, cin, L, dtype=dtype)
-            w = torch.zeros((3 * cin, cout, k) if transposed else (cout, 3 * cin, k), dtype=dtype)
+        for shape in opgan_layer_shapes(32000, filters=16, q=3):
+            if shape.name not in LAYERS:
+                continue
+            layer[0] = f"{shape.name}/{dname}"
+            cin, cout, k = shape.c_in, shape.c_out, shape.k
+            g = sc._geom(shape.stride, shape.padding, 1, 1, shape.q, 0, shape.transposed)
+            x = torch.zeros(8, cin, shape.L_in, dtype=dtype)
+            w = torch.zeros((3 * cin, cout, k) if shape.transposed else (cout, 3 * cin, k), dtype=dtype)
             d = sc._dims(x, w, g)
             sc._forward(x, w, torch.zeros(cout, dtype=dtype), g)
             sc._backward(torch.zeros(8, d.C_out, d.L_out, dtype=dtype), x, w, g, True, True, True)
