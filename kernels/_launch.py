@@ -7,9 +7,10 @@ power-of-two size bucket) benchmarks the candidate configs once (GPU only) and r
 the first call for a *launch key* (tune key + the runtime ints + each pointer's 16-byte alignment,
 i.e. everything Triton's specialisation can depend on) goes through the JIT once and keeps the
 compiled kernel; every later call launches that compiled kernel directly (``CompiledKernel.run``),
-skipping the binder. Lengths are ``do_not_specialize`` in every kernel, but strides are specialised
-(16-divisibility keeps vectorised loads), so a new length compiles at most a few variants per bucket
-(``L % 16 == 0`` or not), each once; other new lengths cost one pass through the JIT's binder.
+skipping the binder. Lengths are ``do_not_specialize`` in every kernel but one (grad_W's reduction
+length, whose 16-divisibility lets the contiguous operand's masked loads vectorise), and strides are
+specialised (16-divisibility keeps vectorised loads), so a new length compiles at most a few variants
+per bucket (``L % 16 == 0`` or not), each once; other new lengths cost one pass through the JIT's binder.
 
 Programs are numbered on one 1-D index that :func:`fold_grid` spreads over CUDA grid axes 0 and 1
 (axis 0 holds up to ``_GRID_X_MAX``): grid axes 1 and 2 are limited to 65535, so no kernel puts a

@@ -391,26 +391,28 @@ def _mm_kernel(
 
 
 @triton.jit
-def _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift, m_ok,
-                 n_ok, T_LIM, L_X, L_Y, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr, IDX: tl.constexpr,
-                 BLOCK_T: tl.constexpr):
+def _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift, L_RED, L_X,
+                 L_Y, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr, IDX: tl.constexpr, BLOCK_T: tl.constexpr):
     """grad_W operands of (batch, time) step ``step``: dy [M, T] and x [T, N] at each row's / column's
-    tap, for times below ``T_LIM`` (L_RED; 0 reads nothing)."""
+    tap, for times below L_RED. The operand read at a stride and shift (conv: x, convT: dy) is masked
+    by one unsigned compare per element (a negative position compares above any length) and its
+    time; the contiguous one by its time alone. Rows and columns past the GEMM's edge arrive clamped
+    onto real ones (_dw_rows, _dw_cols): they read real data and their results are never stored."""
     b = step // n_tt
     t = ((step - b * n_tt) * BLOCK_T).to(tl.int32) + tl.arange(0, BLOCK_T)  # [T]
-    t_ok = t < T_LIM
+    t_ok = t < L_RED
     if TRANSPOSED:
-        ypos = t[None, :] * STRIDE + y_shift[:, None]  # [M, T]
-        y_ok = m_ok[:, None] & t_ok[None, :] & (ypos >= 0) & (ypos < L_Y)
-        xpos = t[:, None] + x_shift[None, :] * 0  # [T, N]
-        x_ok = t_ok[:, None] & n_ok[None, :]
+        ypos = (t * STRIDE)[None, :] + y_shift[:, None]  # [M, T]
+        a = tl.load(dy_ptr + b * sy_b + (y_rows[:, None] + ypos.to(IDX) * sy_l),
+                    mask=(ypos.to(tl.uint32) < L_Y.to(tl.uint32)) & t_ok[None, :], other=0.0)
+        xv = tl.load(x_ptr + b * sx_b + (x_cols[None, :] + t[:, None].to(IDX) * sx_l), mask=t_ok[:, None],
+                     other=0.0)
     else:
-        ypos = t[None, :] + y_shift[:, None] * 0  # [M, T]
-        y_ok = m_ok[:, None] & t_ok[None, :]
-        xpos = t[:, None] * STRIDE + x_shift[None, :]  # [T, N]
-        x_ok = t_ok[:, None] & n_ok[None, :] & (xpos >= 0) & (xpos < L_X)
-    a = tl.load(dy_ptr + b * sy_b + (y_rows[:, None] + ypos.to(IDX) * sy_l), mask=y_ok, other=0.0)  # [M, T]
-    xv = tl.load(x_ptr + b * sx_b + (x_cols[None, :] + xpos.to(IDX) * sx_l), mask=x_ok, other=0.0)  # [T, N]
+        a = tl.load(dy_ptr + b * sy_b + (y_rows[:, None] + t[None, :].to(IDX) * sy_l), mask=t_ok[None, :],
+                    other=0.0)
+        xpos = (t * STRIDE)[:, None] + x_shift[None, :]  # [T, N]
+        xv = tl.load(x_ptr + b * sx_b + (x_cols[None, :] + xpos.to(IDX) * sx_l),
+                     mask=(xpos.to(tl.uint32) < L_X.to(tl.uint32)) & t_ok[:, None], other=0.0)
     return a, xv
 
 
@@ -450,21 +452,21 @@ def _sum_splits(ptr, stride, S, ACC_DTYPE: tl.constexpr, TAIL: tl.constexpr, SIZ
 @triton.jit
 def _dw_rows(m, OG, K: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, TRANSPOSED: tl.constexpr):
     """grad_W rows ``m``: (valid, output channel, dy shift). conv: m = o; convT: m = o*K + j, each row
-    reading dy at its tap."""
+    reading dy at its tap. Rows past the edge read the last output channel (loads need no row mask)."""
     if TRANSPOSED:
         o = m // K
-        return m < OG * K, o, (m - o * K) * DIL - PAD_L
-    return m < OG, m, m * 0
+        return m < OG * K, tl.minimum(o, OG - 1), (m - o * K) * DIL - PAD_L
+    return m < OG, tl.minimum(m, OG - 1), m * 0
 
 
 @triton.jit
 def _dw_cols(n, N_CH, K: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr, TRANSPOSED: tl.constexpr):
     """grad_W columns ``n`` over N_CH channels: (valid, channel, x shift). conv: n = c*K + j, each
-    column reading x at its tap; convT: n = c. The columns' counterpart of _dw_rows."""
+    column reading x at its tap; convT: n = c. The columns' counterpart of _dw_rows (clamped alike)."""
     if TRANSPOSED:
-        return n < N_CH, n, n * 0
-    c = n // K
-    return n < N_CH * K, c, (n - c * K) * DIL - PAD_L
+        return n < N_CH, tl.minimum(n, N_CH - 1), n * 0
+    c = n // K  # the tap from n itself: the compiler then sees K-long runs of adjacent positions
+    return n < N_CH * K, tl.minimum(c, N_CH - 1), (n - c * K) * DIL - PAD_L
 
 
 @triton.jit
@@ -507,18 +509,18 @@ def _dw_gemm_tile(
     dacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     if PREFETCH:  # the next step's operands are loaded before this step's MMA (in flight during it)
         a, xv = _dw_operands(lo, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift,
-                             m_ok, n_ok, tl.where(lo < hi, L_RED, 0), L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
-        for step in range(lo, hi):
-            a_next, xv_next = _dw_operands(step + 1, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols,
-                                           y_shift, x_shift, m_ok, n_ok, tl.where(step + 1 < hi, L_RED, 0), L_X,
-                                           L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+                             L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+        for step in range(lo, hi):  # past the range the last step is re-read (in bounds, never used)
+            a_next, xv_next = _dw_operands(tl.minimum(step + 1, hi - 1), n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b,
+                                           sx_l, y_rows, x_cols, y_shift, x_shift, L_RED, L_X, L_Y,
+                                           STRIDE, TRANSPOSED, IDX, BLOCK_T)
             acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
             a = a_next
             xv = xv_next
     else:
         for step in range(lo, hi):
             a, xv = _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift,
-                                 x_shift, m_ok, n_ok, L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+                                 x_shift, L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
             acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
     if TRANSPOSED:
         dw_off = (g * CQG + c)[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
@@ -615,7 +617,7 @@ def _dw_pow_tile(
     dacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     for step in range(lo, hi):
         a, xv = _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift,
-                             m_ok, n_ok, L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
+                             L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
         xv = xv.to(ACC_DTYPE)
         acc0 = tl.dot(a, xv.to(a.dtype), acc0, input_precision=PRECISION, out_dtype=ACC_DTYPE)
         if Q > 1:
@@ -696,7 +698,7 @@ def _dw_body(
                       DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
-@triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
+@triton.jit(do_not_specialize=["L_X", "L_Y", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
 def _dw_kernel(
     x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
     B, L_X, L_Y, L_RED, N_PROG, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
@@ -839,7 +841,7 @@ def _thin_fwd_kernel(
                Q, K, STRIDE, DIL, PAD_L, GATHER, FANOUT, True, HAS_BIAS, ACC_DTYPE, IDX, True, BLOCK_C, BLOCK_T)
 
 
-@triton.jit(do_not_specialize=["L_X", "L_Y", "L_RED", "N_PROG", "P_DX", "B", "S", "STEPS", "DB_STEPS"])
+@triton.jit(do_not_specialize=["L_X", "L_Y", "N_PROG", "P_DX", "B", "S", "STEPS", "DB_STEPS"])
 def _thin_bwd_kernel(
     x_ptr, dy_ptr, w_ptr, dx_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
     B, L_X, L_Y, L_RED, N_PROG, P_DX, C_FAN, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,

@@ -261,13 +261,47 @@ def test_wide_offsets_match_reference(transposed, name, device, poison_empty, mo
                                                   (False, "groups2_spans_powers"), (True, "groups2_spans_powers")])
 @pytest.mark.parametrize("min_steps", [1, 10**6], ids=["splits", "one_split"])
 def test_grad_w_prefetch_matches_reference(transposed, name, min_steps, device, poison_empty, monkeypatch, kernel_tol):
-    """_DW_PREFETCH: grad_W loads the next step's operands ahead (the last step's loads read nothing),
-    over many splits and over one; the thin backward's grad_W programs too."""
+    """_DW_PREFETCH: grad_W loads the next step's operands ahead (past the range it reads the last step
+    again, unused), over many splits and over one; the thin backward's grad_W programs too."""
     monkeypatch.setattr(sc, "_DW_PREFETCH", True)
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", min_steps)
     case = _case(transposed, name)
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+UNREAD_CASES = {  # a sample the layer never reads: x's tail past the last window / convT's output padding
+    "conv_s8_tail": (False, Case(1, 2, 3, 35, 4, stride=8)),
+    "conv_cin1_s8_tail": (False, Case(2, 1, 3, 35, 4, stride=8)),
+    "convT_s2_outpad1": (True, Case(1, 2, 3, 5, 3, stride=2, output_padding=1)),
+    "convT_cout1_s2_outpad1": (True, Case(2, 3, 1, 5, 3, stride=2, output_padding=1)),
+}
+
+
+@pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])
+@pytest.mark.parametrize("name", list(UNREAD_CASES))
+def test_grad_w_never_reads_what_the_layer_does_not(name, prefetch, device, monkeypatch, kernel_tol):
+    """grad_W's operand tiles run past the data (edge rows and columns, times past the last output);
+    only values the layer itself reads may reach a gradient. A NaN in x's unread tail (conv) or in
+    dy's output-padding sample (convT) leaves grad_x and grad_W finite and equal to the reference."""
+    monkeypatch.setattr(sc, "_DW_PREFETCH", prefetch)
+    transposed, case = UNREAD_CASES[name]
+    (x, w, b), (xd, wd, bd) = _make(case, transposed, device, torch.float64)
+    ker, ref = _ops(case, transposed)
+    if not transposed:
+        with torch.no_grad():
+            x[..., -1] = float("nan")
+            xd[..., -1] = float("nan")
+    y_ref, y = ref(x, w, b), ker(xd, wd, bd)
+    gy = torch.rand(y_ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 - 1
+    if transposed:
+        gy[..., -1] = float("nan")
+    grads_ref = torch.autograd.grad(y_ref, (x, w), gy)
+    grads = torch.autograd.grad(y, (xd, wd), gy.to(device=device, dtype=y.dtype))
+    for label, g, g_ref in zip(("grad_x", "grad_W"), grads, grads_ref):
+        if not transposed and label == "grad_x":
+            g, g_ref = g[..., :-1], g_ref[..., :-1]  # d/dx of the NaN sample itself: 0 * NaN either way
+        _assert_close(label, g, g_ref, kernel_tol[torch.float64])
 
 
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
