@@ -78,13 +78,13 @@ def _compile(kernel: _launch.Kernel, args: dict, cfg: _launch.Cfg) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(ck.asm["cubin"])
         f.flush()
-        usage = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-        sass = subprocess.run([_cuobjdump(), "-sass", f.name], capture_output=True, text=True).stdout
-    m = re.search(r"REG:(\d+)\s+STACK:(\d+).*?LOCAL:(\d+)", usage, re.S)
+        listing = subprocess.run([_cuobjdump(), "--dump-resource-usage", "-sass", f.name], capture_output=True,
+                                 text=True).stdout  # the resource line, then the SASS
+    m = re.search(r"REG:(\d+)\s+STACK:(\d+).*?LOCAL:(\d+)", listing, re.S)
     # Spilled registers show up as STACK (per-thread stack frame), not LOCAL, in cuobjdump's listing.
     return {"regs": int(m.group(1)) if m else -1, "stack": int(m.group(2)) if m else -1,
             "local": int(m.group(3)) if m else -1,
-            "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", ""), "loop": _loop_census(sass)}
+            "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", ""), "loop": _loop_census(listing)}
 
 
 def main(n_configs: int, dtypes: list[str]) -> dict:
@@ -111,10 +111,10 @@ def main(n_configs: int, dtypes: list[str]) -> dict:
             if shape.name not in LAYERS:
                 continue
             layer[0] = f"{shape.name}/{dname}"
-            cin, cout, k = shape.c_in, shape.c_out, shape.k
-            g = sc._geom(shape.stride, shape.padding, 1, 1, shape.q, 0, shape.transposed)
+            cin, cout, k, q = shape.c_in, shape.c_out, shape.k, shape.q
+            g = sc._geom(shape.stride, shape.padding, 1, 1, q, 0, shape.transposed)
             x = torch.zeros(8, cin, shape.L_in, dtype=dtype)
-            w = torch.zeros((3 * cin, cout, k) if shape.transposed else (cout, 3 * cin, k), dtype=dtype)
+            w = torch.zeros((q * cin, cout, k) if shape.transposed else (cout, q * cin, k), dtype=dtype)
             d = sc._dims(x, w, g)
             sc._forward(x, w, torch.zeros(cout, dtype=dtype), g)
             sc._backward(torch.zeros(8, d.C_out, d.L_out, dtype=dtype), x, w, g, True, True, True)
