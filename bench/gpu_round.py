@@ -76,15 +76,18 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile"
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
 #: powers in one pass); grad_W on concat-channel tiles each column at its own power, also with its
 #: operands loaded a step ahead, or on power tiles, every power of a column in one program (default:
-#: the tuner times both kinds per shape and keeps the faster); the grad_W split no
-#: finer than 16 or 1 (batch, time) steps a program (default 4); its partials summed one at a time
+#: the tuner times both kinds per shape and keeps the faster); the grad_W split fixed at no
+#: finer than 4 (round 1's successor), 16 or 1 (batch, time) steps a program (default: at least 4, and
+#: where that leaves SMs idle the tuner also times 2 and 1 and keeps the fastest); its partials summed one at a time
 #: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
 #: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM
 #: kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)
 KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILES": "concat"},
          "dw_pow_tiles": {"_DW_TILES": "pow"}, "dw_concat_prefetch": {"_DW_TILES": "concat", "_DW_PREFETCH": True},
-         "dw_min_steps_16": {"_DW_MIN_STEPS": 16}, "dw_min_steps_1": {"_DW_MIN_STEPS": 1},
+         "dw_split_fixed": {"_DW_SPLIT_STEPS": ()},
+         "dw_min_steps_16": {"_DW_MIN_STEPS": 16, "_DW_SPLIT_STEPS": ()},
+         "dw_min_steps_1": {"_DW_MIN_STEPS": 1, "_DW_SPLIT_STEPS": ()},
          "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
          "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
@@ -96,7 +99,7 @@ SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "di
 KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LAYERS + THIN_KNOB_LAYERS + ("disc.2",),
            "dw_pow_tiles": KNOB_LAYERS + ("disc.2",),  # single-channel layers tune only the first kind
            "dw_concat_prefetch": KNOB_LAYERS,
-           "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
+           "dw_split_fixed": SPLIT_KNOB_LAYERS, "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
@@ -848,7 +851,10 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
                                       for k, v in getattr(obj, "timings", {}).items()},
                           # grad_W: the fastest power-tile and concat-tile candidate of each key
                           "by_tile_kind": {str(k): kinds for k, v in getattr(obj, "timings", {}).items()
-                                           if (kinds := _by_tile_kind(v))}})
+                                           if (kinds := _by_tile_kind(v))},
+                          # grad_W: the fastest candidate per split floor, where finer splits were timed
+                          "by_split": {str(k): floors for k, v in getattr(obj, "timings", {}).items()
+                                       if (floors := _by_split(v))}})
         elif kind == "Autotuner":
             cache = getattr(obj, "cache", {}) or {}
             picks.append({"kernel": name, "key": list(getattr(obj, "keys", []) or []),
@@ -880,6 +886,7 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         md += f"\n{p['kernel']} (key {', '.join(p['key'])}):\n\n"
         times = p.get("timings", {})
         kinds = p.get("by_tile_kind", {})
+        floors = p.get("by_split", {})
 
         def sorted_ms(k: str) -> str:
             return " ".join(f"{ms:.4g}" for ms in sorted(ms for _, ms in times.get(k, []) if ms is not None))
@@ -887,8 +894,12 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         def tile_kinds(k: str) -> str | None:
             return " / ".join(f"{kinds[k].get(t, float('nan')):.4g}" for t in ("pow", "concat")) if k in kinds else None
 
-        md += _md_table(["key", "config", "candidates' ms, sorted", "best pow / concat tile ms"],
-                        [[k, v, sorted_ms(k), tile_kinds(k)] for k, v in p["picks"].items()])
+        def splits(k: str) -> str | None:
+            return " / ".join(f"{f}: {ms:.4g}" for f, ms in floors[k].items()) if k in floors else None
+
+        md += _md_table(["key", "config", "candidates' ms, sorted", "best pow / concat tile ms",
+                         "best ms per grad_W split floor"],
+                        [[k, v, sorted_ms(k), tile_kinds(k), splits(k)] for k, v in p["picks"].items()])
     if kernels:
         md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
                                [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],
@@ -905,6 +916,19 @@ def _by_tile_kind(timings: list) -> dict[str, float]:
         if "POW_TILES" in kw and ms != float("inf"):
             kind = "pow" if kw["POW_TILES"] else "concat"
             best[kind] = min(best.get(kind, ms), ms)
+    return best
+
+
+def _by_split(timings: list) -> dict[str, float]:
+    """{"default": ms, "2": ms, "1": ms}: the fastest finite candidate per grad_W split floor (the host
+    setting ``DW_MIN_STEPS``; "default" without it), empty where no candidate carried one."""
+    if not any(getattr(cfg, "host_kw", {}).get("DW_MIN_STEPS") for cfg, _ in timings):
+        return {}
+    best: dict[str, float] = {}
+    for cfg, ms in timings:
+        if ms != float("inf"):
+            floor = str(cfg.host_kw.get("DW_MIN_STEPS", "default"))
+            best[floor] = min(best.get(floor, ms), ms)
     return best
 
 

@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -93,18 +93,28 @@ def fold_grid(n_programs: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Cfg:
-    """One launch configuration: constexpr block sizes plus warps and pipeline stages."""
+    """One launch configuration: constexpr block sizes plus warps and pipeline stages.
+
+    ``host``: settings the launcher reads and the kernel never sees (grad_W's split of its reduction
+    over programs). The tuner times configs that differ only there side by side like any other; they
+    share one compiled kernel, so they cost benchmark time, not compiles."""
 
     blocks: tuple[tuple[str, int], ...]
     num_warps: int = 4
     num_stages: int = 3
+    host: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kwargs", dict(self.blocks))  # read on every launch
+        object.__setattr__(self, "host_kw", dict(self.host))
 
     @staticmethod
     def of(num_warps: int = 4, num_stages: int = 3, **blocks: int) -> Cfg:
         return Cfg(tuple(sorted(blocks.items())), num_warps, num_stages)
+
+    def with_host(self, **host: int) -> Cfg:
+        """This config with launcher settings ``host`` added (replacing any of the same name)."""
+        return replace(self, host=tuple(sorted({**self.host_kw, **host}.items())))
 
     def __getitem__(self, name: str) -> int:
         return self.kwargs[name]

@@ -69,7 +69,8 @@ import contextlib
 import functools
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -951,7 +952,7 @@ _SMEM_BUDGET = 224 * 1024
 def _fit_stages(cfg: Cfg, elems_per_stage: int, elem_bytes: int = 4) -> Cfg:
     """``cfg`` with no more pipeline stages than ``elems_per_stage`` fp32 values a stage fit in (at least 1)."""
     stages = max(1, min(cfg.num_stages, _SMEM_BUDGET // (elems_per_stage * elem_bytes)))
-    return cfg if stages == cfg.num_stages else Cfg(cfg.blocks, cfg.num_warps, stages)
+    return cfg if stages == cfg.num_stages else replace(cfg, num_stages=stages)
 
 
 def _prune_dw(rows: int, cols: int, pow_tiles: bool = False) -> list[Cfg]:
@@ -1023,6 +1024,11 @@ _PLANS = True
 # grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
 _DW_PROGRAMS_PER_SM = 2
 _DW_MIN_STEPS = 4
+# Where that floor leaves SMs idle (small reductions: the discriminator, the single-channel layers'
+# 126-252 steps in all), the tuner also times each grad_W config with these floors (more programs,
+# fewer steps each, more partials for the tail to sum) and keeps the fastest; S and STEPS are runtime
+# arguments, so the variants share the compiled kernel.
+_DW_SPLIT_STEPS = (2, 1)
 # The last program of a split tile sums the partials _TAIL_MAX_SPLITS at a time, at most
 # _TAIL_ELEMENTS values per load (a [16, 16] tile: 32 partials per load; [64, 128]: one). The loads
 # of one call are issued one loop iteration at a time: with power tiles the small layers' grad_W
@@ -1271,7 +1277,7 @@ def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: in
     n_tiles = n_gemm + (n_dbt if db_mode == 2 else 0)
     total = d.B * _cdiv(L_red, BT)
     want = _cdiv(_DW_PROGRAMS_PER_SM * _launch.sm_count(device), max(n_tiles, 1))
-    S = max(1, min(want, _cdiv(total, _DW_MIN_STEPS)))
+    S = max(1, min(want, _cdiv(total, cfg.host_kw.get("DW_MIN_STEPS", _DW_MIN_STEPS))))
     steps = _cdiv(total, S)
     S = _cdiv(total, steps)
     db_steps = _cdiv(d.B * _cdiv(L_y, BT), S)
@@ -1322,9 +1328,23 @@ def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
     return [c for p in _dw_tile_kinds(g) for c in _prune_dw(*_dw_extent(d, g, p), p)]
 
 
+def _with_splits(cands: list[Cfg], programs: Callable[[Cfg], int]) -> list[Cfg]:
+    """``cands``, then each one's variants with a lower floor of (batch, time) steps a program
+    (``_DW_SPLIT_STEPS``, a host setting) where that launches more programs (``programs(cfg)``)."""
+    out = list(cands)
+    for c in cands:
+        base = programs(c)
+        for m in _DW_SPLIT_STEPS:
+            v = c.with_host(DW_MIN_STEPS=m)
+            if programs(v) > base and v not in out:
+                out.append(v)
+    return out
+
+
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _dw_tile_kinds(g))
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _dw_tile_kinds(g), _DW_MIN_STEPS,
+            _DW_SPLIT_STEPS)
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1339,7 +1359,11 @@ def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
         n = plan["S"] * plan["n_tiles"]
         return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red, idx), "GROUPS": g.groups, "N_PROG": n}, n
 
-    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red, idx), lambda: _dw_candidates(d, g), prepare)
+    def candidates() -> list[Cfg]:
+        return _with_splits(_dw_candidates(d, g),
+                            lambda c: _dw_plan(c, d, g, need_w, db_mode, L_red, dy.shape[2], x.device)["S"])
+
+    _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red, idx), candidates, prepare)
 
 
 def _thin_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom, fan_is_out: bool) -> tuple[int, int, int]:
@@ -1382,8 +1406,12 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
 
     def candidates() -> list[Cfg]:  # a small product: each candidate compiles the whole two-part kernel
         dw_cands = _dw_candidates(d, g)[:2 if need_w or need_b else 1]
-        return [Cfg.of(num_warps=max(tc.num_warps, dc.num_warps), num_stages=dc.num_stages, BLOCK_C=tc["BLOCK_C"],
-                       BLOCK_TX=tc["BLOCK_T"], **dc.kwargs) for tc in _thin_bwd_tiles(c_fan) for dc in dw_cands]
+        if need_w or need_b:
+            dw_cands = _with_splits(dw_cands, lambda c: _dw_plan(c, d, g, need_w, db_mode, L_red, dy.shape[2],
+                                                                 x.device)["S"])
+        return [Cfg(Cfg.of(BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dc.kwargs).blocks,
+                    max(tc.num_warps, dc.num_warps), dc.num_stages, dc.host)
+                for tc in _thin_bwd_tiles(c_fan) for dc in dw_cands]
 
     def prepare(cfg: Cfg):
         p_dx = 0
@@ -1417,7 +1445,7 @@ def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more)
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
             weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
-            _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
+            _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _DW_SPLIT_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
             *more)
 
 

@@ -153,8 +153,8 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert all(e["ms"] and e["ms"] > 0 for e in data["train_step"])
     assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
     assert {(r["layer"], r["variant"]) for r in data["knobs"]} == {  # smoke: the one layer it has
-        ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_min_steps_16", "dw_min_steps_1", "tail_serial",
-                                   "thin_split_bwd", "thin_off")}
+        ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_split_fixed", "dw_min_steps_16", "dw_min_steps_1",
+                                   "tail_serial", "thin_split_bwd", "thin_off")}
     assert all(r["ms"] and r["ms"] > 0 for r in data["knobs"]), data["knobs"]
     md = record.with_suffix(".md").read_text()
     assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md and "## Host path" in md
@@ -252,19 +252,25 @@ def test_autotune_section_reports_the_lean_launchers_picks(monkeypatch):
 
 
 def test_autotune_section_compares_the_grad_w_tile_kinds(monkeypatch):
-    """For grad_W the record names the fastest power-tile and concat-tile candidate of each key."""
+    """For grad_W the record names the fastest power-tile and concat-tile candidate of each key, and
+    the fastest per split floor where finer splits were timed."""
     from selfonn.kernels import selfonn_conv as sc
 
     k = sc._kernel("dw")
     pow_cfg, concat_cfg, concat_slow = sc._dw_configs(True)[0], sc._dw_configs(False)[0], sc._dw_configs(False)[1]
     monkeypatch.setitem(k.tuned, ("fp32", "key"), concat_cfg)
     monkeypatch.setitem(k.timings, ("fp32", "key"), [(pow_cfg, 0.3), (concat_cfg, 0.2), (concat_slow, float("inf"))])
+    finer = [(pow_cfg.with_host(DW_MIN_STEPS=2), 0.25), (concat_cfg.with_host(DW_MIN_STEPS=1), 0.1)]
+    monkeypatch.setitem(k.timings, ("fp32", "split"), [(pow_cfg, 0.3), (concat_cfg, 0.2), *finer])
     rec = gpu_round.Record.__new__(gpu_round.Record)
     rec.data, rec.md = {}, {}
     gpu_round.section_autotune(rec, None, {})
     (mine,) = [p for p in rec.data["autotune"]["picks"] if p["kernel"].endswith(f"[{k.name}]")]
-    assert mine["by_tile_kind"] == {"('fp32', 'key')": {"pow": 0.3, "concat": 0.2}}
+    assert mine["by_tile_kind"]["('fp32', 'key')"] == {"pow": 0.3, "concat": 0.2}
     assert "0.3 / 0.2" in rec.md["autotune"]
+    # where finer grad_W splits were timed: the fastest per split floor
+    assert "('fp32', 'key')" not in mine["by_split"]
+    assert mine["by_split"]["('fp32', 'split')"] == {"default": 0.2, "2": 0.25, "1": 0.1}
 
 
 def test_prewarm_pack_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys, monkeypatch):

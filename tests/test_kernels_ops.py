@@ -207,6 +207,21 @@ def test_pin_overrides_and_restores():
     assert "gather" not in _launch._pinned
 
 
+def test_tuner_times_host_settings_like_blocks(monkeypatch):
+    """Configs that differ only in a host setting (grad_W's split floor) are distinct candidates, timed
+    side by side and the faster kept; the setting never joins the kernel's arguments."""
+    base = _launch.Cfg.of(num_warps=4, BLOCK_T=16)
+    finer = base.with_host(DW_MIN_STEPS=1)
+    assert finer != base and finer.kwargs == base.kwargs == {"BLOCK_T": 16}
+    assert finer.host_kw == {"DW_MIN_STEPS": 1} and finer.with_host(DW_MIN_STEPS=2).host_kw == {"DW_MIN_STEPS": 2}
+    k = _launch.Kernel("probe", sc._kernel("dw").fn)
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
+    monkeypatch.setattr(_launch.Kernel, "_precompile", lambda self, cands, prepare: 0)
+    monkeypatch.setattr(_launch.Kernel, "_bench", lambda self, cfg, prepare: 0.5 if cfg.host else 1.0)
+    assert k.select(("key",), [base, finer], lambda c: ({}, 1)) is finer
+    assert [c for c, _ in k.timings[("key",)]] == [base, finer]
+
+
 def test_counters_buffer_grows_and_keeps_old_buffers(device):
     dev = torch.device(device)
     small = _launch.counters(dev, 10)

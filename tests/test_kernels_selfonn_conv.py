@@ -18,6 +18,7 @@ import triton
 
 from selfonn import reference_conv1d, reference_conv_transpose1d
 from selfonn.kernels import _launch
+from selfonn.kernels._launch import Cfg
 from selfonn.kernels import selfonn_conv as sc
 
 pytestmark = pytest.mark.timeout(300)
@@ -415,6 +416,54 @@ def test_grad_w_tunes_over_both_tile_kinds(monkeypatch):
         assert {c["POW_TILES"] for c in sc._dw_candidates(d, other)} == {False}
 
 
+def test_grad_w_times_finer_splits_where_sms_sit_idle(monkeypatch):
+    """Where the floor of _DW_MIN_STEPS steps a program leaves SMs idle (disc.2: 8 programs on 132
+    SMs), each grad_W config is offered again with floors 2 and 1 (a host setting: the kernel's
+    arguments are the same), after every plain config so the untuned default stays first; a long
+    reduction (gen.down4) is offered none."""
+    monkeypatch.setattr(_launch, "_offline_sms", 132)
+    cpu = torch.device("cpu")
+    g8 = sc._Geom(stride=8, pad_left=1, pad_right=1, dilation=1, groups=1, q=3)
+    disc2 = sc._Dims(B=8, C_in=16, L_in=4000, C_out=32, OG=32, CQG=48, K=4, L_out=500)
+    base = sc._dw_candidates(disc2, g8)
+    cands = sc._with_splits(base, lambda c: sc._dw_plan(c, disc2, g8, True, 1, 500, 500, cpu)["S"])
+    assert cands[:len(base)] == base and not any(c.host for c in base)
+    extra = cands[len(base):]
+    assert {c.host_kw["DW_MIN_STEPS"] for c in extra} == {2, 1}
+    for c in extra:
+        plain = Cfg(c.blocks, c.num_warps, c.num_stages)
+        assert plain in base and c.kwargs == plain.kwargs
+        assert (sc._dw_plan(c, disc2, g8, True, 1, 500, 500, cpu)["S"]
+                > sc._dw_plan(plain, disc2, g8, True, 1, 500, 500, cpu)["S"])
+    g2 = sc._Geom(stride=2, pad_left=2, pad_right=2, dilation=1, groups=1, q=3)
+    down4 = sc._Dims(B=8, C_in=64, L_in=4000, C_out=128, OG=128, CQG=192, K=5, L_out=2000)
+    base = sc._dw_candidates(down4, g2)
+    assert sc._with_splits(base, lambda c: sc._dw_plan(c, down4, g2, True, 1, 2000, 2000, cpu)["S"]) == base
+
+
+@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
+                                                  (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2")])
+def test_grad_w_host_split_matches_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+    """A config whose split floor is a host setting (one (batch, time) step a program) launches that
+    split, on _dw_kernel and in the single-channel backward, and matches the reference: the kernel
+    never sees the setting (under the interpreter an unknown argument raises)."""
+    monkeypatch.setattr(sc, "_DW_PROGRAMS_PER_SM", 10**4)  # SMs to spare: the floor alone sets the split
+    plans, real = [], sc._dw_plan
+
+    def spy(cfg, *args):
+        plan = real(cfg, *args)
+        plans.append((cfg.host_kw.get("DW_MIN_STEPS"), plan["STEPS"]))
+        return plan
+
+    monkeypatch.setattr(sc, "_dw_plan", spy)
+    dw = sc._interp_dw(True).with_host(DW_MIN_STEPS=1)
+    tc = sc._thin_configs()[-1]
+    thin = Cfg(Cfg.of(BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dw.kwargs).blocks, host=dw.host)
+    with _launch.pin("dw", dw), _launch.pin("thin_bwd", thin):
+        _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
+    assert plans and all(host == 1 and steps == 1 for host, steps in plans), plans
+
+
 @pytest.mark.parametrize("i", range(len(sc._THIN_SHAPES)), ids=[str(s) for s in sc._THIN_SHAPES])
 def test_each_thin_config(i, device, poison_empty, kernel_tol):
     """Single-channel fwd and one-launch bwd with each (BLOCK_C, BLOCK_T) config (+ a wide grad_W tile)."""
@@ -478,6 +527,7 @@ def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_em
     """Many splits: partials summed by the last program of each tile, ``tail`` of them per load (2: several
     loads and a masked last one; 1: one at a time); counters are left at zero."""
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    monkeypatch.setattr(sc, "_DW_SPLIT_STEPS", ())  # the spy below sees launched plans only, no candidates sized
     monkeypatch.setattr(sc, "_TAIL_MAX_SPLITS", tail)
     monkeypatch.setattr(_launch, "_offline_sms", 5 if tail == 2 else None)  # 10 programs a tile: S odd
     splits = []
