@@ -912,6 +912,15 @@ _THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps): per channel block 16 tile element
     (4, 512, 4), (4, 1024, 8), (4, 256, 4),
     (2, 1024, 4), (2, 2048, 8), (2, 512, 4),
 ]
+# A reduction side of 16 channels or fewer (gen.down2's and disc.2's forward over C_in = 16, gen.up4's
+# grad_x over C_out = 16) allows only 16-channel reduction blocks, which left those launches a single
+# 64x16 tile (gen.up4's grad_x: 4000 programs, dy re-read by each of 4 channel tiles). These give them
+# the wide output tiles the other layers tune over. Offline (Triton 3.6, sm_90, fp32) none spills on
+# gen.up4's grad_x (186-194 registers; 128x64 at 4 warps and 256x64 at 8 did, 264-320 bytes: left out).
+_MM_SHAPES_R16 = [(128, 64, 16, 8), (64, 64, 16, 4), (128, 32, 16, 4), (256, 32, 16, 8), (64, 32, 16, 4)]
+# An output side of 16 channels (gen.up4's forward to C_out = 16, gen.down2's and disc.2's grad_x to
+# C_in = 16) kept two tiles, 128x16 and 64x16: these add longer time blocks and deeper reduction blocks.
+_MM_SHAPES_N16 = [(256, 16, 32, 8), (128, 16, 64, 4), (256, 16, 64, 8)]
 # Under the interpreter the smallest legal tiles run fastest: these go first there.
 _INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)
 
@@ -920,8 +929,13 @@ def _interp_dw(pow_tiles: bool) -> Cfg:
     return Cfg.of(BLOCK_M=16, BLOCK_N=16, BLOCK_T=16, POW_TILES=pow_tiles)
 
 
-def _mm_configs() -> list[Cfg]:
-    return [Cfg.of(num_warps=w, BLOCK_T=t, BLOCK_N=n, BLOCK_R=r) for t, n, r, w in _MM_SHAPES]
+def _mm_configs(narrow_reduction: bool = False, narrow_out: bool = False) -> list[Cfg]:
+    """The GEMM kernels' configs; ``narrow_reduction`` / ``narrow_out``: those for a reduction / output
+    side of <= 16 channels."""
+    shapes = _MM_SHAPES_R16 + [s for s in _MM_SHAPES if s[2] == 16] if narrow_reduction else list(_MM_SHAPES)
+    if narrow_out:
+        shapes += [s for s in _MM_SHAPES_N16 if not narrow_reduction or s[2] == 16]
+    return [Cfg.of(num_warps=w, BLOCK_T=t, BLOCK_N=n, BLOCK_R=r) for t, n, r, w in shapes]
 
 
 def _dw_configs(pow_tiles: bool = False) -> list[Cfg]:
@@ -938,7 +952,8 @@ def _prune_mm(n_out: int, n_red: int, one_pass_q: int = 0) -> list[Cfg]:
     loads and MMAs, so Triton pipelines it with a shared-memory buffer per stage holding the dy tile
     and the Q weight tiles; stages drop to what fits (a 128x64 tile with 64-channel blocks: 240 KB
     at 3 stages, past Hopper's 227 KB)."""
-    kept = [c for c in _mm_configs() if c["BLOCK_N"] <= _np2(n_out) and c["BLOCK_R"] <= _np2(n_red)]
+    kept = [c for c in _mm_configs(_np2(n_red) <= 16, _np2(n_out) <= 16)
+            if c["BLOCK_N"] <= _np2(n_out) and c["BLOCK_R"] <= _np2(n_red)]
     if one_pass_q:
         kept = [_fit_stages(c, c["BLOCK_T"] * c["BLOCK_R"] + one_pass_q * c["BLOCK_R"] * c["BLOCK_N"]) for c in kept]
     kept = kept or [_INTERP_MM]

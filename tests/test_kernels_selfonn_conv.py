@@ -372,10 +372,15 @@ def _check_pinned(case: Case, transposed: bool, device: str, kernel_tol: dict) -
         pytest.skip(f"pinned config needs more than this GPU has: {e}")
 
 
-@pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)), ids=[str(s) for s in sc._MM_SHAPES])
+_ALL_MM_SHAPES = sc._MM_SHAPES + sc._MM_SHAPES_R16 + sc._MM_SHAPES_N16
+
+
+@pytest.mark.parametrize("i", range(len(_ALL_MM_SHAPES)), ids=[str(s) for s in _ALL_MM_SHAPES])
 def test_each_gemm_config(i, device, poison_empty, kernel_tol):
-    """Forward and grad_x with each (BLOCK_T, BLOCK_N, BLOCK_R) config, far wider than the channels."""
-    cfg = sc._mm_configs()[i]
+    """Forward and grad_x with each (BLOCK_T, BLOCK_N, BLOCK_R) config, far wider than the channels
+    (the narrow sides' extra tiles included)."""
+    t, n, r, w = _ALL_MM_SHAPES[i]
+    cfg = _launch.Cfg.of(num_warps=w, BLOCK_T=t, BLOCK_N=n, BLOCK_R=r)
     transposed = bool(i % 2)
     with _launch.pin("gather", cfg), _launch.pin("scatter", cfg):
         _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
@@ -690,7 +695,7 @@ def test_too_short_input_and_dtype_mismatch_raise(device):
 def test_config_spaces_compile_on_a_gpu():
     """Power-of-two blocks, every tl.dot dimension >= 16; pruning never empties a list and keeps
     blocks no wider than the channel axis needs."""
-    for cfg in sc._mm_configs() + sc._dw_configs():
+    for cfg in sc._mm_configs() + sc._mm_configs(True, True) + sc._mm_configs(False, True) + sc._dw_configs():
         for name, v in cfg.kwargs.items():
             assert name == "POW_TILES" or (v >= 16 and v & (v - 1) == 0), cfg
     for cfg in sc._thin_configs():
@@ -698,6 +703,9 @@ def test_config_spaces_compile_on_a_gpu():
     assert all(c["BLOCK_N"] == 16 and c["BLOCK_R"] == 16 for c in sc._prune_mm(1, 1))
     assert all(c["BLOCK_M"] <= 16 for c in sc._prune_dw(1, 3))
     assert max(c["BLOCK_R"] for c in sc._prune_mm(256, 256)) == 64  # reduction blocks up to 64
+    # a narrow side still gets wide tiles on the other (gen.up4's grad_x had one 64x16 tile)
+    assert max(c["BLOCK_N"] * c["BLOCK_T"] for c in sc._prune_mm(64, 16)) == 128 * 64
+    assert max(c["BLOCK_R"] for c in sc._prune_mm(16, 64)) == 64 and len(sc._prune_mm(16, 64)) > 2
     assert {c["BLOCK_C"] for c in sc._prune_thin(1)} == {2}
     assert {c["BLOCK_C"] for c in sc._prune_thin(16)} == {16, 8}
 
