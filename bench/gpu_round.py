@@ -80,8 +80,8 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile"
 #: finer than 4 (round 1's successor), 16 or 1 (batch, time) steps a program (default: at least 4, and
 #: where that leaves SMs idle the tuner also times 2 and 1 and keeps the fastest); its partials summed one at a time
 #: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
-#: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) and the GEMM
-#: kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
+#: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel), its dx taps
+#: unrolled (default: looped) and the GEMM kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)
 KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILES": "concat"},
          "dw_pow_tiles": {"_DW_TILES": "pow"}, "dw_concat_prefetch": {"_DW_TILES": "concat", "_DW_PREFETCH": True},
@@ -89,7 +89,8 @@ KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILE
          "dw_min_steps_16": {"_DW_MIN_STEPS": 16, "_DW_SPLIT_STEPS": ()},
          "dw_min_steps_1": {"_DW_MIN_STEPS": 1, "_DW_SPLIT_STEPS": ()},
          "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
-         "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_off": {"_THIN": False}}
+         "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_bwd_unrolled": {"_THIN_BWD_TAP_LOOP": False},
+         "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 #: layers whose grad_W split is bounded by the steps a program takes (round 1: 3 to 32 programs, ~6 us
@@ -100,7 +101,7 @@ KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LA
            "dw_pow_tiles": KNOB_LAYERS + ("disc.2",),  # single-channel layers tune only the first kind
            "dw_concat_prefetch": KNOB_LAYERS,
            "dw_split_fixed": SPLIT_KNOB_LAYERS, "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
-           "thin_split_bwd": THIN_KNOB_LAYERS,
+           "thin_split_bwd": THIN_KNOB_LAYERS, "thin_bwd_unrolled": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")

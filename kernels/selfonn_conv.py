@@ -850,14 +850,14 @@ def _thin_bwd_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, HAS_DW: tl.constexpr, IDX: tl.constexpr,
-    PREFETCH: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr, BLOCK_C: tl.constexpr,
-    BLOCK_TX: tl.constexpr,
+    PREFETCH: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
+    TAP_LOOP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Single-channel backward in one launch: the grad_W/grad_bias programs first (each walks several
     (batch, time) steps: started first, they overlap the many short dx programs instead of trailing
     them), then P_DX programs writing dx. HAS_DW=False compiles the dx part alone (its registers no
-    longer sized for the grad_W body)."""
+    longer sized for the grad_W body). TAP_LOOP: dx's taps in a loop (``_THIN_BWD_TAP_LOOP``)."""
     pid = _program_index()
     if pid >= N_PROG:
         return
@@ -870,7 +870,7 @@ def _thin_bwd_kernel(
     else:
         _thin_body(pid - n_dw, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
                    sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
-                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, False, BLOCK_C,
+                   Q, K, STRIDE, DIL, PAD_L, TRANSPOSED, FANOUT, False, False, ACC_DTYPE, IDX, TAP_LOOP, BLOCK_C,
                    BLOCK_TX)
 
 
@@ -897,9 +897,14 @@ _MM_SHAPES = [  # (BLOCK_T, BLOCK_N, BLOCK_R, warps); the first is the untuned d
     (128, 64, 32, 8), (128, 64, 32, 4), (128, 64, 64, 8), (128, 128, 32, 8), (64, 64, 64, 4), (64, 64, 32, 4),
     (128, 32, 32, 4), (128, 16, 32, 4), (64, 16, 16, 4), (256, 64, 32, 8),
 ]
+#: A second grad_W tile for GEMMs of at most 16x16 (gen.down1's and disc.1's: 16 output channels x 4-5
+#: taps), which had only (16, 16, 256): that takes 255 registers on disc.1 (offline, Triton 3.6,
+#: sm_90, fp32), and the single-channel backward's one launch then holds as many for its grad_x
+#: programs too; with 64 steps, 64. Offered only to GEMMs that small (_prune_dw).
+_DW_SHORT_STEP = (16, 16, 64, 4)
 _DW_SHAPES = [  # (BLOCK_M, BLOCK_N, BLOCK_T, warps): M >= 64 where the rows allow (wgmma)
     (64, 128, 64, 8), (64, 64, 64, 4), (128, 128, 32, 8), (128, 64, 64, 8),
-    (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4),
+    (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4), _DW_SHORT_STEP,
 ]
 _THIN_SHAPES = [  # (BLOCK_C, BLOCK_T, warps): per channel block 16 tile elements per thread (twice that
     # spilled), then 8 and 4: the first GPU round found these kernels latency-bound (gen.down1's backward
@@ -971,7 +976,9 @@ def _fit_stages(cfg: Cfg, elems_per_stage: int, elem_bytes: int = 4) -> Cfg:
 
 
 def _prune_dw(rows: int, cols: int, pow_tiles: bool = False) -> list[Cfg]:
-    kept = [c for c in _dw_configs(pow_tiles) if c["BLOCK_M"] <= _np2(rows) and c["BLOCK_N"] <= _np2(cols)]
+    small = _np2(rows) * _np2(cols) <= 16 * 16  # the short-step tile only where no other tile fits
+    kept = [c for c in _dw_configs(pow_tiles) if c["BLOCK_M"] <= _np2(rows) and c["BLOCK_N"] <= _np2(cols)
+            and (small or (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_T"], c.num_warps) != _DW_SHORT_STEP)]
     kept = kept or [_interp_dw(pow_tiles)]
     return [_interp_dw(pow_tiles)] + kept if _launch.interpreting() else kept
 
@@ -1054,6 +1061,12 @@ _TAIL_ELEMENTS = 8192
 # _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch
 # variants reach 255 registers and some spill). Off until a GPU round's knobs section says it wins.
 _THIN_SPLIT_BWD = False
+# Single-channel backward: dx's taps in a loop, as the forward has them, instead of unrolled. Unrolled,
+# ptxas hoisted every tap's loads and weight vectors, and the C_in = 1 layers' one-launch variants
+# needed 197-255 registers whatever the grad_W tile; looped, 64-128 (offline, Triton 3.6, sm_90,
+# fp32: gen.down1 and disc.1, every candidate lower; the C_out = 1 layers' the same or lower). The
+# knobs section times the unrolled taps (thin_bwd_unrolled).
+_THIN_BWD_TAP_LOOP = True
 # grad_W (concat-channel tiles): load the next (batch, time) step's operands before this step's MMA,
 # software pipelining by hand. Triton's own pipeliner already covers these loops (offline TTGIR,
 # Triton 3.6 and 3.9, sm_90: the dy and x tiles are async copies three stages deep), so this only
@@ -1441,12 +1454,13 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
         dxt = dx if dx is not None else x
         n = p_dx + plan["S"] * plan["n_tiles"]
         args.update({"w_ptr": weight, "dx_ptr": dxt, "N_PROG": n, "P_DX": p_dx, "C_FAN": c_fan,
-                     "HAS_DW": need_w or need_b,
+                     "HAS_DW": need_w or need_b, "TAP_LOOP": _THIN_BWD_TAP_LOOP,
                      "sw_n": sw[0], "sw_p": sw[1], "sw_j": sw[2],
                      "sdx_b": dxt.stride(0), "sdx_c": dxt.stride(1), "sdx_l": dxt.stride(2), "FANOUT": fanout})
         return args, n
 
-    key = (_dw_key(x, d, g, db_mode, need_w, L_red, idx), fanout, dx is not None, c_fan, _bucket(d.L_in))
+    key = (_dw_key(x, d, g, db_mode, need_w, L_red, idx), fanout, dx is not None, c_fan, _bucket(d.L_in),
+           _THIN_BWD_TAP_LOOP)
     _kernel("thin_bwd")(x.device, key, candidates, prepare)
 
 
@@ -1460,8 +1474,8 @@ def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more)
     """Everything a call's launch arguments depend on besides its tensors' addresses."""
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
             weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
-            _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _DW_SPLIT_STEPS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS,
-            *more)
+            _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _DW_SPLIT_STEPS,
+            _TAIL_MAX_SPLITS, _TAIL_ELEMENTS, _THIN_BWD_TAP_LOOP, *more)
 
 
 def _planning() -> bool:

@@ -154,7 +154,7 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
     assert {(r["layer"], r["variant"]) for r in data["knobs"]} == {  # smoke: the one layer it has
         ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_split_fixed", "dw_min_steps_16", "dw_min_steps_1",
-                                   "tail_serial", "thin_split_bwd", "thin_off")}
+                                   "tail_serial", "thin_split_bwd", "thin_bwd_unrolled", "thin_off")}
     assert all(r["ms"] and r["ms"] > 0 for r in data["knobs"]), data["knobs"]
     md = record.with_suffix(".md").read_text()
     assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md and "## Host path" in md

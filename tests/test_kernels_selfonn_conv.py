@@ -469,6 +469,14 @@ def test_grad_w_host_split_matches_reference(transposed, name, device, poison_em
     assert plans and all(host == 1 and steps == 1 for host, steps in plans), plans
 
 
+@pytest.mark.parametrize(("transposed", "name"), [(False, "cin1_opgan_down1"), (False, "cout1_disc_head"),
+                                                  (True, "cout1_opgan_out_k6_s2"), (True, "cin1_s2_outpad1")])
+def test_thin_backward_unrolled_taps_match_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+    """The single-channel backward's dx with its taps unrolled (the knob beside the default loop)."""
+    monkeypatch.setattr(sc, "_THIN_BWD_TAP_LOOP", False)
+    _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
 @pytest.mark.parametrize("i", range(len(sc._THIN_SHAPES)), ids=[str(s) for s in sc._THIN_SHAPES])
 def test_each_thin_config(i, device, poison_empty, kernel_tol):
     """Single-channel fwd and one-launch bwd with each (BLOCK_C, BLOCK_T) config (+ a wide grad_W tile)."""
@@ -702,6 +710,12 @@ def test_config_spaces_compile_on_a_gpu():
         assert all(v >= 2 and v & (v - 1) == 0 for v in cfg.kwargs.values()), cfg
     assert all(c["BLOCK_N"] == 16 and c["BLOCK_R"] == 16 for c in sc._prune_mm(1, 1))
     assert all(c["BLOCK_M"] <= 16 for c in sc._prune_dw(1, 3))
+    # the short-step grad_W tile only where (16, 16, 256) would otherwise be the one tile
+    def tiles(rows: int, cols: int) -> set[tuple[int, int, int]]:
+        interp = (sc._interp_dw(True)["BLOCK_M"], sc._interp_dw(True)["BLOCK_N"], sc._interp_dw(True)["BLOCK_T"])
+        return {(c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_T"]) for c in sc._prune_dw(rows, cols, True)} - {interp}
+
+    assert tiles(16, 5) == {(16, 16, 256), (16, 16, 64)} and (16, 16, 64) not in tiles(32, 64)
     assert max(c["BLOCK_R"] for c in sc._prune_mm(256, 256)) == 64  # reduction blocks up to 64
     # a narrow side still gets wide tiles on the other (gen.up4's grad_x had one 64x16 tile)
     assert max(c["BLOCK_N"] * c["BLOCK_T"] for c in sc._prune_mm(64, 16)) == 128 * 64
