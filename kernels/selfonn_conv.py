@@ -1046,8 +1046,8 @@ _PLANS = True
 # grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
 _DW_PROGRAMS_PER_SM = 2
 _DW_MIN_STEPS = 4
-# Where that floor leaves SMs idle (small reductions: the discriminator, the single-channel layers'
-# 126-252 steps in all), the tuner also times each grad_W config with these floors (more programs,
+# Where that floor leaves SMs idle (short reductions: the discriminator's layers, gen.down1's widest
+# grad_W tile: 8 to 504 steps in all), the tuner also times each grad_W config with these floors (more programs,
 # fewer steps each, more partials for the tail to sum) and keeps the fastest; S and STEPS are runtime
 # arguments, so the variants share the compiled kernel.
 _DW_SPLIT_STEPS = (2, 1)
