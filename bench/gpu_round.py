@@ -78,16 +78,17 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile"
 #: operands loaded a step ahead, or on power tiles, every power of a column in one program (default:
 #: the tuner times both kinds per shape and keeps the faster); the grad_W split fixed at no
 #: finer than 4 (round 1's successor), 16 or 1 (batch, time) steps a program (default: at least 4, and
-#: where that leaves SMs idle the tuner also times 2 and 1 and keeps the fastest); its partials summed one at a time
+#: the tuner also times floors of 2 and 1 where that floor bounds the split, half and a quarter as many
+#: splits where the SM count does, and keeps the fastest); its partials summed one at a time
 #: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
 #: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel), its dx taps
 #: unrolled (default: looped) and the GEMM kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)
 KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILES": "concat"},
          "dw_pow_tiles": {"_DW_TILES": "pow"}, "dw_concat_prefetch": {"_DW_TILES": "concat", "_DW_PREFETCH": True},
-         "dw_split_fixed": {"_DW_SPLIT_STEPS": ()},
-         "dw_min_steps_16": {"_DW_MIN_STEPS": 16, "_DW_SPLIT_STEPS": ()},
-         "dw_min_steps_1": {"_DW_MIN_STEPS": 1, "_DW_SPLIT_STEPS": ()},
+         "dw_split_fixed": {"_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
+         "dw_min_steps_16": {"_DW_MIN_STEPS": 16, "_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
+         "dw_min_steps_1": {"_DW_MIN_STEPS": 1, "_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
          "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
          "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_bwd_unrolled": {"_THIN_BWD_TAP_LOOP": False},
          "thin_off": {"_THIN": False}}
@@ -100,7 +101,8 @@ SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "di
 KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LAYERS + THIN_KNOB_LAYERS + ("disc.2",),
            "dw_pow_tiles": KNOB_LAYERS + ("disc.2",),  # single-channel layers tune only the first kind
            "dw_concat_prefetch": KNOB_LAYERS,
-           "dw_split_fixed": SPLIT_KNOB_LAYERS, "dw_min_steps_16": SPLIT_KNOB_LAYERS, "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
+           "dw_split_fixed": SPLIT_KNOB_LAYERS + ("gen.down4", "gen.up2"), "dw_min_steps_16": SPLIT_KNOB_LAYERS,
+           "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS, "thin_bwd_unrolled": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
@@ -920,16 +922,25 @@ def _by_tile_kind(timings: list) -> dict[str, float]:
     return best
 
 
+def _split_label(cfg) -> str:
+    """A grad_W candidate's split setting: "default", "floor m" (at least m steps a program) or "1/k"
+    (k times fewer splits)."""
+    host = getattr(cfg, "host_kw", {})
+    if "DW_MIN_STEPS" in host:
+        return f"floor {host['DW_MIN_STEPS']}"
+    return f"1/{host['DW_SPLIT_DIV']}" if "DW_SPLIT_DIV" in host else "default"
+
+
 def _by_split(timings: list) -> dict[str, float]:
-    """{"default": ms, "2": ms, "1": ms}: the fastest finite candidate per grad_W split floor (the host
-    setting ``DW_MIN_STEPS``; "default" without it), empty where no candidate carried one."""
-    if not any(getattr(cfg, "host_kw", {}).get("DW_MIN_STEPS") for cfg, _ in timings):
+    """{"default": ms, "floor 2": ms, "1/4": ms, ...}: the fastest finite candidate per grad_W split
+    setting (host settings), empty where no candidate carried one."""
+    if all(_split_label(cfg) == "default" for cfg, _ in timings):
         return {}
     best: dict[str, float] = {}
     for cfg, ms in timings:
         if ms != float("inf"):
-            floor = str(cfg.host_kw.get("DW_MIN_STEPS", "default"))
-            best[floor] = min(best.get(floor, ms), ms)
+            label = _split_label(cfg)
+            best[label] = min(best.get(label, ms), ms)
     return best
 
 

@@ -169,6 +169,11 @@ def pin(name: str, cfg: Cfg) -> Iterator[None]:
 
 
 _PAR_COMPILE_MAX = 16  # compile threads per tune key (one per candidate at most)
+# Benchmark time per candidate (ms of kernel time; do_bench also flushes L2 between runs). A key has
+# up to ~50 candidates (grad_W's tiles x its split settings): 8 ms is still 25-160 runs of the
+# 0.05-0.3 ms kernels the Op-GAN's layers launch, and a first step tunes in seconds, not a minute.
+_BENCH_WARMUP_MS = 2
+_BENCH_REP_MS = 8
 _COMPILED_MAX = 4096  # launch-key entries kept per kernel (one per distinct stride set, e.g. length)
 
 
@@ -273,7 +278,8 @@ class Kernel:
         grid = fold_grid(n)
         kw = {**args, **cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
         try:
-            return triton.testing.do_bench(lambda: self.fn[grid](**kw), warmup=5, rep=20, return_mode="median")
+            return triton.testing.do_bench(lambda: self.fn[grid](**kw), warmup=_BENCH_WARMUP_MS, rep=_BENCH_REP_MS,
+                                           return_mode="median")
         except Exception as e:  # a config that does not fit the device (shared memory, registers)
             log.debug("selfonn.kernels: %s config %s failed: %s", self.name, cfg, e)
             return float("inf")

@@ -1051,6 +1051,11 @@ _DW_MIN_STEPS = 4
 # fewer steps each, more partials for the tail to sum) and keeps the fastest; S and STEPS are runtime
 # arguments, so the variants share the compiled kernel.
 _DW_SPLIT_STEPS = (2, 1)
+# Where the SM count bounds the split instead (the wide generator layers: ~260 programs), each
+# config is also timed with half and a quarter as many splits. The last program of a tile sums every
+# split's partials alone, one load after another (gen.down4's first candidate: 43 splits x 3 powers
+# x 32 KB, 4.2 MB read by one program after all others are done), so fewer, longer splits can win.
+_DW_SPLIT_DIVS = (2, 4)
 # The last program of a split tile sums the partials _TAIL_MAX_SPLITS at a time, at most
 # _TAIL_ELEMENTS values per load (a [16, 16] tile: 32 partials per load; [64, 128]: one). The loads
 # of one call are issued one loop iteration at a time: with power tiles the small layers' grad_W
@@ -1305,12 +1310,13 @@ def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: in
     n_tiles = n_gemm + (n_dbt if db_mode == 2 else 0)
     total = d.B * _cdiv(L_red, BT)
     want = _cdiv(_DW_PROGRAMS_PER_SM * _launch.sm_count(device), max(n_tiles, 1))
-    S = max(1, min(want, _cdiv(total, cfg.host_kw.get("DW_MIN_STEPS", _DW_MIN_STEPS))))
+    floor_cap = _cdiv(total, cfg.host_kw.get("DW_MIN_STEPS", _DW_MIN_STEPS))
+    S = _cdiv(max(1, min(want, floor_cap)), cfg.host_kw.get("DW_SPLIT_DIV", 1))
     steps = _cdiv(total, S)
     S = _cdiv(total, steps)
     db_steps = _cdiv(d.B * _cdiv(L_y, BT), S)
     return {"N_MT": n_mt, "N_NT": n_nt, "N_GEMM": n_gemm, "N_DBT": n_dbt, "S": S, "STEPS": steps,
-            "DB_STEPS": db_steps, "n_tiles": n_tiles}
+            "DB_STEPS": db_steps, "n_tiles": n_tiles, "sm_bound": want < floor_cap}
 
 
 def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red: int, idx) -> dict:
@@ -1356,15 +1362,20 @@ def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
     return [c for p in _dw_tile_kinds(g) for c in _prune_dw(*_dw_extent(d, g, p), p)]
 
 
-def _with_splits(cands: list[Cfg], programs: Callable[[Cfg], int]) -> list[Cfg]:
-    """``cands``, then each one's variants with a lower floor of (batch, time) steps a program
-    (``_DW_SPLIT_STEPS``, a host setting) where that launches more programs (``programs(cfg)``)."""
+def _with_splits(cands: list[Cfg], plan_of: Callable[[Cfg], dict]) -> list[Cfg]:
+    """``cands``, then each one's split variants (host settings; ``plan_of(cfg)``: its _dw_plan) that
+    launch another number of splits: where the floor of (batch, time) steps a program bounds the split,
+    lower floors (``_DW_SPLIT_STEPS``: more, shorter programs); where the SM count does, fewer splits
+    (``_DW_SPLIT_DIVS``: a shorter tail)."""
     out = list(cands)
     for c in cands:
-        base = programs(c)
-        for m in _DW_SPLIT_STEPS:
-            v = c.with_host(DW_MIN_STEPS=m)
-            if programs(v) > base and v not in out:
+        base = plan_of(c)
+        if base["sm_bound"]:
+            variants = [c.with_host(DW_SPLIT_DIV=k) for k in _DW_SPLIT_DIVS]
+        else:
+            variants = [c.with_host(DW_MIN_STEPS=m) for m in _DW_SPLIT_STEPS]
+        for v in variants:
+            if plan_of(v)["S"] != base["S"] and v not in out:
                 out.append(v)
     return out
 
@@ -1372,7 +1383,7 @@ def _with_splits(cands: list[Cfg], programs: Callable[[Cfg], int]) -> list[Cfg]:
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
             d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _dw_tile_kinds(g), _DW_MIN_STEPS,
-            _DW_SPLIT_STEPS)
+            _DW_SPLIT_STEPS, _DW_SPLIT_DIVS)
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1388,8 +1399,8 @@ def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
         return {**_dw_args(plan, x, dy, dw, db, d, g, db_mode, L_red, idx), "GROUPS": g.groups, "N_PROG": n}, n
 
     def candidates() -> list[Cfg]:
-        return _with_splits(_dw_candidates(d, g),
-                            lambda c: _dw_plan(c, d, g, need_w, db_mode, L_red, dy.shape[2], x.device)["S"])
+        return _with_splits(_dw_candidates(d, g), lambda c: _dw_plan(c, d, g, need_w, db_mode, L_red, dy.shape[2],
+                                                                     x.device))
 
     _kernel("dw")(x.device, _dw_key(x, d, g, db_mode, need_w, L_red, idx), candidates, prepare)
 
@@ -1436,7 +1447,7 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
         dw_cands = _dw_candidates(d, g)[:2 if need_w or need_b else 1]
         if need_w or need_b:
             dw_cands = _with_splits(dw_cands, lambda c: _dw_plan(c, d, g, need_w, db_mode, L_red, dy.shape[2],
-                                                                 x.device)["S"])
+                                                                 x.device))
         return [Cfg(Cfg.of(BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dc.kwargs).blocks,
                     max(tc.num_warps, dc.num_warps), dc.num_stages, dc.host)
                 for tc in _thin_bwd_tiles(c_fan) for dc in dw_cands]
@@ -1475,7 +1486,7 @@ def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more)
     return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
             weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
             _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _DW_SPLIT_STEPS,
-            _TAIL_MAX_SPLITS, _TAIL_ELEMENTS, _THIN_BWD_TAP_LOOP, *more)
+            _DW_SPLIT_DIVS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS, _THIN_BWD_TAP_LOOP, *more)
 
 
 def _planning() -> bool:

@@ -270,7 +270,9 @@ def test_autotune_section_compares_the_grad_w_tile_kinds(monkeypatch):
     assert "0.3 / 0.2" in rec.md["autotune"]
     # where finer grad_W splits were timed: the fastest per split floor
     assert "('fp32', 'key')" not in mine["by_split"]
-    assert mine["by_split"]["('fp32', 'split')"] == {"default": 0.2, "2": 0.25, "1": 0.1}
+    assert mine["by_split"]["('fp32', 'split')"] == {"default": 0.2, "floor 2": 0.25, "floor 1": 0.1}
+    coarse = [(pow_cfg, 0.3), (pow_cfg.with_host(DW_SPLIT_DIV=4), 0.15)]
+    assert gpu_round._by_split(coarse) == {"default": 0.3, "1/4": 0.15}
 
 
 def test_prewarm_pack_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys, monkeypatch):

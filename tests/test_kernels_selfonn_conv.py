@@ -421,52 +421,78 @@ def test_grad_w_tunes_over_both_tile_kinds(monkeypatch):
         assert {c["POW_TILES"] for c in sc._dw_candidates(d, other)} == {False}
 
 
-def test_grad_w_times_finer_splits_where_sms_sit_idle(monkeypatch):
-    """Where the floor of _DW_MIN_STEPS steps a program leaves SMs idle (disc.2: 8 programs on 132
-    SMs), each grad_W config is offered again with floors 2 and 1 (a host setting: the kernel's
-    arguments are the same), after every plain config so the untuned default stays first; a long
-    reduction (gen.down4) is offered none."""
+def test_grad_w_split_variants_follow_what_bounds_the_split(monkeypatch):
+    """Each grad_W config is offered again with host split settings (the kernel's arguments are the
+    same), after every plain config so the untuned default stays first: where the floor of
+    _DW_MIN_STEPS steps a program leaves SMs idle (disc.2: 8 programs on 132 SMs) with floors 2 and 1
+    (more programs); where the SM count bounds it (gen.down4: 43 splits a tile, all summed by one
+    program) with half and a quarter as many splits."""
     monkeypatch.setattr(_launch, "_offline_sms", 132)
+    monkeypatch.setattr(_launch, "interpreting", lambda: False)  # the GPU's candidate lists
     cpu = torch.device("cpu")
+
+    def offered(d, g, L_red):
+        def plan(c):
+            return sc._dw_plan(c, d, g, True, 1, L_red, L_red, cpu)
+
+        base = sc._dw_candidates(d, g)
+        cands = sc._with_splits(base, plan)
+        assert cands[:len(base)] == base and not any(c.host for c in base)
+        extra = cands[len(base):]
+        for c in extra:
+            plain = Cfg(c.blocks, c.num_warps, c.num_stages)
+            assert plain in base and c.kwargs == plain.kwargs
+            if plan(plain)["sm_bound"]:
+                assert set(c.host_kw) == {"DW_SPLIT_DIV"} and plan(c)["S"] < plan(plain)["S"]
+            else:
+                assert set(c.host_kw) == {"DW_MIN_STEPS"} and plan(c)["S"] > plan(plain)["S"]
+        return base[0], {c.host for c in extra if c.blocks == base[0].blocks}, plan
+
     g8 = sc._Geom(stride=8, pad_left=1, pad_right=1, dilation=1, groups=1, q=3)
     disc2 = sc._Dims(B=8, C_in=16, L_in=4000, C_out=32, OG=32, CQG=48, K=4, L_out=500)
-    base = sc._dw_candidates(disc2, g8)
-    cands = sc._with_splits(base, lambda c: sc._dw_plan(c, disc2, g8, True, 1, 500, 500, cpu)["S"])
-    assert cands[:len(base)] == base and not any(c.host for c in base)
-    extra = cands[len(base):]
-    assert {c.host_kw["DW_MIN_STEPS"] for c in extra} == {2, 1}
-    for c in extra:
-        plain = Cfg(c.blocks, c.num_warps, c.num_stages)
-        assert plain in base and c.kwargs == plain.kwargs
-        assert (sc._dw_plan(c, disc2, g8, True, 1, 500, 500, cpu)["S"]
-                > sc._dw_plan(plain, disc2, g8, True, 1, 500, 500, cpu)["S"])
+    first, hosts, plan = offered(disc2, g8, 500)
+    assert hosts == {(("DW_MIN_STEPS", 2),), (("DW_MIN_STEPS", 1),)}
+    assert [plan(first.with_host(DW_MIN_STEPS=m))["S"] for m in (4, 2, 1)] == [8, 16, 32]
     g2 = sc._Geom(stride=2, pad_left=2, pad_right=2, dilation=1, groups=1, q=3)
     down4 = sc._Dims(B=8, C_in=64, L_in=4000, C_out=128, OG=128, CQG=192, K=5, L_out=2000)
-    base = sc._dw_candidates(down4, g2)
-    assert sc._with_splits(base, lambda c: sc._dw_plan(c, down4, g2, True, 1, 2000, 2000, cpu)["S"]) == base
+    first, hosts, plan = offered(down4, g2, 2000)
+    assert hosts == {(("DW_SPLIT_DIV", 2),), (("DW_SPLIT_DIV", 4),)}
+    assert [plan(first.with_host(DW_SPLIT_DIV=k))["S"] for k in (1, 2, 4)] == [43, 22, 11]
 
 
+@pytest.mark.parametrize("host", [{"DW_MIN_STEPS": 1}, {"DW_SPLIT_DIV": 2}], ids=["finer", "coarser"])
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
                                                   (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2")])
-def test_grad_w_host_split_matches_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
-    """A config whose split floor is a host setting (one (batch, time) step a program) launches that
-    split, on _dw_kernel and in the single-channel backward, and matches the reference: the kernel
-    never sees the setting (under the interpreter an unknown argument raises)."""
-    monkeypatch.setattr(sc, "_DW_PROGRAMS_PER_SM", 10**4)  # SMs to spare: the floor alone sets the split
+def test_grad_w_host_split_matches_reference(transposed, name, host, device, poison_empty, monkeypatch, kernel_tol):
+    """A config whose split is set by a host setting (one (batch, time) step a program, or half as
+    many splits as one step each) launches that split, on _dw_kernel and in the single-channel
+    backward, and matches the reference: the kernel never sees the setting (under the interpreter an
+    unknown argument raises)."""
+    monkeypatch.setattr(sc, "_DW_PROGRAMS_PER_SM", 10**4)  # SMs to spare: the floor sets the plain split
+    if "DW_SPLIT_DIV" in host:
+        monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)  # the plain split: a program per step
     plans, real = [], sc._dw_plan
 
     def spy(cfg, *args):
         plan = real(cfg, *args)
-        plans.append((cfg.host_kw.get("DW_MIN_STEPS"), plan["STEPS"]))
+        plans.append((cfg.host_kw, plan, real(Cfg(cfg.blocks, cfg.num_warps, cfg.num_stages), *args)))
         return plan
 
     monkeypatch.setattr(sc, "_dw_plan", spy)
-    dw = sc._interp_dw(True).with_host(DW_MIN_STEPS=1)
+    dw = sc._interp_dw(True).with_host(**host)
     tc = sc._thin_configs()[-1]
     thin = Cfg(Cfg.of(BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dw.kwargs).blocks, host=dw.host)
+    case = _case(transposed, name)
+    if "DW_SPLIT_DIV" in host:  # enough (batch, time) steps to halve
+        case = replace(case, B=3, L=max(case.L, 80 if not transposed else 40))
     with _launch.pin("dw", dw), _launch.pin("thin_bwd", thin):
-        _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
-    assert plans and all(host == 1 and steps == 1 for host, steps in plans), plans
+        _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    assert plans and all(h == host for h, _, _ in plans), plans
+    if "DW_MIN_STEPS" in host:
+        assert all(p["STEPS"] == 1 for _, p, _ in plans), plans
+    else:
+        splits = [(p["S"], plain["S"]) for _, p, plain in plans]
+        assert all(s <= s_plain for s, s_plain in splits) and any(1 < s < s_plain for s, s_plain in splits), splits
 
 
 @pytest.mark.parametrize(("transposed", "name"), [(False, "cin1_opgan_down1"), (False, "cout1_disc_head"),
@@ -541,6 +567,7 @@ def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_em
     loads and a masked last one; 1: one at a time); counters are left at zero."""
     monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
     monkeypatch.setattr(sc, "_DW_SPLIT_STEPS", ())  # the spy below sees launched plans only, no candidates sized
+    monkeypatch.setattr(sc, "_DW_SPLIT_DIVS", ())
     monkeypatch.setattr(sc, "_TAIL_MAX_SPLITS", tail)
     monkeypatch.setattr(_launch, "_offline_sms", 5 if tail == 2 else None)  # 10 programs a tile: S odd
     splits = []
