@@ -1286,6 +1286,9 @@ def _use_triton_cache(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     args = _parse(argv)
+    # every tune key is measured in this run (the autotune section records each candidate), never
+    # taken from picks an earlier process kept on this machine
+    os.environ["SELFONN_TUNE_CACHE"] = "0"
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before anything imports Triton
         # its own empty cache: a CPU smoke run must not tar up whatever the machine's Triton cache holds

@@ -23,13 +23,17 @@ interpreter with the pinned config (:func:`pin`, for tests) or the smallest cand
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import inspect
+import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import triton
@@ -118,6 +122,113 @@ class Cfg:
 
     def __getitem__(self, name: str) -> int:
         return self.kwargs[name]
+
+
+# ---- tuned picks on disk ---------------------------------------------------------------------------
+#
+# A new process would benchmark every tune key's candidates again (an Op-GAN step: ~550 grad_W
+# candidates a precision, seconds on the first step). Picks are kept per GPU model and code version
+# (the kernel sources, torch and Triton) in one JSON file, and a pick is only used while it is still
+# one of its key's candidates.
+
+
+def tune_cache_dir() -> Path | None:
+    """Where picks are kept: ``SELFONN_TUNE_CACHE`` (a folder; "0" or empty: nowhere), by default
+    ``~/.cache/selfonn/tune``."""
+    value = os.environ.get("SELFONN_TUNE_CACHE")
+    if value is None:
+        return Path.home() / ".cache" / "selfonn" / "tune"
+    return Path(value) if value not in ("", "0") else None
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> str:
+    """The kernel sources, torch and Triton: a pick is reused only with the code that measured it."""
+    h = hashlib.sha256(f"{torch.__version__} {triton.__version__}".encode())
+    for name in sorted(os.listdir(os.path.dirname(__file__))):
+        if name.endswith(".py"):
+            with open(os.path.join(os.path.dirname(__file__), name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def _device_tag() -> str:
+    """The GPU model picks were measured on (one file per model)."""
+    major, minor = torch.cuda.get_device_capability()
+    name = "".join(ch if ch.isalnum() else "-" for ch in torch.cuda.get_device_name())
+    return f"{name}-sm{major}{minor}"
+
+
+def _cfg_json(cfg: Cfg) -> dict:
+    return {"blocks": [list(b) for b in cfg.blocks], "num_warps": cfg.num_warps, "num_stages": cfg.num_stages,
+            "host": [list(h) for h in cfg.host]}
+
+
+def _cfg_from_json(d: dict) -> Cfg:
+    return Cfg(tuple((str(k), v) for k, v in d["blocks"]), int(d["num_warps"]), int(d["num_stages"]),
+               tuple((str(k), v) for k, v in d.get("host", [])))
+
+
+class TuneCache:
+    """Picks of :meth:`Kernel.select` on disk: ``{kernel: {repr(tune key): cfg}}`` in one file per GPU
+    model and code version. Unreadable files and entries are ignored (tuning runs again); writes
+    replace the file atomically, so concurrent processes lose at most each other's new picks."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[Path, dict] = {}
+        self._lock = threading.Lock()
+
+    def path(self) -> Path | None:
+        """This GPU model's file, None when off or without a CUDA device to name."""
+        folder = tune_cache_dir()
+        if folder is None or not torch.cuda.is_available():
+            return None
+        try:
+            return folder / f"tune-{_device_tag()}-{_code_version()}.json"
+        except (RuntimeError, AssertionError, OSError) as e:
+            log.debug("selfonn.kernels: no tuning cache: %s", e)
+            return None
+
+    def _data(self, path: Path) -> dict:
+        if path not in self._loaded:
+            try:
+                data = json.loads(path.read_text())
+                self._loaded[path] = data if isinstance(data, dict) else {}
+            except FileNotFoundError:
+                self._loaded[path] = {}
+            except (OSError, ValueError) as e:
+                log.warning("selfonn.kernels: ignoring the tuning cache %s (%s)", path, e)
+                self._loaded[path] = {}
+        return self._loaded[path]
+
+    def get(self, kernel: str, key: tuple) -> Cfg | None:
+        path = self.path()
+        if path is None:
+            return None
+        with self._lock:
+            entry = self._data(path).get(kernel, {}).get(repr(key))
+        try:
+            return None if entry is None else _cfg_from_json(entry)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, kernel: str, key: tuple, cfg: Cfg) -> None:
+        path = self.path()
+        if path is None:
+            return
+        with self._lock:
+            data = self._data(path)
+            data.setdefault(kernel, {})[repr(key)] = _cfg_json(cfg)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+                os.replace(tmp, path)
+            except OSError as e:  # a read-only home: tuning still works, it is just not kept
+                log.warning("selfonn.kernels: cannot keep tuned configs in %s (%s)", path, e)
+
+
+_tune_cache = TuneCache()
 
 
 # A call's work for one config: the kernel arguments (without the config's block sizes) and the
@@ -216,23 +327,38 @@ class Kernel:
             return candidates[0]
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
             return candidates[0]  # no benchmarking inside a CUDA graph capture: heuristic pick, not cached
+        kept = self._kept(tune_key, candidates)
+        if kept is not None:
+            self.tuned[tune_key] = kept
+            return kept
         self._precompile(candidates, prepare)
         timings = [(self._bench(cfg, prepare), i) for i, cfg in enumerate(candidates)]
         best = candidates[min(timings)[1]]
         self.tuned[tune_key] = best
         self.timings[tune_key] = [(cfg, ms) for cfg, (ms, _) in zip(candidates, timings)]
         self.n_tunes += 1
+        if min(timings)[0] != float("inf"):
+            _tune_cache.put(self.name, tune_key, best)
         log.debug("selfonn.kernels: %s %s -> %s (%s)", self.name, tune_key, best, timings)
         return best
 
+    def _kept(self, tune_key: tuple, candidates: Sequence[Cfg]) -> Cfg | None:
+        """The pick an earlier process measured for this key on this GPU model and code (the tuning
+        cache), if it is still one of the candidates."""
+        cfg = _tune_cache.get(self.name, tune_key)
+        return next((c for c in candidates if c == cfg), None) if cfg is not None else None
+
     def configs_to_compile(self, tune_key: tuple, candidates: Candidates | Sequence[Cfg]) -> list[Cfg]:
-        """The configs a call with ``tune_key`` would compile: the pinned or tuned one, else what
-        :meth:`select` would benchmark (every candidate) or pick (the first)."""
+        """The configs a call with ``tune_key`` would compile: the pinned, tuned or kept one (the
+        tuning cache), else what :meth:`select` would benchmark (every candidate) or pick (the first)."""
         pinned = _pinned.get(self.name) or self.tuned.get(tune_key)
         if pinned is not None:
             return [pinned]
         cands = list(candidates() if callable(candidates) else candidates)
-        return cands if self.tuning_enabled() else cands[:1]
+        if not self.tuning_enabled():
+            return cands[:1]
+        kept = None if offline() else self._kept(tune_key, cands)
+        return [kept] if kept is not None else cands
 
     @staticmethod
     def tuning_enabled() -> bool:

@@ -8,6 +8,9 @@ import torch
 # so on CPU-only machines the Triton kernels run in the interpreter.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Tests never read or write the user's kernel tuning cache (~/.cache/selfonn/tune): a test that tunes
+# measures here and now; the tuning cache tests point it at their own folder.
+os.environ["SELFONN_TUNE_CACHE"] = "0"
 
 
 # ---- Kernel tests (tests/test_kernels_*.py): devices, tolerances, NaN-poisoned buffers ----------

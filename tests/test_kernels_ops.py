@@ -222,6 +222,47 @@ def test_tuner_times_host_settings_like_blocks(monkeypatch):
     assert [c for c, _ in k.timings[("key",)]] == [base, finer]
 
 
+def test_tuned_picks_are_kept_per_gpu_model_and_code(tmp_path, monkeypatch):
+    """A pick benchmarked once is kept on disk, one file per GPU model and code version, and a new
+    process takes it without benchmarking (and compiles only it) while it is still a candidate; a
+    corrupt file is ignored; SELFONN_TUNE_CACHE=0 keeps nothing."""
+    monkeypatch.setenv("SELFONN_TUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(_launch, "_device_tag", lambda: "GPU-A-sm90")
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
+    monkeypatch.setattr(_launch.Kernel, "_precompile", lambda self, cands, prepare: 0)
+    benched = []
+
+    def bench(self, cfg, prepare):
+        benched.append(cfg)
+        return 0.5 if cfg.host else 1.0
+
+    monkeypatch.setattr(_launch.Kernel, "_bench", bench)
+    base = _launch.Cfg.of(num_warps=4, BLOCK_T=16, POW_TILES=True)
+    finer, other = base.with_host(DW_MIN_STEPS=1), _launch.Cfg.of(num_warps=8, BLOCK_T=32, POW_TILES=True)
+    key = (torch.float32, "tf32", True, 3, (("IDX", 32),))
+
+    def new_process() -> _launch.Kernel:
+        monkeypatch.setattr(_launch, "_tune_cache", _launch.TuneCache())
+        return _launch.Kernel("probe", sc._kernel("dw").fn)
+
+    assert new_process().select(key, [base, finer], None) == finer and len(benched) == 2
+    (kept,) = tmp_path.glob("tune-GPU-A-sm90-*.json")
+    k = new_process()
+    assert k.configs_to_compile(key, [base, finer]) == [finer]
+    assert k.select(key, [base, finer], None) == finer and len(benched) == 2 and k.n_tunes == 0
+    assert new_process().select(key, [base, other], None) == base and len(benched) == 4  # not a candidate now
+    monkeypatch.setattr(_launch, "_device_tag", lambda: "GPU-B-sm80")
+    assert new_process().select(key, [base, finer], None) == finer and len(benched) == 6  # another model
+    assert len(list(tmp_path.glob("tune-*.json"))) == 2
+    monkeypatch.setattr(_launch, "_device_tag", lambda: "GPU-A-sm90")
+    kept.write_text("{not json")
+    assert new_process().select(key, [base, finer], None) == finer and len(benched) == 8  # ignored, re-measured
+    monkeypatch.setenv("SELFONN_TUNE_CACHE", "0")
+    assert _launch.TuneCache().path() is None
+
+
 def test_counters_buffer_grows_and_keeps_old_buffers(device):
     dev = torch.device(device)
     small = _launch.counters(dev, 10)
