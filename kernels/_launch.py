@@ -179,13 +179,13 @@ class TuneCache:
         self._lock = threading.Lock()
 
     def path(self) -> Path | None:
-        """This GPU model's file, None when off or without a CUDA device to name."""
-        folder = tune_cache_dir()
-        if folder is None or not torch.cuda.is_available():
-            return None
+        """This GPU model's file, None when off or without a CUDA device to name (or a home folder)."""
         try:
+            folder = tune_cache_dir()
+            if folder is None or not torch.cuda.is_available():
+                return None
             return folder / f"tune-{_device_tag()}-{_code_version()}.json"
-        except (RuntimeError, AssertionError, OSError) as e:
+        except (RuntimeError, AssertionError, KeyError, OSError) as e:
             log.debug("selfonn.kernels: no tuning cache: %s", e)
             return None
 
