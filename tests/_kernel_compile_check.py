@@ -4,6 +4,7 @@ Run in a process without TRITON_INTERPRET (``tests/test_kernels_compile.py`` doe
 launchers would make is intercepted and its first candidate configs are compiled with Triton's
 bundled ptxas for ``GPUTarget("cuda", 90, 32)``. Prints one JSON object: per variant the registers,
 stack bytes per thread (where spilled registers go), local bytes, shared memory and whether the MMA is wgmma.
+``--compare before.json after.json`` prints what changed between two such reports (a markdown table).
 """
 
 from __future__ import annotations
@@ -121,5 +122,29 @@ def main(n_configs: int, dtypes: list[str]) -> dict:
     return results
 
 
+def compare(before: dict, after: dict) -> str:
+    """A markdown table of the variants both reports hold whose registers, stack or main-loop
+    instructions differ, then the loop instructions summed over every variant both have a loop for."""
+    rows, tot_b, tot_a = [], 0, 0
+    for tag in sorted(set(before) & set(after)):
+        b, a = before[tag], after[tag]
+        if "error" in b or "error" in a:
+            continue
+        lb, la = b.get("loop", {}).get("instructions"), a.get("loop", {}).get("instructions")
+        if lb and la:
+            tot_b, tot_a = tot_b + lb, tot_a + la
+        if (b["regs"], b["stack"], lb) != (a["regs"], a["stack"], la):
+            rows.append(f"| {tag} | {b['regs']} → {a['regs']} | {b['stack']} → {a['stack']} | {lb} → {la} |")
+    head = ["| variant | registers | stack bytes | loop instructions |", "|---|---|---|---|"]
+    only = len(set(before) ^ set(after))
+    foot = (f"\n{len(rows)} of {len(set(before) & set(after))} variants changed ({only} in one report only); "
+            f"loop instructions over both: {tot_b} → {tot_a}")
+    return "\n".join(head + rows) + foot
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), sys.argv[2].split(","))))
+    if sys.argv[1] == "--compare":  # python tests/_kernel_compile_check.py --compare before.json after.json
+        with open(sys.argv[2]) as fb, open(sys.argv[3]) as fa:
+            print(compare(json.load(fb), json.load(fa)))
+    else:
+        print(json.dumps(main(int(sys.argv[1]), sys.argv[2].split(","))))

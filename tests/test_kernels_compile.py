@@ -83,3 +83,19 @@ def test_precompile_fills_the_triton_cache_for_sm90_without_a_gpu(tmp_path):
     cubins = list(tmp_path.rglob("*.cubin"))
     assert len(cubins) == sum(r["first"].values())
     assert r["second"] == r["first"] and r["second_s"] < 5  # found, not compiled again
+
+
+def test_compile_reports_compare_as_a_table():
+    """``_kernel_compile_check.py --compare``: the variants whose registers, stack or loop changed, and
+    the loop instructions summed over the variants both reports hold."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from _kernel_compile_check import compare
+    finally:
+        sys.path.pop(0)
+    same = {"regs": 96, "stack": 0, "loop": {"instructions": 300}}
+    before = {"a": same, "b": {"regs": 255, "stack": 64, "loop": {"instructions": 900}}, "gone": same}
+    after = {"a": same, "b": {"regs": 128, "stack": 0, "loop": {"instructions": 800}}, "new": same}
+    table = compare(before, after)
+    assert "| b | 255 → 128 | 64 → 0 | 900 → 800 |" in table and "| a |" not in table
+    assert "1 of 2 variants changed (2 in one report only)" in table and "1200 → 1100" in table
