@@ -81,8 +81,9 @@ SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile"
 #: the tuner also times floors of 2 and 1 where that floor bounds the split, half and a quarter as many
 #: splits where the SM count does, and keeps the fastest); its partials summed one at a time
 #: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
-#: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel), its dx taps
-#: unrolled (default: looped) and the GEMM kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
+#: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) or in one
+#: (default: both timed per shape, the faster kept), its dx taps unrolled (default: looped) and the
+#: GEMM kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)
 KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILES": "concat"},
          "dw_pow_tiles": {"_DW_TILES": "pow"}, "dw_concat_prefetch": {"_DW_TILES": "concat", "_DW_PREFETCH": True},
@@ -90,7 +91,8 @@ KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILE
          "dw_min_steps_16": {"_DW_MIN_STEPS": 16, "_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
          "dw_min_steps_1": {"_DW_MIN_STEPS": 1, "_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
          "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
-         "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_bwd_unrolled": {"_THIN_BWD_TAP_LOOP": False},
+         "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_one_launch": {"_THIN_SPLIT_BWD": False},
+         "thin_bwd_unrolled": {"_THIN_BWD_TAP_LOOP": False},
          "thin_off": {"_THIN": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
@@ -103,7 +105,7 @@ KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LA
            "dw_concat_prefetch": KNOB_LAYERS,
            "dw_split_fixed": SPLIT_KNOB_LAYERS + ("gen.down4", "gen.up2"), "dw_min_steps_16": SPLIT_KNOB_LAYERS,
            "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
-           "thin_split_bwd": THIN_KNOB_LAYERS, "thin_bwd_unrolled": THIN_KNOB_LAYERS,
+           "thin_split_bwd": THIN_KNOB_LAYERS, "thin_one_launch": THIN_KNOB_LAYERS, "thin_bwd_unrolled": THIN_KNOB_LAYERS,
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")
@@ -880,10 +882,18 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
                             "shared_bytes": getattr(md, "shared", None),
                             "num_warps": getattr(md, "num_warps", None),
                             "num_stages": getattr(md, "num_stages", None), "wgmma": wgmma})
+    from selfonn.kernels import selfonn_conv as sc
+
+    # the single-channel backward's ways, timed per shape ("tuned"): one launch against two
+    rec.data["autotune"]["thin_split_bwd"] = [
+        {"key": str(k), "one_launch_ms": round(t1, 5), "two_launches_ms": round(t2, 5),
+         "pick": "two launches" if sc._thin_split_picks.get(k) else "one launch"}
+        for k, (t1, t2) in sc._thin_split_timings.items()]
     note = "" if picks or kernels else (
         "no compiled Triton kernels (interpreter run)" if os.environ.get("TRITON_INTERPRET") == "1" else
         "no compiled Triton kernels found in selfonn.kernels")
-    rec.data["autotune"] = {"picks": picks, "kernels": kernels, **({"note": note} if note else {})}
+    rec.data["autotune"] = {"picks": picks, "kernels": kernels, "thin_split_bwd": rec.data["autotune"]["thin_split_bwd"],
+                            **({"note": note} if note else {})}
     md = "## Autotune and compiled kernels\n\n" + (note + "\n" if note else "")
     for p in picks:
         md += f"\n{p['kernel']} (key {', '.join(p['key'])}):\n\n"
@@ -903,6 +913,11 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         md += _md_table(["key", "config", "candidates' ms, sorted", "best pow / concat tile ms",
                          "best ms per grad_W split floor"],
                         [[k, v, sorted_ms(k), tile_kinds(k), splits(k)] for k, v in p["picks"].items()])
+    if rec.data["autotune"]["thin_split_bwd"]:
+        md += "\nSingle-channel backward, one launch against two (timed per shape):\n\n" + _md_table(
+            ["key", "one launch ms", "two launches ms", "kept"],
+            [[e["key"], e["one_launch_ms"], e["two_launches_ms"], e["pick"]]
+             for e in rec.data["autotune"]["thin_split_bwd"]])
     if kernels:
         md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
                                [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],

@@ -604,6 +604,17 @@ def recording() -> Iterator[list]:
         _tls.launches = previous
 
 
+@contextlib.contextmanager
+def recording_paused() -> Iterator[None]:
+    """Inside: this thread's launches join no recording (a launch path timed while a plan records)."""
+    previous = getattr(_tls, "launches", None)
+    _tls.launches = None
+    try:
+        yield
+    finally:
+        _tls.launches = previous
+
+
 def scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An uninitialised work buffer a kernel fully writes before reading (split partials): a plan
     allocates a fresh one per call instead of binding this one."""

@@ -1063,9 +1063,12 @@ _DW_SPLIT_DIVS = (2, 4)
 _TAIL_MAX_SPLITS = 32
 _TAIL_ELEMENTS = 8192
 # Single-channel backward in two launches, dx on the bandwidth kernel and grad_W / grad_bias on
-# _dw_kernel, instead of one launch compiled for both bodies' registers (offline, the one-launch
-# variants reach 255 registers and some spill). Off until a GPU round's knobs section says it wins.
-_THIN_SPLIT_BWD = False
+# _dw_kernel, or in one launch compiled for both bodies' registers. "tuned" (default): the first call
+# of a shape on a GPU times both ways, each with its own kernels already tuned, and keeps the faster
+# (_thin_split_picks; the GPU round records both times); True / False force one (knobs).
+_THIN_SPLIT_BWD: bool | str = "tuned"
+_thin_split_picks: dict[tuple, bool] = {}
+_thin_split_timings: dict[tuple, tuple[float, float]] = {}  # (one launch, two launches) ms per key
 # Single-channel backward: dx's taps in a loop, as the forward has them, instead of unrolled. Unrolled,
 # ptxas hoisted every tap's loads and weight vectors, and the C_in = 1 layers' one-launch variants
 # needed 197-255 registers whatever the grad_W tile; looped, 64-128 (offline, Triton 3.6, sm_90,
@@ -1433,6 +1436,71 @@ def _thin_fwd(x, weight, bias, y, d: _Dims, g: _Geom) -> None:
     _kernel("thin_fwd")(x.device, key, lambda: _prune_thin(c_fan), prepare)
 
 
+def _faster_of(one: Callable[[], None], two: Callable[[], None], bench: Callable[[Callable[[], None]], float]
+               ) -> tuple[bool, float, float]:
+    """(whether ``two`` is the faster, ms of ``one``, ms of ``two``): each run once first (its kernels
+    tune and compile there), then timed by ``bench``; no launch of theirs joins a plan being recorded."""
+    with _launch.recording_paused():
+        one()
+        two()
+        t1, t2 = bench(one), bench(two)
+    return t2 < t1, t1, t2
+
+
+def _thin_split(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> bool:
+    """Whether this single-channel backward runs in two launches (``_THIN_SPLIT_BWD``): with "tuned"
+    the faster way for its shape on this GPU, timed on the shape's first call; one launch where
+    nothing can be timed (CPU tensors, tuning off, a CUDA graph capture) or the timing fails."""
+    if not (dw is not None or db is not None):
+        return False
+    if _THIN_SPLIT_BWD != "tuned":
+        return bool(_THIN_SPLIT_BWD)
+
+    def one() -> None:
+        _thin_bwd(dy, x, weight, dx, dw, db, d, g)
+
+    def two() -> None:
+        if dx is not None:
+            _thin_bwd(dy, x, weight, dx, None, None, d, g)
+        _launch_dw(x, dy, dw, db, d, g)
+
+    if _launch._compile_hook is not None:  # precompile: compile the two-launch way's kernels too
+        two()
+        return False
+    if x.device.type != "cuda":
+        return False
+    key = (_thin_bwd_key(dy, x, weight, dx, dw, db, d, g), x.device)
+    pick = _thin_split_picks.get(key)
+    if pick is not None:
+        return pick
+    if not _launch.Kernel.tuning_enabled() or torch.cuda.is_current_stream_capturing():
+        return False
+
+    def bench(fn: Callable[[], None]) -> float:
+        return triton.testing.do_bench(fn, warmup=_launch._BENCH_WARMUP_MS, rep=_launch._BENCH_REP_MS,
+                                       return_mode="median")
+
+    try:
+        pick, t1, t2 = _faster_of(one, two, bench)
+        _thin_split_timings[key] = (t1, t2)
+        log.debug("selfonn.kernels: thin backward %s: one launch %.4f ms, two %.4f ms", key, t1, t2)
+    except Exception as e:  # e.g. a config this GPU cannot hold in one of the ways: keep the other
+        log.warning("selfonn.kernels: timing the single-channel backward both ways failed (%s); one launch", e)
+        pick = False
+    _thin_split_picks[key] = pick
+    return pick
+
+
+def _thin_bwd_key(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> tuple:
+    """The thin backward's tune key (its kernel's and the split pick's)."""
+    need_w, need_b = dw is not None, db is not None
+    fanout = d.C_in != 1
+    L_red = d.L_in if g.transposed else d.L_out
+    idx = _idx(x, dy, dx, weights=(weight, dw))
+    return (_dw_key(x, d, g, _db_mode(g, need_w, need_b), need_w, L_red, idx), fanout, dx is not None,
+            d.C_in if fanout else d.C_out, _bucket(d.L_in), _THIN_BWD_TAP_LOOP)
+
+
 def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
     """dx (bandwidth kernel) and grad_W / grad_bias (the _dw_kernel programs) in one launch."""
     fanout = d.C_in != 1  # dx fans the single dy channel out to C_in channels
@@ -1470,9 +1538,7 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
                      "sdx_b": dxt.stride(0), "sdx_c": dxt.stride(1), "sdx_l": dxt.stride(2), "FANOUT": fanout})
         return args, n
 
-    key = (_dw_key(x, d, g, db_mode, need_w, L_red, idx), fanout, dx is not None, c_fan, _bucket(d.L_in),
-           _THIN_BWD_TAP_LOOP)
-    _kernel("thin_bwd")(x.device, key, candidates, prepare)
+    _kernel("thin_bwd")(x.device, _thin_bwd_key(dy, x, weight, dx, dw, db, d, g), candidates, prepare)
 
 
 # ---- plans: a repeated call signature skips the host path (``_launch.Plan``) --------------------
@@ -1594,7 +1660,7 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom,
     with _recording(key) as launches:
         w = weight
         thin = _use_thin(d, g)
-        if thin and _THIN_SPLIT_BWD and (need_w or need_b):
+        if thin and _thin_split(dy, x, weight, dx, dw, db, d, g):
             if need_x:
                 _thin_bwd(dy, x, weight, dx, None, None, d, g)
             _launch_dw(x, dy, dw, db, d, g)

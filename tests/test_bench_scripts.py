@@ -154,7 +154,8 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
     assert {(r["layer"], r["variant"]) for r in data["knobs"]} == {  # smoke: the one layer it has
         ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_split_fixed", "dw_min_steps_16", "dw_min_steps_1",
-                                   "tail_serial", "thin_split_bwd", "thin_bwd_unrolled", "thin_off")}
+                                   "tail_serial", "thin_split_bwd", "thin_one_launch", "thin_bwd_unrolled",
+                                   "thin_off")}
     assert all(r["ms"] and r["ms"] > 0 for r in data["knobs"]), data["knobs"]
     md = record.with_suffix(".md").read_text()
     assert "## Layers" in md and "## Op-GAN training step" in md and "## Launcher constants" in md and "## Host path" in md
@@ -262,6 +263,8 @@ def test_autotune_section_compares_the_grad_w_tile_kinds(monkeypatch):
     monkeypatch.setitem(k.timings, ("fp32", "key"), [(pow_cfg, 0.3), (concat_cfg, 0.2), (concat_slow, float("inf"))])
     finer = [(pow_cfg.with_host(DW_MIN_STEPS=2), 0.25), (concat_cfg.with_host(DW_MIN_STEPS=1), 0.1)]
     monkeypatch.setitem(k.timings, ("fp32", "split"), [(pow_cfg, 0.3), (concat_cfg, 0.2), *finer])
+    monkeypatch.setattr(sc, "_thin_split_timings", {("thin", "key"): (0.2, 0.15)})
+    monkeypatch.setattr(sc, "_thin_split_picks", {("thin", "key"): True})
     rec = gpu_round.Record.__new__(gpu_round.Record)
     rec.data, rec.md = {}, {}
     gpu_round.section_autotune(rec, None, {})
@@ -271,6 +274,9 @@ def test_autotune_section_compares_the_grad_w_tile_kinds(monkeypatch):
     # where finer grad_W splits were timed: the fastest per split floor
     assert "('fp32', 'key')" not in mine["by_split"]
     assert mine["by_split"]["('fp32', 'split')"] == {"default": 0.2, "floor 2": 0.25, "floor 1": 0.1}
+    assert rec.data["autotune"]["thin_split_bwd"] == [
+        {"key": "('thin', 'key')", "one_launch_ms": 0.2, "two_launches_ms": 0.15, "pick": "two launches"}]
+    assert "one launch against two" in rec.md["autotune"]
     coarse = [(pow_cfg, 0.3), (pow_cfg.with_host(DW_SPLIT_DIV=4), 0.15)]
     assert gpu_round._by_split(coarse) == {"default": 0.3, "1/4": 0.15}
 

@@ -10,6 +10,7 @@ space (pinned), the repacked-weight path and folded launch grids.
 from __future__ import annotations
 
 import os
+import types
 from dataclasses import dataclass, replace
 
 import pytest
@@ -493,6 +494,43 @@ def test_grad_w_host_split_matches_reference(transposed, name, host, device, poi
     else:
         splits = [(p["S"], plain["S"]) for _, p, plain in plans]
         assert all(s <= s_plain for s, s_plain in splits) and any(1 < s < s_plain for s, s_plain in splits), splits
+
+
+def test_thin_backward_times_one_launch_against_two(monkeypatch, caplog):
+    """_THIN_SPLIT_BWD "tuned": a shape's first call on a GPU runs both ways once (tuning their
+    kernels), times them, keeps the faster per shape and records both times; none of those launches
+    joins a plan being recorded. Forced values, a backward without grad_W and a failed timing take
+    no timing (the last: one launch, with a warning)."""
+    calls, paused = [], []
+
+    def thin(dy, x, w, dx, dw, db, d, g):
+        calls.append(("thin", dw is not None))
+        paused.append(getattr(_launch._tls, "launches", "unset") is None)
+
+    monkeypatch.setattr(sc, "_thin_bwd", thin)
+    monkeypatch.setattr(sc, "_launch_dw", lambda *a: calls.append(("dw",)))
+    monkeypatch.setattr(sc, "_thin_bwd_key", lambda *a: ("key",))
+    monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    times = {"one": 2.0, "two": 1.0}
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: times[fn.__name__])
+    monkeypatch.setattr(sc, "_thin_split_picks", {})
+    monkeypatch.setattr(sc, "_thin_split_timings", {})
+    x = types.SimpleNamespace(device=torch.device("cuda", 0))
+    with _launch.recording() as launches:
+        assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is True
+    assert calls == [("thin", True), ("thin", False), ("dw",)] and all(paused) and launches == []
+    assert sc._thin_split_timings == {(("key",), x.device): (2.0, 1.0)}
+    calls.clear()
+    assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is True and calls == []  # kept
+    assert sc._thin_split(None, x, None, "dx", None, None, None, None) is False  # dx only: one launch
+    monkeypatch.setattr(sc, "_THIN_SPLIT_BWD", False)
+    assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is False and calls == []
+    monkeypatch.setattr(sc, "_THIN_SPLIT_BWD", "tuned")
+    monkeypatch.setattr(sc, "_thin_split_picks", {})
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 1 / 0)
+    assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is False
+    assert "one launch" in caplog.text and sc._thin_split_picks == {(("key",), x.device): False}
 
 
 @pytest.mark.parametrize(("transposed", "name"), [(False, "cin1_opgan_down1"), (False, "cout1_disc_head"),
