@@ -404,8 +404,7 @@ class Kernel:
         grid = fold_grid(n)
         kw = {**args, **cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
         try:
-            return triton.testing.do_bench(lambda: self.fn[grid](**kw), warmup=_BENCH_WARMUP_MS, rep=_BENCH_REP_MS,
-                                           return_mode="median")
+            return bench_ms(lambda: self.fn[grid](**kw))
         except Exception as e:  # a config that does not fit the device (shared memory, registers)
             log.debug("selfonn.kernels: %s config %s failed: %s", self.name, cfg, e)
             return float("inf")
@@ -491,6 +490,11 @@ class Kernel:
             log.warning("selfonn.kernels: direct launch of %s unavailable (%s); using Triton's JIT path", self.name, e)
             self.direct_ok = False
             return False
+
+
+def bench_ms(fn: Callable[[], None]) -> float:
+    """Median device ms of ``fn`` (launches on the current stream) as the tuner times candidates."""
+    return triton.testing.do_bench(fn, warmup=_BENCH_WARMUP_MS, rep=_BENCH_REP_MS, return_mode="median")
 
 
 def run_compiled(ck, grid: tuple[int, int, int], vals: list) -> None:

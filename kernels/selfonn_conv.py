@@ -1476,12 +1476,8 @@ def _thin_split(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> bool:
     if not _launch.Kernel.tuning_enabled() or torch.cuda.is_current_stream_capturing():
         return False
 
-    def bench(fn: Callable[[], None]) -> float:
-        return triton.testing.do_bench(fn, warmup=_launch._BENCH_WARMUP_MS, rep=_launch._BENCH_REP_MS,
-                                       return_mode="median")
-
     try:
-        pick, t1, t2 = _faster_of(one, two, bench)
+        pick, t1, t2 = _faster_of(one, two, _launch.bench_ms)
         _thin_split_timings[key] = (t1, t2)
         log.debug("selfonn.kernels: thin backward %s: one launch %.4f ms, two %.4f ms", key, t1, t2)
     except Exception as e:  # e.g. a config this GPU cannot hold in one of the ways: keep the other
