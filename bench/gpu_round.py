@@ -885,14 +885,13 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     from selfonn.kernels import selfonn_conv as sc
 
     # the single-channel backward's ways, timed per shape ("tuned"): one launch against two
-    rec.data["autotune"]["thin_split_bwd"] = [
-        {"key": str(k), "one_launch_ms": round(t1, 5), "two_launches_ms": round(t2, 5),
-         "pick": "two launches" if sc._thin_split_picks.get(k) else "one launch"}
-        for k, (t1, t2) in sc._thin_split_timings.items()]
+    thin_split = [{"key": str(k), "one_launch_ms": round(t1, 5), "two_launches_ms": round(t2, 5),
+                   "pick": "two launches" if sc._thin_split_picks.get(k) else "one launch"}
+                  for k, (t1, t2) in sc._thin_split_timings.items()]
     note = "" if picks or kernels else (
         "no compiled Triton kernels (interpreter run)" if os.environ.get("TRITON_INTERPRET") == "1" else
         "no compiled Triton kernels found in selfonn.kernels")
-    rec.data["autotune"] = {"picks": picks, "kernels": kernels, "thin_split_bwd": rec.data["autotune"]["thin_split_bwd"],
+    rec.data["autotune"] = {"picks": picks, "kernels": kernels, "thin_split_bwd": thin_split,
                             **({"note": note} if note else {})}
     md = "## Autotune and compiled kernels\n\n" + (note + "\n" if note else "")
     for p in picks:
@@ -913,11 +912,10 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         md += _md_table(["key", "config", "candidates' ms, sorted", "best pow / concat tile ms",
                          "best ms per grad_W split floor"],
                         [[k, v, sorted_ms(k), tile_kinds(k), splits(k)] for k, v in p["picks"].items()])
-    if rec.data["autotune"]["thin_split_bwd"]:
+    if thin_split:
         md += "\nSingle-channel backward, one launch against two (timed per shape):\n\n" + _md_table(
             ["key", "one launch ms", "two launches ms", "kept"],
-            [[e["key"], e["one_launch_ms"], e["two_launches_ms"], e["pick"]]
-             for e in rec.data["autotune"]["thin_split_bwd"]])
+            [[e["key"], e["one_launch_ms"], e["two_launches_ms"], e["pick"]] for e in thin_split])
     if kernels:
         md += "\n" + _md_table(["kernel", "regs", "spills", "shared B", "warps", "stages", "wgmma"],
                                [[k["kernel"][:70], k["registers"], k["spills"], k["shared_bytes"], k["num_warps"],
@@ -925,16 +923,24 @@ def section_autotune(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
     rec.md["autotune"] = md
 
 
+def _fastest_by(timings: list, label: Callable[[Any], str | None]) -> dict[str, float]:
+    """{label: ms}: the fastest finite candidate per ``label(cfg)`` (None: not counted)."""
+    best: dict[str, float] = {}
+    for cfg, ms in timings:
+        name = label(cfg)
+        if name is not None and ms != float("inf"):
+            best[name] = min(best.get(name, ms), ms)
+    return best
+
+
 def _by_tile_kind(timings: list) -> dict[str, float]:
     """{"pow": ms, "concat": ms}: the fastest finite candidate of each grad_W tile kind (configs with
     ``POW_TILES``), empty for other kernels."""
-    best: dict[str, float] = {}
-    for cfg, ms in timings:
+    def kind(cfg) -> str | None:
         kw = getattr(cfg, "kwargs", {})
-        if "POW_TILES" in kw and ms != float("inf"):
-            kind = "pow" if kw["POW_TILES"] else "concat"
-            best[kind] = min(best.get(kind, ms), ms)
-    return best
+        return None if "POW_TILES" not in kw else "pow" if kw["POW_TILES"] else "concat"
+
+    return _fastest_by(timings, kind)
 
 
 def _split_label(cfg) -> str:
@@ -951,12 +957,7 @@ def _by_split(timings: list) -> dict[str, float]:
     setting (host settings), empty where no candidate carried one."""
     if all(_split_label(cfg) == "default" for cfg, _ in timings):
         return {}
-    best: dict[str, float] = {}
-    for cfg, ms in timings:
-        if ms != float("inf"):
-            label = _split_label(cfg)
-            best[label] = min(best.get(label, ms), ms)
-    return best
+    return _fastest_by(timings, _split_label)
 
 
 def _train_variants(args) -> list[dict[str, Any]]:

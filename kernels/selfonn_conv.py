@@ -1460,9 +1460,7 @@ def _thin_split(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> bool:
         _thin_bwd(dy, x, weight, dx, dw, db, d, g)
 
     def two() -> None:
-        if dx is not None:
-            _thin_bwd(dy, x, weight, dx, None, None, d, g)
-        _launch_dw(x, dy, dw, db, d, g)
+        _thin_bwd_split(dy, x, weight, dx, dw, db, d, g)
 
     if _launch._compile_hook is not None:  # precompile: compile the two-launch way's kernels too
         two()
@@ -1485,6 +1483,14 @@ def _thin_split(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> bool:
         pick = False
     _thin_split_picks[key] = pick
     return pick
+
+
+def _thin_bwd_split(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
+    """The single-channel backward in two launches: dx alone on the thin kernel (its grad_W body
+    compiled out), grad_W / grad_bias on _dw_kernel."""
+    if dx is not None:
+        _thin_bwd(dy, x, weight, dx, None, None, d, g)
+    _launch_dw(x, dy, dw, db, d, g)
 
 
 def _thin_bwd_key(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> tuple:
@@ -1657,9 +1663,7 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom,
         w = weight
         thin = _use_thin(d, g)
         if thin and _thin_split(dy, x, weight, dx, dw, db, d, g):
-            if need_x:
-                _thin_bwd(dy, x, weight, dx, None, None, d, g)
-            _launch_dw(x, dy, dw, db, d, g)
+            _thin_bwd_split(dy, x, weight, dx, dw, db, d, g)
         elif thin:
             _thin_bwd(dy, x, weight, dx, dw, db, d, g)
         else:
