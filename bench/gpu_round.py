@@ -109,6 +109,8 @@ KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LA
            "thin_off": THIN_KNOB_LAYERS}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")
+#: torch.compile modes that wrap the compiled graphs in CUDA graphs (cudagraph trees)
+CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 LAYER_PROVIDERS = ("fused", "reference", "compiled")
 #: dense peaks for the roofline (FLOP/s at tf32 and bf16, HBM bytes/s), matched on the device name
 PEAKS = {"H100": (495e12, 990e12, 3.35e12), "H200": (495e12, 990e12, 4.8e12)}
@@ -215,7 +217,17 @@ def _md_table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def _err(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:400]
+    """``Type: message``; for an empty message (a bare ``assert``), where it was raised instead."""
+    msg = str(exc).strip()
+    if not msg:
+        tb = traceback.extract_tb(exc.__traceback__)
+        msg = f"(no message) at {Path(tb[-1].filename).name}:{tb[-1].lineno} in {tb[-1].name}" if tb else "(no message)"
+    return f"{type(exc).__name__}: {msg}"[:400]
+
+
+def _tb_tail(exc: BaseException, frames: int = 12, chars: int = 6000) -> str:
+    """The last ``frames`` frames of ``exc``'s traceback (and of the exceptions it chains), for the record."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-frames))[-chars:]
 
 
 # ---- measurement primitives ----------------------------------------------------------------------
@@ -1003,8 +1015,18 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     kw = {"backend": args.compile_backend, **({"mode": compile_mode} if compile_mode else {})}
     g_run = torch.compile(g, **kw) if compile_ else g
     d_run = torch.compile(d, **kw) if compile_ else d
+    # Inductor's CUDA graphs (cudagraph trees) start a new generation, and reuse the memory of the
+    # previous one's outputs, on a compiled call with no forward awaiting its backward. D's update runs
+    # a backward between G's forward and G's backward, so by that rule D's second forward began a new
+    # generation and overwrote `fake` while g_loss still had to read it (round 2: "accessing tensor
+    # output of CUDAGraphs that has been overwritten by a subsequent run"). Marking each step's start,
+    # as PyTorch documents for such loops, makes one step one generation: its outputs live until the
+    # next step begins, and nothing of a step is kept past it.
+    mark_step = compile_ and compile_mode in CUDAGRAPH_COMPILE_MODES
 
     def step() -> None:
+        if mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
         with selfonn.use_backend(backend):
             with precision(dtype, device):
                 fake = g_run(x)
@@ -1062,6 +1084,11 @@ def section_train(rec: Record, args, ctx: dict) -> None:
             entry["error"] = "skipped: CUDA graphs need CUDA"
         else:
             try:
+                if v["compile"]:
+                    # each compiled variant from scratch: no dynamo cache entries of the variants before
+                    # (their guards are checked on every call) and fresh cudagraph trees (a variant that
+                    # failed mid-step must not leave its generation to the next)
+                    torch._dynamo.reset()
                 with deadline(args.train_timeout_s if v["compile"] else args.cell_timeout_s):
                     step = train_step_fn(v["backend"], v["dtype"], v["compile"], v["fold_upsample"], args, ctx,
                                          graph=v["graph"], compile_mode=v.get("compile_mode"))
@@ -1082,9 +1109,14 @@ def section_train(rec: Record, args, ctx: dict) -> None:
                         entry["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
             except Exception as exc:
                 entry["error"] = _err(exc)
-                if _is_budget(exc) and _remaining() <= 0:
-                    rec.data["train_step"].append(entry)
-                    raise BudgetExceeded("section budget") from exc
+                if _is_budget(exc):
+                    if _remaining() <= 0:
+                        rec.data["train_step"].append(entry)
+                        raise BudgetExceeded("section budget") from exc
+                else:  # where it was raised (round 2's reduce-overhead row on the torch backend: "AssertionError: ")
+                    entry["traceback"] = _tb_tail(exc)
+            finally:
+                step = None  # the variant's models, optimisers and graphs go before the next one's
         rec.data["train_step"].append(entry)
         if device == "cuda":
             torch.cuda.empty_cache()

@@ -374,6 +374,55 @@ def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
     assert gpu_round._runnable_tests(["tests/test_trainer.py"]) == (["tests/test_trainer.py"], [])
 
 
+def test_compiled_train_step_marks_each_cudagraph_step(monkeypatch):
+    """Under torch.compile's CUDA-graph modes each train step begins a cudagraph-trees step, so D's
+    update (a backward between G's forward and G's backward) cannot start a generation that overwrites
+    G's output before g_loss reads it (round 2: both reduce-overhead variants failed)."""
+    import torch
+
+    marks = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)  # the wiring, not inductor
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    args = gpu_round._parse(["--smoke"])
+    for mode, compile_, expected in (("reduce-overhead", True, 2), (None, True, 0), ("reduce-overhead", False, 0)):
+        marks.clear()
+        step = gpu_round.train_step_fn("torch", "tf32", compile_, True, args, {"device": "cpu"}, compile_mode=mode)
+        step()
+        step()
+        assert len(marks) == expected, (mode, compile_)
+
+
+def test_train_section_records_where_a_variant_failed(tmp_path: Path, monkeypatch):
+    """A failed train variant keeps the last frames of its traceback; an empty message says where it was
+    raised (round 2's reduce-overhead row on the torch backend read only "AssertionError: "). Each
+    compiled variant starts from a reset dynamo (no cache entries, no cudagraph trees of the one before)."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+
+    def broken(*a, **kw):
+        def step():
+            if kw.get("compile_mode") == "reduce-overhead":
+                raise AssertionError  # a bare assert's (pytest rewrites the asserts of this file)
+
+        return step
+
+    monkeypatch.setattr(gpu_round, "train_step_fn", broken)
+    args = gpu_round._parse(["--smoke", "--out", str(tmp_path)])
+    args.no_compile, args.compile_backend, args.train_warmup = False, "inductor", 1
+    rec = gpu_round.Record(tmp_path, "t", {"device": "cpu", "date": "d", "command": "c", "torch": "t", "triton": "t"})
+    with gpu_round.deadline(60):
+        gpu_round.section_train(rec, args, {"device": "cpu"})
+    rows = rec.data["train_step"]
+    failed = [r for r in rows if r.get("error")]
+    assert [r.get("compile_mode") for r in failed] == ["reduce-overhead"], rows
+    assert failed[0]["error"].startswith("AssertionError: (no message) at test_bench_scripts.py:")
+    assert "in step" in failed[0]["traceback"] and "raise AssertionError" in failed[0]["traceback"]
+    assert len(resets) == sum(r["compile"] for r in rows) == 3  # tf32, bf16, reduce-overhead
+
+
 def test_saved_activations_script_prints_its_table(capsys):
     """bench/saved_activations.py: with skip sharing the generator's training step saves less and peaks lower."""
     assert _load("saved_activations").main(["--filters", "8", "--batch", "2", "--length", "2048"]) == 0
