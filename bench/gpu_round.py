@@ -30,7 +30,8 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
               no finer than 16 or 1 steps and its serial tail (gen.down1/2, disc.1/2/3, disc.head),
               the single-channel backward in two launches or on the GEMM kernels (gen.down1,
               disc.1, gen.out_T, disc.head)
-10. cache     the Triton cache as triton-cache.tar.gz, for the next round to carry
+10. cache     the Triton cache entries this round compiled (binaries and metadata) as triton-cache.tar.gz
+              (and .2, .3 parts of up to 15 MiB each), for the next round to carry
 
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
 section after every layer), and runs under a deadline (a share of ``--budget-s`` plus what earlier
@@ -44,7 +45,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import gzip
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -66,12 +69,19 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("env", "tests", "compile", "layers", "profile", "host", "autotune", "train", "knobs", "cache")
-#: share of --budget-s each section may use, plus whatever the sections before it left unused
-#: (set from the first round, an H200 at the default budget: tests ~90 s on 16 workers, compile 10 s
-#: from a carried cache, layers ~120 s with real torch.compile cells, train ~90 s with its compiled
-#: variants, cache ~20 s)
-SHARES = {"env": 0.01, "tests": 0.22, "compile": 0.03, "layers": 0.28, "profile": 0.03, "host": 0.02, "autotune": 0.03,
-          "train": 0.17, "knobs": 0.11, "cache": 0.05}
+#: share of --budget-s each section may use, plus whatever the sections before it left unused (the
+#: cache section gets all that is left; the ones before it leave it its share). Set from round 2 (H200,
+#: --budget-s 420, a carried 1418-variant cache), seconds used: env 0.05; tests 91.6, killed at its
+#: deadline with 4 tests running and 3 never started; compile 10.9; layers 123, stopped with the fwd
+#: tf32 compiled cells 9 short and fwd bf16 not begun (all of it: ~180, roughly); profile 3.3; host
+#: 0.8; autotune 10.7; train 81.8 (its two reduce-overhead variants failed in their first steps;
+#: working, ~+35); knobs 20.4; cache 68.8, stopped (it packed the whole cache: now only this round's
+#: entries, ~10). So: tests 109 s (+ env's 4; the slow tests now start first), train 109 (+ what
+#: profile, host and autotune leave, ~10), knobs 25, cache 13, and layers the rest, 126 s + carry: at
+#: 420 s its last cells (fwd compiled, then fwd bf16) stay cut (by these estimates it gets ~136 s);
+#: --budget-s 500 runs them all.
+SHARES = {"env": 0.01, "tests": 0.26, "compile": 0.03, "layers": 0.30, "profile": 0.01, "host": 0.01, "autotune": 0.03,
+          "train": 0.26, "knobs": 0.06, "cache": 0.03}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
 #: powers in one pass); grad_W on concat-channel tiles each column at its own power, also with its
@@ -334,6 +344,17 @@ def _run_text(cmd: list[str], timeout: float) -> str | None:
     return (r.stdout.strip() or r.stderr.strip())[:2000]
 
 
+#: node-id substrings of the tests section's slow tests, slowest kind first: they start first, one per
+#: worker (bench/_pytest_slow_first.py). Round 2 (H200, 16 workers, 92 s deadline) scheduled them in
+#: collection order: the trainer's --cuda-graph runs and test_models' whole-GAN bf16 test began last and
+#: were cut, two trainer params never started; of the kernel tests, per the -v log, the single-channel
+#: dispatch check (~13 s), torch.compile, a captured training step and each pinned single-channel
+#: config (~8 s each, two cut; one ran 30 s) are the longest.
+SLOW_TESTS = ("tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager", "tests/test_trainer.py::",
+              "tests/test_models.py::", "::test_dispatch_picks_thin_kernels", "::test_torch_compile",
+              "::test_cuda_graph_capture_of_a_training_step", "::test_each_thin_config[")
+
+
 def _test_workers(requested: int) -> int:
     """pytest-xdist workers for the tests section: ``requested`` if >= 0, else one per CPU up to 16;
     0 (one process) without pytest-xdist (the GPU image has it)."""
@@ -342,21 +363,35 @@ def _test_workers(requested: int) -> int:
     return requested if requested >= 0 else min(os.cpu_count() or 1, 16)
 
 
+def _xdist_has_worksteal() -> bool:
+    """pytest-xdist's --dist worksteal exists (3.2 on; the GPU image has 3.8)."""
+    try:
+        from importlib.metadata import version
+
+        return tuple(int(p) for p in version("pytest-xdist").split(".")[:2]) >= (3, 2)
+    except Exception:  # not installed, or a version string of another form
+        return False
+
+
 def section_tests(rec: Record, args, ctx: dict) -> None:
     # -v: one line per test, so a run the deadline kills still says which tests passed.
     # _pytest_failures: each failure's traceback lands in tests_failures.log at once (a cut run keeps them).
     tests, left_out = _runnable_tests(shlex.split(args.tests))
-    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "_pytest_failures", "--tb=short",
-           *tests]
+    # _pytest_slow_first: SLOW_TESTS first, spread over the workers (a deadline then cuts short tests).
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "_pytest_failures",
+           "-p", "_pytest_slow_first", "--tb=short", *tests]
     # The CUDA tests need ~400 distinct kernel variants (first candidates only), ~0.5 s of compile
-    # each: serially minutes, more than the section's share. Workers compile them side by side.
+    # each: serially minutes, more than the section's share. Workers compile them side by side;
+    # worksteal (pytest-xdist >= 3.2) lets idle workers take queued tests from busy ones, so a worker
+    # on a long test holds no short ones back.
     workers = _test_workers(args.test_workers)
     if workers > 1 and not args.smoke:
-        cmd += ["-n", str(workers)]
+        cmd += ["-n", str(workers)] + (["--dist", "worksteal"] if _xdist_has_worksteal() else [])
     # The tests check values, not speed: the first candidate config only (~10x fewer compiles than tuning).
     failures = rec.out / "tests_failures.log"
     failures.unlink(missing_ok=True)
     env = {**os.environ, "SELFONN_TUNE": "0", "SELFONN_FAILURE_LOG": str(failures),
+           "GPU_ROUND_SLOW_FIRST": json.dumps(SLOW_TESTS),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))}
     if args.smoke:
         cmd.append("--collect-only")  # the mechanism only: nested pytest runs are slow on a CPU
@@ -364,12 +399,9 @@ def section_tests(rec: Record, args, ctx: dict) -> None:
         cmd += ["--timeout", str(args.test_timeout_s)]
     timeout = max(_remaining() - 5, 5)
     t0 = time.perf_counter()
-    try:
-        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        out, rc = r.stdout + r.stderr, r.returncode
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        out, rc = out + f"\n[killed after {timeout:.0f} s: the section's deadline]\n", None
+    out, rc = _run_group(cmd, env, timeout)
+    if rc is None:
+        out += f"\n[killed after {timeout:.0f} s: the section's deadline]\n"
     (rec.out / "tests.log").write_text(out)
     outcomes = r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)"
     counts = {k: int(n) for n, k in re.findall(outcomes, out)}
@@ -377,18 +409,62 @@ def section_tests(rec: Record, args, ctx: dict) -> None:
                  or re.search(r"\d+ workers? \[(\d+) items?\]", out))  # pytest-xdist's header
     if collected:
         counts["collected"] = int(collected.group(1))
-    if rc is None:  # killed before pytest's summary: count the -v lines
+    if rc is None:  # killed before pytest's summary: count the -v lines, name the tests it cut
         for word in ("PASSED", "FAILED", "SKIPPED", "ERROR"):
             counts[word.lower()] = len(re.findall(rf"\b{word} tests/", out))
-    if failures.exists():
-        counts["failed_nodes"] = re.findall(r"^==== (\S+)", failures.read_text(), flags=re.M)
+        counts["unfinished"] = _unfinished_tests(out)
+        if collected:
+            counts["not_started"] = max(counts["collected"] - len(counts["unfinished"])
+                                        - sum(counts[w] for w in ("passed", "failed", "skipped", "error")), 0)
+    if failures.exists():  # node ids may hold spaces: "test_each_thin_config[cuda-(64, 16, 4)]"
+        counts["failed_nodes"] = re.findall(r"^==== (.+) \((?:setup|call|teardown)\)$", failures.read_text(),
+                                            flags=re.M)
     rec.data["tests"] = {"command": "SELFONN_TUNE=0 " + " ".join(shlex.quote(c) for c in cmd), "returncode": rc,
                          "workers": workers, "left_out": left_out,
                          "counts": counts,
                          "seconds": round(time.perf_counter() - t0, 1), "tail": out[-3000:]}
     summary = out.strip().splitlines()[-1] if out.strip() else "(no output)"
     rec.md["tests"] = f"## CUDA kernel tests\n\n`{rec.data['tests']['command']}` -> rc {rc}: {summary}\n" + "".join(
-        f"\nleft out: {why}\n" for why in left_out)
+        f"\nleft out: {why}\n" for why in left_out) + "".join(
+        f"\ncut by the deadline: {n}\n" for n in counts.get("unfinished", []))
+    if rc is None:  # the section says "stopped", as any other cut by its deadline (round 2's said "done")
+        raise BudgetExceeded(f"pytest killed at the section's deadline ({timeout:.0f} s)")
+
+
+def _run_group(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str, int | None]:
+    """``cmd``'s output (stderr into stdout) and return code, or None when it ran past ``timeout``: then
+    it is killed with its whole process group, pytest-xdist's workers included (killing pytest alone
+    can leave workers compiling and holding the GPU into the next sections)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return out, proc.returncode
+    except BaseException as exc:  # the timeout, or the section's alarm
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            out, _ = proc.communicate(timeout=10)  # the rest of the output, to the pipe's end
+        except subprocess.TimeoutExpired:  # a process outside the group holds the pipe
+            proc.kill()
+            out = ""
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return out, None
+        raise
+
+
+_RESULT = r"(?:PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)"
+
+
+def _unfinished_tests(out: str) -> list[str]:
+    """The tests a killed ``pytest -v`` run had begun and not finished: with pytest-xdist, each test's
+    node id is printed alone when it starts and again after ``[gwN] [ x%] PASSED`` when it ends;
+    without it, a finished test's line ends with its outcome."""
+    done = set(re.findall(rf"^\[gw\d+\] \[\s*\d+%\] {_RESULT} (tests/.+?) *$", out, flags=re.M))
+    done |= set(re.findall(rf"^(tests/.+?) {_RESULT}\b", out, flags=re.M))
+    started = [n for n in re.findall(r"^(tests/[^\n]+?::[^\n]+?) *$", out, flags=re.M)
+               if not re.search(rf" {_RESULT}\b", n)]
+    return [n for n in dict.fromkeys(started) if n not in done]
 
 
 #: Test files that import more than torch + triton + numpy: the module each needs.
@@ -1177,30 +1253,105 @@ def section_knobs(rec: Record, args, ctx: dict) -> None:
         del inputs
 
 
+#: what a Triton cache hit reads: the metadata, the binary and the group file naming them (the
+#: sources and IRs beside them are for people; 3.6 skips a named file that is missing, but newer
+#: Tritons (3.9 here) miss the whole entry, so the packed group files name only these)
+CACHE_KEEP = (".json", ".cubin", ".hsaco")
+#: triton-cache.tar.gz and up to two more parts (the device tool returns at most 8 files from $OUT)
+MAX_CACHE_PARTS = 3
+
+
 def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
-    """The Triton cache as one tarball (the device tool returns few files); binaries first if it is big."""
+    """This round's new Triton cache entries as tarballs of at most MAX_TAR_BYTES (the device tool
+    returns few, small files): their binaries and metadata, unpacked where they were written.
+
+    Round 2 packed the whole cache, the carried 1418-variant pack (330 MB) included, at gzip's
+    slowest level before checking the size: 69 s, stopped by the round's end, nothing saved. The
+    carried entries are the next round's already; gzip level 6 is ~5x faster than 9 on cubins for 1%
+    more bytes."""
     cache = ctx["cache_dir"]
-    files = sorted(p for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else []
-    dest = rec.out / "triton-cache.tar.gz"
-    info: dict[str, Any] = {"dir": str(cache), "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
-    keep_only = None
-    for attempt in (None, (".json", ".cubin", ".hsaco")):
-        chosen = [p for p in files if attempt is None or p.suffix in attempt or p.name.startswith("__grp__")]
-        with tarfile.open(dest, "w:gz") as tar:
-            for p in chosen:
-                tar.add(p, arcname=str(Path("triton-cache") / p.relative_to(cache)))
-        if dest.stat().st_size <= MAX_TAR_BYTES:
-            keep_only = attempt
-            break
-    else:
-        dest.unlink()
-        info["error"] = f"cache over {MAX_TAR_BYTES >> 20} MiB even without sources: not saved"
-    if dest.exists():
-        info.update(tar=dest.name, tar_bytes=dest.stat().st_size, kept="all" if keep_only is None else list(keep_only))
-    rec.data["cache"] = info
-    rec.md["cache"] = (f"## Triton cache\n\n{info['files']} files, {info['bytes'] / 2**20:.1f} MiB from `{cache}` -> "
-                       f"{info.get('tar', info.get('error'))}. Next round: carry it, `tar xzf triton-cache.tar.gz` and "
-                       "set TRITON_CACHE_DIR=$PWD/triton-cache.\n")
+    before = ctx.get("cache_entries_before", frozenset())
+    entries = sorted(_cache_entries(cache) - before)
+    info: dict[str, Any] = {"dir": str(cache), "carried_entries": len(before), "new_entries": len(entries),
+                            "kept": list(CACHE_KEEP), "tars": []}
+    rec.data["cache"] = info  # what there was, also when the section is cut short
+    part: tuple[tarfile.TarFile, Any, Path] | None = None
+    packed = nothing_kept = 0
+    try:
+        for i, entry in enumerate(entries):
+            files = _entry_files(cache / entry)
+            if not files:  # e.g. a launcher module: rebuilt where it is needed
+                nothing_kept += 1
+                continue
+            if part is not None and part[1].tell() > MAX_TAR_BYTES - 2**20:  # ~1 MiB for what zlib holds back
+                _close_part(*part, info)
+                part = None
+                if len(info["tars"]) == MAX_CACHE_PARTS:
+                    info["error"] = (f"{len(entries) - i} new entries left out (a part holds "
+                                     f"{MAX_TAR_BYTES >> 20} MiB, at most {MAX_CACHE_PARTS} parts)")
+                    break
+            if part is None:
+                part = _open_part(rec.out, len(info["tars"]) + 1)
+            for name, data in files:
+                ti = tarfile.TarInfo(str(Path(cache.name) / entry / name))
+                ti.size, ti.mtime = len(data), int(time.time())
+                part[0].addfile(ti, io.BytesIO(data))
+            packed += 1
+        if part is None and not info["tars"]:
+            part = _open_part(rec.out, 1)  # nothing new: an empty tarball still says the section ran
+    except BaseException:
+        if part is not None:  # cut mid-entry: drop the unfinished part rather than leave a broken tarball
+            with contextlib.suppress(Exception):
+                part[0].fileobj.close()
+            part[1].close()
+            part[2].with_suffix(".tmp").unlink(missing_ok=True)
+            part = None
+        raise
+    finally:
+        if part is not None:
+            _close_part(*part, info)
+        info.update(packed_entries=packed, entries_without_binaries=nothing_kept)
+    rec.md["cache"] = (
+        f"## Triton cache\n\n{len(entries)} entries new in `{cache}` ({len(before)} there before, carried) -> "
+        f"{', '.join(t['tar'] for t in info['tars']) or '-'}: {packed} entries"
+        f"{'; ' + info['error'] if 'error' in info else ''}. Their group files name absolute paths under "
+        f"`{cache}`: unpack each part in `{cache.parent}` (over a carried cache there), e.g. into the cache "
+        "bench/prewarm_cache.py packs, and carry that.\n")
+
+
+def _open_part(out: Path, n: int) -> tuple[tarfile.TarFile, Any, Path]:
+    """Part ``n``: triton-cache.tar.gz, then triton-cache.2.tar.gz, ... (written as .tmp until closed)."""
+    dest = out / ("triton-cache.tar.gz" if n == 1 else f"triton-cache.{n}.tar.gz")
+    raw = open(dest.with_suffix(".tmp"), "wb")  # noqa: SIM115 (closed by _close_part)
+    tar = tarfile.open(fileobj=gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0), mode="w")
+    return tar, raw, dest
+
+
+def _entry_files(folder: Path) -> list[tuple[str, bytes]]:
+    """One cache entry's files a hit reads (CACHE_KEEP), its group files naming only those."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        if p.name.startswith("__grp__"):
+            try:
+                grp = json.loads(p.read_text())
+                grp["child_paths"] = {k: v for k, v in grp["child_paths"].items() if Path(k).suffix in CACHE_KEEP}
+                out.append((p.name, json.dumps(grp).encode()))
+            except (ValueError, KeyError, AttributeError, OSError):
+                continue  # not a group file Triton would use either
+        elif p.suffix in CACHE_KEEP:
+            out.append((p.name, p.read_bytes()))
+    return out
+
+
+def _close_part(tar: tarfile.TarFile, raw: Any, dest: Path, info: dict) -> None:
+    """Finish one part and give it its name (a part cut short never sits in $OUT half written)."""
+    tar.close()
+    tar.fileobj.close()  # the GzipFile (tarfile leaves a fileobj it was given open): its trailer
+    raw.close()
+    os.replace(dest.with_suffix(".tmp"), dest)
+    info["tars"].append({"tar": dest.name, "bytes": dest.stat().st_size})
 
 
 RUNNERS = {"env": section_env, "tests": section_tests, "compile": section_compile, "layers": section_layers,
@@ -1281,7 +1432,12 @@ def _context(args) -> dict[str, Any]:
     cache_dir = Path(os.environ.get("TRITON_CACHE_DIR") or Path.home() / ".triton" / "cache")
     peaks = next((v for k, v in PEAKS.items() if k in name), None)
     return {"device": device, "device_name": name, "triton_version": triton_version, "cache_dir": cache_dir,
-            "peaks": peaks}
+            "peaks": peaks, "cache_entries_before": _cache_entries(cache_dir)}
+
+
+def _cache_entries(cache: Path) -> frozenset[str]:
+    """The Triton cache's entries (one folder per compiled variant, named by its key)."""
+    return frozenset(p.name for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else frozenset()
 
 
 def _slug(name: str) -> str:

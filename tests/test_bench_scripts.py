@@ -203,6 +203,11 @@ def test_deadline_interrupts_and_nests():
 def test_a_slow_section_is_stopped_and_the_rest_still_written(tmp_path: Path, monkeypatch):
     """--budget-s too small for the layers section: it is stopped, later sections still run, JSON is valid."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+    # the round's clock starts in main(): torch's import (~1 s on a busy machine) must not use up the 1.5 s,
+    # and autotune gets a share its few ms fit in however loaded the CPUs are (0.03 x 1.5 s is 45 ms)
+    import torch  # noqa: F401
+
+    monkeypatch.setitem(gpu_round.SHARES, "autotune", 0.5)
     rc = gpu_round.main(["--smoke", "--out", str(tmp_path), "--sections", "layers,autotune", "--budget-s", "1.5"])
     assert rc == 0
     (record,) = tmp_path.glob("*.json")
@@ -374,6 +379,54 @@ def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
     assert gpu_round._runnable_tests(["tests/test_trainer.py"]) == (["tests/test_trainer.py"], [])
 
 
+def test_slow_tests_start_first_one_per_worker():
+    """The tests section's slow tests (gpu_round.SLOW_TESTS) go first, each at the head of the share
+    pytest-xdist's worksteal scheduler first sends a worker; the order is the same on every worker."""
+    slow_first = _load("_pytest_slow_first")
+    ids = [f"tests/test_kernels_ops.py::k{i}" for i in range(60)] + [
+        "tests/test_models.py::test_bf16_autocast_tracks_float32[triton-cuda]",
+        *(f"tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager[{p}]" for p in ("a", "b", "c")),
+        "tests/test_kernels_selfonn_conv.py::test_each_thin_config[cuda-(64, 16, 4)]"]
+    order = slow_first.slow_first(ids, ids, gpu_round.SLOW_TESTS, workers=4)
+    assert sorted(order) == sorted(ids)
+    sizes = slow_first.shares(len(ids), 4)
+    assert sizes == [16, 16, 16, 17] and sum(sizes) == len(ids)
+    starts = [sum(sizes[:w]) for w in range(4)]
+    heads = [order[s] for s in starts]
+    assert [h.split("[")[-1] for h in heads[:3]] == ["a]", "b]", "c]"] and heads[3].startswith("tests/test_models.py")
+    assert order[starts[0] + 1] == ids[-1]  # the fifth slow test: second in the first share
+    assert slow_first.slow_first(ids, ids, gpu_round.SLOW_TESTS)[:5] == [*ids[61:64], ids[60], ids[-1]]  # one process
+    # as the round loads it: -p _pytest_slow_first, the patterns in $GPU_ROUND_SLOW_FIRST
+    env = {**os.environ, "GPU_ROUND_SLOW_FIRST": json.dumps(["::test_import_does_not"]),
+           "PYTHONPATH": str(ROOT / "bench")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider",
+                        "-p", "_pytest_slow_first", "tests/test_public_api.py"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0].endswith("::test_import_does_not_pull_in_triton_or_kernels"), r.stdout
+
+
+def test_tests_section_names_what_its_deadline_cut():
+    """A killed pytest -v run: the tests it had begun and not finished (pytest-xdist prints a node id
+    alone when the test starts), node ids with spaces included; the whole process group is killed."""
+    log = "\n".join([
+        "tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager[triton-fp32] ",
+        "tests/test_kernels_selfonn_conv.py::test_each_thin_config[cuda-(64, 16, 4)] ",
+        "tests/test_kernels_ops.py::test_opcheck[cuda-conv_s2] ",
+        "[gw5] [ 93%] PASSED tests/test_kernels_selfonn_conv.py::test_each_thin_config[cuda-(64, 16, 4)] ",
+        "[gw4] [ 94%] FAILED tests/test_kernels_ops.py::test_opcheck[cuda-conv_s2] ",
+        "tests/test_models.py::test_x PASSED                [ 95%]",
+        "tests/test_models.py::test_bf16_autocast_tracks_float32[triton-cuda] ",
+        "[killed after 92 s: the section's deadline]"])
+    assert gpu_round._unfinished_tests(log) == [
+        "tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager[triton-fp32]",
+        "tests/test_models.py::test_bf16_autocast_tracks_float32[triton-cuda]"]
+    t0 = time.monotonic()
+    out, rc = gpu_round._run_group(["sh", "-c", "echo begun; sleep 30 & sleep 30"], dict(os.environ), timeout=1)
+    assert rc is None and "begun" in out and time.monotonic() - t0 < 15  # the background sleep held the pipe too
+    assert gpu_round._run_group([sys.executable, "-c", "print('ok')"], dict(os.environ), timeout=30) == ("ok\n", 0)
+
+
 def test_compiled_train_step_marks_each_cudagraph_step(monkeypatch):
     """Under torch.compile's CUDA-graph modes each train step begins a cudagraph-trees step, so D's
     update (a backward between G's forward and G's backward) cannot start a generation that overwrites
@@ -421,6 +474,51 @@ def test_train_section_records_where_a_variant_failed(tmp_path: Path, monkeypatc
     assert failed[0]["error"].startswith("AssertionError: (no message) at test_bench_scripts.py:")
     assert "in step" in failed[0]["traceback"] and "raise AssertionError" in failed[0]["traceback"]
     assert len(resets) == sum(r["compile"] for r in rows) == 3  # tf32, bf16, reduce-overhead
+
+
+def test_cache_section_packs_only_this_rounds_entries(tmp_path: Path, monkeypatch):
+    """The cache section leaves out the carried entries (the next round has them) and the sources; the
+    group files it packs name only what it packs; past MAX_TAR_BYTES it writes another part."""
+    cache = tmp_path / ".triton-cache"
+
+    def entry(key: str, size: int = 100, grp: bool = True) -> None:
+        (cache / key).mkdir(parents=True)
+        names = {f"k.{ext}": os.urandom(size) if ext == "cubin" else b"x" * 10 for ext in ("cubin", "json", "source")}
+        for name, data in names.items():
+            (cache / key / name).write_bytes(data)
+        if grp:
+            (cache / key / "__grp__k.json").write_text(json.dumps(
+                {"child_paths": {n: str(cache / key / n) for n in names}}))
+
+    entry("CARRIED")
+    before = gpu_round._cache_entries(cache)
+    entry("NEW1", size=200_000)
+    entry("NEW2", size=200_000)
+    (cache / "LAUNCHER").mkdir()
+    (cache / "LAUNCHER" / "cuda_utils.so").write_bytes(b"so")
+    out = tmp_path / "out"
+    out.mkdir()
+    rec = gpu_round.Record(out, "t", {})
+    gpu_round.section_cache(rec, None, {"cache_dir": cache, "cache_entries_before": before})
+    info = rec.data["cache"]
+    assert (info["carried_entries"], info["new_entries"], info["packed_entries"]) == (1, 3, 2), info
+    assert info["entries_without_binaries"] == 1 and [t["tar"] for t in info["tars"]] == ["triton-cache.tar.gz"]
+    import tarfile
+
+    with tarfile.open(out / "triton-cache.tar.gz") as tar:
+        names = sorted(tar.getnames())
+        grp = json.loads(tar.extractfile(".triton-cache/NEW1/__grp__k.json").read())
+    assert names == [f".triton-cache/{k}/{n}" for k in ("NEW1", "NEW2") for n in ("__grp__k.json", "k.cubin", "k.json")]
+    assert grp["child_paths"] == {n: str(cache / "NEW1" / n) for n in ("k.cubin", "k.json")}
+    # parts: an entry finding the part past its size (less ~1 MiB zlib may hold) starts another
+    monkeypatch.setattr(gpu_round, "MAX_TAR_BYTES", 2**20 + 1000)
+    monkeypatch.setattr(gpu_round, "MAX_CACHE_PARTS", 2)
+    entry("NEW3", size=200_000)
+    gpu_round.section_cache(rec, None, {"cache_dir": cache, "cache_entries_before": before})
+    info = rec.data["cache"]
+    assert [t["tar"] for t in info["tars"]] == ["triton-cache.tar.gz", "triton-cache.2.tar.gz"], info
+    assert info["packed_entries"] == 2 and "left out" in info["error"], info
+    assert not list(out.glob("*.tmp"))
 
 
 def test_saved_activations_script_prints_its_table(capsys):
