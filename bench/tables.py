@@ -139,13 +139,107 @@ def _train_table(rec: dict[str, Any]) -> str | None:
     if not rows:
         return None
     lines = ["| backend | precision | run as | up blocks | step ms | peak MiB |", "|---|---|---|---|---|---|"]
+    failed: list[str] = []
     for e in rows:
         fold = e.get("fold_upsample", True)
         mode = ("torch.compile" + (f" ({e['compile_mode']})" if e.get("compile_mode") else "") if e.get("compile")
                 else "one CUDA graph" if e.get("graph") else "eager")
         lines.append(f"| {e['backend']} | {e['dtype']} | {mode} "
                      f"| {'folded' if fold else 'upsample + conv'} | {_num(e['ms'])} | {_num(e['peak_mib'], '.0f')} |")
-    return "\n".join(lines)
+        if e["ms"] is None and e.get("error"):
+            failed.append(f"- {e['backend']} {e['dtype']} {mode}: {_first_line(e['error'])}")
+    return "\n".join(lines + (["", "Not measured (the record holds the whole error):", *failed] if failed else []))
+
+
+def _first_line(text: str, width: int = 110) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else "?"
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+#: the speed targets the fused kernels are held to (the fused-kernels issue), checked against the records
+TARGET_REF, TARGET_COMPILED = 1.5, 1.2  # fwd+bwd speed-up over the FastONN formulation / its torch.compile
+TARGET_STEP, TARGET_STEP_PEAK = 1.3, 0.5  # training step: speed-up over the torch backend, peak memory ratio
+TARGET_ROOF = {"tf32": 25.0, "bf16": 50.0}  # gen.up2 fwd+bwd, % of the roofline (bf16: the stretch)
+
+
+def _ratios(rows: list[dict[str, Any]], key: str, provider: str) -> list[tuple[float, str]]:
+    """provider/fused of ``key`` (ms or device_ms) for every row that has both."""
+    out = []
+    for e in rows:
+        d = e.get(key) or {}
+        if d.get(provider) and d.get("fused"):
+            out.append((d[provider] / d["fused"], e["layer"]))
+    return out
+
+
+def _activation_ratios(rows: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """fused/reference saved bytes with the (fp32, groups 1) weight both save taken out of each."""
+    out = []
+    for e in rows:
+        sv, sh = e.get("saved_mib") or {}, e.get("shape") or {}
+        if not (sv.get("fused") and sv.get("reference") and all(k in sh for k in ("c_in", "c_out", "k", "q"))):
+            continue
+        w = sh["q"] * sh["c_in"] * sh["c_out"] * sh["k"] * 4 / 2**20
+        if sv["reference"] - w > 0:
+            out.append(((sv["fused"] - w) / (sv["reference"] - w), e["layer"]))
+    return out
+
+
+def _step_pair(rows: list[dict[str, Any]], dtype: str, graph: bool) -> tuple[float, float] | None:
+    """(torch ms / triton ms, triton peak / torch peak) of the folded, uncompiled steps run as asked."""
+    def pick(backend: str) -> dict[str, Any] | None:
+        return next((e for e in rows if e["backend"] == backend and e["dtype"] == dtype and not e.get("compile")
+                     and bool(e.get("graph")) == graph and e.get("fold_upsample", True) and e["ms"]), None)
+    tri, tor = pick("triton"), pick("torch")
+    if not (tri and tor and tri.get("peak_mib") and tor.get("peak_mib")):
+        return None
+    return tor["ms"] / tri["ms"], tri["peak_mib"] / tor["peak_mib"]
+
+
+def _targets(layer_rec: dict[str, Any] | None, step_rec: dict[str, Any] | None,
+             prof_rec: dict[str, Any] | None) -> str | None:
+    """The targets table: each target, what the newest record holding it measured, and whether it is met."""
+    lines = ["| target | measured | met |", "|---|---|---|"]
+
+    def row(target: str, measured: str, met: bool) -> None:
+        lines.append(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
+
+    def count(got: list[tuple[float, str]], floor: float) -> tuple[str, bool]:
+        low, where = min(got)
+        n = sum(r >= floor for r, _ in got)
+        return f"{n} of {len(got)} layers (lowest {low:.2f}×, {where})", n == len(got)
+
+    if layer_rec:
+        rows = _layer_rows(layer_rec, "tf32")
+        for provider, floor, name in (("reference", TARGET_REF, "the FastONN formulation"),
+                                      ("compiled", TARGET_COMPILED, "its torch.compile")):
+            for key, how in (("device_ms", "kernels' own time"), ("ms", "wall time, host launch cost included")):
+                got = _ratios(rows, key, provider)
+                if got:
+                    row(f"fused fwd+bwd ≥ {floor}× {name} on every layer (tf32; {how})", *count(got, floor))
+        acts = _activation_ratios(rows)
+        if acts:
+            high, where = max(acts)
+            q = (rows[0].get("shape") or {}).get("q", 3)
+            row(f"saved activations ≤ 1/q of the formulation's (weights excluded)",
+                f"largest fused/reference {high:.2f} ({where}; 1/q = {1 / q:.2f})", high <= 1 / q + 1e-9)
+    if step_rec:
+        for dtype, graph, how in (("tf32", False, "tf32, eager"), ("bf16", False, "bf16, eager"),
+                                  ("tf32", True, "tf32, one CUDA graph")):
+            pair = _step_pair(step_rec["train_step"], dtype, graph)
+            if pair:
+                row(f"training step ≥ {TARGET_STEP}× the torch backend at ≤ {TARGET_STEP_PEAK}× its peak memory ({how})",
+                    f"{pair[0]:.2f}× at {pair[1]:.2f}× the peak", pair[0] >= TARGET_STEP and pair[1] <= TARGET_STEP_PEAK)
+    if prof_rec:
+        for dtype, floor in TARGET_ROOF.items():
+            e = next((e for e in prof_rec["profile"] if e.get("layer") == "gen.up2" and e.get("provider") == "fused"
+                      and e.get("dtype") == dtype and e.get("pct_roofline") is not None), None)
+            if e:
+                stretch = " (the stretch)" if dtype == "bf16" else ""
+                row(f"gen.up2 fwd+bwd ≥ {floor:.0f} % of the {dtype.upper()} roofline{stretch}",
+                    f"{e['pct_roofline']:.1f} % ({e['us']:.0f} µs against {e['roofline_us']:.0f})",
+                    e["pct_roofline"] >= floor)
+    return "\n".join(lines) if len(lines) > 2 else None
 
 
 def _source(rec: dict[str, Any], source: str) -> str:
@@ -192,6 +286,14 @@ def render(recs: list[tuple[dict[str, Any], str]] | dict[str, Any], source: str 
         tshape = ", ".join(f"{k}={trn[k]}" for k in ("filters", "q", "batch", "length") if k in trn)
         add(rec, src, f"Whole Op-GAN training step (G+D, Adam){' at ' + tshape if tshape else ''}:\n\n"
                       f"{_train_table(rec)}")
+    layer_found = newest(lambda r: _layer_rows(r, "tf32"))
+    step_found = newest(lambda r: r["train_step"])
+    prof_found = newest(lambda r: isinstance(r.get("profile"), list) and r["profile"])
+    table = _targets(*(f[0] if f else None for f in (layer_found, step_found, prof_found)))
+    if table:
+        rec, src = next(f for f in (prof_found, layer_found, step_found) if f)
+        add(rec, src, "The speed targets, from the same records (the per-kernel profile: `profile` in the "
+                      f"round's record):\n\n{table}")
     return "\n\n".join(parts) + "\n"
 
 

@@ -107,6 +107,52 @@ def test_each_table_comes_from_the_newest_record_that_has_it(repo):
     assert "| gen.up2 256→64 | 0.5 | 0.8 |" in rest and "| triton | tf32 | eager | folded | 41.5 | 2048 |" in rest
 
 
+def test_targets_check_reads_the_records(repo):
+    """The targets table: each per-layer target in device and wall time (lowest ratio named), the
+    saved activations with the weight taken out, the training step's speed and peak, the roofline;
+    missing values leave their row out, a failed step is listed under its table."""
+    results, readme = repo
+    rec = _record("2026-01-04T10:00:00+00:00", 0.5)
+    rec["layers"] = [
+        {"layer": "a", "mode": "fwd+bwd", "dtype": "tf32", "shape": {"c_in": 1, "c_out": 16, "k": 4, "q": 3},
+         "ms": {"fused": 1.0, "reference": 2.0, "compiled": 1.0}, "peak_mib": {},
+         "device_ms": {"fused": 0.1, "reference": 0.2, "compiled": 0.13},
+         "saved_mib": {"fused": 1.0 + 768 / 2**20, "reference": 4.0 + 768 / 2**20}},
+        {"layer": "b", "mode": "fwd+bwd", "dtype": "tf32", "shape": {},
+         "ms": {"fused": 1.0, "reference": 1.4, "compiled": 1.3}, "peak_mib": {},
+         "device_ms": {"fused": 0.1, "reference": 0.16, "compiled": 0.125}},
+    ]
+    rec["train_step"] = [
+        {"backend": "triton", "dtype": "tf32", "ms": 10.0, "peak_mib": 60.0},
+        {"backend": "torch", "dtype": "tf32", "ms": 14.0, "peak_mib": 100.0},
+        {"backend": "triton", "dtype": "tf32", "ms": 2.0, "peak_mib": 60.0, "graph": True},
+        {"backend": "torch", "dtype": "tf32", "ms": 5.0, "peak_mib": 100.0, "graph": True},
+        {"backend": "torch", "dtype": "tf32", "ms": None, "peak_mib": None, "compile": True,
+         "compile_mode": "reduce-overhead", "error": "AssertionError: boom\n  File x"},
+    ]
+    rec["profile"] = [{"layer": "gen.up2", "provider": "fused", "dtype": "tf32", "us": 264.0, "roofline_us": 57.0,
+                       "pct_roofline": 21.6}]
+    (results / "2026-01-04-h100.json").write_text(json.dumps(rec))
+    block = tables.render([(rec, "r.json")])
+    assert "| fused fwd+bwd ≥ 1.5× the FastONN formulation on every layer (tf32; kernels' own time) " \
+           "| 2 of 2 layers (lowest 1.60×, b) | yes |" in block
+    assert "(tf32; wall time, host launch cost included) | 1 of 2 layers (lowest 1.40×, b) | **no** |" in block
+    assert "| fused fwd+bwd ≥ 1.2× its torch.compile on every layer (tf32; kernels' own time) " \
+           "| 2 of 2 layers (lowest 1.25×, b) | yes |" in block
+    assert "| largest fused/reference 0.25 (a; 1/q = 0.33) | yes |" in block
+    assert "(tf32, eager) | 1.40× at 0.60× the peak | **no** |" in block
+    assert "(tf32, one CUDA graph) | 2.50× at 0.60× the peak | **no** |" in block
+    assert "bf16, eager" not in block  # no bf16 pair in the record: no row
+    assert "| gen.up2 fwd+bwd ≥ 25 % of the TF32 roofline | 21.6 % (264 µs against 57) | **no** |" in block
+    assert "BF16 roofline" not in block
+    assert "- torch tf32 torch.compile (reduce-overhead): AssertionError: boom" in block and "File x" not in block
+    rec["train_step"] = [{"backend": "triton", "dtype": "bf16", "ms": 10.0, "peak_mib": 40.0},
+                         {"backend": "torch", "dtype": "bf16", "ms": 13.0, "peak_mib": 100.0}]
+    assert "(bf16, eager) | 1.30× at 0.40× the peak | yes |" in tables.render([(rec, "r.json")])
+    assert tables.main(["--results", str(results), "--readme", str(readme)]) == 0
+    assert "The speed targets" in readme.read_text()
+
+
 def test_refuses_bad_inputs_with_one_line(repo, tmp_path, capsys):
     results, readme = repo
     readme.write_text("no markers here\n")
