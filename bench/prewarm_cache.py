@@ -22,6 +22,33 @@ So the script:
 
 ``PREWARM.json`` in the folder says what it holds. On the device the round's ``compile`` section
 reports how many cubins were there before and after: equal counts mean every variant was found.
+Here each run says how many cubins it wrote and how many it found, so a second run into the same
+folder (without ``--pack``) checks that every key is found again.
+
+Triton's cache names each entry's files by absolute path (its ``__grp__*.json``): an entry is found
+only where its files are where they were written. The round unpacks its pack at the path it was
+built at (the repository root, the same path here and on the lent machines); :func:`unpack` puts a
+pack anywhere and rewrites those paths (``training/gpu_continue.sh run`` uses it).
+
+Training mode: ``--training`` names run folders (each with the ``config.json`` that ``train.py
+--resume`` trains on) and compiles what a GPU session of those runs compiles early, in place of the
+round's work:
+
+    python bench/prewarm_cache.py --training training/speech,training/music --pack
+    # -> .gpu/triton-cache/ and .gpu/triton-cache.tar.xz (training/gpu_continue.sh prepare runs this)
+
+- the trainer's ``precompile_kernels`` before the first step (``opgan.trainer.precompile_passes``: G
+  forward, D on real + fake and on fake, each backward) on the batch it trains on, (batch_size, 1,
+  clip_len), with every candidate config of every key (tuning on, as on a fresh GPU);
+- the validation forward it compiles lazily at its first validation (eval mode, no gradients,
+  ``enhance_clips`` on each validation batch shape: ``val_clips`` of the val split of
+  ``--training-data``, default the run's ``data``, in ``batch_size`` batches; skipped with a note
+  when that data cannot be opened).
+
+Runs whose models and shapes are the same (the shipped speech and music runs) are compiled once.
+Not included: a second-pass run's frozen first pass, DDP runs (the trainer precompiles single-process
+runs only) and ``torch.compile``'s own kernels. ``training/gpu_continue.sh run`` points
+``TRITON_CACHE_DIR`` at the unpacked pack.
 """
 
 from __future__ import annotations
@@ -109,10 +136,122 @@ def _key_for_device_build(wheel: Path) -> None:
     cache.triton_key = lambda: device_key  # get_cache_key() looks it up at each call
 
 
+def unpack(pack: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Unpack a ``--pack`` file (one folder) into ``dest`` and point its entries' group files at where
+    their files now are (Triton wrote absolute paths; an entry whose files are not found there is
+    compiled again). Returns the cache folder, for ``TRITON_CACHE_DIR``."""
+    import tarfile
+
+    with tarfile.open(pack) as tar:
+        tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
+        if len(tops) != 1:
+            raise ValueError(f"{pack} should hold one folder, holds {sorted(tops)[:5]}")
+        try:
+            tar.extractall(dest, filter="data")
+        except TypeError:  # a Python without extraction filters
+            tar.extractall(dest)  # noqa: S202 (our own archive)
+    folder = (Path(dest) / tops.pop()).resolve()
+    for grp in folder.glob("*/__grp__*.json"):
+        data = json.loads(grp.read_text())
+        data["child_paths"] = {name: str(grp.parent / name) for name in data.get("child_paths", {})}
+        grp.write_text(json.dumps(data))
+    return folder
+
+
+def training_plans(run_dirs: list[Path], data: str | None = None) -> list[dict]:
+    """What a GPU session of each run compiles early (see the module docstring), as plain data: the
+    run folders, the model config, the training batch's shape, the validation batches' shapes, whether
+    D runs (adversarial) and bf16. Runs that would compile the same are merged into one plan."""
+    from opgan.config import TrainConfig
+
+    plans: dict[str, dict] = {}
+    for run_dir in run_dirs:
+        path = run_dir / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{run_dir}: no config.json (a train.py run folder)")
+        cfg = TrainConfig.from_dict(json.loads(path.read_text()))
+        cfg.validate()
+        plan = {"config": {k: getattr(cfg, k) for k in _MODEL_FIELDS}, "train": [cfg.batch_size, 1, cfg.clip_len],
+                "validation": _validation_shapes(cfg, data), "adversarial": cfg.lambda_adv > 0, "bf16": cfg.bf16}
+        if cfg.second_pass_of:
+            plan["note"] = "second pass: its frozen first pass is not compiled"
+        key = json.dumps(plan, sort_keys=True)
+        plans.setdefault(key, {"runs": [], **plan})["runs"].append(str(run_dir))
+    return list(plans.values())
+
+
+# the config fields build_models reads (the rest do not change a kernel)
+_MODEL_FIELDS = ("filters", "d_filters", "q", "g_q", "d_q", "residual", "gate")
+
+
+def _validation_shapes(cfg, data: str | None) -> list[list[int]]:
+    """The (batch, 1, length) shapes the trainer's validation restores, as ``opgan.trainer.validate``
+    batches its clips (the length of the val split's first clip; [] when that data cannot be opened)."""
+    from opgan.data import datasets as D
+
+    spec = cfg.val_data or data or cfg.data
+    try:
+        if not spec:
+            raise FileNotFoundError("the run trains on the default set (no data to look at)")
+        val = D.open_dataset(spec, "val", kind=cfg.data_kind, seed=cfg.val_seed)
+        length = int(val[0][0].shape[-1])
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"prewarm_cache: {cfg.name}: no validation shapes ({e}); its validation compiles on the GPU",
+              file=sys.stderr)
+        return []
+    n = len(val) if not cfg.val_clips else min(cfg.val_clips, len(val))
+    sizes = sorted({min(cfg.batch_size, n - lo) for lo in range(0, n, cfg.batch_size)}, reverse=True)
+    return [[b, 1, length] for b in sizes]
+
+
+def training_work(plans: list[dict]):
+    """The passes of :func:`training_plans`' plans, on CPU tensors with the fused backend (for
+    :func:`selfonn.kernels.precompile.precompile` with a target)."""
+    import contextlib
+
+    import torch
+
+    import selfonn
+    from opgan.config import TrainConfig
+    from opgan.enhance import enhance_clips
+    from opgan.trainer import build_models, precompile_passes
+
+    def run() -> None:
+        for plan in plans:
+            cfg = TrainConfig(**plan["config"])
+            torch.manual_seed(0)
+            g, d = build_models(cfg)
+            # the trainer's bf16 autocast is CUDA's; CPU tensors stand in for CUDA ones here
+            autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if plan["bf16"] else contextlib.nullcontext
+            gen = torch.Generator().manual_seed(1)
+            y = (torch.rand(plan["train"], generator=gen) - 0.5) * 0.8
+            x = (y + 0.1 * torch.randn(plan["train"], generator=gen)).clamp(-1, 1)
+            with selfonn.use_backend("triton"):
+                precompile_passes(g, d, x, y, plan["adversarial"], autocast)()
+                g.eval()  # validation: eval mode, no gradients, no autocast (opgan.trainer.validate)
+                with torch.inference_mode():
+                    for shape in plan["validation"]:
+                        enhance_clips(g, (torch.rand(shape, generator=gen) - 0.5) * 0.8)
+
+    return run
+
+
+def _describe(plans: list[dict]) -> str:
+    def one(p: dict) -> str:
+        c = p["config"]
+        val = ", ".join("x".join(map(str, s[::2])) for s in p["validation"]) or "none"
+        return (f"{','.join(p['runs'])}: f={c['filters']} q={c['g_q'] or c['q']}, train {p['train'][0]}x{p['train'][2]}"
+                f"{' (G only)' if not p['adversarial'] else ''}{' bf16' if p['bf16'] else ''}, validation {val}"
+                + (f" ({p['note']})" if p.get("note") else ""))
+
+    return "; ".join(one(p) for p in plans)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=".triton-cache",
-                    help="cache folder to fill (created; existing entries kept, except with --pack)")
+    ap.add_argument("--out", default=None,
+                    help="cache folder to fill (created; existing entries kept, except with --pack); default "
+                         ".triton-cache, with --training .gpu/triton-cache")
     ap.add_argument("--target", default="cuda:90", help="GPU architecture to compile for (H100/H200: cuda:90)")
     ap.add_argument("--sms", type=int, default=None,
                     help="its streaming multiprocessors, which split sizes depend on (default: H100/H200's)")
@@ -123,7 +262,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="start OUT afresh (a previous prewarm's folder only) and also write OUT.tar.xz (what to "
                          "carry: ~4x smaller)")
     ap.add_argument("--round-args", default="", help="gpu_round arguments that change shapes, e.g. '--dtypes tf32'")
+    ap.add_argument("--training", default="", metavar="DIR[,DIR...]",
+                    help="compile what a GPU session of these train.py run folders compiles early, not the round's work")
+    ap.add_argument("--training-data", default=None, metavar="PATH",
+                    help="with --training: the data the runs validate on (as train.py --data; default: each "
+                         "run's config), read for the validation clips' shapes")
     args = ap.parse_args(argv)
+    if args.training and args.round_args:
+        ap.error("--round-args applies to the round's work, not --training's")
+    if args.out is None:
+        args.out = ".gpu/triton-cache" if args.training else ".triton-cache"
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("prewarm_cache: unset TRITON_INTERPRET (this compiles real kernels)", file=sys.stderr)
@@ -177,20 +325,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.path.insert(0, str(HERE))
-    import gpu_round
     import torch
 
     from selfonn.kernels.precompile import DEFAULT_OFFLINE_SMS, precompile
 
     sms = args.sms or DEFAULT_OFFLINE_SMS
-    round_args = gpu_round._parse(args.round_args.split())
-    torch.backends.cuda.matmul.allow_tf32 = True  # as the round sets them
-    torch.backends.cudnn.allow_tf32 = True
-    ctx = {"device": "cpu"}
-    t0 = time.perf_counter()
-    report = precompile(gpu_round.compile_work(round_args, ctx), workers=args.workers or None, target=args.target,
-                        sms=sms)
+    torch.backends.cuda.matmul.allow_tf32 = True  # as the round sets them (and PyTorch's default for cuDNN,
+    torch.backends.cudnn.allow_tf32 = True  # which the kernels follow: the trainer leaves it so)
+    what: dict = {}
+    if args.training:
+        try:
+            plans = training_plans([Path(d) for d in args.training.split(",") if d], args.training_data)
+        except (OSError, ValueError) as e:
+            print(f"prewarm_cache: --training: {e}", file=sys.stderr)
+            return 2
+        print(f"prewarm_cache: {_describe(plans)}", file=sys.stderr)
+        work, what["training"] = training_work(plans), plans
+    else:
+        sys.path.insert(0, str(HERE))
+        import gpu_round
+
+        work = gpu_round.compile_work(gpu_round._parse(args.round_args.split()), {"device": "cpu"})
+    t0, started = time.perf_counter(), time.time() - 1  # (a file system's mtimes may be coarse)
+    report = precompile(work, workers=args.workers or None, target=args.target, sms=sms)
     files = [p for p in out.rglob("*") if p.is_file()]
     manifest = {
         "triton": triton.__version__, "keyed_for_python": args.device_python, "torch": torch.__version__,
@@ -199,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/prewarm_cache.py", *(argv if argv is not None else sys.argv[1:])]),
         "variants": report.variants, "total": report.total, "failed": report.failed,
         "compile_s": round(report.seconds, 1), "workers": report.workers,
-        "cubins": sum(1 for p in files if p.suffix == ".cubin"), "mib": round(sum(p.stat().st_size for p in files) / 2**20, 1),
+        "cubins": sum(1 for p in files if p.suffix == ".cubin"),
+        # cubins this run wrote (compiled): the rest were found (Triton rewrites an entry it compiles again)
+        "cubins_written": sum(1 for p in files if p.suffix == ".cubin" and p.stat().st_mtime >= started),
+        "mib": round(sum(p.stat().st_size for p in files) / 2**20, 1), **what,
     }
     (out / "PREWARM.json").write_text(json.dumps(manifest, indent=1) + "\n")
     packed = ""
@@ -211,9 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         with tarfile.open(f"{out}.tar.xz", "w:xz", preset=6) as tar:
             tar.add(out, arcname=out.name)
         packed = f" and {out}.tar.xz ({Path(f'{out}.tar.xz').stat().st_size / 2**20:.1f} MiB)"
-    print(f"prewarm_cache: {report.total} variants ({manifest['cubins']} cubins, {manifest['mib']} MiB) in "
-          f"{time.perf_counter() - t0:.0f} s for {args.target} with Triton {triton.__version__} -> {out}{packed}"
-          + (f"; {len(report.failed)} FAILED" if report.failed else ""), file=sys.stderr)
+    print(f"prewarm_cache: {report.total} variants ({manifest['cubins']} cubins, {manifest['cubins_written']} of them "
+          f"compiled now, the rest found; {manifest['mib']} MiB) in {time.perf_counter() - t0:.0f} s for {args.target} "
+          f"with Triton {triton.__version__} -> {out}{packed}" + (f"; {len(report.failed)} FAILED" if report.failed else ""),
+          file=sys.stderr)
     return 1 if report.failed else 0
 
 

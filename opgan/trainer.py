@@ -707,16 +707,9 @@ class _Run:
             return
         from selfonn.kernels.precompile import precompile
 
-        def work() -> None:  # the passes train_step makes: D on real + fake and on fake only when adversarial
-            with self.autocast():
-                fake = self.g_raw(x)
-                outs = [self.d_raw(torch.cat([y, fake.detach()])), self.d_raw(fake)] if self.cfg.lambda_adv > 0 \
-                    else [fake]
-            for out in outs:
-                out.float().sum().backward()
-
         try:
-            report = precompile(work)
+            report = precompile(precompile_passes(self.g_raw, self.d_raw, x, y, self.cfg.lambda_adv > 0,
+                                                  self.autocast))
         except Exception as e:  # never fatal: the first step compiles what is missing, key by key
             logger.warning("selfonn kernel precompile failed (%s); the first step compiles instead", e)
         else:
@@ -822,6 +815,23 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
         return _fit(cfg, resume, overwrite, overrides or {}, info, t_wall)
     finally:
         distrib.shutdown()
+
+
+def precompile_passes(g: nn.Module, d: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial: bool,
+                      autocast: Callable[[], Any] = nullcontext) -> Callable[[], None]:
+    """What :meth:`_Run.precompile_kernels` runs under selfonn.kernels.precompile: the passes a training
+    step makes on the batch (x, y): G forward, D on real + fake and on fake only when ``adversarial``,
+    each backward (the caller drops the gradients). ``bench/prewarm_cache.py --training`` compiles the
+    same passes offline, from CPU tensors, for a GPU's Triton cache."""
+
+    def work() -> None:
+        with autocast():
+            fake = g(x)
+            outs = [d(torch.cat([y, fake.detach()])), d(fake)] if adversarial else [fake]
+        for out in outs:
+            out.float().sum().backward()
+
+    return work
 
 
 def _precompile_wanted(device: torch.device, world_size: int, x: torch.Tensor) -> bool:

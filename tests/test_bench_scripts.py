@@ -589,3 +589,84 @@ def test_host_probes_launch_the_triton_kernel(monkeypatch):
     for name, fn in probe.triton_probes_for_tests("cpu").items():
         fn()
     assert {"python_call", "torch_launch", "autograd_noop_fwd_bwd"} <= set(probe.probes("cpu"))
+
+
+def _training_run(runs: Path, name: str, data: Path, **over) -> Path:
+    """A train.py run folder holding only the config.json a --resume trains on (the ship preset's models)."""
+    from opgan.config import preset
+
+    run = runs / name
+    run.mkdir(parents=True)
+    cfg = {**preset("ship").to_dict(), "name": name, "runs_dir": str(runs), "data": str(data), "dynamic": False,
+           "cases": "", "augment": False, "group_weight": "uniform",
+           "rirs": "", "clip_len": 2656, "batch_size": 2, "val_clips": 0, **over}
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run
+
+
+def test_prewarm_training_mode_compiles_the_trainers_first_step_and_validation(tmp_path: Path, monkeypatch):
+    """--training: the passes the trainer precompiles before its first step (G forward, D on real +
+    fake and on fake, backward) on its batch, and the validation forward at the val clips' batch
+    shapes; runs with the same models and shapes are one plan. Here the launches are only recorded
+    (the compile hook, CPU tensors standing in for an sm_90 GPU's), nothing compiles."""
+    import torch
+
+    from selfonn.kernels import _launch
+    from selfonn.kernels.precompile import _offline
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from _trainer_fixtures import make_tiny_rar
+    finally:
+        sys.path.pop(0)
+    prewarm = _load("prewarm_cache")
+    data = make_tiny_rar(tmp_path / "data", n_train=2, n_val=3)  # 3 val clips of 3200 samples: batches of 2 and 1
+    runs = [_training_run(tmp_path / "runs", name, data, data_kind=kind) for name, kind in
+            (("speech", "speech"), ("music", "music"))]
+    (plan,) = prewarm.training_plans(runs)
+    assert plan["runs"] == [str(r) for r in runs] and plan["adversarial"] and not plan["bf16"]
+    assert plan["train"] == [2, 1, 2656] and plan["validation"] == [[2, 1, 3200], [1, 1, 3200]]
+    assert plan["config"]["filters"] == 8 and plan["config"]["q"] == 3
+    other = _training_run(tmp_path / "runs", "g-only", data, lambda_adv=0.0, batch_size=1, val_clips=1)
+    plans = prewarm.training_plans([runs[0], other], data=str(tmp_path / "missing"))  # no val data: no val shapes
+    assert [(p["train"], p["validation"], p["adversarial"]) for p in plans] == [([2, 1, 2656], [], True),
+                                                                               ([1, 1, 2656], [], False)]
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        prewarm.training_plans([tmp_path])
+
+    calls: list[tuple[str, set]] = []
+
+    def hook(kernel, configs, prepare):
+        args, _ = prepare(configs[0])
+        calls.append((kernel.name, {tuple(v.shape) for v in args.values() if isinstance(v, torch.Tensor)}))
+
+    monkeypatch.setattr(_launch, "_compile_hook", hook)
+    with _offline("cuda:90", 132):
+        prewarm.training_work([plan])()
+    shapes = set().union(*(s for _, s in calls))
+    assert {"thin_fwd", "thin_bwd", "gather", "scatter", "dw"} <= {k for k, _ in calls}  # forwards and backwards
+    assert (2, 1, 2656) in shapes  # G's input: the training batch
+    assert any(s[0] == 4 and s[-1] == 2656 for s in shapes if len(s) == 3)  # D on real + fake
+    assert any(s[0] == 1 and s[-1] >= 3200 for s in shapes if len(s) == 3)  # the validation's last batch
+
+
+def test_prewarm_unpack_points_the_entries_at_where_their_files_now_are(tmp_path: Path):
+    """Triton's group files name an entry's files by absolute path (the folder the pack was built in):
+    unpack() rewrites them, or every entry unpacked elsewhere would be compiled again."""
+    import tarfile
+
+    built = tmp_path / "built" / "triton-cache"
+    (built / "KEY").mkdir(parents=True)
+    for name in ("k.cubin", "k.json"):
+        (built / "KEY" / name).write_text(name)
+    (built / "KEY" / "__grp__k.json").write_text(json.dumps(
+        {"child_paths": {n: str(built / "KEY" / n) for n in ("k.cubin", "k.json")}}))
+    pack = tmp_path / "triton-cache.tar.xz"
+    with tarfile.open(pack, "w:xz") as tar:
+        tar.add(built, arcname=built.name)
+    (tmp_path / "built").rename(tmp_path / "gone")
+    folder = _load("prewarm_cache").unpack(pack, tmp_path / "elsewhere")
+    assert folder == (tmp_path / "elsewhere" / "triton-cache").resolve()
+    paths = json.loads((folder / "KEY" / "__grp__k.json").read_text())["child_paths"]
+    assert paths == {n: str(folder / "KEY" / n) for n in ("k.cubin", "k.json")}
+    assert all(Path(p).is_file() for p in paths.values())
