@@ -3,7 +3,8 @@
 # which has torch + triton but no network and none of our audio dependencies.
 #
 #   bash training/gpu_continue.sh prepare      # here, with PyPI and `opgan fetch`'s cache: writes the
-#                                              # carried folders .gpu/sources (<= 64 MiB) and .whl/
+#                                              # carried folders .gpu (sources and the Triton cache pack,
+#                                              # with the tree <= 64 MiB) and .whl/
 #   bash training/gpu_continue.sh run          # there (device tool: carry .gpu and .whl): trains each
 #                                              # model for $MINUTES (default 4), state -> $OUT/training/
 #                                              # (CUDA_GRAPH=1: with train.py --cuda-graph)
@@ -15,6 +16,13 @@
 # packs the state into $OUT/training.tgz (one file: the device tool returns only a few), so whatever
 # the time limit cuts off, the last finished model's checkpoint is already under $OUT. DEVICE=cpu
 # runs the same on a CPU (that is how it is tested).
+#
+# The fused kernels' variants both runs compile before their first step and at their first
+# validation (~300, minutes of a lent GPU's time) are compiled here for its sm_90 and Triton 3.6 by
+# `bench/prewarm_cache.py --training` into .gpu/triton-cache.tar.xz, counted in the 64 MiB; `run`
+# unpacks it (prewarm_cache.unpack: Triton's entries name their files by absolute path) and points
+# TRITON_CACHE_DIR at it. TRITON_PACK=0 prepare: no new compile (an earlier prepare's pack, if any,
+# is kept). Without PyPI (no Triton 3.6 wheel) prepare says so and goes on without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd=${1:-}
@@ -26,12 +34,30 @@ prepare)
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl soundfile cffi pycparser pystoi
+    mkdir -p .gpu
+    rm -rf .gpu/triton-cache  # only its .tar.xz travels
+    if [ "${TRITON_PACK:-1}" != 0 ]; then
+        rm -f .gpu/triton-cache.tar.xz
+        log=$(mktemp)
+        python bench/prewarm_cache.py --training training/speech,training/music --training-data "$cache" \
+            --out .gpu/triton-cache --pack >"$log" 2>&1 || true
+        if [ -f .gpu/triton-cache.tar.xz ]; then
+            tail -n 1 "$log"
+        else
+            echo "gpu_continue: no Triton cache pack ($(grep -v '^[[:space:]]*$' "$log" | tail -n 1 | cut -c1-300));" \
+                "the GPU compiles its kernels itself"
+        fi
+        rm -rf .gpu/triton-cache "$log"
+    fi
     # Everything that travels (tracked and untracked-not-ignored files plus what is carried) must stay
-    # under the device tool's 64 MiB: the pack gets what the tree and the wheels leave, less 1 MiB.
+    # under the device tool's 64 MiB: the pack gets what the tree, the wheels and the Triton cache pack
+    # leave, less 1 MiB.
     tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 du -cb 2>/dev/null \
         | awk '$2 == "total" {s += $1} END {print s + 0}')
     whl=$(du -sb .whl | cut -f1)
-    budget=$(( 64 * 1048576 - tree - whl - 1048576 ))
+    tri=0
+    if [ -f .gpu/triton-cache.tar.xz ]; then tri=$(du -b .gpu/triton-cache.tar.xz | cut -f1); fi
+    budget=$(( 64 * 1048576 - tree - whl - tri - 1048576 ))
     scale=1
     for attempt in 1 2 3 4; do
         rm -rf .gpu/sources
@@ -42,11 +68,13 @@ prepare)
         scale=$(awk "BEGIN {print $scale * $budget / $size * 0.95}")  # Vorbis size ~ duration
     done
     if [ "$size" -gt "$budget" ]; then
-        echo "gpu_continue: the pack ($size B) does not fit the $budget B the tree leaves under 64 MiB" >&2
+        echo "gpu_continue: the pack ($size B) does not fit the $budget B the tree, the wheels and the Triton" \
+            "cache pack leave under 64 MiB" >&2
         exit 1
     fi
-    echo "gpu_continue: tree $((tree >> 20)) MiB + pack $((size >> 20)) MiB (durations x$scale) + wheels" \
-        "$((whl >> 20)) MiB travel: carry .gpu and .whl"
+    mib() { awk "BEGIN {printf \"%.1f\", $1 / 1048576}"; }
+    echo "gpu_continue: tree $(mib "$tree") MiB + pack $(mib "$size") MiB (durations x$scale) + Triton cache" \
+        "$(mib "$tri") MiB + wheels $(mib "$whl") MiB travel: carry .gpu and .whl"
     ;;
 run)
     out=${OUT:-./gpu-out}
@@ -64,6 +92,12 @@ run)
     work=${WORK:-/tmp/gpu-continue}
     rm -rf "$work" && mkdir -p "$work/training" "$out"
     cp -r training/speech training/music "$work/training/"
+    if [ -f .gpu/triton-cache.tar.xz ]; then  # prepare's kernels, compiled for this GPU
+        TRITON_CACHE_DIR=$(python3 -c 'import sys; sys.path.insert(0, "bench"); from prewarm_cache import unpack
+print(unpack(*sys.argv[1:]))' .gpu/triton-cache.tar.xz "$work")
+        export TRITON_CACHE_DIR
+        echo "gpu_continue: Triton cache $TRITON_CACHE_DIR ($(find "$TRITON_CACHE_DIR" -name '*.cubin' | wc -l) cubins)"
+    fi
     for kind in speech music; do
         step=$(python3 -c "import torch; print(torch.load('$work/training/$kind/last.pt', weights_only=True)['step'])")
         python3 train.py --runs-dir "$work/training" --name "$kind" --resume --data .gpu/sources --rirs "" \

@@ -1,0 +1,122 @@
+"""training/gpu_continue.sh's handling of the Triton cache pack: `prepare` builds it (bench/prewarm_cache.py
+--training) before it sizes the sources pack and counts it in the 64 MiB, or says in one line that it
+could not and goes on; `run` unpacks it and points TRITON_CACHE_DIR at it. The script runs for real
+in a scratch copy of the repository, with `python`/`python3` stubs that stand in for pip, the
+compile, the sources pack and train.py (each call logged), so no test trains or compiles anything."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_STUB = r"""#!/usr/bin/env bash
+echo "$(basename "$0") $* | TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-} | gpu: $(ls .gpu 2>/dev/null | tr '\n' ' ')" >> "$STUB_LOG"
+case "$*" in
+    "-m pip download"*) exit 0 ;;
+    *bench/prewarm_cache.py*)
+        if [ "$STUB_PREWARM_MIB" = fail ]; then
+            echo "compile log line" >&2
+            echo "prewarm_cache: cannot get Triton 3.6.0 for this Python: pip download triton==3.6.0 failed" >&2
+            exit 2
+        fi
+        mkdir -p .gpu/triton-cache && truncate -s "${STUB_PREWARM_MIB}M" .gpu/triton-cache.tar.xz
+        echo "prewarm_cache: 287 variants (...) -> .gpu/triton-cache.tar.xz" >&2 ;;
+    "-m opgan.data.pack"*) mkdir -p .gpu/sources && truncate -s "${STUB_SOURCES_MIB}M" .gpu/sources/speech.ogg ;;
+    "-c import soundfile" | "-c import opgan.trainer") exit 0 ;;
+    *torch.load*) echo 5 ;;
+    train.py*) [ -z "${TRITON_CACHE_DIR:-}" ] || ls "$TRITON_CACHE_DIR/ABC" >> "$STUB_LOG" ;;
+    *) exec "$STUB_REAL_PYTHON" "$@" ;;
+esac
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A scratch repository holding the script, prewarm_cache.py, two run folders and the stubs' bin folder."""
+    repo = tmp_path / "repo"
+    (repo / "training").mkdir(parents=True)
+    shutil.copy(ROOT / "training" / "gpu_continue.sh", repo / "training" / "gpu_continue.sh")
+    (repo / "bench").mkdir()
+    shutil.copy(ROOT / "bench" / "prewarm_cache.py", repo / "bench" / "prewarm_cache.py")  # run: its unpack()
+    for kind in ("speech", "music"):
+        (repo / "training" / kind).mkdir()
+        (repo / "training" / kind / "config.json").write_text("{}\n")
+    (repo / ".gitignore").write_text("/.gpu/\n/.whl/\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name in ("python", "python3"):
+        (bin_ / name).write_text(_STUB)
+        (bin_ / name).chmod(0o755)
+    (tmp_path / "cache" / "speech").mkdir(parents=True)
+    return repo
+
+
+def _script(repo: Path, cmd: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    log = repo.parent / "calls.log"
+    log.unlink(missing_ok=True)
+    full = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
+    full.update(PATH=f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", STUB_LOG=str(log),
+                STUB_REAL_PYTHON=sys.executable, OPGAN_CACHE=str(repo.parent / "cache"), **env)
+    r = subprocess.run(["bash", "training/gpu_continue.sh", cmd], cwd=repo, env=full, capture_output=True,
+                       text=True, timeout=60, check=False)
+    return r, log.read_text().splitlines() if log.is_file() else []
+
+
+def test_prepare_builds_the_triton_pack_first_and_counts_it_in_the_64_mib(repo: Path):
+    r, calls = _script(repo, "prepare", STUB_PREWARM_MIB="10", STUB_SOURCES_MIB="30")
+    assert r.returncode == 0, r.stderr
+    (prewarm,) = [c for c in calls if "prewarm_cache.py" in c]
+    assert "--training training/speech,training/music" in prewarm and f"--training-data {repo.parent / 'cache'}" in prewarm
+    assert "--out .gpu/triton-cache --pack" in prewarm
+    (pack,) = [c for c in calls if "opgan.data.pack" in c]
+    assert calls.index(prewarm) < calls.index(pack) and "triton-cache.tar.xz" in pack.split("gpu:")[1]
+    assert "-> .gpu/triton-cache.tar.xz" in r.stdout  # the compile's last line
+    assert "Triton cache 10.0 MiB" in r.stdout and "pack 30.0 MiB" in r.stdout
+    assert sorted(p.name for p in (repo / ".gpu").iterdir()) == ["sources", "triton-cache.tar.xz"]  # no folder
+    # 10 + 30 MiB fit; 40 + 30 do not: the sources get what the Triton pack leaves
+    r, _ = _script(repo, "prepare", STUB_PREWARM_MIB="40", STUB_SOURCES_MIB="30")
+    assert r.returncode == 1 and "does not fit" in r.stderr
+    # TRITON_PACK=0: no compile; the pack already there is kept and still counted
+    r, calls = _script(repo, "prepare", TRITON_PACK="0", STUB_SOURCES_MIB="30")
+    assert r.returncode == 1 and not any("prewarm_cache.py" in c for c in calls)
+
+
+def test_prepare_goes_on_without_a_triton_pack_when_it_cannot_build_one(repo: Path):
+    (repo / ".gpu").mkdir()
+    (repo / ".gpu" / "triton-cache.tar.xz").write_bytes(b"an earlier prepare's pack")
+    r, calls = _script(repo, "prepare", STUB_PREWARM_MIB="fail", STUB_SOURCES_MIB="60")
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stdout.splitlines() if "no Triton cache pack" in ln]
+    assert "cannot get Triton 3.6.0" in line and "compile log line" not in r.stdout
+    assert "Triton cache 0.0 MiB" in r.stdout and not (repo / ".gpu" / "triton-cache.tar.xz").exists()
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_run_points_triton_at_the_unpacked_cache(repo: Path, packed: bool):
+    if packed:
+        src = repo.parent / "src" / "triton-cache"
+        (src / "ABC").mkdir(parents=True)
+        (src / "ABC" / "k.cubin").write_bytes(b"\0")
+        (repo / ".gpu").mkdir()
+        with tarfile.open(repo / ".gpu" / "triton-cache.tar.xz", "w:xz") as tar:
+            tar.add(src, arcname=src.name)
+    work, out = repo.parent / "work", repo.parent / "out"
+    r, calls = _script(repo, "run", DEVICE="cpu", WORK=str(work), OUT=str(out))
+    assert r.returncode == 0, r.stderr
+    trains = [i for i, c in enumerate(calls) if c.startswith("python3 train.py")]
+    assert len(trains) == 2 and (out / "training.tgz").is_file()
+    for i in trains:
+        assert "--device cpu" in calls[i]
+        if packed:
+            assert f"TRITON_CACHE_DIR={work / 'triton-cache'} " in calls[i] and calls[i + 1] == "k.cubin"
+        else:
+            assert "TRITON_CACHE_DIR= " in calls[i]
+    assert ("(1 cubins)" in r.stdout) == packed
