@@ -1468,18 +1468,20 @@ def _ensure_installed() -> None:
 
 
 def _use_triton_cache(path: Path) -> None:
-    """Point Triton at a carried cache (before it is imported); a .tar.xz / .tar.gz is unpacked beside itself once."""
+    """Point Triton at a carried cache (before it is imported); a .tar.xz / .tar.gz is unpacked beside
+    itself once, its group files pointed at where their entries now are (``prewarm_cache.unpack``:
+    Triton writes absolute paths, so a pack built in another folder would otherwise be compiled again)."""
     if path.is_file() and path.name.endswith((".tar.xz", ".txz", ".tar.gz", ".tgz")):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from prewarm_cache import unpack
+
         with tarfile.open(path) as tar:
             tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
-            if len(tops) != 1:
-                raise SystemExit(f"gpu_round: {path} should hold one folder, holds {sorted(tops)[:5]}")
-            folder = path.parent / tops.pop()
-            if not folder.is_dir():
-                try:
-                    tar.extractall(path.parent, filter="data")
-                except TypeError:  # a Python without extraction filters
-                    tar.extractall(path.parent)  # noqa: S202 (our own archive)
+        if len(tops) != 1:
+            raise SystemExit(f"gpu_round: {path} should hold one folder, holds {sorted(tops)[:5]}")
+        folder = path.parent / tops.pop()
+        if not folder.is_dir():
+            unpack(path, path.parent)
         path = folder
     if not path.is_dir():
         raise SystemExit(f"gpu_round: --triton-cache {path}: no such folder, .tar.xz or .tar.gz")

@@ -271,6 +271,8 @@ def test_a_packed_triton_cache_is_unpacked_once_and_used(suffix, tmp_path: Path,
     src = tmp_path / "src" / ".triton-cache"
     (src / "ABC").mkdir(parents=True)
     (src / "ABC" / "k.cubin").write_bytes(b"\0")
+    # Triton's group file names its entry's files by absolute path: the build folder's
+    (src / "ABC" / "__grp__k.json").write_text(json.dumps({"child_paths": {"k.cubin": str(src / "ABC" / "k.cubin")}}))
     tgz = tmp_path / f".triton-cache.tar.{suffix}"
     with tarfile.open(tgz, f"w:{suffix}") as tar:
         tar.add(src, arcname=src.name)
@@ -278,6 +280,8 @@ def test_a_packed_triton_cache_is_unpacked_once_and_used(suffix, tmp_path: Path,
     gpu_round._use_triton_cache(tgz)
     assert os.environ["TRITON_CACHE_DIR"] == str((tmp_path / ".triton-cache").resolve())
     assert (tmp_path / ".triton-cache" / "ABC" / "k.cubin").is_file()
+    grp = json.loads((tmp_path / ".triton-cache" / "ABC" / "__grp__k.json").read_text())
+    assert grp["child_paths"] == {"k.cubin": str((tmp_path / ".triton-cache" / "ABC" / "k.cubin").resolve())}
     gpu_round._use_triton_cache(tgz)  # already there: kept as it is
     with pytest.raises(SystemExit, match="no such folder"):
         gpu_round._use_triton_cache(tmp_path / "missing")
@@ -670,3 +674,22 @@ def test_prewarm_unpack_points_the_entries_at_where_their_files_now_are(tmp_path
     paths = json.loads((folder / "KEY" / "__grp__k.json").read_text())["child_paths"]
     assert paths == {n: str(folder / "KEY" / n) for n in ("k.cubin", "k.json")}
     assert all(Path(p).is_file() for p in paths.values())
+
+
+def test_travel_size_counts_the_tree_and_what_is_carried(tmp_path: Path):
+    """What one device call moves: tracked and untracked-not-ignored files, plus the carried paths that
+    exist; ignored files count only when carried."""
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text("/pack.tar.xz\n/.whl/\n")
+    (tmp_path / "tracked.py").write_bytes(b"x" * 2**20)
+    git("add", ".gitignore", "tracked.py")
+    (tmp_path / "new.txt").write_bytes(b"y" * 2**19)  # untracked, not ignored: travels
+    (tmp_path / "pack.tar.xz").write_bytes(b"z" * 2**21)
+    (tmp_path / ".whl").mkdir()
+    (tmp_path / ".whl" / "a.whl").write_bytes(b"w" * 2**19)
+    tree, carried = _load("prewarm_cache").travel_mib(tmp_path, [tmp_path / "pack.tar.xz", tmp_path / ".whl",
+                                                                  tmp_path / "absent"])
+    assert tree == pytest.approx(1.5, abs=0.01) and carried == pytest.approx(2.5)
