@@ -820,16 +820,30 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
 def precompile_passes(g: nn.Module, d: nn.Module, x: torch.Tensor, y: torch.Tensor, adversarial: bool,
                       autocast: Callable[[], Any] = nullcontext) -> Callable[[], None]:
     """What :meth:`_Run.precompile_kernels` runs under selfonn.kernels.precompile: the passes a training
-    step makes on the batch (x, y): G forward, D on real + fake and on fake only when ``adversarial``,
-    each backward (the caller drops the gradients). ``bench/prewarm_cache.py --training`` compiles the
-    same passes offline, from CPU tensors, for a GPU's Triton cache."""
+    step makes on the batch (x, y), as it makes them: G forward; when ``adversarial``, D on real + fake
+    with its weights trainable (the D update), then D on fake with them frozen (the G update: D's
+    backward there is grad_x only, other kernels than the update's); each backward (the caller drops
+    the gradients). ``bench/prewarm_cache.py --training`` compiles the same passes offline, from CPU
+    tensors, for a GPU's Triton cache."""
 
     def work() -> None:
         with autocast():
             fake = g(x)
-            outs = [d(torch.cat([y, fake.detach()])), d(fake)] if adversarial else [fake]
-        for out in outs:
+        if not adversarial:
+            fake.float().sum().backward()
+            return
+        with autocast():
+            scores = d(torch.cat([y, fake.detach()]))
+        scores.float().sum().backward()
+        flags = [p.requires_grad for p in d.parameters()]
+        d.requires_grad_(False)
+        try:
+            with autocast():
+                out = d(fake)
             out.float().sum().backward()
+        finally:
+            for p, flag in zip(d.parameters(), flags):
+                p.requires_grad_(flag)
 
     return work
 

@@ -373,6 +373,34 @@ def test_kernel_precompile_before_the_first_step_changes_nothing(tiny_data, tmp_
 
 
 
+def test_precompile_passes_are_the_steps_passes():
+    """The precompile runs D as the step does: on real + fake with its weights trainable (the D
+    update), then on fake with them frozen (the G update: a grad_x-only backward, other kernels),
+    the gradient reaching G; D's flags are as they were afterwards."""
+    from opgan.trainer import precompile_passes
+
+    seen: list[tuple[int, bool]] = []
+
+    class D(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 1, 3, padding=1)
+            self.conv.bias.requires_grad_(False)  # a flag of its own, to be restored as it was
+
+        def forward(self, v):
+            seen.append((v.shape[0], self.conv.weight.requires_grad))
+            return self.conv(v)
+
+    g, d = torch.nn.Conv1d(1, 1, 3, padding=1), D()
+    x, y = torch.randn(2, 1, 16), torch.randn(2, 1, 16)
+    precompile_passes(g, d, x, y, adversarial=True)()
+    assert seen == [(4, True), (2, False)]
+    assert g.weight.grad is not None and d.conv.weight.requires_grad and not d.conv.bias.requires_grad
+    seen.clear()
+    precompile_passes(g, d, x, y, adversarial=False)()
+    assert seen == []
+
+
 def _fake_capture(calls: list):
     """A stand-in for CUDA-graph capture on the CPU: nothing runs at capture; each replay runs the
     captured body again (on the static inputs) and writes its output into the static output."""
