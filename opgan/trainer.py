@@ -299,7 +299,9 @@ _TRAINING_FIELDS = frozenset({"lr", "lr_half_life", "cases", "augment", "group_w
 def _prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool,
                      overwrite: bool) -> tuple[TrainConfig, Path, dict[str, list]]:
     """Create / check the run folder; on resume, return the saved config with allowed overrides and
-    the training-relevant changes ({field: [old, new]})."""
+    the training-relevant changes ({field: [old, new]}). A resumed run's config.json is rewritten by
+    :func:`_fit` only once the run has started (a resume that fails, e.g. on its device or checkpoint,
+    leaves it as it was, so the changes are still logged by the resume that trains)."""
     run_dir = Path(cfg.runs_dir) / cfg.name
     existing = [f for f in RUN_FILES if (run_dir / f).exists()]
     distrib.barrier()  # every rank looks before rank 0 writes, so all take the same decision
@@ -317,10 +319,7 @@ def _prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool,
         changes = {k: [saved.get(k), v] for k, v in overrides.items()
                    if k in RESUMABLE_FIELDS and k in _TRAINING_FIELDS and saved.get(k) != v}
         saved.update({k: v for k, v in overrides.items() if k in RESUMABLE_FIELDS})
-        cfg = TrainConfig.from_dict(saved)
-        if distrib.is_main():
-            _write_json(saved_path, cfg.to_dict())  # config.json always holds what the run trains with now
-        return cfg, run_dir, changes
+        return TrainConfig.from_dict(saved), run_dir, changes
     if existing and not overwrite:
         raise ConfigError(
             f"run folder {run_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
@@ -872,6 +871,8 @@ def _fit(cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, A
     with selfonn.use_backend(cfg.backend):  # the caller's global backend is restored afterwards
         run = _start_run(cfg, run_dir, info, device, resume)
         log = _Log(run_dir, run.step, cfg.tensorboard, enabled=distrib.is_main())
+        if resume and distrib.is_main():
+            _write_json(run_dir / "config.json", cfg.to_dict())  # config.json holds what the run trains with now
         if changes:
             log.record("resume", run.step, {"changed": changes})
             _say(f"[train] resumed at step {run.step} with " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))

@@ -311,6 +311,12 @@ def test_lr_half_life_and_a_new_lr_on_resume(tiny_data, tmp_path):
     recs = [json.loads(ln) for ln in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in recs if r["kind"] == "train"]
     assert lrs == pytest.approx([1e-3 * 0.5 ** 0.5, 1e-3 * 0.5], rel=1e-2)  # logged (5 decimals) after steps 1, 2
+    # a resume that fails before training (here its device) leaves config.json as it was, so the resume
+    # that trains still sees, logs and saves the change
+    before = (tmp_path / "tiny" / "config.json").read_text()
+    if not torch.cuda.is_available():
+        assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3", "--lr", "1e-4", "--device", "cuda")) != 0
+        assert (tmp_path / "tiny" / "config.json").read_text() == before
     assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3", "--lr", "1e-4", "--lr-half-life", "0")) == 0
     ckpt = load_checkpoint(tmp_path / "tiny" / "last.pt")
     assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
