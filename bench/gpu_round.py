@@ -1475,14 +1475,10 @@ def _use_triton_cache(path: Path) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from prewarm_cache import unpack
 
-        with tarfile.open(path) as tar:
-            tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
-        if len(tops) != 1:
-            raise SystemExit(f"gpu_round: {path} should hold one folder, holds {sorted(tops)[:5]}")
-        folder = path.parent / tops.pop()
-        if not folder.is_dir():
-            unpack(path, path.parent)
-        path = folder
+        try:
+            path = unpack(path, path.parent, reuse=True)
+        except ValueError as e:
+            raise SystemExit(f"gpu_round: {e}") from None
     if not path.is_dir():
         raise SystemExit(f"gpu_round: --triton-cache {path}: no such folder, .tar.xz or .tar.gz")
     os.environ["TRITON_CACHE_DIR"] = str(path.resolve())

@@ -141,34 +141,44 @@ def _key_for_device_build(wheel: Path) -> None:
 TRAVEL_MIB = 64.0
 
 
-def travel_mib(root: Path, carried: list[Path]) -> tuple[float, float]:
-    """(tree, carried) MiB that travel to the device in one call: the files git tracks or would track
-    (untracked, not ignored) under ``root``, and the carried files or folders that exist."""
+def tree_bytes(root: Path) -> int:
+    """Bytes of the files git tracks or would track (untracked, not ignored) under ``root``: what
+    travels to the device with every call."""
     names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                            capture_output=True, check=True).stdout.decode().split("\0")
-    tree = sum((root / n).stat().st_size for n in dict.fromkeys(names) if n and (root / n).is_file())
-    extra = 0
-    for c in carried:
-        files = [c] if c.is_file() else list(c.rglob("*")) if c.is_dir() else []
-        extra += sum(f.stat().st_size for f in files if f.is_file())
-    return tree / 2**20, extra / 2**20
+    return sum((root / n).stat().st_size for n in dict.fromkeys(names) if n and (root / n).is_file())
 
 
-def unpack(pack: str | os.PathLike, dest: str | os.PathLike) -> Path:
+def path_bytes(path: Path) -> int:
+    """Bytes of a carried file or folder (0 when it does not exist)."""
+    files = [path] if path.is_file() else list(path.rglob("*")) if path.is_dir() else []
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def travel_mib(root: Path, carried: list[Path]) -> tuple[float, float]:
+    """(tree, carried) MiB that travel to the device in one call (``training/gpu_continue.sh prepare``
+    sizes its call with the same two functions)."""
+    return tree_bytes(root) / 2**20, sum(path_bytes(c) for c in carried) / 2**20
+
+
+def unpack(pack: str | os.PathLike, dest: str | os.PathLike, reuse: bool = False) -> Path:
     """Unpack a ``--pack`` file (one folder) into ``dest`` and point its entries' group files at where
     their files now are (Triton wrote absolute paths; an entry whose files are not found there is
-    compiled again). Returns the cache folder, for ``TRITON_CACHE_DIR``."""
+    compiled again). ``reuse``: a folder of that name already in ``dest`` is taken as it is (an earlier
+    unpack). Returns the cache folder, for ``TRITON_CACHE_DIR``."""
     import tarfile
 
     with tarfile.open(pack) as tar:
         tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
         if len(tops) != 1:
             raise ValueError(f"{pack} should hold one folder, holds {sorted(tops)[:5]}")
+        folder = (Path(dest) / tops.pop()).resolve()
+        if reuse and folder.is_dir():
+            return folder
         try:
             tar.extractall(dest, filter="data")
         except TypeError:  # a Python without extraction filters
             tar.extractall(dest)  # noqa: S202 (our own archive)
-    folder = (Path(dest) / tops.pop()).resolve()
     for grp in folder.glob("*/__grp__*.json"):
         data = json.loads(grp.read_text())
         data["child_paths"] = {name: str(grp.parent / name) for name in data.get("child_paths", {})}

@@ -271,23 +271,23 @@ def render(recs: list[tuple[dict[str, Any], str]] | dict[str, Any], source: str 
             parts.append(_source(rec, src))
         parts.append(text)
 
+    layers_found: dict[str, tuple[dict[str, Any], str] | None] = {}
     for dtype, title in (("tf32", "fp32 with TF32 (PyTorch's conv default)"), ("bf16", "bf16 autocast")):
-        found = newest(lambda r, d=dtype: _layer_rows(r, d))
+        found = layers_found[dtype] = newest(lambda r, d=dtype: _layer_rows(r, d))
         if found:
             rec, src = found
             lay = rec.get("config", {}).get("layers", {})
             shape = ", ".join(f"{k}={lay[k]}" for k in ("batch", "length", "q") if k in lay)
             add(rec, src, f"Every Op-GAN layer, forward+backward, {title}{', ' + shape if shape else ''}. "
                           f"{WALL_VS_DEVICE}\n\n{_layer_table(rec, dtype)}")
-    found = newest(lambda r: r["train_step"])
-    if found:
-        rec, src = found
+    step_found = newest(lambda r: r["train_step"])
+    if step_found:
+        rec, src = step_found
         trn = rec.get("config", {}).get("train", {})
         tshape = ", ".join(f"{k}={trn[k]}" for k in ("filters", "q", "batch", "length") if k in trn)
         add(rec, src, f"Whole Op-GAN training step (G+D, Adam){' at ' + tshape if tshape else ''}:\n\n"
                       f"{_train_table(rec)}")
-    layer_found = newest(lambda r: _layer_rows(r, "tf32"))
-    step_found = newest(lambda r: r["train_step"])
+    layer_found = layers_found["tf32"]
     prof_found = newest(lambda r: isinstance(r.get("profile"), list) and r["profile"])
     table = _targets(*(f[0] if f else None for f in (layer_found, step_found, prof_found)))
     if table:

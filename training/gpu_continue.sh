@@ -52,12 +52,11 @@ prepare)
     # Everything that travels (tracked and untracked-not-ignored files plus what is carried) must stay
     # under the device tool's 64 MiB: the pack gets what the tree, the wheels and the Triton cache pack
     # leave, less 1 MiB.
-    tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 du -cb 2>/dev/null \
-        | awk '$2 == "total" {s += $1} END {print s + 0}')
-    whl=$(du -sb .whl | cut -f1)
-    tri=0
-    if [ -f .gpu/triton-cache.tar.xz ]; then tri=$(du -b .gpu/triton-cache.tar.xz | cut -f1); fi
-    budget=$(( 64 * 1048576 - tree - whl - tri - 1048576 ))
+    sizes=$(python3 -c 'import sys; sys.path.insert(0, "bench"); from pathlib import Path; import prewarm_cache as p
+print(p.tree_bytes(Path(".")), p.path_bytes(Path(".whl")), p.path_bytes(Path(".gpu/triton-cache.tar.xz")),
+      int(p.TRAVEL_MIB * 2**20))')
+    read -r tree whl tri limit <<< "$sizes"
+    budget=$(( limit - tree - whl - tri - 1048576 ))
     scale=1
     for attempt in 1 2 3 4; do
         rm -rf .gpu/sources
