@@ -36,13 +36,13 @@ def _convert_one(conv: _Conv, q: int, backend: str | None, where: str) -> nn.Mod
     if isinstance(conv, nn.ConvTranspose1d):
         new = SelfONNTranspose1d(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.output_padding,
-            conv.groups, bias, conv.dilation, q, conv.padding_mode, backend=backend, **factory,
+            conv.groups, bias, conv.dilation, conv.padding_mode, q=q, backend=backend, **factory,
         )
         power1 = new.weight[: conv.in_channels]  # rows (q-1)*in + c: power 1 comes first
     else:
         new = SelfONN1d(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-            conv.groups, bias, q, conv.padding_mode, backend=backend, **factory,
+            conv.groups, bias, conv.padding_mode, q=q, backend=backend, **factory,
         )
         power1 = new.weight[:, : conv.in_channels // conv.groups]
     with torch.no_grad():

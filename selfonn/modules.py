@@ -1,7 +1,8 @@
 """``SelfONN1d`` / ``SelfONNTranspose1d``: drop-in generative-neuron replacements for nn.Conv1d / nn.ConvTranspose1d.
 
 Arguments, attribute names (``in_channels``, ``kernel_size`` as a 1-tuple, ...) and output lengths follow
-``nn.Conv1d`` / ``nn.ConvTranspose1d``; ``q`` adds the order of the Maclaurin-style power series.
+``nn.Conv1d`` / ``nn.ConvTranspose1d``, positional order included; ``q`` (the order of the Maclaurin-style
+power series) and ``backend`` are keyword-only, so a positional ``nn.Conv1d`` call keeps its meaning.
 Parameters are ``weight``/``bias`` in FastONN's layout and initialisation, so FastONN state dicts load
 unchanged. Non-zero padding modes and ``padding='same'`` are resolved here, so every backend sees plain
 zero padding (an int, or a ``(left, right)`` pair).
@@ -82,10 +83,11 @@ class SelfONN1d(_SelfONNBase):
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
         bias: bool = True,
-        q: int = 1,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        q: int = 1,
         backend: str | None = None,
     ) -> None:
         super().__init__()
@@ -144,10 +146,11 @@ class SelfONNTranspose1d(_SelfONNBase):
         groups: int = 1,
         bias: bool = True,
         dilation: int | Sequence[int] = 1,
-        q: int = 1,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        q: int = 1,
         backend: str | None = None,
     ) -> None:
         super().__init__()

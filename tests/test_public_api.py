@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import selfonn
+import torch
 
 PUBLIC = [
     "SelfONN1d",
@@ -32,14 +33,11 @@ def _params(fn) -> list[str]:
 
 
 def test_signatures() -> None:
-    assert _params(selfonn.SelfONN1d) == [
-        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "q",
-        "padding_mode", "device", "dtype", "backend",
-    ]
-    assert _params(selfonn.SelfONNTranspose1d) == [
-        "in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias",
-        "dilation", "q", "padding_mode", "device", "dtype", "backend",
-    ]
+    # nn.Conv1d's / nn.ConvTranspose1d's parameters in their order, then q and backend keyword-only
+    for ours, theirs in ((selfonn.SelfONN1d, torch.nn.Conv1d), (selfonn.SelfONNTranspose1d, torch.nn.ConvTranspose1d)):
+        sig = inspect.signature(ours).parameters
+        assert _params(ours) == _params(theirs) + ["q", "backend"]
+        assert [n for n, p in sig.items() if p.kind is inspect.Parameter.KEYWORD_ONLY] == ["q", "backend"]
     assert _params(selfonn.SelfONNTranspose1d.forward) == ["self", "x", "output_size"]
     assert _params(selfonn.selfonn_conv1d) == [
         "x", "weight", "bias", "stride", "padding", "dilation", "groups", "q", "backend",

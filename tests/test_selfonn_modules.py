@@ -345,3 +345,23 @@ def test_torch_compile_inductor() -> None:
     (gx,) = torch.autograd.grad(y.sum(), x)
     (gx_ref,) = torch.autograd.grad(m(x).sum(), x)
     torch.testing.assert_close(gx, gx_ref)
+
+
+def test_positional_arguments_follow_conv1d() -> None:
+    """q and backend are keyword-only: nn.Conv1d's / nn.ConvTranspose1d's positional calls mean the same here."""
+    torch.manual_seed(0)
+    conv = nn.Conv1d(4, 4, 3, 1, 1, 1, 1, True, "reflect")
+    ours = SelfONN1d(4, 4, 3, 1, 1, 1, 1, True, "reflect")
+    assert (ours.padding_mode, ours.padding, ours.q, ours.bias is not None) == ("reflect", (1,), 1, True)
+    ours.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 4, 11)
+    assert torch.equal(ours(x), conv(x))
+    convt = nn.ConvTranspose1d(4, 3, 4, 2, 1, 1, 1, False, 1, "zeros", None, torch.float64)
+    ourst = SelfONNTranspose1d(4, 3, 4, 2, 1, 1, 1, False, 1, "zeros", None, torch.float64)
+    assert ourst.weight.dtype == torch.float64 and ourst.bias is None and ourst.output_padding == (1,)
+    ourst.load_state_dict(convt.state_dict())
+    xt = torch.randn(2, 4, 7, dtype=torch.float64)
+    assert torch.equal(ourst(xt), convt(xt))
+    with pytest.raises(TypeError):
+        SelfONN1d(4, 4, 3, 1, 1, 1, 1, True, "zeros", None, None, 3)  # q by position is refused, not misread
+    assert SelfONN1d(4, 4, 3, 1, 1, 1, 1, True, "reflect", q=3).weight.shape == (4, 12, 3)
