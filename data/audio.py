@@ -7,6 +7,7 @@ rate, so the checks live here, once: an unreadable, empty, non-finite or wrong-r
 from __future__ import annotations
 
 import os
+import re
 from math import gcd
 from pathlib import Path
 from typing import Iterable
@@ -25,6 +26,7 @@ __all__ = [
     "find_audio_files",
     "check_file",
     "check_finite",
+    "truncation",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
@@ -47,6 +49,31 @@ def check_file(path: Path) -> None:
         raise AudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: the file is empty (0 bytes)")
+
+
+# libsndfile's header log: a data chunk whose declared size exceeds what the file holds reads
+# "data : 32000 (should be 21999)" (WAV, CAF), "SSND : ..." (AIFF) or "Data Size : ..." (AU).
+_SHORT_DATA = re.compile(r"^\s*(?:data|SSND|Data Size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def truncation(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(seconds the header declares, seconds the file holds) when its audio data is cut short, else None.
+
+    libsndfile reads such a file without complaint (it stops at the end of the data), so an
+    interrupted copy or download would pass unnoticed; the declared size is in its header log.
+    """
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - unreadable files are reported by whoever reads them
+        return None
+    m = _SHORT_DATA.search(info.extra_info or "")
+    if m is None or info.samplerate <= 0:
+        return None
+    declared, present = int(m.group(1)), int(m.group(2))
+    if declared <= present:
+        return None
+    held = info.frames / info.samplerate
+    return (held * declared / present if present > 0 else float("inf")), held
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

@@ -6,13 +6,17 @@ same `enhance_clips` the trainer validates with -> resample back -> dry/wet mix 
 bounded by a few windows per channel whatever the file length. Outputs are written to a temporary
 file beside the target and moved into place, so a failure never leaves a half-written output, and
 an input is never overwritten. Every failure of one input or output (missing, empty, unreadable,
-unwritable) is reported as one line and the other files are still restored.
+unwritable) is reported as one line and the other files are still restored. The temporary file of a
+run that was killed (``.NAME.partial-PID.ext``, its process gone) is removed by the next run that
+writes into that folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -25,7 +29,7 @@ import soundfile as sf
 import soxr
 
 from .checkpoint import CheckpointError
-from .data.audio import AudioError, check_file, check_finite
+from .data.audio import AudioError, check_file, check_finite, truncation
 from .device import DeviceError, cpu_threads, resolve_device
 from .enhance import SILENCE_PEAK, WINDOW, OverlapAdd, Restorer, channels_first, load_restorer
 
@@ -39,6 +43,7 @@ __all__ = [
     "restore_file",
     "restore_paths",
     "scan_file",
+    "stale_partials",
 ]
 
 BLOCK_FRAMES = 1 << 16  # frames read per block: bounded memory, few Python round trips
@@ -316,6 +321,7 @@ class FileReport:
     seconds: float = 0.0  # audio duration
     wall: float = 0.0  # processing time
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a line even with --quiet (e.g. a truncated input)
     error: str | None = None
 
     @property
@@ -368,12 +374,15 @@ def restore_file(
     device: str = "auto",
     block_frames: int = BLOCK_FRAMES,
     hop: int | None = None,
+    on_frames: Callable[[int], None] | None = None,
 ) -> FileReport:
     """Restore one file into `dst`, keeping its rate, channels, format and (by default) subtype.
 
     Raises `RestoreError` with a user-facing message for unreadable, empty or NaN/Inf inputs, for
     outputs that exist (unless `overwrite`) or that would replace the input, and for outputs that
-    cannot be written (the OS's reason); nothing is left behind then.
+    cannot be written (the OS's reason); nothing is left behind then. A truncated input (its header
+    declares more audio than the file holds) is restored as far as it goes, with a warning in the
+    report. `on_frames(n)` is called after each block of `n` input frames (a progress bar's hook).
     """
     src, dst = Path(src), Path(dst)
     report = FileReport(input=src, output=dst)
@@ -391,6 +400,12 @@ def restore_file(
         raise RestoreError(f"subtype {subtype} cannot be written in format {stats.format}; pick another --output-subtype")
     restorer = _as_restorer(model, device)
     report.seconds = stats.frames / stats.sample_rate
+    short = truncation(src)
+    if short is not None:
+        report.warnings.append(
+            f"the file is truncated: its header declares {short[0]:.2f} s of audio, it holds {short[1]:.2f} s "
+            "(an interrupted copy or download?); restored what is there"
+        )
     if stats.silent:
         report.notes.append("input is silent: wrote silence")
     if stats.clipped_fraction > CLIP_WARN_FRACTION:
@@ -434,6 +449,8 @@ def restore_file(
 
             for blk in fin.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
                 write(np.zeros_like(blk.T) if pipe is None else pipe.push(blk.T))
+                if on_frames is not None:
+                    on_frames(blk.shape[0])
             if pipe is not None:
                 write(pipe.flush())
         try:
@@ -447,6 +464,108 @@ def restore_file(
     if n_clip:
         report.notes.append(f"{n_clip} output samples exceeded full scale and were clipped (use --output-subtype FLOAT to keep them)")
     return report
+
+
+_PARTIAL = re.compile(r"^\.(?P<stem>.+)\.partial-(?P<pid>\d+)(?P<ext>\.[^.]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # another user's live process (or a number the OS cannot take): leave it
+    return True
+
+
+def stale_partials(folder: str | Path) -> list[Path]:
+    """The temporary outputs in `folder` (``.NAME.partial-PID.ext``, as `restore_file` names them) whose
+    writing process no longer exists: what a killed run left behind. Nothing else is matched."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    out = []
+    for p in entries:
+        m = _PARTIAL.match(p.name)
+        if m and p.is_file() and not p.is_symlink() and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+            out.append(p)
+    return sorted(out)
+
+
+def _clean_stale_partials(folder: Path, log: Callable[[str], None]) -> None:
+    removed = []
+    for p in stale_partials(folder):
+        try:
+            p.unlink()
+            removed.append(p.name)
+        except OSError:
+            pass
+    if removed:
+        log(f"removed {len(removed)} unfinished output(s) of an interrupted run in '{folder}': {', '.join(removed)}")
+
+
+def _check_suffix(suffix: str) -> None:
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if any(sep in suffix for sep in seps) or "\0" in suffix:
+        raise RestoreError(f"--suffix {suffix!r} must not contain a path separator (outputs stay in their folder)")
+
+
+class _Progress:
+    """One tqdm bar over the seconds of audio of every input (to stderr), or nothing."""
+
+    def __init__(self, enabled: bool, items: list[tuple[Path, Path, str | None]]) -> None:
+        self.bar = None
+        self.count = sum(err is None for _, _, err in items)
+        if not enabled or not self.count:
+            return
+        from tqdm import tqdm
+
+        total = 0.0
+        for src, _, err in items:
+            if err is None:
+                with contextlib.suppress(Exception):
+                    total += sf.info(str(src)).duration
+        self.bar = tqdm(total=round(total, 1), unit="s", file=sys.stderr, dynamic_ncols=True, leave=False,
+                        bar_format="{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
+                                   "[{elapsed}<{remaining}]")
+        self.done = 0.0
+
+    def start(self, index: int, src: Path) -> Callable[[int], None] | None:
+        """Name the file being restored; return the per-block hook that advances the bar."""
+        if self.bar is None:
+            return None
+        self.bar.set_description_str(f"{index}/{self.count} {src.name[:40]} ", refresh=False)
+        try:
+            sr = sf.info(str(src)).samplerate
+        except Exception:  # noqa: BLE001 - restore_file reports unreadable files
+            return None
+        return lambda n: self.bar.update(min(n / sr, self.bar.total - self.bar.n))
+
+    def finish(self, src: Path) -> None:
+        """Put the bar at the end of this file (a failed or truncated file may have advanced less)."""
+        if self.bar is None:
+            return
+        with contextlib.suppress(Exception):
+            self.done += sf.info(str(src)).duration
+        self.bar.n = min(round(self.done, 1), self.bar.total)
+        self.bar.refresh()
+
+    def say(self, fn: Callable[[str], None]) -> Callable[[str], None]:
+        """`fn` printed above the bar rather than through it."""
+        if self.bar is None:
+            return fn
+
+        def write(message: str) -> None:
+            with self.bar.external_write_mode():
+                fn(message)
+
+        return write
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _earlier_output(q: Path, suffix: str) -> bool:
@@ -515,45 +634,65 @@ def restore_paths(
     output_subtype: str | None = None,
     device: str = "auto",
     hop: int | None = None,
+    progress: bool = False,
     log: Callable[[str], None] = print,
     log_error: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> list[FileReport]:
     """Restore files and folders; outputs go to `outdir` (tree kept) or beside each input.
 
-    Without `outdir` the default suffix is `_restored`; with it, none. One bad file (or a missing
-    input) does not stop the others: its `FileReport.error` says what went wrong. An `outdir` that
-    cannot be created or written raises `RestoreError` before any file is read.
+    Without `outdir` the default suffix is `_restored`; with it, none; a suffix with a path
+    separator is refused (`RestoreError`): outputs never leave their folder. One bad file (or a
+    missing input) does not stop the others: its `FileReport.error` says what went wrong. An
+    `outdir` that cannot be created or written raises `RestoreError` before any file is read.
+    `log` gets one line per restored file and its notes, `log_error` errors and warnings (as
+    ``INPUT: error: ...`` / ``INPUT: warning: ...``); `progress` shows a tqdm bar on stderr over
+    the seconds of audio of all inputs. Unfinished outputs of a killed run (see `stale_partials`)
+    in a folder written to are removed first.
     """
-    restorer = _as_restorer(model, device)
     if suffix is None:
         suffix = "" if outdir is not None else "_restored"
+    _check_suffix(suffix)
+    restorer = _as_restorer(model, device)
     items = _expand_inputs(inputs, skip=Path(outdir) if outdir is not None else None,
                            suffix=suffix if outdir is None else "")
     if outdir is not None and any(err is None for _, _, err in items):
         _prepare_outdir(Path(outdir))
-    reports, planned = [], set()
-    for src, rel, error in items:
-        if error is not None:
-            reports.append(FileReport(input=src, output=None, error=error))
-            log_error(f"{src}: error: {error}")
-            continue
-        base = (Path(outdir) / rel.parent) if outdir is not None else src.parent
-        dst = base / f"{rel.stem}{suffix}{rel.suffix}"
-        try:
-            if dst.resolve() in planned:
-                raise RestoreError(f"two inputs would both be written to '{dst}'; use separate runs or --suffix")
-            planned.add(dst.resolve())
-            r = restore_file(
-                src, dst, restorer, wet=wet, batch_size=batch_size, overwrite=overwrite,
-                output_subtype=output_subtype, hop=hop,
-            )
-            log(f"{src} -> {dst}  ({r.seconds:.1f} s audio in {r.wall:.1f} s, RTF {r.rtf:.3f})")
-            for n in r.notes:
-                log(f"  note: {n}")
-        except (RestoreError, ValueError, OSError, sf.SoundFileError) as e:
-            r = FileReport(input=src, output=None, error=str(e))
-            log_error(f"{src}: error: {e}")
-        reports.append(r)
+    reports, planned, swept = [], set(), set()
+    bar = _Progress(progress, items)
+    log, log_error = bar.say(log), bar.say(log_error)
+    index = 0
+    try:
+        for src, rel, error in items:
+            if error is not None:
+                reports.append(FileReport(input=src, output=None, error=error))
+                log_error(f"{src}: error: {error}")
+                continue
+            index += 1
+            base = (Path(outdir) / rel.parent) if outdir is not None else src.parent
+            dst = base / f"{rel.stem}{suffix}{rel.suffix}"
+            if base not in swept:
+                swept.add(base)
+                _clean_stale_partials(base, log)
+            try:
+                if dst.resolve() in planned:
+                    raise RestoreError(f"two inputs would both be written to '{dst}'; use separate runs or --suffix")
+                planned.add(dst.resolve())
+                r = restore_file(
+                    src, dst, restorer, wet=wet, batch_size=batch_size, overwrite=overwrite,
+                    output_subtype=output_subtype, hop=hop, on_frames=bar.start(index, src),
+                )
+                log(f"{src} -> {dst}  ({r.seconds:.1f} s audio in {r.wall:.1f} s, RTF {r.rtf:.3f})")
+                for n in r.notes:
+                    log(f"  note: {n}")
+                for w in r.warnings:
+                    log_error(f"{src}: warning: {w}")
+            except (RestoreError, ValueError, OSError, sf.SoundFileError) as e:
+                r = FileReport(input=src, output=None, error=str(e))
+                log_error(f"{src}: error: {e}")
+            bar.finish(src)
+            reports.append(r)
+    finally:
+        bar.close()
     return reports
 
 
@@ -561,10 +700,20 @@ def restore_paths(
 # CLI
 
 
+EXAMPLES = """examples:
+  opgan restore talk.wav                        # writes talk_restored.wav beside it (speech model)
+  opgan restore recordings/ -o restored/        # a folder, recursively; the tree is kept under restored/
+  opgan restore song.flac --model music --dry-wet 0.7 -o out/
+  opgan restore long.wav --overlap 0.25 --threads 4 --quiet -o out/
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="opgan restore",
         description="Restore recordings hit by noise, background audio and reverberation (any rate, channels, length).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
     p.add_argument("-o", "--outdir", help="output folder (default: beside each input, with --suffix _restored)")
@@ -575,11 +724,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="32000-sample windows per forward pass (default 4)")
     p.add_argument("--overlap", type=float, default=0.5,
                    help="window overlap in (0, 1): 0.5 = Hann 50%% (default), 0.25 is ~1.5x faster")
-    p.add_argument("--suffix", default=None, help="appended to output file names")
+    p.add_argument("--suffix", default=None, help="appended to output file names (no path separators)")
     p.add_argument("--output-subtype", default=None, help="soundfile subtype, e.g. PCM_16, PCM_24, FLOAT (default: input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: the cores not already busy, at least 1)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no per-file lines (errors and warnings still go to stderr); "
+                        "the bar is shown only when stderr is a terminal")
     return p
 
 
@@ -597,6 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RestoreError(f"unknown --output-subtype {args.output_subtype}; see soundfile.available_subtypes()")
         if not 0.0 < args.overlap < 1.0:
             raise RestoreError("--overlap must be within (0, 1)")
+        if args.suffix:
+            _check_suffix(args.suffix)
         out = Path(args.outdir) if args.outdir else None
         if out is not None and not out.exists() and out.suffix.lower() in audio_extensions():
             raise RestoreError(f"-o takes a folder (outputs keep their input names); '{out}' looks like a file name")
@@ -615,6 +769,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             output_subtype=args.output_subtype.upper() if args.output_subtype else None,
             hop=hop,
+            progress=not args.quiet and sys.stderr.isatty(),
+            log=(lambda m: None) if args.quiet else print,
         )
     except (RestoreError, CheckpointError, DeviceError) as e:
         err(f"opgan restore: error: {e}")

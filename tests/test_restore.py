@@ -439,3 +439,95 @@ def test_default_threads_follow_the_load(monkeypatch):
     main(["nothing.wav", "--model", "nothing.pt"])
     main(["nothing.wav", "--model", "nothing.pt", "--threads", "3"])
     assert set_to == [7, 3]
+
+
+# ------------------------------------------------------------------- suffix, killed runs, truncation, progress
+
+
+def test_suffix_with_a_path_separator_is_refused(tmp_path, tiny_ckpt, capsys):
+    src = tmp_path / "in" / "x.wav"
+    src.parent.mkdir()
+    sf.write(src, tone(16000, 0.3)[0], 16000)
+    out = tmp_path / "in" / "out"
+    # out/x + "/../../escaped" + .wav resolved to <tmp>/escaped.wav: outside the output folder.
+    assert main([str(src), "-o", str(out), "--suffix", "/../../escaped", "--model", str(tiny_ckpt)]) == 2
+    lines = _one_line_errors(capsys.readouterr().err)
+    assert len(lines) == 1 and "must not contain a path separator" in lines[0]
+    assert not (tmp_path / "escaped.wav").exists() and not (tmp_path / "in" / "escaped.wav").exists()
+    with pytest.raises(RestoreError, match="path separator"):
+        restore_paths([src], None, identity_restorer(), suffix="_a/b", log=lambda m: None)
+    assert not (tmp_path / "in" / "x_a").exists()
+
+
+def test_partial_outputs_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "a.wav"
+    sf.write(src, tone(16000, 0.3)[0], 16000)
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that has exited: its pid names no process now
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = out / f".a.partial-{gone.pid}.wav"  # what a SIGKILL during restore_file leaves
+        stale_other = out / f".b.partial-{gone.pid}.flac"  # another input of the killed run
+        running = out / f".a.partial-{alive.pid}.wav"  # a run still writing: not ours to touch
+        for p in (stale, stale_other, running):
+            p.write_bytes(b"RIFF half a file")
+        keep = [out / ".a.partial-x.wav", out / f"a.partial-{gone.pid}.wav", out / "notes.txt"]
+        for p in keep:
+            p.write_text("user file")
+        logged = []
+        reps = restore_paths([src], out, identity_restorer(), log=logged.append, log_error=logged.append)
+        assert reps[0].error is None and (out / "a.wav").is_file()
+        assert not stale.exists() and not stale_other.exists() and running.exists()
+        assert all(p.read_text() == "user file" for p in keep)
+        assert any("removed 2 unfinished output(s)" in m for m in logged)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_truncated_file_is_restored_with_one_warning(tmp_path, capsys, monkeypatch):
+    full = tmp_path / "full.wav"
+    sf.write(full, tone(16000, 1.0)[0], 16000, subtype="PCM_16")
+    src = tmp_path / "cut.wav"
+    data = full.read_bytes()
+    src.write_bytes(data[: len(data) - 10000])  # header still says 1 s; 5000 frames are missing
+    monkeypatch.setattr("opgan.restore.load_restorer", lambda *a, **k: identity_restorer())
+    assert main([str(src), "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "warning: the file is truncated" in lines[0], lines
+    assert "declares 1.00 s" in lines[0] and "holds 0.69 s" in lines[0]
+    y, sr = sf.read(tmp_path / "out" / "cut.wav")
+    assert sr == 16000 and y.shape == (11000,)
+    # an intact file: no warning
+    assert main([str(full), "-o", str(tmp_path / "out")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_progress_bar_and_quiet(tmp_path, capsys, monkeypatch):
+    for name, seconds in (("a.wav", 2.0), ("b.wav", 1.0)):
+        sf.write(tmp_path / name, tone(16000, seconds)[0], 16000)
+    files = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    reps = restore_paths(files, tmp_path / "o1", identity_restorer(), progress=True, log=lambda m: None)
+    assert all(r.error is None for r in reps)
+    err = capsys.readouterr().err
+    assert "2/2 b.wav" in err and "3.0/3.0 s of audio" in err and "100%" in err
+    restore_paths(files, tmp_path / "o2", identity_restorer(), log=lambda m: None)
+    assert capsys.readouterr().err == ""  # the API shows no bar unless asked
+    monkeypatch.setattr("opgan.restore.load_restorer", lambda *a, **k: identity_restorer())
+    # The CLI shows the bar only on a terminal (stderr here is captured), prints a line per file ...
+    assert main([str(files[0]), "-o", str(tmp_path / "o3")]) == 0
+    out, err = capsys.readouterr()
+    assert "a.wav ->" in out and "s of audio" not in err
+    # ... and with --quiet nothing at all, even on a terminal.
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert main([str(files[0]), "-o", str(tmp_path / "o4"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main([str(files[0]), "-o", str(tmp_path / "o5")]) == 0
+    assert "1/1 a.wav" in capsys.readouterr().err
