@@ -8,7 +8,9 @@ Format `opgan-ckpt-1` (docs/ARCHITECTURE.md): `format`, `config` (the TrainConfi
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -62,6 +64,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     _check_container(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused what the file asks to build
+        raise CheckpointError(_refused(path, e)) from e
     except Exception as e:  # truncated or foreign files raise many different types
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"cannot read checkpoint '{path}': {type(e).__name__}: {first}") from e
@@ -73,6 +77,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                                   "(which also stores the model config and sample rate)")
         raise CheckpointError(f"'{path}' is not an {FORMAT} checkpoint (format: {ckpt.get('format')!r})")
     return ckpt
+
+
+def _refused(path: Path, e: Exception) -> str:
+    """One line for a file that `weights_only=True` refused. torch's own text goes on to offer
+    `weights_only=False`, which would run whatever the file holds: that advice is never passed on."""
+    text = str(e)
+    what = re.search(r"GLOBAL ([\w.]+)", text)
+    held = f"a pickled {what.group(1)}" if what else "pickled objects"
+    if "Weights only load failed" not in text and what is None:  # e.g. a truncated legacy-format file
+        first = (text.strip().splitlines() or [""])[0][:200]
+        return f"cannot read checkpoint '{path}': {type(e).__name__}: {first}"
+    return (f"refused checkpoint '{path}': it holds code ({held}), not only tensors and numbers; it must not be "
+            "loaded with weights_only=False, which would run that code. Use a checkpoint saved by opgan")
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container

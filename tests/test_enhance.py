@@ -252,8 +252,29 @@ def test_load_restorer_errors(tmp_path):
         load_restorer(mismatch)
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": "opgan-ckpt-1", "obj": Identity()}, pickled)  # code, not data
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="holds code"):
         load_restorer(pickled)
+
+
+class _RunsCommand:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_refused_pickle_says_it_holds_code_and_never_suggests_weights_only_false(tmp_path, legacy):
+    """torch's own text, cut at 200 characters, ended at "Re-running `torch.load` with `weights_only` set to
+    `False`": it pointed at the unsafe option. The message names what the file holds and warns against it."""
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "opgan-ckpt-1", "config": _RunsCommand()}, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(CheckpointError) as e:
+        load_restorer(path)
+    msg = str(e.value)
+    assert "holds code" in msg and "system" in msg and "\n" not in msg
+    assert "must not be loaded with weights_only=False" in msg
+    assert "Re-running" not in msg and "will likely succeed" not in msg and "set to `False`" not in msg
 
 
 def test_load_restorer_names_what_is_wrong_with_a_file(tmp_path):
