@@ -43,10 +43,11 @@ class RARFolderDataset(Dataset):
     """Pairs `clean/<id>.wav` with `corrupted/<id>.wav` (ids from `manifest.csv`, else from the files).
 
     All files must share one sample rate and each pair one length; a mismatch raises AudioError
-    naming the file instead of silently resampling or padding.
+    naming the file instead of silently resampling or padding. Manifest ids without both files raise
+    FileNotFoundError, or with `skip_missing` are left out and listed in `skipped` (id -> reason).
     """
 
-    def __init__(self, split_dir: str | os.PathLike, sample_rate: int | None = None):
+    def __init__(self, split_dir: str | os.PathLike, sample_rate: int | None = None, *, skip_missing: bool = False):
         self.root = Path(split_dir)
         clean_dir, corr_dir = self.root / "clean", self.root / "corrupted"
         if not (clean_dir.is_dir() and corr_dir.is_dir()):
@@ -61,6 +62,15 @@ class RARFolderDataset(Dataset):
         if not self.ids:
             raise FileNotFoundError(f"{self.root}: no clean/corrupted pairs")
         missing = [i for i in self.ids if not (corr_dir / f"{i}.wav").exists() or not (clean_dir / f"{i}.wav").exists()]
+        self.skipped: dict[str, str] = {}
+        if missing and skip_missing and len(missing) < len(self.ids):
+            for i in missing:
+                gone = [d for d in ("clean", "corrupted") if not (self.root / d / f"{i}.wav").exists()]
+                self.skipped[i] = f"no {' or '.join(gone)} file"
+            keep = [k for k, i in enumerate(self.ids) if i not in self.skipped]
+            self.ids = [self.ids[k] for k in keep]
+            self.rows = [self.rows[k] for k in keep] if self.rows else []
+            missing = []
         if missing:
             raise FileNotFoundError(f"{self.root}: {len(missing)} manifest ids without files, e.g. {missing[0]} "
                                     "(an unfinished build? re-run it to complete)")
@@ -285,7 +295,8 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
                  length: int | None = None, seed: int = 0,
-                 rir_bank: RIRBank | str | os.PathLike | None = None, **dynamic) -> Dataset:
+                 rir_bank: RIRBank | str | os.PathLike | None = None, skip_missing: bool = False,
+                 **dynamic) -> Dataset:
     """Open a dataset from a spec:
 
     - a `.mat` file -> MatRARDataset;
@@ -294,6 +305,8 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
       with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
       `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`) go to it.
+
+    `skip_missing` lets a builder split leave out (and list) manifest ids whose files are missing.
     """
     s = str(spec)
     if s.startswith("default:"):
@@ -306,11 +319,11 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     if p.suffix.lower() == ".mat":
         return MatRARDataset(p)
     if (p / "clean").is_dir() and (p / "corrupted").is_dir():
-        return RARFolderDataset(p)
+        return RARFolderDataset(p, skip_missing=skip_missing)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if (p / split / "clean").is_dir():
-        return RARFolderDataset(p / split)
+        return RARFolderDataset(p / split, skip_missing=skip_missing)
     if kind is not None and (p / kind).is_dir():
         return default_dynamic_dataset(kind, split, length=length or 1000, seed=seed, rir_bank=rir_bank, root=p,
                                        **dynamic)

@@ -9,6 +9,12 @@ and each clip's output level against the clean level (`level_err_db`) shows who 
 A metric that cannot be computed on a clip (an exception, a warning that its value is a placeholder,
 a nan) is recorded as a failure of that metric for that clip: it is left out of that metric's mean
 and counted, per method and metric, in metrics.csv (`failed`), summary.json and the report.
+
+A clip that cannot be read (missing file, clean and corrupted of different lengths or rates) is
+skipped with a warning and listed in summary.json (`skipped_clips`); the run goes on. A clip that
+cannot measure an improvement (its clean is silent, or its corrupted input equals its clean, so the
+input SDR is +inf or undefined) is scored but marked `degenerate` and kept out of every mean
+(`degenerate_clips`). An output folder that holds an earlier evaluation is refused unless `overwrite`.
 """
 from __future__ import annotations
 
@@ -31,9 +37,9 @@ import numpy as np
 
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
 from .checkpoint import CheckpointError
-from .device import resolve_device
+from .device import cpu_threads, resolve_device
 from .metrics import LIGHT_INPUT_SDR_DB, level_db
-from .enhance import Restorer, load_restorer, shipped_weights
+from .enhance import SILENCE_PEAK, Restorer, load_restorer, shipped_weights
 from .restore import RestoreError
 
 __all__ = [
@@ -56,7 +62,9 @@ SCORED = ["sdr", "si_sdr", "stoi", "pesq", "level_err_db"]
 _BASE_METRIC = {"sdr_imp": "sdr", "si_sdr_imp": "si_sdr"}
 CASE_ORDER = ["blend", "awgn", "background", "reverb"]
 CSV_FIELDS = ["id", "case", "input_sdr_bin", "method", "sdr_in", "sdr", "sdr_imp", "si_sdr_in", "si_sdr",
-              "si_sdr_imp", "stoi", "pesq", "level_err_db", "seconds", "failed"]
+              "si_sdr_imp", "stoi", "pesq", "level_err_db", "seconds", "failed", "degenerate"]
+#: what an evaluation writes into its --out folder (an existing one is not replaced without --overwrite)
+OUTPUTS = ("metrics.csv", "summary.json", "report.html", "figures")
 DO_NO_HARM_MIN_SDR = LIGHT_INPUT_SDR_DB
 #: output level vs clean, dB (the one definition in opgan.metrics; kept under its evaluate name)
 level_error_db = level_db
@@ -164,6 +172,21 @@ def _load_pair(ds: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
     return (corrupted.numpy().reshape(-1).astype(np.float32), clean.numpy().reshape(-1).astype(np.float32))
 
 
+def degenerate_reason(y: np.ndarray, x: np.ndarray, sdr_in: float, si_sdr_in: float) -> str:
+    """Why a clip (corrupted `y`, clean `x`) cannot measure an improvement, or "" when it can.
+
+    A silent clean makes every SDR -inf or undefined; an input equal to its clean has input SDR +inf,
+    so every improvement is -inf. Either would make a mean -inf (or nan) whatever the methods do.
+    """
+    if x.size == 0 or np.abs(x).max() < SILENCE_PEAK:
+        return "clean reference is silent"
+    if y.shape == x.shape and np.array_equal(y, x):
+        return "corrupted input equals its clean reference"
+    if not (math.isfinite(sdr_in) and math.isfinite(si_sdr_in)):
+        return f"input SDR {sdr_in} / SI-SDR {si_sdr_in} dB is not finite"
+    return ""
+
+
 def _run_method(m: Method, y: np.ndarray, sr: int) -> tuple[np.ndarray | None, float, str | None]:
     """(estimate, seconds, None) or (None, seconds, reason) when the method raises or returns a bad estimate."""
     t0 = time.perf_counter()
@@ -184,6 +207,7 @@ class Scores:
     rows: list[dict]
     seconds: dict[str, float]
     audio_seconds: float
+    skipped: dict[str, str] = field(default_factory=dict)  # clip id -> why it could not be read
 
 
 def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *, with_stoi: bool,
@@ -192,6 +216,7 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
     rows: list[dict] = []
     seconds: dict[str, float] = defaultdict(float)
     audio_seconds = 0.0
+    skipped: dict[str, str] = {}
     logged: set[tuple[str, str]] = set()
     bar = None
     if progress:
@@ -199,10 +224,22 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
 
         bar = tqdm(total=len(clips), desc="evaluate", unit="clip", file=sys.stderr)
     for clip in clips:
-        y, x = _load_pair(ds, clip.index)
+        try:
+            y, x = _load_pair(ds, clip.index)
+            if y.shape != x.shape or y.size == 0:
+                raise ValueError(f"corrupted has {y.size} samples, clean {x.size}")
+        except (OSError, ValueError, RuntimeError) as e:  # AudioError is a ValueError
+            skipped[clip.id] = str(e)[:300]
+            log(f"warning: clip {clip.id} skipped: {skipped[clip.id]}")
+            if bar is not None:
+                bar.update(1)
+            continue
         audio_seconds += len(y) / sr
         ref_in, in_failed = score_estimate(y, x, sr, with_stoi=False, with_pesq=False)
         sdr_in, si_in = ref_in["sdr"], ref_in["si_sdr"]
+        degenerate = degenerate_reason(y, x, sdr_in, si_in)
+        if degenerate:
+            log(f"note: clip {clip.id} is degenerate ({degenerate}): scored, kept out of the means")
         # an input score that fails makes every method's improvement in it fail
         in_failed = {f"{k}_imp": f"input {k}: {v}" for k, v in in_failed.items() if k in ("sdr", "si_sdr")}
         for m in methods:
@@ -223,13 +260,13 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
                 "sdr_in": sdr_in, "sdr": met["sdr"], "sdr_imp": met["sdr"] - sdr_in,
                 "si_sdr_in": si_in, "si_sdr": met["si_sdr"], "si_sdr_imp": met["si_sdr"] - si_in,
                 "stoi": met["stoi"], "pesq": met["pesq"], "level_err_db": met["level_err_db"],
-                "seconds": round(dt, 4), "failed": failed,
+                "seconds": round(dt, 4), "failed": failed, "degenerate": degenerate,
             })
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    return Scores(rows, dict(seconds), audio_seconds)
+    return Scores(rows, dict(seconds), audio_seconds, skipped)
 
 
 # ------------------------------------------------------------------------------------- summary
@@ -248,12 +285,21 @@ def _failures(rows: list[dict]) -> dict[str, int]:
 
 
 def summarize_rows(rows: list[dict], by: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """method -> group -> {metric means..., n, failed: {metric: count}}; `by` is 'case' or 'input_sdr_bin'.
+    """method -> group -> {metric means..., n, failed: {metric: count}, degenerate}; `by` is 'case' or
+    'input_sdr_bin'.
 
-    `n` counts every clip; a metric's mean is over the n - failed[metric] clips where it could be computed.
+    `n` counts the clips that enter the means; a metric's mean is over the n - failed[metric] clips where it
+    could be computed. Degenerate clips (`degenerate_reason`) are counted in `degenerate`, never averaged.
     """
     groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    kept_out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
+        if r.get("degenerate"):
+            kept_out[r["method"]][r[by]] += 1
+            kept_out[r["method"]]["all"] += 1
+            groups[r["method"]].setdefault(r[by], [])
+            groups[r["method"]].setdefault("all", [])
+            continue
         groups[r["method"]][r[by]].append(r)
         groups[r["method"]]["all"].append(r)
     order = CASE_ORDER if by == "case" else [b[0] for b in SDR_BINS]
@@ -261,7 +307,7 @@ def summarize_rows(rows: list[dict], by: str) -> dict[str, dict[str, dict[str, A
     for m, g in groups.items():
         keys = [k for k in order if k in g] + sorted(k for k in g if k not in order and k != "all") + ["all"]
         out[m] = {k: {**{mk: _mean([r[mk] for r in g[k]]) for mk in METRIC_KEYS}, "n": len(g[k]),
-                      "failed": _failures(g[k])} for k in keys}
+                      "failed": _failures(g[k]), "degenerate": kept_out[m][k]} for k in keys}
     return out
 
 
@@ -269,6 +315,8 @@ def failure_table(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
     """method -> metric -> {n, first: 'reason (clip id)'} for every metric that failed at least once."""
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in rows:
+        if r.get("degenerate"):  # kept out of the means anyway
+            continue
         for metric, reason in r["failed"].items():
             entry = out[r["method"]].setdefault(metric, {"n": 0, "first": f"{reason} ({r['id']})"})
             entry["n"] += 1
@@ -278,7 +326,7 @@ def failure_table(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
 def do_no_harm(rows: list[dict], min_input_sdr: float = DO_NO_HARM_MIN_SDR) -> dict[str, Any]:
     """On clips that are already good (input SDR >= `min_input_sdr`): mean SDRi and the worst clip's SDRi per method."""
     per_method: dict[str, dict[str, Any]] = {}
-    easy = [r for r in rows if r["sdr_in"] >= min_input_sdr]
+    easy = [r for r in rows if r["sdr_in"] >= min_input_sdr and not r.get("degenerate")]
     for m in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in easy if r["method"] == m]
         ok = [r for r in mine if "sdr" not in r["failed"] and "sdr_imp" not in r["failed"]]
@@ -349,6 +397,8 @@ def verdict(by_case: dict[str, dict], labels: dict[str, str], references: list[s
     fails = max(s["failed"].values()) if s["failed"] else 0
     if fails:
         text += f"; up to {fails} of its clips failed a metric and are left out of that metric's mean"
+    if s.get("degenerate"):
+        text += f"; {s['degenerate']} degenerate clip(s) (silent clean, or input equal to clean) are left out"
     return {"rule": VERDICT_RULE, "best": key, "best_by_metric": best, "text": text + "."}
 
 
@@ -430,7 +480,8 @@ def pick_examples(rows: list[dict], clips: list[ClipRef], key: str, n: int) -> l
     spaced ranks), each from a different clean passage. Clips where `key`'s SI-SDR failed are not candidates."""
     by_id = {c.id: c for c in clips}
     ranked = sorted((r for r in rows if r["method"] == key and "si_sdr_imp" not in r["failed"]
-                     and "si_sdr" not in r["failed"]), key=lambda r: r["si_sdr_imp"], reverse=True)
+                     and "si_sdr" not in r["failed"] and not r.get("degenerate")),
+                    key=lambda r: r["si_sdr_imp"], reverse=True)
     if n <= 0 or not ranked:
         return []
     last = len(ranked) - 1
@@ -504,6 +555,8 @@ def _json_safe(obj: Any) -> Any:
 def _csv_value(key: str, v: Any) -> Any:
     if key == "failed":
         return "; ".join(f"{m}: {reason}" for m, reason in v.items())
+    if key == "degenerate":
+        return v
     return f"{v:.4f}" if isinstance(v, float) else v
 
 
@@ -519,6 +572,19 @@ def write_tables(out: Path, rows: list[dict], summary: dict) -> None:
     tmp = out / ".summary.json.tmp"
     tmp.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
     tmp.replace(out / "summary.json")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before the long run, an output folder that holds an earlier evaluation (unless `overwrite`,
+    which then clears the earlier figures: a report must not pick up another run's example images)."""
+    earlier = [name for name in OUTPUTS if (out / name).exists()] if out.is_dir() else []
+    if earlier and not overwrite:
+        raise FileExistsError(f"output folder {out} holds an earlier evaluation ({', '.join(earlier)}); "
+                              "pass --overwrite to replace it, or choose another --out")
+    if earlier and (out / "figures").is_dir():
+        for p in (out / "figures").iterdir():
+            if p.is_file() and p.suffix in (".png", ".jpg"):
+                p.unlink()
 
 
 def _check_writable(out: Path) -> None:
@@ -585,32 +651,45 @@ def evaluate(
     batch_size: int = 4,
     stoi: bool = True,
     progress: bool = True,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run the evaluation and write `out/{metrics.csv, summary.json, figures/*.png, report.html}`.
 
-    Returns the summary dict (as written to summary.json, before JSON's inf/nan encoding).
+    Returns the summary dict (as written to summary.json, before JSON's inf/nan encoding). An `out` that
+    holds an earlier evaluation raises FileExistsError unless `overwrite`.
     """
     from opgan.data import open_dataset
 
     from . import report
 
     out = Path(out)
+    _check_out(out, overwrite)
     device = resolve_device(device)
     restorer = load_restorer(model, device=device)
-    ds = open_dataset(data, split)
+    ds = open_dataset(data, split, skip_missing=True)
+    missing = dict(getattr(ds, "skipped", {}) or {})
+    for cid, why in missing.items():
+        log(f"warning: clip {cid} skipped: {why}")
     _check_writable(out)
     sr = int(sample_rate or getattr(ds, "sample_rate", None) or restorer.sample_rate)
     if kind == "auto":
         kind = "speech" if (restorer.name.startswith("speech") or sr <= 16000) else "music"
-    methods, skipped = _build_methods(restorer, baselines, device, batch_size, log)
+    methods, skipped_baselines = _build_methods(restorer, baselines, device, batch_size, log)
     clips = [_clip_ref(ds, i) for i in _select(len(ds), limit)]
     scores = score_clips(ds, clips, methods, sr, with_stoi=stoi, with_pesq=kind == "speech",
                          progress=progress, log=log)
+    skipped = {**missing, **scores.skipped}
+    if len(scores.skipped) == len(clips):
+        raise ValueError(f"{data}: none of the {len(clips)} clips could be read, e.g. "
+                         f"{next(iter(scores.skipped.items()))}")
+    degenerate = {r["id"]: r["degenerate"] for r in scores.rows if r["degenerate"]}
     info = {
         "data": str(data), "split": split, "model": str(model), "model_name": restorer.name,
-        "sample_rate": sr, "kind": kind, "n_clips": len(clips), "clips_in_set": len(ds),
-        "skipped_baselines": skipped, "pesq": kind == "speech", "stoi": stoi,
+        "sample_rate": sr, "kind": kind, "n_clips": len(clips) - len(scores.skipped),
+        "clips_in_set": len(ds) + len(missing),
+        "skipped_clips": skipped, "degenerate_clips": degenerate,
+        "skipped_baselines": skipped_baselines, "pesq": kind == "speech", "stoi": stoi,
         "run": run_details(model, restorer, device),
     }
     summary = summarize(scores, methods, info)
@@ -618,7 +697,8 @@ def evaluate(
     summary["examples"] = [{"tag": tag, "id": c.id, "case": c.case} for tag, c in picks]
     write_tables(out, scores.rows, summary)
     audio = example_audio(ds, picks, methods, scores.rows, sr)
-    figures = report.make_figures(out / "figures", scores.rows, summary, audio, sr)
+    figures = report.make_figures(out / "figures", [r for r in scores.rows if not r["degenerate"]], summary,
+                                  audio, sr)
     report.write_html(out / "report.html", summary, figures, audio, sr, scores.rows)
     log(format_table(summary))
     log(f"verdict: {summary['verdict']['text']}")
@@ -657,13 +737,31 @@ def format_table(summary: dict, by: str = "by_case") -> str:
         counts = ", ".join(f"{m} {v['n']}" for m, v in per_metric.items())
         lines.append(f"failed ({methods.get(key, key)}): {counts} of {summary['n_clips']} clips; e.g. "
                      f"{next(iter(per_metric.values()))['first']}")
+    for what, note in (("skipped_clips", "skipped (could not be read)"),
+                       ("degenerate_clips", "degenerate (scored, left out of the means)")):
+        clips = summary.get(what) or {}
+        if clips:
+            cid, why = next(iter(clips.items()))
+            lines.append(f"{len(clips)} clip(s) {note}; e.g. {cid}: {why}")
     return "\n".join(lines)
+
+
+EXAMPLES = """examples:
+  # offline, in about a minute on 2 cores: build the tiny test set from the shipped clips, then score
+  opgan build --kind speech --sources opgan/assets/audio/corpus --rirs opgan/assets/audio/rirs_16k.npz \\
+      --size tiny --splits test --out rar_tiny
+  opgan evaluate --data rar_tiny --model speech --out eval_tiny --limit 16
+  opgan evaluate --data rar_tiny --model runs/speech/best.pt --baselines noisereduce,wpe --out eval_run
+  opgan evaluate --data TIMIT-RAR.mat --sample-rate 16000 --out eval_timit --no-stoi --quiet
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="opgan evaluate",
         description="Score a model (and baselines) on a RAR test set: per clip and by case / input-SDR bin.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True, help="builder root or split folder, or a TIMIT-RAR/GTZAN-RAR .mat file")
     p.add_argument("--split", default="test", help="split of a builder root (default: test)")
@@ -680,6 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--no-stoi", action="store_true", help="skip STOI (the slowest metric on CPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the cores not already busy, at least 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -687,10 +788,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads or cpu_threads())
         evaluate(
             args.data, args.model, args.out, split=args.split, baselines=args.baselines, limit=args.limit,
             kind=args.kind, sample_rate=args.sample_rate, examples=args.examples, device=args.device,
-            batch_size=args.batch_size, stoi=not args.no_stoi, progress=not args.quiet,
+            batch_size=args.batch_size, stoi=not args.no_stoi, progress=not args.quiet, overwrite=args.overwrite,
         )
     except (CheckpointError, OSError, ValueError, RestoreError) as e:
         print(f"opgan evaluate: error: {e}", file=sys.stderr)

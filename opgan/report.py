@@ -345,6 +345,7 @@ def _summary_section(summary: dict) -> list[str]:
         ("methods", ", ".join(_esc(l) for k, l in labels.items() if k not in refs)
                     + (f"; skipped: {_esc(skipped)}" if skipped else "")),
         ("metric failures", f"{n_fail} (clip, method, metric) scores could not be computed" if n_fail else "none"),
+        ("clips left out", _left_out(summary)),
         ("device", f"{_esc(run.get('device', '?'))}: {_esc(run.get('hardware', '?'))}"),
         ("version", f"opgan-selfonn {_esc(run.get('opgan_version', '?'))}, torch {_esc(run.get('torch_version', '?'))}"),
         ("date", _esc(run.get("date", "?"))),
@@ -443,6 +444,18 @@ def _examples_section(summary: dict, figures: Figures, examples: dict[str, dict]
     return parts
 
 
+def _left_out(summary: dict) -> str:
+    """Skipped (unreadable) and degenerate (scored, not averaged) clips: counts and the first reason."""
+    parts = []
+    for what, note in (("skipped_clips", "skipped: could not be read"),
+                       ("degenerate_clips", "degenerate: scored but left out of every mean")):
+        clips = summary.get(what) or {}
+        if clips:
+            cid, why = next(iter(clips.items()))
+            parts.append(f"{len(clips)} {note} (e.g. {_esc(cid)}: {_esc(why)})")
+    return "; ".join(parts) or "none"
+
+
 def _per_clip_section(summary: dict, rows: list[dict]) -> list[str]:
     """Every clip, worst first by the model's SI-SDRi (failed scores first): SI-SDRi and SDRi per method."""
     labels, refs = summary["methods"], summary.get("reference_methods", [])
@@ -466,6 +479,8 @@ def _per_clip_section(summary: dict, rows: list[dict]) -> list[str]:
                         f"<td>{_num(by[(cid, k)]['sdr_imp'], signed=True)}</td>" if (cid, k) in by else "<td></td><td></td>"
                         for k in cands)
         tag = f" <span class='tag'>{_esc(tags[cid])}</span>" if cid in tags else ""
+        if first.get("degenerate"):
+            tag += " <span class='tag'>degenerate</span>"
         body.append(f"<tr><td>{i}</td><td class='l'>{_esc(cid)}{tag}</td><td class='l'>{_esc(first['case'])}</td>"
                     f"<td>{_num(first['sdr_in'])}</td><td>{_num(first['si_sdr_in'])}</td>{cells}</tr>")
     return ["<h2>Every clip, worst first</h2>",

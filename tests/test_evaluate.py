@@ -400,3 +400,64 @@ def test_unwritable_output_fails_fast(rar, tmp_path, capsys):
     rc = main(["--data", str(rar), "--model", str(_ckpt(tmp_path / "m.pt", 1)), "--out", str(blocker / "o"), "--quiet"])
     assert rc == 2 and "cannot write to output folder" in capsys.readouterr().err
     assert blocker.read_text() == "keep me"
+
+
+def test_unreadable_and_degenerate_clips_are_reported_not_fatal(rar, tmp_path):
+    """A missing or mismatched clip stopped the whole run; an input equal to its clean (or a silent clean)
+    made the mean SDRi -inf. Now the first are skipped and listed, the second scored but kept out of means."""
+    import shutil
+
+    root = tmp_path / "rar"
+    shutil.copytree(rar, root)
+    split = root / "test"
+    with open(split / "manifest.csv") as fh:
+        ids = [r["id"] for r in csv.DictReader(fh)]
+    (split / "corrupted" / f"{ids[0]}.wav").unlink()  # missing file
+    x, _ = sf.read(split / "clean" / f"{ids[1]}.wav", dtype="float32")
+    sf.write(split / "corrupted" / f"{ids[1]}.wav", x[:-100], SR, subtype="PCM_16")  # lengths differ
+    shutil.copy(split / "clean" / f"{ids[2]}.wav", split / "corrupted" / f"{ids[2]}.wav")  # input == clean
+    sf.write(split / "clean" / f"{ids[3]}.wav", np.zeros(SR, np.float32), SR, subtype="PCM_16")  # silent clean
+    logs: list[str] = []
+    out = tmp_path / "o"
+    s = evaluate(root, _ckpt(tmp_path / "m.pt", 2), out, examples=2, stoi=False, progress=False, log=logs.append)
+    assert set(s["skipped_clips"]) == {ids[0], ids[1]} and "no corrupted file" in s["skipped_clips"][ids[0]]
+    assert "clean has" in s["skipped_clips"][ids[1]]
+    assert s["degenerate_clips"] == {ids[2]: "corrupted input equals its clean reference",
+                                     ids[3]: "clean reference is silent"}
+    assert s["n_clips"] == 6 and s["clips_in_set"] == 8
+    for key in ("opgan", "identity"):
+        overall = s["by_case"][key]["all"]
+        assert overall["n"] == 4 and overall["degenerate"] == 2
+        assert all(math.isfinite(overall[m]) for m in ("sdr_imp", "si_sdr_imp", "sdr", "level_err_db")), overall
+    assert "-inf" not in s["verdict"]["text"] and "2 degenerate clip(s)" in s["verdict"]["text"]
+    assert all(e["id"] not in (ids[2], ids[3]) for e in s["examples"])
+    assert sum("warning: clip" in m and "skipped" in m for m in logs) == 2
+    assert any("2 clip(s) skipped" in m for m in logs) and any("2 clip(s) degenerate" in m for m in logs)
+    json.loads((out / "summary.json").read_text())  # strict JSON still
+    with open(out / "metrics.csv") as fh:
+        marked = {r["id"] for r in csv.DictReader(fh) if r["degenerate"]}
+    assert marked == {ids[2], ids[3]}
+    assert "clips left out" in (out / "report.html").read_text()
+
+
+def test_an_earlier_evaluation_is_not_overwritten_silently(rar, tmp_path, capsys):
+    ck = _ckpt(tmp_path / "m.pt", 1)
+    out = tmp_path / "o"
+    args = ["--data", str(rar), "--model", str(ck), "--out", str(out), "--limit", "2", "--examples", "1",
+            "--no-stoi", "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    before = (out / "summary.json").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier evaluation" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "summary.json").read_text() == before
+    with pytest.raises(FileExistsError):
+        evaluate(rar, ck, out, limit=2, progress=False, log=lambda m: None)
+    (out / "figures" / "example_stale.jpg").write_bytes(b"\xff\xd8 another run's example")
+    assert main(args + ["--overwrite", "--examples", "0"]) == 0
+    assert json.loads((out / "summary.json").read_text())["examples"] == []
+    assert not list((out / "figures").glob("example_*"))
+    # an empty existing folder is fine
+    (tmp_path / "empty").mkdir()
+    assert main(args[:4] + ["--out", str(tmp_path / "empty")] + args[6:]) == 0
