@@ -284,10 +284,20 @@ def format_report(meta: dict) -> str:
     return "\n".join(lines)
 
 
+EXAMPLES = """examples:
+  # offline, from the recordings shipped in a checkout (a few seconds):
+  opgan build --kind speech --sources opgan/assets/audio/corpus --rirs opgan/assets/audio/rirs_16k.npz \\
+      --size tiny --splits test --out rar_tiny
+  opgan build --kind speech --out rar_speech          # from the `opgan fetch` cache, size small
+  opgan build --kind music --size paper --out rar_music --quiet
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     from .fetch import default_cache_dir
 
-    ap = argparse.ArgumentParser(prog="opgan build", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="opgan build", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", required=True, choices=sorted(SAMPLE_RATES))
     ap.add_argument("--sources", type=Path, default=None,
                     help="sources root (speech/, music/, background/) or a folder of audio "

@@ -532,14 +532,22 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+EXAMPLES = """examples:
+  opgan fetch                        # into $OPGAN_CACHE or ~/.cache/opgan (about 1.3 GB of packages)
+  opgan fetch --cache /data/opgan --drop-debs --quiet
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="opgan fetch", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="opgan fetch", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=None,
                     help="cache folder (default: $OPGAN_CACHE or ~/.cache/opgan)")
     ap.add_argument("--update", action="store_true", help="run `apt-get update` before downloading")
     ap.add_argument("--drop-debs", action="store_true", help="delete the downloaded .deb files afterwards")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines (warnings and the summary still print)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     cache = (args.cache or default_cache_dir()).expanduser()
     try:
         summary = fetch(cache, update=args.update, keep_debs=not args.drop_debs)

@@ -195,16 +195,30 @@ def floors_from(meta: dict[str, Any]) -> dict[str, Floors]:
     return {kind: Floors(**f) for kind, f in meta.get("floors", {}).items()}
 
 
+EXAMPLES = """examples:
+  opgan gate score                                        # score the shipped models against the pinned floors
+  opgan gate score --models speech=runs/speech/best.pt    # a trained checkpoint against the speech floors
+  opgan gate build --sources ~/.cache/opgan               # (re)build the clip set from test splits
+  opgan gate ship speech=runs/speech/best.pt              # copy a trained checkpoint into the weights
+  opgan gate pin --json docs/results/gate.json            # score the shipped models, pin the floors
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="opgan gate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="opgan gate", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: the cores not already busy, at least 1)")
+    common.add_argument("--quiet", action="store_true", help="no per-clip lines (the table and failures still print)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="(re)build the clip set from a sources root's test splits")
+    b = sub.add_parser("build", parents=[common], help="(re)build the clip set from a sources root's test splits")
     b.add_argument("--sources", type=Path, required=True, help="a sources root (opgan fetch cache)")
     b.add_argument("--per-cell", type=int, default=2, help="clips per (case, input-SDR level)")
     sh = sub.add_parser("ship", help="copy trained checkpoints into the shipped weights (restorer fields only)")
     sh.add_argument("pairs", nargs="+", metavar="KIND=CHECKPOINT", help="e.g. speech=training/speech/best.pt")
     for name in ("score", "pin"):
-        p = sub.add_parser(name, help="score the shipped models" if name == "score" else
+        p = sub.add_parser(name, parents=[common], help="score the shipped models" if name == "score" else
                            "score the shipped models and write floors (measured - margin) into gate.json")
         p.add_argument("--models", default="speech,music", help="kind=model pairs or kinds (shipped names)")
         p.add_argument("--json", type=Path, default=None, help="also write the scores and floors here "
@@ -214,6 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from opgan.data.audio import AudioError
 
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None and threads < 1:
+            raise ValueError("--threads must be >= 1")
+        import torch
+
+        from opgan.device import cpu_threads
+
+        torch.set_num_threads(threads or cpu_threads())
         return _run(args)
     except (OSError, ValueError, AudioError, CheckpointError) as e:  # one line, never a traceback
         print(f"opgan gate: {e}", file=sys.stderr)
@@ -253,7 +275,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--sources {args.sources}: no such folder (run `opgan fetch` first)")
         clips = []
         for kind in ("speech", "music"):
-            clips += build_gate(kind, args.sources, per_cell=args.per_cell, log=print)
+            clips += build_gate(kind, args.sources, per_cell=args.per_cell,
+                                log=(lambda m: None) if args.quiet else print)
         meta = {"built_from": "test splits of `opgan fetch`'s sources, shipped 16 kHz RIR bank (test rooms)",
                 "command": f"python -m opgan.gate build --sources {args.sources} --per-cell {args.per_cell}",
                 "levels": {k: list(v) for k, v in LEVELS.items()},

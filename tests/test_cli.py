@@ -70,3 +70,35 @@ def test_default_restore_uses_shipped_speech_model(tmp_path):
     assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 0
     y, sr = sf.read(tmp_path / "out" / "in.wav")
     assert sr == 16000 and y.shape == (8000,) and np.isfinite(y).all()
+
+
+# `opgan train`'s parser (opgan/config.py) is tested with the trainer's options.
+HELP_ARGS = {name: [name, "--help"] for name in COMMANDS if name != "train"}
+
+
+@pytest.mark.parametrize("name", list(HELP_ARGS))
+def test_help_shows_examples(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(HELP_ARGS[name])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    examples = text[text.index("examples:"):]
+    assert examples.count(f"opgan {name} ") >= 2  # at least two worked command lines
+
+
+# --quiet wherever a command prints progress; --threads wherever it runs a model on the CPU
+QUIET = {"restore": ["restore"], "evaluate": ["evaluate"], "build": ["build"], "fetch": ["fetch"],
+         "gate": ["gate", "score"]}
+THREADS = {"restore": ["restore"], "evaluate": ["evaluate"], "gate": ["gate", "score"]}
+
+
+@pytest.mark.parametrize("flag,commands", [("--quiet", QUIET), ("--threads", THREADS)], ids=["quiet", "threads"])
+def test_common_flags(flag, commands, capsys):
+    for argv in commands.values():
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        assert flag in capsys.readouterr().out, argv
+    for argv in THREADS.values():
+        extra = {"evaluate": ["--data", "x", "--out", "y"]}.get(argv[0], ["x.wav"] if argv[0] == "restore" else [])
+        assert main([*argv, *extra, "--threads", "0"]) == 2
+        assert "--threads must be >= 1" in capsys.readouterr().err, argv
