@@ -102,3 +102,37 @@ def test_common_flags(flag, commands, capsys):
         extra = {"evaluate": ["--data", "x", "--out", "y"]}.get(argv[0], ["x.wav"] if argv[0] == "restore" else [])
         assert main([*argv, *extra, "--threads", "0"]) == 2
         assert "--threads must be >= 1" in capsys.readouterr().err, argv
+
+
+def test_a_run_killed_during_restore_leaves_nothing_behind_after_the_next(tmp_path):
+    """SIGKILL mid-write leaves `.NAME.partial-PID.wav` (no handler runs); the next run removes it."""
+    import signal
+    import time
+
+    from opgan.models import build_generator
+
+    torch.manual_seed(0)
+    ck = tmp_path / "m.pt"
+    torch.save({"format": "opgan-ckpt-1", "config": {"generator": {"filters": 2, "q": 1}},
+                "generator": build_generator({"filters": 2, "q": 1}).state_dict(), "sample_rate": 16000,
+                "metrics": {}}, ck)
+    src = tmp_path / "long.wav"
+    sf.write(src, 0.1 * np.random.default_rng(0).standard_normal(16000 * 180), 16000, subtype="PCM_16")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "opgan", "restore", str(src), "-o", str(out), "--model", str(ck),
+           "--device", "cpu", "--threads", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".long.partial-*.wav")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = list(out.glob(".long.partial-*.wav"))
+    assert left == [out / f".long.partial-{proc.pid}.wav"] and not (out / "long.wav").exists()
+    sf.write(tmp_path / "short.wav", np.zeros(1600), 16000)
+    r = subprocess.run(cmd[:4] + [str(tmp_path / "short.wav")] + cmd[5:-1], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not left[0].exists() and "removed 1 unfinished output(s)" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["short.wav"]
