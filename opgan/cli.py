@@ -26,7 +26,11 @@ def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: opgan <command> [options]   (or: python -m opgan <command> ...)", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
-    lines += ["", "Run `opgan <command> --help` for a command's options."]
+    lines += ["", "examples:",
+              "  opgan restore talk.wav                     # -> talk_restored.wav (shipped speech model)",
+              "  opgan restore recordings/ -o restored/ --model music",
+              "  opgan evaluate --data rar_tiny --model speech --out eval_tiny",
+              "", "Run `opgan <command> --help` for a command's options and more examples."]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ def test_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
+    assert "examples:" in out and "opgan restore talk.wav" in out
     assert main([]) == 2
     assert main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
