@@ -3,6 +3,8 @@ a wheel install gives when asked for audio that only a source checkout holds."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,12 @@ def test_one_version_for_both_packages():
     assert _setuptools()["dynamic"]["version"] == {"attr": "selfonn._version.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", _version.__version__)
     assert selfonn.__version__ == opgan.__version__ == _version.__version__
+
+
+def test_import_opgan_stays_light():
+    # `opgan --help` and `opgan fetch` must not pay for torch; the version is read on first use
+    code = "import sys, opgan, opgan.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_licence_names_mit_and_the_audio_licences():
