@@ -92,3 +92,26 @@ def test_missing_corpus_is_one_line_pointing_to_a_checkout(tmp_path, monkeypatch
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and "source checkout" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_built_wheel_holds_weights_and_no_audio(tmp_path):
+    """The real build (pip, isolated: needs setuptools from an index), from the tracked files only."""
+    import shutil
+    import zipfile
+
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    src = tmp_path / "src"
+    for rel in filter(None, files.decode().split("\0")):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "whl"), str(src)],
+                   check=True, timeout=300)
+    (wheel,) = (tmp_path / "whl").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"opgan/assets/weights/speech.pt", "opgan/assets/weights/music.pt", "opgan/py.typed",
+            "selfonn/py.typed"} <= set(names)
+    assert any(n.endswith("/licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
+    assert not [n for n in names if Path(n).suffix in AUDIO_SUFFIXES]
+    assert wheel.stat().st_size < 6 * 2**20
