@@ -9,6 +9,10 @@
 
 See `opgan/assets/audio/ATTRIBUTION.md` for sources and licences. A dynamic-mixing dataset over
 the corpus: `opgan.data.datasets.default_dynamic_dataset` (this module imports no dataset code).
+
+The wheel leaves `corpus/`, `fixture/` and the quality-gate clips out (they are training and test
+material, 18 MiB of audio); a wheel install that asks for them gets `MissingAssetError`, one line
+that points to a source checkout.
 """
 from __future__ import annotations
 
@@ -16,11 +20,26 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from .audio import AudioError
 from .rir import RIRBank
 from .sources import SPLITS, discover_splits
 
 __all__ = ["asset_dir", "corpus_dir", "fixture_dir", "default_sources", "default_rirs",
-           "build_default_dataset"]
+           "build_default_dataset", "MissingAssetError", "require_asset"]
+
+
+class MissingAssetError(AudioError, FileNotFoundError):
+    """Shipped audio that this installation does not hold (a wheel install: only a checkout has it).
+
+    An AudioError and a FileNotFoundError, so the CLIs' existing one-line handlers report it."""
+
+
+def require_asset(path: Path, what: str) -> Path:
+    """`path` if it exists, else MissingAssetError saying that `what` comes with a source checkout."""
+    if not path.exists():
+        raise MissingAssetError(f"not in this installation: {what} ({path}); the wheel leaves the training and "
+                                f"test audio out, use a source checkout (git clone, then pip install -e .)")
+    return path
 
 
 def asset_dir() -> Path:
@@ -29,11 +48,13 @@ def asset_dir() -> Path:
 
 
 def corpus_dir() -> Path:
-    return asset_dir() / "corpus"
+    """The shipped training corpus (a source checkout only)."""
+    return require_asset(asset_dir() / "corpus", "the shipped training corpus")
 
 
 def fixture_dir() -> Path:
-    return asset_dir() / "fixture"
+    """The shipped test fixture (a source checkout only)."""
+    return require_asset(asset_dir() / "fixture", "the shipped test fixture")
 
 
 def default_sources(kind: str, root: str | os.PathLike | None = None) -> dict[str, list[Path]]:

@@ -1,11 +1,12 @@
 """Op-GAN blind audio restoration: `opgan.from_pretrained("speech")`, the `opgan` CLI, the trainer.
 
-Importing `opgan` is light; the model code loads on first use.
+Importing `opgan` stays light (no torch): the model code loads on first use, and
+``opgan.__version__`` is read from ``selfonn._version`` (the one place the version lives) on first use.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -23,3 +24,11 @@ def from_pretrained(name_or_path: str | Path = "speech", device: str | torch.dev
     from .pretrained import from_pretrained as load
 
     return load(name_or_path, device=device)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from selfonn._version import __version__
+
+        return __version__
+    raise AttributeError(f"module 'opgan' has no attribute {name!r}")

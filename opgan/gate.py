@@ -123,8 +123,11 @@ def _pcm16(x: np.ndarray) -> np.ndarray:
 
 def load_gate(path: Path = GATE_DIR) -> dict[str, Any]:
     """gate.json with each clip's audio attached as `corrupted` / `clean` arrays and its `sample_rate`."""
+    from opgan.data.assets import require_asset
     from opgan.data.audio import load_mono
 
+    if path == GATE_DIR:
+        require_asset(path / "gate.json", "the quality-gate clips")
     meta = json.loads((path / "gate.json").read_text())
     for clip in meta["clips"]:
         folder = path / clip["kind"]

@@ -6,7 +6,7 @@ A table lives between two markers in a markdown file:
     ... generated ...
     <!-- /table:ablation:loss -->
 
-`python -m opgan.tables` re-renders every marked table in README.md and docs/*.md from the records
+`python -m opgan.tables` re-renders every marked table in README.md and docs/**/*.md from the records
 under docs/results/ (and the committed training state under training/); `--check` exits 1 when a
 file is out of date (the test suite runs it, so a figure cannot drift from its record). Each table
 names the command that produced its record.
@@ -237,7 +237,7 @@ def replace_blocks(text: str, render: Callable[[str], str] = lambda n: _renderer
 
 
 def _files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
 
 def render_file(path: Path, check: bool) -> bool:

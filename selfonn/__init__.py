@@ -6,6 +6,7 @@ Importing this package never imports Triton; the fused kernels (``selfonn.kernel
 call resolves to the ``'triton'`` backend.
 """
 
+from ._version import __version__
 from .backend import get_backend, set_backend, use_backend
 from .convert import convert
 from .functional import selfonn_conv1d, selfonn_conv_transpose1d
