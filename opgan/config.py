@@ -340,7 +340,8 @@ def preset(name: str) -> TrainConfig:
 PRESET_HELP: dict[str, str] = {
     "default": "the recipe at f=8 on dynamic mixing of the shipped recordings, 3000 steps: ~4 min on an idle "
                "2-core CPU (~14 steps/s), much longer on a busy one",
-    "cnn": "the default's size and recipe with q=1 (the paper's plain CNN-GAN baseline), 3000 steps",
+    "cnn": "the default's size and recipe with q=1 (the paper's plain CNN-GAN baseline), 3000 steps of "
+           "about 3/4 the default's time each",
     "paper": "the paper's configuration (f=16, q=3, 2 s clips, Table-1 sized set, 200000 steps): GPU days",
     "gpu": "the recipe at the paper's width on 2 s clips for one GPU, capped at 3.5 minutes (--max-minutes)",
     "ship": "how the shipped models were trained: the recipe at f=8 on `opgan fetch` sources, one thread, "
