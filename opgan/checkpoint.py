@@ -146,7 +146,8 @@ def remove_stale_temporaries(folder: str | Path, names: Iterable[str], started: 
     folder = Path(folder)
     removed = []
     for name in names:
-        pattern = re.compile(rf"^\.{re.escape(name)}(?:\.(?:(\d+)-)?[^/]*)?\.tmp$")
+        # tempfile's 8 random characters after the PID (or alone, before the PID was added); none for JSON
+        pattern = re.compile(rf"^\.{re.escape(name)}(?:\.(?:(\d+)-)?[a-z0-9_]{{8}})?\.tmp$")
         for p in folder.glob(f".{name}*.tmp"):
             m = pattern.match(p.name)
             if m is None or not p.is_file():

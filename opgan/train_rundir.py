@@ -27,8 +27,6 @@ __all__ = ["RUN_FILES", "VAL_COLUMNS", "RunFolder", "RunLog", "prepare_run_dir",
 
 #: Files the trainer writes into a run folder (and the only ones `--overwrite` removes).
 RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "summary.json")
-#: Checkpoints whose interrupted writes leave `.NAME.*.tmp` files (removed by the next run).
-CHECKPOINT_FILES = ("last.pt", "best.pt")
 VAL_COLUMNS = ("step", "time_s", "d_loss", "g_loss", "sdr_in", "sdr_out", "sdr_gain", "si_sdr_in", "si_sdr_out",
                "si_sdr_gain", "stoi_in", "stoi_out", "silent_floor_gain", "level_db", "light_clips",
                "light_sdr_gain", "light_worst_gain", "score")
@@ -149,7 +147,7 @@ def clean_stale_temporaries(run_dir: Path, started: float) -> None:
     :func:`opgan.checkpoint.remove_stale_temporaries` for which ones count as stale)."""
     if not distrib.is_main():
         return
-    removed = remove_stale_temporaries(run_dir, CHECKPOINT_FILES + RUN_FILES, started)
+    removed = remove_stale_temporaries(run_dir, RUN_FILES, started)
     if removed:
         say(f"[train] removed {len(removed)} temporary file(s) an interrupted run left in {run_dir}: "
             + ", ".join(p.name for p in removed))

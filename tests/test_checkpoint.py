@@ -113,12 +113,13 @@ def test_stale_temporaries_of_interrupted_writes_are_removed(tmp_path):
     """Only the checkpoint writer's own pattern, and only stale ones: a writer that is gone, or (no PID
     in the name) a file older than the run's start. A live writer's fresh file and user files stay."""
     started = time.time()
-    dead = tmp_path / f".last.pt.{_dead_pid()}-abcd.tmp"
-    live = tmp_path / f".last.pt.{os.getpid()}-efgh.tmp"
-    old_style = tmp_path / ".best.pt.k2j3h4.tmp"  # before the PID was in the name
-    fresh_old_style = tmp_path / ".best.pt.zzzz.tmp"
+    dead = tmp_path / f".last.pt.{_dead_pid()}-abcd1234.tmp"
+    live = tmp_path / f".last.pt.{os.getpid()}-efgh5678.tmp"
+    old_style = tmp_path / ".best.pt.k2j3h4l5.tmp"  # before the PID was in the name
+    fresh_old_style = tmp_path / ".best.pt.zzzzzzzz.tmp"
     json_tmp = tmp_path / ".summary.json.tmp"
-    user = [tmp_path / ".last.pt.notes", tmp_path / "last.pt.tmp", tmp_path / ".other.pt.1-a.tmp"]
+    user = [tmp_path / ".last.pt.notes", tmp_path / "last.pt.tmp", tmp_path / ".other.pt.1-abcdefgh.tmp",
+            tmp_path / ".last.pt.my-backup.tmp"]
     for p in (dead, live, old_style, fresh_old_style, json_tmp, *user):
         p.write_bytes(b"x")
     past = started - 60
@@ -143,3 +144,7 @@ def test_save_checkpoint_names_its_temporary_with_its_pid(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "replace", spy)
     save_checkpoint(tmp_path / "last.pt", {"format": "opgan-ckpt-1"})
     assert len(seen) == 1 and seen[0].startswith(f".last.pt.{os.getpid()}-") and seen[0].endswith(".tmp")
+    # what a writer killed mid-way leaves (its name, a dead writer's PID) is what the next run removes
+    left = tmp_path / seen[0].replace(f".{os.getpid()}-", f".{_dead_pid()}-")
+    left.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path, ("last.pt",), time.time() - 3600) == [left]

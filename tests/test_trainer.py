@@ -543,7 +543,7 @@ def test_resume_cleans_the_temporaries_a_killed_run_left(tiny_data, tmp_path):
     run = tmp_path / "tiny"
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
-    stale = [run / f".last.pt.{p.pid}-x1y2.tmp", run / ".best.pt.q8w7.tmp"]
+    stale = [run / f".last.pt.{p.pid}-x1y2z3w4.tmp", run / ".best.pt.q8w7e6r5.tmp"]
     keep = run / ".last.pt.mine"
     for f in (*stale, keep):
         f.write_bytes(b"partial")
