@@ -56,7 +56,7 @@ class TrainConfig:
     # --- model ---------------------------------------------------------------------------------
     filters: int = 16  # f: generator widths f, 2f, 4f, 8f, 8f
     d_filters: int = 16  # discriminator widths f, 2f, 4f, 8f, 16f
-    q: int = 3  # Self-ONN order of every layer (q=1: the paper's plain CNN-GAN baseline)
+    q: int = 3  # Self-ONN order of every layer (q=1: a plain CNN-GAN, as the paper's released code)
     residual: bool = False  # generator adds its input back (identity at init; not in the paper, see models)
     gate: bool = False  # residual generator scales its correction by a per-clip gate (see models.generator)
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
@@ -340,7 +340,7 @@ def preset(name: str) -> TrainConfig:
 PRESET_HELP: dict[str, str] = {
     "default": "the recipe at f=8 on dynamic mixing of the shipped recordings, 3000 steps: ~4 min on an idle "
                "2-core CPU (~14 steps/s), much longer on a busy one",
-    "cnn": "the default's size and recipe with q=1 (the paper's plain CNN-GAN baseline), 3000 steps of "
+    "cnn": "the default's size and recipe with q=1 (a plain CNN-GAN, as the paper's released code), 3000 steps of "
            "about 3/4 the default's time each",
     "paper": "the paper's configuration (f=16, q=3, 2 s clips, Table-1 sized set, 200000 steps): for a GPU "
              "(a step took 2.6 ms as one CUDA graph, 11.7 ms eager on an H200), impractical on a CPU",
@@ -391,10 +391,6 @@ def field_help() -> dict[str, str]:
     return out
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the preset list and the examples as written; wraps the option help."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     width = max(map(len, PRESETS))
     presets = "\n".join(textwrap.fill(PRESET_HELP.get(name, ""), 100, initial_indent=f"  {name:<{width}}  ",
@@ -405,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an Op-GAN blind audio restorer (Self-ONN generator + discriminator).\n\n"
                     f"presets (--preset NAME; fields given after it override it):\n{presets}",
         epilog=_EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the presets and examples as written
     )
     p.add_argument("--preset", default="default", metavar="NAME",
                    help="start from a preset (listed above; default: default)")
