@@ -45,12 +45,13 @@ def say(msg: str) -> None:
 class RunFolder:
     """Where a run writes, and what its start does there once the run has started.
 
-    ``stale``: files of an earlier run that `--overwrite` replaces (removed by :meth:`commit`, so an
-    overwrite whose start fails keeps the old run); ``created``: the folder did not exist before.
+    ``stale``: files of an earlier run that `--overwrite` replaces, with its tb/ (removed by
+    :meth:`commit`, so an overwrite whose start fails keeps the old run); ``created``: the folder did
+    not exist before.
     """
 
-    def __init__(self, path: Path, resume: bool, stale: list[str], created: bool) -> None:
-        self.path, self.resume, self.stale, self.created = path, resume, stale, created
+    def __init__(self, path: Path, resume: bool, stale: list[str], created: bool, overwrite: bool = False) -> None:
+        self.path, self.resume, self.stale, self.created, self.overwrite = path, resume, stale, created, overwrite
         self.committed = False
 
     def commit(self, cfg: TrainConfig) -> None:
@@ -59,7 +60,7 @@ class RunFolder:
         if distrib.is_main():
             for f in self.stale:
                 (self.path / f).unlink(missing_ok=True)
-            if self.stale and (self.path / "tb").is_dir():
+            if self.overwrite and (self.path / "tb").is_dir():
                 shutil.rmtree(self.path / "tb")
             write_json(self.path / "config.json", cfg.to_dict())
         self.committed = True
@@ -108,7 +109,7 @@ def prepare_run_dir(cfg: TrainConfig, overrides: dict[str, Any], resume: bool,
         except OSError as e:
             raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
     distrib.barrier()
-    return cfg, RunFolder(run_dir, False, existing, created), {}
+    return cfg, RunFolder(run_dir, False, existing, created, overwrite), {}
 
 
 def _resumed_config(run_dir: Path, existing: list[str],
