@@ -4,22 +4,30 @@ Format `opgan-ckpt-1` (docs/ARCHITECTURE.md): `format`, `config` (the TrainConfi
 `generator`/`discriminator` model configs), `generator`, `discriminator`, `opt_g`, `opt_d`, `step`,
 `rng`, `sample_rate`, `metrics`, and for a second-pass run `second_pass` = {`config`, `generator`}
 (the trained second generator; `generator` is then the frozen first pass, as `load_restorer` reads it).
+
+A checkpoint is data from anywhere: every field is checked and bounded here before anything is built
+or allocated from it (:func:`check_restorer` for the inference fields, :func:`check_training_state`
+and :func:`check_state` for a resume), each failure a one-line CheckpointError.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
 import re
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng"]
+__all__ = ["FORMAT", "CheckpointError", "GeneratorSpec", "RestorerSpec", "TrainingState", "capture_rng",
+           "check_generator", "check_restorer", "check_state", "check_training_state", "load_checkpoint",
+           "remove_stale_temporaries", "restore_rng", "save_checkpoint"]
 
 FORMAT = "opgan-ckpt-1"
 
@@ -31,11 +39,13 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> None:
     """Write `payload` to `path` atomically: a temp file in the same folder, fsync, then os.replace.
 
-    A run killed mid-write leaves the previous file intact (and at worst a stray `.tmp`).
+    A run killed mid-write leaves the previous file intact (and at worst a stray
+    `.NAME.PID-XXXX.tmp`, which :func:`remove_stale_temporaries` clears).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's PID in the name lets a later run tell a dead writer's leftovers from a live one's.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(dict(payload), fh)
@@ -140,3 +150,243 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 def _as_tuple(x: Any) -> Any:
     """random.setstate needs tuples all the way down (a round trip may hand back lists)."""
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def remove_stale_temporaries(folder: str | Path, names: Iterable[str], started: float) -> list[Path]:
+    """Remove the temporary files interrupted writes of `names` left in `folder`; return them.
+
+    Only this module's and the trainer's patterns (`.NAME.PID-XXXX.tmp` from :func:`save_checkpoint`,
+    `.NAME.XXXX.tmp` from older versions, `.NAME.tmp` from JSON writes), and only stale ones: a PID in
+    the name that no longer runs, or, without one (or with a live one, perhaps reused), a file last
+    written before `started` (the caller's start time)."""
+    folder = Path(folder)
+    removed = []
+    for name in names:
+        # tempfile's 8 random characters after the PID (or alone, before the PID was added); none for JSON
+        pattern = re.compile(rf"^\.{re.escape(name)}(?:\.(?:(\d+)-)?[a-z0-9_]{{8}})?\.tmp$")
+        for p in folder.glob(f".{name}*.tmp"):
+            m = pattern.match(p.name)
+            if m is None or not p.is_file():
+                continue
+            try:
+                stale = (m.group(1) is not None and not _pid_alive(int(m.group(1)))) or p.stat().st_mtime < started
+            except OSError:
+                continue
+            if stale:
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's live process (or a PID the OS cannot name: not ours to judge)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Field checks: nothing is built or allocated from a checkpoint before its fields pass these
+
+#: Sample rates a model may declare (restore resamples every input to it: a 10**9 Hz rate asked for
+#: a 3.6 GiB array).
+SAMPLE_RATE_RANGE = (1_000, 384_000)
+#: Largest `filters` and Self-ONN order `q` a checkpoint's generator may ask for (the paper's model:
+#: f=16, q=3; 200000 filters asked for terabytes).
+MAX_FILTERS = 256
+MAX_Q = 16
+#: Largest generator a checkpoint may describe, in parameters (512 MiB of float32; the shipped ones
+#: hold 0.24 M, the paper's 1 M), counted on the meta device before anything is allocated.
+MAX_PARAMETERS = 2**27
+#: Largest step count and training time a resumable checkpoint may claim.
+MAX_STEP = 10**12
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A generator's checked config and weights (shapes already matched to that config)."""
+
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RestorerSpec:
+    """The checked inference fields of a checkpoint (what `opgan.enhance.load_restorer` builds from)."""
+
+    config: dict[str, Any]  # the checkpoint's whole config (a TrainConfig dict, or a bare generator's)
+    generator: GeneratorSpec
+    second: GeneratorSpec | None
+    sample_rate: int
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """The checked bookkeeping fields of a resumable checkpoint (last.pt)."""
+
+    step: int
+    train_s: float
+    metrics: dict[str, Any]
+    rng: Mapping[str, Any]
+
+
+def check_restorer(ckpt: Mapping[str, Any], where: str | Path) -> RestorerSpec:
+    """Check and bound the fields a restorer is built from: `config`, `generator`, `sample_rate`,
+    an optional `second_pass` = {`config`, `generator`} and `metrics`."""
+    missing = [k for k in ("config", "generator", "sample_rate") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"'{where}' lacks {', '.join(missing)}")
+    config = _mapping(ckpt["config"], where, "config")
+    gen = check_generator(generator_config(config, where), ckpt["generator"], where)
+    second = None
+    sp = ckpt.get("second_pass")
+    if sp is not None and sp != {}:
+        sp = _mapping(sp, where, "second_pass")
+        absent = [k for k in ("config", "generator") if k not in sp]
+        if absent:
+            raise CheckpointError(f"'{where}': second_pass lacks {', '.join(absent)}")
+        sp_config = _mapping(sp["config"], where, "second_pass.config")
+        second = check_generator(generator_config(sp_config, where), sp["generator"], where, "second pass")
+    metrics = ckpt.get("metrics")
+    metrics = {} if metrics is None else _mapping(metrics, where, "metrics")
+    return RestorerSpec(config=config, generator=gen, second=second,
+                        sample_rate=check_sample_rate(ckpt["sample_rate"], where), metrics=metrics)
+
+
+def generator_config(config: Mapping[str, Any], where: str | Path) -> dict[str, Any]:
+    """The generator's config inside a checkpoint's config: its `generator` (or `model`, `gen`) entry
+    when it has one (a trainer config), else the config itself (a bare generator config)."""
+    for key in ("generator", "model", "gen"):
+        if key in config:
+            return _mapping(config[key], where, f"config.{key}")
+    return dict(config)
+
+
+def check_sample_rate(value: Any, where: str | Path) -> int:
+    """A sample rate in Hz: an integer within SAMPLE_RATE_RANGE."""
+    lo, hi = SAMPLE_RATE_RANGE
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise CheckpointError(f"'{where}' has invalid sample_rate {_short(value)} (an integer from {lo} to {hi} Hz)")
+    return value
+
+
+def check_generator(config: Any, state: Any, where: str | Path, what: str = "generator") -> GeneratorSpec:
+    """Check a generator config's fields and bounds, count its parameters on the meta device, and match
+    `state` to the shapes it builds; nothing is allocated for a config that fails."""
+    from opgan.models import build_generator  # here, not above: light tools import this module too
+
+    config = _mapping(config, where, f"{what} config")
+    _check_int(config, "filters", 1, MAX_FILTERS, where, what)
+    q = config.get("q")
+    if isinstance(q, (list, tuple)):
+        if not 0 < len(q) <= 64:
+            raise CheckpointError(f"'{where}': {what} q {_short(q)} is not a list of per-layer orders")
+        for v in q:
+            _check_int({"q": v}, "q", 1, MAX_Q, where, what)
+    elif q is not None:
+        _check_int(config, "q", 1, MAX_Q, where, what)
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"'{where}': {what} config has a non-text key {_short(key)}")
+        if key in ("residual", "gate") and not isinstance(value, bool):
+            raise CheckpointError(f"'{where}': {what} config {key} must be true or false, got {_short(value)}")
+    try:
+        with torch.device("meta"):
+            reference = build_generator(dict(config))
+    except Exception as e:  # any way a config can be wrong: unknown keys, bad types or values
+        raise CheckpointError(f"'{where}': {what} config not understood "
+                              f"({type(e).__name__}: {_first_line(e)}); config={_short(config)}") from None
+    n = sum(p.numel() for p in reference.parameters())
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"'{where}': its {what} config describes {n:,} parameters, more than the "
+                              f"{MAX_PARAMETERS:,} a checkpoint may ask for; config={_short(config)}")
+    ref_state = reference.state_dict()
+    try:
+        checked = check_state(state, ref_state, where, what)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (the {what} built from its config {_short(config)}); "
+                              f"was it saved by another version?") from None
+    return GeneratorSpec(config=dict(config), state=checked)
+
+
+def check_state(state: Any, reference: Mapping[str, torch.Tensor], where: str | Path,
+                what: str) -> dict[str, torch.Tensor]:
+    """`state` as a state dict with exactly `reference`'s keys, shapes and floating dtypes (a module's
+    own state_dict, or one built on the meta device): what `load_state_dict` then accepts."""
+    state = _mapping(state, where, what)
+    missing = [k for k in reference if k not in state]
+    unexpected = [k for k in state if k not in reference]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(map(str, missing[:3]))}" + (" ..." if len(missing) > 3 else "")]
+                 if missing else []) + ([f"unexpected {', '.join(map(str, unexpected[:3]))}"
+                                         + (" ..." if len(unexpected) > 3 else "")] if unexpected else [])
+        raise CheckpointError(f"'{where}': {what} weights do not match ({'; '.join(parts)})")
+    for k, ref in reference.items():
+        v = state[k]
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"'{where}': {what} weights do not match ({k} is a {type(v).__name__}, not a tensor)")
+        if v.shape != ref.shape or v.dtype.is_floating_point != ref.dtype.is_floating_point:
+            raise CheckpointError(f"'{where}': {what} weights do not match ({k}: {tuple(v.shape)} {v.dtype}, "
+                                  f"expected {tuple(ref.shape)} {ref.dtype})")
+    return dict(state)
+
+
+def check_training_state(ckpt: Mapping[str, Any], where: str | Path) -> TrainingState:
+    """Check a resumable checkpoint's bookkeeping: `step`, `train_s`, `metrics` and `rng` (the models'
+    and optimisers' states are matched by the trainer against its own modules)."""
+    missing = [k for k in ("generator", "discriminator", "opt_g", "opt_d", "step", "rng") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"'{where}' is not a resumable checkpoint: it lacks {', '.join(missing)} "
+                              "(best.pt holds only what restoring needs; resume from last.pt)")
+    step = ckpt["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        raise CheckpointError(f"'{where}' has invalid step {_short(step)}")
+    train_s = ckpt.get("train_s", 0.0)
+    if isinstance(train_s, bool) or not isinstance(train_s, (int, float)) or not 0 <= train_s < math.inf:
+        raise CheckpointError(f"'{where}' has invalid train_s {_short(train_s)}")
+    metrics = ckpt.get("metrics")
+    metrics = {} if metrics is None else _mapping(metrics, where, "metrics")
+    for key in ("last_val", "best_val", "first_pass_val"):
+        m = _mapping(metrics.get(key, {}), where, f"metrics.{key}")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in m.items()):
+            raise CheckpointError(f"'{where}': metrics.{key} must map names to numbers")
+    best_step = metrics.get("best_step", -1)
+    if isinstance(best_step, bool) or not isinstance(best_step, int) or not -1 <= best_step <= step:
+        raise CheckpointError(f"'{where}' has invalid metrics.best_step {_short(best_step)}")
+    rng = _mapping(ckpt["rng"], where, "rng")
+    return TrainingState(step=step, train_s=float(train_s), metrics=metrics, rng=rng)
+
+
+def _check_int(config: Mapping[str, Any], key: str, lo: int, hi: int, where: str | Path, what: str) -> None:
+    if key not in config:
+        return
+    v = config[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise CheckpointError(f"'{where}': {what} {key} {_short(v)} is not an integer from {lo} to {hi}")
+
+
+def _mapping(value: Any, where: str | Path, what: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"'{where}': {what} must be a mapping of fields, got a {type(value).__name__} "
+                              f"({_short(value)})")
+    return dict(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]

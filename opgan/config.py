@@ -7,7 +7,10 @@ Every field can be set from the command line, either as `--field-name VALUE` (bo
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import re
+import textwrap
 import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -31,7 +34,7 @@ class TrainConfig:
     seed: int = 0  # seeds torch/numpy/python, the data order and the random crops
     val_seed: int = 1  # seeds the validation clips of dynamic sources (fixed, so runs of any seed compare)
     device: str = "auto"  # 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N'
-    threads: int = 0  # torch CPU threads (0 = torch's default)
+    threads: int = 0  # CPU threads for torch (0 = torch's default: one per core)
     # --- data ----------------------------------------------------------------------------------
     data: str = ""  # dataset for opgan.data.open_dataset: RAR builder root, .mat file, or sources root; '' = default set
     val_data: str = ""  # separate validation set spec ('' = the val split of data; a lone .mat: its last 5%)
@@ -53,23 +56,23 @@ class TrainConfig:
     # --- model ---------------------------------------------------------------------------------
     filters: int = 16  # f: generator widths f, 2f, 4f, 8f, 8f
     d_filters: int = 16  # discriminator widths f, 2f, 4f, 8f, 16f
-    q: int = 3  # Self-ONN order of every layer (q=1: the plain CNN-GAN of the seed's code)
-    residual: bool = False  # generator adds its input back (identity at init; not in the seed, see models)
+    q: int = 3  # Self-ONN order of every layer (q=1: a plain CNN-GAN, as the paper's released code)
+    residual: bool = False  # generator adds its input back (identity at init; not in the paper, see models)
     gate: bool = False  # residual generator scales its correction by a per-clip gate (see models.generator)
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
     init_from: str = ""  # start a new run from a checkpoint's generator (and discriminator, if it holds one)
     # --- losses and optimisation ------------------------------------------------------------------
-    lambda_t: float = 100.0  # weight of the temporal L1 term (seed: 100)
+    lambda_t: float = 100.0  # weight of the temporal L1 term (paper: 100)
     lambda_s: float = 1.0  # weight of the log-power spectrogram L1 term (see docs/training.md ablation)
-    lambda_adv: float = 1.0  # weight of the LSGAN generator term (seed: 1; 0 also skips the discriminator)
-    lambda_mr: float = 0.0  # weight of the multi-resolution STFT term (not in the seed)
-    lambda_sisdr: float = 0.0  # weight of the -SI-SDR/10 term (not in the seed; blind to gain)
-    lambda_level: float = 0.0  # weight of the |output level - clean level|/10 dB term (not in the seed)
-    lambda_sdr: float = 0.0  # weight of the -SDR/10 term, per clip (not in the seed)
+    lambda_adv: float = 1.0  # weight of the LSGAN generator term (paper: 1; 0 also skips the discriminator)
+    lambda_mr: float = 0.0  # weight of the multi-resolution STFT term (not in the paper)
+    lambda_sisdr: float = 0.0  # weight of the -SI-SDR/10 term (not in the paper; blind to gain)
+    lambda_level: float = 0.0  # weight of the |output level - clean level|/10 dB term (not in the paper)
+    lambda_sdr: float = 0.0  # weight of the -SDR/10 term, per clip (not in the paper)
     sdr_cap_db: float = 30.0  # the SDR term saturates here (bounds the pull of nearly clean clips)
-    select_by: str = "sdr_gain"  # best.pt by validation 'sdr_gain' (seed) or 'score' (SI-SDR gain, do-no-harm)
+    select_by: str = "sdr_gain"  # best.pt by validation 'sdr_gain' (the paper's) or 'score' (SI-SDR gain, do-no-harm)
     lr: float = 2e-4  # Adam learning rate (both networks); may change on --resume
     lr_half_life: int = 0  # halve the learning rate every N steps (0 = constant); may change on --resume
     beta1: float = 0.5  # Adam beta1
@@ -82,8 +85,9 @@ class TrainConfig:
     backend: str = "auto"  # selfonn backend: 'auto' (Triton on CUDA), 'torch', 'triton'
     compile: str = ""  # torch.compile the training forwards: '' (eager), 'default', 'reduce-overhead'
     # (CUDA graphs), 'max-autotune', or 'aot_eager' (traces without inductor; for checks)
-    cuda_graph: bool = False  # replay the whole eager training step (G forward, D and G updates, Adam)
-    # from one CUDA graph after 3 warm-up steps: the host's launch cost goes (CUDA, one process)
+    cuda_graph: str = "auto"  # replay the whole eager training step (G forward, D and G updates, Adam)
+    # from one CUDA graph after 3 warm-up steps, so the host's launch cost goes: 'auto' (on for one CUDA
+    # process without compile), 'on' (--cuda-graph), 'off' (--no-cuda-graph); a failed capture trains eagerly
     # --- validation, checkpoints, logging ----------------------------------------------------------
     val_every: int = 250  # validate (and checkpoint) every N steps; always at the end
     ckpt_every: int = 250  # write last.pt every N steps (besides validations)
@@ -179,10 +183,11 @@ class TrainConfig:
             raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")
         if self.compile and self.world_size_hint() > 1:
             raise ConfigError("--compile is not supported with DDP (torchrun) yet; run without it")
-        if self.cuda_graph and self.compile:
+        self.cuda_graph = _graph_mode(self.cuda_graph)
+        if self.cuda_graph == "on" and self.compile:
             raise ConfigError("--cuda-graph replays the eager step; with --compile use 'reduce-overhead' "
                               "(inductor's CUDA graphs) instead of both")
-        if self.cuda_graph and self.world_size_hint() > 1:
+        if self.cuda_graph == "on" and self.world_size_hint() > 1:
             raise ConfigError("--cuda-graph is not supported with DDP (torchrun) yet; run without it")
         if self.select_by not in SELECT_BY:
             raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
@@ -193,6 +198,18 @@ class TrainConfig:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ConfigError(f"run name must be a plain folder name, got {self.name!r}")
         self.generator_q(), self.discriminator_q()  # parse errors surface now
+
+
+def _graph_mode(value: Any) -> str:
+    """cuda_graph as 'auto', 'on' or 'off' (a bool, or a yes/no word, from code or an older config.json)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    if text in GRAPH_MODES:
+        return text
+    if text in _TRUE or text in _FALSE:
+        return "on" if text in _TRUE else "off"
+    raise ConfigError(f"cuda_graph must be one of {', '.join(GRAPH_MODES)}, got {value!r}")
 
 
 def _parse_q_list(text: str, n: int, what: str) -> list[int]:
@@ -208,6 +225,9 @@ def _parse_q_list(text: str, n: int, what: str) -> list[int]:
 _HINTS = typing.get_type_hints(TrainConfig)
 #: torch.compile modes of --compile ('' = eager).
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "aot_eager")
+#: cuda_graph values: on for one eager CUDA process ('auto'), always ('on': an error where it cannot apply), never.
+GRAPH_MODES = ("auto", "on", "off")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 #: Validation metrics best.pt may be chosen by (see opgan.trainer.validate).
 SELECT_BY = ("sdr_gain", "score")
 
@@ -215,6 +235,8 @@ SELECT_BY = ("sdr_gain", "score")
 def _coerce(name: str, value: Any) -> Any:
     """Convert a string (CLI) or JSON value to the field's type, with a clear error."""
     typ = _HINTS[name]
+    if name == "cuda_graph" and isinstance(value, bool):  # config.json of runs from before 'auto'
+        return _graph_mode(value)
     if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
         return value
     try:
@@ -314,29 +336,97 @@ def preset(name: str) -> TrainConfig:
     return cfg
 
 
+#: One line per preset for `train.py --help`: what it is, and how long it takes where that is known.
+PRESET_HELP: dict[str, str] = {
+    "default": "the recipe at f=8 on dynamic mixing of the shipped recordings, 3000 steps: ~4 min on an idle "
+               "2-core CPU (~14 steps/s), much longer on a busy one",
+    "cnn": "the default's size and recipe with q=1 (a plain CNN-GAN, as the paper's released code), 3000 steps of "
+           "about 3/4 the default's time each",
+    "paper": "the paper's configuration (f=16, q=3, 2 s clips, Table-1 sized set, 200000 steps): for a GPU "
+             "(a step took 2.6 ms as one CUDA graph, 11.7 ms eager on an H200), impractical on a CPU",
+    "gpu": "the recipe at the paper's width on 2 s clips for one GPU, capped at 3.5 minutes (--max-minutes)",
+    "ship": "how the shipped models were trained: the recipe at f=8 on `opgan fetch` sources, one thread, "
+            "100000 steps resumed across sessions (--data ~/.cache/opgan)",
+    "ship-v1": "the first shipped models' recipe (no gate, lr 2e-4), kept to reproduce the loss ablation",
+    "tiny": "a smoke test of a few seconds (f=2, 4 steps; what the tests run)",
+}
+
+_EPILOG = """\
+examples:
+  python train.py                                  # the default run (see presets above)
+  python train.py --preset tiny --name smoke       # a few seconds, to check an install
+  python train.py --data ~/.cache/opgan --preset ship --max-steps 20000
+  python train.py --name default --resume --max-steps 6000   # continue a run further
+  python train.py --lr 1e-4 --set lambda_sdr=0.5 --no-val-stoi
+  torchrun --nproc_per_node=2 train.py --preset paper --data PATH   # DDP, one process per GPU
+
+Outputs go to <runs_dir>/<name>/ (best.pt, last.pt, metrics.csv, summary.json); restore with
+`opgan restore --model runs/NAME/best.pt FILE`. Every field above may also be set with --set FIELD=VALUE.
+"""
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's help text: the comment beside it in this file (and the comment lines
+    that continue it), so the help and the code say the same thing."""
+    try:
+        lines = inspect.getsource(TrainConfig).splitlines()
+    except (OSError, TypeError):  # no source (a frozen build): fields go without help
+        return {}
+    names = {f.name for f in fields(TrainConfig)}
+    out: dict[str, str] = {}
+    last = None
+    for line in lines:
+        m = re.match(r"^    (\w+): [^#]*?#\s?(.*)$", line)
+        if m and m.group(1) in names:
+            last = m.group(1)
+            out[last] = m.group(2).strip()
+        elif last and re.match(r"^    #(?!\s*---)", line):
+            out[last] += " " + line.strip()[1:].strip()
+        else:
+            last = None
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
+    width = max(map(len, PRESETS))
+    presets = "\n".join(textwrap.fill(PRESET_HELP.get(name, ""), 100, initial_indent=f"  {name:<{width}}  ",
+                                       subsequent_indent=" " * (width + 4), break_on_hyphens=False)
+                        for name in PRESETS)
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Train an Op-GAN blind audio restorer (Self-ONN generator + discriminator).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train an Op-GAN blind audio restorer (Self-ONN generator + discriminator).\n\n"
+                    f"presets (--preset NAME; fields given after it override it):\n{presets}",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the presets and examples as written
     )
-    p.add_argument("--preset", default="default", help=f"start from a preset: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default="default", metavar="NAME",
+                   help="start from a preset (listed above; default: default)")
     p.add_argument("--config", default=None, help="JSON file of field values (applied after the preset)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any field")
-    p.add_argument("--resume", action="store_true", help="continue the run in <runs_dir>/<name> from last.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in <runs_dir>/<name> from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    g = p.add_argument_group("config fields (each overrides the preset)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (as --no-progress) and no progress lines: warnings and errors only "
+                        "(metrics.jsonl records everything)")
+    g = p.add_argument_group("config fields (each overrides the preset; [default preset's value])")
     defaults = TrainConfig()
+    helps = field_help()
     for f in fields(TrainConfig):
         if f.name == "preset":
             continue
         typ = _HINTS[f.name]
-        help_ = f"(default preset: {PRESETS['default'].get(f.name, getattr(defaults, f.name))})"
-        if typ is bool:
+        text = helps.get(f.name, "").replace("%", "%%")
+        help_ = f"{text} [{PRESETS['default'].get(f.name, getattr(defaults, f.name))!r}]".strip()
+        if f.name == "cuda_graph":
+            g.add_argument("--cuda-graph", dest=f.name, action="store_const", const="on", default=argparse.SUPPRESS,
+                           help=help_)
+            g.add_argument("--no-cuda-graph", dest=f.name, action="store_const", const="off",
+                           default=argparse.SUPPRESS, help="train eagerly on CUDA too (cuda_graph=off)")
+        elif typ is bool:
             g.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                            default=argparse.SUPPRESS, help=help_)
         else:
@@ -373,6 +463,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, An
         if not sep:
             raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
         overrides[key] = value
+    if args.quiet:  # the bar too (a resume without --quiet keeps it off: --progress brings it back)
+        overrides["progress"] = False
     overrides.pop("preset", None)
     cfg = TrainConfig.from_dict({**base, **overrides})
     # A preset name doubles as the run name unless one was given.

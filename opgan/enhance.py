@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, check_restorer, load_checkpoint
 from .data.audio import check_finite
 
 __all__ = [
@@ -401,24 +401,16 @@ def load_restorer(name_or_path: str | Path, device: str | torch.device = "cpu") 
         if not path.exists():
             known = ", ".join(shipped) or "none installed"
             raise CheckpointError(f"no checkpoint at '{path}' (shipped models: {known})")
-    ckpt = load_checkpoint(path)
-    missing = [k for k in ("config", "generator", "sample_rate") if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"'{path}' lacks {', '.join(missing)}")
-    config = dict(ckpt["config"])
-    gen = _build(config, ckpt["generator"], str(path)).to(device)
+    spec = check_restorer(load_checkpoint(path), path)  # every field checked and bounded first
+    gen = _build(spec.generator.config, spec.generator.state, str(path)).to(device)
     second = None
-    sp = ckpt.get("second_pass")
-    if sp:
-        second = _build(dict(sp["config"]), sp["generator"], f"{path} (second pass)").to(device)
-    sr = int(ckpt["sample_rate"])
-    if sr <= 0:
-        raise CheckpointError(f"'{path}' has invalid sample_rate {sr}")
+    if spec.second is not None:
+        second = _build(spec.second.config, spec.second.state, f"{path} (second pass)").to(device)
     return Restorer(
         generator=gen,
-        sample_rate=sr,
-        config=config,
+        sample_rate=spec.sample_rate,
+        config=spec.config,
         second=second,
-        metrics=dict(ckpt.get("metrics") or {}),
+        metrics=spec.metrics,
         name=name if name in shipped else path.name,
     )

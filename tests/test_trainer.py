@@ -270,16 +270,16 @@ def test_init_from_warm_starts_a_new_run(tiny_data, tmp_path, capsys):
 
 def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
     """--cases/--augment/--group-weight shape the training mix (validation keeps the paper's cases)."""
-    from opgan import trainer
+    from opgan import train_run
 
     seen = {}
-    real = trainer._Run.__init__
+    real = train_run.Run.__init__
 
     def spy(self, cfg, run_dir, info, device, train_set, val_set, *a, **k):
         seen["train"], seen["val"] = train_set, val_set
         real(self, cfg, run_dir, info, device, train_set, val_set, *a, **k)
 
-    monkeypatch.setattr(trainer._Run, "__init__", spy)
+    monkeypatch.setattr(train_run.Run, "__init__", spy)
     args = ["--preset", "tiny", "--dynamic", "--dynamic-clips", "8", "--runs-dir", str(tmp_path), "--max-steps", "1",
             "--val-every", "1", "--cases", "blend:2,clean:1,light:1", "--augment", "--group-weight", "sqrt",
             "--data-root", str(tmp_path / "datasets"), "--data-size", "tiny", "--seed", "5",
@@ -360,7 +360,7 @@ def test_kernel_precompile_before_the_first_step_changes_nothing(tiny_data, tmp_
     """On a single CUDA process with the fused backend the trainer compiles all kernel variants before
     its first step (selfonn.kernels.precompile, launches replaced by compiles). Here the launches are
     real torch ones, so the check is that the pass updates nothing: the run ends bit-identical."""
-    import opgan.trainer as trainer
+    from opgan import train_run
     from selfonn.kernels import precompile as pc
 
     assert main(_args(tiny_data, tmp_path, "--name", "plain", "--max-steps", "3")) == 0
@@ -371,7 +371,7 @@ def test_kernel_precompile_before_the_first_step_changes_nothing(tiny_data, tmp_
         fn()  # G and D forward and backward on the first batch
         return pc.PrecompileReport(variants={"gather": 1})
 
-    monkeypatch.setattr(trainer, "_precompile_wanted", lambda device, world, x: True)
+    monkeypatch.setattr(train_run, "precompile_wanted", lambda device, world, x: True)
     monkeypatch.setattr(pc, "precompile", fake_precompile)
     assert main(_args(tiny_data, tmp_path, "--name", "pre", "--max-steps", "3")) == 0
     assert calls == [1]  # once per session, before the first step
@@ -425,11 +425,11 @@ def _fake_capture(calls: list):
 @pytest.fixture
 def graph_on_cpu(monkeypatch):
     """--cuda-graph's step logic on the CPU: the device check passes and capture is the stand-in."""
-    import opgan.trainer as trainer
+    from opgan import train_graph
 
     calls: list = []
-    monkeypatch.setattr(trainer._StepGraph, "supported", staticmethod(lambda device: True))
-    monkeypatch.setattr(trainer, "_capture", _fake_capture(calls))
+    monkeypatch.setattr(train_graph.StepGraph, "supported", staticmethod(lambda device: True))
+    monkeypatch.setattr(train_graph, "capture", _fake_capture(calls))
     return calls
 
 
@@ -478,16 +478,18 @@ def test_cuda_graph_needs_cuda_and_no_compile(tiny_data, tmp_path, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-graph capture needs a CUDA device")
 @pytest.mark.parametrize("backend, precision", [("triton", "fp32"), ("torch", "fp32"), ("triton", "bf16")])
 def test_cuda_graph_on_the_gpu_matches_eager(tiny_data, tmp_path, backend, precision, capsys, monkeypatch):
-    """The real capture: the step is captured (no fallback), and 8 steps (3 eager warm-up, the capture,
-    4 replays) end where the eager run ends, in float32 (TF32 off) on either backend, and under bf16
-    autocast (its cast cache off in the graph)."""
+    """The real capture, on by default on CUDA: the step is captured (no fallback), and 8 steps (3 eager
+    warm-up, the capture, 4 replays) end where the eager run (--no-cuda-graph) ends, in float32 (TF32 off)
+    on either backend, and under bf16 autocast (its cast cache off in the graph)."""
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     extra = ("--device", "cuda", "--backend", backend, "--max-steps", "8", "--val-every", "4", "--residual", "--gate",
              "--bf16" if precision == "bf16" else "--no-bf16")
-    assert main(_args(tiny_data, tmp_path, "--name", "eager", *extra)) == 0
-    assert main(_args(tiny_data, tmp_path, "--name", "graph", "--cuda-graph", *extra)) == 0
+    assert main(_args(tiny_data, tmp_path, "--name", "eager", "--no-cuda-graph", *extra)) == 0
+    assert "training step: eager (--no-cuda-graph)" in capsys.readouterr().out
+    assert main(_args(tiny_data, tmp_path, "--name", "graph", *extra)) == 0
     out = capsys.readouterr()
+    assert "training step: one CUDA graph (the default on CUDA" in out.out
     assert "captured in a CUDA graph" in out.out and "capturing the training step failed" not in out.err + out.out
     a, b = load_checkpoint(tmp_path / "eager" / "last.pt"), load_checkpoint(tmp_path / "graph" / "last.pt")
     for key in ("generator", "discriminator"):
@@ -495,3 +497,212 @@ def test_cuda_graph_on_the_gpu_matches_eager(tiny_data, tmp_path, backend, preci
             torch.testing.assert_close(b[key][k], v, rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
     assert main(_args(tiny_data, tmp_path, "--name", "graph", "--resume", "--max-steps", "10", *extra[:4])) == 0
     assert load_checkpoint(tmp_path / "graph" / "last.pt")["step"] == 10
+
+
+# ---- a run folder's files are never lost, a failed start leaves nothing, checkpoints are checked --------
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_resume_without_last_pt_refuses_and_changes_nothing(tiny_data, tmp_path, capsys):
+    """It started again at step 0 and overwrote best.pt and the metrics history."""
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    run = tmp_path / "tiny"
+    (run / "last.pt").unlink()
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "4")) == 2
+    err = capsys.readouterr().err
+    assert "no last.pt to resume from" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(run) == before
+
+
+def test_a_start_that_fails_before_step_one_leaves_nothing(tiny_data, tmp_path, capsys, monkeypatch):
+    """--tensorboard without tensorboard, or bad data: the same --name runs at once when fixed (a
+    config.json was left and the name refused until --overwrite). An --overwrite whose start fails
+    keeps the run it would have replaced."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--tensorboard")) == 2
+    assert "pip install 'opgan-selfonn[tensorboard]'" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--clip-len", "8000")) == 2  # longer than the clips
+    assert not (tmp_path / "tiny").exists()
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    before = _snapshot(tmp_path / "tiny")
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--overwrite", "--tensorboard")) == 2
+    assert _snapshot(tmp_path / "tiny") == before
+    _poison_l1(monkeypatch, 1)  # diverges in its first step: nothing to keep either
+    assert main(_args(tiny_data, tmp_path, "--name", "nan", "--max-steps", "2")) == 1
+    assert not (tmp_path / "nan").exists()
+
+
+def test_resume_cleans_the_temporaries_a_killed_run_left(tiny_data, tmp_path):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    run = tmp_path / "tiny"
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    stale = [run / f".last.pt.{p.pid}-x1y2z3w4.tmp", run / ".best.pt.q8w7e6r5.tmp"]
+    keep = run / ".last.pt.mine"
+    for f in (*stale, keep):
+        f.write_bytes(b"partial")
+    past = time.time() - 3600
+    os.utime(stale[1], (past, past))
+    assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3")) == 0
+    assert not any(f.exists() for f in stale) and keep.exists()
+
+
+def _resume_with(tiny_data, tmp_path, capsys, change) -> str:
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    last = tmp_path / "tiny" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    change(ck, tmp_path)
+    torch.save(ck, last)
+    capsys.readouterr()
+    assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def _other_configs_state(ck, tmp_path):
+    g = build_models_for(q=1)
+    ck["generator"], ck["discriminator"] = g[0].state_dict(), g[1].state_dict()
+
+
+def build_models_for(**fields):
+    from opgan.config import preset
+    from opgan.trainer import build_models
+
+    cfg = preset("tiny")
+    for k, v in fields.items():
+        setattr(cfg, k, v)
+    return build_models(cfg)
+
+
+@pytest.mark.parametrize("case, change, message", [
+    ("other_config", _other_configs_state, "saved by another configuration"),
+    ("step_text", lambda ck, _: ck.update(step="abc"), "invalid step 'abc'"),
+    ("step_negative", lambda ck, _: ck.update(step=-5), "invalid step -5"),
+    ("train_s", lambda ck, _: ck.update(train_s=float("nan")), "invalid train_s"),
+    ("rng", lambda ck, _: ck.update(rng={"python": 1}), "RNG state is malformed"),
+    ("opt_state", lambda ck, _: ck["opt_g"]["state"][0].update(exp_avg=torch.zeros(3)), "opt_g state of parameter 0"),
+    ("opt_groups", lambda ck, _: ck["opt_d"].update(param_groups=[]), "opt_d does not fit"),
+    ("metrics", lambda ck, _: ck.update(metrics=[1]), "metrics must be a mapping"),
+    ("best_only", lambda ck, _: [ck.pop(k) for k in ("opt_g", "opt_d", "rng")], "not a resumable checkpoint"),
+])
+def test_a_malformed_last_pt_is_one_line(tiny_data, tmp_path, capsys, case, change, message):
+    """A last.pt of another configuration gave a load_state_dict traceback; bad fields a TypeError's."""
+    assert message in _resume_with(tiny_data, tmp_path, capsys, change)
+
+
+@pytest.mark.parametrize("flag", ["--second-pass-of", "--init-from"])
+def test_malformed_source_checkpoints_are_one_line(tiny_data, tmp_path, capsys, flag):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    ck = torch.load(tmp_path / "tiny" / "best.pt", weights_only=True)
+    for i, change in enumerate([dict(config="abc"), dict(sample_rate="abc"), dict(second_pass=[1])]):
+        bad = tmp_path / f"bad{i}.pt"
+        torch.save({**ck, **change}, bad)
+        capsys.readouterr()
+        assert main(_args(tiny_data, tmp_path, "--name", f"n{i}", flag, str(bad))) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / f"n{i}").exists()
+
+
+def test_malformed_config_json_on_resume_is_one_line(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2")) == 0
+    (tmp_path / "tiny" / "config.json").write_text("{not json")
+    capsys.readouterr()
+    assert main(_args(tiny_data, tmp_path, "--resume", "--max-steps", "3")) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+# ---- CUDA graphs by default on CUDA ------------------------------------------------------------
+
+
+def test_cuda_graph_decision():
+    """auto: on for one eager CUDA process, with the reason the run logs; 'on' insists; 'off' opts out."""
+    from opgan.config import TrainConfig
+    from opgan.train_graph import use_cuda_graph
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")  # (a device object needs no GPU)
+    auto = TrainConfig()
+    assert auto.cuda_graph == "auto"
+    assert use_cuda_graph(auto, cuda, 1) == (True, "the default on CUDA; --no-cuda-graph turns it off")
+    assert use_cuda_graph(auto, cpu, 1)[0] is False
+    assert use_cuda_graph(auto, cuda, 2) == (False, "2 processes (DDP steps are not captured yet)")
+    assert use_cuda_graph(TrainConfig(compile="default"), cuda, 1)[0] is False
+    assert use_cuda_graph(TrainConfig(cuda_graph="off"), cuda, 1) == (False, "--no-cuda-graph")
+    assert use_cuda_graph(TrainConfig(cuda_graph="on"), cuda, 1) == (True, "--cuda-graph")
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        use_cuda_graph(TrainConfig(cuda_graph="on"), cpu, 1)
+
+
+def test_cuda_graph_flags_and_older_configs():
+    """--cuda-graph / --no-cuda-graph / nothing; a bool from code or an older config.json; with --compile
+    only an explicit --cuda-graph is an error (auto steps aside for the compiled forwards)."""
+    from opgan.config import TrainConfig
+
+    assert parse_args([])[0].cuda_graph == "auto"
+    assert parse_args(["--cuda-graph"])[0].cuda_graph == "on"
+    assert parse_args(["--no-cuda-graph"])[0].cuda_graph == "off"
+    assert parse_args(["--set", "cuda_graph=true"])[0].cuda_graph == "on"
+    assert parse_args(["--compile", "default"])[0].cuda_graph == "auto"
+    assert TrainConfig.from_dict({"cuda_graph": False}).cuda_graph == "off"
+    cfg = TrainConfig(cuda_graph=True)
+    cfg.validate()
+    assert cfg.cuda_graph == "on"
+    with pytest.raises(ConfigError, match="cuda_graph must be one of"):
+        parse_args(["--set", "cuda_graph=sometimes"])
+
+
+def test_cuda_graph_capture_failure_trains_on_eagerly(tiny_data, tmp_path, monkeypatch, capsys):
+    """A step that cannot be captured: a warning with the reason, then the eager step; the run ends
+    where the eager run ends."""
+    from opgan import train_graph
+
+    def failing_capture(fn):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    extra = ("--device", "cpu", "--max-steps", "5", "--val-every", "5")
+    assert main(_args(tiny_data, tmp_path, "--name", "eager", *extra)) == 0
+    monkeypatch.setattr(train_graph.StepGraph, "supported", staticmethod(lambda device: True))
+    monkeypatch.setattr(train_graph, "capture", failing_capture)
+    capsys.readouterr()
+    assert main(_args(tiny_data, tmp_path, "--name", "graph", "--cuda-graph", *extra)) == 0
+    out = capsys.readouterr()
+    assert "training step: one CUDA graph (--cuda-graph)" in out.out
+    assert "capturing the training step failed (operation not permitted when stream is capturing)" in out.out + out.err
+    a, b = load_checkpoint(tmp_path / "eager" / "last.pt"), load_checkpoint(tmp_path / "graph" / "last.pt")
+    for key in ("generator", "discriminator"):
+        for k, v in a[key].items():
+            torch.testing.assert_close(b[key][k], v, rtol=1e-5, atol=1e-6, msg=f"{key}.{k}")
+
+
+# ---- --help and --quiet ------------------------------------------------------------------------
+
+
+def test_help_describes_presets_fields_and_examples(capsys):
+    from dataclasses import fields as dc_fields
+
+    from opgan.config import PRESET_HELP, PRESETS, TrainConfig, build_parser, field_help
+
+    assert set(PRESET_HELP) == set(PRESETS) and all(PRESET_HELP.values())
+    helps = field_help()
+    missing = [f.name for f in dc_fields(TrainConfig) if not helps.get(f.name)]
+    assert not missing, f"fields without a comment to show as help: {missing}"
+    assert "(default: 100)" not in helps["lambda_t"] and helps["dynamic"].endswith("the fixed val split")
+    text = build_parser().format_help()
+    assert "~4 min on an" in text and "examples:" in text and "python train.py --preset tiny" in text
+    assert "--no-cuda-graph" in text and "--quiet" in text
+
+
+def test_quiet_prints_no_progress(tiny_data, tmp_path, capsys):
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--quiet", "--progress")) == 0
+    out = capsys.readouterr()
+    assert "[train]" not in out.out and "[val]" not in out.out and out.err == ""
+    assert json.loads((tmp_path / "tiny" / "config.json").read_text())["progress"] is False
+    assert main(_args(tiny_data, tmp_path, "--name", "loud", "--max-steps", "2")) == 0
+    assert "[train]" in capsys.readouterr().out  # the next run in the process talks again
