@@ -1,4 +1,4 @@
-"""training/gpu_continue.sh's handling of the Triton cache pack: `prepare` builds it (bench/prewarm_cache.py
+"""tools/gpu/gpu_continue.sh's handling of the Triton cache pack: `prepare` builds it (tools/gpu/prewarm_cache.py
 --training) before it sizes the sources pack and counts it in the 64 MiB, or says in one line that it
 could not and goes on; `run` unpacks it and points TRITON_CACHE_DIR at it. The script runs for real
 in a scratch copy of the repository, with `python`/`python3` stubs that stand in for pip, the
@@ -20,7 +20,7 @@ _STUB = r"""#!/usr/bin/env bash
 echo "$(basename "$0") $* | TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-} | gpu: $(ls .gpu 2>/dev/null | tr '\n' ' ')" >> "$STUB_LOG"
 case "$*" in
     "-m pip download"*) exit 0 ;;
-    *bench/prewarm_cache.py*)
+    *tools/gpu/prewarm_cache.py*)
         if [ "$STUB_PREWARM_MIB" = fail ]; then
             echo "compile log line" >&2
             echo "prewarm_cache: cannot get Triton 3.6.0 for this Python: pip download triton==3.6.0 failed" >&2
@@ -39,12 +39,12 @@ esac
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A scratch repository holding the script, prewarm_cache.py, two run folders and the stubs' bin folder."""
+    """A scratch repository holding the script, triton_pack.py, two run folders and the stubs' bin folder."""
     repo = tmp_path / "repo"
     (repo / "training").mkdir(parents=True)
-    shutil.copy(ROOT / "training" / "gpu_continue.sh", repo / "training" / "gpu_continue.sh")
-    (repo / "bench").mkdir()
-    shutil.copy(ROOT / "bench" / "prewarm_cache.py", repo / "bench" / "prewarm_cache.py")  # run: its unpack()
+    (repo / "tools" / "gpu").mkdir(parents=True)
+    for name in ("gpu_continue.sh", "triton_pack.py"):  # triton_pack: the sizes (prepare) and unpack() (run)
+        shutil.copy(ROOT / "tools" / "gpu" / name, repo / "tools" / "gpu" / name)
     for kind in ("speech", "music"):
         (repo / "training" / kind).mkdir()
         (repo / "training" / kind / "config.json").write_text("{}\n")
@@ -65,7 +65,7 @@ def _script(repo: Path, cmd: str, **env: str) -> tuple[subprocess.CompletedProce
     full = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
     full.update(PATH=f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", STUB_LOG=str(log),
                 STUB_REAL_PYTHON=sys.executable, OPGAN_CACHE=str(repo.parent / "cache"), **env)
-    r = subprocess.run(["bash", "training/gpu_continue.sh", cmd], cwd=repo, env=full, capture_output=True,
+    r = subprocess.run(["bash", "tools/gpu/gpu_continue.sh", cmd], cwd=repo, env=full, capture_output=True,
                        text=True, timeout=60, check=False)
     return r, log.read_text().splitlines() if log.is_file() else []
 
