@@ -795,3 +795,25 @@ def test_formulation_runs_every_model_layer_on_the_fastonn_formulation(monkeypat
     with selfonn.use_backend("torch"):
         g(x)
     assert calls == []  # restored on exit
+
+
+def test_report_holds_the_fused_kernels_to_the_best_baseline(monkeypatch):
+    """bench/report.py: a column with the faster of the formulation and its compile per layer, and its
+    total against the fused kernels'."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    report = _load("report")
+    down1, up2 = report.opgan_layers(2688)[:2]
+    rows = [{"layer": down1, "mode": "fwd+bwd", "ms": {"fused": 1.0, "reference": 3.0, "compiled": 2.0}, "mib": {},
+             "tflops": {"fused": 1.0}},
+            {"layer": up2, "mode": "fwd+bwd", "ms": {"fused": 1.0, "reference": 1.5, "compiled": 4.0}, "mib": {},
+             "tflops": {"fused": 1.0}}]
+    out = report.table(rows, ["fused", "reference", "compiled"], "cpu").splitlines()
+    assert "| best baseline ms | best/fused |" in out[0]
+    assert "| 2 (compiled) | 2.00x |" in out[2] and "| 1.5 (reference) | 1.50x |" in out[3]
+    assert "best baseline/fused 1.75x" in report.summary(rows, ["fused", "reference", "compiled"])
+
+
+def test_the_repositorys_speed_tables_match_their_records():
+    """The speed blocks in README.md and docs/*.md are what bench/results renders (as opgan.tables'
+    test checks the other generated tables)."""
+    assert tables.main(["--check"]) == 0, "run `python bench/tables.py`"
