@@ -482,7 +482,7 @@ def test_compile_speed_script_prints_its_table(capsys):
 
 
 def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
-    """A test file needing a module the lent machine lacks is left out with the reason (its collection
+    """A test file needing a module the GPU machine lacks is left out with the reason (its collection
     error would stop the whole pytest run); the default list holds the trainer's --cuda-graph test."""
     assert "tests/test_trainer.py" in gpu_round._parse([]).tests
     monkeypatch.setitem(gpu_round._TEST_NEEDS, "tests/test_trainer.py", "no_such_module_here")

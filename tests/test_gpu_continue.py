@@ -59,14 +59,14 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _script(repo: Path, cmd: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def _script(repo: Path, cmd: str, cwd: Path | None = None, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     log = repo.parent / "calls.log"
     log.unlink(missing_ok=True)
     full = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
     full.update(PATH=f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", STUB_LOG=str(log),
                 STUB_REAL_PYTHON=sys.executable, OPGAN_CACHE=str(repo.parent / "cache"), **env)
-    r = subprocess.run(["bash", "tools/gpu/gpu_continue.sh", cmd], cwd=repo, env=full, capture_output=True,
-                       text=True, timeout=60, check=False)
+    r = subprocess.run(["bash", str(repo / "tools" / "gpu" / "gpu_continue.sh"), cmd], cwd=cwd or repo, env=full,
+                       capture_output=True, text=True, timeout=60, check=False)
     return r, log.read_text().splitlines() if log.is_file() else []
 
 
@@ -120,3 +120,13 @@ def test_run_points_triton_at_the_unpacked_cache(repo: Path, packed: bool):
         else:
             assert "TRITON_CACHE_DIR= " in calls[i]
     assert ("(1 cubins)" in r.stdout) == packed
+
+
+def test_the_script_works_from_any_folder(repo: Path):
+    """It lives in tools/gpu/ and works on the repository root wherever it is started from."""
+    r, calls = _script(repo, "prepare", cwd=repo / "training", STUB_PREWARM_MIB="1", STUB_SOURCES_MIB="1")
+    assert r.returncode == 0, r.stderr
+    assert (repo / ".gpu" / "sources").is_dir() and not (repo / "training" / ".gpu").exists()
+    assert any("tools/gpu/prewarm_cache.py --training training/speech,training/music" in c for c in calls)
+    r, _ = _script(repo, "nonsense", cwd=repo / "training")
+    assert r.returncode == 2 and r.stderr.startswith("usage: bash tools/gpu/gpu_continue.sh")

@@ -514,7 +514,7 @@ def _runnable_tests(items: list[str]) -> tuple[list[str], list[str]]:
 
 def _use_wheels(folder: Path) -> None:
     """Install carried wheels into /tmp/site (no index, no deps) and put it on the path of this process
-    and its children: the lent machines have torch and triton but none of our audio dependencies."""
+    and its children: the GPU machines have torch and triton but none of our audio dependencies."""
     wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if not wheels:
         return

@@ -1,4 +1,4 @@
-"""Fill a Triton cache for a GPU round here, without a GPU: compile time stays off the lent device.
+"""Fill a Triton cache for a GPU round here, without a GPU: compile time stays off the GPU machine.
 
     python tools/gpu/prewarm_cache.py --pack         # -> .triton-cache/ and .triton-cache.tar.xz (~16 MB)
     # then, on the device (carry .triton-cache.tar.xz):
@@ -11,7 +11,7 @@ A Triton cache key covers the Triton build (its version, its Python sources and 
 ``libtriton.so``), the compile target and options and the cache-relevant ``TRITON_*`` environment.
 So the script:
 
-- compiles with the device's Triton version (``--triton``, default 3.6.0, what the lent GPUs carry):
+- compiles with the device's Triton version (``--triton``, default 3.6.0, what the GPU machines carry):
   if another is installed it fetches that version's wheel for this Python from PyPI (cached under
   ``~/.cache/opgan/wheels``) and re-runs itself with it;
 - keys the entries for the device's Python build (``--device-python``, default 3.12): wheels for two
@@ -27,7 +27,7 @@ folder (without ``--pack``) checks that every key is found again.
 
 Triton's cache names each entry's files by absolute path (its ``__grp__*.json``): an entry is found
 only where its files are where they were written. The round unpacks its pack at the path it was
-built at (the repository root, the same path here and on the lent machines); ``triton_pack.unpack`` puts a
+built at (the repository root, the same path here and on the GPU machines); ``triton_pack.unpack`` puts a
 pack anywhere and rewrites those paths (``tools/gpu/gpu_continue.sh run`` uses it).
 
 Training mode: ``--training`` names run folders (each with the ``config.json`` that ``train.py
