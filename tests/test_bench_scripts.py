@@ -548,8 +548,8 @@ def test_compiled_train_step_marks_each_cudagraph_step(monkeypatch):
     import torch
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the round runs it
-    marks = []
-    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)  # the wiring, not inductor
+    marks, compiles = [], []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiles.append(kw) or module)  # the wiring, not inductor
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     args = gpu_round._parse(["--smoke"])
     for mode, compile_, expected in (("reduce-overhead", True, 2), (None, True, 0), ("reduce-overhead", False, 0)):
@@ -558,6 +558,8 @@ def test_compiled_train_step_marks_each_cudagraph_step(monkeypatch):
         step()
         step()
         assert len(marks) == expected, (mode, compile_)
+    # specialised graphs, as every compiled baseline: D's two batch sizes must not turn its batch symbolic
+    assert compiles and all(kw["dynamic"] is False for kw in compiles), compiles
 
 
 def test_train_section_records_where_a_variant_failed(tmp_path: Path, monkeypatch):
