@@ -1,17 +1,27 @@
 """Shared pieces of the Self-ONN benchmarks: layer shapes, providers, inputs, FLOPs, saved bytes.
 
-Used by ``bench/test_bench_selfonn.py`` (pytest-benchmark), ``bench/report.py`` and ``bench/gpu_round.py``.
-Layer shapes come from the models (``opgan.models.opgan_layer_shapes``), never from a copy here.
+Used by ``bench/test_bench_selfonn.py`` (pytest-benchmark), ``bench/report.py`` and the GPU round
+(``tools/gpu/gpu_round.py``). Layer shapes come from the models (``opgan.models.opgan_layer_shapes``),
+never from a copy here.
+
+Baselines are measured as a user would run them at their best: cuDNN picks its algorithms by timing
+them (:func:`fair_baselines`: ``torch.backends.cudnn.benchmark = True``; its heuristic alone picked a
+1.8 ms bf16 weight-gradient kernel for gen.down3) and ``torch.compile`` specialises on each shape
+(:data:`COMPILE_SETTINGS`: ``dynamic=False``). :func:`best_baseline` is the faster of the FastONN
+formulation and its compile per layer, what the fused kernels are held to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -69,11 +79,37 @@ def _fused(layer: Layer):
 
 #: the torch.compile backend of the 'compiled' provider ('aot_eager' in CPU smoke runs: no C++ build)
 COMPILE_BACKEND = {"name": "inductor"}
+#: how every torch.compile baseline is built: one graph per shape, as a user compiling a fixed-size
+#: training step gets (``dynamic=True`` kept symbolic lengths and cost gen.down1 a 1.1 ms reduction)
+COMPILE_SETTINGS: dict[str, Any] = {"dynamic": False}
+#: the environment variable that opts the CPU into the 'compiled' provider (inductor on a CPU builds
+#: C++ for each shape: minutes for the whole suite, so it is off unless asked for)
+CPU_COMPILE_ENV = "SELFONN_BENCH_CPU_COMPILE"
+
+
+def fair_baselines() -> dict[str, Any]:
+    """Let cuDNN time its algorithms for every conv shape (``cudnn.benchmark``) and return the settings
+    the baselines run under, for a record's ``env``. Call before the first timed call; warm-up calls
+    then include cuDNN's search."""
+    torch.backends.cudnn.benchmark = True
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "compile": {"backend": COMPILE_BACKEND["name"], **COMPILE_SETTINGS}}
+
+
+def best_baseline(ms: dict[str, float | None]) -> tuple[str, float] | tuple[None, None]:
+    """The faster of the FastONN formulation ('reference') and its compile ('compiled'): (name, ms),
+    or (None, None) when neither was measured."""
+    got = [(ms[p], p) for p in ("reference", "compiled") if ms.get(p)]
+    if not got:
+        return None, None
+    value, name = min(got)
+    return name, value
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, backend: str):
-    # dynamic=True: one graph per (kind, stride, padding, q), not one per length/channel count.
+    # One wrapper per (kind, stride, padding, q); dynamic=False: dynamo specialises each layer's
+    # shapes (a recompile per shape, each a cache entry of its own).
     if transposed:
         def f(x, w, b):
             return selfonn.reference_conv_transpose1d(x, w, b, stride, padding, 0, 1, 1, q)
@@ -81,7 +117,7 @@ def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, bac
         def f(x, w, b):
             return selfonn.reference_conv1d(x, w, b, stride, padding, 1, 1, q)
     _raise_recompile_limits()
-    return torch.compile(f, dynamic=True, backend=backend)
+    return torch.compile(f, backend=backend, **COMPILE_SETTINGS)
 
 
 def _raise_recompile_limits(n: int = 1024) -> None:
@@ -108,8 +144,9 @@ PROVIDERS: dict[str, Callable[[Layer], Callable]] = {
 }
 
 
-def provider_available(name: str, device: str) -> str | None:
-    """None if the provider can run on `device`, else the reason it is skipped."""
+def provider_available(name: str, device: str, cpu_compile: bool | None = None) -> str | None:
+    """None if the provider can run on `device`, else the reason it is skipped. ``cpu_compile``: the
+    'compiled' provider also on a CPU with inductor (default: ``$SELFONN_BENCH_CPU_COMPILE=1``)."""
     if name == "fused" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         return "fused Triton kernels need CUDA (or TRITON_INTERPRET=1)"
     if name == "fused":
@@ -117,9 +154,51 @@ def provider_available(name: str, device: str) -> str | None:
             import triton  # noqa: F401
         except ImportError:
             return "triton not installed"
-    if name == "compiled" and device != "cuda" and COMPILE_BACKEND["name"] == "inductor":
-        return "torch.compile provider measured on CUDA only (CPU inductor compile is minutes)"
+    if cpu_compile is None:
+        cpu_compile = os.environ.get(CPU_COMPILE_ENV) == "1"
+    if name == "compiled" and device != "cuda" and COMPILE_BACKEND["name"] == "inductor" and not cpu_compile:
+        return (f"torch.compile on a CPU builds C++ per shape (minutes): opt in with --bench-compile "
+                f"or {CPU_COMPILE_ENV}=1")
     return None
+
+
+# ---- the FastONN formulation inside the models -------------------------------------------------
+
+
+def _formulation_conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, q=1, backend=None):
+    return selfonn.reference_conv1d(x, weight, bias, stride, padding, dilation, groups, q)
+
+
+def _formulation_conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                                  dilation=1, q=1, backend=None):
+    return selfonn.reference_conv_transpose1d(x, weight, bias, stride, padding, output_padding, groups, dilation, q)
+
+
+#: the modules whose Self-ONN calls :func:`formulation` redirects (the layers, and the generator's
+#: folded upsample, which calls the functional op itself)
+_FORMULATION_SITES = ("selfonn.modules", "opgan.models.generator")
+
+
+@contextlib.contextmanager
+def formulation() -> Iterator[None]:
+    """Every Self-ONN layer of the models computed as FastONN does (cat the powers, one cuDNN/ATen
+    conv, autograd saving the Q-times larger input) inside: the third backend of the training step,
+    what a user of the original formulation trains with. Nothing in ``selfonn`` changes outside."""
+    import importlib
+
+    swaps = {"selfonn_conv1d": _formulation_conv1d, "selfonn_conv_transpose1d": _formulation_conv_transpose1d}
+    saved: list[tuple[Any, str, Any]] = []
+    try:
+        for name in _FORMULATION_SITES:
+            mod = sys.modules.get(name) or importlib.import_module(name)
+            for attr, fn in swaps.items():
+                if hasattr(mod, attr):
+                    saved.append((mod, attr, getattr(mod, attr)))
+                    setattr(mod, attr, fn)
+        yield
+    finally:
+        for mod, attr, fn in reversed(saved):
+            setattr(mod, attr, fn)
 
 
 def make_inputs(layer: Layer, B: int, device: str, dtype: torch.dtype = torch.float32, seed: int = 0):
@@ -176,6 +255,38 @@ def time_step(step, device: str, warmup: int, repeats: int, min_time: float) -> 
     while len(times) < repeats or (time.perf_counter() - start_all < min_time and len(times) < 10 * repeats):
         times.append(call_ms(step, device))
     return statistics.median(times)
+
+
+def timed_calls(step, device: str, calls: int) -> tuple[list[float], list[float]]:
+    """(wall ms, host ms) of each of ``calls`` calls, each call on an idle device: wall by CUDA events
+    (launch gaps included), host by perf_counter around the call without waiting for the device (its
+    enqueue time; the wait after each call keeps the launch queue from filling and stalling the host)."""
+    wall: list[float] = []
+    host: list[float] = []
+    if device == "cuda":
+        torch.cuda.synchronize()
+    for _ in range(calls):
+        if device == "cuda":
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            h0 = time.perf_counter()
+            t0.record()
+            step()
+            t1.record()
+            h1 = time.perf_counter()
+            t1.synchronize()
+            wall.append(t0.elapsed_time(t1))
+        else:
+            h0 = time.perf_counter()
+            step()
+            h1 = time.perf_counter()
+            wall.append((h1 - h0) * 1e3)
+        host.append((h1 - h0) * 1e3)
+    return wall, host
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """min / median / max of timings, the form every record keeps them in."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def call_ms(step, device: str) -> float:

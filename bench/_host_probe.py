@@ -1,7 +1,7 @@
 """Host-path probes: the cheapest calls of each kind a fused layer call is made of.
 
 A small layer's fused fwd+bwd is bound by host time, not by its kernels: the first GPU round measured
-400-900 us of host time per call on the lent machine, against ~50 us for the same Python on a
+400-900 us of host time per call on the GPU machine, against ~50 us for the same Python on a
 workstation CPU (``bench/host_overhead.py``). These probes time each ingredient alone on whatever
 machine runs them, so a round can say where that time goes: the interpreter, a torch launch, a
 Triton launch through its binder or through ``selfonn.kernels``' direct path, the autograd engine.

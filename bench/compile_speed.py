@@ -23,14 +23,21 @@ HERE = Path(__file__).resolve().parent
 _CHILD = """
 import json, sys, torch
 sys.path.insert(0, {here!r})
-import gpu_round
+from _common import PROVIDERS, make_inputs, make_step, opgan_layers
 from selfonn.kernels.precompile import precompile
 torch.backends.cudnn.allow_tf32 = True
 device = "cuda" if torch.cuda.is_available() else "cpu"
-# the GPU round's own compile pass, narrowed to these layers in fp32 and no fused train step
-args = gpu_round._parse(["--layers", {layers!r}, "--dtypes", "tf32", "--backends", "torch", "--sections", "layers"])
-r = precompile(gpu_round.compile_work(args, {{"device": device}}), workers={workers},
-               target=None if device == "cuda" else {target!r})
+wanted = {layers!r}.split(",")
+layers = [la for la in opgan_layers(32000) if la.name in wanted]
+
+
+def work():
+    # what a first fused fwd+bwd (fp32, B=8, L=32000) of each layer launches: the GPU round's layer cells
+    for la in layers:
+        make_step(PROVIDERS["fused"](la), make_inputs(la, 8, device), "fwd+bwd")()
+
+
+r = precompile(work, workers={workers}, target=None if device == "cuda" else {target!r})
 print(json.dumps({{"variants": r.total, "seconds": r.seconds, "failed": len(r.failed)}}))
 """
 

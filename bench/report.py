@@ -5,8 +5,11 @@ torch.compile of it vs selfonn's exact torch path, on the Op-GAN layer shapes (a
     python bench/report.py --quick      # a few representative shapes, fewer repeats
     python bench/report.py --sweep      # also the C / L / q scaling sweep
     python bench/report.py --device cpu # CPU: exact torch path vs reference at B=2, L=4000 by default
+    python bench/report.py --device cpu --cpu-compile   # also torch.compile on the CPU (inductor: slow to build)
 
-Prints one markdown table; every ratio comes from timings taken in this one run.
+Prints one markdown table; every ratio comes from timings taken in this one run. The baselines run as
+a user runs them at their best: ``cudnn.benchmark`` on, ``torch.compile(dynamic=False)``, and the
+"best" column is the faster of the FastONN formulation and its compile per layer.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    COMPILE_SETTINGS,
     PROVIDERS,
     Layer,
+    best_baseline,
+    fair_baselines,
     make_inputs,
     make_step,
     opgan_layers,
@@ -69,7 +75,11 @@ def table(rows: list[dict], providers: list[str], device: str) -> str:
     base = "fused" if "fused" in providers else "torch"
     others = [p for p in providers if p != base]
     head = ["layer", "B x C_in->C_out x L (k,s,q)", "mode"] + [f"{p} ms" for p in providers]
-    head += [f"{p}/{base}" for p in others] + [f"{base} TFLOP/s"]
+    head += [f"{p}/{base}" for p in others]
+    has_best = base == "fused" and any(p in providers for p in ("reference", "compiled"))
+    if has_best:
+        head += ["best baseline ms", "best/fused"]
+    head += [f"{base} TFLOP/s"]
     if device == "cuda":
         head += [f"{p} peak MiB" for p in providers]
     head += [f"saved MiB {p}" for p in ("fused", "torch", "reference") if p in providers] + ["saved ratio"]
@@ -80,6 +90,10 @@ def table(rows: list[dict], providers: list[str], device: str) -> str:
         shape = f"{lay.c_in}->{lay.c_out} x {lay.L_in} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
         cells = [lay.name, shape, r["mode"]] + [_fmt(ms.get(p)) for p in providers]
         cells += [_fmt(ms[p] / ms[base], ".2f") + "x" if p in ms and base in ms else "-" for p in others]
+        if has_best:
+            name, best = best_baseline(ms)
+            cells += [f"{_fmt(best)} ({name})" if name else "-",
+                      _fmt(best / ms[base], ".2f") + "x" if name and base in ms else "-"]
         cells += [_fmt(r["tflops"].get(base), ".2f")]
         if device == "cuda":
             cells += [_fmt(r["mib"].get(p), ".0f") for p in providers]
@@ -99,6 +113,9 @@ def summary(rows: list[dict], providers: list[str]) -> str:
         parts = [f"{p} {tot[p]:.2f} ms" for p in providers]
         if "fused" in tot:
             parts += [f"{p}/fused {tot[p] / tot['fused']:.2f}x" for p in providers if p != "fused"]
+            best = [best_baseline(r["ms"])[1] for r in rows if r["mode"] == mode]
+            if best and all(b is not None for b in best):
+                parts.append(f"best baseline/fused {sum(best) / tot['fused']:.2f}x")
         out.append(f"- total {mode}: " + ", ".join(parts))
     return "\n".join(out)
 
@@ -116,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.05, help="seconds of timed calls per cell at least")
     ap.add_argument("--no-tf32", action="store_true", help="fp32 IEEE everywhere (default: PyTorch's TF32 flags)")
+    ap.add_argument("--cpu-compile", action="store_true",
+                    help="the torch.compile provider on a CPU too (inductor builds C++ per shape: minutes)")
     args = ap.parse_args(argv)
 
     device = args.device
@@ -141,18 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     for p in wanted:
         if p not in PROVIDERS:
             ap.error(f"unknown provider {p!r}; choose from {list(PROVIDERS)}")
-        reason = provider_available(p, device)
+        reason = provider_available(p, device, cpu_compile=args.cpu_compile)
         if reason:
             print(f"# skipping provider {p}: {reason}", file=sys.stderr)
         else:
             providers.append(p)
     modes = args.modes.split(",")
+    settings = fair_baselines()  # cuDNN times its algorithms per shape: the warm-up calls search
 
     t0 = time.perf_counter()
     rows = run(layers, providers, modes, B, device, args)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"\n## Self-ONN layers: {name}, B={B}, Op-GAN input L={L}, fp32 "
-          f"(cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}), torch {torch.__version__}\n")
+          f"(cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, cudnn.benchmark={settings['cudnn_benchmark']}, "
+          f"torch.compile({', '.join(f'{k}={v}' for k, v in COMPILE_SETTINGS.items())})), torch {torch.__version__}\n")
     print(table(rows, providers, device))
     print()
     print(summary([r for r in rows if not r["layer"].name.startswith("sweep")], providers))

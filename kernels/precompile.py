@@ -11,7 +11,7 @@ for its calls, never for its results.
 
 With ``target="cuda:90"`` it needs no GPU at all: CPU tensors stand in for CUDA ones and Triton
 compiles for that architecture, filling ``TRITON_CACHE_DIR`` with the very entries a GPU run of the
-same Triton version would look up (``bench/prewarm_cache.py`` packs them for a lent GPU to carry).
+same Triton version would look up (``tools/gpu/prewarm_cache.py`` packs them for a GPU machine without network).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ A, B against C, D at equal steps and equal training time), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
 (docs/results/rtf.json from bench/restore_rtf.py).
+
+This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
+(`speed`, `speed-summary`, from bench/results/) into the same markers through :func:`update_files`.
+Those kinds are rendered there (the package never imports bench/), so here they are left as they are.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["ROOT", "render_file", "replace_blocks", "main"]
+__all__ = ["ROOT", "RENDERED_ELSEWHERE", "marked_files", "render_file", "replace_blocks", "update_files", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -216,8 +220,14 @@ def rtf_table() -> str:
                                f"{rec['torch']}, {rec['date']}. Record: `{_rel(path)}`, made by `{rec['command']}`.\n")
 
 
-def _renderer(name: str) -> Callable[[], str]:
+#: table kinds whose blocks another generator fills, and its command: left untouched here
+RENDERED_ELSEWHERE = {"speed": "python bench/tables.py", "speed-summary": "python bench/tables.py"}
+
+
+def _renderer(name: str) -> Callable[[], str | None]:
     kind, _, arg = name.partition(":")
+    if kind in RENDERED_ELSEWHERE:
+        return lambda: None
     table: dict[str, Callable[[], str]] = {
         "ablation": lambda: ablation_table(arg),
         "curve": lambda: curve_table(arg),
@@ -231,29 +241,50 @@ def _renderer(name: str) -> Callable[[], str]:
     return table[kind]
 
 
-def replace_blocks(text: str, render: Callable[[str], str] = lambda n: _renderer(n)()) -> str:
-    """`text` with the body of every marked table replaced by its rendering."""
-    return _BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
+def replace_blocks(text: str, render: Callable[[str], str | None] = lambda n: _renderer(n)()) -> str:
+    """`text` with the body of every marked table replaced by its rendering; a block whose rendering
+    is None (another generator's kind) keeps its body."""
+    def sub(m: re.Match) -> str:
+        body = render(m.group("name"))
+        return m.group(0) if body is None else m.group(1) + body + m.group(4)
+
+    return _BLOCK.sub(sub, text)
 
 
-def _files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+def block_names(text: str) -> list[str]:
+    """The names of the marked tables in ``text``, in order."""
+    return [m.group("name") for m in _BLOCK.finditer(text)]
 
 
-def render_file(path: Path, check: bool) -> bool:
-    """Re-render (or, with check, compare) one file; returns True when it was up to date."""
+def marked_files(root: Path = ROOT) -> list[Path]:
+    """The files that may hold generated tables: README.md and the markdown under docs/."""
+    return [p for p in (root / "README.md", *sorted((root / "docs").glob("**/*.md"))) if p.is_file()]
+
+
+def render_file(path: Path, check: bool, render: Callable[[str], str | None] | None = None) -> bool:
+    """Re-render (or, with check, compare) one file; returns True when it was up to date. The file is
+    replaced atomically (a temporary file beside it, then a rename)."""
     old = path.read_text()
-    new = replace_blocks(old)
+    new = replace_blocks(old) if render is None else replace_blocks(old, render)
     if new != old and not check:
-        path.write_text(new)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(new)
+        tmp.replace(path)
     return new == old
+
+
+def update_files(files: Sequence[Path], render: Callable[[str], str | None] | None = None,
+                 check: bool = False) -> list[Path]:
+    """Re-render (or, with check, compare) the marked tables of ``files``; returns the stale ones.
+    ``render``: name -> body, None to leave a block alone (default: this module's kinds)."""
+    return [p for p in files if not render_file(p, check, render)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m opgan.tables", description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a file is out of date; write nothing")
     args = ap.parse_args(argv)
-    stale = [p for p in _files() if not render_file(p, args.check)]
+    stale = update_files(marked_files(), check=args.check)
     for p in stale:
         print(f"{p.relative_to(ROOT)}: {'out of date (run python -m opgan.tables)' if args.check else 'updated'}")
     return 1 if stale and args.check else 0

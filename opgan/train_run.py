@@ -52,7 +52,7 @@ def precompile_passes(g: nn.Module, d: nn.Module, x: torch.Tensor, y: torch.Tens
     step makes on the batch (x, y), as it makes them: G forward; when ``adversarial``, D on real + fake
     with its weights trainable (the D update), then D on fake with them frozen (the G update: D's
     backward there is grad_x only, other kernels than the update's); each backward (the caller drops
-    the gradients). ``bench/prewarm_cache.py --training`` compiles the same passes offline, from CPU
+    the gradients). ``tools/gpu/prewarm_cache.py --training`` compiles the same passes offline, from CPU
     tensors, for a GPU's Triton cache."""
 
     def work() -> None:

@@ -1,6 +1,7 @@
-"""The bench scripts: gpu_round.py's --smoke round runs end to end on CPU and writes a record in the
-results schema, its deadlines cut a slow section short without losing the others; tables.py renders
-README's speed tables from the newest record and --check says when README is stale."""
+"""The bench scripts and the GPU-machine tooling: tools/gpu/gpu_round.py's --smoke round runs end to end
+on CPU and writes a record in the results schema, its deadlines cut a slow section short without losing
+the others; bench/tables.py renders the speed tables from the newest record and --check says when the
+file is stale."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,14 +17,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+GPU_TOOLS = ROOT / "tools" / "gpu"
+
+
+def _load(name: str, folder: Path = ROOT / "bench"):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-gpu_round = _load("gpu_round")
+gpu_round = _load("gpu_round", GPU_TOOLS)
 tables = _load("tables")
 
 
@@ -51,43 +55,90 @@ def _record(date: str, fused_ms: float) -> dict:
             {"backend": "triton", "dtype": "tf32", "ms": 30.5, "peak_mib": 1900.0, "graph": True},
             {"backend": "torch", "dtype": "tf32", "ms": 12.5, "peak_mib": 900.0, "compile": True,
              "compile_mode": "reduce-overhead"},
+            # a newer record's rows: min / median / max over 20 steps, host time, the formulation's step
+            {"backend": "torch", "dtype": "tf32", "ms": 83.0, "ms_min": 80.0, "ms_max": 91.0, "steps": 20,
+             "host_ms": 12.0, "peak_mib": 4096.0},
+            {"backend": "reference", "dtype": "tf32", "ms": 60.0, "ms_min": 58.0, "ms_max": 70.0, "steps": 20,
+             "host_ms": 9.5, "peak_mib": 3000.0},
         ],
     }
+
+
+SPEED = "<!-- table:speed -->\n{}<!-- /table:speed -->\n"
+SUMMARY = "<!-- table:speed-summary -->\n{}<!-- /table:speed-summary -->\n"
+
+
+def _block(text: str, name: str = "speed") -> str:
+    return text.split(f"<!-- table:{name} -->\n")[1].split(f"<!-- /table:{name} -->")[0]
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, Path]:
     results = tmp_path / "results"
     results.mkdir()
-    (results / "2026-01-02-h100.json").write_text(json.dumps(_record("2026-01-02T10:00:00+00:00", 2.37)))
+    newer = _record("2026-01-02T10:00:00+00:00", 2.37)
+    newer["env"] = {"cudnn_benchmark": True, "compile": {"backend": "inductor", "dynamic": False}}
+    (results / "2026-01-02-h100.json").write_text(json.dumps(newer))
     (results / "2026-01-01-h100.json").write_text(json.dumps(_record("2026-01-01T10:00:00+00:00", 99.0)))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nintro\n\n{tables.BEGIN}\nold table\n{tables.END}\n\n## After\n")
+    readme.write_text(f"# Title\n\nintro\n\n{SPEED.format('old table')}\n## After\n")
     return results, readme
 
 
 def test_renders_the_newest_record_between_the_markers(repo):
     results, readme = repo
-    args = ["--results", str(results), "--readme", str(readme)]
+    args = ["--results", str(results), "--file", str(readme)]
     assert tables.main([*args, "--check"]) == 1  # stale
     assert tables.main(args) == 0
     text = readme.read_text()
-    assert text.startswith("# Title\n\nintro\n\n" + tables.BEGIN) and text.endswith(tables.END + "\n\n## After\n")
-    block = text.split(tables.BEGIN)[1].split(tables.END)[0]
+    assert text.startswith("# Title\n\nintro\n\n<!-- table:speed -->\n")
+    assert text.endswith("<!-- /table:speed -->\n\n## After\n")
+    block = _block(text)
     assert "NVIDIA H100 80GB HBM3" in block and "2026-01-02" in block and "old table" not in block
-    assert "| gen.up2 256→64 | 2.37 | 1.17 | 1.09 | 0.49× | 0.46× | 0.6 | 0.9 | – | 1.50× | – | 78 | 310 |" in block
-    # compiled incomplete: no total; device time of one row missing: no device totals
-    assert "| **all 2 layers** | 3.03 | 1.59 | – | 0.53× | – | – | – | – | – | – | | |" in block
+    # the baselines as the record says they ran
+    assert "cuDNN's algorithms timed per shape (`cudnn.benchmark`); `torch.compile(dynamic=False)`" in block
+    # best baseline: the faster of the formulation and its compile, per layer and measure
+    assert ("| gen.up2 256→64 | 2.37 | 1.17 | 1.09 | 1.09 compile | 0.46× | 0.6 | 0.9 | – | 0.9 ref | 1.50× "
+            "| 78 | 310 |") in block
+    # compiled incomplete: its total is missing, the best baseline's is not; no device time for disc.1: no totals
+    assert "| **all 2 layers** | 3.03 | 1.59 | – | 1.51 | 0.50× | – | – | – | – | – | | |" in block
     assert "99" not in block and "| 9 |" not in block  # the older record and fwd rows stay out
-    assert "bf16 autocast" in block and "| gen.up2 256→64 | 0.5 | 0.8 | 0.7 | 1.60× | 1.40× |" in block
+    assert "bf16 autocast" in block and "| gen.up2 256→64 | 0.5 | 0.8 | 0.7 | 0.7 compile | 1.40× |" in block
     assert block.count("Measured on") == 1 and "2026-01-02-h100.json" in block
-    assert "| triton | tf32 | eager | folded | 41.5 | 2048 |" in block
-    assert "| torch | bf16 | eager | folded | – | – |" in block
-    assert "| triton | tf32 | eager | upsample + conv | 50 | 2100 |" in block
-    assert "| triton | tf32 | one CUDA graph | folded | 30.5 | 1900 |" in block
-    assert "| torch | tf32 | torch.compile (reduce-overhead) | folded | 12.5 | 900 |" in block
+    assert "| fused | tf32 | eager | folded | 41.5 | – | – | – | 2048 | 2.00× |" in block  # torch 83 ms / 41.5
+    assert "| torch exact | bf16 | eager | folded | – | – | – | – | – | – |" in block
+    assert "| fused | tf32 | eager | upsample + conv | 50 | – | – | – | 2100 | – |" in block
+    assert "| fused | tf32 | one CUDA graph | folded | 30.5 | – | – | – | 1900 | – |" in block
+    assert "| torch exact | tf32 | torch.compile (reduce-overhead) | folded | 12.5 | – | – | – | 900 | – |" in block
+    assert "| torch exact | tf32 | eager | folded | 83 | 80–91 | 20 | 12 | 4096 | – |" in block
+    assert "| FastONN formulation | tf32 | eager | folded | 60 | 58–70 | 20 | 9.5 | 3000 | 1.38× |" in block
     assert tables.main([*args, "--check"]) == 0  # up to date now
     assert tables.main(args) == 0 and readme.read_text() == text  # idempotent
+
+
+def test_the_summary_block_and_other_generators_blocks(repo, tmp_path):
+    """speed-summary: the headline ratios; blocks of other kinds (opgan.tables') are left as they are,
+    and opgan.tables leaves the speed blocks to this script: one splicer, two generators."""
+    from opgan import tables as splicer
+
+    results, readme = repo
+    other = "<!-- table:gate -->\nkept\n<!-- /table:gate -->\n"
+    readme.write_text(SUMMARY.format("old") + other + SPEED.format("old"))
+    assert tables.main(["--results", str(results), "--file", str(readme)]) == 0
+    text = readme.read_text()
+    summary = _block(text, "speed-summary")
+    assert "- **Training step** (G+D, tf32), fused against the torch backend: eager 2.00× at 0.50× the peak memory." \
+        in summary and "2026-01-02-h100.json" in summary and "`torch.compile(dynamic=False)`" in summary
+    assert "| fused |" not in summary and "| fused |" in _block(text)
+    assert other in text
+    speed_only = text.replace(other, "")
+    assert splicer.replace_blocks(speed_only) == speed_only  # opgan.tables leaves both speed blocks alone
+    old = _record("2026-01-01T10:00:00+00:00", 1.0)
+    old["layers"][1]["device_ms"] = {"fused": 0.2, "reference": 0.5, "compiled": 0.25}
+    line = tables.summary([(old, "r.json")]).splitlines()[0]
+    assert line == ("- **Per layer** (fwd+bwd, tf32, the kernels' own time): all 2 Op-GAN layers 1.44× faster than "
+                    "the best baseline together (0.8 ms against 1.15); the slowest gain 1.25× (disc.1).")
+    assert "cudnn.benchmark` off); `torch.compile(dynamic=True)`" in tables.summary([(old, "r.json")])
 
 
 def test_each_table_comes_from_the_newest_record_that_has_it(repo):
@@ -99,24 +150,25 @@ def test_each_table_comes_from_the_newest_record_that_has_it(repo):
     later["corrections"] = ["one"]
     (results / "2026-01-03-h100-tf32.json").write_text(json.dumps(later))
     assert tables.main(["--results", str(results), "--readme", str(readme)]) == 0
-    block = readme.read_text().split(tables.BEGIN)[1].split(tables.END)[0]
+    block = _block(readme.read_text())
     _, tf32, rest = block.split("Measured on")  # each record named once, before its first table
     assert "2026-01-03-h100-tf32.json" in tf32 and "--dtypes tf32" in tf32 and "| gen.up2 256→64 | 1.5 |" in tf32
     assert "Corrections made after the run" in tf32 and "bf16" not in tf32
     assert "2026-01-02-h100.json" in rest and "Corrections" not in rest
-    assert "| gen.up2 256→64 | 0.5 | 0.8 |" in rest and "| triton | tf32 | eager | folded | 41.5 | 2048 |" in rest
+    assert "| gen.up2 256→64 | 0.5 | 0.8 |" in rest and "| fused | tf32 | eager | folded | 41.5 |" in rest
 
 
 def test_targets_check_reads_the_records(repo):
-    """The targets table: each per-layer target in device and wall time (lowest ratio named), the
-    saved activations with the weight taken out, the training step's speed and peak, the roofline;
-    missing values leave their row out, a failed step is listed under its table."""
+    """The targets table: each per-layer target against the best baseline in device and wall time
+    (lowest ratio named), all layers together, the saved activations with the weight taken out, the
+    training step each way it runs (speed and peak), the roofline; missing values leave their row
+    out, a failed step is listed under its table."""
     results, readme = repo
     rec = _record("2026-01-04T10:00:00+00:00", 0.5)
     rec["layers"] = [
         {"layer": "a", "mode": "fwd+bwd", "dtype": "tf32", "shape": {"c_in": 1, "c_out": 16, "k": 4, "q": 3},
          "ms": {"fused": 1.0, "reference": 2.0, "compiled": 1.0}, "peak_mib": {},
-         "device_ms": {"fused": 0.1, "reference": 0.2, "compiled": 0.13},
+         "device_ms": {"fused": 0.05, "reference": 0.2, "compiled": 0.13},
          "saved_mib": {"fused": 1.0 + 768 / 2**20, "reference": 4.0 + 768 / 2**20}},
         {"layer": "b", "mode": "fwd+bwd", "dtype": "tf32", "shape": {},
          "ms": {"fused": 1.0, "reference": 1.4, "compiled": 1.3}, "peak_mib": {},
@@ -127,6 +179,8 @@ def test_targets_check_reads_the_records(repo):
         {"backend": "torch", "dtype": "tf32", "ms": 14.0, "peak_mib": 100.0},
         {"backend": "triton", "dtype": "tf32", "ms": 2.0, "peak_mib": 60.0, "graph": True},
         {"backend": "torch", "dtype": "tf32", "ms": 5.0, "peak_mib": 100.0, "graph": True},
+        {"backend": "triton", "dtype": "tf32", "ms": 5.0, "peak_mib": 40.0, "compile": True},
+        {"backend": "torch", "dtype": "tf32", "ms": 8.0, "peak_mib": 100.0, "compile": True},
         {"backend": "torch", "dtype": "tf32", "ms": None, "peak_mib": None, "compile": True,
          "compile_mode": "reduce-overhead", "error": "AssertionError: boom\n  File x"},
     ]
@@ -134,21 +188,23 @@ def test_targets_check_reads_the_records(repo):
                        "pct_roofline": 21.6}]
     (results / "2026-01-04-h100.json").write_text(json.dumps(rec))
     block = tables.render([(rec, "r.json")])
-    assert "| fused fwd+bwd ≥ 1.5× the FastONN formulation on every layer (tf32; kernels' own time) " \
-           "| 2 of 2 layers (lowest 1.60×, b) | yes |" in block
-    assert "(tf32; wall time, host launch cost included) | 1 of 2 layers (lowest 1.40×, b) | **no** |" in block
-    assert "| fused fwd+bwd ≥ 1.2× its torch.compile on every layer (tf32; kernels' own time) " \
-           "| 2 of 2 layers (lowest 1.25×, b) | yes |" in block
+    assert "| fused fwd+bwd ≥ 1.5× the best baseline on every layer (tf32; kernels' own time) " \
+           "| 1 of 2 layers (lowest 1.25×, b) | **no** |" in block
+    assert "(tf32; wall time, host launch cost included) | 0 of 2 layers (lowest 1.00×, a) | **no** |" in block
+    assert "| all 2 layers together ≥ 3× the best baseline (tf32; kernels' own time) " \
+           "| 1.70× (0.15 ms against 0.255) | **no** |" in block
     assert "| largest fused/reference 0.25 (a; 1/q = 0.33) | yes |" in block
     assert "(tf32, eager) | 1.40× at 0.60× the peak | **no** |" in block
     assert "(tf32, one CUDA graph) | 2.50× at 0.60× the peak | **no** |" in block
-    assert "bf16, eager" not in block  # no bf16 pair in the record: no row
+    assert "| training step ≥ 1.5× the torch backend at ≤ 0.5× its peak memory (tf32, torch.compile) " \
+           "| 1.60× at 0.40× the peak | yes |" in block
+    assert "bf16" not in block.split("The speed targets")[1]  # the step targets are tf32's
     assert "| gen.up2 fwd+bwd ≥ 25 % of the TF32 roofline | 21.6 % (264 µs against 57) | **no** |" in block
     assert "BF16 roofline" not in block
-    assert "- torch tf32 torch.compile (reduce-overhead): AssertionError: boom" in block and "File x" not in block
+    assert "- torch exact tf32 torch.compile (reduce-overhead): AssertionError: boom" in block and "File x" not in block
     rec["train_step"] = [{"backend": "triton", "dtype": "bf16", "ms": 10.0, "peak_mib": 40.0},
                          {"backend": "torch", "dtype": "bf16", "ms": 13.0, "peak_mib": 100.0}]
-    assert "(bf16, eager) | 1.30× at 0.40× the peak | yes |" in tables.render([(rec, "r.json")])
+    assert "| fused | bf16 | eager | folded | 10 | – | – | – | 40 | 1.30× |" in tables.render([(rec, "r.json")])
     assert tables.main(["--results", str(results), "--readme", str(readme)]) == 0
     assert "The speed targets" in readme.read_text()
 
@@ -181,7 +237,7 @@ def test_schema_errors_name_what_is_wrong():
 def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     env = {**os.environ, "TRITON_INTERPRET": "1", "OUT": str(tmp_path / "out")}
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "bench/gpu_round.py", "--smoke"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "tools/gpu/gpu_round.py", "--smoke"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert time.monotonic() - t0 < 240
@@ -195,8 +251,16 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
         ("disc.head", m, d) for m in ("fwd", "fwd+bwd") for d in ("tf32", "bf16")}
     for e in data["layers"]:
         assert all(isinstance(e["ms"][p], float) and e["ms"][p] > 0 for p in ("fused", "reference", "compiled")), e
-    assert {(e["backend"], e["dtype"]) for e in data["train_step"]} >= {("torch", "tf32"), ("torch", "bf16")}
-    assert all(e["ms"] and e["ms"] > 0 for e in data["train_step"])
+    assert {(e["backend"], e["dtype"]) for e in data["train_step"]} >= {
+        (b, d) for b in ("torch", "reference") for d in ("tf32", "bf16")}
+    assert all(e["ms"] and e["ms_min"] <= e["ms"] <= e["ms_max"] and e["steps"] == 2 for e in data["train_step"])
+    # the baselines as a user runs them at their best, and the record says so
+    env = data["env"]
+    assert env["cudnn_benchmark"] is True and env["compile"]["dynamic"] is False, env
+    # --host-calls calls for the headline cells (smoke: 2), a quarter (at least --repeats) for the others
+    assert all(e["calls"]["fused"] == (2 if (e["mode"], e["dtype"]) == ("fwd+bwd", "tf32") else 1)
+               for e in data["layers"])
+    assert all(e["best_baseline"]["ms"]["provider"] in ("reference", "compiled") for e in data["layers"])
     assert data["tests"]["returncode"] == 0 and data["env"]["TRITON_INTERPRET"] == "1"
     assert {(r["layer"], r["variant"]) for r in data["knobs"]} == {  # smoke: the one layer it has
         ("disc.head", v) for v in ("default", "dw_concat_tiles", "dw_split_fixed", "dw_min_steps_16", "dw_min_steps_1",
@@ -221,7 +285,7 @@ def test_tests_section_runs_pytest_on_workers(tmp_path: Path):
     """The CUDA tests compile ~400 kernel variants: the section spreads them over pytest-xdist workers."""
     pytest.importorskip("xdist", reason="pytest-xdist (a dev extra) is not installed")
     env = {**os.environ, "TRITON_INTERPRET": "1", "OUT": str(tmp_path / "out")}
-    r = subprocess.run([sys.executable, "bench/gpu_round.py", "--sections", "env,tests", "--tests",
+    r = subprocess.run([sys.executable, "tools/gpu/gpu_round.py", "--sections", "env,tests", "--tests",
                         "tests/test_public_api.py", "--test-workers", "2"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -265,7 +329,7 @@ def test_a_slow_section_is_stopped_and_the_rest_still_written(tmp_path: Path, mo
 
 @pytest.mark.parametrize("suffix", ["xz", "gz"])
 def test_a_packed_triton_cache_is_unpacked_once_and_used(suffix, tmp_path: Path, monkeypatch):
-    """--triton-cache takes what bench/prewarm_cache.py --pack writes: one folder in a .tar.xz (or .tar.gz)."""
+    """--triton-cache takes what tools/gpu/prewarm_cache.py --pack writes: one folder in a .tar.xz (or .tar.gz)."""
     import tarfile
 
     src = tmp_path / "src" / ".triton-cache"
@@ -342,7 +406,7 @@ def test_prewarm_pack_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys, 
     mine = tmp_path / "cache"
     mine.mkdir()
     (mine / "precious.txt").write_text("a user's file")
-    assert _load("prewarm_cache").main(["--pack", "--out", str(mine)]) == 2
+    assert _load("prewarm_cache", GPU_TOOLS).main(["--pack", "--out", str(mine)]) == 2
     assert (mine / "precious.txt").is_file() and "did not write" in capsys.readouterr().err
 
 
@@ -351,7 +415,7 @@ def test_prewarm_unpacks_wheels_keeping_executables(tmp_path: Path):
     import stat
     import zipfile
 
-    prewarm = _load("prewarm_cache")
+    prewarm = _load("prewarm_cache", GPU_TOOLS)
     whl = tmp_path / "triton-0-cp311-cp311-x.whl"
     with zipfile.ZipFile(whl, "w") as z:
         info = zipfile.ZipInfo("triton/backends/nvidia/bin/ptxas")
@@ -418,7 +482,7 @@ def test_compile_speed_script_prints_its_table(capsys):
 
 
 def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
-    """A test file needing a module the lent machine lacks is left out with the reason (its collection
+    """A test file needing a module the GPU machine lacks is left out with the reason (its collection
     error would stop the whole pytest run); the default list holds the trainer's --cuda-graph test."""
     assert "tests/test_trainer.py" in gpu_round._parse([]).tests
     monkeypatch.setitem(gpu_round._TEST_NEEDS, "tests/test_trainer.py", "no_such_module_here")
@@ -432,7 +496,7 @@ def test_tests_section_leaves_out_files_whose_imports_are_missing(monkeypatch):
 def test_slow_tests_start_first_one_per_worker():
     """The tests section's slow tests (gpu_round.SLOW_TESTS) go first, each at the head of the share
     pytest-xdist's worksteal scheduler first sends a worker; the order is the same on every worker."""
-    slow_first = _load("_pytest_slow_first")
+    slow_first = _load("_pytest_slow_first", GPU_TOOLS)
     ids = [f"tests/test_kernels_ops.py::k{i}" for i in range(60)] + [
         "tests/test_models.py::test_bf16_autocast_tracks_float32[triton-cuda]",
         *(f"tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager[{p}]" for p in ("a", "b", "c")),
@@ -448,7 +512,7 @@ def test_slow_tests_start_first_one_per_worker():
     assert slow_first.slow_first(ids, ids, gpu_round.SLOW_TESTS)[:5] == [*ids[61:64], ids[60], ids[-1]]  # one process
     # as the round loads it: -p _pytest_slow_first, the patterns in $GPU_ROUND_SLOW_FIRST
     env = {**os.environ, "GPU_ROUND_SLOW_FIRST": json.dumps(["::test_import_does_not"]),
-           "PYTHONPATH": str(ROOT / "bench")}
+           "PYTHONPATH": str(GPU_TOOLS)}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider",
                         "-p", "_pytest_slow_first", "tests/test_public_api.py"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
@@ -483,8 +547,9 @@ def test_compiled_train_step_marks_each_cudagraph_step(monkeypatch):
     G's output before g_loss reads it (round 2: both reduce-overhead variants failed)."""
     import torch
 
-    marks = []
-    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)  # the wiring, not inductor
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the round runs it
+    marks, compiles = [], []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiles.append(kw) or module)  # the wiring, not inductor
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     args = gpu_round._parse(["--smoke"])
     for mode, compile_, expected in (("reduce-overhead", True, 2), (None, True, 0), ("reduce-overhead", False, 0)):
@@ -493,6 +558,8 @@ def test_compiled_train_step_marks_each_cudagraph_step(monkeypatch):
         step()
         step()
         assert len(marks) == expected, (mode, compile_)
+    # specialised graphs, as every compiled baseline: D's two batch sizes must not turn its batch symbolic
+    assert compiles and all(kw["dynamic"] is False for kw in compiles), compiles
 
 
 def test_train_section_records_where_a_variant_failed(tmp_path: Path, monkeypatch):
@@ -520,10 +587,15 @@ def test_train_section_records_where_a_variant_failed(tmp_path: Path, monkeypatc
         gpu_round.section_train(rec, args, {"device": "cpu"})
     rows = rec.data["train_step"]
     failed = [r for r in rows if r.get("error")]
-    assert [r.get("compile_mode") for r in failed] == ["reduce-overhead"], rows
+    assert [(r["backend"], r.get("compile_mode")) for r in failed] == [
+        ("torch", "reduce-overhead"), ("reference", "reduce-overhead")], rows
     assert failed[0]["error"].startswith("AssertionError: (no message) at test_bench_scripts.py:")
     assert "in step" in failed[0]["traceback"] and "raise AssertionError" in failed[0]["traceback"]
-    assert len(resets) == sum(r["compile"] for r in rows) == 3  # tf32, bf16, reduce-overhead
+    assert len(resets) == sum(r["compile"] for r in rows) == 6  # tf32, bf16, reduce-overhead per backend
+    # the rest measured, each over --train-steps steps: min <= median <= max, and its host time
+    for r in rows:
+        if not r.get("error"):
+            assert r["steps"] == args.train_steps and r["ms_min"] <= r["ms"] <= r["ms_max"] and r["host_ms"] > 0, r
 
 
 def test_cache_section_packs_only_this_rounds_entries(tmp_path: Path, monkeypatch):
@@ -623,7 +695,7 @@ def test_prewarm_training_mode_compiles_the_trainers_first_step_and_validation(t
         from _trainer_fixtures import make_tiny_rar
     finally:
         sys.path.pop(0)
-    prewarm = _load("prewarm_cache")
+    prewarm = _load("prewarm_cache", GPU_TOOLS)
     data = make_tiny_rar(tmp_path / "data", n_train=2, n_val=3)  # 3 val clips of 3200 samples: batches of 2 and 1
     runs = [_training_run(tmp_path / "runs", name, data, data_kind=kind) for name, kind in
             (("speech", "speech"), ("music", "music"))]
@@ -669,7 +741,7 @@ def test_prewarm_unpack_points_the_entries_at_where_their_files_now_are(tmp_path
     with tarfile.open(pack, "w:xz") as tar:
         tar.add(built, arcname=built.name)
     (tmp_path / "built").rename(tmp_path / "gone")
-    folder = _load("prewarm_cache").unpack(pack, tmp_path / "elsewhere")
+    folder = _load("triton_pack", GPU_TOOLS).unpack(pack, tmp_path / "elsewhere")
     assert folder == (tmp_path / "elsewhere" / "triton-cache").resolve()
     paths = json.loads((folder / "KEY" / "__grp__k.json").read_text())["child_paths"]
     assert paths == {n: str(folder / "KEY" / n) for n in ("k.cubin", "k.json")}
@@ -690,6 +762,60 @@ def test_travel_size_counts_the_tree_and_what_is_carried(tmp_path: Path):
     (tmp_path / "pack.tar.xz").write_bytes(b"z" * 2**21)
     (tmp_path / ".whl").mkdir()
     (tmp_path / ".whl" / "a.whl").write_bytes(b"w" * 2**19)
-    tree, carried = _load("prewarm_cache").travel_mib(tmp_path, [tmp_path / "pack.tar.xz", tmp_path / ".whl",
+    tree, carried = _load("triton_pack", GPU_TOOLS).travel_mib(tmp_path, [tmp_path / "pack.tar.xz", tmp_path / ".whl",
                                                                   tmp_path / "absent"])
     assert tree == pytest.approx(1.5, abs=0.01) and carried == pytest.approx(2.5)
+
+
+def test_formulation_runs_every_model_layer_on_the_fastonn_formulation(monkeypatch):
+    """The training step's 'reference' backend: inside ``_common.formulation()`` each Self-ONN layer of
+    G (the folded up blocks' functional calls included) runs as FastONN does, with the exact path's
+    result; outside, nothing is redirected."""
+    import torch
+
+    import selfonn
+    from opgan.models import Generator, GeneratorConfig, opgan_layer_shapes
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import _common
+
+    calls: list[str] = []
+    conv, conv_t = selfonn.reference_conv1d, selfonn.reference_conv_transpose1d
+    monkeypatch.setattr(selfonn, "reference_conv1d", lambda *a: calls.append("conv") or conv(*a))
+    monkeypatch.setattr(selfonn, "reference_conv_transpose1d", lambda *a: calls.append("conv_t") or conv_t(*a))
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=2, q=2))
+    x = torch.rand(1, 1, 2688) * 2 - 1
+    with selfonn.use_backend("torch"):
+        exact = g(x)
+    with _common.formulation():
+        fastonn = g(x)
+    n_gen = sum(la.name.startswith("gen.") for la in opgan_layer_shapes(2688, filters=2, q=2))
+    assert len(calls) == n_gen and {"conv", "conv_t"} <= set(calls), calls
+    torch.testing.assert_close(fastonn, exact, rtol=1e-5, atol=1e-5)
+    calls.clear()
+    with selfonn.use_backend("torch"):
+        g(x)
+    assert calls == []  # restored on exit
+
+
+def test_report_holds_the_fused_kernels_to_the_best_baseline(monkeypatch):
+    """bench/report.py: a column with the faster of the formulation and its compile per layer, and its
+    total against the fused kernels'."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    report = _load("report")
+    down1, up2 = report.opgan_layers(2688)[:2]
+    rows = [{"layer": down1, "mode": "fwd+bwd", "ms": {"fused": 1.0, "reference": 3.0, "compiled": 2.0}, "mib": {},
+             "tflops": {"fused": 1.0}},
+            {"layer": up2, "mode": "fwd+bwd", "ms": {"fused": 1.0, "reference": 1.5, "compiled": 4.0}, "mib": {},
+             "tflops": {"fused": 1.0}}]
+    out = report.table(rows, ["fused", "reference", "compiled"], "cpu").splitlines()
+    assert "| best baseline ms | best/fused |" in out[0]
+    assert "| 2 (compiled) | 2.00x |" in out[2] and "| 1.5 (reference) | 1.50x |" in out[3]
+    assert "best baseline/fused 1.75x" in report.summary(rows, ["fused", "reference", "compiled"])
+
+
+def test_the_repositorys_speed_tables_match_their_records():
+    """The speed blocks in README.md and docs/*.md are what bench/results renders (as opgan.tables'
+    test checks the other generated tables)."""
+    assert tables.main(["--check"]) == 0, "run `python bench/tables.py`"

@@ -1,4 +1,4 @@
-"""training/gpu_continue.sh's handling of the Triton cache pack: `prepare` builds it (bench/prewarm_cache.py
+"""tools/gpu/gpu_continue.sh's handling of the Triton cache pack: `prepare` builds it (tools/gpu/prewarm_cache.py
 --training) before it sizes the sources pack and counts it in the 64 MiB, or says in one line that it
 could not and goes on; `run` unpacks it and points TRITON_CACHE_DIR at it. The script runs for real
 in a scratch copy of the repository, with `python`/`python3` stubs that stand in for pip, the
@@ -20,7 +20,7 @@ _STUB = r"""#!/usr/bin/env bash
 echo "$(basename "$0") $* | TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-} | gpu: $(ls .gpu 2>/dev/null | tr '\n' ' ')" >> "$STUB_LOG"
 case "$*" in
     "-m pip download"*) exit 0 ;;
-    *bench/prewarm_cache.py*)
+    *tools/gpu/prewarm_cache.py*)
         if [ "$STUB_PREWARM_MIB" = fail ]; then
             echo "compile log line" >&2
             echo "prewarm_cache: cannot get Triton 3.6.0 for this Python: pip download triton==3.6.0 failed" >&2
@@ -39,12 +39,12 @@ esac
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A scratch repository holding the script, prewarm_cache.py, two run folders and the stubs' bin folder."""
+    """A scratch repository holding the script, triton_pack.py, two run folders and the stubs' bin folder."""
     repo = tmp_path / "repo"
     (repo / "training").mkdir(parents=True)
-    shutil.copy(ROOT / "training" / "gpu_continue.sh", repo / "training" / "gpu_continue.sh")
-    (repo / "bench").mkdir()
-    shutil.copy(ROOT / "bench" / "prewarm_cache.py", repo / "bench" / "prewarm_cache.py")  # run: its unpack()
+    (repo / "tools" / "gpu").mkdir(parents=True)
+    for name in ("gpu_continue.sh", "triton_pack.py"):  # triton_pack: the sizes (prepare) and unpack() (run)
+        shutil.copy(ROOT / "tools" / "gpu" / name, repo / "tools" / "gpu" / name)
     for kind in ("speech", "music"):
         (repo / "training" / kind).mkdir()
         (repo / "training" / kind / "config.json").write_text("{}\n")
@@ -59,14 +59,14 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _script(repo: Path, cmd: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def _script(repo: Path, cmd: str, cwd: Path | None = None, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     log = repo.parent / "calls.log"
     log.unlink(missing_ok=True)
     full = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
     full.update(PATH=f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", STUB_LOG=str(log),
                 STUB_REAL_PYTHON=sys.executable, OPGAN_CACHE=str(repo.parent / "cache"), **env)
-    r = subprocess.run(["bash", "training/gpu_continue.sh", cmd], cwd=repo, env=full, capture_output=True,
-                       text=True, timeout=60, check=False)
+    r = subprocess.run(["bash", str(repo / "tools" / "gpu" / "gpu_continue.sh"), cmd], cwd=cwd or repo, env=full,
+                       capture_output=True, text=True, timeout=60, check=False)
     return r, log.read_text().splitlines() if log.is_file() else []
 
 
@@ -120,3 +120,13 @@ def test_run_points_triton_at_the_unpacked_cache(repo: Path, packed: bool):
         else:
             assert "TRITON_CACHE_DIR= " in calls[i]
     assert ("(1 cubins)" in r.stdout) == packed
+
+
+def test_the_script_works_from_any_folder(repo: Path):
+    """It lives in tools/gpu/ and works on the repository root wherever it is started from."""
+    r, calls = _script(repo, "prepare", cwd=repo / "training", STUB_PREWARM_MIB="1", STUB_SOURCES_MIB="1")
+    assert r.returncode == 0, r.stderr
+    assert (repo / ".gpu" / "sources").is_dir() and not (repo / "training" / ".gpu").exists()
+    assert any("tools/gpu/prewarm_cache.py --training training/speech,training/music" in c for c in calls)
+    r, _ = _script(repo, "nonsense", cwd=repo / "training")
+    assert r.returncode == 2 and r.stderr.startswith("usage: bash tools/gpu/gpu_continue.sh")

@@ -70,7 +70,7 @@ print(json.dumps({"first": first.variants, "failed": first.failed, "second": sec
 @pytest.mark.skipif(not _PTXAS.exists(), reason="this Triton has no bundled NVIDIA ptxas")
 def test_precompile_fills_the_triton_cache_for_sm90_without_a_gpu(tmp_path):
     """selfonn.kernels.precompile(target='cuda:90') compiles a layer's fwd+bwd variants from CPU
-    tensors into TRITON_CACHE_DIR (what bench/prewarm_cache.py packs for a lent GPU); a second
+    tensors into TRITON_CACHE_DIR (what tools/gpu/prewarm_cache.py packs for a GPU machine); a second
     pass finds them all and compiles nothing."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRITON_")}
     env["TRITON_CACHE_DIR"] = str(tmp_path)

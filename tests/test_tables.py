@@ -9,7 +9,7 @@ from opgan import tables
 
 
 def test_readme_and_docs_match_their_records():
-    stale = [p.name for p in tables._files() if tables.replace_blocks(p.read_text()) != p.read_text()]
+    stale = [p.name for p in tables.marked_files() if tables.replace_blocks(p.read_text()) != p.read_text()]
     assert not stale, f"out of date: {stale}; run `python -m opgan.tables`"
 
 
@@ -19,6 +19,22 @@ def test_replace_blocks_rewrites_only_marked_bodies():
     assert out == "a\n<!-- table:x:1 -->\n[x:1]\n<!-- /table:x:1 -->\nb\n<!-- table:y -->\n[y]\n<!-- /table:y -->\n"
     with pytest.raises(KeyError):
         tables.replace_blocks("<!-- table:nosuch -->\n<!-- /table:nosuch -->\n")
+
+
+def test_one_splicer_for_every_generator(tmp_path):
+    """A rendering of None keeps the block's body (another generator's kind: the speed tables of
+    bench/tables.py, left alone here); update_files rewrites, or with check only names, stale files."""
+    text = "<!-- table:speed -->\nfrom bench\n<!-- /table:speed -->\n<!-- table:x -->\nold\n<!-- /table:x -->\n"
+    assert tables.block_names(text) == ["speed", "x"]
+    assert tables.replace_blocks(text, render=lambda n: None if n == "speed" else "new\n") == text.replace("old", "new")
+    assert tables.replace_blocks(text.split("<!-- table:x")[0]) == text.split("<!-- table:x")[0]
+    f = tmp_path / "a.md"
+    f.write_text(text)
+    assert tables.update_files([f], render=lambda n: "new\n" if n == "x" else None, check=True) == [f]
+    assert f.read_text() == text
+    assert tables.update_files([f], render=lambda n: "new\n" if n == "x" else None) == [f]
+    assert f.read_text() == text.replace("old", "new") and not list(tmp_path.glob(".*.tmp"))
+    assert tables.update_files([f], render=lambda n: "new\n" if n == "x" else None, check=True) == []
 
 
 def test_ablation_table_reads_equal_steps_and_marks_missing_values(tmp_path, monkeypatch):

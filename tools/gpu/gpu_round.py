@@ -1,10 +1,10 @@
-"""One GPU round: everything a lent GPU's first call should measure, in one command (~7 min on an H200).
+"""One GPU round: everything a GPU machine's first call should measure, in one command (~8 min on an H200).
 
-    python bench/gpu_round.py                      # writes $OUT (default ./bench-out)
-    python bench/gpu_round.py --budget-s 300 --sections env,layers,train
-    python bench/gpu_round.py --smoke              # CPU, tiny shapes, TRITON_INTERPRET=1: checks the script
+    python tools/gpu/gpu_round.py                  # writes $OUT (default ./bench-out)
+    python tools/gpu/gpu_round.py --budget-s 300 --sections env,layers,train
+    python tools/gpu/gpu_round.py --smoke          # CPU, tiny shapes, TRITON_INTERPRET=1: checks the script
 
-Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
+Sections, in priority order (docs/kernels.md, "One GPU round"):
 
  1. env       GPU, clocks, torch / triton / cuDNN versions, TF32 flags
  2. tests     the CUDA tests: kernels, models, the trainer's --cuda-graph (pytest, first candidate configs, on
@@ -12,17 +12,20 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
  3. compile   every fused kernel variant the layers and train sections will launch, compiled at once on
               all CPUs (selfonn.kernels.precompile; a carried Triton cache makes it a lookup)
  4. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
-              wall ms (CUDA events), device ms (CUDA-graph replay), host us per call (fused: with and
-              without plans), peak MiB, saved MiB
+              wall ms (CUDA events), device ms (CUDA-graph replay), host us per call (median of
+              --host-calls calls; fused: with and without plans), peak MiB, saved MiB; the best
+              baseline (the faster of the formulation and its compile) per layer
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
  6. host      where a small layer's host time goes: each ingredient of a call timed alone (a torch launch,
               a Triton launch by binder and by the direct path, a no-op autograd Function) and the
               CPU-side profile of disc.3's fused and reference fwd+bwd (round 1: 400-900 us per call)
  7. autotune  autotune picks with every candidate's ms (grad_W: power and concat tiles side by side);
               per compiled Triton kernel registers, spills, shared memory, wgmma
- 8. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) per backend x dtype, eager, captured
-              in one CUDA graph (tf32), under torch.compile and its reduce-overhead mode (tf32: train.py
-              --compile reduce-overhead)
+ 8. train     the Op-GAN training step (G+D, f=16, q=3, B=8, L=32000) on the fused kernels, selfonn's
+              exact torch path and the FastONN formulation, each eager, captured in one CUDA graph and
+              under torch.compile (tf32 first, then bf16, the unfolded up blocks and torch.compile's
+              reduce-overhead mode, train.py --compile reduce-overhead): min / median / max of
+              --train-steps steps, host ms per step, peak MiB
  9. knobs     fused fwd+bwd with the launcher's constants changed, beside the defaults: grad_x one pass
               per power (gen.up2, gen.down4, disc.3, gen.up4), grad_W on concat-channel tiles only (those,
               the single-channel layers and disc.2) or power tiles only (gen.up2, gen.down4, disc.3,
@@ -33,11 +36,17 @@ Sections, in priority order (docs: /work/shared/KERNELS.md "One GPU round"):
 10. cache     the Triton cache entries this round compiled (binaries and metadata) as triton-cache.tar.gz
               (and .2, .3 parts of up to 15 MiB each), for the next round to carry
 
+Baselines run as a user runs them at their best (``bench/_common.py``): ``cudnn.benchmark`` on and
+``torch.compile(dynamic=False)``; the record's ``env`` says so (``cudnn_benchmark``, ``compile``).
+
 Every section is written to ``$OUT/<date>-<gpu>.json`` and ``.md`` as soon as it ends (the layers
 section after every layer), and runs under a deadline (a share of ``--budget-s`` plus what earlier
 sections left unused, enforced with SIGALRM): a slow section is cut short and never loses the ones
 before it. The main JSON's ``layers`` and ``train_step`` lists follow the schema of
-``bench/results/*.json`` (rendered into README by ``bench/tables.py``). Nothing is committed.
+``bench/results/*.json`` (rendered by ``bench/tables.py``). Nothing is committed.
+
+This folder (``tools/gpu``) holds the GPU-machine tooling; it imports the measurement helpers of
+``bench/`` (``_common``, ``_host_probe``, ``tables``), never the other way round.
 """
 
 from __future__ import annotations
@@ -67,7 +76,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+BENCH = ROOT / "bench"
 SECTIONS = ("env", "tests", "compile", "layers", "profile", "host", "autotune", "train", "knobs", "cache")
 #: share of --budget-s each section may use, plus whatever the sections before it left unused (the
 #: cache section gets all that is left; the ones before it leave it its share). Set from round 2 (H200,
@@ -79,9 +90,10 @@ SECTIONS = ("env", "tests", "compile", "layers", "profile", "host", "autotune", 
 #: entries, ~10). So: tests 109 s (+ env's 4; the slow tests now start first), train 109 (+ what
 #: profile, host and autotune leave, ~10), knobs 25, cache 13, and layers the rest, 126 s + carry: at
 #: 420 s its last cells (fwd compiled, then fwd bf16) stay cut (by these estimates it gets ~136 s);
-#: --budget-s 500 runs them all.
-SHARES = {"env": 0.01, "tests": 0.26, "compile": 0.03, "layers": 0.30, "profile": 0.01, "host": 0.01, "autotune": 0.03,
-          "train": 0.26, "knobs": 0.06, "cache": 0.03}
+#: --budget-s 500 runs them all. Since then the train section times three backends, each eager, as one
+#: CUDA graph and compiled (20 steps each): train 0.30 of the default 480 s (144 s), tests 0.24 (115).
+SHARES = {"env": 0.01, "tests": 0.24, "compile": 0.03, "layers": 0.28, "profile": 0.01, "host": 0.01, "autotune": 0.03,
+          "train": 0.30, "knobs": 0.06, "cache": 0.03}
 #: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
 #: powers in one pass); grad_W on concat-channel tiles each column at its own power, also with its
@@ -257,6 +269,15 @@ def wall_ms(step: Callable[[], None], device: str, repeats: int) -> float:
     return statistics.median(call_ms(step, device) for _ in range(repeats))
 
 
+def wall_and_host(step: Callable[[], None], device: str, calls: int) -> tuple[dict[str, float], dict[str, float]]:
+    """min / median / max of ``calls`` calls' wall ms and host ms (``_common.timed_calls``: each call
+    on an idle device, so the host time is one call's enqueue time over many calls, not a mean of few)."""
+    from _common import spread, timed_calls
+
+    wall, host = timed_calls(step, device, calls)
+    return spread(wall), spread(host)
+
+
 def host_us(step: Callable[[], None], device: str, repeats: int) -> float:
     """Host microseconds per call: enqueue time, not waiting for the GPU (few calls: the launch queue never fills)."""
     _sync(device)
@@ -308,6 +329,11 @@ def section_env(rec: Record, args, ctx: dict) -> None:
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "triton": ctx["triton_version"], "device": ctx["device_name"], "budget_s": args.budget_s, "smoke": args.smoke,
+        # how the baselines ran: cuDNN's algorithms timed per shape, torch.compile specialised per shape
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "compile": {**ctx.get("baselines", {}).get("compile", {"backend": args.compile_backend}),
+                    "train_modes": [None] + (["reduce-overhead"] if args.compile_backend == "inductor" else [])},
+        "host_calls": args.host_calls, "train_steps": args.train_steps,
         "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET"), "triton_cache_dir": str(ctx["cache_dir"]),
         "tf32": {
             "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
@@ -345,14 +371,16 @@ def _run_text(cmd: list[str], timeout: float) -> str | None:
 
 
 #: node-id substrings of the tests section's slow tests, slowest kind first: they start first, one per
-#: worker (bench/_pytest_slow_first.py). Round 2 (H200, 16 workers, 92 s deadline) scheduled them in
+#: worker (tools/gpu/_pytest_slow_first.py). Round 2 (H200, 16 workers, 92 s deadline) scheduled them in
 #: collection order: the trainer's --cuda-graph runs and test_models' whole-GAN bf16 test began last and
 #: were cut, two trainer params never started; of the kernel tests, per the -v log, the single-channel
 #: dispatch check (~13 s), torch.compile, a captured training step and each pinned single-channel
 #: config (~8 s each, two cut; one ran 30 s) are the longest.
-SLOW_TESTS = ("tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager", "tests/test_trainer.py::",
-              "tests/test_models.py::", "::test_dispatch_picks_thin_kernels", "::test_torch_compile",
-              "::test_cuda_graph_capture_of_a_training_step", "::test_each_thin_config[")
+#: Every CUDA-graph training-step test goes first (``::test_cuda_graph``): the trainer captures its step
+#: by default on CUDA, and these tests are what says it may.
+SLOW_TESTS = ("tests/test_trainer.py::test_cuda_graph_on_the_gpu_matches_eager", "::test_cuda_graph",
+              "tests/test_trainer.py::", "tests/test_models.py::", "::test_dispatch_picks_thin_kernels",
+              "::test_torch_compile", "::test_each_thin_config[")
 
 
 def _test_workers(requested: int) -> int:
@@ -392,7 +420,7 @@ def section_tests(rec: Record, args, ctx: dict) -> None:
     failures.unlink(missing_ok=True)
     env = {**os.environ, "SELFONN_TUNE": "0", "SELFONN_FAILURE_LOG": str(failures),
            "GPU_ROUND_SLOW_FIRST": json.dumps(SLOW_TESTS),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     if args.smoke:
         cmd.append("--collect-only")  # the mechanism only: nested pytest runs are slow on a CPU
     else:
@@ -486,7 +514,7 @@ def _runnable_tests(items: list[str]) -> tuple[list[str], list[str]]:
 
 def _use_wheels(folder: Path) -> None:
     """Install carried wheels into /tmp/site (no index, no deps) and put it on the path of this process
-    and its children: the lent machines have torch and triton but none of our audio dependencies."""
+    and its children: the GPU machines have torch and triton but none of our audio dependencies."""
     wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if not wheels:
         return
@@ -525,8 +553,10 @@ def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx:
             for _ in range(args.warmup):  # compile / autotune outside the timings
                 step()
             _sync(device)
-            cell["ms"] = wall_ms(step, device, args.repeats)
-            cell["host_us"] = host_us(step, device, args.repeats)
+            # the headline cells (fwd+bwd, tf32) over --host-calls calls, the others over a quarter
+            calls = args.host_calls if (mode, dtype) == ("fwd+bwd", "tf32") else max(args.repeats, args.host_calls // 4)
+            wall, host = wall_and_host(step, device, calls)
+            cell["ms"], cell["host_us"], cell["calls"] = wall["median"], host["median"] * 1e3, calls
             if provider == "fused":
                 cell["host_us_no_plans"] = _host_us_without_plans(step, device, args.repeats)
             cell["peak_mib"] = peak_mib(step, device)
@@ -643,11 +673,14 @@ def section_layers(rec: Record, args, ctx: dict) -> None:
                         entry[key][p] = cell.get(key)
                     if "host_us_no_plans" in cell:
                         entry["host_us"]["fused_no_plans"] = cell["host_us_no_plans"]
+                    if "calls" in cell:
+                        entry.setdefault("calls", {})[p] = cell["calls"]
                     for key in ("error", "device_ms_error", "saved_mib_error"):
                         if key in cell:
                             errors[f"{p}.{key}" if key != "error" else p] = cell[key]
                 if not entry.get("errors"):
                     entry.pop("errors", None)
+                _set_best_baseline(entry)
                 del inputs
                 if device == "cuda":
                     import torch
@@ -670,16 +703,37 @@ def _layer_entry(layer, mode: str, dtype: str, args) -> dict[str, Any]:
     }
 
 
+def _set_best_baseline(entry: dict[str, Any]) -> None:
+    """``entry["best_baseline"]``: per measure (wall ms, device ms), the faster of the formulation and its
+    compile, named: what the fused kernels are held to."""
+    from _common import best_baseline
+
+    best = {}
+    for key in ("ms", "device_ms"):
+        name, value = best_baseline(entry.get(key) or {})
+        if name:
+            best[key] = {"provider": name, "value": value}
+    if best:
+        entry["best_baseline"] = best
+    else:
+        entry.pop("best_baseline", None)
+
+
 def _layers_md(entries: list[dict]) -> str:
-    head = ["layer", "mode", "dtype", "fused ms", "ref ms", "compiled ms", "ref/fused", "fused dev ms",
-            "ref dev ms", "fused host us", "fused host us, no plans", "ref host us", "fused MiB", "ref MiB",
-            "fused saved MiB", "ref saved MiB"]
+    head = ["layer", "mode", "dtype", "fused ms", "ref ms", "compiled ms", "best baseline ms", "best/fused",
+            "fused dev ms", "ref dev ms", "compiled dev ms", "best dev/fused dev", "fused host us",
+            "fused host us, no plans", "ref host us", "fused MiB", "ref MiB", "fused saved MiB", "ref saved MiB"]
     rows = []
     for e in entries:
-        ms = e["ms"]
-        ratio = ms["reference"] / ms["fused"] if ms.get("fused") and ms.get("reference") else None
-        rows.append([e["layer"], e["mode"], e["dtype"], ms.get("fused"), ms.get("reference"), ms.get("compiled"), ratio,
-                     e["device_ms"].get("fused"), e["device_ms"].get("reference"), e["host_us"].get("fused"),
+        ms, dev = e["ms"], e["device_ms"]
+        best = e.get("best_baseline", {})
+        b_ms = best.get("ms", {}).get("value")
+        b_dev = best.get("device_ms", {}).get("value")
+        ratio = b_ms / ms["fused"] if ms.get("fused") and b_ms else None
+        dev_ratio = b_dev / dev["fused"] if dev.get("fused") and b_dev else None
+        rows.append([e["layer"], e["mode"], e["dtype"], ms.get("fused"), ms.get("reference"), ms.get("compiled"),
+                     b_ms, ratio, dev.get("fused"), dev.get("reference"), dev.get("compiled"), dev_ratio,
+                     e["host_us"].get("fused"),
                      e["host_us"].get("fused_no_plans"),
                      e["host_us"].get("reference"), e["peak_mib"].get("fused"), e["peak_mib"].get("reference"),
                      e["saved_mib"].get("fused"), e["saved_mib"].get("reference")])
@@ -1048,23 +1102,49 @@ def _by_split(timings: list) -> dict[str, float]:
     return _fastest_by(timings, _split_label)
 
 
+#: the training step's backends: the fused kernels, selfonn's exact torch path, and the FastONN
+#: formulation (``_common.formulation``: cat the powers, one cuDNN conv per layer)
+TRAIN_BACKENDS = ("triton", "torch", "reference")
+
+
 def _train_variants(args) -> list[dict[str, Any]]:
-    """Eager per backend x dtype, unfolded up blocks (tf32), the whole step captured in one CUDA graph
-    (tf32: host cost gone, what the kernels themselves take), then torch.compile (slowest to set up)."""
+    """Every backend run each way a user trains, in priority order (a short budget cuts the last):
+    tf32 eager, as one captured CUDA graph (host cost gone: what the kernels take) and under
+    torch.compile; then bf16 eager and compiled; the unfolded up blocks; torch.compile's
+    reduce-overhead mode (inductor's CUDA graphs: slowest to set up)."""
     backends = args.backends.split(",")
+    dtypes = args.dtypes.split(",")
+    low = [d for d in dtypes if d != "tf32"]
     eager = {"compile": False, "graph": False, "fold_upsample": True}
-    out = [{"backend": b, "dtype": d, **eager} for d in args.dtypes.split(",") for b in backends]
-    out += [{"backend": b, "dtype": "tf32", **eager, "fold_upsample": False} for b in backends]
-    if not args.no_graph:
+    compiled = {**eager, "compile": True}
+    out = [{"backend": b, "dtype": "tf32", **eager} for b in backends] if "tf32" in dtypes else []
+    if "tf32" in dtypes and not args.no_graph:
         out += [{"backend": b, "dtype": "tf32", **eager, "graph": True} for b in backends]
+    if "tf32" in dtypes and not args.no_compile:
+        out += [{"backend": b, "dtype": "tf32", **compiled} for b in backends]
+    out += [{"backend": b, "dtype": d, **eager} for d in low for b in backends]
     if not args.no_compile:
-        out += [{"backend": b, "dtype": d, **eager, "compile": True} for d in args.dtypes.split(",") for b in backends]
-        # what `train.py --compile reduce-overhead` runs: inductor's CUDA graphs around G and D (last: the
-        # slowest to set up, so a short budget cuts these first)
-        if args.compile_backend == "inductor":
-            out += [{"backend": b, "dtype": "tf32", **eager, "compile": True, "compile_mode": "reduce-overhead"}
-                    for b in backends]
+        out += [{"backend": b, "dtype": d, **compiled} for d in low for b in backends]
+    out += [{"backend": b, "dtype": "tf32", **eager, "fold_upsample": False} for b in backends if b != "reference"]
+    # what `train.py --compile reduce-overhead` runs: inductor's CUDA graphs around G and D
+    if "tf32" in dtypes and not args.no_compile and args.compile_backend == "inductor":
+        out += [{"backend": b, "dtype": "tf32", **compiled, "compile_mode": "reduce-overhead"} for b in backends]
     return out
+
+
+@contextlib.contextmanager
+def _backend(name: str) -> Iterator[None]:
+    """The models' Self-ONN layers on ``name``: a selfonn backend, or 'reference' (the FastONN formulation)."""
+    import selfonn
+
+    if name == "reference":
+        from _common import formulation
+
+        with formulation():
+            yield
+    else:
+        with selfonn.use_backend(name):
+            yield
 
 
 def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ctx: dict,
@@ -1073,7 +1153,7 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     ``graph``: ready for CUDA-graph capture (Adam state on the device, gradients zeroed in place)."""
     import torch
 
-    import selfonn
+    from _common import COMPILE_SETTINGS
     from opgan.config import TrainConfig
     from opgan.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
     from opgan.models import losses as L
@@ -1088,7 +1168,9 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     gen = torch.Generator().manual_seed(1)
     y = ((torch.rand(args.train_batch, 1, args.train_length, generator=gen) * 2 - 1) * 0.5).to(device)
     x = (y + 0.1 * torch.randn(y.shape, generator=gen).to(device)).clamp(-1, 1)
-    kw = {"backend": args.compile_backend, **({"mode": compile_mode} if compile_mode else {})}
+    # dynamic=False: D sees two batch sizes (real + fake, then fake): specialised graphs for both, not a
+    # symbolic batch dimension after the first recompile
+    kw = {"backend": args.compile_backend, **COMPILE_SETTINGS, **({"mode": compile_mode} if compile_mode else {})}
     g_run = torch.compile(g, **kw) if compile_ else g
     d_run = torch.compile(d, **kw) if compile_ else d
     # Inductor's CUDA graphs (cudagraph trees) start a new generation, and reuse the memory of the
@@ -1103,7 +1185,7 @@ def train_step_fn(backend: str, dtype: str, compile_: bool, fold: bool, args, ct
     def step() -> None:
         if mark_step:
             torch.compiler.cudagraph_mark_step_begin()
-        with selfonn.use_backend(backend):
+        with _backend(backend):
             with precision(dtype, device):
                 fake = g_run(x)
             d.requires_grad_(True)
@@ -1154,7 +1236,9 @@ def section_train(rec: Record, args, ctx: dict) -> None:
             raise BudgetExceeded("section budget")
         entry: dict[str, Any] = {**v, "ms": None, "peak_mib": None, "filters": args.train_filters, "q": args.q,
                                  "batch": args.train_batch, "length": args.train_length}
-        if v["backend"] == "triton" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        if v["backend"] not in TRAIN_BACKENDS:
+            entry["error"] = f"unknown backend (choose from {TRAIN_BACKENDS})"
+        elif v["backend"] == "triton" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             entry["error"] = "skipped: triton needs CUDA or TRITON_INTERPRET=1"
         elif v["graph"] and device != "cuda":
             entry["error"] = "skipped: CUDA graphs need CUDA"
@@ -1180,7 +1264,9 @@ def section_train(rec: Record, args, ctx: dict) -> None:
                     entry["warmup_s"] = round(time.perf_counter() - t0, 2)
                     if device == "cuda" and not v["graph"]:
                         torch.cuda.reset_peak_memory_stats()
-                    entry["ms"] = wall_ms(step, device, args.train_steps)
+                    wall, host = wall_and_host(step, device, args.train_steps)
+                    entry.update(ms=wall["median"], ms_min=wall["min"], ms_max=wall["max"], steps=args.train_steps,
+                                 host_ms=host["median"])
                     if device == "cuda":
                         entry["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
             except Exception as exc:
@@ -1197,9 +1283,11 @@ def section_train(rec: Record, args, ctx: dict) -> None:
         if device == "cuda":
             torch.cuda.empty_cache()
         rec.md["train"] = "## Op-GAN training step (G+D)\n\n" + _md_table(
-            ["backend", "dtype", "compile", "CUDA graph", "fold_upsample", "ms", "peak MiB", "warmup s", "error"],
+            ["backend", "dtype", "compile", "CUDA graph", "fold_upsample", "median ms", "min ms", "max ms", "steps",
+             "host ms", "peak MiB", "warmup s", "error"],
             [[e["backend"], e["dtype"], e.get("compile_mode") or e["compile"], e["graph"], e["fold_upsample"], e["ms"],
-              e["peak_mib"], e.get("warmup_s"), e.get("error")] for e in rec.data["train_step"]])
+              e.get("ms_min"), e.get("ms_max"), e.get("steps"), e.get("host_ms"), e["peak_mib"], e.get("warmup_s"),
+              e.get("error")] for e in rec.data["train_step"]])
         rec.write()
 
 
@@ -1316,7 +1404,7 @@ def section_cache(rec: Record, args, ctx: dict) -> None:  # noqa: ARG001
         f"{', '.join(t['tar'] for t in info['tars']) or '-'}: {packed} entries"
         f"{'; ' + info['error'] if 'error' in info else ''}. Their group files name absolute paths under "
         f"`{cache}`: unpack each part in `{cache.parent}` (over a carried cache there), e.g. into the cache "
-        "bench/prewarm_cache.py packs, and carry that.\n")
+        "tools/gpu/prewarm_cache.py packs, and carry that.\n")
 
 
 def _open_part(out: Path, n: int) -> tuple[tarfile.TarFile, Any, Path]:
@@ -1366,7 +1454,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "bench-out"),
                     help="output folder (default $OUT or ./bench-out)")
-    ap.add_argument("--budget-s", type=float, default=420, help="global time guard for the whole round, seconds")
+    ap.add_argument("--budget-s", type=float, default=480,
+                    help="global time guard for the whole round, seconds (default 480: with the install and the "
+                         "process start the round ends inside a 10-minute call)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma list of " + ",".join(SECTIONS))
     ap.add_argument("--smoke", action="store_true", help="CPU end-to-end check: tiny shapes, TRITON_INTERPRET=1")
     ap.add_argument("--tests", default="tests/test_kernels_selfonn_conv.py tests/test_kernels_ops.py tests/test_models.py "
@@ -1374,18 +1464,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="pytest arguments of the tests section (test files whose imports are missing here, "
                          "e.g. the trainer's without soundfile: carry --wheels, are left out and said so)")
     ap.add_argument("--wheels", default=".whl",
-                    help="a folder of carried wheels (training/gpu_continue.sh prepare writes .whl: soundfile, "
+                    help="a folder of carried wheels (tools/gpu/gpu_continue.sh prepare writes .whl: soundfile, "
                          "pystoi, ...) installed into /tmp/site for the tests when present")
     ap.add_argument("--test-timeout-s", type=int, default=120, help="pytest-timeout per test")
     ap.add_argument("--test-workers", type=int, default=-1,
                     help="pytest-xdist workers of the tests section (default: one per CPU up to 16 when "
                          "pytest-xdist is installed; 0: one process)")
     ap.add_argument("--triton-cache", default="",
-                    help="a Triton cache to use: a folder or a .tar.xz / .tar.gz of one (bench/prewarm_cache.py --pack)")
+                    help="a Triton cache to use: a folder or a .tar.xz / .tar.gz of one (tools/gpu/prewarm_cache.py --pack)")
     ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")
     ap.add_argument("--providers", default=",".join(LAYER_PROVIDERS))
     ap.add_argument("--dtypes", default=",".join(DTYPES))
-    ap.add_argument("--backends", default="triton,torch", help="train-step backends")
+    ap.add_argument("--backends", default=",".join(TRAIN_BACKENDS),
+                    help="train-step backends: triton (fused), torch (exact path), reference (FastONN formulation)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile train-step variants")
     ap.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph train-step variants")
     ap.add_argument("--compile-backend", default="inductor")
@@ -1394,7 +1485,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--filters", type=int, default=16)
     ap.add_argument("--q", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=10, help="least calls per layer cell")
+    ap.add_argument("--host-calls", type=int, default=200,
+                    help="timed calls per fwd+bwd tf32 layer cell (wall and host medians); other cells a quarter")
     ap.add_argument("--profile-iters", type=int, default=5)
     ap.add_argument("--cell-timeout-s", type=float, default=45, help="deadline of one layer cell / eager train step")
     ap.add_argument("--train-timeout-s", type=float, default=90, help="deadline of one compiled train-step variant")
@@ -1402,15 +1495,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-length", type=int, default=32000)
     ap.add_argument("--train-warmup", type=int, default=2)
-    ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--train-steps", type=int, default=20, help="timed steps per variant (min / median / max)")
     args = ap.parse_args(argv)
     if args.smoke:  # tiny everything; the compile provider without a C++ toolchain
         # Triton's interpreter is slow: the layer with the shortest input at L=2688,
         # and the train step on the torch backend only (the fused path is covered by the layer cells).
         for k, v in dict(budget_s=min(args.budget_s, 120), length=2688, batch=1, filters=2, q=2, warmup=0, repeats=1,
                          profile_iters=1, layers=args.layers or "disc.head", train_filters=1, train_batch=1,
-                         train_length=2688, train_warmup=0, train_steps=1, compile_backend="aot_eager",
-                         backends="torch", no_compile=True, no_graph=True, tests="tests/test_public_api.py").items():
+                         train_length=2688, train_warmup=0, train_steps=2, host_calls=2, compile_backend="aot_eager",
+                         backends="torch,reference", no_compile=True, no_graph=True,
+                         tests="tests/test_public_api.py").items():
             setattr(args, k, v)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
@@ -1469,11 +1563,11 @@ def _ensure_installed() -> None:
 
 def _use_triton_cache(path: Path) -> None:
     """Point Triton at a carried cache (before it is imported); a .tar.xz / .tar.gz is unpacked beside
-    itself once, its group files pointed at where their entries now are (``prewarm_cache.unpack``:
+    itself once, its group files pointed at where their entries now are (``triton_pack.unpack``:
     Triton writes absolute paths, so a pack built in another folder would otherwise be compiled again)."""
     if path.is_file() and path.name.endswith((".tar.xz", ".txz", ".tar.gz", ".tgz")):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from prewarm_cache import unpack
+        sys.path.insert(0, str(HERE))
+        from triton_pack import unpack
 
         try:
             path = unpack(path, path.parent, reuse=True)
@@ -1501,15 +1595,17 @@ def main(argv: list[str] | None = None) -> int:
         _ensure_installed()
     if not args.smoke:
         _use_wheels(ROOT / args.wheels)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path[:0] = [str(HERE), str(BENCH)]  # triton_pack; the measurement helpers (_common, tables, ...)
     import torch
 
     import _common
 
     _common.COMPILE_BACKEND["name"] = args.compile_backend
+    ctx_baselines = _common.fair_baselines()  # cudnn.benchmark on before any conv runs
     if args.smoke:
         torch.set_num_threads(1)
     ctx = _context(args)
+    ctx["baselines"] = ctx_baselines
     torch.backends.cuda.matmul.allow_tf32 = True  # 'tf32' rows: PyTorch's conv default, also for matmuls
     torch.backends.cudnn.allow_tf32 = True
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -1517,7 +1613,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = Record(out, f"{now:%Y-%m-%d}-{_slug(ctx['device_name'])}", {
         "device": ctx["device_name"], "torch": torch.__version__, "triton": ctx["triton_version"],
         "date": now.isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/gpu_round.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "tools/gpu/gpu_round.py", *(argv or sys.argv[1:])]),
         "smoke": args.smoke, "budget_s": args.budget_s,
         "installed_by_round": bool(os.environ.get("GPU_ROUND_INSTALLED")),
         "config": {"layers": {"batch": args.batch, "length": args.length, "filters": args.filters, "q": args.q},

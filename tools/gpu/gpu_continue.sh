@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Continue the shipped models' training (training/speech, training/music) on a lent GPU machine,
+# Continue the shipped models' training (training/speech, training/music) on a GPU machine,
 # which has torch + triton but no network and none of our audio dependencies.
 #
-#   bash training/gpu_continue.sh prepare      # here, with PyPI and `opgan fetch`'s cache: writes the
+#   bash tools/gpu/gpu_continue.sh prepare      # here, with PyPI and `opgan fetch`'s cache: writes the
 #                                              # carried folders .gpu (sources and the Triton cache pack,
 #                                              # with the tree <= 64 MiB) and .whl/
-#   bash training/gpu_continue.sh run          # there (device tool: carry .gpu and .whl): trains each
+#   bash tools/gpu/gpu_continue.sh run          # there (device tool: carry .gpu and .whl): trains each
 #                                              # model for $MINUTES (default 4), state -> $OUT/training/
 #                                              # (CUDA_GRAPH=1: with train.py --cuda-graph)
 #   tar xzf <files_at>/training.tgz            # here: take the state back (it unpacks as training/),
@@ -18,13 +18,13 @@
 # runs the same on a CPU (that is how it is tested).
 #
 # The fused kernels' variants both runs compile before their first step and at their first
-# validation (~300, minutes of a lent GPU's time) are compiled here for its sm_90 and Triton 3.6 by
-# `bench/prewarm_cache.py --training` into .gpu/triton-cache.tar.xz, counted in the 64 MiB; `run`
-# unpacks it (prewarm_cache.unpack: Triton's entries name their files by absolute path) and points
+# validation (~300, minutes of a GPU machine's time) are compiled here for its sm_90 and Triton 3.6 by
+# `tools/gpu/prewarm_cache.py --training` into .gpu/triton-cache.tar.xz, counted in the 64 MiB; `run`
+# unpacks it (triton_pack.unpack: Triton's entries name their files by absolute path) and points
 # TRITON_CACHE_DIR at it. TRITON_PACK=0 prepare: no new compile (an earlier prepare's pack, if any,
 # is kept). Without PyPI (no Triton 3.6 wheel) prepare says so and goes on without it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 cmd=${1:-}
 case "$cmd" in
 prepare)
@@ -39,7 +39,7 @@ prepare)
     if [ "${TRITON_PACK:-1}" != 0 ]; then
         rm -f .gpu/triton-cache.tar.xz
         log=$(mktemp)
-        python bench/prewarm_cache.py --training training/speech,training/music --training-data "$cache" \
+        python tools/gpu/prewarm_cache.py --training training/speech,training/music --training-data "$cache" \
             --out .gpu/triton-cache --pack >"$log" 2>&1 || true
         if [ -f .gpu/triton-cache.tar.xz ]; then
             tail -n 1 "$log"
@@ -52,7 +52,7 @@ prepare)
     # Everything that travels (tracked and untracked-not-ignored files plus what is carried) must stay
     # under the device tool's 64 MiB: the pack gets what the tree, the wheels and the Triton cache pack
     # leave, less 1 MiB.
-    sizes=$(python3 -c 'import sys; sys.path.insert(0, "bench"); from pathlib import Path; import prewarm_cache as p
+    sizes=$(python3 -c 'import sys; sys.path.insert(0, "tools/gpu"); from pathlib import Path; import triton_pack as p
 print(p.tree_bytes(Path(".")), p.path_bytes(Path(".whl")), p.path_bytes(Path(".gpu/triton-cache.tar.xz")),
       int(p.TRAVEL_MIB * 2**20))')
     read -r tree whl tri limit <<< "$sizes"
@@ -92,7 +92,7 @@ run)
     rm -rf "$work" && mkdir -p "$work/training" "$out"
     cp -r training/speech training/music "$work/training/"
     if [ -f .gpu/triton-cache.tar.xz ]; then  # prepare's kernels, compiled for this GPU
-        TRITON_CACHE_DIR=$(python3 -c 'import sys; sys.path.insert(0, "bench"); from prewarm_cache import unpack
+        TRITON_CACHE_DIR=$(python3 -c 'import sys; sys.path.insert(0, "tools/gpu"); from triton_pack import unpack
 print(unpack(*sys.argv[1:]))' .gpu/triton-cache.tar.xz "$work")
         export TRITON_CACHE_DIR
         echo "gpu_continue: Triton cache $TRITON_CACHE_DIR ($(find "$TRITON_CACHE_DIR" -name '*.cubin' | wc -l) cubins)"
@@ -106,7 +106,7 @@ print(unpack(*sys.argv[1:]))' .gpu/triton-cache.tar.xz "$work")
     done
     ;;
 *)
-    echo "usage: bash training/gpu_continue.sh prepare|run   (see the comments at the top)" >&2
+    echo "usage: bash tools/gpu/gpu_continue.sh prepare|run   (see the comments at the top)" >&2
     exit 2
     ;;
 esac

@@ -1,8 +1,8 @@
-"""Fill a Triton cache for a GPU round here, without a GPU: compile time stays off the lent device.
+"""Fill a Triton cache for a GPU round here, without a GPU: compile time stays off the GPU machine.
 
-    python bench/prewarm_cache.py --pack         # -> .triton-cache/ and .triton-cache.tar.xz (~16 MB)
+    python tools/gpu/prewarm_cache.py --pack         # -> .triton-cache/ and .triton-cache.tar.xz (~16 MB)
     # then, on the device (carry .triton-cache.tar.xz):
-    python bench/gpu_round.py --triton-cache .triton-cache.tar.xz
+    python tools/gpu/gpu_round.py --triton-cache .triton-cache.tar.xz
 
 It runs the GPU round's own ``compile_work`` (every layer cell, fwd+bwd, each dtype, every eager
 fused train-step variant and the knobs cells) through :func:`selfonn.kernels.precompile.precompile`
@@ -11,7 +11,7 @@ A Triton cache key covers the Triton build (its version, its Python sources and 
 ``libtriton.so``), the compile target and options and the cache-relevant ``TRITON_*`` environment.
 So the script:
 
-- compiles with the device's Triton version (``--triton``, default 3.6.0, what the lent GPUs carry):
+- compiles with the device's Triton version (``--triton``, default 3.6.0, what the GPU machines carry):
   if another is installed it fetches that version's wheel for this Python from PyPI (cached under
   ``~/.cache/opgan/wheels``) and re-runs itself with it;
 - keys the entries for the device's Python build (``--device-python``, default 3.12): wheels for two
@@ -27,15 +27,15 @@ folder (without ``--pack``) checks that every key is found again.
 
 Triton's cache names each entry's files by absolute path (its ``__grp__*.json``): an entry is found
 only where its files are where they were written. The round unpacks its pack at the path it was
-built at (the repository root, the same path here and on the lent machines); :func:`unpack` puts a
-pack anywhere and rewrites those paths (``training/gpu_continue.sh run`` uses it).
+built at (the repository root, the same path here and on the GPU machines); ``triton_pack.unpack`` puts a
+pack anywhere and rewrites those paths (``tools/gpu/gpu_continue.sh run`` uses it).
 
 Training mode: ``--training`` names run folders (each with the ``config.json`` that ``train.py
 --resume`` trains on) and compiles what a GPU session of those runs compiles early, in place of the
 round's work:
 
-    python bench/prewarm_cache.py --training training/speech,training/music --pack
-    # -> .gpu/triton-cache/ and .gpu/triton-cache.tar.xz (training/gpu_continue.sh prepare runs this)
+    python tools/gpu/prewarm_cache.py --training training/speech,training/music --pack
+    # -> .gpu/triton-cache/ and .gpu/triton-cache.tar.xz (tools/gpu/gpu_continue.sh prepare runs this)
 
 - the trainer's ``precompile_kernels`` before the first step (``opgan.trainer.precompile_passes``: G
   forward, D on real + fake and on fake, each backward) on the batch it trains on, (batch_size, 1,
@@ -47,7 +47,7 @@ round's work:
 
 Runs whose models and shapes are the same (the shipped speech and music runs) are compiled once.
 Not included: a second-pass run's frozen first pass, DDP runs (the trainer precompiles single-process
-runs only) and ``torch.compile``'s own kernels. ``training/gpu_continue.sh run`` points
+runs only) and ``torch.compile``'s own kernels. ``tools/gpu/gpu_continue.sh run`` points
 ``TRITON_CACHE_DIR`` at the unpacked pack.
 """
 
@@ -68,6 +68,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 
 
 WHEELS = Path.home() / ".cache" / "opgan" / "wheels"
@@ -135,55 +136,6 @@ def _key_for_device_build(wheel: Path) -> None:
         raise RuntimeError("this Triton's key does not hold its libtriton digest where expected")
     device_key = original.replace(ours, theirs)
     cache.triton_key = lambda: device_key  # get_cache_key() looks it up at each call
-
-
-#: what may travel to a lent GPU machine in one call: the working tree plus the carried paths
-TRAVEL_MIB = 64.0
-
-
-def tree_bytes(root: Path) -> int:
-    """Bytes of the files git tracks or would track (untracked, not ignored) under ``root``: what
-    travels to the device with every call."""
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    return sum((root / n).stat().st_size for n in dict.fromkeys(names) if n and (root / n).is_file())
-
-
-def path_bytes(path: Path) -> int:
-    """Bytes of a carried file or folder (0 when it does not exist)."""
-    files = [path] if path.is_file() else list(path.rglob("*")) if path.is_dir() else []
-    return sum(f.stat().st_size for f in files if f.is_file())
-
-
-def travel_mib(root: Path, carried: list[Path]) -> tuple[float, float]:
-    """(tree, carried) MiB that travel to the device in one call (``training/gpu_continue.sh prepare``
-    sizes its call with the same two functions)."""
-    return tree_bytes(root) / 2**20, sum(path_bytes(c) for c in carried) / 2**20
-
-
-def unpack(pack: str | os.PathLike, dest: str | os.PathLike, reuse: bool = False) -> Path:
-    """Unpack a ``--pack`` file (one folder) into ``dest`` and point its entries' group files at where
-    their files now are (Triton wrote absolute paths; an entry whose files are not found there is
-    compiled again). ``reuse``: a folder of that name already in ``dest`` is taken as it is (an earlier
-    unpack). Returns the cache folder, for ``TRITON_CACHE_DIR``."""
-    import tarfile
-
-    with tarfile.open(pack) as tar:
-        tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
-        if len(tops) != 1:
-            raise ValueError(f"{pack} should hold one folder, holds {sorted(tops)[:5]}")
-        folder = (Path(dest) / tops.pop()).resolve()
-        if reuse and folder.is_dir():
-            return folder
-        try:
-            tar.extractall(dest, filter="data")
-        except TypeError:  # a Python without extraction filters
-            tar.extractall(dest)  # noqa: S202 (our own archive)
-    for grp in folder.glob("*/__grp__*.json"):
-        data = json.loads(grp.read_text())
-        data["child_paths"] = {name: str(grp.parent / name) for name in data.get("child_paths", {})}
-        grp.write_text(json.dumps(data))
-    return folder
 
 
 def training_plans(run_dirs: list[Path], data: str | None = None) -> list[dict]:
@@ -370,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prewarm_cache: {_describe(plans)}", file=sys.stderr)
         work, what["training"] = training_work(plans), plans
     else:
-        sys.path.insert(0, str(HERE))
+        sys.path[:0] = [str(HERE), str(ROOT / "bench")]  # gpu_round, and the _common it imports
         import gpu_round
 
         work = gpu_round.compile_work(gpu_round._parse(args.round_args.split()), {"device": "cpu"})
@@ -381,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "triton": triton.__version__, "keyed_for_python": args.device_python, "torch": torch.__version__,
         "target": args.target, "sms": sms,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/prewarm_cache.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python", "tools/gpu/prewarm_cache.py", *(argv if argv is not None else sys.argv[1:])]),
         "variants": report.variants, "total": report.total, "failed": report.failed,
         "compile_s": round(report.seconds, 1), "workers": report.workers,
         "cubins": sum(1 for p in files if p.suffix == ".cubin"),
@@ -406,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     if args.pack and not args.training:
         # the round's call carries the pack and the wheels (.whl) with the tree: it must stay under the limit
-        root = HERE.parent
+        sys.path.insert(0, str(HERE))
+        from triton_pack import TRAVEL_MIB, travel_mib
+
+        root = ROOT
         try:
             tree, extra = travel_mib(root, [Path(f"{out}.tar.xz"), root / ".whl"])
         except (OSError, subprocess.CalledProcessError) as exc:
