@@ -79,7 +79,7 @@ def build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator a config describes (seeded by the caller)."""
     from opgan.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
-    g = Generator(GeneratorConfig(filters=cfg.filters, q=cfg.generator_q(), residual=cfg.residual, gate=cfg.gate))
+    g = Generator(GeneratorConfig.from_dict(cfg.generator_config()))
     d = Discriminator(DiscriminatorConfig(filters=cfg.d_filters, q=cfg.discriminator_q()))
     return g, d
 
