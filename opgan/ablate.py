@@ -50,11 +50,12 @@ _HARMLESS = ("--cases", "blend:0.4,awgn:0.15,background:0.15,reverb:0.15,light:0
 _LADDER = ("--preset", "default", "--no-augment", "--group-weight", "uniform", "--lambda-adv", "0",
            "--lambda-sdr", "0", "--lambda-t", "100", "--no-progress", "--threads", "1")
 #: the models every rung compares: the recipe's gated residual U-Net (f=8, q=3), a plain-conv control of the
-#: same shape (q=1, PReLU between layers), and the candidate with +-134 ms of context (6 dilated blocks)
+#: same shape (q=1, PReLU between layers), and the candidate with +-262 ms of context (7 dilated blocks, width
+#: 16: +17 % multiply-adds; `python -m opgan.receptive`)
 _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ()),
                   ("plain", "plain-conv control: q=1, PReLU", ("--q", "1", "--activation", "prelu")),
-                  ("context", "+ 6 dilated Self-ONN blocks at the bottleneck, width 32",
-                   ("--context", "dilated", "--context-width", "32")))
+                  ("context", "+ 7 dilated Self-ONN blocks at the bottleneck (d 1..64), width 16",
+                   ("--context", "dilated", "--context-blocks", "7", "--context-width", "16")))
 
 
 def _ladder_runs(rung: str, cases: Sequence[str], seeds: Sequence[int] = (0, 1)) -> list[Run]:

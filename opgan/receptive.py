@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
+import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -181,8 +184,6 @@ def profile(name: str, model: nn.Module, rate: int, length: int = 16384, trained
 
 def _load(spec: str) -> tuple[nn.Module, int, bool]:
     """(generator, sample rate, trained?) of a preset[:field=value,...], a shipped model or a checkpoint."""
-    from pathlib import Path
-
     from opgan.config import PRESETS, TrainConfig, preset
     from opgan.models import Generator, GeneratorConfig
 
@@ -195,6 +196,7 @@ def _load(spec: str) -> tuple[nn.Module, int, bool]:
                 raise ValueError(f"{spec!r}: expected PRESET:field=value,..., got {item!r}")
             base[key.strip().replace("-", "_")] = value.strip()
         cfg = TrainConfig.from_dict(base)
+        torch.manual_seed(cfg.seed)  # an untrained model's numbers are one draw of its init: make it repeatable
         return Generator(GeneratorConfig.from_dict(cfg.generator_config())), cfg.sample_rate or 16000, False
     if head in ("speech", "music") or Path(spec).expanduser().is_file():
         from opgan.enhance import load_restorer
@@ -206,18 +208,6 @@ def _load(spec: str) -> tuple[nn.Module, int, bool]:
     raise ValueError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}), a shipped model nor a checkpoint file")
 
 
-def _table(rows: list[Profile]) -> str:
-    def ms(n: float, rate: int) -> str:
-        return f"{n:.0f} ({1000 * n / rate:.1f} ms)"
-
-    head = ("model", "params", "rf90 samples (ms)", "rf99 samples (ms)", "support samples (ms)", "MMAC/s audio", "ms/step")
-    body = [(p.name, f"{p.params:,}", ms(p.rf90, p.rate), ms(p.rf99, p.rate), ms(p.support, p.rate),
-             f"{p.macs_per_s / 1e6:.0f}", f"{p.ms_per_step:.0f}" if p.ms_per_step == p.ms_per_step else "-")
-            for p in rows]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m opgan.receptive", description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,7 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per model (0: no timing)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=4096, help="training crop length for the timing")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as a record (a new file; "
+                    "docs/results/receptive.json is the one `python -m opgan.tables` renders)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     args = ap.parse_args(argv)
+    if args.json is not None and args.json.exists() and not args.overwrite:
+        print(f"opgan.receptive: {args.json} exists (pass --overwrite to replace it)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         loaded = [(spec, *_load(spec)) for spec in args.models]
@@ -237,7 +233,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.steps > 0:
         for row, t in zip(rows, step_ms([m.train() for _, m, _, _ in loaded], args.batch, args.crop, args.steps)):
             row.ms_per_step = t
-    print(_table(rows))
+    from opgan.tables import receptive_rows
+
+    print(receptive_rows([asdict(r) for r in rows]))
+    if args.json is not None:
+        import os
+        import platform
+        from datetime import date
+
+        rec = {"command": "python -m opgan.receptive " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])
+                                                                   if a != "--overwrite"),
+               "batch": args.batch, "crop": args.crop, "steps": args.steps, "length": args.length,
+               "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "load_avg": os.getloadavg()[0],
+               "torch": torch.__version__, "date": date.today().isoformat(), "rows": [asdict(r) for r in rows]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rec, indent=1) + "\n")
     return 0
 
 

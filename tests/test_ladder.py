@@ -54,6 +54,8 @@ def test_every_ladder_run_is_a_valid_training_config(suite, tmp_path):
         if "plain" in run.name:
             assert (cfg.q, cfg.activation) == (1, "prelu")
         assert cfg.context == ("dilated" if "context" in run.name else "none")
+        if "context" in run.name:  # the candidate with >= 250 ms of reach on each side at 16 kHz
+            assert (2 ** cfg.context_blocks - 1) * 32 >= 0.25 * 16000
         assert cfg.seed == (1 if run.name.endswith("-s1") else 0)
 
 

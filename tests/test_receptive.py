@@ -57,12 +57,22 @@ def test_macs_count_the_self_onn_power_stack():
     assert receptive.count_macs(Generator(GeneratorConfig(filters=16, q=3)), 32000) == pytest.approx(want)
 
 
-def test_cli_prints_a_row_per_model_and_rejects_bad_specs(capsys):
-    assert receptive.main(["tiny", "tiny:context=dilated,context_blocks=2", "--length", "1024", "--steps", "1",
-                           "--crop", "512", "--batch", "2"]) == 0
+def test_cli_prints_a_row_per_model_writes_its_record_and_rejects_bad_specs(capsys, tmp_path):
+    import json
+
+    from opgan import tables
+
+    argv = ["tiny", "tiny:context=dilated,context_blocks=2", "--length", "1024", "--steps", "1", "--crop", "512",
+            "--batch", "2", "--json", str(tmp_path / "r.json")]
+    assert receptive.main(argv) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| tiny")]
+    rows = [line for line in out.splitlines() if line.startswith("| `tiny")]
     assert len(rows) == 2 and all(line.count("|") == 8 for line in rows)
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert rec["command"].startswith("python -m opgan.receptive tiny") and len(rec["rows"]) == 2
+    assert tables.receptive_rows(rec["rows"]) in out  # the docs table renders the record as the tool prints it
+    assert rec["rows"][1]["support"] == 126 + 3 * 32 and rec["rows"][1]["ms_per_step"] > 0
+    assert receptive.main(argv) == 2  # an existing record is not replaced without --overwrite
     assert receptive.main(["nosuchpreset"]) == 2
     assert receptive.main(["tiny:context=wide"]) == 2
     assert "context" in capsys.readouterr().err
