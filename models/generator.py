@@ -217,8 +217,10 @@ def _activation(name: str, channels: int) -> nn.Module:
 
 
 class _ContextBlock(nn.Module):
-    """h + proj(act(conv_d(h))): a k3 Self-ONN conv with dilation d, then a zero-initialised 1x1 Self-ONN
+    """h + proj(act(conv_d(act(h)))): a k3 Self-ONN conv with dilation d, then a zero-initialised 1x1 Self-ONN
     projection, so the block starts as the identity and the stack adds context without first unlearning it.
+    The residual sum is not bounded, so each conv sees it through the activation first (with tanh, every
+    Self-ONN input stays in [-1, 1] as in the rest of the U-Net).
 
     At the bottleneck one sample is 32 input samples: n blocks with d = 1..2**(n-1) reach +-(2**n - 1) * 32
     input samples (n=6: +-2016 = +-126 ms at 16 kHz) for a cost at 1/32 of the input rate.
@@ -226,6 +228,7 @@ class _ContextBlock(nn.Module):
 
     def __init__(self, channels: int, width: int, dilation: int, q: int, activation: str) -> None:
         super().__init__()
+        self.pre = _activation(activation, channels)
         self.conv = SelfONN1d(channels, width, 3, padding=dilation, dilation=dilation, q=q)
         self.act = _activation(activation, width)
         self.proj = SelfONN1d(width, channels, 1, q=q)
@@ -233,7 +236,7 @@ class _ContextBlock(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.proj(self.act(self.conv(h)))
+        return h + self.proj(self.act(self.conv(self.pre(h))))
 
 
 class _Up(nn.Module):
