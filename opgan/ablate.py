@@ -225,7 +225,7 @@ def collect(name: str, runs_dir: Path, out: Path = RESULTS_DIR) -> list[str]:
             continue
         dst = out / name / r.name
         dst.mkdir(parents=True, exist_ok=True)
-        for f in ("config.json", "summary.json", "metrics.csv"):
+        for f in ("config.json", "summary.json", "metrics.csv", "gap.json"):  # gap.json: python -m opgan.ladder gap
             if (src / f).is_file():
                 shutil.copyfile(src / f, dst / f)
         (dst / "run.json").write_text(json.dumps({"name": r.name, "change": r.change, "flags": list(r.flags),

@@ -5,6 +5,7 @@ training-sample sets, written as builder split folders (clean/, corrupted/) that
     python -m opgan.ladder crops runs/ladder/fixed8 --split train --n 8 --si-sdr=-5,10     # rung (a)
     python -m opgan.ladder crops runs/ladder/val-awgn --split val --case awgn --n 64        # rung (b) validation
     python -m opgan.ladder crops runs/ladder/train-awgn --split train --case awgn --n 64    # its train-crop gap
+    python -m opgan.ladder gap runs/ladder/b-awgn-paper --train runs/ladder/train-awgn --val runs/ladder/val-awgn
 
 Crops are drawn from the same dynamic mixing the trainer uses (the shipped recordings, or ``--data`` a
 sources root), split by speaker as the trainer splits them, with one corruption case (``--case``) or the
@@ -23,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_crops", "main"]
+__all__ = ["write_crops", "score_folder", "gap", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,50 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
     return rows
 
 
+def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
+    """Mean input/output SDR and SI-SDR of a restorer over a crop folder, and their gains (non-finite
+    values, e.g. the SI-SDR of a crop its artifact missed, left out of the means)."""
+    import torch
+
+    from opgan import metrics
+    from opgan.data import datasets as D
+
+    ds = D.open_dataset(folder, "train")
+    rows: dict[str, list[float]] = {k: [] for k in ("sdr_in", "sdr_out", "si_sdr_in", "si_sdr_out")}
+    for lo in range(0, len(ds), batch):
+        items = [ds[i] for i in range(lo, min(lo + batch, len(ds)))]
+        x = torch.stack([a for a, _ in items]).float()
+        s = torch.stack([b for _, b in items]).float()
+        est = restorer(x).float()
+        for xi, si, ei in zip(x[:, 0].numpy(), s[:, 0].numpy(), est[:, 0].numpy()):
+            rows["sdr_in"].append(metrics.sdr(xi, si))
+            rows["sdr_out"].append(metrics.sdr(ei, si))
+            rows["si_sdr_in"].append(metrics.si_sdr(xi, si))
+            rows["si_sdr_out"].append(metrics.si_sdr(ei, si))
+    keep = [all(np.isfinite(rows[k][i]) for k in rows) for i in range(len(ds))]
+    out = {k: float(np.mean([v for v, ok in zip(vals, keep) if ok])) for k, vals in rows.items()}
+    out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
+    out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
+    out["clips"] = float(sum(keep))
+    return out
+
+
+def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt") -> dict:
+    """The same metrics on a fixed sample of training crops and on validation crops, written to
+    ``run_dir``/gap.json: a model that scores well on both generalises, well only on training crops
+    overfits, poorly on both fails to learn."""
+    from opgan.checkpoint import load_checkpoint
+    from opgan.enhance import load_restorer
+
+    r = load_restorer(run_dir / checkpoint)
+    rec = {"checkpoint": checkpoint, "step": int(load_checkpoint(run_dir / checkpoint).get("step", -1)),
+           "train_folder": str(train), "val_folder": str(val),
+           "train": score_folder(r, train), "val": score_folder(r, val)}
+    rec["si_sdr_gain_gap"] = rec["train"]["si_sdr_gain"] - rec["val"]["si_sdr_gain"]
+    (run_dir / "gap.json").write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
+
+
 def _range(text: str) -> tuple[float, float]:
     lo, sep, hi = text.partition(",")
     try:
@@ -114,8 +159,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--si-sdr", type=_range, default=None, metavar="LOW,HIGH", help="keep crops whose input SI-SDR "
                    "lies in this range (dB)")
     c.add_argument("--min-rms-db", type=float, default=-40.0, help="skip crops whose clean RMS is below this (dBFS)")
+    g = sub.add_parser("gap", help="score a run's checkpoint on training crops and on validation crops (gap.json)")
+    g.add_argument("run", type=Path, help="a run folder (holds best.pt)")
+    g.add_argument("--train", type=Path, required=True, help="crop folder of training crops (`crops --split train`)")
+    g.add_argument("--val", type=Path, required=True, help="crop folder of validation crops")
+    g.add_argument("--checkpoint", default="best.pt")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cmd == "gap":
+        try:
+            rec = gap(args.run, args.train, args.val, args.checkpoint)
+        except Exception as e:  # bad paths or checkpoints: one line, exit 2
+            print(f"opgan.ladder: {e}", file=sys.stderr)
+            return 2
+        log.info("%s: SI-SDRi %+.2f dB on training crops, %+.2f dB on validation crops (gap %+.2f)", args.run,
+                 rec["train"]["si_sdr_gain"], rec["val"]["si_sdr_gain"], rec["si_sdr_gain_gap"])
+        return 0
     try:
         rows = write_crops(args.out, args.split, args.n, args.clip_len, args.case, args.kind, args.data, args.seed,
                            args.si_sdr, args.min_rms_db)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from opgan import ablate, ladder
@@ -67,3 +68,25 @@ def test_a_run_that_hit_its_minute_cap_is_done(tmp_path):
     assert not ablate._is_done(run)
     (run / "summary.json").write_text(json.dumps({"step": 10, "stop_reason": "max_minutes"}))
     assert ablate._is_done(run)
+
+
+def test_gap_scores_training_and_validation_crops_alike(tmp_path):
+    """An identity restorer (a residual generator at init) gains exactly nothing on either folder, and the
+    input scores are those the crop folders recorded."""
+    from opgan.checkpoint import FORMAT, save_checkpoint
+    from opgan.models import Generator, GeneratorConfig
+
+    train = tmp_path / "train"
+    val = tmp_path / "val"
+    rows_t = ladder.write_crops(train, "train", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    ladder.write_crops(val, "val", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    g = Generator(GeneratorConfig(filters=2, q=2, residual=True))
+    run = tmp_path / "run"
+    save_checkpoint(run / "best.pt", {"format": FORMAT, "config": {"generator": g.config.to_dict()},
+                                      "generator": g.state_dict(), "sample_rate": 16000, "step": 7})
+    rec = ladder.gap(run, train, val)
+    assert json.loads((run / "gap.json").read_text()) == rec and rec["step"] == 7
+    for side in ("train", "val"):
+        assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
+    assert rec["train"]["si_sdr_in"] == pytest.approx(np.mean([r["input_si_sdr"] for r in rows_t]), abs=1e-2)
+    assert ladder.main(["gap", str(tmp_path / "none"), "--train", str(train), "--val", str(val)]) == 2
