@@ -27,7 +27,7 @@ on every call: parameters, state-dict keys and checkpoints are those of the plai
 from __future__ import annotations
 
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -52,24 +52,50 @@ def _per_layer_q(q: int | list[int], n: int, what: str) -> list[int]:
     return qs
 
 
+ACTIVATIONS = ("tanh", "prelu")
+CONTEXTS = ("none", "dilated")
+
+
 @dataclass
 class GeneratorConfig:
-    """Generator hyper-parameters (kept as plain data so checkpoints stay weights_only-loadable)."""
+    """Generator hyper-parameters (kept as plain data so checkpoints stay weights_only-loadable).
+
+    Fields added after the first shipped models default to what those models compute, so a stored
+    config without them (``from_dict``) builds the same network with the same output.
+    """
 
     filters: int = 16  # f: channels of the first down layer; widths are f, 2f, 4f, 8f, 8f
     q: int | list[int] = 3  # Self-ONN order: one int, or 10 ints (5 down, 4 up, 1 output layer)
     residual: bool = False  # y = x + out(h) (identity at init) instead of the seed's y = tanh(out(h))
     gate: bool = False  # residual only: y = x + g * out(h), g in (0, 1) per clip from the encoder's statistics
+    # g = floor + (1 - floor) * sigmoid(z): the correction always passes at least this fraction, so the
+    # decoder keeps learning even while the gate is shut (0: the shipped models' plain sigmoid)
+    gate_floor: float = 0.0
+    # backward adds this slope to dg/dz (straight-through, the forward value is unchanged): a saturated
+    # sigmoid's gradient vanishes and a shut gate could never reopen (0: plain sigmoid gradient)
+    gate_leak: float = 0.0
+    activation: str = "tanh"  # between layers: 'tanh' (the paper) or 'prelu' (the plain-conv control)
+    context: str = "none"  # 'dilated': residual dilated Self-ONN blocks at the bottleneck (see _ContextBlock)
+    context_blocks: int = 6  # dilated: blocks with dilations 1, 2, ..., 2**(n-1) (k3, so +-(2**n - 1) bottleneck samples)
+    context_width: int = 0  # dilated: channels inside each block (0 = the bottleneck's 8f)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data; the fields added after the first shipped models are left out while at their defaults,
+        so a checkpoint of the paper's network stores the same config (and older readers can load it)."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
-        unknown = set(d) - {"filters", "q", "residual", "gate"}
+        unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
         return cls(**d)
+
+
+#: fields added after the first shipped models, with the defaults that reproduce those models
+_LATER_DEFAULTS = dict(gate_floor=0.0, gate_leak=0.0, activation="tanh", context="none", context_blocks=6,
+                       context_width=0)
 
 
 def folded_upsample_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -180,6 +206,39 @@ def _own_grads(grad_inputs, grad_outputs):  # noqa: ARG001
     return (grad_inputs[0], *(None if g is None else g.contiguous() for g in grad_inputs[1:]))
 
 
+def _activation(name: str, channels: int) -> nn.Module:
+    """The nonlinearity between layers: the paper's tanh (bounds every Self-ONN input to [-1, 1], so its
+    powers stay bounded), or a per-channel PReLU for the plain-conv control (q=1)."""
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "prelu":
+        return nn.PReLU(channels)
+    raise ValueError(f"generator activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+class _ContextBlock(nn.Module):
+    """h + proj(act(conv_d(act(h)))): a k3 Self-ONN conv with dilation d, then a zero-initialised 1x1 Self-ONN
+    projection, so the block starts as the identity and the stack adds context without first unlearning it.
+    The residual sum is not bounded, so each conv sees it through the activation first (with tanh, every
+    Self-ONN input stays in [-1, 1] as in the rest of the U-Net).
+
+    At the bottleneck one sample is 32 input samples: n blocks with d = 1..2**(n-1) reach +-(2**n - 1) * 32
+    input samples (n=6: +-2016 = +-126 ms at 16 kHz) for a cost at 1/32 of the input rate.
+    """
+
+    def __init__(self, channels: int, width: int, dilation: int, q: int, activation: str) -> None:
+        super().__init__()
+        self.pre = _activation(activation, channels)
+        self.conv = SelfONN1d(channels, width, 3, padding=dilation, dilation=dilation, q=q)
+        self.act = _activation(activation, width)
+        self.proj = SelfONN1d(width, channels, 1, q=q)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.proj(self.act(self.conv(self.pre(h))))
+
+
 class _Up(nn.Module):
     """Nearest x2 upsample, Self-ONN conv, InstanceNorm, tanh (the skip concat happens in the U-Net).
 
@@ -187,9 +246,10 @@ class _Up(nn.Module):
     40 % fewer FLOPs; see the module docstring); the parameters are the same either way.
     """
 
-    def __init__(self, cin: int, cout: int, q: int, fold: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, q: int, fold: bool = True, activation: str = "tanh") -> None:
         super().__init__()
         self.fold = fold
+        self.act = _activation(activation, cout)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         # No bias: the InstanceNorm right after removes it (its true gradient is zero, so Adam
         # would only random-walk it on rounding noise).
@@ -204,7 +264,7 @@ class _Up(nn.Module):
             )
         else:
             y = self.conv(self.up(x))
-        return torch.tanh(self.norm(y))
+        return self.act(self.norm(y))
 
     def layer_shape(self, name: str, length: int) -> LayerShape:
         """The Self-ONN call this block makes on an input of ``length`` samples."""
@@ -237,7 +297,23 @@ class Generator(nn.Module):
         )
         # (in, out) of each up block; in = previous up output + its skip (except the first).
         ups = [(8 * f, 8 * f), (16 * f, 4 * f), (8 * f, 2 * f), (4 * f, f)]
-        self.up = nn.ModuleList(_Up(cin, cout, qs[5 + i], fold_upsample) for i, (cin, cout) in enumerate(ups))
+        cfg = self.config
+        if cfg.activation not in ACTIVATIONS or cfg.context not in CONTEXTS:
+            raise ValueError(f"generator activation must be one of {ACTIVATIONS} and context one of {CONTEXTS}, "
+                             f"got {cfg.activation!r}, {cfg.context!r}")
+        if not 0 <= cfg.gate_floor < 1 or cfg.gate_leak < 0 or cfg.context_blocks < 1 or cfg.context_width < 0:
+            raise ValueError(f"need 0 <= gate_floor < 1, gate_leak >= 0, context_blocks >= 1, context_width >= 0, got "
+                             f"{cfg.gate_floor}, {cfg.gate_leak}, {cfg.context_blocks}, {cfg.context_width}")
+        self.down_act = nn.ModuleList(_activation(cfg.activation, w) for w in widths[1:])
+        self.context = None
+        if cfg.context == "dilated":  # q of the bottleneck layer; width 8f unless given
+            self.context = nn.Sequential(*(
+                _ContextBlock(8 * f, cfg.context_width or 8 * f, 2**i, qs[4], cfg.activation)
+                for i in range(cfg.context_blocks)
+            ))
+        self.up = nn.ModuleList(
+            _Up(cin, cout, qs[5 + i], fold_upsample, cfg.activation) for i, (cin, cout) in enumerate(ups)
+        )
         self.out = SelfONNTranspose1d(2 * f, 1, 6, stride=2, padding=2, q=qs[9])
         if self.config.residual:
             nn.init.zeros_(self.out.weight)
@@ -269,21 +345,41 @@ class Generator(nn.Module):
     def _forward(self, x: torch.Tensor, concat) -> torch.Tensor:
         skips = []
         h = x
-        for layer in self.down:
-            h = torch.tanh(layer(h))
+        for layer, act in zip(self.down, self.down_act):
+            h = act(layer(h))
             skips.append(h)
+        if self.context is not None:
+            h = self.context(h)
         # skips: d1 (f), d2 (2f), d3 (4f), d4 (8f), d5 (8f, the bottleneck = h)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             h = concat([block(h), skip])
         if self.gate is not None:
             stats = torch.cat([torch.cat([s.mean(-1), s.square().mean(-1)], dim=1) for s in skips], dim=1)
-            return x + torch.sigmoid(self.gate(stats)).unsqueeze(-1) * self.out(h)
+            return x + self._gate_value(self.gate(stats)).unsqueeze(-1) * self.out(h)
         if self.config.residual:
             return x + self.out(h)
         return torch.tanh(self.out(h))
 
+    def _gate_value(self, z: torch.Tensor) -> torch.Tensor:
+        """sigmoid(z), floored at ``gate_floor`` and with ``gate_leak`` added to its gradient (see the config).
+
+        With both 0 (the shipped models) this is exactly the plain sigmoid. Why: a sigmoid gate driven far
+        negative passes neither the correction nor a gradient to its own input, so a model whose gate
+        shut early can only copy its input for the rest of training. The floor keeps the correction path
+        trained; the leak (z - z.detach() is exactly 0 forward) lets the gate's input learn to reopen.
+        """
+        g = torch.sigmoid(z)
+        cfg = self.config
+        if cfg.gate_leak:
+            g = g + cfg.gate_leak * (z - z.detach())
+        if cfg.gate_floor:
+            g = cfg.gate_floor + (1 - cfg.gate_floor) * g
+        return g
+
     def layer_shapes(self, length: int) -> list[LayerShape]:
         """Every Self-ONN call of one forward on a (B, 1, length) input, in call order."""
+        if self.context is not None:
+            raise ValueError("layer_shapes covers the paper's layers; the dilated context blocks are not listed")
         shapes = []
         for i, layer in enumerate(self.down):
             shapes.append(shape_of(f"gen.down{i + 1}", layer, length))

@@ -4,7 +4,7 @@ and three optional terms that the shipped recipe uses against attenuation (docs/
     D:  MSE(D(clean), 1) + MSE(D(G(x)), 0)
     G:  lambda_adv * MSE(D(G(x)), 1) + lambda_t * L1(G(x), clean)
         + lambda_s * L1(log10(S(G(x)) + eps), log10(S(clean) + eps))          (seed)
-        + lambda_mr * multi-resolution STFT loss (spectral convergence + log-magnitude L1)
+        + lambda_mr * multi-resolution STFT loss (batch spectral convergence + log-magnitude L1)
         + lambda_sisdr * (-SI-SDR(G(x), clean) / 10)                          (shape, level-blind)
         + lambda_level * |10 log10(energy(G(x)) / energy(clean))| / 10      (level, shape-blind)
         + lambda_sdr * (-SDR(G(x), clean) / 10), SDR capped at sdr_cap_db    (the metric itself)
@@ -54,15 +54,34 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return (spec.real.square() + spec.imag.square()).clamp_min(1e-10).sqrt()
 
 
+#: Denominator floor of the spectral convergence, as the RMS of a white reference signal (-60 dBFS): a
+#: batch of silent clean crops is measured against this level instead of against ~0.
+SC_FLOOR_RMS = 1e-3
+
+
+def spectral_convergence(e: torch.Tensor, r: torch.Tensor, n_fft: int, floor_rms: float = SC_FLOOR_RMS) -> torch.Tensor:
+    """||R - E||_F / ||R||_F over the whole batch of (B, F, T) magnitudes (the field's definition: Parallel
+    WaveGAN, denoiser, auraloss take the Frobenius norms of the batch tensor, not a mean of per-clip ratios).
+
+    Why batch-level: a per-clip ratio divides by the clip's own energy, so one silent clean crop (a pause
+    in speech, a fade) sends its ratio, and the loss, into the thousands. Over the batch, a silent crop only
+    adds its error energy to the numerator. The denominator is floored at the norm a white signal at
+    ``floor_rms`` would have (E|X|^2 = rms^2 * sum(hann^2) = rms^2 * 3 n_fft / 8 per bin), so a batch of
+    silent crops stays bounded too.
+    """
+    floor = floor_rms * (r.numel() * 3 * n_fft / 8) ** 0.5
+    return torch.linalg.vector_norm(r - e) / torch.linalg.vector_norm(r).clamp_min(floor)
+
+
 def multi_resolution_stft(
     est: torch.Tensor, ref: torch.Tensor, resolutions: tuple[tuple[int, int], ...] = MR_RESOLUTIONS
 ) -> torch.Tensor:
-    """Mean over resolutions of spectral convergence ||R|-|E||_F/||R||_F plus mean |log|E| - log|R||."""
+    """Mean over resolutions of batch spectral convergence ||R|-|E||_F/||R||_F (see `spectral_convergence`)
+    plus mean |log|E| - log|R||."""
     total = est.new_zeros((), dtype=torch.float32)
     for n_fft, hop in resolutions:
         e, r = _magnitude(est, n_fft, hop), _magnitude(ref, n_fft, hop)
-        sc = torch.linalg.vector_norm(r - e, dim=(1, 2)) / torch.linalg.vector_norm(r, dim=(1, 2)).clamp_min(1e-5)
-        total = total + sc.mean() + F.l1_loss(e.log(), r.log())
+        total = total + spectral_convergence(e, r, n_fft) + F.l1_loss(e.log(), r.log())
     return total / len(resolutions)
 
 

@@ -3,6 +3,7 @@ into committed records that docs/training.md's tables are generated from.
 
     python -m opgan.ablate list                                  # suites and their runs
     python -m opgan.ablate run loss --data ~/.cache/opgan --jobs 2   # resumable: finished runs are skipped
+    python -m opgan.ablate run ladder-a --data runs/ladder/fixed8 --only a-fixed-paper  # one run of a suite
     python -m opgan.ablate collect loss                          # runs/ablate/* -> docs/results/ablations/
     python -m opgan.tables                                       # re-render the tables in README/docs
 
@@ -44,7 +45,73 @@ _LOSS = ("--lambda-t", "10", "--lambda-s", "0", "--lambda-mr", "1") + _RECIPE
 _DATA2 = ("--rirs", "RIRS", "--group-weight", "sqrt")
 _HARMLESS = ("--cases", "blend:0.4,awgn:0.15,background:0.15,reverb:0.15,light:0.1,clean:0.05")
 
+#: Learning ladder (docs/training.md, "Learning ladder"): the recipe's model, 100·L1 (+ MR-STFT on the
+#: distribution rungs), no discriminator, Adam 5e-4, one thread. Crop folders come from `python -m opgan.ladder`.
+_LADDER = ("--preset", "default", "--no-augment", "--group-weight", "uniform", "--lambda-adv", "0",
+           "--lambda-sdr", "0", "--lambda-t", "100", "--no-progress", "--threads", "1")
+#: the models every rung compares: the recipe's gated residual U-Net (f=8, q=3), a plain-conv control of the
+#: same shape (q=1, PReLU between layers), and the candidate with +-262 ms of context (7 dilated blocks, width
+#: 16: +17 % multiply-adds; `python -m opgan.receptive`)
+_LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ()),
+                  ("plain", "plain-conv control: q=1, PReLU", ("--q", "1", "--activation", "prelu")),
+                  ("context", "+ 7 dilated Self-ONN blocks at the bottleneck (d 1..64), width 16",
+                   ("--context", "dilated", "--context-blocks", "7", "--context-width", "16")))
+
+
+def _ladder_runs(rung: str, cases: Sequence[str], seeds: Sequence[int] = (0, 1)) -> list[Run]:
+    """One run per case x model x seed; each case validates on its own crop folder runs/ladder/val-<case>."""
+    runs = []
+    for case in cases:
+        # 'all': the paper's composition of cases (the recipe's light/clean shares removed)
+        data = () if case == "fixed" else ("--cases", "" if case == "all" else f"{case}:1",
+                                           "--val-data", f"runs/ladder/val-{case}")
+        for model, what, flags in _LADDER_MODELS:
+            for seed in seeds:
+                tag = f"{rung}-{case}-{model}" + (f"-s{seed}" if seed else "")
+                runs.append(Run(tag, f"{case}: {what}" + (f", seed {seed}" if seed else ""),
+                                data + flags + (("--seed", str(seed)) if seed else ())))
+    return runs
+
+
 SUITES: dict[str, dict] = {
+    # (a) overfit one fixed batch: --data and --val-data are the same folder of 8 crops.
+    "ladder-a": {
+        "kind": "speech",
+        "base": _LADDER + ("--no-dynamic", "--cases", "", "--max-steps", "1500", "--val-every", "300",
+                           "--ckpt-every", "300", "--val-clips", "0", "--no-val-stoi", "--max-minutes", "0",
+                           "--val-data", "DATA"),
+        "note": "Rung (a): 100·L1 on one fixed batch of 8 training crops of 4096 samples (input SI-SDR -5..10 dB), "
+                "validated on the same crops. --data: `python -m opgan.ladder crops runs/ladder/fixed8 --split "
+                "train --n 8 --si-sdr=-5,10`.",
+        "runs": _ladder_runs("a", ["fixed"]),
+    },
+    # (b) AWGN only, (c) each single corruption, (d) the full blend: equal CPU time (the minute cap ends
+    # every run), 100·L1 + MR-STFT, on the shipped recordings; validation on unseen speakers' crops.
+    "ladder-b": {
+        "kind": "speech",
+        "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "120", "--max-steps", "1000000",
+                           "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
+        "note": "Rung (b): AWGN only, 120 CPU-minutes per run on one thread. Validation: `python -m opgan.ladder "
+                "crops runs/ladder/val-awgn --split val --case awgn --n 64 --clip-len 16000`.",
+        "runs": _ladder_runs("b", ["awgn"]),
+    },
+    "ladder-c": {
+        "kind": "speech",
+        "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "60", "--max-steps", "1000000",
+                           "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
+        "note": "Rung (c): each single corruption (background, reverb), 60 CPU-minutes per run. Validation folders "
+                "as rung (b)'s, one per case.",
+        "runs": _ladder_runs("c", ["background", "reverb"]),
+    },
+    "ladder-d": {
+        "kind": "speech",
+        "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "60", "--max-steps", "1000000",
+                           "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
+        "note": "Rung (d): the full mixture (the paper's composition: half blends, half single artifacts), 60 "
+                "CPU-minutes per run; validation on `crops runs/ladder/val-all --split val --case all --n 64 "
+                "--clip-len 16000`.",
+        "runs": _ladder_runs("d", ["all"]),
+    },
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
     "loss": {
         "kind": "speech", "base": _SHIP + ("--max-steps", "1200", "--val-every", "400"),
@@ -111,14 +178,16 @@ def _is_done(run_dir: Path) -> bool:
         return False
     summary = json.loads(s.read_text())
     cfg = json.loads((run_dir / "config.json").read_text())
-    return summary.get("step", 0) >= cfg.get("max_steps", 0)
+    # equal-time suites end by their minute cap: such a run is finished, not interrupted
+    return summary.get("step", 0) >= cfg.get("max_steps", 0) or summary.get("stop_reason") == "max_minutes"
 
 
 def _command(suite: dict, run: Run, data: str, runs_dir: Path) -> list[str]:
     rirs = str(Path(data) / "rirs_16k_n300_s0.npz")  # made by `opgan build --n-rirs 300` (or gate/ablate docs)
-    flags = [rirs if f == "RIRS" else f for f in (*suite["base"], *run.flags)]
-    cmd = [sys.executable, "-m", "opgan", "train", *flags, "--data", data, "--data-kind", suite["kind"],
-           "--runs-dir", str(runs_dir), "--name", run.name]
+    # RIRS: the sources root's room bank; DATA: the suite's --data itself (e.g. validating on the training crops)
+    flags = [rirs if f == "RIRS" else data if f == "DATA" else f for f in (*suite["base"], *run.flags)]
+    cmd = [sys.executable, "-m", "opgan", "train", *flags, *(("--data", data) if data else ()),
+           "--data-kind", suite["kind"], "--runs-dir", str(runs_dir), "--name", run.name]
     if (runs_dir / run.name / "last.pt").is_file():
         cmd.append("--resume")
     return cmd
@@ -156,7 +225,7 @@ def collect(name: str, runs_dir: Path, out: Path = RESULTS_DIR) -> list[str]:
             continue
         dst = out / name / r.name
         dst.mkdir(parents=True, exist_ok=True)
-        for f in ("config.json", "summary.json", "metrics.csv"):
+        for f in ("config.json", "summary.json", "metrics.csv", "gap.json"):  # gap.json: python -m opgan.ladder gap
             if (src / f).is_file():
                 shutil.copyfile(src / f, dst / f)
         (dst / "run.json").write_text(json.dumps({"name": r.name, "change": r.change, "flags": list(r.flags),
@@ -172,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("list", help="list the suites and their runs")
     r = sub.add_parser("run", help="run (or resume) a suite")
     r.add_argument("suite", choices=sorted(SUITES))
-    r.add_argument("--data", required=True, help="sources root of the suite's kind (e.g. ~/.cache/opgan)")
+    r.add_argument("--data", default="", help="sources root of the suite's kind (e.g. ~/.cache/opgan), a crop "
+                   "folder (ladder-a); '' = the shipped recordings")
     r.add_argument("--runs-dir", type=Path, default=Path("runs/ablate"))
     r.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one thread)")
     r.add_argument("--only", default="", help="comma-separated run names")
@@ -188,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.cmd == "run":
         only = [s for s in args.only.split(",") if s]
-        return 1 if run_suite(args.suite, str(Path(args.data).expanduser()), args.runs_dir, args.jobs, only) else 0
+        data = str(Path(args.data).expanduser()) if args.data else ""
+        return 1 if run_suite(args.suite, data, args.runs_dir, args.jobs, only) else 0
     names = collect(args.suite, args.runs_dir)
     print(f"collected {len(names)} runs into {RESULTS_DIR / args.suite}: {', '.join(names)}")
     return 0

@@ -59,6 +59,12 @@ class TrainConfig:
     q: int = 3  # Self-ONN order of every layer (q=1: a plain CNN-GAN, as the paper's released code)
     residual: bool = False  # generator adds its input back (identity at init; not in the paper, see models)
     gate: bool = False  # residual generator scales its correction by a per-clip gate (see models.generator)
+    gate_floor: float = 0.0  # gate never below this (0 = the shipped models' plain sigmoid; see models.generator)
+    gate_leak: float = 0.0  # slope added to the gate's gradient so a shut gate can reopen (0 = plain sigmoid)
+    activation: str = "tanh"  # generator nonlinearity: 'tanh' (paper) or 'prelu' (plain-conv control, with q=1)
+    context: str = "none"  # 'dilated': residual dilated Self-ONN blocks at the generator's bottleneck
+    context_blocks: int = 6  # dilated context: blocks with dilations 1..2**(n-1) (+-(2**n-1)*32 input samples)
+    context_width: int = 0  # dilated context: channels inside each block (0 = the bottleneck's 8f)
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
@@ -99,6 +105,12 @@ class TrainConfig:
     # -------------------------------------------------------------------------------------------
     def generator_q(self) -> int | list[int]:
         return _parse_q_list(self.g_q, 10, "g_q") if self.g_q else self.q
+
+    def generator_config(self) -> dict[str, Any]:
+        """The generator's config (models.GeneratorConfig fields) as plain data."""
+        return dict(filters=self.filters, q=self.generator_q(), residual=self.residual, gate=self.gate,
+                    gate_floor=self.gate_floor, gate_leak=self.gate_leak, activation=self.activation,
+                    context=self.context, context_blocks=self.context_blocks, context_width=self.context_width)
 
     def discriminator_q(self) -> int | list[int]:
         return _parse_q_list(self.d_q, 6, "d_q") if self.d_q else self.q
@@ -166,6 +178,14 @@ class TrainConfig:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.gate and not self.residual:
             raise ConfigError("gate needs residual (it scales the correction the generator adds to its input)")
+        if not 0 <= self.gate_floor < 1 or self.gate_leak < 0 or self.context_blocks < 1 or self.context_width < 0:
+            raise ConfigError(f"need 0 <= gate_floor < 1, gate_leak >= 0, context_blocks >= 1 and context_width >= 0, "
+                              f"got {self.gate_floor}, {self.gate_leak}, {self.context_blocks}, {self.context_width}")
+        from opgan.models.generator import ACTIVATIONS, CONTEXTS
+
+        if self.activation not in ACTIVATIONS or self.context not in CONTEXTS:
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)} and context one of "
+                              f"{', '.join(CONTEXTS)}, got {self.activation!r}, {self.context!r}")
         if self.lr_half_life < 0 or not self.sdr_cap_db > 0:
             raise ConfigError(f"need lr_half_life >= 0 and sdr_cap_db > 0, got {self.lr_half_life}, {self.sdr_cap_db}")
         if not self.lr > 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
@@ -269,13 +289,14 @@ RESUMABLE_FIELDS = frozenset(
      "augment", "group_weight"}
 )
 
-#: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator,
+#: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator (gate
+#: floored at 5 % with a leaky gradient since the shipped models, so it cannot shut for good),
 #: the seed's 100·L1 plus a per-clip SDR term capped at 30 dB plus LSGAN, and dynamic mixing that
 #: includes light and clean inputs (30 %: the ship suite ran with 15 %; the shipped runs moved to 30 %
 #: when their light-input scores lagged, see their curves), augmentation and sqrt-balanced speakers;
 #: best.pt by `score`.
 RECIPE: dict[str, Any] = dict(
-    residual=True, gate=True, lambda_t=100.0, lambda_s=0.0, lambda_sdr=1.0, sdr_cap_db=30.0, lambda_adv=1.0,
+    residual=True, gate=True, gate_floor=0.05, gate_leak=0.01, lambda_t=100.0, lambda_s=0.0, lambda_sdr=1.0, sdr_cap_db=30.0, lambda_adv=1.0,
     dynamic=True, cases="blend:0.35,awgn:0.12,background:0.12,reverb:0.11,light:0.2,clean:0.1", augment=True,
     group_weight="sqrt", lr=5e-4, select_by="score",
 )

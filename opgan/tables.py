@@ -15,7 +15,8 @@ Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:
 A, B against C, D at equal steps and equal training time), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
-(docs/results/rtf.json from bench/restore_rtf.py).
+(docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
+`python -m opgan.receptive --json`).
 
 This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
 (`speed`, `speed-summary`, from bench/results/) into the same markers through :func:`update_files`.
@@ -220,6 +221,35 @@ def rtf_table() -> str:
                                f"{rec['torch']}, {rec['date']}. Record: `{_rel(path)}`, made by `{rec['command']}`.\n")
 
 
+def receptive_rows(rows: list[dict]) -> str:
+    """The markdown table `python -m opgan.receptive` prints (rows: its Profile fields as a dict)."""
+    def ms(n: float, rate: int) -> str:
+        return f"{n:.0f} ({1000 * n / rate:.1f} ms)"
+
+    head = ("model", "params", "rf90 samples (ms)", "rf99 samples (ms)", "support samples (ms)", "MMAC/s audio",
+            "ms/step")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in rows:
+        t = p.get("ms_per_step")
+        cells = (f"`{p['name']}`", f"{p['params']:,}", ms(p["rf90"], p["rate"]), ms(p["rf99"], p["rate"]),
+                 ms(p["support"], p["rate"]), f"{p['macs_per_s'] / 1e6:.0f}",
+                 f"{t:.0f}" if isinstance(t, (int, float)) and t == t else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def receptive_table() -> str:
+    """Receptive field, size and speed of generators (the record of `python -m opgan.receptive --json`)."""
+    path = RESULTS / "receptive.json"
+    if not path.is_file():
+        return f"_(no record at {_rel(path)} yet)_\n"
+    rec = json.loads(path.read_text())
+    return receptive_rows(rec["rows"]) + (f"\n\nms/step: CPU forward + backward at batch {rec['batch']} x {rec['crop']} "
+                                          f"on one thread, median of {rec['steps']} steps, models timed in turn on "
+                                          f"{rec['machine']} (load average {rec['load_avg']:.1f}); torch {rec['torch']}, "
+                                          f"{rec['date']}. Record: `{_rel(path)}`, made by `{rec['command']}`.\n")
+
+
 #: table kinds whose blocks another generator fills, and its command: left untouched here
 RENDERED_ELSEWHERE = {"speed": "python bench/tables.py", "speed-summary": "python bench/tables.py"}
 
@@ -234,6 +264,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
         "gate": gate_table,
         "quality": lambda: quality_table(arg),
         "rtf": rtf_table,
+        "receptive": receptive_table,
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
     }
     if kind not in table:

@@ -41,7 +41,7 @@ class NonFiniteLossError(RuntimeError):
 
 def build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator a config describes (seeded by the caller)."""
-    g = Generator(GeneratorConfig(filters=cfg.filters, q=cfg.generator_q(), residual=cfg.residual, gate=cfg.gate))
+    g = Generator(GeneratorConfig.from_dict(cfg.generator_config()))
     d = Discriminator(DiscriminatorConfig(filters=cfg.d_filters, q=cfg.discriminator_q()))
     return g, d
 

@@ -366,3 +366,128 @@ def test_generator_saves_skips_only_inside_their_concatenation(gate, backend, mo
         assert torch.equal(a, c) and torch.equal(b, c)
     with torch.no_grad(), selfonn.use_backend(backend):  # inference: no hooks, the same output
         torch.testing.assert_close(g(x), y_ref.detach(), rtol=1e-5, atol=1e-6)
+
+
+# ---- gate floor and leak, activation, dilated context (issue 23) ------------------------------------
+
+
+def test_shipped_configs_build_the_plain_sigmoid_gate_unchanged():
+    """The shipped checkpoints' configs predate gate_floor/gate_leak/activation/context: they build the
+    old network, whose output is x + sigmoid(gate(stats)) * out(h) exactly."""
+    from opgan.enhance import load_restorer
+
+    from dataclasses import fields
+
+    from opgan.models.generator import _LATER_DEFAULTS
+
+    assert {f.name: f.default for f in fields(GeneratorConfig) if f.name in _LATER_DEFAULTS} == _LATER_DEFAULTS
+    assert GeneratorConfig(8, 3, True, True).to_dict() == {"filters": 8, "q": 3, "residual": True, "gate": True}
+    assert GeneratorConfig.from_dict(GeneratorConfig(8, 3, True, True, gate_floor=0.05).to_dict()).gate_floor == 0.05
+    gen = load_restorer("speech").generator
+    assert (gen.config.gate_floor, gen.config.gate_leak, gen.config.activation, gen.config.context) == \
+        (0.0, 0.0, "tanh", "none")
+    x = torch.rand(2, 1, 1024, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3
+    with torch.no_grad():
+        skips, h = [], x
+        for layer in gen.down:
+            h = torch.tanh(layer(h))
+            skips.append(h)
+        for block, skip in zip(gen.up, reversed(skips[:-1])):
+            h = torch.cat([block(h), skip], dim=1)
+        stats = torch.cat([torch.cat([s.mean(-1), s.square().mean(-1)], dim=1) for s in skips], dim=1)
+        want = x + torch.sigmoid(gen.gate(stats)).unsqueeze(-1) * gen.out(h)
+        assert torch.equal(gen(x), want)
+
+
+def _shut_gate_fit(floor: float, leak: float, steps: int = 60) -> tuple[float, float, float]:
+    """A gated generator whose gate is driven shut (bias -30) is trained, gate only, towards its own
+    open-gate output. Returns (gate value after, loss before, loss after)."""
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=2, q=2, residual=True, gate=True, gate_floor=floor, gate_leak=leak))
+    torch.nn.init.normal_(g.out.weight, std=0.3)
+    x = torch.randn(4, 1, 256) * 0.3
+    with torch.no_grad():
+        g.gate.bias.fill_(30.0)
+        target = g(x)
+        g.gate.bias.fill_(-30.0)
+    opt = torch.optim.Adam(g.gate.parameters(), lr=1.0)
+    losses_ = []
+    for _ in range(steps):
+        loss = (g(x) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses_.append(loss.item())
+    with torch.no_grad():
+        skips, h = [], x
+        for layer in g.down:
+            h = torch.tanh(layer(h))
+            skips.append(h)
+        stats = torch.cat([torch.cat([s.mean(-1), s.square().mean(-1)], dim=1) for s in skips], dim=1)
+        gate = g._gate_value(g.gate(stats)).mean().item()
+    return gate, losses_[0], losses_[-1]
+
+
+def test_a_shut_gate_reopens_with_the_leak_and_stays_shut_without():
+    gate, before, after = _shut_gate_fit(floor=0.05, leak=0.01)
+    assert gate > 0.9 and after < 0.2 * before
+    gate0, before0, after0 = _shut_gate_fit(floor=0.0, leak=0.0)  # the shipped gate: shut for good
+    assert gate0 < 1e-6 and after0 == pytest.approx(before0, rel=1e-3)
+
+
+def test_gate_floor_keeps_the_correction_trained_while_shut():
+    x = torch.randn(2, 1, 256) * 0.3
+    grads = {}
+    for floor in (0.0, 0.05):
+        torch.manual_seed(0)
+        g = Generator(GeneratorConfig(filters=2, q=2, residual=True, gate=True, gate_floor=floor))
+        torch.nn.init.normal_(g.out.weight, std=0.3)
+        with torch.no_grad():
+            g.gate.bias.fill_(-30.0)
+        (g(x) - 0.5 * x).abs().mean().backward()
+        grads[floor] = g.out.weight.grad.norm().item()
+    assert grads[0.0] < 1e-9 and grads[0.05] > 1e-4
+    with pytest.raises(ValueError, match="gate_floor"):
+        Generator(GeneratorConfig(filters=2, residual=True, gate=True, gate_floor=1.0))
+
+
+def test_prelu_activation_is_a_plain_conv_control_of_the_same_shape():
+    tanh = Generator(GeneratorConfig(filters=4, q=1, residual=True))
+    prelu = Generator(GeneratorConfig(filters=4, q=1, residual=True, activation="prelu"))
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(prelu) - n(tanh) == 4 + 8 + 16 + 32 + 32 + 32 + 16 + 8 + 4  # one slope per channel
+    assert not any(isinstance(m, torch.nn.Tanh) for m in prelu.modules())
+    x = torch.randn(2, 1, 512) * 0.3
+    prelu(x).square().sum().backward()
+    with pytest.raises(ValueError, match="activation"):
+        Generator(GeneratorConfig(filters=2, activation="relu"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dilated_context_starts_as_the_plain_generator_and_trains(backend):
+    """context='dilated': zero-initialised projections make it the same function as the plain generator
+    at init; after a step every block has moved. Runs on the fused kernels (dilation) too."""
+    torch.manual_seed(0)
+    cfg = dict(filters=2, q=2, residual=True)
+    ctx = Generator(GeneratorConfig(**cfg, context="dilated", context_blocks=3, context_width=4))
+    plain = Generator(GeneratorConfig(**cfg))
+    missing, unexpected = plain.load_state_dict(ctx.state_dict(), strict=False)
+    assert not missing and all(k.startswith("context.") for k in unexpected)
+    assert [b.conv.dilation[0] for b in ctx.context] == [1, 2, 4]
+    for p in ctx.out.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    plain.out.load_state_dict(ctx.out.state_dict())
+    x = torch.randn(2, 1, 512) * 0.3
+    with selfonn.use_backend(backend):
+        with torch.no_grad():
+            assert torch.equal(ctx(x), plain(x))
+        opt = torch.optim.Adam(ctx.parameters(), lr=1e-2)
+        for _ in range(2):
+            opt.zero_grad()
+            (ctx(x) - 0.5 * x).square().mean().backward()
+            opt.step()
+    assert all(b.proj.weight.abs().sum() > 0 and b.conv.weight.grad.abs().sum() > 0 for b in ctx.context)
+    with selfonn.use_backend("torch"), torch.no_grad():
+        ref = ctx(x)
+    with selfonn.use_backend(backend), torch.no_grad():
+        torch.testing.assert_close(ctx(x), ref, rtol=1e-4, atol=1e-5)

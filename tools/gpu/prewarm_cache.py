@@ -160,8 +160,9 @@ def training_plans(run_dirs: list[Path], data: str | None = None) -> list[dict]:
     return list(plans.values())
 
 
-# the config fields build_models reads (the rest do not change a kernel)
-_MODEL_FIELDS = ("filters", "d_filters", "q", "g_q", "d_q", "residual", "gate")
+# the config fields build_models reads that change a kernel (gate_floor, gate_leak and activation do not)
+_MODEL_FIELDS = ("filters", "d_filters", "q", "g_q", "d_q", "residual", "gate", "context", "context_blocks",
+                 "context_width")
 
 
 def _validation_shapes(cfg, data: str | None) -> list[list[int]]:

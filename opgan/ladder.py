@@ -1,0 +1,192 @@
+"""Fixed crop sets for the learning ladder: one training batch to overfit, and per-case validation and
+training-sample sets, written as builder split folders (clean/, corrupted/) that ``--data``,
+``--val-data`` and ``opgan evaluate --data`` read as they are.
+
+    python -m opgan.ladder crops runs/ladder/fixed8 --split train --n 8 --si-sdr=-5,10     # rung (a)
+    python -m opgan.ladder crops runs/ladder/val-awgn --split val --case awgn --n 64        # rung (b) validation
+    python -m opgan.ladder crops runs/ladder/train-awgn --split train --case awgn --n 64    # its train-crop gap
+    python -m opgan.ladder gap runs/ladder/b-awgn-paper --train runs/ladder/train-awgn --val runs/ladder/val-awgn
+
+Crops are drawn from the same dynamic mixing the trainer uses (the shipped recordings, or ``--data`` a
+sources root), split by speaker as the trainer splits them, with one corruption case (``--case``) or the
+paper's blend of cases (``all``); crops whose clean signal is near silent are skipped (they carry no
+learning signal, and their SI-SDR is undefined). The folder also gets ``crops.json``: the command's
+parameters and each crop's input SDR and SI-SDR.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["write_crops", "score_folder", "gap", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def _si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
+    from opgan import metrics
+
+    return float(metrics.si_sdr(est, ref))
+
+
+def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all", kind: str = "speech",
+                data: str = "", seed: int = 0, si_sdr_range: tuple[float, float] | None = None,
+                min_rms_db: float = -40.0, max_draws: int = 0) -> list[dict]:
+    """Write ``n`` (corrupted, clean) crops of ``clip_len`` samples to ``out``/{corrupted,clean}/NNN.wav.
+
+    Refuses an existing non-empty ``out`` (never overwrites). Returns the per-crop records."""
+    from opgan import metrics
+    from opgan.data import datasets as D
+    from opgan.data.audio import save_audio
+    from opgan.data.corrupt import ALL_CASES
+
+    if case != "all" and case not in ALL_CASES:
+        raise ValueError(f"case must be 'all' or one of {', '.join(ALL_CASES)}, got {case!r}")
+    if n < 1 or clip_len < 32 or clip_len % 32:
+        raise ValueError(f"need n >= 1 and clip_len a positive multiple of 32, got {n}, {clip_len}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty (choose another folder)")
+    dynamic = {} if case == "all" else {"cases": (case,), "case_probs": (1.0,)}
+    spec = data or f"default:{kind}"
+    draws = max_draws or 50 * n
+    ds = D.open_dataset(spec, split, kind=kind, length=draws, seed=seed, **dynamic)
+    sr = int(ds.sample_rate)
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    for i in range(draws):
+        x, y = (t[0].numpy().astype(np.float64) for t in ds[i])
+        if x.shape[-1] < clip_len:
+            raise ValueError(f"{spec} clips are {x.shape[-1]} samples, shorter than {clip_len}")
+        o = int(rng.integers(0, x.shape[-1] - clip_len + 1))
+        xc, yc = x[o: o + clip_len], y[o: o + clip_len]
+        if 10 * np.log10(np.mean(yc ** 2) + 1e-20) < min_rms_db:
+            continue
+        si = _si_sdr(xc, yc)
+        if si_sdr_range is not None and not si_sdr_range[0] <= si <= si_sdr_range[1]:
+            continue
+        name = f"{len(rows):03d}"
+        save_audio(out / "corrupted" / f"{name}.wav", xc, sr, subtype="FLOAT")
+        save_audio(out / "clean" / f"{name}.wav", yc, sr, subtype="FLOAT")
+        rows.append({"id": name, "draw": i, "offset": o, "input_si_sdr": round(si, 3),
+                     "input_sdr": round(float(metrics.sdr(xc, yc)), 3)})
+        if len(rows) == n:
+            break
+    if len(rows) < n:
+        raise ValueError(f"only {len(rows)} of {draws} draws passed the filters (SI-SDR range {si_sdr_range}, "
+                         f"clean RMS >= {min_rms_db} dBFS); widen them")
+    meta = {"split": split, "case": case, "kind": kind, "data": data or f"default:{kind}", "seed": seed,
+            "clip_len": clip_len, "sample_rate": sr, "si_sdr_range": si_sdr_range, "min_rms_db": min_rms_db,
+            "crops": rows}
+    (out / "crops.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return rows
+
+
+def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
+    """Mean input/output SDR and SI-SDR of a restorer over a crop folder, and their gains (non-finite
+    values, e.g. the SI-SDR of a crop its artifact missed, left out of the means)."""
+    import torch
+
+    from opgan import metrics
+    from opgan.data import datasets as D
+
+    ds = D.open_dataset(folder, "train")
+    rows: dict[str, list[float]] = {k: [] for k in ("sdr_in", "sdr_out", "si_sdr_in", "si_sdr_out")}
+    for lo in range(0, len(ds), batch):
+        items = [ds[i] for i in range(lo, min(lo + batch, len(ds)))]
+        x = torch.stack([a for a, _ in items]).float()
+        s = torch.stack([b for _, b in items]).float()
+        est = restorer(x).float()
+        for xi, si, ei in zip(x[:, 0].numpy(), s[:, 0].numpy(), est[:, 0].numpy()):
+            rows["sdr_in"].append(metrics.sdr(xi, si))
+            rows["sdr_out"].append(metrics.sdr(ei, si))
+            rows["si_sdr_in"].append(metrics.si_sdr(xi, si))
+            rows["si_sdr_out"].append(metrics.si_sdr(ei, si))
+    keep = [all(np.isfinite(rows[k][i]) for k in rows) for i in range(len(ds))]
+    out = {k: float(np.mean([v for v, ok in zip(vals, keep) if ok])) for k, vals in rows.items()}
+    out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
+    out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
+    out["clips"] = float(sum(keep))
+    return out
+
+
+def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt") -> dict:
+    """The same metrics on a fixed sample of training crops and on validation crops, written to
+    ``run_dir``/gap.json: a model that scores well on both generalises, well only on training crops
+    overfits, poorly on both fails to learn."""
+    from opgan.checkpoint import load_checkpoint
+    from opgan.enhance import load_restorer
+
+    r = load_restorer(run_dir / checkpoint)
+    rec = {"checkpoint": checkpoint, "step": int(load_checkpoint(run_dir / checkpoint).get("step", -1)),
+           "train_folder": str(train), "val_folder": str(val),
+           "train": score_folder(r, train), "val": score_folder(r, val)}
+    rec["si_sdr_gain_gap"] = rec["train"]["si_sdr_gain"] - rec["val"]["si_sdr_gain"]
+    (run_dir / "gap.json").write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
+
+
+def _range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(",")
+    try:
+        r = (float(lo), float(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in dB, got {text!r}") from None
+    if not sep or r[0] > r[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in dB with LOW <= HIGH, got {text!r}")
+    return r
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m opgan.ladder", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("crops", help="write a folder of fixed (corrupted, clean) crops")
+    c.add_argument("out", type=Path, help="new folder (clean/, corrupted/, crops.json)")
+    c.add_argument("--split", default="train", choices=["train", "val", "test"])
+    c.add_argument("--n", type=int, default=8, help="number of crops")
+    c.add_argument("--clip-len", type=int, default=4096)
+    c.add_argument("--case", default="all", help="one corruption case (awgn, background, reverb, blend, light, "
+                                                 "clean) or 'all' (the paper's mixture)")
+    c.add_argument("--kind", default="speech", choices=["speech", "music"])
+    c.add_argument("--data", default="", help="sources root ('' = the shipped recordings)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--si-sdr", type=_range, default=None, metavar="LOW,HIGH", help="keep crops whose input SI-SDR "
+                   "lies in this range (dB)")
+    c.add_argument("--min-rms-db", type=float, default=-40.0, help="skip crops whose clean RMS is below this (dBFS)")
+    g = sub.add_parser("gap", help="score a run's checkpoint on training crops and on validation crops (gap.json)")
+    g.add_argument("run", type=Path, help="a run folder (holds best.pt)")
+    g.add_argument("--train", type=Path, required=True, help="crop folder of training crops (`crops --split train`)")
+    g.add_argument("--val", type=Path, required=True, help="crop folder of validation crops")
+    g.add_argument("--checkpoint", default="best.pt")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cmd == "gap":
+        try:
+            rec = gap(args.run, args.train, args.val, args.checkpoint)
+        except Exception as e:  # bad paths or checkpoints: one line, exit 2
+            print(f"opgan.ladder: {e}", file=sys.stderr)
+            return 2
+        log.info("%s: SI-SDRi %+.2f dB on training crops, %+.2f dB on validation crops (gap %+.2f)", args.run,
+                 rec["train"]["si_sdr_gain"], rec["val"]["si_sdr_gain"], rec["si_sdr_gain_gap"])
+        return 0
+    try:
+        rows = write_crops(args.out, args.split, args.n, args.clip_len, args.case, args.kind, args.data, args.seed,
+                           args.si_sdr, args.min_rms_db)
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        print(f"opgan.ladder: {e}", file=sys.stderr)
+        return 2
+    si = [r["input_si_sdr"] for r in rows]
+    finite = [v for v in si if np.isfinite(v)]  # a crop the artifact's segment missed is its own clean (+inf)
+    log.info("%s: %d crops, input SI-SDR %.1f..%.1f dB (mean of the %d finite: %.1f)", args.out, len(rows),
+             min(si), max(si), len(finite), float(np.mean(finite)) if finite else float("nan"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The learning ladder's pieces: fixed crop folders (opgan.ladder) and the ladder suites of opgan.ablate."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from opgan import ablate, ladder
+from opgan.config import parse_args
+
+
+def test_crops_are_a_fixed_dataset_of_the_chosen_case(tmp_path):
+    from opgan.data import datasets as D
+
+    out = tmp_path / "awgn"
+    rows = ladder.write_crops(out, "train", 3, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    meta = json.loads((out / "crops.json").read_text())
+    assert meta["case"] == "awgn" and [r["id"] for r in meta["crops"]] == ["000", "001", "002"] == [r["id"] for r in rows]
+    assert all(-5 <= r["input_si_sdr"] <= 15 for r in rows)
+    ds = D.open_dataset(out, "train")  # what --data / --val-data open
+    assert isinstance(ds, D.RARFolderDataset) and len(ds) == 3
+    x, y = ds[0]
+    assert x.shape == y.shape == (1, 2048)
+    residual = (x - y).numpy()[0]
+    assert residual.std() > 0 and abs(residual.mean()) < 0.05  # additive noise, not a level change
+    again = ladder.write_crops(tmp_path / "again", "train", 3, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    assert again == rows  # a pure function of its arguments
+    with pytest.raises(FileExistsError):
+        ladder.write_crops(out, "train", 1, 2048)
+
+
+def test_crops_cli_rejects_bad_input(tmp_path, capsys):
+    assert ladder.main(["crops", str(tmp_path / "x"), "--case", "hail", "--n", "1"]) == 2
+    assert "case must be" in capsys.readouterr().err
+    assert ladder.main(["crops", str(tmp_path / "y"), "--n", "2", "--clip-len", "2048", "--si-sdr=80,90"]) == 2
+    assert "passed the filters" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ladder.main(["crops", str(tmp_path / "z"), "--si-sdr=5"])
+
+
+@pytest.mark.parametrize("suite", ["ladder-a", "ladder-b", "ladder-c", "ladder-d"])
+def test_every_ladder_run_is_a_valid_training_config(suite, tmp_path):
+    s = ablate.SUITES[suite]
+    for run in s["runs"]:
+        cmd = ablate._command(s, run, str(tmp_path / "fixed8") if suite == "ladder-a" else "", tmp_path)
+        argv = cmd[cmd.index("train") + 1:]
+        cfg, _, _ = parse_args(argv)
+        assert cfg.name == run.name and cfg.lambda_adv == 0 and cfg.threads == 1
+        if suite == "ladder-a":  # one fixed batch, validated on itself
+            assert cfg.data == cfg.val_data == str(tmp_path / "fixed8") and not cfg.dynamic
+        else:
+            assert "--data" not in argv and cfg.dynamic and cfg.val_data.startswith("runs/ladder/val-")
+            assert cfg.cases == ("" if suite == "ladder-d" else f"{run.name.split('-')[1]}:1")
+        if "plain" in run.name:
+            assert (cfg.q, cfg.activation) == (1, "prelu")
+        assert cfg.context == ("dilated" if "context" in run.name else "none")
+        if "context" in run.name:  # the candidate with >= 250 ms of reach on each side at 16 kHz
+            assert (2 ** cfg.context_blocks - 1) * 32 >= 0.25 * 16000
+        assert cfg.seed == (1 if run.name.endswith("-s1") else 0)
+
+
+def test_a_run_that_hit_its_minute_cap_is_done(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"max_steps": 1000}))
+    (run / "summary.json").write_text(json.dumps({"step": 10, "stop_reason": "max_steps"}))
+    assert not ablate._is_done(run)
+    (run / "summary.json").write_text(json.dumps({"step": 10, "stop_reason": "max_minutes"}))
+    assert ablate._is_done(run)
+
+
+def test_gap_scores_training_and_validation_crops_alike(tmp_path):
+    """An identity restorer (a residual generator at init) gains exactly nothing on either folder, and the
+    input scores are those the crop folders recorded."""
+    from opgan.checkpoint import FORMAT, save_checkpoint
+    from opgan.models import Generator, GeneratorConfig
+
+    train = tmp_path / "train"
+    val = tmp_path / "val"
+    rows_t = ladder.write_crops(train, "train", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    ladder.write_crops(val, "val", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    g = Generator(GeneratorConfig(filters=2, q=2, residual=True))
+    run = tmp_path / "run"
+    save_checkpoint(run / "best.pt", {"format": FORMAT, "config": {"generator": g.config.to_dict()},
+                                      "generator": g.state_dict(), "sample_rate": 16000, "step": 7})
+    rec = ladder.gap(run, train, val)
+    assert json.loads((run / "gap.json").read_text()) == rec and rec["step"] == 7
+    for side in ("train", "val"):
+        assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
+    assert rec["train"]["si_sdr_in"] == pytest.approx(np.mean([r["input_si_sdr"] for r in rows_t]), abs=1e-2)
+    assert ladder.main(["gap", str(tmp_path / "none"), "--train", str(train), "--val", str(val)]) == 2
