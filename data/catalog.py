@@ -20,6 +20,7 @@ Searched for a second, sentence-length speech test set (`SENTENCE_VOICES`, below
 - fillets-ng-data-nl: band-limited: the Dutch fish voices are stored at 22.05 kHz but their spectrum
   ends at 5.5 kHz (big fish) and 6.9 kHz (small fish), with 99 % of the energy below 1.3 kHz.
 - fillets-ng-data `en`: 6 min of minor characters only (the fish speak Czech/Dutch, English is text).
+- warzone2100-data: tutorial voice 4.2 min at 11.025 kHz, briefings 1.5 min, one voice.
 - ktuberling-data: single words per language (no sentences); artikulate: its courses are not in the
   package (downloaded at run time); gcompris-qt-data: the voice packs are not in the package;
   parley-data: no audio.

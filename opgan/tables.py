@@ -175,8 +175,11 @@ def quality_table(kind: str) -> str:
     methods = list(rec["methods"])
     pesq = rec.get("pesq", False)
     harm = rec.get("do_no_harm", {})
+    bands = rec.get("band_balance_db")  # records made before the per-octave check have none
+    octaves = " / ".join(b[5:].replace("_", "-") for b in next(iter(bands.values()), {})) if bands else ""
     head = ["method", "SDRi", "SI-SDRi", "STOI"] + (["PESQ"] if pesq else []) + \
-        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst", "RTF"]
+        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst", "RTF"] + \
+        ([f"level vs clean in {octaves} Hz, dB"] if bands else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         allc = rec["by_case"][m].get("all", {})
@@ -184,7 +187,8 @@ def quality_table(kind: str) -> str:
         row = [rec["methods"][m], _f(_num(allc, "sdr_imp")), _f(_num(allc, "si_sdr_imp")),
                _f(_num(allc, "stoi"), 2, sign=False)] + ([_f(_num(allc, "pesq"), 2, sign=False)] if pesq else []) + \
             [_f(_num(rec.get("level_err_db", {}), m)), f"{_f(_num(h, 'mean_sdr_imp'))} / {_f(_num(h, 'worst_sdr_imp'))}",
-             _f(_num(rec.get("rtf", {}), m), 3, sign=False)]
+             _f(_num(rec.get("rtf", {}), m), 3, sign=False)] + \
+            ([" / ".join(_f(_num(bands.get(m, {}), b)) for b in bands.get(m, {}))] if bands else [])
         lines.append("| " + " | ".join(row) + " |")
     cases = [c for c in ("blend", "awgn", "background", "reverb") if c in rec["by_case"][methods[0]]]
     lines += ["", "| method | " + " | ".join(f"{c} SDRi / SI-SDRi" for c in cases) + " |", "|" + "---|" * (len(cases) + 1)]
