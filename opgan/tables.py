@@ -15,7 +15,8 @@ Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:
 A, B against C, D at equal steps and equal training time), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
-(docs/results/rtf.json from bench/restore_rtf.py).
+(docs/results/rtf.json from bench/restore_rtf.py), `clean:<name>` (docs/results/<name>.json from
+bench/clean_input.py: what each method does to clean clips).
 """
 from __future__ import annotations
 
@@ -205,6 +206,29 @@ def quality_table(kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def clean_input_table(name: str) -> str:
+    """What each method does to clean clips (bench/clean_input.py's record docs/results/<name>.json)."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return f"_(no record at {_rel(path)} yet)_\n"
+    rec = json.loads(path.read_text())
+    sets = list(rec["sets"])
+    octaves = list(next(iter(next(iter(rec["sets"].values())).values()))["bands_db"])
+    bands = " / ".join(b[5:].replace("_", "-") for b in octaves)
+    lines = ["| method | " + " | ".join(f"`{s}`: SI-SDR mean (min) | `{s}`: {bands} Hz vs clean, dB" for s in sets) + " |",
+             "|" + "---|" * (1 + 2 * len(sets))]
+    for key, label in rec["methods"].items():
+        cells = []
+        for s in sets:
+            v = rec["sets"][s][key]
+            cells += [f"{_f(v['si_sdr_mean'], sign=False)} ({_f(v['si_sdr_min'], sign=False)})",
+                      " / ".join(_f(v["bands_db"][b]) for b in octaves)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    n = next(iter(next(iter(rec["sets"].values())).values()))["n"]
+    return "\n".join(lines) + (f"\n\n{n} clean clips per set, model `{rec['model']}`, {str(rec['date'])[:10]}. "
+                               f"Record: `{_rel(path)}`, made by `{rec['command']}`.\n")
+
+
 def rtf_table() -> str:
     """Restore speed of the shipped models (bench/restore_rtf.py's record)."""
     path = RESULTS / "rtf.json"
@@ -228,6 +252,7 @@ def _renderer(name: str) -> Callable[[], str]:
         "gate": gate_table,
         "quality": lambda: quality_table(arg),
         "rtf": rtf_table,
+        "clean": lambda: clean_input_table(arg),
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
     }
     if kind not in table:

@@ -51,3 +51,15 @@ def test_quality_table_shows_the_octave_balance_only_when_recorded(tmp_path, mon
     text = tables.quality_table("a")
     assert "level vs clean in 1-2k / 2-4k / 4-8k Hz, dB" in text
     assert "| Op-GAN |" in text and "-1.00 / -3.50 / -13.25 |" in text
+
+
+def test_clean_input_table_renders_each_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    per = {"n": 3, "si_sdr_mean": 8.91, "si_sdr_min": 3.17, "bands_db": {"band_1_2k": -4.18, "band_4_8k": -14.34}}
+    rec = {"command": "python bench/clean_input.py a b", "date": "2026-12-05", "model": "speech",
+           "methods": {"opgan": "Op-GAN"}, "sets": {"a": {"opgan": per}, "b": {"opgan": {**per, "si_sdr_mean": 36.0}}}}
+    (tmp_path / "clean-x.json").write_text(json.dumps(rec))
+    text = tables._renderer("clean:clean-x")()
+    assert "`a`: 1-2k / 4-8k Hz vs clean, dB" in text and "`b`: SI-SDR mean (min)" in text
+    assert "| Op-GAN | 8.91 (3.17) | -4.18 / -14.34 | 36.00 (3.17) | -4.18 / -14.34 |" in text
+    assert "made by `python bench/clean_input.py a b`" in text
