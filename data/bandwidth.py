@@ -8,20 +8,21 @@ only) still lies within `floor_db` of its peak. Full-band speech stays within 50
 ~7 kHz and beyond; an upsampled 8 kHz recording falls off a cliff at 4 kHz. `rolloff_hz` (the
 frequency below which 99 % of the energy lies) is reported beside it, since it is the usual figure,
 but speech keeps ~99 % of its energy below 4-5 kHz whatever its bandwidth, so the rule uses the edge.
+The data card of a whole speech folder is `opgan.data.card`.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .audio import load_mono
 
-__all__ = ["ltas", "band_edge_hz", "rolloff_hz", "VoiceBand", "measure_voice", "measure_corpus",
-           "MIN_CLEAN_BANDWIDTH_HZ", "EDGE_FLOOR_DB"]
+__all__ = ["ltas", "band_edge_hz", "rolloff_hz", "VoiceBand", "measure_voice", "MIN_CLEAN_BANDWIDTH_HZ",
+           "EDGE_FLOOR_DB"]
 
 #: clean targets for 16 kHz models must hold energy up to at least this frequency (an 8 kHz original
 #: upsampled has its edge just below 4 kHz; full-band speech is at 7 kHz or more when stored at 16 kHz)
@@ -113,37 +114,3 @@ def measure_voice(voice: str, files: Sequence[str | os.PathLike], sr: int = 1600
         return VoiceBand(voice, 0, 0.0, rate, 0.0, 0.0)
     total = total / weight
     return VoiceBand(voice, len(files), seconds, rate, band_edge_hz(freqs, total), rolloff_hz(freqs, total))
-
-
-def measure_corpus(kind_dir: str | os.PathLike, sr: int = 16000,
-                   max_files: int = 200) -> list[tuple[str, VoiceBand]]:
-    """[(split, VoiceBand)] for every voice (group) of a speech folder, split as the loaders split it."""
-    from .sources import discover_splits
-
-    out: list[tuple[str, VoiceBand]] = []
-    for split, files in discover_splits(kind_dir).items():
-        groups: dict[str, list[Path]] = {}
-        for f in files:
-            groups.setdefault(f.group, []).append(f.path)
-        out += [(split, measure_voice(g, fs, sr, max_files)) for g, fs in sorted(groups.items())]
-    return out
-
-
-def format_card(rows: Iterable[tuple[str, VoiceBand]]) -> str:
-    """The data card's Markdown table: voice, split, minutes, stored rate, band edge, 99 % roll-off, role."""
-    lines = ["| voice | split | minutes | stored at | band edge (-50 dB) | 99 % roll-off | clean target |",
-             "|---|---|---|---|---|---|---|"]
-    for split, v in rows:
-        role = "yes" if v.full_band else f"no (edge < {MIN_CLEAN_BANDWIDTH_HZ / 1000:.0f} kHz)"
-        lines.append(f"| `{v.voice}` | {split} | {v.seconds / 60:.2f} | {v.sample_rate / 1000:g} kHz | "
-                     f"{v.edge_hz / 1000:.2f} kHz | {v.rolloff99_hz / 1000:.2f} kHz | {role} |")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":  # python -m opgan.data.bandwidth [speech folder]: print the data card table
-    import sys
-
-    from .assets import asset_dir
-
-    folder = sys.argv[1] if len(sys.argv) > 1 else asset_dir() / "corpus" / "speech"
-    print(format_card(measure_corpus(folder)))

@@ -6,7 +6,8 @@ import pytest
 import soundfile as sf
 
 from opgan.data.audio import AudioError, resample
-from opgan.data.bandwidth import MIN_CLEAN_BANDWIDTH_HZ, band_edge_hz, ltas, measure_corpus, rolloff_hz
+from opgan.data.bandwidth import MIN_CLEAN_BANDWIDTH_HZ, band_edge_hz, ltas, rolloff_hz
+from opgan.data.card import measure_corpus
 from opgan.data.sources import ClipSampler, files_with_groups
 
 SR = 16000
