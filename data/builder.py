@@ -164,14 +164,21 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
     """Build (or finish) a dataset; returns the build.json content.
 
     `min_bandwidth_hz`: clean groups whose spectrum ends below it are not drawn ("auto":
-    `CLEAN_MIN_BANDWIDTH_HZ[kind]`; None keeps every group, as builds before this rule did)."""
+    `CLEAN_MIN_BANDWIDTH_HZ[kind]` for a new build, the existing build's own setting when resuming, so
+    a build made before this rule is finished without it; None keeps every group)."""
     if kind not in SAMPLE_RATES:
         raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
-    if min_bandwidth_hz == "auto":
-        min_bandwidth_hz = CLEAN_MIN_BANDWIDTH_HZ[kind]
     fraction, sr = parse_size(size), SAMPLE_RATES[kind]
     splits = list(splits)
     out = Path(out)
+    meta_path = out / "build.json"
+    if min_bandwidth_hz == "auto":  # a new build takes the default; a build is finished as it began
+        if meta_path.is_file():
+            min_bandwidth_hz = json.loads(meta_path.read_text()).get("min_clean_bandwidth_hz")
+            if min_bandwidth_hz is None:
+                log.info("%s: resuming a build made without the clean-bandwidth rule, without it", out)
+        else:
+            min_bandwidth_hz = CLEAN_MIN_BANDWIDTH_HZ[kind]
     sources = Path(sources).expanduser().resolve()
     config = {"format": "opgan-rar-1", "kind": kind, "sample_rate": sr, "clip_len": clip_len,
               "size": size, "fraction": fraction, "seed": seed, "sources": str(sources),
@@ -180,7 +187,6 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
               "min_clean_bandwidth_hz": min_bandwidth_hz,
               "severity": {"awgn_snr_db": SEVERITY.snr_db, "background_sir_db": SEVERITY.sir_db,
                            "reverb_rt60_s": SEVERITY.rt60_s}}
-    meta_path = out / "build.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         diff = {k for k in config if k not in ("size",) and json.dumps(old.get(k)) != json.dumps(config[k])}
