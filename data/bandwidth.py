@@ -12,6 +12,7 @@ The data card of a whole speech folder is `opgan.data.card`.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio import load_mono
+from .audio import AudioError, load_mono
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ltas", "band_edge_hz", "rolloff_hz", "VoiceBand", "measure_voice", "MIN_CLEAN_BANDWIDTH_HZ",
            "EDGE_FLOOR_DB"]
@@ -93,19 +96,30 @@ def measure_voice(voice: str, files: Sequence[str | os.PathLike], sr: int = 1600
                   max_files: int = 200) -> VoiceBand:
     """Pool the LTAS of (up to `max_files`, evenly spread) files of one voice, read at `sr`.
 
-    Every file counts toward `seconds`; the spectrum needs only a sample of them."""
+    Every readable file counts toward `seconds`; the spectrum needs only a sample of them. Unreadable
+    files are logged and left out (the loaders reject them when they are drawn)."""
     import soundfile as sf
 
-    files = sorted(Path(f) for f in files)
+    readable: list[Path] = []
     seconds, rate = 0.0, 0
-    for f in files:
-        info = sf.info(str(f))
+    for f in sorted(Path(f) for f in files):
+        try:
+            info = sf.info(str(f))
+        except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for a damaged file
+            log.warning("bandwidth of %s: skipping %s (%s)", voice, f, exc)
+            continue
+        readable.append(f)
         seconds += info.frames / info.samplerate
         rate = max(rate, int(info.samplerate))
+    files = readable
     pick = files if len(files) <= max_files else [files[int(i)] for i in np.linspace(0, len(files) - 1, max_files)]
     total, freqs, weight = None, None, 0
     for f in pick:
-        x, _ = load_mono(f, sr)
+        try:
+            x, _ = load_mono(f, sr)
+        except AudioError as exc:
+            log.warning("bandwidth of %s: skipping %s (%s)", voice, f, exc)
+            continue
         freqs, p = ltas(x, sr)
         n = max(1, x.size)
         total = p * n if total is None else total + p * n

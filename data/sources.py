@@ -198,11 +198,10 @@ class ClipSampler:
         from .bandwidth import measure_voice
 
         for g in sorted(self.groups):
-            files = [f.path for f, _ in self.groups[g]]
-            try:
-                edge = measure_voice(g, files, self.sr, max_files=BAND_CHECK_FILES).edge_hz
-            except AudioError as exc:  # an unreadable file is rejected when drawn; judge the rest then
-                log.warning("bandwidth of %s not measured (%s); kept", g, exc)
+            band = measure_voice(g, [f.path for f, _ in self.groups[g]], self.sr, max_files=BAND_CHECK_FILES)
+            edge = band.edge_hz
+            if band.files == 0 or edge == 0.0:  # nothing readable or all silent: the draws reject it
+                log.warning("bandwidth of %s could not be measured; kept", g)
                 continue
             if edge < self.min_bandwidth_hz:
                 self.band_limited[g] = round(edge, 1)

@@ -81,3 +81,12 @@ def test_shipped_corpus_card_and_default_dataset():
     assert "speech:menardi_f" not in ds.sampler.group_names
     old = default_dynamic_dataset("speech", "train", length=2, min_bandwidth_hz=None)
     assert "speech:menardi_f" in old.sampler.group_names
+
+
+def test_a_damaged_file_does_not_decide_a_voice(tmp_path):
+    files = _voices(tmp_path, ("bert",))
+    (tmp_path / "bert" / "broken.flac").write_bytes(b"fLaC not really")
+    (tmp_path / "anna" / "broken.flac").write_bytes(b"fLaC not really")
+    s = ClipSampler(files_with_groups(tmp_path), SR, 16000, min_bandwidth_hz=MIN_CLEAN_BANDWIDTH_HZ)
+    assert s.group_names == ["anna", "cleo"] and list(s.band_limited) == ["bert"]
+    assert any("broken.flac" in p for p in s.rejected)
