@@ -267,3 +267,10 @@ def test_fetch_sentences_keeps_its_voices_apart_and_in_test(tmp_path, monkeypatc
     assert not (cache / "speech").exists()  # the training cache is left alone
     assert json.loads((root / "speakers.json").read_text())["fillets_cs_small"]["role"] == "eval only (test)"
     assert (cache / "licenses" / "fil.copyright").is_file() and not (cache / "_extract").exists()
+
+
+def test_fetch_sentences_without_apt_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    assert fetch.main(["--sentences", "--cache", str(tmp_path)]) == 2
+    assert "apt-get/dpkg not found" in capsys.readouterr().err
+    assert not (tmp_path / fetch.SENTENCES_DIR).exists()
