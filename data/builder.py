@@ -33,13 +33,17 @@ import numpy as np
 
 from .audio import AudioError, save_audio
 from .corrupt import ARTIFACTS, CASES, SEVERITY, corrupt
+from .bandwidth import MIN_CLEAN_BANDWIDTH_HZ
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, SourceFile, discover_splits
 
-__all__ = ["build", "main", "source_lists", "plan_split", "COMPOSITION", "SIZES", "SAMPLE_RATES",
+__all__ = ["build", "main", "source_lists", "plan_split", "COMPOSITION", "SIZES", "SAMPLE_RATES", "CLEAN_MIN_BANDWIDTH_HZ",
            "MANIFEST_FIELDS", "default_rir_bank", "rir_split", "format_report"]
 
 SAMPLE_RATES = {"speech": 16000, "music": 22050}
+#: clean targets must hold spectrum up to here (`ClipSampler(min_bandwidth_hz=...)`): speech only, where
+#: 8 kHz telephone voices upsampled to 16 kHz would teach that clean speech has no band above 4 kHz
+CLEAN_MIN_BANDWIDTH_HZ: dict[str, float | None] = {"speech": MIN_CLEAN_BANDWIDTH_HZ, "music": None}
 COMPOSITION = {  # split -> (clean clips, single-artifact clips per artifact in ARTIFACTS order)
     "speech": {"train": (1500, (500, 500, 500)), "val": (500, (167, 167, 166)), "test": (703, (250, 250, 250))},
     "music": {"train": (1750, (500, 500, 500)), "val": (500, (167, 167, 166)), "test": (830, (277, 277, 276))},
@@ -156,21 +160,33 @@ def _stats(rows: Iterable[dict]) -> dict:
 def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: str | float = "small",
           seed: int = 0, splits: Iterable[str] = SPLITS, rirs: RIRBank | str | os.PathLike | None = None,
           n_rirs: int = 200, clip_len: int = 32000, extra_background: Iterable[str | os.PathLike] = (),
-          progress: bool = True) -> dict:
-    """Build (or finish) a dataset; returns the build.json content."""
+          progress: bool = True, min_bandwidth_hz: float | None | str = "auto") -> dict:
+    """Build (or finish) a dataset; returns the build.json content.
+
+    `min_bandwidth_hz`: clean groups whose spectrum ends below it are not drawn ("auto":
+    `CLEAN_MIN_BANDWIDTH_HZ[kind]` for a new build, the existing build's own setting when resuming, so
+    a build made before this rule is finished without it; None keeps every group)."""
     if kind not in SAMPLE_RATES:
         raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
     fraction, sr = parse_size(size), SAMPLE_RATES[kind]
     splits = list(splits)
     out = Path(out)
+    meta_path = out / "build.json"
+    if min_bandwidth_hz == "auto":  # a new build takes the default; a build is finished as it began
+        if meta_path.is_file():
+            min_bandwidth_hz = json.loads(meta_path.read_text()).get("min_clean_bandwidth_hz")
+            if min_bandwidth_hz is None:
+                log.info("%s: resuming a build made without the clean-bandwidth rule, without it", out)
+        else:
+            min_bandwidth_hz = CLEAN_MIN_BANDWIDTH_HZ[kind]
     sources = Path(sources).expanduser().resolve()
     config = {"format": "opgan-rar-1", "kind": kind, "sample_rate": sr, "clip_len": clip_len,
               "size": size, "fraction": fraction, "seed": seed, "sources": str(sources),
               "extra_background": [str(Path(p).resolve()) for p in extra_background],
               "n_rirs": (len(rirs) if isinstance(rirs, RIRBank) else n_rirs),
+              "min_clean_bandwidth_hz": min_bandwidth_hz,
               "severity": {"awgn_snr_db": SEVERITY.snr_db, "background_sir_db": SEVERITY.sir_db,
                            "reverb_rt60_s": SEVERITY.rt60_s}}
-    meta_path = out / "build.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         diff = {k for k in config if k not in ("size",) and json.dumps(old.get(k)) != json.dumps(config[k])}
@@ -194,7 +210,7 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
         meta["splits"][split] = _build_split(kind, split, sources, out / split, fraction, seed, sr, clip_len,
-                                             bank, list(extra_background), progress)
+                                             bank, list(extra_background), progress, min_bandwidth_hz)
     meta["build_seconds"] = round(time.perf_counter() - t_start, 1)
     meta["complete"] = set(meta["splits"]) == set(SPLITS)
     tmp = meta_path.with_suffix(".tmp")
@@ -204,7 +220,8 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
 
 
 def _build_split(kind: str, split: str, sources: Path, dest: Path, fraction: float, seed: int, sr: int,
-                 clip_len: int, bank: RIRBank, extra_bg: list, progress: bool) -> dict:
+                 clip_len: int, bank: RIRBank, extra_bg: list, progress: bool,
+                 min_bandwidth_hz: float | None = None) -> dict:
     plan = plan_split(kind, split, fraction)
     kind_no = sorted(SAMPLE_RATES).index(kind)
     manifest = dest / "manifest.csv"
@@ -214,13 +231,15 @@ def _build_split(kind: str, split: str, sources: Path, dest: Path, fraction: flo
     todo = [p for p in plan if p[0] not in done]
     t0 = time.perf_counter()
     rejected: dict[str, str] = {}
+    band_limited: dict[str, float] = {}
     if todo:
         clean_files, bg_files = source_lists(sources, kind, split, extra_bg)
         if not clean_files:
             raise AudioError(f"{sources}: no {kind} files for the {split} split")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # rejected files are collected and reported below
-            sampler = ClipSampler(clean_files, sr, clip_len, min_sr=sr)
+            sampler = ClipSampler(clean_files, sr, clip_len, min_sr=sr, min_bandwidth_hz=min_bandwidth_hz)
+        band_limited = sampler.band_limited
         background = BackgroundPool(bg_files) if bg_files else None
         split_bank = rir_split(bank, split)
         dest.mkdir(parents=True, exist_ok=True)
@@ -269,7 +288,7 @@ def _build_split(kind: str, split: str, sources: Path, dest: Path, fraction: flo
     return {"clips": len(ordered), "clean_clips": len({r["clean_index"] for r in ordered}),
             "seconds_audio": round(len(ordered) * clip_len / sr, 1), "new_clips": len(todo),
             "build_seconds": round(time.perf_counter() - t0, 1), "input_sdr_db": _stats(ordered),
-            "rejected_sources": rejected}
+            "rejected_sources": rejected, "band_limited_groups": band_limited}
 
 
 def format_report(meta: dict) -> str:
@@ -310,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra background folder (repeatable; train/val/test sub-folders respected)")
     ap.add_argument("--rirs", type=Path, default=None, help="a RIR bank .npz (default: simulate/cached)")
     ap.add_argument("--n-rirs", type=int, default=200, help="rooms to simulate when --rirs is not given")
+    ap.add_argument("--min-bandwidth", type=float, default=None, metavar="HZ",
+                    help="clean speakers/tracks whose long-term spectrum ends below HZ are not used as clean "
+                         f"targets (default: {MIN_CLEAN_BANDWIDTH_HZ:.0f} for speech, off for music; 0 = off)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING, format="%(message)s")
@@ -321,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = build(args.kind, sources, args.out, args.size, args.seed, args.splits.split(","),
                      rirs=args.rirs, n_rirs=args.n_rirs, extra_background=args.background,
-                     progress=not args.quiet)
+                     progress=not args.quiet,
+                     min_bandwidth_hz="auto" if args.min_bandwidth is None else (args.min_bandwidth or None))
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # AudioError is a ValueError
         print(f"opgan build: {exc}", file=sys.stderr)
         return 2

@@ -11,12 +11,25 @@ Sources that were inspected and left out, and why (so nobody adds them back by a
   across units ("family, friends and neighbours"), so a speaker-disjoint split is impossible.
 - asterisk-moh-opsound-wav: music stored at 8 kHz only; supertux `music/retro/` and `chipdisko`:
   chiptune; hedgewars `Sounds/`, colobot and freedroidrpg effects: synthetic game effects.
+
+Searched for a second, sentence-length speech test set (`SENTENCE_VOICES`, below):
+
+- fillets-ng-data-cs: taken (eval only). Acted dialogue of the two fish, ~37 min each, 22.05 kHz, long-term
+  spectrum to 10.4-10.8 kHz. The other Czech characters hold 0.5-3.6 min each and some are voiced
+  with effects (robots, gods), so they are left out.
+- fillets-ng-data-nl: band-limited: the Dutch fish voices are stored at 22.05 kHz but their spectrum
+  ends at 5.5 kHz (big fish) and 6.9 kHz (small fish), with 99 % of the energy below 1.3 kHz.
+- fillets-ng-data `en`: 6 min of minor characters only (the fish speak Czech/Dutch, English is text).
+- warzone2100-data: tutorial voice 4.2 min at 11.025 kHz, briefings 1.5 min, one voice.
+- ktuberling-data: single words per language (no sentences); artikulate: its courses are not in the
+  package (downloaded at run time); gcompris-qt-data: the voice packs are not in the package;
+  parley-data: no audio.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Voice", "MusicSource", "BackgroundSource", "VOICES", "MUSIC", "BACKGROUND", "PACKAGES",
+__all__ = ["Voice", "MusicSource", "BackgroundSource", "VOICES", "MUSIC", "BACKGROUND", "PACKAGES", "SENTENCE_VOICES",
            "SPEECH_SPLITS", "MUSIC_SPLITS", "BACKGROUND_SPLITS", "KLETTRES_CREDITS"]
 
 
@@ -38,6 +51,7 @@ class Voice:
     per_subdir: bool = False  # klettres: alpha/ and syllab/ may be two different people (checked by F0)
     trim: bool = True  # cut leading/trailing silence (short prompts are joined into clips)
     skip: tuple[str, ...] = ("silence",)  # sub-folders / file stems that are not speech
+    match: str = ""  # regex searched in "/" + the file's path below `root`; "" takes every file
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,18 @@ def _klettres(lang: str) -> Voice:
 
 
 VOICES += [_klettres(lang) for lang in _KLETTRES_LANGS]
+
+# Eval-only speech of other material than the prompts and letters above: sentence-length acted
+# dialogue, never trained on. `opgan fetch --sentences` writes it to its own sources root
+# (<cache>/sentences/speech/, every voice in "test"). Speaker = the file name's second field
+# (`<level>-m-<line>.ogg`: m = the small fish, v = the big fish).
+_FILLETS_SOUND = "usr/share/games/fillets-ng/sound"
+_FILLETS_CREDIT = "Fish Fillets NG, Czech voices (ALTAR interactive; Ivo and Pavel Danihelka)"
+SENTENCE_VOICES: list[Voice] = [
+    Voice("fillets-ng-data-cs", _FILLETS_SOUND, f"fillets_cs_{name}", "cs", "GPL-2", _FILLETS_CREDIT,
+          note=f"acted game dialogue of the {name} fish, sentences, 22.05 kHz Ogg", match=rf"/cs/[^/-]+-{tok}-[^/]+\.ogg$")
+    for name, tok in (("small", "m"), ("big", "v"))
+]
 
 _SUPERTUX_DEP5 = ("usr/share/games/supertux2/", "data/")
 MUSIC: list[MusicSource] = [

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from .assets import corpus_dir, default_rirs
 from .audio import AudioError, check_finite, load_audio
 from .augment import AugmentConfig, augment_clean, source_length, speed_factor
-from .builder import SAMPLE_RATES, rir_split, source_lists
+from .builder import CLEAN_MIN_BANDWIDTH_HZ, SAMPLE_RATES, rir_split, source_lists
 from .corrupt import ALL_CASES, CASES, corrupt
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups
@@ -170,6 +170,8 @@ class DynamicRARDataset(Dataset):
             "reverb", "clean", "light"), case_probs=(0.4, 0.15, 0.15, 0.15, 0.05, 0.1)`.
         background_from_clean: also use other groups' clean recordings as background mixtures.
         group_weight: how speakers/tracks are drawn: "uniform" or "sqrt" (see ClipSampler).
+        min_bandwidth_hz: clean groups whose long-term spectrum ends below this are not drawn as
+            targets (see ClipSampler); None (default here) keeps every group.
         augment: None/False (default: off), True (`AugmentConfig()` defaults) or an AugmentConfig:
             speed, EQ, level and telephone/codec band limits applied to the clean clip before it
             is corrupted (the target is the augmented clean clip), see `opgan.data.augment`.
@@ -181,12 +183,14 @@ class DynamicRARDataset(Dataset):
                  rir_bank: RIRBank | str | os.PathLike | None = None,
                  cases: Sequence[str] = CASES, case_probs: Sequence[float] | None = None,
                  background_from_clean: bool = True, p_segment: float = 0.5,
-                 augment: AugmentConfig | bool | None = None, group_weight: str = "uniform"):
+                 augment: AugmentConfig | bool | None = None, group_weight: str = "uniform",
+                 min_bandwidth_hz: float | None = None):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
             raise AudioError(f"no clean audio files in {clean_files_or_dirs}")
-        self.sampler = ClipSampler(clean_files, self.sample_rate, self.clip_len, group_weight=group_weight)
+        self.sampler = ClipSampler(clean_files, self.sample_rate, self.clip_len, group_weight=group_weight,
+                                   min_bandwidth_hz=min_bandwidth_hz)
         bg = files_with_groups(background_dirs, prefix="bg:") if background_dirs else []
         if background_from_clean:
             bg = bg + clean_files
@@ -279,18 +283,24 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                             rir_bank: RIRBank | str | os.PathLike | None = None, root: str | os.PathLike | None = None,
                             cases: Sequence[str] | None = None, case_probs: Sequence[float] | None = None,
                             augment: AugmentConfig | bool | None = None,
-                            group_weight: str = "uniform") -> DynamicRARDataset:
+                            group_weight: str = "uniform",
+                            min_bandwidth_hz: float | None | str = "auto") -> DynamicRARDataset:
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
     with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
-    `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation)."""
+    `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation).
+    `min_bandwidth_hz="auto"` keeps band-limited voices out of speech targets
+    (`CLEAN_MIN_BANDWIDTH_HZ`); None keeps every voice, as runs before this rule did."""
     if kind not in SAMPLE_RATES:
         raise ValueError(f"kind must be one of {sorted(SAMPLE_RATES)}, got {kind!r}")
     bank = rir_bank if isinstance(rir_bank, RIRBank) else RIRBank.load(rir_bank) if rir_bank else default_rirs()
     clean, bg = source_lists(Path(root or corpus_dir()), kind, split)
     extra = {"cases": tuple(cases)} if cases is not None else {}
+    if min_bandwidth_hz == "auto":
+        min_bandwidth_hz = CLEAN_MIN_BANDWIDTH_HZ[kind]
     return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
                              rir_bank=rir_split(bank, split), background_from_clean=False,
-                             case_probs=case_probs, augment=augment, group_weight=group_weight, **extra)
+                             case_probs=case_probs, augment=augment, group_weight=group_weight,
+                             min_bandwidth_hz=min_bandwidth_hz, **extra)
 
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,

@@ -34,11 +34,11 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .catalog import (BACKGROUND, BACKGROUND_SPLITS, MUSIC, MUSIC_SPLITS, PACKAGES, SPEECH_SPLITS, VOICES,
-                      BackgroundSource, MusicSource, Voice)
+from .catalog import (BACKGROUND, BACKGROUND_SPLITS, MUSIC, MUSIC_SPLITS, PACKAGES, SENTENCE_VOICES, SPEECH_SPLITS,
+                      VOICES, BackgroundSource, MusicSource, Voice)
 from .labels import hash_split, median_f0, piece_families, sex_label, trim_silence, voice_groups
 
-__all__ = ["main", "fetch", "default_cache_dir", "PACKAGES", "speaker_splits", "parse_dep5", "license_for"]
+__all__ = ["main", "fetch", "fetch_sentences", "SENTENCES_DIR", "default_cache_dir", "PACKAGES", "speaker_splits", "parse_dep5", "license_for"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ MUSIC_SR = 22050
 MUSIC_PART_S = 60.0
 MIN_PIECE_S = 30.0
 SPLITS = ("train", "val", "test")
+SENTENCES_DIR = "sentences"  # <cache>/sentences: the eval-only sentence set's own sources root
 # Prompts that are tones or silence, not speech.
 _NOT_SPEECH = {"beep", "beeperr", "ascending-2tone", "descending-2tone"}
 _F0_FILES = 80  # files per voice (evenly spaced) used for the F0 estimate
@@ -167,7 +168,8 @@ def _voice_files(v: Voice, root: Path) -> Iterator[tuple[Path, Path]]:
     for f in sorted(base.rglob("*")):
         rel = f.relative_to(base)
         if (f.suffix.lower() in exts and f.is_file() and rel.parts[0] not in v.skip
-                and f.stem not in v.skip and f.stem not in _NOT_SPEECH):
+                and f.stem not in v.skip and f.stem not in _NOT_SPEECH
+                and (not v.match or re.search(v.match, "/" + rel.as_posix()))):
             yield f, rel
 
 
@@ -466,11 +468,7 @@ def _split_minutes(folder: Path, splits: dict[str, list[str]]) -> dict[str, dict
 
 def fetch(cache: Path, update: bool = False, keep_debs: bool = True) -> dict:
     """Download, unpack and decode all sources into `cache`; returns the sources.json content."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise EnvironmentError(
-            "apt-get/dpkg not found: `opgan fetch` needs a Debian/Ubuntu system. Point `opgan build "
-            "--sources DIR` at any folder of audio instead (wav/flac/ogg; sub-folders = speakers/tracks), "
-            "or use the shipped corpus in opgan/assets/audio/corpus.")
+    _check_apt()
     t0 = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
     all_pkgs = list(dict.fromkeys(p for ps in PACKAGES.values() for p in ps))
@@ -519,6 +517,60 @@ def fetch(cache: Path, update: bool = False, keep_debs: bool = True) -> dict:
     return summary
 
 
+def _check_apt() -> None:
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise EnvironmentError(
+            "apt-get/dpkg not found: `opgan fetch` needs a Debian/Ubuntu system. Point `opgan build "
+            "--sources DIR` at any folder of audio instead (wav/flac/ogg; sub-folders = speakers/tracks), "
+            "or use the shipped corpus in opgan/assets/audio/corpus.")
+
+
+def fetch_sentences(cache: Path, update: bool = False, keep_debs: bool = True) -> dict:
+    """The eval-only sentence set (`catalog.SENTENCE_VOICES`) into `<cache>/sentences/speech/`, every
+    voice in the test split, with speakers.json (labels, minutes, bandwidth); returns that dict.
+
+    A sources root of its own, so no build of the training cache can draw from it. Build a test set
+    with `opgan build --kind speech --sources <cache>/sentences --splits test --background <ambience>`.
+    """
+    from .bandwidth import measure_voice
+
+    _check_apt()
+    t0 = time.perf_counter()
+    root_out = cache / SENTENCES_DIR
+    speech = root_out / "speech"
+    shutil.rmtree(speech, ignore_errors=True)  # decoded again from the .debs: the set is small
+    pkgs = list(dict.fromkeys(v.package for v in SENTENCE_VOICES))
+    debs = _download(pkgs, cache / "debs", update)
+    lic_dir = cache / "licenses"
+    lic_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    for pkg in pkgs:
+        root = _extract(debs[pkg], cache / "_extract" / pkg)
+        for cp in root.glob("usr/share/doc/*/copyright"):
+            shutil.copyfile(cp, lic_dir / f"{pkg}.copyright")
+        for v in SENTENCE_VOICES:
+            if v.package == pkg:
+                log.info("  %s: speaker %s (%s)", pkg, v.speaker, v.lang)
+                records += _fetch_voice(v, root, root_out)
+        shutil.rmtree(root, ignore_errors=True)
+    for scratch in (cache / "_extract", root_out / "_tmp"):
+        shutil.rmtree(scratch, ignore_errors=True)
+    speakers = _merge_speakers(records)
+    for sp, rec in speakers.items():
+        files = _audio_under(speech / sp)
+        band = measure_voice(sp, files, SPEECH_SR)
+        rec.update(split="test", minutes=round(band.seconds / 60, 2), band_edge_hz=band.edge_hz,
+                   rolloff99_hz=band.rolloff99_hz, role="eval only (test)")
+    (speech / "splits.json").write_text(json.dumps({"train": [], "val": [], "test": sorted(speakers)}, indent=1) + "\n")
+    (speech / "speakers.json").write_text(json.dumps(speakers, indent=1, ensure_ascii=False) + "\n")
+    if not keep_debs:
+        for d in debs.values():
+            d.unlink(missing_ok=True)
+    log.info("sentence set: %d voices, %.1f min, %.0f s", len(speakers),
+             sum(r["minutes"] for r in speakers.values()), time.perf_counter() - t0)
+    return speakers
+
+
 def format_summary(summary: dict) -> str:
     """Speakers per split (sex, language) and minutes per kind and split, as plain text."""
     lines = []
@@ -546,9 +598,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true", help="run `apt-get update` before downloading")
     ap.add_argument("--drop-debs", action="store_true", help="delete the downloaded .deb files afterwards")
     ap.add_argument("--quiet", action="store_true", help="no progress lines (warnings and the summary still print)")
+    ap.add_argument("--sentences", action="store_true",
+                    help=f"fetch only the eval-only sentence set (acted dialogue) into <cache>/{SENTENCES_DIR}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     cache = (args.cache or default_cache_dir()).expanduser()
+    if args.sentences:
+        try:
+            speakers = fetch_sentences(cache, update=args.update, keep_debs=not args.drop_debs)
+        except (EnvironmentError, RuntimeError) as exc:
+            print(f"opgan fetch: {exc}", file=sys.stderr)
+            return 2
+        for sp, r in speakers.items():
+            print(f"{sp}: {r['minutes']:.1f} min, {r['prompts']} files, sex {r['sex']} ({r['sex_source']}), "
+                  f"band edge {r['band_edge_hz']:.0f} Hz")
+        print(f"-> {cache / SENTENCES_DIR} (test split only)")
+        return 0
     try:
         summary = fetch(cache, update=args.update, keep_debs=not args.drop_debs)
     except (EnvironmentError, RuntimeError) as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import warnings
 from collections import OrderedDict
@@ -31,12 +32,16 @@ import soundfile as sf
 from .audio import AudioError, find_audio_files, load_mono
 
 __all__ = [
-    "SPLITS", "GROUP_WEIGHTS", "SourceFile", "discover_splits", "files_with_groups", "ClipSampler", "BackgroundPool",
+    "SPLITS", "GROUP_WEIGHTS", "BAND_CHECK_FILES", "SourceFile", "discover_splits", "files_with_groups", "ClipSampler", "BackgroundPool",
 ]
 
 SPLITS = ("train", "val", "test")
 #: how ClipSampler draws a group (speaker / track): uniformly, or in proportion to sqrt(its minutes)
 GROUP_WEIGHTS = ("uniform", "sqrt")
+#: files per group (evenly spread) whose spectrum decides a group's bandwidth (`min_bandwidth_hz`)
+BAND_CHECK_FILES = 24
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,11 +151,16 @@ class ClipSampler:
     between), which is how 1–3 s voice prompts make 2 s clips. Windows that are mostly silence are
     redrawn. Unusable files (unreadable, empty, non-finite, shorter than `min_seconds`, or sampled
     below `sr` when `min_sr` is set) are reported once by name in `self.rejected` and skipped.
+
+    `min_bandwidth_hz` keeps band-limited recordings out of the clean targets: a group whose pooled
+    long-term spectrum ends below it (`opgan.data.bandwidth.band_edge_hz`, read at `sr`; an 8 kHz
+    telephone voice upsampled to 16 kHz ends near 4 kHz) is never drawn. Such groups are logged and
+    listed with their edge in `self.band_limited`; they may still serve as background (degraded input).
     """
 
     def __init__(self, files: Sequence[SourceFile], sr: int, clip_len: int = 32000,
                  min_seconds: float = 0.25, min_sr: int | None = None, cache_size: int = 64,
-                 min_active: float = 0.5, group_weight: str = "uniform"):
+                 min_active: float = 0.5, group_weight: str = "uniform", min_bandwidth_hz: float | None = None):
         if group_weight not in GROUP_WEIGHTS:
             raise ValueError(f"group_weight must be one of {GROUP_WEIGHTS}, got {group_weight!r}")
         self.sr, self.clip_len, self.min_active = int(sr), int(clip_len), float(min_active)
@@ -172,11 +182,33 @@ class ClipSampler:
                 self._reject(f.path, f"sample rate {info.samplerate} Hz below the required {min_sr} Hz")
             else:
                 self.groups.setdefault(f.group, []).append((f, info.frames / info.samplerate))
-        self.group_names = sorted(self.groups)
-        for g in self.group_names:
+        for g in self.groups:
             self.groups[g].sort(key=lambda t: str(t[0].path))
+        self.min_bandwidth_hz = None if min_bandwidth_hz is None else float(min_bandwidth_hz)
+        self.band_limited: dict[str, float] = {}
+        if self.min_bandwidth_hz is not None:
+            self._drop_band_limited()
+        self.group_names = sorted(self.groups)
         if not self.group_names:
-            raise AudioError("no usable source audio" + (f"; rejected: {self._report()}" if self.rejected else ""))
+            why = "; ".join(filter(None, [f"rejected: {self._report()}" if self.rejected else "",
+                                          f"band-limited: {self.band_limited}" if self.band_limited else ""]))
+            raise AudioError("no usable source audio" + (f"; {why}" if why else ""))
+
+    def _drop_band_limited(self) -> None:
+        from .bandwidth import measure_voice
+
+        for g in sorted(self.groups):
+            band = measure_voice(g, [f.path for f, _ in self.groups[g]], self.sr, max_files=BAND_CHECK_FILES)
+            edge = band.edge_hz
+            if band.files == 0 or edge == 0.0:  # nothing readable or all silent: the draws reject it
+                log.warning("bandwidth of %s could not be measured; kept", g)
+                continue
+            if edge < self.min_bandwidth_hz:
+                self.band_limited[g] = round(edge, 1)
+                del self.groups[g]
+        if self.band_limited:
+            log.warning("not used as clean targets (long-term spectrum ends below %.0f Hz): %s",
+                        self.min_bandwidth_hz, ", ".join(f"{g} ({e:.0f} Hz)" for g, e in self.band_limited.items()))
 
     def _reject(self, path: Path, why: str) -> None:
         if str(path) not in self.rejected:

@@ -38,7 +38,7 @@ import numpy as np
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
 from .checkpoint import CheckpointError
 from .device import cpu_threads, resolve_device
-from .metrics import LIGHT_INPUT_SDR_DB, level_db
+from .metrics import BALANCE_BANDS, LIGHT_INPUT_SDR_DB, level_db
 from .enhance import SILENCE_PEAK, Restorer, load_restorer, shipped_weights
 from .restore import RestoreError
 
@@ -56,13 +56,15 @@ SDR_BINS: list[tuple[str, float, float]] = [
     ("10-15 dB", 10.0, 15.0),
     (">= 15 dB", 15.0, math.inf),
 ]
-METRIC_KEYS = ["sdr", "sdr_imp", "si_sdr", "si_sdr_imp", "stoi", "pesq", "level_err_db"]
+#: per-octave level vs the clean above 1 kHz (`opgan.metrics.band_balance_db`); nan above the Nyquist frequency
+BAND_KEYS = list(BALANCE_BANDS)
+METRIC_KEYS = ["sdr", "sdr_imp", "si_sdr", "si_sdr_imp", "stoi", "pesq", "level_err_db", *BAND_KEYS]
 #: the metrics that are computed (and can fail); the *_imp keys follow sdr / si_sdr
-SCORED = ["sdr", "si_sdr", "stoi", "pesq", "level_err_db"]
+SCORED = ["sdr", "si_sdr", "stoi", "pesq", "level_err_db", *BAND_KEYS]
 _BASE_METRIC = {"sdr_imp": "sdr", "si_sdr_imp": "si_sdr"}
 CASE_ORDER = ["blend", "awgn", "background", "reverb"]
 CSV_FIELDS = ["id", "case", "input_sdr_bin", "method", "sdr_in", "sdr", "sdr_imp", "si_sdr_in", "si_sdr",
-              "si_sdr_imp", "stoi", "pesq", "level_err_db", "seconds", "failed", "degenerate"]
+              "si_sdr_imp", "stoi", "pesq", "level_err_db", *BAND_KEYS, "seconds", "failed", "degenerate"]
 #: what an evaluation writes into its --out folder (an existing one is not replaced without --overwrite)
 OUTPUTS = ("metrics.csv", "summary.json", "report.html", "figures")
 DO_NO_HARM_MIN_SDR = LIGHT_INPUT_SDR_DB
@@ -108,17 +110,21 @@ def _guarded(fn: Callable[[], float]) -> tuple[float, str | None]:
 
 def score_estimate(est: np.ndarray, ref: np.ndarray, sr: int, *, with_stoi: bool = True,
                    with_pesq: bool = True) -> tuple[dict[str, float], dict[str, str]]:
-    """SDR, SI-SDR, STOI, PESQ and level error of one estimate -> (values, {metric: failure reason}).
+    """SDR, SI-SDR, STOI, PESQ, level error and per-octave balance of one estimate -> (values,
+    {metric: failure reason}).
 
-    Metrics that are switched off are nan and not failures; a silent estimate's SI-SDR is -inf.
+    Metrics that are switched off (and octaves above the Nyquist frequency) are nan and not failures;
+    a silent estimate's SI-SDR is -inf.
     """
-    from .metrics import pesq_wb, sdr, si_sdr, stoi
+    from .metrics import band_level_db, pesq_wb, sdr, si_sdr, stoi
 
     jobs: dict[str, Callable[[], float]] = {
         "sdr": lambda: sdr(est, ref),
         # An all-zero estimate has no projection on the reference: its SI-SDR is -inf.
         "si_sdr": lambda: si_sdr(est, ref) if np.any(est) else -math.inf,
         "level_err_db": lambda: level_error_db(est, ref),
+        **{k: (lambda lo=lo, hi=hi: band_level_db(est, ref, sr, lo, hi))
+           for k, (lo, hi) in BALANCE_BANDS.items() if hi <= sr / 2},
     }
     if with_stoi:
         jobs["stoi"] = lambda: stoi(est, ref, sr)
@@ -247,7 +253,8 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
             seconds[m.key] += dt
             if est is None:
                 met = {k: math.nan for k in SCORED}
-                failed = {k: crash for k in SCORED if (k != "stoi" or with_stoi) and (k != "pesq" or with_pesq)}
+                failed = {k: crash for k in SCORED if (k != "stoi" or with_stoi) and (k != "pesq" or with_pesq)
+                          and (k not in BALANCE_BANDS or BALANCE_BANDS[k][1] <= sr / 2)}
             else:
                 met, failed = score_estimate(est, x, sr, with_stoi=with_stoi, with_pesq=with_pesq)
             failed = {**in_failed, **failed}
@@ -260,7 +267,7 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
                 "sdr_in": sdr_in, "sdr": met["sdr"], "sdr_imp": met["sdr"] - sdr_in,
                 "si_sdr_in": si_in, "si_sdr": met["si_sdr"], "si_sdr_imp": met["si_sdr"] - si_in,
                 "stoi": met["stoi"], "pesq": met["pesq"], "level_err_db": met["level_err_db"],
-                "seconds": round(dt, 4), "failed": failed, "degenerate": degenerate,
+                **{k: met[k] for k in BAND_KEYS}, "seconds": round(dt, 4), "failed": failed, "degenerate": degenerate,
             })
         if bar is not None:
             bar.update(1)
@@ -306,7 +313,7 @@ def summarize_rows(rows: list[dict], by: str) -> dict[str, dict[str, dict[str, A
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for m, g in groups.items():
         keys = [k for k in order if k in g] + sorted(k for k in g if k not in order and k != "all") + ["all"]
-        out[m] = {k: {**{mk: _mean([r[mk] for r in g[k]]) for mk in METRIC_KEYS}, "n": len(g[k]),
+        out[m] = {k: {**{mk: _mean([r.get(mk, math.nan) for r in g[k]]) for mk in METRIC_KEYS}, "n": len(g[k]),
                       "failed": _failures(g[k]), "degenerate": kept_out[m][k]} for k in keys}
     return out
 
@@ -628,6 +635,8 @@ def summarize(scores: Scores, methods: list[Method], info: dict[str, Any]) -> di
         "by_input_sdr": summarize_rows(scores.rows, "input_sdr_bin"),
         "failures": failure_table(scores.rows),
         "level_err_db": {k: v["all"]["level_err_db"] for k, v in by_case.items()},
+        "band_balance_db": {k: {b: v["all"][b] for b in BAND_KEYS if BALANCE_BANDS[b][1] <= info["sample_rate"] / 2}
+                            for k, v in by_case.items()},
         "do_no_harm": do_no_harm(scores.rows),
         "verdict": verdict(by_case, labels, refs),
         "note": METRIC_NOTE,
@@ -733,6 +742,10 @@ def format_table(summary: dict, by: str = "by_case") -> str:
                 continue
             cells.append(f"{_fmt(s['sdr_imp']):>6} {_fmt(s['si_sdr_imp']):>7} {_fmt(s['stoi']):>5} {_fmt(s['pesq']):>5}")
         lines.append(f"{label[:30]:<30}" + "".join(f" | {c}" for c in cells))
+    for key, bands in summary.get("band_balance_db", {}).items():  # per-octave level vs the clean
+        if bands:
+            lines.append(f"{methods.get(key, key)[:30]:<30} | level vs clean {_fmt(summary['level_err_db'][key])} dB; "
+                         + ", ".join(f"{b[5:].replace('_', '-')} {_fmt(v)}" for b, v in bands.items()) + " dB")
     for key, per_metric in summary.get("failures", {}).items():
         counts = ", ".join(f"{m} {v['n']}" for m, v in per_metric.items())
         lines.append(f"failed ({methods.get(key, key)}): {counts} of {summary['n_clips']} clips; e.g. "

@@ -16,7 +16,8 @@ A, B against C, D at equal steps and equal training time), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
 (docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
-`python -m opgan.receptive --json`).
+`python -m opgan.receptive --json`), `clean:<name>` (docs/results/<name>.json from
+bench/clean_input.py: what each method does to clean clips).
 
 This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
 (`speed`, `speed-summary`, from bench/results/) into the same markers through :func:`update_files`.
@@ -180,8 +181,11 @@ def quality_table(kind: str) -> str:
     methods = list(rec["methods"])
     pesq = rec.get("pesq", False)
     harm = rec.get("do_no_harm", {})
+    bands = rec.get("band_balance_db")  # records made before the per-octave check have none
+    octaves = " / ".join(b[5:].replace("_", "-") for b in next(iter(bands.values()), {})) if bands else ""
     head = ["method", "SDRi", "SI-SDRi", "STOI"] + (["PESQ"] if pesq else []) + \
-        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst", "RTF"]
+        ["output level vs clean, dB", f"inputs ≥ {harm.get('min_input_sdr_db', 15):g} dB: SDRi mean / worst", "RTF"] + \
+        ([f"level vs clean in {octaves} Hz, dB"] if bands else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         allc = rec["by_case"][m].get("all", {})
@@ -189,7 +193,8 @@ def quality_table(kind: str) -> str:
         row = [rec["methods"][m], _f(_num(allc, "sdr_imp")), _f(_num(allc, "si_sdr_imp")),
                _f(_num(allc, "stoi"), 2, sign=False)] + ([_f(_num(allc, "pesq"), 2, sign=False)] if pesq else []) + \
             [_f(_num(rec.get("level_err_db", {}), m)), f"{_f(_num(h, 'mean_sdr_imp'))} / {_f(_num(h, 'worst_sdr_imp'))}",
-             _f(_num(rec.get("rtf", {}), m), 3, sign=False)]
+             _f(_num(rec.get("rtf", {}), m), 3, sign=False)] + \
+            ([" / ".join(_f(_num(bands.get(m, {}), b)) for b in bands.get(m, {}))] if bands else [])
         lines.append("| " + " | ".join(row) + " |")
     cases = [c for c in ("blend", "awgn", "background", "reverb") if c in rec["by_case"][methods[0]]]
     lines += ["", "| method | " + " | ".join(f"{c} SDRi / SI-SDRi" for c in cases) + " |", "|" + "---|" * (len(cases) + 1)]
@@ -204,6 +209,29 @@ def quality_table(kind: str) -> str:
                  f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {rec['verdict']['text']} "
                  f"Record: `{_rel(path)}` (copy of the run's summary.json).")
     return "\n".join(lines) + "\n"
+
+
+def clean_input_table(name: str) -> str:
+    """What each method does to clean clips (bench/clean_input.py's record docs/results/<name>.json)."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return f"_(no record at {_rel(path)} yet)_\n"
+    rec = json.loads(path.read_text())
+    sets = list(rec["sets"])
+    octaves = list(next(iter(next(iter(rec["sets"].values())).values()))["bands_db"])
+    bands = " / ".join(b[5:].replace("_", "-") for b in octaves)
+    lines = ["| method | " + " | ".join(f"`{s}`: SI-SDR mean (min) | `{s}`: {bands} Hz vs clean, dB" for s in sets) + " |",
+             "|" + "---|" * (1 + 2 * len(sets))]
+    for key, label in rec["methods"].items():
+        cells = []
+        for s in sets:
+            v = rec["sets"][s][key]
+            cells += [f"{_f(v['si_sdr_mean'], sign=False)} ({_f(v['si_sdr_min'], sign=False)})",
+                      " / ".join(_f(v["bands_db"][b]) for b in octaves)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    n = next(iter(next(iter(rec["sets"].values())).values()))["n"]
+    return "\n".join(lines) + (f"\n\n{n} clean clips per set, model `{rec['model']}`, {str(rec['date'])[:10]}. "
+                               f"Record: `{_rel(path)}`, made by `{rec['command']}`.\n")
 
 
 def rtf_table() -> str:
@@ -265,6 +293,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
         "quality": lambda: quality_table(arg),
         "rtf": rtf_table,
         "receptive": receptive_table,
+        "clean": lambda: clean_input_table(arg),
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
     }
     if kind not in table:

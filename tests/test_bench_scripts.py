@@ -819,3 +819,21 @@ def test_the_repositorys_speed_tables_match_their_records():
     """The speed blocks in README.md and docs/*.md are what bench/results renders (as opgan.tables'
     test checks the other generated tables)."""
     assert tables.main(["--check"]) == 0, "run `python bench/tables.py`"
+
+
+def test_clean_input_scores_methods_on_clean_clips(tmp_path):
+    """bench/clean_input.py: the record holds every set and method with its per-octave levels, and a
+    folder that is not a build is refused with exit 2."""
+    from opgan.data.assets import default_rirs, fixture_dir
+    from opgan.data.builder import build
+
+    clean_input = _load("clean_input")
+    build("speech", fixture_dir(), tmp_path / "set", size=0.01, seed=1, splits=["test"], rirs=default_rirs(),
+          progress=False)
+    out = tmp_path / "rec.json"
+    assert clean_input.main([str(tmp_path / "set"), "--clips", "2", "--baselines", "", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    per = rec["sets"]["set"]["opgan"]
+    assert per["n"] == 2 and set(per["bands_db"]) == {"band_1_2k", "band_2_4k", "band_4_8k"}
+    assert rec["methods"] == {"opgan": "Op-GAN (q=3)"} and rec["command"].startswith("python bench/clean_input.py")
+    assert clean_input.main([str(tmp_path), "--baselines", ""]) == 2

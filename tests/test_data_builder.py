@@ -119,3 +119,35 @@ def test_music_cli(tmp_path, bank, capsys):
     assert main(["--kind", "speech", "--sources", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert main(["--kind", "speech", "--sources", str(fixture_dir()), "--out", str(tmp_path / "y"),
                  "--size", "huge"]) == 2
+
+
+def test_band_limited_voices_are_no_clean_targets_by_default(tmp_path, bank):
+    """The shipped corpus's menardi_f (8 kHz prompts upsampled) is left out of speech targets unless
+    --min-bandwidth 0 asks for the old behaviour; build.json says which voices were left out."""
+    from opgan.data.assets import corpus_dir
+
+    meta = build("speech", corpus_dir(), tmp_path / "new", size=SIZE, seed=3, splits=["train"], rirs=bank,
+                 progress=False)
+    assert meta["min_clean_bandwidth_hz"] == 6000.0
+    assert list(meta["splits"]["train"]["band_limited_groups"]) == ["speech:menardi_f"]
+    rows = _rows(tmp_path / "new" / "train" / "manifest.csv")
+    assert rows and not any(r["source"].startswith("speech:menardi_f") for r in rows)
+    assert main(["--kind", "speech", "--sources", str(corpus_dir()), "--out", str(tmp_path / "old"), "--size",
+                 str(SIZE), "--seed", "3", "--splits", "train", "--rirs", str(corpus_dir().parent / "rirs_16k.npz"),
+                 "--min-bandwidth", "0", "--quiet"]) == 0
+    old = json.loads((tmp_path / "old" / "build.json").read_text())
+    assert old["min_clean_bandwidth_hz"] is None and old["splits"]["train"]["band_limited_groups"] == {}
+    sources = {r["source"].split("/")[0] for r in _rows(tmp_path / "old" / "train" / "manifest.csv")}
+    assert "speech:menardi_f" in sources  # 15 clean clips over 6 voices: menardi_f is drawn at seed 3
+    # a build made before the rule (no key in build.json) is finished as it began, by default
+    old.pop("min_clean_bandwidth_hz")
+    (tmp_path / "old" / "build.json").write_text(json.dumps(old))
+    first = _rows(tmp_path / "old" / "train" / "manifest.csv")[0]["id"]
+    (tmp_path / "old" / "train" / "clean" / f"{first}.wav").unlink()
+    rirs = corpus_dir().parent / "rirs_16k.npz"  # as the CLI run gave it
+    again = build("speech", corpus_dir(), tmp_path / "old", size=SIZE, seed=3, splits=["train"], rirs=rirs,
+                  progress=False)
+    assert again["min_clean_bandwidth_hz"] is None and again["splits"]["train"]["new_clips"] == 1
+    with pytest.raises(ValueError, match="min_clean_bandwidth_hz"):  # an explicit other setting is refused
+        build("speech", corpus_dir(), tmp_path / "old", size=SIZE, seed=3, splits=["train"], rirs=rirs,
+              progress=False, min_bandwidth_hz=6000.0)

@@ -216,3 +216,61 @@ def test_pack_takes_one_excerpt_per_piece(fake_fetch, tmp_path):
         assert {f.group for f in music[split]} == set(groups)  # the cache's split is kept
     speech = discover_splits(out / "speech")
     assert {f.group for f in speech["val"]} == {"tel_f"}
+
+
+def test_fetch_sentences_keeps_its_voices_apart_and_in_test(tmp_path, monkeypatch):
+    """The eval-only sentence set: only the matched speakers, in their own sources root, test split only."""
+    from opgan.data.catalog import SENTENCE_VOICES
+    from opgan.data.sources import discover_splits
+
+    sound = tmp_path / "pkgs" / "fil" / "usr/share/games/fillets-ng/sound"
+    for level, rel in (("kitchen", "kitchen/cs"), ("bore", "share/borejokes/cs")):
+        (sound / rel).mkdir(parents=True)
+        for i in range(3):
+            sf.write(sound / rel / f"{level}-m-line{i}.ogg", voiced(260, 0.8, 22050, i), 22050)
+            sf.write(sound / rel / f"{level}-v-line{i}.ogg", voiced(120, 0.8, 22050, i), 22050)
+        sf.write(sound / rel / f"{level}-x-robot.ogg", voiced(90, 0.8, 22050), 22050)  # another character
+    (sound / "kitchen/nl").mkdir()
+    sf.write(sound / "kitchen/nl/kuch-m-line0.ogg", voiced(250, 0.8, 22050), 22050)  # another language
+    doc = tmp_path / "pkgs" / "fil" / "usr/share/doc/fil"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("GPL-2\n")
+    voices = [Voice("fil", v.root, v.speaker, v.lang, v.license, v.attribution, match=v.match)
+              for v in SENTENCE_VOICES]
+    monkeypatch.setattr(fetch, "SENTENCE_VOICES", voices)
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: "/usr/bin/" + name)
+
+    def fake_download(pkgs, debs, update):
+        debs.mkdir(parents=True, exist_ok=True)
+        return {p: debs / f"{p}_1_all.deb" for p in pkgs}
+
+    def fake_extract(deb, dest):
+        import shutil
+
+        shutil.copytree(tmp_path / "pkgs" / deb.name.split("_")[0], dest)
+        return dest
+
+    monkeypatch.setattr(fetch, "_download", fake_download)
+    monkeypatch.setattr(fetch, "_extract", fake_extract)
+    cache = tmp_path / "cache"
+    speakers = fetch.fetch_sentences(cache)
+    root = cache / fetch.SENTENCES_DIR / "speech"
+    assert set(speakers) == {"fillets_cs_small", "fillets_cs_big"}
+    assert speakers["fillets_cs_small"]["prompts"] == 6 and speakers["fillets_cs_big"]["prompts"] == 6
+    assert speakers["fillets_cs_small"]["sex"] == "f" and speakers["fillets_cs_big"]["sex"] == "m"
+    assert speakers["fillets_cs_big"]["split"] == "test" and speakers["fillets_cs_big"]["source_rate"] == 22050
+    assert speakers["fillets_cs_big"]["minutes"] > 0 and speakers["fillets_cs_big"]["band_edge_hz"] > 0
+    assert not any("robot" in p.name or p.name.startswith("nl_") for p in root.rglob("*.flac"))
+    parts = discover_splits(root)
+    assert not parts["train"] and not parts["val"]
+    assert {f.group for f in parts["test"]} == set(speakers)
+    assert not (cache / "speech").exists()  # the training cache is left alone
+    assert json.loads((root / "speakers.json").read_text())["fillets_cs_small"]["role"] == "eval only (test)"
+    assert (cache / "licenses" / "fil.copyright").is_file() and not (cache / "_extract").exists()
+
+
+def test_fetch_sentences_without_apt_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    assert fetch.main(["--sentences", "--cache", str(tmp_path)]) == 2
+    assert "apt-get/dpkg not found" in capsys.readouterr().err
+    assert not (tmp_path / fetch.SENTENCES_DIR).exists()

@@ -287,7 +287,8 @@ def test_level_error_and_score_estimate():
     vals, failed = score_estimate(np.zeros_like(x), x, SR, with_stoi=False, with_pesq=False)
     assert vals["si_sdr"] == -math.inf and vals["level_err_db"] == -math.inf and failed == {}
     vals, failed = score_estimate(x, np.zeros_like(x), SR, with_stoi=False, with_pesq=False)
-    assert set(failed) == {"si_sdr", "level_err_db"} and math.isnan(vals["level_err_db"])
+    assert set(failed) == {"si_sdr", "level_err_db", "band_1_2k", "band_2_4k", "band_4_8k"}
+    assert math.isnan(vals["level_err_db"]) and math.isnan(vals["band_8_16k"])
 
 
 def test_level_error_in_csv_and_summary(result, rar):
@@ -305,6 +306,26 @@ def test_level_error_in_csv_and_summary(result, rar):
     assert summary["level_err_db"]["silent"] == -math.inf
     assert set(summary["level_err_db"]) == set(summary["methods"])
 
+
+
+def test_band_balance_in_csv_and_summary(result, rar):
+    from opgan.metrics import band_level_db
+
+    out, summary = result
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    clean = {p.stem: sf.read(p)[0] for p in (rar / "test" / "clean").glob("*.wav")}
+    corrupted = {p.stem: sf.read(p)[0] for p in (rar / "test" / "corrupted").glob("*.wav")}
+    ident = [r for r in rows if r["method"] == "identity"]
+    for r in ident:
+        want = band_level_db(corrupted[r["id"]], clean[r["id"]], SR, 4000, 8000)
+        assert float(r["band_4_8k"]) == pytest.approx(want, abs=1e-3)
+        assert r["band_8_16k"] == "nan"  # above 16 kHz's Nyquist: not scored, not a failure
+    bands = summary["band_balance_db"]
+    assert set(bands) == set(summary["methods"]) and list(bands["identity"]) == ["band_1_2k", "band_2_4k", "band_4_8k"]
+    assert bands["identity"]["band_4_8k"] == pytest.approx(np.mean([float(r["band_4_8k"]) for r in ident]), abs=1e-3)
+    assert bands["silent"]["band_1_2k"] == -math.inf
+    assert not any(k.startswith("band_") for per in summary["failures"].values() for k in per)
 
 def _row(cid, method, sdr_in, sdr_imp, si_imp=0.0, **kw):
     return {"id": cid, "case": kw.get("case", "blend"), "input_sdr_bin": input_sdr_bin(sdr_in), "method": method,

@@ -79,3 +79,19 @@ def test_pesq_silent_reference_is_nan_with_warning():
 
 def test_pesq_silent_estimate_scores_low(speech):
     assert metrics.pesq_wb(np.zeros_like(speech), speech, 16000) < 1.5
+
+
+def test_band_balance_finds_a_dull_output(speech):
+    from scipy.signal import butter, sosfiltfilt
+
+    bal = metrics.band_balance_db(speech, speech, 16000)
+    assert list(bal) == ["band_1_2k", "band_2_4k", "band_4_8k"]  # 8-16 kHz lies above 16 kHz's Nyquist
+    assert all(v == pytest.approx(0.0, abs=1e-9) for v in bal.values())
+    dull = sosfiltfilt(butter(8, 3000, fs=16000, output="sos"), speech)  # a restorer that removes consonants
+    d = metrics.band_balance_db(dull, speech, 16000)
+    assert d["band_1_2k"] == pytest.approx(0.0, abs=0.5)
+    assert d["band_4_8k"] < -30 and d["band_2_4k"] < -1
+    assert metrics.band_balance_db(0.5 * speech, speech, 16000)["band_4_8k"] == pytest.approx(-6.0206, abs=1e-6)
+    assert metrics.band_level_db(np.zeros_like(speech), speech, 16000, 4000, 8000) == -math.inf
+    assert math.isnan(metrics.band_level_db(speech, np.zeros_like(speech), 16000, 4000, 8000))
+    assert "band_8_16k" in metrics.band_balance_db(speech[:4000], speech[:4000], 44100)

@@ -50,3 +50,32 @@ def test_ablation_table_reads_equal_steps_and_marks_missing_values(tmp_path, mon
     row = next(ln for ln in out.splitlines() if ln.startswith("| R1"))
     assert row == "| R1 | a change | 4 | 2 | +1.50 | -∞ | 0.610 | -1.00 | +0.20 / -0.40 | +1.00 |"
     assert tables.ablation_table("missing").startswith("_(no records")
+
+
+def test_quality_table_shows_the_octave_balance_only_when_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    allc = {"sdr_imp": 1.0, "si_sdr_imp": 0.5, "stoi": 0.8, "pesq": 2.0}
+    rec = {"methods": {"identity": "unprocessed input", "opgan": "Op-GAN"}, "pesq": True,
+           "by_case": {"identity": {"all": allc}, "opgan": {"all": allc}}, "level_err_db": {"identity": 0.0, "opgan": -1.0},
+           "do_no_harm": {}, "rtf": {}, "n_clips": 2, "data": "x", "model": "speech",
+           "verdict": {"rule": "r", "text": "t"}}
+    (tmp_path / "eval-a.json").write_text(json.dumps(rec))
+    assert "level vs clean in" not in tables.quality_table("a")
+    rec["band_balance_db"] = {"identity": {"band_1_2k": 0.0, "band_2_4k": 0.0, "band_4_8k": 0.0},
+                              "opgan": {"band_1_2k": -1.0, "band_2_4k": -3.5, "band_4_8k": -13.25}}
+    (tmp_path / "eval-a.json").write_text(json.dumps(rec))
+    text = tables.quality_table("a")
+    assert "level vs clean in 1-2k / 2-4k / 4-8k Hz, dB" in text
+    assert "| Op-GAN |" in text and "-1.00 / -3.50 / -13.25 |" in text
+
+
+def test_clean_input_table_renders_each_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    per = {"n": 3, "si_sdr_mean": 8.91, "si_sdr_min": 3.17, "bands_db": {"band_1_2k": -4.18, "band_4_8k": -14.34}}
+    rec = {"command": "python bench/clean_input.py a b", "date": "2026-12-05", "model": "speech",
+           "methods": {"opgan": "Op-GAN"}, "sets": {"a": {"opgan": per}, "b": {"opgan": {**per, "si_sdr_mean": 36.0}}}}
+    (tmp_path / "clean-x.json").write_text(json.dumps(rec))
+    text = tables._renderer("clean:clean-x")()
+    assert "`a`: 1-2k / 4-8k Hz vs clean, dB" in text and "`b`: SI-SDR mean (min)" in text
+    assert "| Op-GAN | 8.91 (3.17) | -4.18 / -14.34 | 36.00 (3.17) | -4.18 / -14.34 |" in text
+    assert "made by `python bench/clean_input.py a b`" in text
