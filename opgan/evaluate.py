@@ -374,6 +374,26 @@ def _signed(v: float, unit: str = " dB") -> str:
     return f"{v if round(v, 2) else 0.0:+.2f}{unit}"  # no "-0.00"
 
 
+#: how far a method may move the output's level, or one octave's level, from the clean's before the verdict says so
+CAVEAT_LEVEL_DB = 1.0
+CAVEAT_BAND_DB = 2.0
+
+
+def _caveats(s: dict, stoi_in: float) -> list[str]:
+    """What the chosen method damages while it gains SI-SDR: intelligibility, level, an octave's balance."""
+    out = []
+    if math.isfinite(s.get("stoi", math.nan)) and math.isfinite(stoi_in) and s["stoi"] < stoi_in:
+        out.append(f"STOI falls ({s['stoi']:.2f} from {stoi_in:.2f})")
+    level = s.get("level_err_db", math.nan)
+    if math.isfinite(level) and abs(level) > CAVEAT_LEVEL_DB:
+        out.append(f"its output level is {_signed(level)} vs the clean")
+    lost = [f"{b.removeprefix('band_').replace('_', '-')} {_signed(s[b])}" for b in BAND_KEYS
+            if isinstance(s.get(b), (int, float)) and math.isfinite(s[b]) and abs(s[b]) > CAVEAT_BAND_DB]
+    if lost:
+        out.append("its octaves differ from the clean's (" + ", ".join(lost) + ")")
+    return out
+
+
 def verdict(by_case: dict[str, dict], labels: dict[str, str], references: list[str]) -> dict[str, Any]:
     """The summary's reading of the result, decided by `VERDICT_RULE` (mean SI-SDRi over all clips)."""
     overall = {k: v["all"] for k, v in by_case.items()}
@@ -390,7 +410,7 @@ def verdict(by_case: dict[str, dict], labels: dict[str, str], references: list[s
                 if math.isfinite(s["stoi"]) and math.isfinite(stoi_in) else "")
     figures = f"mean SI-SDRi {_signed(s['si_sdr_imp'])}, SDRi {_signed(s['sdr_imp'])}{stoi_txt} over {n} clips"
     if s["si_sdr_imp"] > 0:
-        text = f"{labels[key]} restores best: {figures}"
+        text = f"{labels[key]} has the highest SI-SDR gain: {figures}"
     else:
         text = f"No method improves SI-SDR on average; the least harmful is {labels[key]}: {figures}"
     runner = best["si_sdr_imp"]["runner_up"]
@@ -401,6 +421,7 @@ def verdict(by_case: dict[str, dict], labels: dict[str, str], references: list[s
         text += "; its SDR gain is not matched by SI-SDR"
         if s["level_err_db"] < -0.5:
             text += f" and comes with a lower level (output {_signed(s['level_err_db'])} vs clean)"
+    text += "".join(f"; but {c}" for c in _caveats(s, stoi_in))
     fails = max(s["failed"].values()) if s["failed"] else 0
     if fails:
         text += f"; up to {fails} of its clips failed a metric and are left out of that metric's mean"

@@ -331,7 +331,7 @@ def _row(cid, method, sdr_in, sdr_imp, si_imp=0.0, **kw):
     return {"id": cid, "case": kw.get("case", "blend"), "input_sdr_bin": input_sdr_bin(sdr_in), "method": method,
             "sdr_in": sdr_in, "sdr": sdr_in + sdr_imp, "sdr_imp": sdr_imp, "si_sdr_in": sdr_in,
             "si_sdr": sdr_in + si_imp, "si_sdr_imp": si_imp, "stoi": kw.get("stoi", 0.8), "pesq": math.nan,
-            "level_err_db": kw.get("level", 0.0), "failed": kw.get("failed", {})}
+            "level_err_db": kw.get("level", 0.0), "failed": kw.get("failed", {}), **kw.get("bands", {})}
 
 
 def test_do_no_harm():
@@ -364,12 +364,26 @@ def test_verdict_is_decided_by_si_sdri_not_sdr():
     v = verdict(summarize_rows(rows, "case"), labels, ["identity", "silent"])
     assert v["best"] == "loud" and v["rule"] == VERDICT_RULE
     assert v["best_by_metric"]["sdr_imp"]["method"] == "quiet"  # plain SDR would have picked the attenuator
-    assert v["text"].startswith("Louder restores best: mean SI-SDRi +2.00 dB, SDRi +1.00 dB")
+    assert v["text"].startswith("Louder has the highest SI-SDR gain: mean SI-SDRi +2.00 dB, SDRi +1.00 dB")
+    assert "but" not in v["text"]  # nothing it damages
     # nobody improves SI-SDR: said so, and an SDR gain without SI-SDR gain is called out
     rows = [r for r in rows if r["method"] != "loud"]
     v = verdict(summarize_rows(rows, "case"), labels, ["identity", "silent"])
     assert v["best"] == "quiet" and v["text"].startswith("No method improves SI-SDR")
     assert "not matched by SI-SDR" in v["text"] and "-9.00 dB" in v["text"]
+
+
+def test_verdict_names_what_the_best_method_damages():
+    """The method with the highest SI-SDR gain is named with what it makes worse: STOI below the input's,
+    an output level or an octave more than the caveat bounds away from the clean's."""
+    labels = {"identity": "input", "dull": "Duller"}
+    rows = []
+    for i in range(3):
+        rows += [_row(f"c{i}", "identity", 0.0, 0.0, stoi=0.80),
+                 _row(f"c{i}", "dull", 0.0, 1.0, 1.5, level=-2.5, stoi=0.70, bands={"band_4_8k": -6.0, "band_1_2k": -0.5})]
+    text = verdict(summarize_rows(rows, "case"), labels, ["identity"])["text"]
+    assert "but STOI falls (0.70 from 0.80)" in text and "but its output level is -2.50 dB" in text
+    assert "4-8k -6.00 dB" in text and "1-2k" not in text
 
 
 def test_pick_examples_best_median_worst_from_distinct_passages():
