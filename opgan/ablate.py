@@ -92,7 +92,7 @@ SUITES: dict[str, dict] = {
         "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "120", "--max-steps", "1000000",
                            "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
         "note": "Rung (b): AWGN only, 120 CPU-minutes per run on one thread. Validation: `python -m opgan.ladder "
-                "crops runs/ladder/val-awgn --split val --case awgn --n 64 --clip-len 16000`.",
+                "crops runs/ladder/val-awgn --split val --case awgn --n 64 --clip-len 16000 --si-sdr=-5,20`.",
         "runs": _ladder_runs("b", ["awgn"]),
     },
     "ladder-c": {
