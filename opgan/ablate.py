@@ -182,18 +182,21 @@ def _is_done(run_dir: Path) -> bool:
     return summary.get("step", 0) >= cfg.get("max_steps", 0) or summary.get("stop_reason") == "max_minutes"
 
 
-def _command(suite: dict, run: Run, data: str, runs_dir: Path) -> list[str]:
+def _command(suite: dict, run: Run, data: str, runs_dir: Path, minutes: float | None = None) -> list[str]:
     rirs = str(Path(data) / "rirs_16k_n300_s0.npz")  # made by `opgan build --n-rirs 300` (or gate/ablate docs)
     # RIRS: the sources root's room bank; DATA: the suite's --data itself (e.g. validating on the training crops)
     flags = [rirs if f == "RIRS" else data if f == "DATA" else f for f in (*suite["base"], *run.flags)]
     cmd = [sys.executable, "-m", "opgan", "train", *flags, *(("--data", data) if data else ()),
            "--data-kind", suite["kind"], "--runs-dir", str(runs_dir), "--name", run.name]
+    if minutes is not None:  # the last flag wins: one shorter (or longer) equal-time cap for every run
+        cmd += ["--max-minutes", f"{minutes:g}"]
     if (runs_dir / run.name / "last.pt").is_file():
         cmd.append("--resume")
     return cmd
 
 
-def run_suite(name: str, data: str, runs_dir: Path, jobs: int = 1, only: Sequence[str] = ()) -> int:
+def run_suite(name: str, data: str, runs_dir: Path, jobs: int = 1, only: Sequence[str] = (),
+              minutes: float | None = None) -> int:
     """Run (or resume) the suite's unfinished runs, `jobs` at a time; returns the number that failed."""
     suite = SUITES[name]
     todo = [r for r in suite["runs"] if (not only or r.name in only) and not _is_done(_run_dir(runs_dir, r))]
@@ -205,7 +208,7 @@ def run_suite(name: str, data: str, runs_dir: Path, jobs: int = 1, only: Sequenc
         for r in batch:
             log = open(runs_dir / f"{r.name}.log", "a")
             print(f"[ablate] {r.name}: {r.change}", flush=True)
-            procs.append((r, subprocess.Popen(_command(suite, r, data, runs_dir), stdout=log, stderr=subprocess.STDOUT),
+            procs.append((r, subprocess.Popen(_command(suite, r, data, runs_dir, minutes), stdout=log, stderr=subprocess.STDOUT),
                           log))
         for r, p, log in procs:
             rc = p.wait()
@@ -246,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--runs-dir", type=Path, default=Path("runs/ablate"))
     r.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one thread)")
     r.add_argument("--only", default="", help="comma-separated run names")
+    r.add_argument("--minutes", type=float, default=None,
+                   help="training-minute cap for every run instead of the suite's (recorded in each config.json)")
     c = sub.add_parser("collect", help="copy finished runs into docs/results/ablations/")
     c.add_argument("suite", choices=sorted(SUITES))
     c.add_argument("--runs-dir", type=Path, default=Path("runs/ablate"))
@@ -259,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "run":
         only = [s for s in args.only.split(",") if s]
         data = str(Path(args.data).expanduser()) if args.data else ""
-        return 1 if run_suite(args.suite, data, args.runs_dir, args.jobs, only) else 0
+        if args.minutes is not None and not args.minutes > 0:
+            ap.error("--minutes must be > 0")
+        return 1 if run_suite(args.suite, data, args.runs_dir, args.jobs, only, args.minutes) else 0
     names = collect(args.suite, args.runs_dir)
     print(f"collected {len(names)} runs into {RESULTS_DIR / args.suite}: {', '.join(names)}")
     return 0

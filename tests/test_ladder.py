@@ -60,6 +60,16 @@ def test_every_ladder_run_is_a_valid_training_config(suite, tmp_path):
         assert cfg.seed == (1 if run.name.endswith("-s1") else 0)
 
 
+def test_minutes_overrides_every_runs_cap(tmp_path, capsys):
+    s = ablate.SUITES["ladder-b"]
+    cmd = ablate._command(s, s["runs"][0], "", tmp_path, minutes=20)
+    cfg, _, _ = parse_args(cmd[cmd.index("train") + 1:])
+    assert cfg.max_minutes == 20 and "120" in s["base"]  # the suite's own cap is overridden, not edited
+    with pytest.raises(SystemExit):
+        ablate.main(["run", "ladder-b", "--minutes", "0", "--runs-dir", str(tmp_path)])
+    assert "--minutes must be > 0" in capsys.readouterr().err
+
+
 def test_a_run_that_hit_its_minute_cap_is_done(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
