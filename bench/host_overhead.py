@@ -49,7 +49,7 @@ def _steps(call, x, w, b):
 
 def measure(layer, calls: int, rounds: int) -> dict:
     import selfonn
-    from selfonn.kernels import selfonn_conv as sc
+    from selfonn import kernels
 
     if layer.transposed:
         w = torch.randn(layer.q * layer.c_in, layer.c_out, layer.k, requires_grad=True)
@@ -65,16 +65,12 @@ def measure(layer, calls: int, rounds: int) -> dict:
     b = torch.randn(layer.c_out, requires_grad=True)
     x = torch.randn(1, layer.c_in, layer.L_in, requires_grad=True)
     row = {"layer": layer.name}
-    default = sc._PLANS
-    try:
-        for plans in (False, True):
-            sc._PLANS = plans
+    for plans in (False, True):
+        with kernels.options(plans=plans):
             fwd, both = _steps(call, x, w, b)
             tag = "plans" if plans else "no_plans"
             row[f"fwd_{tag}"] = _per_call_us(fwd, calls, rounds)
             row[f"fwd_bwd_{tag}"] = _per_call_us(both, calls, rounds)
-    finally:
-        sc._PLANS = default
     return row
 
 

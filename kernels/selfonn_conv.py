@@ -50,7 +50,7 @@ not specialised). Every kernel numbers its programs on one 1-D index (``_launch.
   per tap loaded once per program. The backward is one launch: the ``dx`` programs and the grad_W /
   grad_bias programs of ``_dw_kernel`` are disjoint program ranges of one kernel.
 
-Launches: forward 1 (plus a weight repack for large layers, see ``_PACK_MIN_MACS``); backward 2
+Launches: forward 1 (plus a weight repack for large layers, see ``Options.pack_min_macs``); backward 2
 (GEMM layers: dx, dW+db) or 1 (single-channel layers). No ``(B, Q*C, L)`` tensor is ever written;
 autograd saves only ``x`` and ``W``. Powers and accumulation are fp32 (fp64 for fp64 inputs) with one
 cast on store. fp32 ``tl.dot`` uses IEEE precision unless ``torch.backends.cudnn.allow_tf32`` (the
@@ -69,7 +69,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -77,11 +77,18 @@ import triton
 import triton.language as tl
 
 from . import _launch
+from . import _options
 from ._launch import Cfg
+from ._options import Options
 
 log = logging.getLogger(__name__)
 
 __all__ = ["triton_selfonn_conv1d", "triton_selfonn_conv_transpose1d"]
+
+
+def _opt() -> Options:
+    """The options in force (``selfonn.kernels.options``)."""
+    return _options._current
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,7 +484,7 @@ def _dw_gemm_tile(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     TAIL: tl.constexpr, TAIL_DB: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
@@ -508,21 +515,10 @@ def _dw_gemm_tile(
     hi = tl.minimum(lo + STEPS, B * n_tt)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
     dacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
-    if PREFETCH:  # the next step's operands are loaded before this step's MMA (in flight during it)
-        a, xv = _dw_operands(lo, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift,
+    for step in range(lo, hi):
+        a, xv = _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift, x_shift,
                              L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
-        for step in range(lo, hi):  # past the range the last step is re-read (in bounds, never used)
-            a_next, xv_next = _dw_operands(tl.minimum(step + 1, hi - 1), n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b,
-                                           sx_l, y_rows, x_cols, y_shift, x_shift, L_RED, L_X, L_Y,
-                                           STRIDE, TRANSPOSED, IDX, BLOCK_T)
-            acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
-            a = a_next
-            xv = xv_next
-    else:
-        for step in range(lo, hi):
-            a, xv = _dw_operands(step, n_tt, dy_ptr, x_ptr, sy_b, sy_l, sx_b, sx_l, y_rows, x_cols, y_shift,
-                                 x_shift, L_RED, L_X, L_Y, STRIDE, TRANSPOSED, IDX, BLOCK_T)
-            acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
+        acc, dacc = _dw_mma(acc, dacc, a, xv, pw, Q, DB_MODE, ACC_DTYPE, PRECISION)
     if TRANSPOSED:
         dw_off = (g * CQG + c)[None, :].to(IDX) * (OG * K) + m[:, None]  # W (Q*C_in, OG, K)
     else:
@@ -672,7 +668,7 @@ def _dw_body(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
@@ -696,7 +692,7 @@ def _dw_body(
         _dw_gemm_tile(tile, split, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                       B, L_X, L_Y, L_RED, C_IN, CQG, OG, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS,
                       sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED,
-                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
+                      DB_MODE, ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, TAIL, TAIL_DB, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 @triton.jit(do_not_specialize=["L_X", "L_Y", "N_PROG", "B", "S", "STEPS", "DB_STEPS"])
@@ -706,7 +702,7 @@ def _dw_kernel(
     sx_b, sx_c, sx_l, sy_b, sy_c, sy_l,
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr, PREFETCH: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
     TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
@@ -716,7 +712,7 @@ def _dw_kernel(
     _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
              B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
              sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, GROUPS, TRANSPOSED, DB_MODE,
-             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, POW_TILES, BLOCK_M, BLOCK_N, BLOCK_T)
+             ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, TAIL, TAIL_DB, POW_TILES, BLOCK_M, BLOCK_N, BLOCK_T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -850,14 +846,14 @@ def _thin_bwd_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     TRANSPOSED: tl.constexpr, FANOUT: tl.constexpr, DB_MODE: tl.constexpr, ONE_SPLIT: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, HAS_DW: tl.constexpr, IDX: tl.constexpr,
-    PREFETCH: tl.constexpr, TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
+    TAIL: tl.constexpr, TAIL_DB: tl.constexpr, POW_TILES: tl.constexpr,
     TAP_LOOP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_TX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Single-channel backward in one launch: the grad_W/grad_bias programs first (each walks several
     (batch, time) steps: started first, they overlap the many short dx programs instead of trailing
     them), then P_DX programs writing dx. HAS_DW=False compiles the dx part alone (its registers no
-    longer sized for the grad_W body). TAP_LOOP: dx's taps in a loop (``_THIN_BWD_TAP_LOOP``)."""
+    longer sized for the grad_W body). TAP_LOOP: dx's taps in a loop (``_opt().thin_bwd_tap_loop``)."""
     pid = _program_index()
     if pid >= N_PROG:
         return
@@ -866,7 +862,7 @@ def _thin_bwd_kernel(
         _dw_body(pid, x_ptr, dy_ptr, dw_ptr, db_ptr, part_ptr, pdb_ptr, cnt_ptr,
                  B, L_X, L_Y, L_RED, C_IN, CQG, OG, C_OUT, N_MT, N_NT, N_GEMM, N_DBT, S, STEPS, DB_STEPS,
                  sx_b, sx_c, sx_l, sy_b, sy_c, sy_l, Q, K, STRIDE, DIL, PAD_L, 1, TRANSPOSED, DB_MODE,
-                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, PREFETCH, TAIL, TAIL_DB, POW_TILES, BLOCK_M, BLOCK_N, BLOCK_T)
+                 ONE_SPLIT, ACC_DTYPE, PRECISION, IDX, TAIL, TAIL_DB, POW_TILES, BLOCK_M, BLOCK_N, BLOCK_T)
     else:
         _thin_body(pid - n_dw, dy_ptr, w_ptr, x_ptr, w_ptr, dx_ptr, L_Y, L_X, C_FAN,
                    sy_b, sy_c, sy_l, sw_n, sw_p, sw_j, sx_b, sx_c, sx_l, sdx_b, sdx_c, sdx_l,
@@ -944,7 +940,7 @@ def _mm_configs(narrow_reduction: bool = False, narrow_out: bool = False) -> lis
 
 
 def _dw_configs(pow_tiles: bool = False) -> list[Cfg]:
-    """``POW_TILES``: the tile kind (see ``_DW_TILES``); a kind the geometry cannot take runs concat tiles."""
+    """``POW_TILES``: the tile kind (see ``_opt().dw_tiles``); a kind the geometry cannot take runs concat tiles."""
     return [Cfg.of(num_warps=w, BLOCK_M=m, BLOCK_N=n, BLOCK_T=t, POW_TILES=pow_tiles) for m, n, t, w in _DW_SHAPES]
 
 
@@ -1016,6 +1012,12 @@ class _Geom:
     output_padding: int = 0
     transposed: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self.ints()))  # a plan key part: hashed on every call
+
+    def __hash__(self) -> int:
+        return self._hash
+
     def ints(self) -> tuple[int, int, int, int, int, int, bool, int]:
         """The op schema's geometry arguments, in order."""
         return (self.stride, self.pad_left, self.pad_right, self.dilation, self.groups, self.q, self.transposed,
@@ -1035,70 +1037,33 @@ class _Dims:
 
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# Repack W tap-major ([G, K, CQG, OG], output channel contiguous) before the GEMM kernels once a
-# call has at least this many multiply-adds: the repack is one small copy kernel, the unpacked W
+# W is repacked tap-major ([G, K, CQG, OG], output channel contiguous) before the GEMM kernels once a
+# call has Options.pack_min_macs multiply-adds: the repack is one small copy kernel, the unpacked W
 # tile is a stride-K gather (~8x the L2 sectors). Small layers keep the native layout (one launch).
-_PACK_MIN_MACS = 1 << 27
-# Thin (bandwidth) kernels for single-channel layers; tests turn them off to reach the GEMM path.
-_THIN = True
-# Plans for repeated call signatures (compiled launches only); bench/host_overhead.py compares without.
-_PLANS = True
-# grad_W split: aim for this many programs per SM, never fewer than this many time steps a split.
-_DW_PROGRAMS_PER_SM = 2
-_DW_MIN_STEPS = 4
-# Where that floor leaves SMs idle (short reductions: the discriminator's layers, gen.down1's widest
-# grad_W tile: 8 to 504 steps in all), the tuner also times each grad_W config with these floors (more programs,
-# fewer steps each, more partials for the tail to sum) and keeps the fastest; S and STEPS are runtime
-# arguments, so the variants share the compiled kernel.
-_DW_SPLIT_STEPS = (2, 1)
-# Where the SM count bounds the split instead (the wide generator layers: ~260 programs), each
-# config is also timed with half and a quarter as many splits. The last program of a tile sums every
-# split's partials alone, one load after another (gen.down4's first candidate: 43 splits x 3 powers
-# x 32 KB, 4.2 MB read by one program after all others are done), so fewer, longer splits can win.
-_DW_SPLIT_DIVS = (2, 4)
-# The last program of a split tile sums the partials _TAIL_MAX_SPLITS at a time, at most
-# _TAIL_ELEMENTS values per load (a [16, 16] tile: 32 partials per load; [64, 128]: one). The loads
-# of one call are issued one loop iteration at a time: with power tiles the small layers' grad_W
-# runs up to 252 splits, summed per power, so the tail's iteration count matters.
-_TAIL_MAX_SPLITS = 32
-_TAIL_ELEMENTS = 8192
-# Single-channel backward in two launches, dx on the bandwidth kernel and grad_W / grad_bias on
-# _dw_kernel, or in one launch compiled for both bodies' registers. "tuned" (default): the first call
-# of a shape on a GPU times both ways, each with its own kernels already tuned, and keeps the faster
-# (_thin_split_picks; the GPU round records both times); True / False force one (knobs).
-_THIN_SPLIT_BWD: bool | str = "tuned"
+# grad_W split (Options.dw_programs_per_sm, dw_min_steps): where the step floor leaves SMs idle (short
+# reductions: the discriminator's layers, gen.down1's widest grad_W tile: 8 to 504 steps in all), the
+# tuner also times each grad_W config with lower floors (Options.dw_split_steps: more programs, fewer
+# steps each, more partials for the tail to sum); where the SM count bounds the split instead (the
+# wide generator layers: ~260 programs), with 1/k as many splits (Options.dw_split_divs): the last
+# program of a tile sums every split's partials alone, one load after another (gen.down4's first
+# candidate: 43 splits x 3 powers x 32 KB, 4.2 MB read by one program after all others are done), so
+# fewer, longer splits can win. S and STEPS are runtime arguments: the variants share the compiled kernel.
+# The last program of a split tile sums the partials Options.tail_max_splits at a time, at most
+# Options.tail_elements values per load (a [16, 16] tile: 32 partials per load; [64, 128]: one).
+# Single-channel backward (Options.thin_split_bwd): "tuned" times one launch against two on the first
+# call of a shape on a GPU and keeps the faster here (the GPU round records both times).
 _thin_split_picks: dict[tuple, bool] = {}
 _thin_split_timings: dict[tuple, tuple[float, float]] = {}  # (one launch, two launches) ms per key
-# Single-channel backward: dx's taps in a loop, as the forward has them, instead of unrolled. Unrolled,
-# ptxas hoisted every tap's loads and weight vectors, and the C_in = 1 layers' one-launch variants
-# needed 197-255 registers whatever the grad_W tile; looped, 64-128 (offline, Triton 3.6, sm_90,
-# fp32: gen.down1 and disc.1, every candidate lower; the C_out = 1 layers' the same or lower). The
-# knobs section times the unrolled taps (thin_bwd_unrolled).
-_THIN_BWD_TAP_LOOP = True
-# grad_W (concat-channel tiles): load the next (batch, time) step's operands before this step's MMA,
-# software pipelining by hand. Triton's own pipeliner already covers these loops (offline TTGIR,
-# Triton 3.6 and 3.9, sm_90: the dy and x tiles are async copies three stages deep), so this only
-# stays as a knob. Off.
-_DW_PREFETCH = False
-# grad_x on the GEMM kernels: every power's accumulator in one pass over the reduction (dy loaded
-# once, Q accumulators live) instead of one pass per power (one accumulator, dy loaded Q times),
-# for Q <= 3. Offline (sm_90, Triton 3.9 ptxas) it also needs fewer registers: the per-power passes
-# held x and x**p through every pass (gen.up2's 128x64 tile 244 -> 176 registers, its 4-warp
-# variant's spill 832 -> 72 bytes; spilling GEMM variants in the compile check 11 -> 3). The knobs
-# section times both.
-_DUAL_ONE_PASS = True
-# grad_W tile kinds, for groups 1 and Q = 2, 3 (other geometries always take concat tiles):
-# "pow": (input channel, tap) columns with one accumulator per power, x loaded once a step for all
-# powers; "concat": concat-channel columns each at its own power (x re-loaded per power, a select per
-# element). Offline (sm_90) pow tiles cut the single-channel layers' small backward tiles from 200-255
-# to 92-186 registers, but wide ones hold Q accumulators (gen.down4's 64x128: 160 -> 214 registers
-# for 3x the outputs), so neither wins everywhere on paper. "tuned" (default): the candidates of both
-# kinds are timed side by side per tune key and the faster kept (pow first: the untuned default).
-# The single-channel backward, whose candidates are few, keeps the first kind. The knobs section
-# times each kind forced.
-_DW_TILES = "tuned"
-# 64-bit element offsets everywhere (otherwise only where a batch item's offsets pass 2**31: _idx).
-_WIDE_OFFSETS = False
+# Single-channel backward, dx's taps in a loop (Options.thin_bwd_tap_loop): unrolled, ptxas hoisted
+# every tap's loads and weight vectors, and the C_in = 1 layers' one-launch variants needed 197-255
+# registers whatever the grad_W tile; looped, 64-128 (offline, Triton 3.6, sm_90, fp32).
+# grad_x in one pass (Options.dual_one_pass, q <= 3): offline (sm_90, Triton 3.9 ptxas) it also needs
+# fewer registers than one pass per power (gen.up2's 128x64 tile 244 -> 176 registers, its 4-warp
+# variant's spill 832 -> 72 bytes; spilling GEMM variants in the compile check 11 -> 3).
+# grad_W tile kinds (Options.dw_tiles): offline (sm_90) pow tiles cut the single-channel layers' small
+# backward tiles from 200-255 to 92-186 registers, but wide ones hold Q accumulators (gen.down4's
+# 64x128: 160 -> 214 registers for 3x the outputs), so neither wins everywhere on paper; "tuned" times
+# both kinds per tune key. The single-channel backward, whose candidates are few, keeps the first kind.
 
 
 def _acc_dtype(dtype: torch.dtype):
@@ -1113,7 +1078,7 @@ def _idx(*tensors: torch.Tensor | None, weights: tuple[torch.Tensor | None, ...]
     weights) fits, else int64. Each batch item's base is always formed in 64 bits, once per program;
     32-bit per-element address math takes half the registers (register pressure, not bandwidth,
     bounds these kernels: up to 255 registers per thread offline with 64-bit offsets)."""
-    if _WIDE_OFFSETS:
+    if _opt().wide_offsets:
         return tl.int64
     for t in tensors:  # (B, C, L) activations: the batch stride is not an element offset
         if t is not None:
@@ -1221,7 +1186,7 @@ def _canon_w_strides(weight: torch.Tensor, d: _Dims, g: _Geom) -> tuple[int, int
 def _gemm_weight(weight: torch.Tensor, d: _Dims, g: _Geom, macs: int):
     """W for the GEMM kernels and its canonical strides; repacked tap-major when large enough."""
     sw = _canon_w_strides(weight, d, g)
-    if macs < _PACK_MIN_MACS:
+    if macs < _opt().pack_min_macs:
         return weight, sw
     G = g.groups
     view = weight.as_strided((G, d.OG, d.CQG, d.K), sw)  # [g, o, c, j]
@@ -1234,7 +1199,7 @@ def _geo_consts(d: _Dims, g: _Geom) -> dict:
 
 
 def _use_thin(d: _Dims, g: _Geom) -> bool:
-    return _THIN and g.groups == 1 and (d.C_in == 1 or d.C_out == 1)
+    return _opt().thin and g.groups == 1 and (d.C_in == 1 or d.C_out == 1)
 
 
 _kernels: dict[str, _launch.Kernel] = {}
@@ -1257,7 +1222,7 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     consts = {**_geo_consts(d, g), "J_STEP": j_step, "GROUPS": g.groups,
               "SCATTER": scatter, "POW_A": pow_a, "HAS_BIAS": bias is not None, "ACC_DTYPE": _acc_dtype(a.dtype),
               "PRECISION": _precision(a), "IDX": _idx(a, x, out, weights=(w,)),
-              "ONE_PASS": _DUAL_ONE_PASS and not pow_a and g.q <= 3}
+              "ONE_PASS": _opt().dual_one_pass and not pow_a and g.q <= 3}
     rows = _cdiv(L_OUT, g.stride) if scatter else L_OUT
     if scatter:
         n_bg *= g.stride
@@ -1285,10 +1250,10 @@ def _pow_legal(g: _Geom) -> bool:
 
 
 def _dw_tile_kinds(g: _Geom) -> tuple[bool, ...]:
-    """The ``POW_TILES`` values of ``g``'s grad_W candidates (``_DW_TILES``), the untuned default first."""
-    if not _pow_legal(g) or _DW_TILES == "concat":
+    """The ``POW_TILES`` values of ``g``'s grad_W candidates (``_opt().dw_tiles``), the untuned default first."""
+    if not _pow_legal(g) or _opt().dw_tiles == "concat":
         return (False,)
-    return (True,) if _DW_TILES == "pow" else (True, False)
+    return (True,) if _opt().dw_tiles == "pow" else (True, False)
 
 
 def _cfg_pow(cfg: Cfg, g: _Geom) -> bool:
@@ -1312,8 +1277,8 @@ def _dw_plan(cfg: Cfg, d: _Dims, g: _Geom, need_w: bool, db_mode: int, L_red: in
     n_dbt = _cdiv(d.C_out, BM) if db_mode == 2 else g.groups * n_mt
     n_tiles = n_gemm + (n_dbt if db_mode == 2 else 0)
     total = d.B * _cdiv(L_red, BT)
-    want = _cdiv(_DW_PROGRAMS_PER_SM * _launch.sm_count(device), max(n_tiles, 1))
-    floor_cap = _cdiv(total, cfg.host_kw.get("DW_MIN_STEPS", _DW_MIN_STEPS))
+    want = _cdiv(_opt().dw_programs_per_sm * _launch.sm_count(device), max(n_tiles, 1))
+    floor_cap = _cdiv(total, cfg.host_kw.get("DW_MIN_STEPS", _opt().dw_min_steps))
     S = _cdiv(max(1, min(want, floor_cap)), cfg.host_kw.get("DW_SPLIT_DIV", 1))
     steps = _cdiv(total, S)
     S = _cdiv(total, steps)
@@ -1346,13 +1311,13 @@ def _dw_args(plan: dict, x, dy, dw, db, d: _Dims, g: _Geom, db_mode: int, L_red:
         "sy_b": dy.stride(0), "sy_c": dy.stride(1), "sy_l": dy.stride(2),
         **_geo_consts(d, g), "TRANSPOSED": g.transposed, "DB_MODE": db_mode, "ONE_SPLIT": one,
         "ACC_DTYPE": _acc_dtype(x.dtype), "PRECISION": _precision(x), "IDX": idx,
-        "PREFETCH": _DW_PREFETCH, "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM),
+        "TAIL": _tail_splits(BM * BN), "TAIL_DB": _tail_splits(BM),
     }
 
 
 def _tail_splits(size: int) -> int:
-    """Split partials the last program of a tile loads at once (TAIL): up to _TAIL_ELEMENTS elements."""
-    return max(1, min(_TAIL_MAX_SPLITS, _TAIL_ELEMENTS // size))
+    """Split partials the last program of a tile loads at once (TAIL): up to _opt().tail_elements elements."""
+    return max(1, min(_opt().tail_max_splits, _opt().tail_elements // size))
 
 
 def _db_mode(g: _Geom, need_w: bool, need_b: bool) -> int:
@@ -1368,15 +1333,15 @@ def _dw_candidates(d: _Dims, g: _Geom) -> list[Cfg]:
 def _with_splits(cands: list[Cfg], plan_of: Callable[[Cfg], dict]) -> list[Cfg]:
     """``cands``, then each one's split variants (host settings; ``plan_of(cfg)``: its _dw_plan) that
     launch another number of splits: where the floor of (batch, time) steps a program bounds the split,
-    lower floors (``_DW_SPLIT_STEPS``: more, shorter programs); where the SM count does, fewer splits
-    (``_DW_SPLIT_DIVS``: a shorter tail)."""
+    lower floors (``_opt().dw_split_steps``: more, shorter programs); where the SM count does, fewer splits
+    (``_opt().dw_split_divs``: a shorter tail)."""
     out = list(cands)
     for c in cands:
         base = plan_of(c)
         if base["sm_bound"]:
-            variants = [c.with_host(DW_SPLIT_DIV=k) for k in _DW_SPLIT_DIVS]
+            variants = [c.with_host(DW_SPLIT_DIV=k) for k in _opt().dw_split_divs]
         else:
-            variants = [c.with_host(DW_MIN_STEPS=m) for m in _DW_SPLIT_STEPS]
+            variants = [c.with_host(DW_MIN_STEPS=m) for m in _opt().dw_split_steps]
         for v in variants:
             if plan_of(v)["S"] != base["S"] and v not in out:
                 out.append(v)
@@ -1385,8 +1350,8 @@ def _with_splits(cands: list[Cfg], plan_of: Callable[[Cfg], dict]) -> list[Cfg]:
 
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _DW_PREFETCH, _dw_tile_kinds(g), _DW_MIN_STEPS,
-            _DW_SPLIT_STEPS, _DW_SPLIT_DIVS)
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _dw_tile_kinds(g), _opt().dw_min_steps,
+            _opt().dw_split_steps, _opt().dw_split_divs)
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1448,13 +1413,13 @@ def _faster_of(one: Callable[[], None], two: Callable[[], None], bench: Callable
 
 
 def _thin_split(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> bool:
-    """Whether this single-channel backward runs in two launches (``_THIN_SPLIT_BWD``): with "tuned"
+    """Whether this single-channel backward runs in two launches (``_opt().thin_split_bwd``): with "tuned"
     the faster way for its shape on this GPU, timed on the shape's first call; one launch where
     nothing can be timed (CPU tensors, tuning off, a CUDA graph capture) or the timing fails."""
     if not (dw is not None or db is not None):
         return False
-    if _THIN_SPLIT_BWD != "tuned":
-        return bool(_THIN_SPLIT_BWD)
+    if _opt().thin_split_bwd != "tuned":
+        return bool(_opt().thin_split_bwd)
 
     def one() -> None:
         _thin_bwd(dy, x, weight, dx, dw, db, d, g)
@@ -1500,7 +1465,7 @@ def _thin_bwd_key(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> tuple:
     L_red = d.L_in if g.transposed else d.L_out
     idx = _idx(x, dy, dx, weights=(weight, dw))
     return (_dw_key(x, d, g, _db_mode(g, need_w, need_b), need_w, L_red, idx), fanout, dx is not None,
-            d.C_in if fanout else d.C_out, _bucket(d.L_in), _THIN_BWD_TAP_LOOP)
+            d.C_in if fanout else d.C_out, _bucket(d.L_in), _opt().thin_bwd_tap_loop)
 
 
 def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
@@ -1535,7 +1500,7 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
         dxt = dx if dx is not None else x
         n = p_dx + plan["S"] * plan["n_tiles"]
         args.update({"w_ptr": weight, "dx_ptr": dxt, "N_PROG": n, "P_DX": p_dx, "C_FAN": c_fan,
-                     "HAS_DW": need_w or need_b, "TAP_LOOP": _THIN_BWD_TAP_LOOP,
+                     "HAS_DW": need_w or need_b, "TAP_LOOP": _opt().thin_bwd_tap_loop,
                      "sw_n": sw[0], "sw_p": sw[1], "sw_j": sw[2],
                      "sdx_b": dxt.stride(0), "sdx_c": dxt.stride(1), "sdx_l": dxt.stride(2), "FANOUT": fanout})
         return args, n
@@ -1544,45 +1509,69 @@ def _thin_bwd(dy, x, weight, dx, dw, db, d: _Dims, g: _Geom) -> None:
 
 
 # ---- plans: a repeated call signature skips the host path (``_launch.Plan``) --------------------
+#
+# Plans are kept per options value (``_plan_sets``): switching options switches dicts, so a plan key
+# holds only what a call's launches depend on besides its tensors' addresses and the options.
 
-_plans: dict[tuple, _launch.Plan] = {}
 _PLANS_MAX = 4096
+_plan_sets: dict[Options, dict[tuple, _launch.Plan]] = {}
+_plan_opts: Options | None = None  # the options _plan_dict belongs to (compared by identity per call)
+_plan_dict: dict[tuple, _launch.Plan] = {}
+_replay_ok = True  # False once this Triton's launcher refused a direct call: plans off for the process
 
 
-def _plan_key(kind: str, g: _Geom, x: torch.Tensor, weight: torch.Tensor, *more) -> tuple:
-    """Everything a call's launch arguments depend on besides its tensors' addresses."""
-    return (kind, g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
-            weight.device, torch.backends.cudnn.allow_tf32, _THIN, _THIN_SPLIT_BWD, _WIDE_OFFSETS, _DW_PREFETCH,
-            _DUAL_ONE_PASS, _DW_TILES, _PACK_MIN_MACS, _DW_PROGRAMS_PER_SM, _DW_MIN_STEPS, _DW_SPLIT_STEPS,
-            _DW_SPLIT_DIVS, _TAIL_MAX_SPLITS, _TAIL_ELEMENTS, _THIN_BWD_TAP_LOOP, *more)
+def plans() -> dict[tuple, _launch.Plan]:
+    """The plans recorded under the current options (equal options share them)."""
+    global _plan_opts, _plan_dict
+    o = _options._current
+    if o is not _plan_opts:
+        _plan_dict = _plan_sets.setdefault(o, {})
+        _plan_opts = o
+    return _plan_dict
 
 
-def _planning() -> bool:
-    """Plans are recorded and replayed only where launches are compiled and real: not under the
-    interpreter, a pinned config (tests) or precompile (its launches only compile)."""
-    return (_PLANS and not _launch._pinned and _launch._compile_hook is None and not _launch.interpreting()
-            and _launch._direct_enabled())
+@contextlib.contextmanager
+def plans_set_aside() -> Iterator[None]:
+    """Inside: no plan recorded before is seen, and none recorded inside is kept afterwards."""
+    global _plan_sets, _plan_opts, _plan_dict
+    saved = _plan_sets, _plan_opts, _plan_dict
+    _plan_sets, _plan_opts, _plan_dict = {}, None, {}
+    try:
+        yield
+    finally:
+        _plan_sets, _plan_opts, _plan_dict = saved
 
 
-def _replay(plan: _launch.Plan, roles: dict) -> bool:
+def _replaying() -> bool:
+    """Whether plans may be replayed now: not while a config is pinned (tests) or precompile runs (its
+    launches only compile). A plan exists only where launches were compiled and real (_recordable)."""
+    return _options._current.plans and _replay_ok and not _launch._pinned and _launch._compile_hook is None
+
+
+def _recordable() -> bool:
+    """Plans are recorded only where launches are compiled and direct: not under the interpreter."""
+    return not _launch.interpreting() and _launch._direct_enabled()
+
+
+def _replay(plan: _launch.Plan, tensors: tuple) -> bool:
     """Launch ``plan`` with this call's tensors; False (the caller takes the full path) if it does not
     fit them, or (plans then off for the process) if this Triton's launcher refuses the direct call."""
-    global _PLANS
+    global _replay_ok
     try:
-        return plan.run(roles)
+        return plan.run_fn(tensors)
     except (ImportError, AttributeError, TypeError, KeyError) as e:
-        _PLANS = False
+        _replay_ok = False
         log.warning("selfonn.kernels: plan replay unavailable (%r); launching through the full path", e)
         return False
 
 
-def _keep(key: tuple, plan: _launch.Plan | None) -> None:
+def _keep(plans: dict, key: tuple, plan: _launch.Plan | None) -> None:
     # Inside a CUDA graph capture an untuned key runs its first candidate, untuned: replaying that
     # forever would skip the tuning of the next eager call, so a plan recorded there is not kept.
     if plan is not None and not (plan.device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
-        if len(_plans) >= _PLANS_MAX:
-            _plans.clear()
-        _plans[key] = plan
+        if len(plans) >= _PLANS_MAX:
+            plans.clear()
+        plans[key] = plan
 
 
 def _macs(d: _Dims) -> int:
@@ -1591,32 +1580,38 @@ def _macs(d: _Dims) -> int:
 
 def _packs(d: _Dims, g: _Geom) -> bool:
     """Whether the GEMM kernels get W repacked (a fresh tensor per call, so a plan role of its own)."""
-    return not _use_thin(d, g) and _macs(d) >= _PACK_MIN_MACS
+    return not _use_thin(d, g) and _macs(d) >= _opt().pack_min_macs
 
 
 def _recording(key: tuple | None):
     return _launch.recording() if key is not None else contextlib.nullcontext([])
 
 
+_FRESH = ("y", "dx", "dw", "db", "wp")  # roles a call allocates itself (aligned: not checked per call)
+_tf32 = torch._C._get_cudnn_allow_tf32  # torch.backends.cudnn.allow_tf32 without the module attribute lookup
+
+
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom) -> torch.Tensor:
     """y of either layer kind. A call signature seen before replays its plan; the first records it."""
-    key = None
-    if _planning():
-        bkey = None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device)
-        key = _plan_key("fwd", g, x, weight, bkey)
-        plan = _plans.get(key)
+    key = plan_dict = None
+    o = _options._current
+    if o.plans and _replay_ok and not _launch._pinned and _launch._compile_hook is None:  # _replaying()
+        plan_dict = _plan_dict if o is _plan_opts else plans()
+        # everything the launches depend on besides the tensors' addresses and the options
+        key = (g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
+               None if bias is None else (bias.shape, bias.stride()), _tf32())
+        plan = plan_dict.get(key)
         if plan is not None:
-            d = plan.data
-            y = torch.empty((d.B, d.C_out, d.L_out), device=x.device, dtype=x.dtype)
-            roles = {"x": x, "w": weight, "b": bias, "y": y}
-            if _packs(d, g):
-                roles["wp"] = _gemm_weight(weight, d, g, _macs(d))[0]
-            if _replay(plan, roles):
+            y_shape, packs, d = plan.data
+            y = x.new_empty(y_shape)
+            if _replay(plan, (x, weight, bias, y, _gemm_weight(weight, d, g, _macs(d))[0] if packs else None)):
                 return y
+        elif not _recordable():
+            key = None
     d = _dims(x, weight, g)
     if bias is not None and bias.shape[0] != d.C_out:
         raise ValueError(f"bias has {bias.shape[0]} entries, expected out_channels={d.C_out}")
-    y = torch.empty((d.B, d.C_out, d.L_out), device=x.device, dtype=x.dtype)
+    y = x.new_empty((d.B, d.C_out, d.L_out))
     with _recording(key) as launches:
         w = weight
         if _use_thin(d, g):
@@ -1626,37 +1621,43 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g
             kind = "scatter" if g.transposed else "gather"
             _mm(kind, x, w, sw, None, bias, y, L_A=d.L_in, L_OUT=d.L_out, N_OUT=d.OG, n_red=d.C_in,
                 n_bg=d.B * g.groups, d=d, g=g, pow_a=True)
-        if key is not None:
+        if key is not None:  # roles in the order _replay passes them
             roles = {"x": x, "w": weight, "b": bias, "y": y, "wp": w if w is not weight else None}
-            _keep(key, _launch.Plan.of(launches, roles, x.device, d))
+            _keep(plan_dict, key, _launch.Plan.of(launches, roles, x.device, ((d.B, d.C_out, d.L_out),
+                                                                              _packs(d, g), d), fresh=_FRESH))
     return y
 
 
-def _grads(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, d: _Dims, need_x: bool, need_w: bool,
+def _grads(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, C_out: int, need_x: bool, need_w: bool,
            need_b: bool):
     dx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else None
     dw = torch.empty_like(weight, memory_format=torch.contiguous_format) if need_w else None
-    db = torch.empty(d.C_out, device=x.device, dtype=dy.dtype) if need_b else None
+    db = dy.new_empty(C_out) if need_b else None
     return dx, dw, db
 
 
 def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom, need_x: bool, need_w: bool,
               need_b: bool):
     """(dx, dW, dbias), None where not needed; dW in W's dtype, dbias in dy's. Plans as in _forward."""
-    key = None
-    if _planning() and (need_x or need_w or need_b):
-        key = _plan_key("bwd", g, x, weight, dy.shape, dy.stride(), dy.dtype, dy.device, need_x, need_w, need_b)
-        plan = _plans.get(key)
+    key = plan_dict = None
+    o = _options._current
+    if (need_x or need_w or need_b) and o.plans and _replay_ok and not _launch._pinned \
+            and _launch._compile_hook is None:  # _replaying()
+        plan_dict = _plan_dict if o is _plan_opts else plans()
+        key = (g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype, dy.shape,
+               dy.stride(), dy.dtype, need_x, need_w, need_b, _tf32())
+        plan = plan_dict.get(key)
         if plan is not None:
-            d = plan.data
-            dx, dw, db = _grads(x, weight, dy, d, need_x, need_w, need_b)
-            roles = {"x": x, "w": weight, "dy": dy, "dx": dx, "dw": dw, "db": db}
-            if need_x and _packs(d, g):
-                roles["wp"] = _gemm_weight(weight, d, g, _macs(d))[0]
-            if _replay(plan, roles):
+            d, packs = plan.data
+            dx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else None
+            dw = torch.empty_like(weight, memory_format=torch.contiguous_format) if need_w else None
+            db = dy.new_empty(d.C_out) if need_b else None
+            if _replay(plan, (x, weight, dy, dx, dw, db, _gemm_weight(weight, d, g, _macs(d))[0] if packs else None)):
                 return dx, dw, db
+        elif not _recordable():
+            key = None
     d = _dims(x, weight, g)
-    dx, dw, db = _grads(x, weight, dy, d, need_x, need_w, need_b)
+    dx, dw, db = _grads(x, weight, dy, d.C_out, need_x, need_w, need_b)
     if not (need_x or need_w or need_b):
         return dx, dw, db
     with _recording(key) as launches:
@@ -1674,15 +1675,28 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom,
                     d=d, g=g, pow_a=False)
             if need_w or need_b:
                 _launch_dw(x, dy, dw, db, d, g)
-        if key is not None:
+        if key is not None:  # roles in the order _replay passes them
             roles = {"x": x, "w": weight, "dy": dy, "dx": dx, "dw": dw, "db": db, "wp": w if w is not weight else None}
-            _keep(key, _launch.Plan.of(launches, roles, x.device, d))
+            _keep(plan_dict, key, _launch.Plan.of(launches, roles, x.device, (d, need_x and _packs(d, g)),
+                                                  fresh=_FRESH))
     return dx, dw, db
 
 
 # --------------------------------------------------------------------------------------------
 # Autograd (eager) and torch.library ops (torch.compile, CUDA graphs)
 # --------------------------------------------------------------------------------------------
+
+
+def _fn_backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    nx, nw, nb = ctx.needs_input_grad[:3]
+    dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb and ctx.has_bias)
+    return dx, dw, db, None
+
+
+# create_graph=True: a second backward through these gradients errors out (the kernels' results are
+# not differentiable); the wrapper costs microseconds, so only that case pays for it.
+_fn_backward_once = torch.autograd.function.once_differentiable(_fn_backward)
 
 
 class _SelfONNFn(torch.autograd.Function):
@@ -1694,12 +1708,10 @@ class _SelfONNFn(torch.autograd.Function):
         return _forward(x, weight, bias, geom)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
-        nx, nw, nb = ctx.needs_input_grad[:3]
-        dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb and ctx.has_bias)
-        return dx, dw, db, None
+        if torch.is_grad_enabled():
+            return _fn_backward_once(ctx, dy)
+        return _fn_backward(ctx, dy)
 
 
 @torch.library.custom_op("selfonn::fused_conv", mutates_args=())
@@ -1707,7 +1719,7 @@ def _fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 pad_right: int, dilation: int, groups: int, q: int, transposed: bool,
                 output_padding: int) -> torch.Tensor:
     """Self-ONN (transposed) conv, the fused kernels; the op ``torch.compile`` records."""
-    g = _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
+    g = _geom_of(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
     return _forward(x, weight, bias, g)
 
 
@@ -1722,7 +1734,7 @@ def _fused_conv_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
                          pad_right: int, dilation: int, groups: int, q: int, transposed: bool, output_padding: int,
                          need_x: bool, need_w: bool, need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dW, dbias) of ``selfonn::fused_conv``; a gradient not asked for is an empty tensor."""
-    g = _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
+    g = _geom_of(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
     dx, dw, db = _backward(dy, x, weight, g, need_x, need_w, need_b)
     empty = x.new_empty(0)
     return (dx if dx is not None else empty, dw if dw is not None else empty.clone(),
@@ -1762,10 +1774,21 @@ def _apply(x, weight, bias, g: _Geom) -> torch.Tensor:
     Under torch.compile: the library op."""
     if torch.compiler.is_compiling():
         return torch.ops.selfonn.fused_conv(x, weight, bias, *g.ints())
-    if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
-                                           or (bias is not None and bias.requires_grad)):
-        return _forward(x, weight, bias, g)
-    return _SelfONNFn.apply(x, weight, bias, g)
+    return _eager(x, weight, bias, g)
+
+
+def _eager(x, weight, bias, g: _Geom) -> torch.Tensor:
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        if _unwrap is None or torch._C._are_functorch_transforms_active():
+            return _SelfONNFn.apply(x, weight, bias, g)
+        # what Function.apply does without functorch transforms, less its Python (a tenth of the floor)
+        return _c_apply(_unwrap(x), _unwrap(weight), None if bias is None else _unwrap(bias), g)
+    return _forward(x, weight, bias, g)
+
+
+_c_apply = super(torch.autograd.Function, _SelfONNFn).apply  # the C entry Function.apply ends in
+_unwrap = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", None)
 
 
 def _autocast(x, weight, bias):
@@ -1786,12 +1809,13 @@ def checked_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  output_padding: int) -> torch.Tensor:
     """The fused (transposed) conv for :mod:`selfonn.functional`, which has checked the arguments and
     operands and applied autocast already: the entry points below repeat that for direct callers."""
-    if x.dtype not in _DTYPES:
+    if x.dtype not in _DTYPES:  # devices: selfonn's backend resolution allows CUDA or the interpreter only
         raise TypeError(f"the fused kernels take one of {_DTYPES}, got {x.dtype}")
-    if not x.is_cuda:
-        _check_device(x)
-    geom = _Geom if torch.compiler.is_compiling() else _geom_of  # torch.compile cannot trace an lru_cache
-    return _apply(x, weight, bias, geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed))
+    if torch.compiler.is_compiling():  # torch.compile cannot trace an lru_cache: a plain _Geom
+        g = _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
+        return torch.ops.selfonn.fused_conv(x, weight, bias, *g.ints())
+    return _eager(x, weight, bias, _geom_of(stride, pad_left, pad_right, dilation, groups, q, output_padding,
+                                            transposed))
 
 
 def triton_selfonn_conv1d(
