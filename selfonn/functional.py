@@ -148,6 +148,8 @@ def _autocast_operands(
     """
     if not isinstance(x, torch.Tensor):
         return x, weight, bias, False  # check_operands names the bad argument
+    if _any_autocast is not None and not _any_autocast():
+        return x, weight, bias, False  # one C call instead of the device's own flag
     device_type = x.device.type
     if not torch.is_autocast_enabled(device_type):
         return x, weight, bias, False
@@ -160,6 +162,9 @@ def _autocast_operands(
         return t.to(dtype)
 
     return cast(x), cast(weight), cast(bias), True  # type: ignore[return-value]
+
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)  # torch >= 2.4
 
 
 def _unbatched(x: torch.Tensor) -> bool:

@@ -15,6 +15,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import selfonn
 from selfonn import reference_conv1d
 from selfonn.kernels import _launch
+from selfonn.kernels import _dispatch, gemm, grad_w
 from selfonn.kernels import selfonn_conv as sc
 
 pytestmark = pytest.mark.timeout(300)
@@ -120,6 +121,35 @@ def test_torch_compile_fullgraph(device):
     assert all(torch.equal(p, r) for p, r in zip(g0, g1))
 
 
+@pytest.mark.timeout(600)
+def test_generator_and_discriminator_compile_without_graph_breaks(device, one_thread):
+    """The Op-GAN G and D on the fused backend: torch._dynamo.explain finds no graph break in either
+    forward (one graph each), and each compiled forward + backward (fullgraph, aot_eager: the ops'
+    fake and autograd registrations trace the backward) gives the eager output and gradients."""
+    from opgan.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, min_discriminator_length
+
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=2, q=2)).double().to(device)
+    d = Discriminator(DiscriminatorConfig(filters=1, q=2)).double().to(device)
+    x_g = (torch.rand(1, 1, 64, dtype=torch.float64) * 2 - 1).to(device)
+    x_d = (torch.rand(1, 1, min_discriminator_length(), dtype=torch.float64) * 2 - 1).to(device)
+    with selfonn.use_backend("triton"):
+        for model, x in ((g, x_g), (d, x_d)):
+            torch._dynamo.reset()
+            explained = torch._dynamo.explain(model)(x)
+            assert explained.graph_break_count == 0, explained.break_reasons
+            assert explained.graph_count == 1
+            y0 = model(x)
+            g0 = torch.autograd.grad(y0.square().sum(), list(model.parameters()))
+            torch._dynamo.reset()
+            y1 = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+            g1 = torch.autograd.grad(y1.square().sum(), list(model.parameters()))
+            torch.testing.assert_close(y1, y0)
+            for a, b in zip(g1, g0):
+                torch.testing.assert_close(a, b)
+    torch._dynamo.reset()
+
+
 # ---- the launcher: tune once per key, precision and size bucket in the key ----------------------
 
 
@@ -163,7 +193,7 @@ def test_tuning_runs_once_per_key_and_length_bucket(device, monkeypatch):
         monkeypatch.setattr(k, "tuned", {})
         monkeypatch.setattr(k, "timings", {})
     for name, empty in (("_plan_sets", {}), ("_plan_opts", None), ("_plan_dict", {})):
-        monkeypatch.setattr(sc, name, empty)  # a signature an earlier test recorded would replay untuned
+        monkeypatch.setattr(_dispatch, name, empty)  # a signature an earlier test recorded would replay untuned
     _run_conv(device, 37)
     first = len(benched)
     assert {n for n, _ in benched} == offered and "dw" in offered
@@ -191,7 +221,8 @@ def test_tune_keys_hold_precision_and_geometry(device, monkeypatch):
     x = torch.zeros(2, 3, 20, device=device)
     w = torch.zeros(4, 9, 3, device=device)
     for precision, stride in (("ieee", 2), ("tf32", 2), ("ieee", 3)):
-        monkeypatch.setattr(sc, "_precision", lambda t, p=precision: p)
+        for mod in (gemm, grad_w):
+            monkeypatch.setattr(mod, "_precision", lambda t, p=precision: p)
         g = sc._geom(stride, 1, 1, 1, 3)
         d = sc._dims(x, w, g)
         sc._forward(x, w, None, g)
@@ -611,8 +642,8 @@ def test_plan_replay_failure_falls_back_and_turns_plans_off(compiled_path_on_cpu
         monkeypatch.setattr(k, "direct_ok", False)  # the full path then goes through the JIT stand-in
     log.clear()
     sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
-    assert [kind for kind, _, _ in log] == ["jit"] and sc._replay_ok is False
-    monkeypatch.setattr(sc, "_replay_ok", True)  # the process-wide switch the failure turned off
+    assert [kind for kind, _, _ in log] == ["jit"] and _dispatch._replay_ok is False
+    monkeypatch.setattr(_dispatch, "_replay_ok", True)  # the process-wide switch the failure turned off
 
 
 def test_inference_calls_skip_the_autograd_function():

@@ -20,7 +20,10 @@ import triton
 from selfonn import reference_conv1d, reference_conv_transpose1d
 from selfonn.kernels import _launch
 from selfonn.kernels._launch import Cfg
+from selfonn.kernels import gemm
+from selfonn.kernels import grad_w as gw
 from selfonn.kernels import selfonn_conv as sc
+from selfonn.kernels import thin as th
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -468,7 +471,7 @@ def test_grad_w_host_split_matches_reference(transposed, name, host, device, poi
         plans.append((cfg.host_kw, plan, real(Cfg(cfg.blocks, cfg.num_warps, cfg.num_stages), *args)))
         return plan
 
-    monkeypatch.setattr(sc, "_dw_plan", spy)
+    monkeypatch.setattr(gw, "_dw_plan", spy)
     dw = sc._interp_dw(True).with_host(**host)
     tc = sc._thin_configs()[-1]
     thin = Cfg(Cfg.of(BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dw.kwargs).blocks, host=dw.host)
@@ -496,30 +499,30 @@ def test_thin_backward_times_one_launch_against_two(monkeypatch, caplog, kernel_
         calls.append(("thin", dw is not None))
         paused.append(getattr(_launch._tls, "launches", "unset") is None)
 
-    monkeypatch.setattr(sc, "_thin_bwd", thin)
-    monkeypatch.setattr(sc, "_launch_dw", lambda *a: calls.append(("dw",)))
-    monkeypatch.setattr(sc, "_thin_bwd_key", lambda *a: ("key",))
+    monkeypatch.setattr(th, "_thin_bwd", thin)
+    monkeypatch.setattr(gw, "_launch_dw", lambda *a: calls.append(("dw",)))
+    monkeypatch.setattr(th, "_thin_bwd_key", lambda *a: ("key",))
     monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     times = {"one": 2.0, "two": 1.0}
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: times[fn.__name__])
-    monkeypatch.setattr(sc, "_thin_split_picks", {})
-    monkeypatch.setattr(sc, "_thin_split_timings", {})
+    monkeypatch.setattr(th, "_thin_split_picks", {})
+    monkeypatch.setattr(th, "_thin_split_timings", {})
     x = types.SimpleNamespace(device=torch.device("cuda", 0))
     with _launch.recording() as launches:
         assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is True
     assert calls == [("thin", True), ("thin", False), ("dw",)] and all(paused) and launches == []
-    assert sc._thin_split_timings == {(("key",), x.device): (2.0, 1.0)}
+    assert th._thin_split_timings == {(("key",), x.device): (2.0, 1.0)}
     calls.clear()
     assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is True and calls == []  # kept
     assert sc._thin_split(None, x, None, "dx", None, None, None, None) is False  # dx only: one launch
     kernel_options(thin_split_bwd=False)
     assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is False and calls == []
     kernel_options(thin_split_bwd="tuned")
-    monkeypatch.setattr(sc, "_thin_split_picks", {})
+    monkeypatch.setattr(th, "_thin_split_picks", {})
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 1 / 0)
     assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is False
-    assert "one launch" in caplog.text and sc._thin_split_picks == {(("key",), x.device): False}
+    assert "one launch" in caplog.text and th._thin_split_picks == {(("key",), x.device): False}
 
 
 @pytest.mark.parametrize(("transposed", "name"), [(False, "cin1_opgan_down1"), (False, "cout1_disc_head"),
@@ -571,6 +574,31 @@ def _random_case(seed: int) -> tuple[bool, Case]:
     return transposed, case
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+@pytest.mark.parametrize(("cin", "cout"), [(4, 6), (1, 4), (4, 1)], ids=["gemm", "cin1", "cout1"])
+@pytest.mark.parametrize("dilation", [1, 2, 4, 8, 16, 32])
+def test_dilated_same_length_layers(transposed, cin, cout, dilation, device, poison_empty, kernel_tol):
+    """The layers a dilated generator stacks: k = 3, dilation 1 to 32 and padding = dilation (output as
+    long as the input), on each kernel family (GEMM, C_in = 1, C_out = 1), forward and every gradient
+    against the reference; the signal shorter than the widest receptive field, as a deep stack's
+    inner layers see it."""
+    case = Case(2, cin, cout, 37, 3, padding=dilation, dilation=dilation, q=3)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+@pytest.mark.parametrize("k", [3, 7, 11, 15])
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+def test_kernel_sizes_and_strides(transposed, k, stride, device, poison_empty, kernel_tol):
+    """Kernel sizes 3 to 15 and strides 1 to 4 (odd sizes with 'same'-style padding; the transposed
+    layer with the output padding that restores stride x length), forward and every gradient."""
+    if transposed:
+        case = Case(1, 3, 4, 9, k, stride=stride, padding=k // 2, output_padding=stride - 1, q=2)
+    else:
+        case = Case(1, 3, 4, 41, k, stride=stride, padding=k // 2, q=2)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(40))
 def test_random_geometries_slow(seed, device, poison_empty, kernel_tol, kernel_options):
@@ -601,7 +629,7 @@ def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_em
     monkeypatch.setattr(_launch, "_offline_sms", 5 if tail == 2 else None)  # 10 programs a tile: S odd
     splits = []
     real_plan = sc._dw_plan
-    monkeypatch.setattr(sc, "_dw_plan", lambda *a, **k: splits.append(real_plan(*a, **k)["S"]) or real_plan(*a, **k))
+    monkeypatch.setattr(gw, "_dw_plan", lambda *a, **k: splits.append(real_plan(*a, **k)["S"]) or real_plan(*a, **k))
     if thin:
         case = Case(2, 1, 4, 45, 4, stride=2, padding=1) if not transposed else Case(2, 3, 1, 23, 4, stride=2,
                                                                                      padding=1)
@@ -632,6 +660,25 @@ def test_repacked_weight_path(transposed, device, poison_empty, kernel_tol, kern
     case = _case(transposed, "groups2_spans_powers")
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     _check(replace(case, groups=1, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_repacked_weight_kept_per_version(transposed, device, kernel_tol, kernel_options):
+    """A packed W serves every call while the weight is unchanged (a step's forward and backward pack
+    once) and is packed again after an in-place update, whose values the next call then uses."""
+    kernel_options(pack_min_macs=0)
+    case = _case(transposed, "stride2_pad1_outpad1" if transposed else "stride2_opgan_down")
+    (x, w, b), (xd, wd, bd) = _make(case, transposed, device, torch.float64)
+    ker, ref = _ops(case, transposed)
+    y = ker(xd, wd, bd)
+    packed = gemm._packed[id(wd)][3]
+    y.square().sum().backward()
+    assert gemm._packed[id(wd)][3] is packed
+    with torch.no_grad():
+        w.mul_(-0.5)
+        wd.mul_(-0.5)
+    _assert_close("y after an in-place update", ker(xd, wd, bd), ref(x, w, b), kernel_tol[torch.float64])
+    assert gemm._packed[id(wd)][3] is not packed
 
 
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
