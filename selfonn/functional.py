@@ -238,7 +238,10 @@ def selfonn_conv_transpose1d(
         ).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
     _args.check_operands(x, weight, bias, q, groups, transposed=True)
-    pad = _args.transpose_padding(padding)
+    if type(padding) is int and padding >= 0:  # what transpose_padding returns for it, without the call
+        pad = (padding, padding)
+    else:
+        pad = _args.transpose_padding(padding)
     _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
     if autocast:
         with torch.autocast(x.device.type, enabled=False):
