@@ -89,13 +89,16 @@ def _refused(e: Exception) -> None:
     log.warning("selfonn.kernels: plan replay unavailable (%r); launching through the full path", e)
 
 
-def _keep(plans: dict, key: tuple, plan: _launch.Plan | None) -> None:
+def _keep(plans: dict, key: tuple, plan: _launch.Plan | None) -> _launch.Plan | None:
+    """``plan`` kept under ``key`` (and returned), or None where it is not kept."""
     # Inside a CUDA graph capture an untuned key runs its first candidate, untuned: replaying that
     # forever would skip the tuning of the next eager call, so a plan recorded there is not kept.
     if plan is not None and not (plan.device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
         if len(plans) >= _PLANS_MAX:
             plans.clear()
         plans[key] = plan
+        return plan
+    return None
 
 
 def _macs(d: _Dims) -> int:
@@ -119,6 +122,13 @@ _tf32 = torch._C._get_cudnn_allow_tf32  # torch.backends.cudnn.allow_tf32 withou
 
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom) -> torch.Tensor:
     """y of either layer kind. A call signature seen before replays its plan; the first records it."""
+    return _forward_planned(x, weight, bias, g)[0]
+
+
+def _forward_planned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom
+                     ) -> tuple[torch.Tensor, _launch.Plan | None]:
+    """(y, the plan it replayed or recorded, if any): the autograd Function hands the plan to its
+    backward, which finds its own plan through it by a short key."""
     key = plan_dict = None
     o = _options._current
     if o.plans and _replay_ok and not _launch._pinned and _launch._compile_hook is None:  # _replaying()
@@ -132,7 +142,7 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g
             y = x.new_empty(y_shape)
             try:  # _replay inline
                 if plan.run_fn((x, weight, bias, y, _gemm_weight(weight, d, g, _macs(d))[0] if packs else None)):
-                    return y
+                    return y, plan
             except _REFUSED as e:
                 _refused(e)
         elif not _recordable():
@@ -150,11 +160,12 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g
             kind = "scatter" if g.transposed else "gather"
             _mm(kind, x, w, sw, None, bias, y, L_A=d.L_in, L_OUT=d.L_out, N_OUT=d.OG, n_red=d.C_in,
                 n_bg=d.B * g.groups, d=d, g=g, pow_a=True)
+        plan = None
         if key is not None:  # roles in the order _replay passes them
             roles = {"x": x, "w": weight, "b": bias, "y": y, "wp": w if w is not weight else None}
-            _keep(plan_dict, key, _launch.Plan.of(launches, roles, x.device, ((d.B, d.C_out, d.L_out),
-                                                                              _packs(d, g), d), fresh=_FRESH))
-    return y
+            plan = _keep(plan_dict, key, _launch.Plan.of(launches, roles, x.device,
+                                                         ((d.B, d.C_out, d.L_out), _packs(d, g), d), fresh=_FRESH))
+    return y, plan
 
 
 def _grads(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, C_out: int, need_x: bool, need_w: bool,
@@ -166,16 +177,25 @@ def _grads(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, C_out: int, 
 
 
 def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom, need_x: bool, need_w: bool,
-              need_b: bool):
-    """(dx, dW, dbias), None where not needed; dW in W's dtype, dbias in dy's. Plans as in _forward."""
+              need_b: bool, fplan: _launch.Plan | None = None):
+    """(dx, dW, dbias), None where not needed; dW in W's dtype, dbias in dy's. Plans as in _forward;
+    ``fplan``, the plan of the forward this backward belongs to, holds this one's under a short key
+    (``dy`` has the forward output's shape, ``x`` and ``W`` are the forward's own tensors)."""
     key = plan_dict = None
     o = _options._current
     if (need_x or need_w or need_b) and o.plans and _replay_ok and not _launch._pinned \
             and _launch._compile_hook is None:  # _replaying()
-        plan_dict = _plan_dict if o is _plan_opts else plans()
-        key = (g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype, dy.shape,
-               dy.stride(), dy.dtype, need_x, need_w, need_b, _tf32())
-        plan = plan_dict.get(key)
+        short = (id(o), dy.stride(), dy.dtype, need_x, need_w, need_b, _tf32()) if fplan is not None else None
+        linked = fplan.after.get(short) if fplan is not None else None
+        if linked is not None and linked[0] is o:
+            plan = linked[1]
+        else:
+            plan_dict = _plan_dict if o is _plan_opts else plans()
+            key = (g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
+                   dy.shape, dy.stride(), dy.dtype, need_x, need_w, need_b, _tf32())
+            plan = plan_dict.get(key)
+            if plan is not None and fplan is not None:
+                fplan.after[short] = (o, plan)  # the options value kept alive with its id
         if plan is not None:
             d, packs = plan.data
             dx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else None
@@ -209,6 +229,8 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, g: _Geom,
                 _launch_dw(x, dy, dw, db, d, g)
         if key is not None:  # roles in the order _replay passes them
             roles = {"x": x, "w": weight, "dy": dy, "dx": dx, "dw": dw, "db": db, "wp": w if w is not weight else None}
-            _keep(plan_dict, key, _launch.Plan.of(launches, roles, x.device, (d, need_x and _packs(d, g)),
-                                                  fresh=_FRESH))
+            plan = _keep(plan_dict, key, _launch.Plan.of(launches, roles, x.device, (d, need_x and _packs(d, g)),
+                                                         fresh=_FRESH))
+            if plan is not None and fplan is not None:
+                fplan.after[(id(o), dy.stride(), dy.dtype, need_x, need_w, need_b, _tf32())] = (o, plan)
     return dx, dw, db

@@ -698,12 +698,13 @@ class Plan:
     one expression from the call's tensors and the recorded constants, the alignment checked in one
     test. A small layer's whole replay then costs about a tenth of a no-op autograd call."""
 
-    __slots__ = ("steps", "aligned", "device", "data", "order", "run_fn")
+    __slots__ = ("steps", "aligned", "device", "data", "order", "run_fn", "after")
 
     def __init__(self, steps: tuple[Bound, ...], aligned: tuple, device: torch.device, data,
                  order: tuple[str, ...]) -> None:
         self.steps, self.aligned, self.device, self.data, self.order = steps, aligned, device, data, order
         self.run_fn = self._compile()
+        self.after: dict = {}  # plans of the calls that follow this one's (a forward's backward), by a short key
 
     @staticmethod
     def of(launches: list, roles: dict[str, torch.Tensor | None], device: torch.device, data=None,

@@ -7,13 +7,13 @@ from __future__ import annotations
 import torch
 
 from ._common import _check_io, _dims, _DTYPES, _geom, _Geom, _geom_of
-from ._dispatch import _backward, _forward
+from ._dispatch import _backward, _forward, _forward_planned
 
 
 def _fn_backward(ctx, dy):
     x, weight = ctx.saved_tensors
     nx, nw, nb, _ = ctx.needs_input_grad  # nb is False without a bias
-    dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb)
+    dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb, ctx.plan)
     return dx, dw, db, None
 
 
@@ -27,7 +27,8 @@ class _SelfONNFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, geom: _Geom):
         ctx.save_for_backward(x, weight)
         ctx.geom = geom
-        return _forward(x, weight, bias, geom)
+        y, ctx.plan = _forward_planned(x, weight, bias, geom)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -35,7 +36,7 @@ class _SelfONNFn(torch.autograd.Function):
             return _fn_backward_once(ctx, dy)
         x, weight = ctx.saved_tensors  # _fn_backward inline: one frame less on every layer's backward
         nx, nw, nb, _ = ctx.needs_input_grad
-        dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb)
+        dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb, ctx.plan)
         return dx, dw, db, None
 
 
