@@ -590,6 +590,47 @@ def test_plan_replays_the_launches_of_the_direct_path(compiled_path_on_cpu, case
     assert any("x" in d for _, d in runs[True])
 
 
+def test_options_are_one_frozen_value_set_for_a_block():
+    """selfonn.kernels.options(...) applies changes for a block on top of the value in force, nests,
+    and restores; unknown names and bad values are refused; the value itself cannot be changed."""
+    import dataclasses
+
+    from selfonn import kernels
+
+    before = kernels.get_options()
+    with kernels.options(thin=False, dw_min_steps=2) as o:
+        assert kernels.get_options() is o and not o.thin and o.dw_min_steps == 2 and o.plans == before.plans
+        with kernels.options(thin=True):
+            assert kernels.get_options().thin and kernels.get_options().dw_min_steps == 2
+        assert kernels.get_options() is o
+    assert kernels.get_options() is before
+    with pytest.raises(TypeError, match="unknown kernel options"), kernels.options(prefetch=True):
+        pass
+    for bad in ({"dw_tiles": "fast"}, {"dw_min_steps": 0}, {"thin_split_bwd": "maybe"}, {"dw_split_divs": (0,)}):
+        with pytest.raises(ValueError):
+            kernels.Options(**bad)
+    with pytest.raises(TypeError):
+        kernels.Options(thin="yes")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.thin = False  # type: ignore[misc]
+    assert kernels.get_options() is before
+
+
+def test_plans_are_kept_per_options_value(compiled_path_on_cpu):
+    """A call under other options neither replays nor overwrites the plans of the defaults."""
+    from selfonn import kernels
+
+    x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
+    sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    (plan,) = sc.plans().values()
+    with kernels.options(dual_one_pass=False):
+        assert sc.plans() == {}
+        sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+        (other,) = sc.plans().values()
+        assert other is not plan
+    assert list(sc.plans().values()) == [plan]
+
+
 def test_plan_is_not_kept_when_two_roles_are_one_tensor(compiled_path_on_cpu):
     """Roles told apart by identity: a call passing one tensor twice must not bind later calls so."""
     t = torch.rand(3, 3, 3, dtype=torch.float64)
