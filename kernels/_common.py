@@ -64,11 +64,12 @@ class _Geom:
     output_padding: int = 0
     transposed: bool = False
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash(self.ints()))  # a plan key part: hashed on every call
-
-    def __hash__(self) -> int:
-        return self._hash
+    def __hash__(self) -> int:  # a plan key part, hashed on every call: computed once (never for SymInts)
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(self.ints())
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def ints(self) -> tuple[int, int, int, int, int, int, bool, int]:
         """The op schema's geometry arguments, in order."""

@@ -40,7 +40,6 @@ class _SelfONNFn(torch.autograd.Function):
         return dx, dw, db, None
 
 
-@torch.library.custom_op("selfonn::fused_conv", mutates_args=())
 def _fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
                 pad_right: int, dilation: int, groups: int, q: int, transposed: bool,
                 output_padding: int) -> torch.Tensor:
@@ -49,13 +48,11 @@ def _fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return _forward(x, weight, bias, g)
 
 
-@_fused_conv.register_fake
 def _fused_conv_fake(x, weight, bias, stride, pad_left, pad_right, dilation, groups, q, transposed, output_padding):
     d = _dims(x, weight, _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed))
     return x.new_empty((d.B, d.C_out, d.L_out))
 
 
-@torch.library.custom_op("selfonn::fused_conv_backward", mutates_args=())
 def _fused_conv_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int, pad_left: int,
                          pad_right: int, dilation: int, groups: int, q: int, transposed: bool, output_padding: int,
                          need_x: bool, need_w: bool, need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,7 +64,6 @@ def _fused_conv_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
             db if db is not None else empty.clone())
 
 
-@_fused_conv_backward.register_fake
 def _fused_conv_backward_fake(dy, x, weight, stride, pad_left, pad_right, dilation, groups, q, transposed,
                               output_padding, need_x, need_w, need_b):
     d = _dims(x, weight, _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed))
@@ -91,7 +87,20 @@ def _op_backward(ctx, dy):
     return (dx if nx else None, dw if nw else None, db if nb else None) + (None,) * len(ctx.geom)
 
 
-_fused_conv.register_autograd(_op_backward, setup_context=_op_setup)
+# Registered below torch.library.custom_op's wrappers (its per-call Python: the output aliasing check,
+# a dynamo-disable frame), which cost a compiled graph more per fused call than the eager path's whole
+# host work: the schema, one CompositeExplicitAutograd kernel each, fakes and the autograd formula.
+_lib = torch.library.Library("selfonn", "DEF")
+_lib.define("fused_conv(Tensor x, Tensor weight, Tensor? bias, SymInt stride, SymInt pad_left, SymInt pad_right, "
+            "SymInt dilation, SymInt groups, SymInt q, bool transposed, SymInt output_padding) -> Tensor")
+_lib.define("fused_conv_backward(Tensor dy, Tensor x, Tensor weight, SymInt stride, SymInt pad_left, "
+            "SymInt pad_right, SymInt dilation, SymInt groups, SymInt q, bool transposed, SymInt output_padding, "
+            "bool need_x, bool need_w, bool need_b) -> (Tensor, Tensor, Tensor)")
+_lib.impl("fused_conv", torch._disable_dynamo(_fused_conv), "CompositeExplicitAutograd")
+_lib.impl("fused_conv_backward", torch._disable_dynamo(_fused_conv_backward), "CompositeExplicitAutograd")
+torch.library.register_fake("selfonn::fused_conv", _fused_conv_fake, lib=_lib)
+torch.library.register_fake("selfonn::fused_conv_backward", _fused_conv_backward_fake, lib=_lib)
+torch.library.register_autograd("selfonn::fused_conv", _op_backward, setup_context=_op_setup, lib=_lib)
 
 
 def _apply(x, weight, bias, g: _Geom) -> torch.Tensor:
