@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -125,17 +125,19 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g
     return _forward_planned(x, weight, bias, g)[0]
 
 
-def _forward_planned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom
-                     ) -> tuple[torch.Tensor, _launch.Plan | None]:
+def _forward_planned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: _Geom,
+                     validate: Callable[[], object] | None = None) -> tuple[torch.Tensor, _launch.Plan | None]:
     """(y, the plan it replayed or recorded, if any): the autograd Function hands the plan to its
-    backward, which finds its own plan through it by a short key."""
+    backward, which finds its own plan through it by a short key. ``validate`` (the caller's operand
+    check) runs unless a plan replays: a plan is recorded only after it passed for that signature,
+    and its key holds every property of the operands it checks (shapes, dtypes, devices)."""
     key = plan_dict = None
     o = _options._current
     if o.plans and _replay_ok and not _launch._pinned and _launch._compile_hook is None:  # _replaying()
         plan_dict = _plan_dict if o is _plan_opts else plans()
         # everything the launches depend on besides the tensors' addresses and the options
-        key = (g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype,
-               None if bias is None else (bias.shape, bias.stride()), _tf32())
+        key = (g, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(), weight.dtype, weight.device,
+               None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device), _tf32())
         plan = plan_dict.get(key)
         if plan is not None:
             y_shape, packs, d = plan.data
@@ -147,6 +149,8 @@ def _forward_planned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                 _refused(e)
         elif not _recordable():
             key = None
+    if validate is not None:
+        validate()
     d = _dims(x, weight, g)
     if bias is not None and bias.shape[0] != d.C_out:
         raise ValueError(f"bias has {bias.shape[0]} entries, expected out_channels={d.C_out}")

@@ -4,6 +4,8 @@ ops ``selfonn::fused_conv`` / ``selfonn::fused_conv_backward`` for ``torch.compi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ._common import _check_io, _dims, _DTYPES, _geom, _Geom, _geom_of
@@ -12,9 +14,9 @@ from ._dispatch import _backward, _forward, _forward_planned
 
 def _fn_backward(ctx, dy):
     x, weight = ctx.saved_tensors
-    nx, nw, nb, _ = ctx.needs_input_grad  # nb is False without a bias
+    nx, nw, nb = ctx.needs_input_grad[:3]  # nb is False without a bias
     dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb, ctx.plan)
-    return dx, dw, db, None
+    return dx, dw, db, None, None
 
 
 # create_graph=True: a second backward through these gradients errors out (the kernels' results are
@@ -24,10 +26,10 @@ _fn_backward_once = torch.autograd.function.once_differentiable(_fn_backward)
 
 class _SelfONNFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, geom: _Geom):
+    def forward(ctx, x, weight, bias, geom: _Geom, validate=None):
         ctx.save_for_backward(x, weight)
         ctx.geom = geom
-        y, ctx.plan = _forward_planned(x, weight, bias, geom)
+        y, ctx.plan = _forward_planned(x, weight, bias, geom, validate)
         return y
 
     @staticmethod
@@ -35,9 +37,9 @@ class _SelfONNFn(torch.autograd.Function):
         if torch.is_grad_enabled():
             return _fn_backward_once(ctx, dy)
         x, weight = ctx.saved_tensors  # _fn_backward inline: one frame less on every layer's backward
-        nx, nw, nb, _ = ctx.needs_input_grad
+        nx, nw, nb = ctx.needs_input_grad[:3]
         dx, dw, db = _backward(dy, x, weight, ctx.geom, nx, nw, nb, ctx.plan)
-        return dx, dw, db, None
+        return dx, dw, db, None, None
 
 
 def _fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
@@ -112,14 +114,14 @@ def _apply(x, weight, bias, g: _Geom) -> torch.Tensor:
     return _eager(x, weight, bias, g)
 
 
-def _eager(x, weight, bias, g: _Geom) -> torch.Tensor:
+def _eager(x, weight, bias, g: _Geom, validate=None) -> torch.Tensor:
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         if _unwrap is None or torch._C._are_functorch_transforms_active():
-            return _SelfONNFn.apply(x, weight, bias, g)
+            return _SelfONNFn.apply(x, weight, bias, g, validate)
         # what Function.apply does without functorch transforms, less its Python (a tenth of the floor)
-        return _c_apply(_unwrap(x), _unwrap(weight), None if bias is None else _unwrap(bias), g)
-    return _forward(x, weight, bias, g)
+        return _c_apply(_unwrap(x), _unwrap(weight), None if bias is None else _unwrap(bias), g, validate)
+    return _forward_planned(x, weight, bias, g, validate)[0]
 
 
 _c_apply = super(torch.autograd.Function, _SelfONNFn).apply  # the C entry Function.apply ends in
@@ -140,16 +142,22 @@ def _autocast(x, weight, bias):
 
 def checked_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
                  pad_right: int, dilation: int, groups: int, q: int, transposed: bool,
-                 output_padding: int) -> torch.Tensor:
+                 output_padding: int, validate: Callable[[], object] | None = None) -> torch.Tensor:
     """The fused (transposed) conv for :mod:`selfonn.functional`, which has checked the arguments and
-    operands and applied autocast already: the entry points below repeat that for direct callers."""
+    applied autocast already: the entry points below repeat that for direct callers. ``validate``:
+    the caller's operand check, run once per call signature (before a signature's first launches;
+    a call that replays a plan has the signature of one that passed it), and always while tracing."""
     if x.dtype not in _DTYPES:  # devices: selfonn's backend resolution allows CUDA or the interpreter only
+        if validate is not None:
+            validate()
         raise TypeError(f"the fused kernels take one of {_DTYPES}, got {x.dtype}")
     if torch.compiler.is_compiling():  # torch.compile cannot trace an lru_cache: a plain _Geom
+        if validate is not None:
+            validate()
         g = _Geom(stride, pad_left, pad_right, dilation, groups, q, output_padding, transposed)
         return torch.ops.selfonn.fused_conv(x, weight, bias, *g.ints())
     return _eager(x, weight, bias, _geom_of(stride, pad_left, pad_right, dilation, groups, q, output_padding,
-                                            transposed))
+                                            transposed), validate)
 
 
 def triton_selfonn_conv1d(

@@ -20,6 +20,7 @@ once to the low dtype before the conv; the chain rule for dx also runs in float3
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -196,17 +197,22 @@ def selfonn_conv1d(
     if _unbatched(x):
         return selfonn_conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, q, backend).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
-    _args.check_operands(x, weight, bias, q, groups, transposed=False)
+    fused, validate = _operand_check(x, weight, bias, q, groups, backend, transposed=False)
     kernel_size = weight.shape[-1]
-    if type(padding) is int and padding >= 0:  # what conv_padding returns for it, without the call
-        pad = (padding, padding)
-    else:
-        pad = _args.conv_padding(padding, kernel_size, stride, dilation)
-    _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
+    try:
+        if type(padding) is int and padding >= 0:  # what conv_padding returns for it, without the call
+            pad = (padding, padding)
+        else:
+            pad = _args.conv_padding(padding, kernel_size, stride, dilation)
+        _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
+    except ValueError:
+        if validate is not None:
+            validate()  # an operand error first, as when the operands are checked up front
+        raise
     if autocast:
         with torch.autocast(x.device.type, enabled=False):
-            return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0)
-    return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0)
+            return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0, fused, validate)
+    return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0, fused, validate)
 
 
 def selfonn_conv_transpose1d(
@@ -237,16 +243,22 @@ def selfonn_conv_transpose1d(
             x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation, q, backend
         ).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
-    _args.check_operands(x, weight, bias, q, groups, transposed=True)
-    if type(padding) is int and padding >= 0:  # what transpose_padding returns for it, without the call
-        pad = (padding, padding)
-    else:
-        pad = _args.transpose_padding(padding)
-    _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
+    fused, validate = _operand_check(x, weight, bias, q, groups, backend, transposed=True)
+    try:
+        if type(padding) is int and padding >= 0:  # what transpose_padding returns for it, without the call
+            pad = (padding, padding)
+        else:
+            pad = _args.transpose_padding(padding)
+        _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
+    except ValueError:
+        if validate is not None:
+            validate()  # an operand error first, as when the operands are checked up front
+        raise
+    args = (x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused, validate)
     if autocast:
         with torch.autocast(x.device.type, enabled=False):
-            return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding)
-    return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding)
+            return _conv(*args)
+    return _conv(*args)
 
 
 def _plain(stride: object, dilation: object, groups: object, q: object) -> bool:
@@ -256,12 +268,31 @@ def _plain(stride: object, dilation: object, groups: object, q: object) -> bool:
             and stride >= 1 and dilation >= 1 and groups >= 1 and q >= 1)
 
 
+def _operand_check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, q: int, groups: int,
+                   backend: str | None, transposed: bool) -> tuple[bool, Callable[[], object] | None]:
+    """(whether the call takes the fused kernels, their operand check or None). The kernels run the
+    check once per call signature (a replayed launch plan was recorded after it passed); every other
+    call, and one whose operands are not 3-D tensors, is checked here and now (None returned)."""
+    if (isinstance(x, torch.Tensor) and x.dim() == 3 and isinstance(weight, torch.Tensor) and weight.dim() == 3
+            and (bias is None or isinstance(bias, torch.Tensor))):
+        try:
+            fused = resolve_backend(backend, x) == "triton"
+        except RuntimeError:  # raised again by _conv, after any operand error
+            fused = False
+        if fused:
+            return True, lambda: _args.check_operands(x, weight, bias, q, groups, transposed=transposed)
+    _args.check_operands(x, weight, bias, q, groups, transposed=transposed)
+    return False, None
+
+
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad: tuple[int, int],
-          dilation: int, groups: int, q: int, backend: str | None, transposed: bool, output_padding: int
-          ) -> torch.Tensor:
-    """Checked operands and arguments to the backend ``backend`` resolves to."""
-    if resolve_backend(backend, x) == "triton":
-        return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, transposed, output_padding)
+          dilation: int, groups: int, q: int, backend: str | None, transposed: bool, output_padding: int,
+          fused: bool, validate: Callable[[], object] | None) -> torch.Tensor:
+    """The call on the backend it resolved to: the fused kernels (``fused``, with their deferred operand
+    check ``validate``) or the exact torch path (operands checked)."""
+    if fused or resolve_backend(backend, x) == "triton":
+        return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, transposed, output_padding,
+                        validate)
     return _ExactSelfONN.apply(x, weight, bias, transposed, stride, pad, dilation, output_padding, groups, q)
 
 

@@ -631,6 +631,28 @@ def test_plans_are_kept_per_options_value(compiled_path_on_cpu):
     assert list(sc.plans().values()) == [plan]
 
 
+def test_operands_are_checked_once_per_call_signature(compiled_path_on_cpu, monkeypatch):
+    """selfonn.functional hands the fused kernels its operand check: it runs on a signature's first
+    call, not on the calls that replay that signature's plan, and bad operands (another bias dtype,
+    another channel count) still fail with its own errors."""
+    from selfonn import _args
+
+    calls = []
+    real = _args.check_operands
+    monkeypatch.setattr(_args, "check_operands", lambda *a, **k: calls.append(a[3:]) or real(*a, **k))
+    x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
+    b = torch.randn(8, dtype=torch.float64)
+    for _ in range(3):
+        selfonn.selfonn_conv1d(x, w, b, 1, 1, 1, 1, 3, backend="triton")
+    assert calls == [(3, 1)]
+    with pytest.raises(TypeError, match="does not match bias dtype"):
+        selfonn.selfonn_conv1d(x, w, b.float(), 1, 1, 1, 1, 3, backend="triton")
+    with pytest.raises(ValueError, match="expected input with 4 channels"):
+        selfonn.selfonn_conv1d(torch.rand(1, 5, 64, dtype=torch.float64), w, b, 1, 1, 1, 1, 3, backend="triton")
+    with pytest.raises(ValueError, match="expected input with 4 channels"):  # before the length's own error
+        selfonn.selfonn_conv1d(torch.rand(1, 5, 1, dtype=torch.float64), w, b, 1, 0, 1, 1, 3, backend="triton")
+
+
 def test_plan_is_not_kept_when_two_roles_are_one_tensor(compiled_path_on_cpu):
     """Roles told apart by identity: a call passing one tensor twice must not bind later calls so."""
     t = torch.rand(3, 3, 3, dtype=torch.float64)
