@@ -218,8 +218,6 @@ def _use_thin(d: _Dims, g: _Geom) -> bool:
 
 
 _kernels: dict[str, _launch.Kernel] = {}
-
-
 _kernel_fns: dict[str, object] = {}  # launcher name -> @triton.jit kernel (each family registers its own)
 
 

@@ -21,19 +21,10 @@ from .thin import _thin_bwd, _thin_bwd_split, _thin_fwd, _thin_split
 
 log = logging.getLogger(__name__)
 
-
 _PLANS_MAX = 4096
-
-
 _plan_sets: dict[Options, dict[tuple, _launch.Plan]] = {}
-
-
 _plan_opts: Options | None = None  # the options _plan_dict belongs to (compared by identity per call)
-
-
 _plan_dict: dict[tuple, _launch.Plan] = {}
-
-
 _replay_ok = True  # False once this Triton's launcher refused a direct call: plans off for the process
 
 
@@ -115,8 +106,6 @@ def _recording(key: tuple | None):
 
 
 _FRESH = ("y", "dx", "dw", "db", "wp")  # roles a call allocates itself (aligned: not checked per call)
-
-
 _tf32 = torch._C._get_cudnn_allow_tf32  # torch.backends.cudnn.allow_tf32 without the module attribute lookup
 
 

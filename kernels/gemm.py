@@ -291,13 +291,9 @@ _MM_SHAPES = [  # (BLOCK_T, BLOCK_N, BLOCK_R, warps); the first is the untuned d
 # the wide output tiles the other layers tune over. Offline (Triton 3.6, sm_90, fp32) none spills on
 # gen.up4's grad_x (186-194 registers; 128x64 at 4 warps and 256x64 at 8 did, 264-320 bytes: left out).
 _MM_SHAPES_R16 = [(128, 64, 16, 8), (64, 64, 16, 4), (128, 32, 16, 4), (256, 32, 16, 8), (64, 32, 16, 4)]
-
-
 # An output side of 16 channels (gen.up4's forward to C_out = 16, gen.down2's and disc.2's grad_x to
 # C_in = 16) kept two tiles, 128x16 and 64x16: these add longer time blocks and deeper reduction blocks.
 _MM_SHAPES_N16 = [(256, 16, 32, 8), (128, 16, 64, 4), (256, 16, 64, 8)]
-
-
 # Under the interpreter the smallest legal tiles run fastest: these go first there.
 _INTERP_MM = Cfg.of(BLOCK_T=16, BLOCK_N=16, BLOCK_R=16)
 

@@ -342,8 +342,6 @@ def _dw_kernel(
 #: sm_90, fp32), and the single-channel backward's one launch then holds as many for its grad_x
 #: programs too; with 64 steps, 64. Offered only to GEMMs that small (_prune_dw).
 _DW_SHORT_STEP = (16, 16, 64, 4)
-
-
 _DW_SHAPES = [  # (BLOCK_M, BLOCK_N, BLOCK_T, warps): M >= 64 where the rows allow (wgmma)
     (64, 128, 64, 8), (64, 64, 64, 4), (128, 128, 32, 8), (128, 64, 64, 8),
     (32, 64, 128, 4), (16, 64, 128, 4), (32, 32, 128, 4), (16, 16, 256, 4), _DW_SHORT_STEP,

@@ -125,8 +125,6 @@ def _eager(x, weight, bias, g: _Geom, validate=None) -> torch.Tensor:
 
 
 _c_apply = super(torch.autograd.Function, _SelfONNFn).apply  # the C entry Function.apply ends in
-
-
 _unwrap = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", None)
 
 

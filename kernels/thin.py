@@ -235,8 +235,6 @@ def _prune_thin(c_fan: int) -> list[Cfg]:
 
 
 _thin_split_picks: dict[tuple, bool] = {}
-
-
 _thin_split_timings: dict[tuple, tuple[float, float]] = {}  # (one launch, two launches) ms per key
 
 
