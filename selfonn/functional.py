@@ -254,11 +254,11 @@ def selfonn_conv_transpose1d(
         if validate is not None:
             validate()  # an operand error first, as when the operands are checked up front
         raise
-    args = (x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused, validate)
     if autocast:
         with torch.autocast(x.device.type, enabled=False):
-            return _conv(*args)
-    return _conv(*args)
+            return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused,
+                         validate)
+    return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused, validate)
 
 
 def _plain(stride: object, dilation: object, groups: object, q: object) -> bool:
