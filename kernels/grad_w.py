@@ -470,9 +470,12 @@ def _with_splits(cands: list[Cfg], plan_of: Callable[[Cfg], dict]) -> list[Cfg]:
 
 
 def _dw_key(x, d: _Dims, g: _Geom, db_mode: int, need_w: bool, L_red: int, idx) -> tuple:
+    """The grad_W tune key: what its candidates and their timing depend on, the options among it (the
+    tail's per-load split count is a constexpr the compiled-kernel cache does not see by itself)."""
+    o = _opt()
     return (x.dtype, _precision(x), g.transposed, g.q, d.K, g.stride, g.dilation, g.pad_left, g.groups, d.C_in,
-            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _dw_tile_kinds(g), _opt().dw_min_steps,
-            _opt().dw_split_steps, _opt().dw_split_divs)
+            d.CQG, d.OG, db_mode, need_w, _bucket(d.B * L_red), idx, _dw_tile_kinds(g), o.dw_min_steps,
+            o.dw_split_steps, o.dw_split_divs, o.tail_max_splits, o.tail_elements)
 
 
 def _launch_dw(x, dy, dw, db, d: _Dims, g: _Geom) -> None:
