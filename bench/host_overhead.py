@@ -9,7 +9,9 @@ calls on CPU tensors through the compiled-launch host path (``selfonn.kernels.dr
 GPU call runs up to the launch itself, which is left out), forward and forward+backward
 (``torch.autograd.grad``), with plans (the default) and without (every call rebuilds its launch
 arguments), side by side in one run. The floor is a no-op ``autograd.Function`` with the same calls.
-Batch 1, length 2688 (host time does not depend on sizes), one thread; prints a markdown table.
+Batch 1, length 2688 (host time does not depend on sizes), one thread, the best of several rounds of
+this thread's CPU time (a loaded machine's other work does not count); prints a markdown table with
+each layer's fwd+bwd as a multiple of the floor timed beside it (the floor row: their median).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,15 +32,19 @@ from _common import opgan_layers  # noqa: E402
 from _host_probe import Noop  # noqa: E402
 
 
-def _per_call_us(fn, calls: int, rounds: int) -> float:
-    for _ in range(max(calls // 10, 5)):
-        fn()
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(calls):
+def _per_call_us(fns: list, calls: int, rounds: int) -> list[float]:
+    """Best us per call of each of ``fns``, timed in turn within every round (a ratio of two of them
+    compares times taken under the same conditions)."""
+    for fn in fns:
+        for _ in range(max(calls // 10, 5)):
             fn()
-        best = min(best, (time.perf_counter() - t0) / calls * 1e6)
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.thread_time()  # this thread's CPU time: other work on a shared machine does not count
+            for _ in range(calls):
+                fn()
+            best[i] = min(best[i], (time.thread_time() - t0) / calls * 1e6)
     return best
 
 
@@ -47,9 +54,10 @@ def _steps(call, x, w, b):
     return (lambda: call(x, w, b)), (lambda: torch.autograd.grad(call(x, w, b), (x, w, b), dy))
 
 
-def measure(layer, calls: int, rounds: int) -> dict:
+def measure(layer, calls: int, rounds: int, floor) -> dict:
+    """The layer's host times; ``floor``: the no-op Function's fwd+bwd, timed beside the planned fwd+bwd."""
     import selfonn
-    from selfonn.kernels import selfonn_conv as sc
+    from selfonn import kernels
 
     if layer.transposed:
         w = torch.randn(layer.q * layer.c_in, layer.c_out, layer.k, requires_grad=True)
@@ -65,16 +73,15 @@ def measure(layer, calls: int, rounds: int) -> dict:
     b = torch.randn(layer.c_out, requires_grad=True)
     x = torch.randn(1, layer.c_in, layer.L_in, requires_grad=True)
     row = {"layer": layer.name}
-    default = sc._PLANS
-    try:
-        for plans in (False, True):
-            sc._PLANS = plans
+    for plans in (False, True):
+        with kernels.options(plans=plans):
             fwd, both = _steps(call, x, w, b)
             tag = "plans" if plans else "no_plans"
-            row[f"fwd_{tag}"] = _per_call_us(fwd, calls, rounds)
-            row[f"fwd_bwd_{tag}"] = _per_call_us(both, calls, rounds)
-    finally:
-        sc._PLANS = default
+            row[f"fwd_{tag}"], = _per_call_us([fwd], calls, rounds)
+            if plans:
+                row["fwd_bwd_plans"], row["floor"] = _per_call_us([both, floor], calls, rounds)
+            else:
+                row["fwd_bwd_no_plans"], = _per_call_us([both], calls, rounds)
     return row
 
 
@@ -95,23 +102,23 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown layers {sorted(unknown)}")
         layers = [lay for lay in layers if lay.name in wanted]
     os.environ.setdefault("SELFONN_DIRECT_LAUNCH", "1")
-    with dry_run(log=False):
-        rows = [measure(layer, args.calls, args.rounds) for layer in layers]
     x, w = torch.randn(1, 4, 16, requires_grad=True), torch.randn(4, 4, 3, requires_grad=True)
     b = torch.randn(4, requires_grad=True)
-    fwd, both = _steps(Noop.apply, x, w, b)
-    floor = (_per_call_us(fwd, args.calls, args.rounds), _per_call_us(both, args.calls, args.rounds))
+    noop_fwd, noop_both = _steps(Noop.apply, x, w, b)
+    with dry_run(log=False):
+        rows = [measure(layer, args.calls, args.rounds, noop_both) for layer in layers]
+    floor = (_per_call_us([noop_fwd], args.calls, args.rounds)[0], statistics.median(r["floor"] for r in rows))
 
     cpu = platform.processor() or platform.machine()
     print(f"Host us per fused call, launches left out (`python bench/host_overhead.py`; {cpu}, "
           f"torch {torch.__version__}, 1 thread)\n")
-    print("| layer | fwd, no plans | fwd, plans | fwd+bwd, no plans | fwd+bwd, plans | fwd+bwd saved |")
-    print("|---|---|---|---|---|---|")
+    print("| layer | fwd, no plans | fwd, plans | fwd+bwd, no plans | fwd+bwd, plans | fwd+bwd saved | × floor |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         saved = 1 - r["fwd_bwd_plans"] / r["fwd_bwd_no_plans"]
         print(f"| {r['layer']} | {r['fwd_no_plans']:.1f} | {r['fwd_plans']:.1f} | {r['fwd_bwd_no_plans']:.1f} | "
-              f"{r['fwd_bwd_plans']:.1f} | {saved:.0%} |")
-    print(f"| no-op autograd.Function (floor) | | {floor[0]:.1f} | | {floor[1]:.1f} | |")
+              f"{r['fwd_bwd_plans']:.1f} | {saved:.0%} | {r['fwd_bwd_plans'] / r['floor']:.2f} |")
+    print(f"| no-op autograd.Function (floor) | | {floor[0]:.1f} | | {floor[1]:.1f} | | 1.00 |")
     return 0
 
 

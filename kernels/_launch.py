@@ -628,81 +628,131 @@ def scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return t
 
 
+_workspaces: dict[tuple, torch.Tensor] = {}
+
+
+def workspace(device: torch.device, dtype: torch.dtype, numel: int, slot: int) -> torch.Tensor:
+    """A work buffer of at least ``numel`` elements that plans bind for good (slot ``slot`` of a launch:
+    a launch's scratch buffers get distinct slots). Safe as the counters are: launches run in stream
+    order and each fully writes its scratch before reading it. Outgrown buffers stay alive (plans and
+    captured CUDA graphs point at them), so growth at least doubles; one grown inside a capture is
+    not kept."""
+    key = (device, dtype, slot)
+    buf = _workspaces.get(key)
+    if buf is not None and buf.numel() >= numel:
+        return buf
+    fresh = torch.empty(max(numel, 2 * buf.numel() if buf is not None else 1024), device=device, dtype=dtype)
+    if not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        if buf is not None:
+            _retired.append(buf)
+        _workspaces[key] = fresh
+    return fresh
+
+
 class Bound:
-    """One recorded launch with everything but its tensors fixed (a plan step)."""
+    """One recorded launch with everything but the call's own tensors fixed (a plan step). Its scratch
+    buffers are bound to the shared :func:`workspace` and its arrival counters to the counters buffer
+    of the time (kernels leave counters zero, and outgrown buffers are never freed)."""
 
-    __slots__ = ("ck", "grid", "vals", "fill")
+    __slots__ = ("ck", "grid", "vals", "roles")
 
-    def __init__(self, ck, grid: tuple, vals: list, fill: tuple) -> None:
-        self.ck, self.grid, self.vals, self.fill = ck, grid, vals, fill
+    def __init__(self, ck, grid: tuple, vals: list, roles: tuple) -> None:
+        self.ck, self.grid, self.vals = ck, grid, vals
+        self.roles = roles  # (position, index of the role in the plan's order): the call's own tensors
 
     @staticmethod
-    def of(launch: tuple, roles: dict[str, torch.Tensor]) -> Bound | None:
-        """Bind a recorded launch to ``roles``. None if one of its tensors is neither a role, nor
-        the counters, nor :func:`scratch` (then a later call could not rebuild it)."""
+    def of(launch: tuple, roles: dict[str, torch.Tensor], order: tuple[str, ...]) -> Bound | None:
+        """Bind a recorded launch to ``roles`` (numbered by their place in ``order``). None if one of
+        its tensors is neither a role, nor the counters, nor :func:`scratch` (then a later call could
+        not rebuild it)."""
         kernel, ck, grid, args, cfg = launch
         vals = kernel.ordered(args, cfg)
-        by_id = {id(t): r for r, t in roles.items() if t is not None}
-        fill = []
+        by_id = {id(t): order.index(r) for r, t in roles.items() if t is not None}
+        bound, slot = [], 0
         for i, v in enumerate(vals):
             if not isinstance(v, torch.Tensor):
                 continue
             role = by_id.get(id(v))
             if role is not None:
-                fill.append((i, role, None))
+                bound.append((i, role))
+                vals[i] = None  # the template keeps no tensor of a call alive
             elif any(v is c for c in _counters.values()):
-                fill.append((i, "", v.numel()))  # "": the counters, at least this many
+                pass  # the counters: kept as they are
             elif id(v) in getattr(_tls, "scratch", ()):
-                fill.append((i, None, (v.numel(), v.dtype)))
+                vals[i] = workspace(v.device, v.dtype, v.numel(), slot)
+                slot += 1
             else:
                 return None
-            vals[i] = None  # the template keeps no tensor alive
-        return Bound(ck, grid, vals, tuple(fill))
-
-    def run(self, roles: dict[str, torch.Tensor], device: torch.device) -> None:
-        vals = self.vals.copy()
-        for i, role, extra in self.fill:
-            if role:
-                vals[i] = roles[role]
-            elif role is None:
-                vals[i] = torch.empty(extra[0], device=device, dtype=extra[1])
-            else:
-                vals[i] = counters(device, extra)
-        run_compiled(self.ck, self.grid, vals)
+        return Bound(ck, grid, vals, tuple(bound))
 
 
 class Plan:
     """The launches of one op call signature, replayed with another call's tensors.
 
-    Valid for calls whose role tensors have the same 16-byte alignment as the recorded ones (Triton
-    specialises on it); :meth:`run` returns False, launching nothing, for any other call."""
+    Roles are named when the plan is made (``order``) and passed by position when it runs. Valid for
+    calls whose given tensors (roles not in ``fresh``: those the caller allocates anew) have the same
+    16-byte alignment as the recorded ones (Triton specialises on it); :meth:`run` returns False,
+    launching nothing, for any other call.
 
-    __slots__ = ("steps", "aligned", "device", "data")
+    A replay is one generated function (:meth:`_compile`): each launch's argument list is built in
+    one expression from the call's tensors and the recorded constants, the alignment checked in one
+    test. A small layer's whole replay then costs about a tenth of a no-op autograd call."""
 
-    def __init__(self, steps: tuple[Bound, ...], aligned: tuple, device: torch.device, data) -> None:
-        self.steps, self.aligned, self.device, self.data = steps, aligned, device, data
+    __slots__ = ("steps", "aligned", "device", "data", "order", "run_fn", "after")
+
+    def __init__(self, steps: tuple[Bound, ...], aligned: tuple, device: torch.device, data,
+                 order: tuple[str, ...]) -> None:
+        self.steps, self.aligned, self.device, self.data, self.order = steps, aligned, device, data, order
+        self.run_fn = self._compile()
+        self.after: dict = {}  # plans of the calls that follow this one's (a forward's backward), by a short key
 
     @staticmethod
-    def of(launches: list, roles: dict[str, torch.Tensor | None], device: torch.device, data=None) -> Plan | None:
+    def of(launches: list, roles: dict[str, torch.Tensor | None], device: torch.device, data=None,
+           fresh: tuple[str, ...] = ()) -> Plan | None:
         """A plan from :func:`recording`'s list; None if a launch cannot be replayed or two roles
-        are one tensor (a later call could bind them apart)."""
+        are one tensor (a later call could bind them apart). ``roles``' order is the order
+        :meth:`run` takes them in; ``fresh``: roles every call allocates itself (always 16-byte
+        aligned, so not checked per call)."""
+        order = tuple(roles)
         present = {r: t for r, t in roles.items() if t is not None}
         if not launches or any(rec is None for rec in launches):
             return None
         if len({id(t) for t in present.values()}) != len(present):
             return None
-        steps = tuple(Bound.of(rec, present) for rec in launches)
+        steps = tuple(Bound.of(rec, present, order) for rec in launches)
         if any(b is None for b in steps):
             return None
-        used = sorted({role for b in steps for _, role, _ in b.fill if role})
-        return Plan(steps, tuple((r, present[r].data_ptr() % 16 == 0) for r in used), device, data)
+        used = sorted({role for b in steps for _, role in b.roles})
+        if any(roles[order[r]].data_ptr() % 16 for r in used if order[r] in fresh):
+            return None  # an allocation that is not aligned: later calls could not be trusted to match
+        aligned = tuple((r, roles[order[r]].data_ptr() % 16 == 0) for r in used if order[r] not in fresh)
+        return Plan(steps, aligned, device, data, order)
 
-    def run(self, roles: dict[str, torch.Tensor]) -> bool:
-        for role, aligned in self.aligned:
-            if (roles[role].data_ptr() % 16 == 0) != aligned:
-                return False
-        if self.device.type == "cuda" and self.device.index != _current_device():
-            return False
-        for step in self.steps:
-            step.run(roles, self.device)
-        return True
+    def _compile(self) -> Callable[[Sequence], bool]:
+        """``run_fn(tensors)``: the replay as straight-line code (launches go through this module's
+        ``run_compiled``, looked up per call, so a patched launcher is honoured)."""
+        env: dict = {"L": __import__(__name__, fromlist=["_"])}
+        lines = ["def run_fn(t):"]
+        on = [f"t[{r}].data_ptr()" for r, ok in self.aligned if ok]
+        off = [f"t[{r}].data_ptr()" for r, ok in self.aligned if not ok]
+        if on:
+            lines.append(f"    if ({' | '.join(on)}) & 15: return False")
+        for p in off:
+            lines.append(f"    if not {p} & 15: return False")
+        if self.device.type == "cuda":
+            env["index"] = self.device.index
+            lines.append("    if L._current_device() != index: return False")
+        for k, step in enumerate(self.steps):
+            env[f"c{k}"], env[f"ck{k}"], env[f"g{k}"] = step.vals, step.ck, step.grid
+            lines.append(f"    v = c{k}.copy()")
+            lines += [f"    v[{i}] = t[{r}]" for i, r in step.roles]
+            lines.append(f"    L.run_compiled(ck{k}, g{k}, v)")
+        lines.append("    return True")
+        exec("\n".join(lines), env)  # noqa: S102 - code built above from positions only
+        return env["run_fn"]
+
+    def run(self, tensors: Sequence[torch.Tensor | None] | dict[str, torch.Tensor | None]) -> bool:
+        """Launch with ``tensors``, one per role in the plan's order (or a dict by role name)."""
+        if isinstance(tensors, dict):
+            tensors = tuple(tensors.get(r) for r in self.order)
+        return self.run_fn(tensors)

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 
 from . import _launch
-from . import selfonn_conv as sc
+from . import _common, _dispatch
 from .precompile import DEFAULT_OFFLINE_SMS
 
 
@@ -50,14 +50,17 @@ def dry_run(sms: int = DEFAULT_OFFLINE_SMS, log: bool = True) -> Iterator[list[t
         (_launch.Kernel, "_jit", jit),
         (_launch.Kernel, "_bench", lambda self, cfg, prepare: 0.0),  # the first candidate wins
         (_launch.Kernel, "_precompile", lambda self, candidates, prepare: 0),
-        (sc, "_kernels", {}),
-        (sc, "_plans", {}),
     ]
     saved = [(obj, name, obj.__dict__[name]) for obj, name, _ in patches]
+    kernels = dict(_common._kernels)  # emptied in place: modules that imported the dict keep seeing it
     try:
         for obj, name, value in patches:
             setattr(obj, name, value)
-        yield entries
+        _common._kernels.clear()
+        with _dispatch.plans_set_aside():
+            yield entries
     finally:
         for obj, name, value in saved:
             setattr(obj, name, value)
+        _common._kernels.clear()
+        _common._kernels.update(kernels)

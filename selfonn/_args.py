@@ -91,52 +91,55 @@ def check_operands(
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 3:
+    xs = x.shape
+    if len(xs) != 3:
         raise ValueError(
-            f"expected a 3-D input (batch, channels, length) or 2-D (channels, length), got shape {tuple(x.shape)}"
+            f"expected a 3-D input (batch, channels, length) or 2-D (channels, length), got shape {tuple(xs)}"
         )
     if not isinstance(weight, torch.Tensor) or weight.dim() != 3:
         shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"weight must be a 3-D tensor, got {shape}")
+    w0, w1 = weight.shape[0], weight.shape[1]
     if transposed:
-        if weight.shape[0] % q:
-            raise ValueError(f"transposed weight's dim 0 ({weight.shape[0]} = Q*in_channels) is not divisible by q={q}")
-        if weight.shape[0] % groups:
-            raise ValueError(
-                f"transposed weight's dim 0 ({weight.shape[0]} = Q*in_channels) is not divisible by groups={groups}"
-            )
-        in_channels = weight.shape[0] // q
-        out_channels = weight.shape[1] * groups
+        if w0 % q:
+            raise ValueError(f"transposed weight's dim 0 ({w0} = Q*in_channels) is not divisible by q={q}")
+        if w0 % groups:
+            raise ValueError(f"transposed weight's dim 0 ({w0} = Q*in_channels) is not divisible by groups={groups}")
+        in_channels = w0 // q
+        out_channels = w1 * groups
     else:
-        if weight.shape[0] % groups:
-            raise ValueError(f"out_channels={weight.shape[0]} is not divisible by groups={groups}")
-        if (weight.shape[1] * groups) % q:
+        if w0 % groups:
+            raise ValueError(f"out_channels={w0} is not divisible by groups={groups}")
+        if (w1 * groups) % q:
             raise ValueError(
-                f"weight's dim 1 ({weight.shape[1]}) times groups={groups} (= Q*in_channels) "
-                f"is not divisible by q={q}"
+                f"weight's dim 1 ({w1}) times groups={groups} (= Q*in_channels) is not divisible by q={q}"
             )
-        in_channels = weight.shape[1] * groups // q
-        out_channels = weight.shape[0]
-    if x.shape[1] != in_channels:
+        in_channels = w1 * groups // q
+        out_channels = w0
+    if xs[1] != in_channels:
         raise ValueError(
             f"expected input with {in_channels} channels (in_channels of this layer, q={q}, groups={groups}), "
-            f"got input of shape {tuple(x.shape)}"
+            f"got input of shape {tuple(xs)}"
         )
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != out_channels):
         raise ValueError(f"bias must have shape ({out_channels},), got {tuple(bias.shape)}")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is None:
-            continue
-        if t.dtype != x.dtype:
-            raise TypeError(
-                f"input dtype {x.dtype} does not match {name} dtype {t.dtype}; "
-                "move the layer with .to(dtype) or run under torch.autocast"
-            )
-        if t.device != x.device:
-            raise ValueError(f"input is on {x.device} but {name} is on {t.device}")
+    dtype, device = x.dtype, x.device
+    _check_like(weight, "weight", dtype, device)
+    if bias is not None:
+        _check_like(bias, "bias", dtype, device)
     if not x.is_floating_point():
-        raise TypeError(f"input must be a floating-point tensor, got {x.dtype}")
+        raise TypeError(f"input must be a floating-point tensor, got {dtype}")
     return in_channels
+
+
+def _check_like(t: torch.Tensor, name: str, dtype: torch.dtype, device: torch.device) -> None:
+    if t.dtype != dtype:
+        raise TypeError(
+            f"input dtype {dtype} does not match {name} dtype {t.dtype}; "
+            "move the layer with .to(dtype) or run under torch.autocast"
+        )
+    if t.device != device:
+        raise ValueError(f"input is on {device} but {name} is on {t.device}")
 
 
 def check_conv_length(length: int, pad: tuple[int, int], kernel_size: int, dilation: int) -> None:

@@ -71,6 +71,15 @@ def _triton_offline() -> bool:
     return launch is not None and launch.offline()
 
 
+def _cpu_runs_triton() -> bool:
+    """Whether CPU tensors may take the kernels: offline compilation or the interpreter. The module
+    lookup goes first (cheaper than reading the environment), except while dynamo traces: it would
+    guard on a module the traced call itself may import."""
+    if torch.compiler.is_compiling():
+        return _triton_interpret() or _triton_offline()
+    return _triton_offline() or _triton_interpret()
+
+
 def _triton_importable() -> bool:
     global _triton_ok
     if _triton_ok is None:
@@ -109,7 +118,7 @@ def resolve_backend(name: str | None, x: torch.Tensor) -> str:
             )
         return "torch"
     # explicit "triton"
-    if not x.is_cuda and not _triton_interpret() and not _triton_offline():
+    if not x.is_cuda and not _cpu_runs_triton():
         raise RuntimeError(
             f"selfonn backend 'triton' needs CUDA tensors, got a tensor on {x.device}. "
             "Use backend='torch' (or 'auto'), move the model to a GPU, or set TRITON_INTERPRET=1 "

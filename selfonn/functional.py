@@ -19,7 +19,8 @@ once to the low dtype before the conv; the chain rule for dx also runs in float3
 
 from __future__ import annotations
 
-import contextlib
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -148,6 +149,8 @@ def _autocast_operands(
     """
     if not isinstance(x, torch.Tensor):
         return x, weight, bias, False  # check_operands names the bad argument
+    if _any_autocast is not None and not _any_autocast():
+        return x, weight, bias, False  # one C call instead of the device's own flag
     device_type = x.device.type
     if not torch.is_autocast_enabled(device_type):
         return x, weight, bias, False
@@ -160,6 +163,9 @@ def _autocast_operands(
         return t.to(dtype)
 
     return cast(x), cast(weight), cast(bias), True  # type: ignore[return-value]
+
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)  # torch >= 2.4
 
 
 def _unbatched(x: torch.Tensor) -> bool:
@@ -183,21 +189,30 @@ def selfonn_conv1d(
     ``(left, right)`` pair of zero padding. ``backend``: ``None`` (global), ``'auto'``, ``'torch'``,
     ``'triton'``. Accepts ``(B, C, L)`` or unbatched ``(C, L)`` input.
     """
-    q = _args.check_q(q)
-    groups = _args.check_groups(groups)
-    stride = _args.single_int(stride, "stride", minimum=1)
-    dilation = _args.single_int(dilation, "dilation", minimum=1)
+    if not _plain(stride, dilation, groups, q):
+        q = _args.check_q(q)
+        groups = _args.check_groups(groups)
+        stride = _args.single_int(stride, "stride", minimum=1)
+        dilation = _args.single_int(dilation, "dilation", minimum=1)
     if _unbatched(x):
         return selfonn_conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, q, backend).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
-    _args.check_operands(x, weight, bias, q, groups, transposed=False)
+    fused, validate = _operand_check(x, weight, bias, q, groups, backend, transposed=False)
     kernel_size = weight.shape[-1]
-    pad = _args.conv_padding(padding, kernel_size, stride, dilation)
-    _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
-    with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
-        if resolve_backend(backend, x) == "triton":
-            return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, False, 0)
-        return _ExactSelfONN.apply(x, weight, bias, False, stride, pad, dilation, 0, groups, q)
+    try:
+        if type(padding) is int and padding >= 0:  # what conv_padding returns for it, without the call
+            pad = (padding, padding)
+        else:
+            pad = _args.conv_padding(padding, kernel_size, stride, dilation)
+        _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
+    except ValueError:
+        if validate is not None:
+            validate()  # an operand error first, as when the operands are checked up front
+        raise
+    if autocast:
+        with torch.autocast(x.device.type, enabled=False):
+            return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0, fused, validate)
+    return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0, fused, validate)
 
 
 def selfonn_conv_transpose1d(
@@ -217,28 +232,78 @@ def selfonn_conv_transpose1d(
     Same argument order and meanings as :func:`torch.nn.functional.conv_transpose1d`; ``padding`` may
     also be a ``(left, right)`` pair (samples cropped from each end of the output).
     """
-    q = _args.check_q(q)
-    groups = _args.check_groups(groups)
-    stride = _args.single_int(stride, "stride", minimum=1)
-    dilation = _args.single_int(dilation, "dilation", minimum=1)
-    output_padding = _args.single_int(output_padding, "output_padding")
+    if not (_plain(stride, dilation, groups, q) and type(output_padding) is int and output_padding >= 0):
+        q = _args.check_q(q)
+        groups = _args.check_groups(groups)
+        stride = _args.single_int(stride, "stride", minimum=1)
+        dilation = _args.single_int(dilation, "dilation", minimum=1)
+        output_padding = _args.single_int(output_padding, "output_padding")
     if _unbatched(x):
         return selfonn_conv_transpose1d(
             x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation, q, backend
         ).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
-    _args.check_operands(x, weight, bias, q, groups, transposed=True)
-    pad = _args.transpose_padding(padding)
-    _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
-    with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
-        if resolve_backend(backend, x) == "triton":
-            return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, True, output_padding)
-        return _ExactSelfONN.apply(x, weight, bias, True, stride, pad, dilation, output_padding, groups, q)
+    fused, validate = _operand_check(x, weight, bias, q, groups, backend, transposed=True)
+    try:
+        if type(padding) is int and padding >= 0:  # what transpose_padding returns for it, without the call
+            pad = (padding, padding)
+        else:
+            pad = _args.transpose_padding(padding)
+        _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
+    except ValueError:
+        if validate is not None:
+            validate()  # an operand error first, as when the operands are checked up front
+        raise
+    if autocast:
+        with torch.autocast(x.device.type, enabled=False):
+            return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused,
+                         validate)
+    return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused, validate)
+
+
+def _plain(stride: object, dilation: object, groups: object, q: object) -> bool:
+    """Whether these arguments are ints in range already (what the checks would return unchanged):
+    a layer's own, call after call, skip the checks' function calls."""
+    return (type(stride) is int and type(dilation) is int and type(groups) is int and type(q) is int
+            and stride >= 1 and dilation >= 1 and groups >= 1 and q >= 1)
+
+
+def _operand_check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, q: int, groups: int,
+                   backend: str | None, transposed: bool) -> tuple[bool, Callable[[], object] | None]:
+    """(whether the call takes the fused kernels, their operand check or None). The kernels run the
+    check once per call signature (a replayed launch plan was recorded after it passed); every other
+    call, and one whose operands are not 3-D tensors, is checked here and now (None returned)."""
+    if (isinstance(x, torch.Tensor) and x.dim() == 3 and isinstance(weight, torch.Tensor) and weight.dim() == 3
+            and (bias is None or isinstance(bias, torch.Tensor))):
+        try:
+            fused = resolve_backend(backend, x) == "triton"
+        except RuntimeError:  # raised again by _conv, after any operand error
+            fused = False
+        if fused:
+            return True, lambda: _args.check_operands(x, weight, bias, q, groups, transposed=transposed)
+    _args.check_operands(x, weight, bias, q, groups, transposed=transposed)
+    return False, None
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad: tuple[int, int],
+          dilation: int, groups: int, q: int, backend: str | None, transposed: bool, output_padding: int,
+          fused: bool, validate: Callable[[], object] | None) -> torch.Tensor:
+    """The call on the backend it resolved to: the fused kernels (``fused``, with their deferred operand
+    check ``validate``) or the exact torch path (operands checked)."""
+    if fused or resolve_backend(backend, x) == "triton":
+        return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, transposed, output_padding,
+                        validate)
+    return _ExactSelfONN.apply(x, weight, bias, transposed, stride, pad, dilation, output_padding, groups, q)
 
 
 def _fused():
-    """The fused kernels' entry for checked operands, imported on use: Triton stays unloaded until a
-    call resolves to it."""
-    from selfonn.kernels.selfonn_conv import checked_conv
+    """The fused kernels' entry for checked operands, imported on first use: Triton stays unloaded until
+    a call resolves to it. (Looked up in sys.modules, not the import system, on every later call.)"""
+    if torch.compiler.is_compiling():  # no sys.modules lookup for dynamo to guard on
+        from selfonn.kernels.selfonn_conv import checked_conv
 
-    return checked_conv
+        return checked_conv
+    mod = sys.modules.get("selfonn.kernels.selfonn_conv")
+    if mod is None:
+        import selfonn.kernels.selfonn_conv as mod
+    return mod.checked_conv

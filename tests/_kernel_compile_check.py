@@ -23,6 +23,7 @@ from triton.compiler import ASTSource
 
 from opgan.models import opgan_layer_shapes
 from selfonn.kernels import _launch
+from selfonn.kernels import gemm, grad_w
 from selfonn.kernels import selfonn_conv as sc
 
 _TARGET = GPUTarget("cuda", 90, 32)
@@ -107,7 +108,7 @@ def main(n_configs: int, dtypes: list[str]) -> dict:
     _launch.sm_count = lambda device: 132
     for dname in dtypes:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}[dname]
-        sc._precision = lambda t: "tf32" if t.dtype == torch.float32 else "ieee"
+        gemm._precision = grad_w._precision = lambda t: "tf32" if t.dtype == torch.float32 else "ieee"
         for shape in opgan_layer_shapes(32000, filters=16, q=3):
             if shape.name not in LAYERS:
                 continue

@@ -54,7 +54,7 @@ def device(request) -> str:
 
 @pytest.fixture
 def poison_empty(monkeypatch):
-    """Fill fresh float buffers from torch.empty / empty_like with NaN, so an element a kernel
+    """Fill fresh float buffers from torch.empty / empty_like / Tensor.new_empty with NaN, so an element a kernel
     forgets to write fails the comparison loudly instead of passing on leftover memory."""
     real_empty, real_empty_like = torch.empty, torch.empty_like
 
@@ -65,6 +65,8 @@ def poison_empty(monkeypatch):
 
     monkeypatch.setattr(torch, "empty", lambda *a, **k: _poison(real_empty(*a, **k)))
     monkeypatch.setattr(torch, "empty_like", lambda *a, **k: _poison(real_empty_like(*a, **k)))
+    real_new_empty = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, "new_empty", lambda self, *a, **k: _poison(real_new_empty(self, *a, **k)))
 
 
 @pytest.fixture
@@ -98,3 +100,15 @@ def push_in_blocks():
         return np.concatenate(parts, axis=1)
 
     return run
+
+
+@pytest.fixture
+def kernel_options():
+    """``kernel_options(thin=False, ...)``: selfonn.kernels options for the rest of the test (each call
+    applies on top of the previous ones; all undone at teardown)."""
+    import contextlib
+
+    from selfonn import kernels
+
+    with contextlib.ExitStack() as stack:
+        yield lambda **changes: stack.enter_context(kernels.options(**changes))

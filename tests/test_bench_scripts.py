@@ -462,12 +462,13 @@ def test_layers_section_measures_every_layers_ratio_before_compiling(monkeypatch
 @pytest.mark.timeout(300)
 def test_host_overhead_script_prints_its_table(capsys):
     """bench/host_overhead.py times the fused host path on CPU (launches left out), plans on and off."""
+    from selfonn import kernels
     from selfonn.kernels import selfonn_conv as sc
 
     assert _load("host_overhead").main(["--layers", "disc.head,gen.up2", "--calls", "3", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "| disc.head |" in out and "| gen.up2 |" in out and "(floor)" in out
-    assert sc._PLANS and sc._plans == {}  # module state restored
+    assert kernels.get_options().plans and sc.plans() == {}  # module state restored
 
 
 def test_compile_speed_script_prints_its_table(capsys):

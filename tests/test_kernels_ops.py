@@ -15,6 +15,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import selfonn
 from selfonn import reference_conv1d
 from selfonn.kernels import _launch
+from selfonn.kernels import _dispatch, gemm, grad_w
 from selfonn.kernels import selfonn_conv as sc
 
 pytestmark = pytest.mark.timeout(300)
@@ -120,6 +121,35 @@ def test_torch_compile_fullgraph(device):
     assert all(torch.equal(p, r) for p, r in zip(g0, g1))
 
 
+@pytest.mark.timeout(600)
+def test_generator_and_discriminator_compile_without_graph_breaks(device, one_thread):
+    """The Op-GAN G and D on the fused backend: torch._dynamo.explain finds no graph break in either
+    forward (one graph each), and each compiled forward + backward (fullgraph, aot_eager: the ops'
+    fake and autograd registrations trace the backward) gives the eager output and gradients."""
+    from opgan.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, min_discriminator_length
+
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=2, q=2)).double().to(device)
+    d = Discriminator(DiscriminatorConfig(filters=1, q=2)).double().to(device)
+    x_g = (torch.rand(1, 1, 64, dtype=torch.float64) * 2 - 1).to(device)
+    x_d = (torch.rand(1, 1, min_discriminator_length(), dtype=torch.float64) * 2 - 1).to(device)
+    with selfonn.use_backend("triton"):
+        for model, x in ((g, x_g), (d, x_d)):
+            torch._dynamo.reset()
+            explained = torch._dynamo.explain(model)(x)
+            assert explained.graph_break_count == 0, explained.break_reasons
+            assert explained.graph_count == 1
+            y0 = model(x)
+            g0 = torch.autograd.grad(y0.square().sum(), list(model.parameters()))
+            torch._dynamo.reset()
+            y1 = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+            g1 = torch.autograd.grad(y1.square().sum(), list(model.parameters()))
+            torch.testing.assert_close(y1, y0)
+            for a, b in zip(g1, g0):
+                torch.testing.assert_close(a, b)
+    torch._dynamo.reset()
+
+
 # ---- the launcher: tune once per key, precision and size bucket in the key ----------------------
 
 
@@ -162,7 +192,8 @@ def test_tuning_runs_once_per_key_and_length_bucket(device, monkeypatch):
     for k in sc._kernels.values():
         monkeypatch.setattr(k, "tuned", {})
         monkeypatch.setattr(k, "timings", {})
-    monkeypatch.setattr(sc, "_plans", {})  # a signature an earlier test recorded would replay untuned
+    for name, empty in (("_plan_sets", {}), ("_plan_opts", None), ("_plan_dict", {})):
+        monkeypatch.setattr(_dispatch, name, empty)  # a signature an earlier test recorded would replay untuned
     _run_conv(device, 37)
     first = len(benched)
     assert {n for n, _ in benched} == offered and "dw" in offered
@@ -190,7 +221,8 @@ def test_tune_keys_hold_precision_and_geometry(device, monkeypatch):
     x = torch.zeros(2, 3, 20, device=device)
     w = torch.zeros(4, 9, 3, device=device)
     for precision, stride in (("ieee", 2), ("tf32", 2), ("ieee", 3)):
-        monkeypatch.setattr(sc, "_precision", lambda t, p=precision: p)
+        for mod in (gemm, grad_w):
+            monkeypatch.setattr(mod, "_precision", lambda t, p=precision: p)
         g = sc._geom(stride, 1, 1, 1, 3)
         d = sc._dims(x, w, g)
         sc._forward(x, w, None, g)
@@ -491,7 +523,7 @@ PLAN_CASES = [  # (transposed, c_in, c_out, k, stride, padding, dilation, groups
 
 
 @pytest.mark.parametrize("case", PLAN_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_plan_replays_the_launches_of_the_direct_path(compiled_path_on_cpu, monkeypatch, case):
+def test_plan_replays_the_launches_of_the_direct_path(compiled_path_on_cpu, case, kernel_options):
     """A call whose signature was seen before launches from its plan: the same kernels, grids and
     arguments (output and scratch buffers fresh, of the same shapes) as the full host path."""
     log = compiled_path_on_cpu
@@ -518,19 +550,33 @@ def test_plan_replays_the_launches_of_the_direct_path(compiled_path_on_cpu, monk
     y_shape = (B, c_out, d.L_out)
     call(x, w, b, torch.randn(y_shape, dtype=torch.float64))  # records the plans
     assert log and all(kind == "jit" for kind, _, _ in log), log
-    assert len(sc._plans) == 2  # forward and backward
+    assert len(sc.plans()) == 2  # forward and backward
 
     def described(entries, known):
         out = []
         for _, grid, vals in entries:
-            d = [known.get(v.data_ptr(), ("fresh", tuple(v.shape), v.stride(), v.dtype))
-                 if isinstance(v, torch.Tensor) else v for v in vals]
+            d = [known.get(v.data_ptr(), ("fresh", tuple(v.shape), v.stride(), v.dtype) if v.dim() > 1 else
+                           ("buffer", v.dtype, v.numel())) if isinstance(v, torch.Tensor) else v for v in vals]
             out.append((grid, d))
         return out
 
+    def fits(planned, full):
+        """The same launches; a plan's 1-D buffers (grad_bias, scratch bound to the reused workspace,
+        counters) of the same dtype and at least as large."""
+        if len(planned) != len(full):
+            return False
+        for (g1, d1), (g2, d2) in zip(planned, full):
+            if g1 != g2 or len(d1) != len(d2):
+                return False
+            for a, b in zip(d1, d2):
+                if a != b and not (isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0] == "buffer"
+                                   and a[1] == b[1] and a[2] >= b[2]):
+                    return False
+        return True
+
     runs = {}
     for planned in (True, False):
-        monkeypatch.setattr(sc, "_PLANS", planned)
+        kernel_options(plans=planned)
         x2, w2, b2 = fresh()
         dy2 = torch.randn(y_shape, dtype=torch.float64)
         log.clear()
@@ -540,15 +586,78 @@ def test_plan_replays_the_launches_of_the_direct_path(compiled_path_on_cpu, monk
         if b2 is not None:
             known[b2.data_ptr()] = "b"
         runs[planned] = described(log, known)
-    assert runs[True] == runs[False]
+    assert fits(runs[True], runs[False]), (runs[True], runs[False])
     assert any("x" in d for _, d in runs[True])
+
+
+def test_options_are_one_frozen_value_set_for_a_block():
+    """selfonn.kernels.options(...) applies changes for a block on top of the value in force, nests,
+    and restores; unknown names and bad values are refused; the value itself cannot be changed."""
+    import dataclasses
+
+    from selfonn import kernels
+
+    before = kernels.get_options()
+    with kernels.options(thin=False, dw_min_steps=2) as o:
+        assert kernels.get_options() is o and not o.thin and o.dw_min_steps == 2 and o.plans == before.plans
+        with kernels.options(thin=True):
+            assert kernels.get_options().thin and kernels.get_options().dw_min_steps == 2
+        assert kernels.get_options() is o
+    assert kernels.get_options() is before
+    with pytest.raises(TypeError, match="unknown kernel options"), kernels.options(prefetch=True):
+        pass
+    for bad in ({"dw_tiles": "fast"}, {"dw_min_steps": 0}, {"thin_split_bwd": "maybe"}, {"dw_split_divs": (0,)}):
+        with pytest.raises(ValueError):
+            kernels.Options(**bad)
+    with pytest.raises(TypeError):
+        kernels.Options(thin="yes")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.thin = False  # type: ignore[misc]
+    assert kernels.get_options() is before
+
+
+def test_plans_are_kept_per_options_value(compiled_path_on_cpu):
+    """A call under other options neither replays nor overwrites the plans of the defaults."""
+    from selfonn import kernels
+
+    x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
+    sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+    (plan,) = sc.plans().values()
+    with kernels.options(dual_one_pass=False):
+        assert sc.plans() == {}
+        sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
+        (other,) = sc.plans().values()
+        assert other is not plan
+    assert list(sc.plans().values()) == [plan]
+
+
+def test_operands_are_checked_once_per_call_signature(compiled_path_on_cpu, monkeypatch):
+    """selfonn.functional hands the fused kernels its operand check: it runs on a signature's first
+    call, not on the calls that replay that signature's plan, and bad operands (another bias dtype,
+    another channel count) still fail with its own errors."""
+    from selfonn import _args
+
+    calls = []
+    real = _args.check_operands
+    monkeypatch.setattr(_args, "check_operands", lambda *a, **k: calls.append(a[3:]) or real(*a, **k))
+    x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
+    b = torch.randn(8, dtype=torch.float64)
+    for _ in range(3):
+        selfonn.selfonn_conv1d(x, w, b, 1, 1, 1, 1, 3, backend="triton")
+    assert calls == [(3, 1)]
+    with pytest.raises(TypeError, match="does not match bias dtype"):
+        selfonn.selfonn_conv1d(x, w, b.float(), 1, 1, 1, 1, 3, backend="triton")
+    with pytest.raises(ValueError, match="expected input with 4 channels"):
+        selfonn.selfonn_conv1d(torch.rand(1, 5, 64, dtype=torch.float64), w, b, 1, 1, 1, 1, 3, backend="triton")
+    with pytest.raises(ValueError, match="expected input with 4 channels"):  # before the length's own error
+        selfonn.selfonn_conv1d(torch.rand(1, 5, 1, dtype=torch.float64), w, b, 1, 0, 1, 1, 3, backend="triton")
 
 
 def test_plan_is_not_kept_when_two_roles_are_one_tensor(compiled_path_on_cpu):
     """Roles told apart by identity: a call passing one tensor twice must not bind later calls so."""
     t = torch.rand(3, 3, 3, dtype=torch.float64)
     sc.triton_selfonn_conv1d(t, t, None, 1, 1, 1, 1, 1)
-    assert compiled_path_on_cpu and sc._plans == {}
+    assert compiled_path_on_cpu and sc.plans() == {}
 
 
 def test_plan_falls_back_on_other_alignment(compiled_path_on_cpu):
@@ -556,7 +665,7 @@ def test_plan_falls_back_on_other_alignment(compiled_path_on_cpu):
     x = torch.rand(1, 4, 65, dtype=torch.float64)
     w = torch.randn(8, 12, 3, dtype=torch.float64)
     sc.triton_selfonn_conv1d(x[..., :64], w, None, 1, 1, 1, 1, 3)
-    (plan,) = sc._plans.values()
+    (plan,) = sc.plans().values()
     log.clear()
     assert plan.run({"x": x[..., 1:], "w": w, "y": torch.empty(1, 8, 64, dtype=torch.float64)}) is False
     assert log == []  # nothing launched
@@ -571,7 +680,7 @@ def test_precompile_never_replays_a_plan(compiled_path_on_cpu):
     x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
     sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
     sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
-    assert sc._plans and [kind for kind, _, _ in log] == ["jit", "direct"]
+    assert sc.plans() and [kind for kind, _, _ in log] == ["jit", "direct"]
     compiled = []
     saved, _launch._compile_hook = _launch._compile_hook, lambda k, cfgs, prepare: compiled.append(k.name)
     try:
@@ -581,10 +690,10 @@ def test_precompile_never_replays_a_plan(compiled_path_on_cpu):
     assert compiled == ["gather"] and len(log) == 2  # compiled, nothing launched
 
 
-def test_plan_replay_failure_falls_back_and_turns_plans_off(compiled_path_on_cpu, monkeypatch):
+def test_plan_replay_failure_falls_back_and_turns_plans_off(compiled_path_on_cpu, monkeypatch, kernel_options):
     """A Triton whose launcher refuses the direct call: the call still runs (full path), plans go off."""
     log = compiled_path_on_cpu
-    monkeypatch.setattr(sc, "_PLANS", True)
+    kernel_options(plans=True)
     x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
     sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
 
@@ -596,7 +705,8 @@ def test_plan_replay_failure_falls_back_and_turns_plans_off(compiled_path_on_cpu
         monkeypatch.setattr(k, "direct_ok", False)  # the full path then goes through the JIT stand-in
     log.clear()
     sc.triton_selfonn_conv1d(x, w, None, 1, 1, 1, 1, 3)
-    assert [kind for kind, _, _ in log] == ["jit"] and sc._PLANS is False
+    assert [kind for kind, _, _ in log] == ["jit"] and _dispatch._replay_ok is False
+    monkeypatch.setattr(_dispatch, "_replay_ok", True)  # the process-wide switch the failure turned off
 
 
 def test_inference_calls_skip_the_autograd_function():

@@ -20,7 +20,10 @@ import triton
 from selfonn import reference_conv1d, reference_conv_transpose1d
 from selfonn.kernels import _launch
 from selfonn.kernels._launch import Cfg
+from selfonn.kernels import gemm
+from selfonn.kernels import grad_w as gw
 from selfonn.kernels import selfonn_conv as sc
+from selfonn.kernels import thin as th
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -212,9 +215,9 @@ def test_dispatch_picks_thin_kernels_for_single_channel_layers(device, monkeypat
 
 @pytest.mark.parametrize(("transposed", "name"), SINGLE_CHANNEL, ids=[f"{'convT' if t else 'conv'}-{n}"
                                                                        for t, n in SINGLE_CHANNEL])
-def test_single_channel_layers_on_gemm_kernels(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+def test_single_channel_layers_on_gemm_kernels(transposed, name, device, poison_empty, kernel_tol, kernel_options):
     """The GEMM kernels stay exact on the single-channel shapes the thin kernels normally take."""
-    monkeypatch.setattr(sc, "_THIN", False)
+    kernel_options(thin=False)
     _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
@@ -222,10 +225,10 @@ THIN = [(t, n) for t, n in SINGLE_CHANNEL if _case(t, n).groups == 1]  # grouped
 
 
 @pytest.mark.parametrize(("transposed", "name"), THIN, ids=[f"{'convT' if t else 'conv'}-{n}" for t, n in THIN])
-def test_thin_backward_in_two_launches(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
-    """_THIN_SPLIT_BWD: dx on the thin kernel (its grad_W body compiled out), grad_W / grad_bias on
+def test_thin_backward_in_two_launches(transposed, name, device, poison_empty, monkeypatch, kernel_tol, kernel_options):
+    """thin_split_bwd=True: dx on the thin kernel (its grad_W body compiled out), grad_W / grad_bias on
     _dw_kernel; the same values as the reference, whichever gradients are wanted."""
-    monkeypatch.setattr(sc, "_THIN_SPLIT_BWD", True)
+    kernel_options(thin_split_bwd=True)
     seen: list[str] = []
     real = _launch.Kernel.__call__
     monkeypatch.setattr(_launch.Kernel, "__call__", lambda self, *a, **k: seen.append(self.name) or real(self, *a, **k))
@@ -250,23 +253,9 @@ def test_thin_backward_in_two_launches(transposed, name, device, poison_empty, m
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
                                                   (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2"),
                                                   (False, "groups2_spans_powers")])
-def test_wide_offsets_match_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+def test_wide_offsets_match_reference(transposed, name, device, poison_empty, kernel_tol, kernel_options):
     """64-bit element offsets (what a batch item past 2**31 elements gets) on every kernel kind."""
-    monkeypatch.setattr(sc, "_WIDE_OFFSETS", True)
-    case = _case(transposed, name)
-    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
-    _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
-
-
-@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
-                                                  (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2"),
-                                                  (False, "groups2_spans_powers"), (True, "groups2_spans_powers")])
-@pytest.mark.parametrize("min_steps", [1, 10**6], ids=["splits", "one_split"])
-def test_grad_w_prefetch_matches_reference(transposed, name, min_steps, device, poison_empty, monkeypatch, kernel_tol):
-    """_DW_PREFETCH: grad_W loads the next step's operands ahead (past the range it reads the last step
-    again, unused), over many splits and over one; the thin backward's grad_W programs too."""
-    monkeypatch.setattr(sc, "_DW_PREFETCH", True)
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", min_steps)
+    kernel_options(wide_offsets=True)
     case = _case(transposed, name)
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
@@ -280,13 +269,11 @@ UNREAD_CASES = {  # a sample the layer never reads: x's tail past the last windo
 }
 
 
-@pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])
 @pytest.mark.parametrize("name", list(UNREAD_CASES))
-def test_grad_w_never_reads_what_the_layer_does_not(name, prefetch, device, monkeypatch, kernel_tol):
+def test_grad_w_never_reads_what_the_layer_does_not(name, device, kernel_tol):
     """grad_W's operand tiles run past the data (edge rows and columns, times past the last output);
     only values the layer itself reads may reach a gradient. A NaN in x's unread tail (conv) or in
     dy's output-padding sample (convT) leaves grad_x and grad_W finite and equal to the reference."""
-    monkeypatch.setattr(sc, "_DW_PREFETCH", prefetch)
     transposed, case = UNREAD_CASES[name]
     (x, w, b), (xd, wd, bd) = _make(case, transposed, device, torch.float64)
     ker, ref = _ops(case, transposed)
@@ -309,8 +296,9 @@ def test_grad_w_never_reads_what_the_layer_does_not(name, prefetch, device, monk
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
                                                   (False, "groups2_spans_powers"), (True, "groups2_spans_powers")])
 @pytest.mark.parametrize("q", [1, 2, 3, 4])
-def test_dual_one_pass_matches_reference(transposed, name, q, device, poison_empty, monkeypatch, kernel_tol):
-    """_DUAL_ONE_PASS: grad_x with every power's accumulator in one pass (q <= 3; q = 4 keeps the passes)
+def test_dual_one_pass_matches_reference(transposed, name, q, device, poison_empty, monkeypatch, kernel_tol,
+                                         kernel_options):
+    """dual_one_pass: grad_x with every power's accumulator in one pass (q <= 3; q = 4 keeps the passes)
     matches the reference, and the per-power passes bit for bit (the same sums in the same order)."""
     case = replace(_case(transposed, name), q=q)
     _, (x, w, b) = _make(case, transposed, device, torch.float32)
@@ -323,9 +311,9 @@ def test_dual_one_pass_matches_reference(transposed, name, q, device, poison_emp
 
     # the per-power passes first (the default is one pass): each setting has its own plan key, so on a
     # GPU the second call records a plan of its own instead of replaying the first one's
-    monkeypatch.setattr(sc, "_DUAL_ONE_PASS", False)
+    kernel_options(dual_one_pass=False)
     passes = grad_x()
-    monkeypatch.setattr(sc, "_DUAL_ONE_PASS", True)
+    kernel_options(dual_one_pass=True)
     one_pass = []
     real = _launch.Kernel.__call__
 
@@ -392,10 +380,10 @@ def test_each_gemm_config(i, device, poison_empty, kernel_tol):
 
 @pytest.mark.parametrize("pow_tiles", [True, False], ids=["pow", "concat"])
 @pytest.mark.parametrize("i", range(len(sc._DW_SHAPES)), ids=[str(s) for s in sc._DW_SHAPES])
-def test_each_dw_config(i, pow_tiles, device, poison_empty, monkeypatch, kernel_tol):
+def test_each_dw_config(i, pow_tiles, device, poison_empty, kernel_tol, kernel_options):
     """grad_W / grad_bias with each (BLOCK_M, BLOCK_N, BLOCK_T) config of both tile kinds, split over
     several programs."""
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    kernel_options(dw_min_steps=1)
     transposed = bool(i % 2)
     with _launch.pin("dw", sc._dw_configs(pow_tiles)[i]):
         _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
@@ -409,18 +397,18 @@ def test_pinned_pow_config_on_a_concat_geometry(q, groups, device, poison_empty,
         _check_pinned(case, False, device, kernel_tol)
 
 
-def test_grad_w_tunes_over_both_tile_kinds(monkeypatch):
+def test_grad_w_tunes_over_both_tile_kinds(kernel_options):
     """'tuned' offers power- and concat-tile candidates where both apply (power first: the untuned
     default); 'pow' / 'concat' force one kind; other geometries only ever get concat tiles."""
     d = sc._Dims(B=8, C_in=64, L_in=4000, C_out=128, OG=128, CQG=192, K=5, L_out=2000)
     g = sc._Geom(stride=2, pad_left=2, pad_right=2, dilation=1, groups=1, q=3)
     kinds = [c["POW_TILES"] for c in sc._dw_candidates(d, g)]
     assert kinds[0] is True and set(kinds) == {True, False}
-    monkeypatch.setattr(sc, "_DW_TILES", "pow")
+    kernel_options(dw_tiles="pow")
     assert {c["POW_TILES"] for c in sc._dw_candidates(d, g)} == {True}
-    monkeypatch.setattr(sc, "_DW_TILES", "concat")
+    kernel_options(dw_tiles="concat")
     assert {c["POW_TILES"] for c in sc._dw_candidates(d, g)} == {False}
-    monkeypatch.setattr(sc, "_DW_TILES", "tuned")
+    kernel_options(dw_tiles="tuned")
     for other in (sc._Geom(2, 2, 2, 1, groups=1, q=1), sc._Geom(2, 2, 2, 1, groups=2, q=3)):
         assert {c["POW_TILES"] for c in sc._dw_candidates(d, other)} == {False}
 
@@ -428,7 +416,7 @@ def test_grad_w_tunes_over_both_tile_kinds(monkeypatch):
 def test_grad_w_split_variants_follow_what_bounds_the_split(monkeypatch):
     """Each grad_W config is offered again with host split settings (the kernel's arguments are the
     same), after every plain config so the untuned default stays first: where the floor of
-    _DW_MIN_STEPS steps a program leaves SMs idle (disc.2: 8 programs on 132 SMs) with floors 2 and 1
+    dw_min_steps steps a program leaves SMs idle (disc.2: 8 programs on 132 SMs) with floors 2 and 1
     (more programs); where the SM count bounds it (gen.down4: 43 splits a tile, all summed by one
     program) with half and a quarter as many splits."""
     monkeypatch.setattr(_launch, "_offline_sms", 132)
@@ -467,14 +455,15 @@ def test_grad_w_split_variants_follow_what_bounds_the_split(monkeypatch):
 @pytest.mark.parametrize("host", [{"DW_MIN_STEPS": 1}, {"DW_SPLIT_DIV": 2}], ids=["finer", "coarser"])
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
                                                   (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2")])
-def test_grad_w_host_split_matches_reference(transposed, name, host, device, poison_empty, monkeypatch, kernel_tol):
+def test_grad_w_host_split_matches_reference(transposed, name, host, device, poison_empty, monkeypatch, kernel_tol,
+                                             kernel_options):
     """A config whose split is set by a host setting (one (batch, time) step a program, or half as
     many splits as one step each) launches that split, on _dw_kernel and in the single-channel
     backward, and matches the reference: the kernel never sees the setting (under the interpreter an
     unknown argument raises)."""
-    monkeypatch.setattr(sc, "_DW_PROGRAMS_PER_SM", 10**4)  # SMs to spare: the floor sets the plain split
+    kernel_options(dw_programs_per_sm=10**4)  # SMs to spare: the floor sets the plain split
     if "DW_SPLIT_DIV" in host:
-        monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)  # the plain split: a program per step
+        kernel_options(dw_min_steps=1)  # the plain split: a program per step
     plans, real = [], sc._dw_plan
 
     def spy(cfg, *args):
@@ -482,7 +471,7 @@ def test_grad_w_host_split_matches_reference(transposed, name, host, device, poi
         plans.append((cfg.host_kw, plan, real(Cfg(cfg.blocks, cfg.num_warps, cfg.num_stages), *args)))
         return plan
 
-    monkeypatch.setattr(sc, "_dw_plan", spy)
+    monkeypatch.setattr(gw, "_dw_plan", spy)
     dw = sc._interp_dw(True).with_host(**host)
     tc = sc._thin_configs()[-1]
     thin = Cfg(Cfg.of(BLOCK_C=tc["BLOCK_C"], BLOCK_TX=tc["BLOCK_T"], **dw.kwargs).blocks, host=dw.host)
@@ -499,8 +488,8 @@ def test_grad_w_host_split_matches_reference(transposed, name, host, device, poi
         assert all(s <= s_plain for s, s_plain in splits) and any(1 < s < s_plain for s, s_plain in splits), splits
 
 
-def test_thin_backward_times_one_launch_against_two(monkeypatch, caplog):
-    """_THIN_SPLIT_BWD "tuned": a shape's first call on a GPU runs both ways once (tuning their
+def test_thin_backward_times_one_launch_against_two(monkeypatch, caplog, kernel_options):
+    """thin_split_bwd="tuned": a shape's first call on a GPU runs both ways once (tuning their
     kernels), times them, keeps the faster per shape and records both times; none of those launches
     joins a plan being recorded. Forced values, a backward without grad_W and a failed timing take
     no timing (the last: one launch, with a warning)."""
@@ -510,37 +499,38 @@ def test_thin_backward_times_one_launch_against_two(monkeypatch, caplog):
         calls.append(("thin", dw is not None))
         paused.append(getattr(_launch._tls, "launches", "unset") is None)
 
-    monkeypatch.setattr(sc, "_thin_bwd", thin)
-    monkeypatch.setattr(sc, "_launch_dw", lambda *a: calls.append(("dw",)))
-    monkeypatch.setattr(sc, "_thin_bwd_key", lambda *a: ("key",))
+    monkeypatch.setattr(th, "_thin_bwd", thin)
+    monkeypatch.setattr(gw, "_launch_dw", lambda *a: calls.append(("dw",)))
+    monkeypatch.setattr(th, "_thin_bwd_key", lambda *a: ("key",))
     monkeypatch.setattr(_launch.Kernel, "tuning_enabled", staticmethod(lambda: True))
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     times = {"one": 2.0, "two": 1.0}
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: times[fn.__name__])
-    monkeypatch.setattr(sc, "_thin_split_picks", {})
-    monkeypatch.setattr(sc, "_thin_split_timings", {})
+    monkeypatch.setattr(th, "_thin_split_picks", {})
+    monkeypatch.setattr(th, "_thin_split_timings", {})
     x = types.SimpleNamespace(device=torch.device("cuda", 0))
     with _launch.recording() as launches:
         assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is True
     assert calls == [("thin", True), ("thin", False), ("dw",)] and all(paused) and launches == []
-    assert sc._thin_split_timings == {(("key",), x.device): (2.0, 1.0)}
+    assert th._thin_split_timings == {(("key",), x.device): (2.0, 1.0)}
     calls.clear()
     assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is True and calls == []  # kept
     assert sc._thin_split(None, x, None, "dx", None, None, None, None) is False  # dx only: one launch
-    monkeypatch.setattr(sc, "_THIN_SPLIT_BWD", False)
+    kernel_options(thin_split_bwd=False)
     assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is False and calls == []
-    monkeypatch.setattr(sc, "_THIN_SPLIT_BWD", "tuned")
-    monkeypatch.setattr(sc, "_thin_split_picks", {})
+    kernel_options(thin_split_bwd="tuned")
+    monkeypatch.setattr(th, "_thin_split_picks", {})
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: 1 / 0)
     assert sc._thin_split(None, x, None, "dx", "dw", "db", None, None) is False
-    assert "one launch" in caplog.text and sc._thin_split_picks == {(("key",), x.device): False}
+    assert "one launch" in caplog.text and th._thin_split_picks == {(("key",), x.device): False}
 
 
 @pytest.mark.parametrize(("transposed", "name"), [(False, "cin1_opgan_down1"), (False, "cout1_disc_head"),
                                                   (True, "cout1_opgan_out_k6_s2"), (True, "cin1_s2_outpad1")])
-def test_thin_backward_unrolled_taps_match_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+def test_thin_backward_unrolled_taps_match_reference(transposed, name, device, poison_empty, kernel_tol,
+                                                     kernel_options):
     """The single-channel backward's dx with its taps unrolled (the knob beside the default loop)."""
-    monkeypatch.setattr(sc, "_THIN_BWD_TAP_LOOP", False)
+    kernel_options(thin_bwd_tap_loop=False)
     _check(_case(transposed, name), transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
@@ -559,8 +549,8 @@ def test_each_thin_config(i, device, poison_empty, kernel_tol):
 @pytest.mark.slow
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
 @pytest.mark.parametrize("i", range(len(sc._MM_SHAPES)))
-def test_each_gemm_and_dw_config_both_kinds_slow(i, transposed, device, poison_empty, monkeypatch, kernel_tol):
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+def test_each_gemm_and_dw_config_both_kinds_slow(i, transposed, device, poison_empty, kernel_tol, kernel_options):
+    kernel_options(dw_min_steps=1)
     mm, dw = sc._mm_configs()[i], sc._dw_configs(pow_tiles=bool(i // 2 % 2))[i % len(sc._DW_SHAPES)]
     with _launch.pin("gather", mm), _launch.pin("scatter", mm), _launch.pin("dw", dw), _tf32_off():
         _check(_PIN_CASES[transposed], transposed, device, torch.float32, kernel_tol[torch.float32])
@@ -584,11 +574,36 @@ def _random_case(seed: int) -> tuple[bool, Case]:
     return transposed, case
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+@pytest.mark.parametrize(("cin", "cout"), [(4, 6), (1, 4), (4, 1)], ids=["gemm", "cin1", "cout1"])
+@pytest.mark.parametrize("dilation", [1, 2, 4, 8, 16, 32])
+def test_dilated_same_length_layers(transposed, cin, cout, dilation, device, poison_empty, kernel_tol):
+    """The layers a dilated generator stacks: k = 3, dilation 1 to 32 and padding = dilation (output as
+    long as the input), on each kernel family (GEMM, C_in = 1, C_out = 1), forward and every gradient
+    against the reference; the signal shorter than the widest receptive field, as a deep stack's
+    inner layers see it."""
+    case = Case(2, cin, cout, 37, 3, padding=dilation, dilation=dilation, q=3)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+@pytest.mark.parametrize("k", [3, 7, 11, 15])
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+def test_kernel_sizes_and_strides(transposed, k, stride, device, poison_empty, kernel_tol):
+    """Kernel sizes 3 to 15 and strides 1 to 4 (odd sizes with 'same'-style padding; the transposed
+    layer with the output padding that restores stride x length), forward and every gradient."""
+    if transposed:
+        case = Case(1, 3, 4, 9, k, stride=stride, padding=k // 2, output_padding=stride - 1, q=2)
+    else:
+        case = Case(1, 3, 4, 41, k, stride=stride, padding=k // 2, q=2)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(40))
-def test_random_geometries_slow(seed, device, poison_empty, monkeypatch, kernel_tol):
+def test_random_geometries_slow(seed, device, poison_empty, kernel_tol, kernel_options):
     transposed, case = _random_case(seed)
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1 + seed % 3)
+    kernel_options(dw_min_steps=1 + seed % 3)
     if transposed:
         pl, pr = case.padding if isinstance(case.padding, tuple) else (case.padding, case.padding)
         L_out = (case.L - 1) * case.stride - pl - pr + case.dilation * (case.k - 1) + case.output_padding + 1
@@ -603,17 +618,18 @@ def test_random_geometries_slow(seed, device, poison_empty, monkeypatch, kernel_
 @pytest.mark.parametrize("tail", [32, 2, 1], ids=["tail32", "tail2", "tail1"])
 @pytest.mark.parametrize("thin", [False, True], ids=["gemm", "thin"])
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
-def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_empty, monkeypatch, kernel_tol):
+def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_empty, monkeypatch, kernel_tol,
+                                       kernel_options):
     """Many splits: partials summed by the last program of each tile, ``tail`` of them per load (2: several
     loads and a masked last one; 1: one at a time); counters are left at zero."""
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
-    monkeypatch.setattr(sc, "_DW_SPLIT_STEPS", ())  # the spy below sees launched plans only, no candidates sized
-    monkeypatch.setattr(sc, "_DW_SPLIT_DIVS", ())
-    monkeypatch.setattr(sc, "_TAIL_MAX_SPLITS", tail)
+    kernel_options(dw_min_steps=1)
+    kernel_options(dw_split_steps=())  # the spy below sees launched plans only, no candidates sized
+    kernel_options(dw_split_divs=())
+    kernel_options(tail_max_splits=tail)
     monkeypatch.setattr(_launch, "_offline_sms", 5 if tail == 2 else None)  # 10 programs a tile: S odd
     splits = []
     real_plan = sc._dw_plan
-    monkeypatch.setattr(sc, "_dw_plan", lambda *a, **k: splits.append(real_plan(*a, **k)["S"]) or real_plan(*a, **k))
+    monkeypatch.setattr(gw, "_dw_plan", lambda *a, **k: splits.append(real_plan(*a, **k)["S"]) or real_plan(*a, **k))
     if thin:
         case = Case(2, 1, 4, 45, 4, stride=2, padding=1) if not transposed else Case(2, 3, 1, 23, 4, stride=2,
                                                                                      padding=1)
@@ -627,9 +643,9 @@ def test_grad_w_split_reduces_in_order(transposed, thin, tail, device, poison_em
     assert _launch._counters and not any(c.any() for c in _launch._counters.values())
 
 
-def test_grad_w_bitwise_deterministic(device, monkeypatch):
+def test_grad_w_bitwise_deterministic(device, kernel_options):
     """The split reduction is ordered: repeated backward passes give bit-identical grad_W."""
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    kernel_options(dw_min_steps=1)
     _, (x, w, b) = _make(Case(2, 3, 4, 37, 3, stride=2, padding=1), False, device, torch.float32)
     y = sc.triton_selfonn_conv1d(x, w, b, 2, 1, 1, 1, 3)
     g1 = torch.autograd.grad(y, (w, b), torch.ones_like(y), retain_graph=True)
@@ -638,21 +654,40 @@ def test_grad_w_bitwise_deterministic(device, monkeypatch):
 
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
-def test_repacked_weight_path(transposed, device, poison_empty, monkeypatch, kernel_tol):
+def test_repacked_weight_path(transposed, device, poison_empty, kernel_tol, kernel_options):
     """Large layers repack W tap-major for the GEMMs; force it on a small grouped case."""
-    monkeypatch.setattr(sc, "_PACK_MIN_MACS", 0)
+    kernel_options(pack_min_macs=0)
     case = _case(transposed, "groups2_spans_powers")
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     _check(replace(case, groups=1, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_repacked_weight_kept_per_version(transposed, device, kernel_tol, kernel_options):
+    """A packed W serves every call while the weight is unchanged (a step's forward and backward pack
+    once) and is packed again after an in-place update, whose values the next call then uses."""
+    kernel_options(pack_min_macs=0)
+    case = _case(transposed, "stride2_pad1_outpad1" if transposed else "stride2_opgan_down")
+    (x, w, b), (xd, wd, bd) = _make(case, transposed, device, torch.float64)
+    ker, ref = _ops(case, transposed)
+    y = ker(xd, wd, bd)
+    packed = gemm._packed[id(wd)][3]
+    y.square().sum().backward()
+    assert gemm._packed[id(wd)][3] is packed
+    with torch.no_grad():
+        w.mul_(-0.5)
+        wd.mul_(-0.5)
+    _assert_close("y after an in-place update", ker(xd, wd, bd), ref(x, w, b), kernel_tol[torch.float64])
+    assert gemm._packed[id(wd)][3] is not packed
+
+
 @pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
                                                   (False, "cin1_disc1_s8_odd"), (True, "cout1_opgan_out_k6_s2")])
-def test_folded_grid_index_math(transposed, name, device, poison_empty, monkeypatch, kernel_tol):
+def test_folded_grid_index_math(transposed, name, device, poison_empty, monkeypatch, kernel_tol, kernel_options):
     """With grid axis 0 capped at 3 programs every launch spills onto axis 1 (as a batch of long
     audio spills past CUDA's 65535 on axes 1/2 in the old layout): results are unchanged."""
     monkeypatch.setattr(_launch, "_GRID_X_MAX", 3)
-    monkeypatch.setattr(sc, "_DW_MIN_STEPS", 1)
+    kernel_options(dw_min_steps=1)
     grids = []
     real = _launch.fold_grid
     monkeypatch.setattr(_launch, "fold_grid", lambda n: grids.append(real(n)) or real(n))
@@ -853,6 +888,6 @@ def test_direct_launch_matches_jit_path_cuda(monkeypatch):
             monkeypatch.setattr(k, "direct_ok", direct)
         y = sc.triton_selfonn_conv1d(x, w, b, 2, 2, 1, 1, 3)
         outs.append((y, *torch.autograd.grad(y, (x, w, b), torch.ones_like(y))))
-    assert any(k.compiled for k in sc._kernels.values()) and sc._plans  # the third call replayed plans
+    assert any(k.compiled for k in sc._kernels.values()) and sc.plans()  # the third call replayed plans
     for other in outs[1:]:
         assert all(torch.equal(p, r) for p, r in zip(outs[0], other))

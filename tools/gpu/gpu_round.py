@@ -94,10 +94,10 @@ SECTIONS = ("env", "tests", "compile", "layers", "profile", "host", "autotune", 
 #: CUDA graph and compiled (20 steps each): train 0.30 of the default 480 s (144 s), tests 0.24 (115).
 SHARES = {"env": 0.01, "tests": 0.24, "compile": 0.03, "layers": 0.28, "profile": 0.01, "host": 0.01, "autotune": 0.03,
           "train": 0.30, "knobs": 0.06, "cache": 0.03}
-#: launcher constants the knobs section varies (module attributes of selfonn.kernels.selfonn_conv), each
+#: kernel options the knobs section varies (fields of selfonn.kernels.Options), each
 #: the round-1 setting or an alternative beside today's default: grad_x one pass per power (default: all
-#: powers in one pass); grad_W on concat-channel tiles each column at its own power, also with its
-#: operands loaded a step ahead, or on power tiles, every power of a column in one program (default:
+#: powers in one pass); grad_W on concat-channel tiles each column at its own power, or on
+#: power tiles, every power of a column in one program (default:
 #: the tuner times both kinds per shape and keeps the faster); the grad_W split fixed at no
 #: finer than 4 (round 1's successor), 16 or 1 (batch, time) steps a program (default: at least 4, and
 #: the tuner also times floors of 2 and 1 where that floor bounds the split, half and a quarter as many
@@ -107,15 +107,15 @@ SHARES = {"env": 0.01, "tests": 0.24, "compile": 0.03, "layers": 0.28, "profile"
 #: (default: both timed per shape, the faster kept), its dx taps unrolled (default: looped) and the
 #: GEMM kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
 #: per SM 1 / 4: the defaults stay.)
-KNOBS = {"dual_passes": {"_DUAL_ONE_PASS": False}, "dw_concat_tiles": {"_DW_TILES": "concat"},
-         "dw_pow_tiles": {"_DW_TILES": "pow"}, "dw_concat_prefetch": {"_DW_TILES": "concat", "_DW_PREFETCH": True},
-         "dw_split_fixed": {"_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
-         "dw_min_steps_16": {"_DW_MIN_STEPS": 16, "_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
-         "dw_min_steps_1": {"_DW_MIN_STEPS": 1, "_DW_SPLIT_STEPS": (), "_DW_SPLIT_DIVS": ()},
-         "tail_serial": {"_TAIL_MAX_SPLITS": 1}, "offsets_64": {"_WIDE_OFFSETS": True},
-         "thin_split_bwd": {"_THIN_SPLIT_BWD": True}, "thin_one_launch": {"_THIN_SPLIT_BWD": False},
-         "thin_bwd_unrolled": {"_THIN_BWD_TAP_LOOP": False},
-         "thin_off": {"_THIN": False}}
+KNOBS = {"dual_passes": {"dual_one_pass": False}, "dw_concat_tiles": {"dw_tiles": "concat"},
+         "dw_pow_tiles": {"dw_tiles": "pow"},
+         "dw_split_fixed": {"dw_split_steps": (), "dw_split_divs": ()},
+         "dw_min_steps_16": {"dw_min_steps": 16, "dw_split_steps": (), "dw_split_divs": ()},
+         "dw_min_steps_1": {"dw_min_steps": 1, "dw_split_steps": (), "dw_split_divs": ()},
+         "tail_serial": {"tail_max_splits": 1}, "offsets_64": {"wide_offsets": True},
+         "thin_split_bwd": {"thin_split_bwd": True}, "thin_one_launch": {"thin_split_bwd": False},
+         "thin_bwd_unrolled": {"thin_bwd_tap_loop": False},
+         "thin_off": {"thin": False}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 #: layers whose grad_W split is bounded by the steps a program takes (round 1: 3 to 32 programs, ~6 us
@@ -124,7 +124,6 @@ SPLIT_KNOB_LAYERS = ("gen.down1", "gen.down2", "disc.1", "disc.2", "disc.3", "di
 #: the layers a knob runs on, where not KNOB_LAYERS
 KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LAYERS + THIN_KNOB_LAYERS + ("disc.2",),
            "dw_pow_tiles": KNOB_LAYERS + ("disc.2",),  # single-channel layers tune only the first kind
-           "dw_concat_prefetch": KNOB_LAYERS,
            "dw_split_fixed": SPLIT_KNOB_LAYERS + ("gen.down4", "gen.up2"), "dw_min_steps_16": SPLIT_KNOB_LAYERS,
            "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS, "thin_one_launch": THIN_KNOB_LAYERS, "thin_bwd_unrolled": THIN_KNOB_LAYERS,
@@ -584,7 +583,7 @@ def _host_us_without_plans(step: Callable[[], None], device: str, repeats: int) 
     """Host us per call with the kernels' plans off (every call rebuilds its launch arguments)."""
     if device != "cuda":
         return None
-    with _knob({"_PLANS": False}):
+    with _knob({"plans": False}):
         step()  # the first call of a signature without plans may pass through Triton's binder
         return host_us(step, device, repeats)
 
@@ -1304,17 +1303,11 @@ def knobs_for(layer: str, args) -> dict[str, dict[str, Any]]:
 
 @contextlib.contextmanager
 def _knob(patch: dict[str, Any]) -> Iterator[None]:
-    """selfonn.kernels.selfonn_conv's module constants set as in ``patch`` inside, restored after."""
-    from selfonn.kernels import selfonn_conv as sc
+    """selfonn.kernels options changed as in ``patch`` inside (``selfonn.kernels.options``)."""
+    from selfonn import kernels
 
-    saved = {k: getattr(sc, k) for k in patch}
-    try:
-        for k, v in patch.items():
-            setattr(sc, k, v)
+    with kernels.options(**patch):
         yield
-    finally:
-        for k, v in saved.items():
-            setattr(sc, k, v)
 
 
 def section_knobs(rec: Record, args, ctx: dict) -> None:
