@@ -26,17 +26,24 @@ from typing import Any, Callable
 import torch
 
 import selfonn
-from opgan.models import LayerShape, opgan_layer_shapes
+from opgan.models import CONTEXT_PREFIX, LayerShape, opgan_layer_shapes
 
 
-#: A layer shape as the models report it: name, kind, c_in, c_out, k, stride, padding, L_in, q.
+#: A layer shape as the models report it: name, kind, c_in, c_out, k, stride, padding, L_in, q, dilation.
 Layer = LayerShape
 
 
-def opgan_layers(L: int = 32000, f: int = 16, q: int = 3, fold_upsample: bool = True) -> list[Layer]:
+def opgan_layers(L: int = 32000, f: int = 16, q: int = 3, fold_upsample: bool = True,
+                 context: bool = False) -> list[Layer]:
     """Every Self-ONN call of the Op-GAN generator and discriminator for input length L, read from the
-    models themselves (`opgan.models.opgan_layer_shapes`), so the benchmarks cannot drift from them."""
-    return opgan_layer_shapes(L, filters=f, q=q, fold_upsample=fold_upsample)
+    models themselves (`opgan.models.opgan_layer_shapes`), so the benchmarks cannot drift from them.
+    ``context``: then also the dilated context candidate's distinct layers (``gen.ctx.*``), after the 16."""
+    return opgan_layer_shapes(L, filters=f, q=q, fold_upsample=fold_upsample, context=context)
+
+
+def is_context(layer: Layer | str) -> bool:
+    """A layer of the dilated context blocks (kept out of the 16-layer totals older records hold)."""
+    return (layer if isinstance(layer, str) else layer.name).startswith(CONTEXT_PREFIX)
 
 
 def sweep_layers() -> list[Layer]:
@@ -53,17 +60,17 @@ def sweep_layers() -> list[Layer]:
 
 def _reference(layer: Layer):
     if layer.transposed:
-        return lambda x, w, b: selfonn.reference_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1,
-                                                                  layer.q)
-    return lambda x, w, b: selfonn.reference_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q)
+        return lambda x, w, b: selfonn.reference_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1,
+                                                                  layer.dilation, layer.q)
+    return lambda x, w, b: selfonn.reference_conv1d(x, w, b, layer.stride, layer.padding, layer.dilation, 1, layer.q)
 
 
 def _selfonn_op(layer: Layer, backend: str):
     """The layer through selfonn's public functional API on one backend (what a user's model runs)."""
     if layer.transposed:
-        return lambda x, w, b: selfonn.selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1,
-                                                                layer.q, backend=backend)
-    return lambda x, w, b: selfonn.selfonn_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q,
+        return lambda x, w, b: selfonn.selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1,
+                                                                layer.dilation, layer.q, backend=backend)
+    return lambda x, w, b: selfonn.selfonn_conv1d(x, w, b, layer.stride, layer.padding, layer.dilation, 1, layer.q,
                                                   backend=backend)
 
 
@@ -107,15 +114,15 @@ def best_baseline(ms: dict[str, float | None]) -> tuple[str, float] | tuple[None
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, backend: str):
-    # One wrapper per (kind, stride, padding, q); dynamic=False: dynamo specialises each layer's
+def _compiled_reference(transposed: bool, stride: int, padding: int, q: int, backend: str, dilation: int = 1):
+    # One wrapper per (kind, stride, padding, q, dilation); dynamic=False: dynamo specialises each layer's
     # shapes (a recompile per shape, each a cache entry of its own).
     if transposed:
         def f(x, w, b):
-            return selfonn.reference_conv_transpose1d(x, w, b, stride, padding, 0, 1, 1, q)
+            return selfonn.reference_conv_transpose1d(x, w, b, stride, padding, 0, 1, dilation, q)
     else:
         def f(x, w, b):
-            return selfonn.reference_conv1d(x, w, b, stride, padding, 1, 1, q)
+            return selfonn.reference_conv1d(x, w, b, stride, padding, dilation, 1, q)
     _raise_recompile_limits()
     return torch.compile(f, backend=backend, **COMPILE_SETTINGS)
 
@@ -133,7 +140,8 @@ def _raise_recompile_limits(n: int = 1024) -> None:
 
 
 def _compiled(layer: Layer):
-    return _compiled_reference(layer.transposed, layer.stride, layer.padding, layer.q, COMPILE_BACKEND["name"])
+    return _compiled_reference(layer.transposed, layer.stride, layer.padding, layer.q, COMPILE_BACKEND["name"],
+                               layer.dilation)
 
 
 PROVIDERS: dict[str, Callable[[Layer], Callable]] = {

@@ -3,7 +3,8 @@
 Rounds, time and warm-up come from pytest-benchmark's own options (`--benchmark-min-rounds`,
 `--benchmark-max-time`, `--benchmark-warmup`, ...), saving and comparing runs from
 `--benchmark-autosave` / `--benchmark-compare`. The options here choose what is measured: the
-scaling sweep only with `--sweep`; on a CPU the Op-GAN shapes at a shorter length (`--bench-length`,
+scaling sweep only with `--sweep`, the dilated context blocks' layers (``gen.ctx.*``) only with
+`--context`; on a CPU the Op-GAN shapes at a shorter length (`--bench-length`,
 default 4000) so the suite stays usable without a GPU; torch.compile on a CPU only with
 `--bench-compile`. Every baseline runs as a user runs it at its best (`_common.fair_baselines`:
 cudnn.benchmark on, torch.compile(dynamic=False)); the saved JSON's machine_info says so.
@@ -37,6 +38,8 @@ class BenchConfig:
 def pytest_addoption(parser):
     group = parser.getgroup("selfonn benchmarks")
     group.addoption("--sweep", action="store_true", help="also run the C / L / q scaling sweep")
+    group.addoption("--context", action="store_true",
+                    help="also run the dilated context blocks' layers (gen.ctx.d1 .. gen.ctx.d64, gen.ctx.proj)")
     group.addoption("--bench-length", type=int, default=None,
                     help="Op-GAN clip length, a multiple of 32 >= 2656 (default 32000 on CUDA, 4000 on CPU)")
     group.addoption("--bench-batch", type=int, default=None, help="batch (default 8 on CUDA, 2 on CPU)")
@@ -50,6 +53,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sweep: scaling sweep, only with --sweep")
+    config.addinivalue_line("markers", "context: the dilated context blocks' layers, only with --context")
     _common.COMPILE_BACKEND["name"] = config.getoption("--bench-compile-backend")
     config._selfonn_baselines = _common.fair_baselines()
 
@@ -73,9 +77,11 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--sweep"):
-        return
-    skip = pytest.mark.skip(reason="scaling sweep: pass --sweep to run it")
-    for item in items:
-        if "sweep" in item.keywords:
-            item.add_marker(skip)
+    for marker, option, what in (("sweep", "--sweep", "scaling sweep"),
+                                 ("context", "--context", "dilated context layers")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{what}: pass {option} to run it")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

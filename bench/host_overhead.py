@@ -2,6 +2,7 @@
 
     python bench/host_overhead.py                       # the 16 Op-GAN layer shapes (f=16, q=3)
     python bench/host_overhead.py --layers disc.3,gen.up2 --calls 500
+    python bench/host_overhead.py --layers gen.ctx.d1,gen.ctx.d64,gen.ctx.proj   # the dilated context blocks
 
 A small layer's kernels take microseconds on a GPU, so its fused call is as fast as the Python that
 launches it. This times that Python: the public ``selfonn_conv1d`` / ``selfonn_conv_transpose1d``
@@ -63,13 +64,14 @@ def measure(layer, calls: int, rounds: int, floor) -> dict:
         w = torch.randn(layer.q * layer.c_in, layer.c_out, layer.k, requires_grad=True)
 
         def call(x, w, b):
-            return selfonn.selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, 1, layer.q,
-                                                    backend="triton")
+            return selfonn.selfonn_conv_transpose1d(x, w, b, layer.stride, layer.padding, 0, 1, layer.dilation,
+                                                    layer.q, backend="triton")
     else:
         w = torch.randn(layer.c_out, layer.q * layer.c_in, layer.k, requires_grad=True)
 
         def call(x, w, b):
-            return selfonn.selfonn_conv1d(x, w, b, layer.stride, layer.padding, 1, 1, layer.q, backend="triton")
+            return selfonn.selfonn_conv1d(x, w, b, layer.stride, layer.padding, layer.dilation, 1, layer.q,
+                                          backend="triton")
     b = torch.randn(layer.c_out, requires_grad=True)
     x = torch.randn(1, layer.c_in, layer.L_in, requires_grad=True)
     row = {"layer": layer.name}
@@ -87,14 +89,15 @@ def measure(layer, calls: int, rounds: int, floor) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", default="", help="comma list of Op-GAN layer names (default: all 16)")
+    ap.add_argument("--layers", default="",
+                    help="comma list of Op-GAN layer names (default: all 16), the context blocks' too (gen.ctx.d8)")
     ap.add_argument("--calls", type=int, default=300, help="calls per timing round")
     ap.add_argument("--rounds", type=int, default=7, help="timing rounds (the best is kept)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from selfonn.kernels.dryrun import dry_run
 
-    layers = opgan_layers(2688, 16, 3)
+    layers = opgan_layers(2688, 16, 3, context=bool(args.layers))  # context layers only when named
     if args.layers:
         wanted = args.layers.split(",")
         unknown = set(wanted) - {lay.name for lay in layers}

@@ -4,6 +4,7 @@ torch.compile of it vs selfonn's exact torch path, on the Op-GAN layer shapes (a
     python bench/report.py              # CUDA: Op-GAN shapes at B=8, L=32000 (about a minute on an H100)
     python bench/report.py --quick      # a few representative shapes, fewer repeats
     python bench/report.py --sweep      # also the C / L / q scaling sweep
+    python bench/report.py --context    # also the dilated context blocks' layers (gen.ctx.*, totalled apart)
     python bench/report.py --device cpu # CPU: exact torch path vs reference at B=2, L=4000 by default
     python bench/report.py --device cpu --cpu-compile   # also torch.compile on the CPU (inductor: slow to build)
 
@@ -28,6 +29,7 @@ from _common import (  # noqa: E402
     Layer,
     best_baseline,
     fair_baselines,
+    is_context,
     make_inputs,
     make_step,
     opgan_layers,
@@ -87,7 +89,9 @@ def table(rows: list[dict], providers: list[str], device: str) -> str:
     for r in rows:
         lay: Layer = r["layer"]
         ms = r["ms"]
-        shape = f"{lay.c_in}->{lay.c_out} x {lay.L_in} ({lay.k},{lay.stride},{lay.q}){' T' if lay.transposed else ''}"
+        dil = f" d{lay.dilation}" if lay.dilation != 1 else ""
+        kind = " T" if lay.transposed else ""
+        shape = f"{lay.c_in}->{lay.c_out} x {lay.L_in} ({lay.k},{lay.stride},{lay.q}){dil}{kind}"
         cells = [lay.name, shape, r["mode"]] + [_fmt(ms.get(p)) for p in providers]
         cells += [_fmt(ms[p] / ms[base], ".2f") + "x" if p in ms and base in ms else "-" for p in others]
         if has_best:
@@ -105,8 +109,8 @@ def table(rows: list[dict], providers: list[str], device: str) -> str:
     return "\n".join(lines)
 
 
-def summary(rows: list[dict], providers: list[str]) -> str:
-    """Total time over the Op-GAN layers per provider and mode, and the headline ratios."""
+def summary(rows: list[dict], providers: list[str], label: str = "total") -> str:
+    """Total time over the given layers per provider and mode, and the headline ratios."""
     out = []
     for mode in sorted({r["mode"] for r in rows}):
         tot = {p: sum(r["ms"].get(p, float("nan")) for r in rows if r["mode"] == mode) for p in providers}
@@ -116,7 +120,7 @@ def summary(rows: list[dict], providers: list[str]) -> str:
             best = [best_baseline(r["ms"])[1] for r in rows if r["mode"] == mode]
             if best and all(b is not None for b in best):
                 parts.append(f"best baseline/fused {sum(best) / tot['fused']:.2f}x")
-        out.append(f"- total {mode}: " + ", ".join(parts))
+        out.append(f"- {label} {mode}: " + ", ".join(parts))
     return "\n".join(out)
 
 
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--length", type=int, default=None, help="Op-GAN input length (default 32000 CUDA, 4000 CPU)")
     ap.add_argument("--quick", action="store_true", help="a few representative shapes, fewer repeats")
     ap.add_argument("--sweep", action="store_true", help="add the C / L / q scaling sweep")
+    ap.add_argument("--context", action="store_true",
+                    help="add the dilated context blocks' layers (gen.ctx.*; totalled apart from the 16)")
     ap.add_argument("--providers", default=None, help="comma list of " + ",".join(PROVIDERS))
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--repeats", type=int, default=None)
@@ -149,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     L = args.length or (32000 if device == "cuda" else 4000)
     args.repeats = args.repeats or (5 if args.quick else 10)
 
-    layers = opgan_layers(L)
+    layers = opgan_layers(L, context=args.context)
     if args.quick:
-        keep = {"gen.down1", "gen.down4", "gen.up2", "gen.out_T", "disc.1", "disc.3"}
+        keep = {"gen.down1", "gen.down4", "gen.up2", "gen.out_T", "disc.1", "disc.3", "gen.ctx.d8", "gen.ctx.proj"}
         layers = [la for la in layers if la.name in keep]
     if args.sweep:
         layers += sweep_layers()
@@ -176,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
           f"torch.compile({', '.join(f'{k}={v}' for k, v in COMPILE_SETTINGS.items())})), torch {torch.__version__}\n")
     print(table(rows, providers, device))
     print()
-    print(summary([r for r in rows if not r["layer"].name.startswith("sweep")], providers))
+    paper = [r for r in rows if not r["layer"].name.startswith("sweep") and not is_context(r["layer"])]
+    print(summary(paper, providers))
+    ctx = [r for r in rows if is_context(r["layer"])]
+    if ctx:
+        print(summary(ctx, providers, f"context layers ({len({r['layer'].name for r in ctx})}, not in the total)"))
     print(f"\n(ratios > 1x: the provider is slower than {'fused' if 'fused' in providers else 'torch'}; "
           f"wall time of this report {time.perf_counter() - t0:.0f} s)")
     return 0

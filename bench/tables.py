@@ -39,6 +39,9 @@ DTYPES = ("tf32", "bf16")
 #: training-step backends: fused kernels, selfonn's exact torch path, the FastONN formulation
 BACKENDS = ("triton", "torch", "reference")
 BACKEND_NAMES = {"triton": "fused", "torch": "torch exact", "reference": "FastONN formulation"}
+#: the name prefix of the dilated context candidate's layers (``opgan.models.CONTEXT_PREFIX``): their rows
+#: get tables of their own and stay out of the 16-layer totals and targets older records are compared on
+CONTEXT_PREFIX = "gen.ctx."
 
 
 class RecordError(ValueError):
@@ -113,8 +116,10 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a and b else "–"
 
 
-def _layer_rows(rec: dict[str, Any], dtype: str) -> list[dict[str, Any]]:
-    return [e for e in rec["layers"] if e["mode"] == "fwd+bwd" and e["dtype"] == dtype]
+def _layer_rows(rec: dict[str, Any], dtype: str, context: bool = False) -> list[dict[str, Any]]:
+    """fwd+bwd rows of ``dtype``: the paper's layers, or (``context``) the context candidate's."""
+    return [e for e in rec["layers"] if e["mode"] == "fwd+bwd" and e["dtype"] == dtype
+            and e["layer"].startswith(CONTEXT_PREFIX) == context]
 
 
 def _best(d: dict[str, Any]) -> tuple[str | None, float | None]:
@@ -136,8 +141,8 @@ def _total(rows: list[dict[str, Any]], key: str, provider: str) -> float | None:
 _SHORT = {"reference": "ref", "compiled": "compile", "sum": ""}
 
 
-def _layer_table(rec: dict[str, Any], dtype: str) -> str | None:
-    rows = _layer_rows(rec, dtype)
+def _layer_table(rec: dict[str, Any], dtype: str, context: bool = False) -> str | None:
+    rows = _layer_rows(rec, dtype, context)
     if not rows:
         return None
     lines = ["| layer | fused | FastONN ref | torch.compile(ref) | best baseline | best/fused "
@@ -158,7 +163,8 @@ def _layer_table(rec: dict[str, Any], dtype: str) -> str | None:
                      f"| {_num(mib.get('fused'), '.0f')} | {_num(mib.get('reference'), '.0f')} |")
     tot = {k: {p: _total(rows, k, p) for p in PROVIDERS} for k in ("ms", "device_ms")}
     best = {k: _total(rows, k, "best") for k in ("ms", "device_ms")}
-    lines.append(f"| **all {len(rows)} layers** | {cells(tot['ms'], ('sum', best['ms']) if best['ms'] else (None, None))} "
+    what = f"{len(rows)} context" if context else f"{len(rows)}"
+    lines.append(f"| **all {what} layers** | {cells(tot['ms'], ('sum', best['ms']) if best['ms'] else (None, None))} "
                  f"| {cells(tot['device_ms'], ('sum', best['device_ms']) if best['device_ms'] else (None, None))} | | |")
     return "\n".join(lines)
 
@@ -346,6 +352,14 @@ def render(recs: list[tuple[dict[str, Any], str]] | dict[str, Any], source: str 
             shape = ", ".join(f"{k}={lay[k]}" for k in ("batch", "length", "q") if k in lay)
             add(rec, src, f"Every Op-GAN layer, forward+backward, {title}{', ' + shape if shape else ''}. "
                           f"{WALL_VS_DEVICE}\n\n{_layer_table(rec, dtype)}")
+    for dtype, title in (("tf32", "tf32"), ("bf16", "bf16 autocast")):
+        found = newest(lambda r, d=dtype: _layer_rows(r, d, context=True))
+        if found:
+            rec, src = found
+            add(rec, src, f"The dilated context candidate's distinct layers (`gen.ctx.d1` .. `gen.ctx.d64`: the k3 "
+                          f"conv of each block, `gen.ctx.proj`: their 1x1 projection), forward+backward, {title}, "
+                          f"columns as above; not in the Op-GAN totals or the targets:\n\n"
+                          f"{_layer_table(rec, dtype, context=True)}")
     step_found = newest(lambda r: r["train_step"])
     if step_found:
         rec, src = step_found

@@ -5,6 +5,7 @@
     python -m pytest bench/ --benchmark-only --benchmark-compare     # ... against the last saved run
     python -m pytest bench/ --benchmark-only --benchmark-min-rounds 20 --benchmark-max-time 2
     python -m pytest bench/ --benchmark-only --sweep                 # + C / L / q scaling sweep
+    python -m pytest bench/ --benchmark-only --context               # + the dilated context layers (gen.ctx.*)
     python -m pytest bench/ --benchmark-only -k "gen.up2 and fwd+bwd"
 
 Providers: fused (Triton; CUDA, or a CPU under TRITON_INTERPRET=1), torch (selfonn's exact path),
@@ -20,24 +21,36 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _common import PROVIDERS, make_inputs, make_step, opgan_layers, provider_available, saved_bytes, sweep_layers
+from _common import (
+    PROVIDERS,
+    is_context,
+    make_inputs,
+    make_step,
+    opgan_layers,
+    provider_available,
+    saved_bytes,
+    sweep_layers,
+)
 
-OPGAN = [la.name for la in opgan_layers(32000)]
+OPGAN = [la.name for la in opgan_layers(32000) if not is_context(la)]
+CONTEXT = [la.name for la in opgan_layers(32000, context=True) if is_context(la)]
 SWEEP = {la.name: la for la in sweep_layers()}
-LAYERS = OPGAN + [pytest.param(name, marks=pytest.mark.sweep) for name in SWEEP]
+LAYERS = (OPGAN + [pytest.param(name, marks=pytest.mark.context) for name in CONTEXT]
+          + [pytest.param(name, marks=pytest.mark.sweep) for name in SWEEP])
 
 
 def _layer(name: str, length: int):
     """The layer run: a sweep shape as it is, an Op-GAN layer of the models at the requested length."""
     if name in SWEEP:
         return SWEEP[name]
-    return {la.name: la for la in opgan_layers(length)}[name]
+    return {la.name: la for la in opgan_layers(length, context=True)}[name]
 
 
 def group_label(layer, mode: str, batch: int) -> str:
     kind = " transposed" if layer.transposed else ""
+    dil = f" d={layer.dilation}" if layer.dilation != 1 else ""
     return (f"{layer.name} {mode}: B={batch} C {layer.c_in}->{layer.c_out} L_in={layer.L_in} "
-            f"k={layer.k} s={layer.stride} q={layer.q}{kind}")
+            f"k={layer.k} s={layer.stride}{dil} q={layer.q}{kind}")
 
 
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
@@ -67,7 +80,7 @@ def test_selfonn_layer(benchmark, bench_config, layer_name, provider, mode):
     benchmark(timed)
     benchmark.extra_info.update(
         provider=provider, mode=mode, layer=layer.name, B=B, L=layer.L_in, cin=layer.c_in, cout=layer.c_out,
-        k=layer.k, stride=layer.stride, q=layer.q, transposed=layer.transposed)
+        k=layer.k, stride=layer.stride, dilation=layer.dilation, q=layer.q, transposed=layer.transposed)
     stats = getattr(benchmark, "stats", None)  # None under --benchmark-disable (one plain call)
     if stats is not None:
         flops = layer.fwd_flops(B) * (3.0 if mode == "fwd+bwd" else 1.0)

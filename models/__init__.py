@@ -7,9 +7,11 @@ import torch
 from . import losses
 from .discriminator import Discriminator, DiscriminatorConfig, build_discriminator, min_discriminator_length
 from .generator import LENGTH_MULTIPLE, Generator, GeneratorConfig, build_generator
-from .shapes import LayerShape
+from .shapes import CONTEXT_PREFIX, LayerShape
 
 __all__ = [
+    "CONTEXT_CANDIDATE",
+    "CONTEXT_PREFIX",
     "Discriminator",
     "DiscriminatorConfig",
     "Generator",
@@ -24,13 +26,22 @@ __all__ = [
 ]
 
 
+#: the dilated-context generator the quality work compares (7 blocks, d = 1..64, width 16): the context
+#: layers ``opgan_layer_shapes(context=True)`` adds are this generator's
+CONTEXT_CANDIDATE: dict[str, object] = {"context": "dilated", "context_blocks": 7, "context_width": 16}
+
+
 def opgan_layer_shapes(
-    length: int = 32000, filters: int = 16, q: int = 3, fold_upsample: bool = True
+    length: int = 32000, filters: int = 16, q: int = 3, fold_upsample: bool = True, context: bool = False
 ) -> list[LayerShape]:
     """Every Self-ONN call of one Op-GAN generator + discriminator forward on a (B, 1, length) clip.
 
     Read from models built on the meta device (no memory, no init cost), so benchmarks measure
-    exactly the shapes training runs: 10 generator calls, then 6 discriminator calls.
+    exactly the shapes training runs: 10 generator calls, then 6 discriminator calls. ``context``:
+    then also the distinct layers of :data:`CONTEXT_CANDIDATE`'s context blocks in call order
+    (``gen.ctx.d1``, ``gen.ctx.proj`` (once: every block's is the same), ``gen.ctx.d2`` .. ``gen.ctx.d64``),
+    after the 16: totals over the paper's layers stay the first 16, names starting with
+    :data:`CONTEXT_PREFIX` are the extra ones.
     """
     if length % LENGTH_MULTIPLE or length < min_discriminator_length():
         raise ValueError(
@@ -40,4 +51,12 @@ def opgan_layer_shapes(
     with torch.device("meta"):
         g = Generator(GeneratorConfig(filters=filters, q=q), fold_upsample=fold_upsample)
         d = Discriminator(DiscriminatorConfig(filters=filters, q=q))
-    return g.layer_shapes(length) + d.layer_shapes(length)
+        shapes = g.layer_shapes(length) + d.layer_shapes(length)
+        if context:
+            cg = Generator(GeneratorConfig(filters=filters, q=q, **CONTEXT_CANDIDATE), fold_upsample=fold_upsample)
+            ctx: dict[str, LayerShape] = {}
+            for s in cg.layer_shapes(length):  # in call order, each name once (every block's proj is one shape)
+                if s.name.startswith(CONTEXT_PREFIX):
+                    ctx.setdefault(s.name, s)
+            shapes += ctx.values()
+    return shapes

@@ -36,7 +36,7 @@ from torch import nn
 
 from selfonn import SelfONN1d, SelfONNTranspose1d, selfonn_conv_transpose1d
 
-from .shapes import LayerShape, shape_of
+from .shapes import CONTEXT_PREFIX, LayerShape, shape_of
 
 #: Number of Self-ONN layers in the generator: 5 down + 4 up + 1 output.
 N_GENERATOR_LAYERS = 10
@@ -377,13 +377,18 @@ class Generator(nn.Module):
         return g
 
     def layer_shapes(self, length: int) -> list[LayerShape]:
-        """Every Self-ONN call of one forward on a (B, 1, length) input, in call order."""
-        if self.context is not None:
-            raise ValueError("layer_shapes covers the paper's layers; the dilated context blocks are not listed")
+        """Every Self-ONN call of one forward on a (B, 1, length) input, in call order.
+
+        The context blocks' calls (``context='dilated'``) are named ``gen.ctx.d<dilation>`` (the k3 conv)
+        and ``gen.ctx.proj`` (the 1x1 projection, the same shape in every block, so listed once a block).
+        """
         shapes = []
         for i, layer in enumerate(self.down):
             shapes.append(shape_of(f"gen.down{i + 1}", layer, length))
             length = shapes[-1].L_out
+        for block in self.context or ():  # length-preserving: padding = dilation, k = 3
+            shapes.append(shape_of(f"{CONTEXT_PREFIX}d{block.conv.dilation[0]}", block.conv, length))
+            shapes.append(shape_of(f"{CONTEXT_PREFIX}proj", block.proj, shapes[-1].L_out))
         for i, block in enumerate(self.up):
             shapes.append(block.layer_shape(f"gen.up{i + 1}", length))
             length = shapes[-1].L_out  # the skip concat keeps the length

@@ -13,11 +13,15 @@ from torch import nn
 from selfonn import SelfONN1d, SelfONNTranspose1d
 
 Kind = Literal["conv", "conv_transpose"]
+#: the name prefix of the generator's context-block layers (``gen.ctx.d8``, ``gen.ctx.proj``): benchmarks
+#: keep them apart from the paper's 16 layers, whose totals older records are compared on
+CONTEXT_PREFIX = "gen.ctx."
 
 
 @dataclass(frozen=True)
 class LayerShape:
-    """One Self-ONN call: ``kind`` conv/conv_transpose, channels, kernel, stride, symmetric padding, input length.
+    """One Self-ONN call: ``kind`` conv/conv_transpose, channels, kernel, stride, symmetric padding, input length,
+    q and dilation (last, with a default: the paper's layers all have 1, the context blocks do not).
 
     Weight layout is FastONN's: conv ``(c_out, q*c_in, k)``, transposed ``(q*c_in, c_out, k)``.
     """
@@ -31,6 +35,7 @@ class LayerShape:
     padding: int
     L_in: int
     q: int
+    dilation: int = 1
 
     @property
     def transposed(self) -> bool:
@@ -38,9 +43,10 @@ class LayerShape:
 
     @property
     def L_out(self) -> int:
+        span = self.dilation * (self.k - 1) + 1  # input samples one output sample's taps cover
         if self.transposed:
-            return (self.L_in - 1) * self.stride - 2 * self.padding + self.k
-        return (self.L_in + 2 * self.padding - self.k) // self.stride + 1
+            return (self.L_in - 1) * self.stride - 2 * self.padding + span
+        return (self.L_in + 2 * self.padding - span) // self.stride + 1
 
     def weight_shape(self) -> tuple[int, int, int]:
         if self.transposed:
@@ -48,7 +54,8 @@ class LayerShape:
         return (self.c_out, self.q * self.c_in, self.k)
 
     def fwd_flops(self, batch: int) -> float:
-        """2 x multiply-adds of the one big conv over the power stack (the powers themselves are negligible)."""
+        """2 x multiply-adds of the one big conv over the power stack (the powers themselves are negligible);
+        dilation spreads the k taps out, it does not add any."""
         taps_applied = self.L_in if self.transposed else self.L_out
         return 2.0 * batch * taps_applied * self.c_out * self.q * self.c_in * self.k
 
@@ -57,8 +64,8 @@ def shape_of(name: str, layer: nn.Module, length: int) -> LayerShape:
     """The LayerShape of a SelfONN1d / SelfONNTranspose1d module applied to an input of ``length`` samples."""
     if not isinstance(layer, (SelfONN1d, SelfONNTranspose1d)):
         raise TypeError(f"{name}: expected a Self-ONN layer, got {type(layer).__name__}")
-    if layer.groups != 1 or layer.dilation != (1,) or isinstance(layer.padding, str):
-        raise ValueError(f"{name}: LayerShape covers groups=1, dilation=1, int padding (the Op-GAN layers)")
+    if layer.groups != 1 or isinstance(layer.padding, str):
+        raise ValueError(f"{name}: LayerShape covers groups=1, int padding (the Op-GAN layers)")
     if getattr(layer, "output_padding", (0,)) != (0,):
         raise ValueError(f"{name}: LayerShape covers output_padding=0 (the Op-GAN layers)")
     return LayerShape(
@@ -71,4 +78,5 @@ def shape_of(name: str, layer: nn.Module, length: int) -> LayerShape:
         padding=layer.padding[0],
         L_in=length,
         q=layer.q,
+        dilation=layer.dilation[0],
     )

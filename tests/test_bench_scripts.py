@@ -248,7 +248,8 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     assert list(data["sections"]) == list(gpu_round.SECTIONS)
     assert "no GPU" in data["compile"]["note"]
     assert {(e["layer"], e["mode"], e["dtype"]) for e in data["layers"]} == {
-        ("disc.head", m, d) for m in ("fwd", "fwd+bwd") for d in ("tf32", "bf16")}
+        (la, m, d) for la in ("disc.head", "gen.ctx.d8") for m in ("fwd", "fwd+bwd") for d in ("tf32", "bf16")}
+    assert {e["layer"]: e["shape"].get("dilation") for e in data["layers"]} == {"disc.head": None, "gen.ctx.d8": 8}
     for e in data["layers"]:
         assert all(isinstance(e["ms"][p], float) and e["ms"][p] > 0 for p in ("fused", "reference", "compiled")), e
     assert {(e["backend"], e["dtype"]) for e in data["train_step"]} >= {
@@ -278,7 +279,8 @@ def test_smoke_round_writes_a_valid_record(tmp_path: Path):
     # the device tool returns at most 8 files from $OUT
     assert len(list((tmp_path / "out").iterdir())) <= 8
     # the README tables render from such a record
-    assert "disc.head" in tables.render(data, record.name)
+    rendered = tables.render(data, record.name)
+    assert "disc.head" in rendered and "| gen.ctx.d8 16→16 |" in rendered
 
 
 def test_tests_section_runs_pytest_on_workers(tmp_path: Path):
@@ -459,15 +461,61 @@ def test_layers_section_measures_every_layers_ratio_before_compiling(monkeypatch
     assert rows[second]["ms"]["compiled"] is None and "not reached" in rows[second]["errors"]["compiled"]
 
 
+def test_the_round_lists_the_context_layers_after_the_16(monkeypatch, tmp_path: Path):
+    """The round measures the dilated context candidate's layers after every cell of the 16 (a deadline
+    cuts them first), their rows carry the dilation, the 16's rows stay as older records hold them,
+    and the tables keep them out of the 16-layer totals."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    names = [la.name for la in gpu_round._layer_shapes(gpu_round._parse([]))]
+    ctx = ["gen.ctx.d1", "gen.ctx.proj"] + [f"gen.ctx.d{2**i}" for i in range(1, 7)]
+    assert len(names) == 24 and names[16:] == ctx
+    assert len(gpu_round._layer_shapes(gpu_round._parse(["--no-context-layers"]))) == 16
+    assert [la.name for la in gpu_round._layer_shapes(gpu_round._parse(["--layers", "context"]))] == ctx
+    args = gpu_round._parse(["--smoke", "--layers", "gen.ctx.d8,disc.head", "--dtypes", "tf32"])
+    calls = []
+
+    def fake_cell(layer, provider, mode, dtype, inputs, args, ctx):
+        calls.append(layer.name)
+        return {"ms": 1.0 if layer.name == "disc.head" else 2.0, "peak_mib": 1.0, "device_ms": 1.0}
+
+    import _common
+
+    monkeypatch.setattr(gpu_round, "measure_cell", fake_cell)
+    monkeypatch.setattr(_common, "provider_available", lambda provider, device: None)
+    rec = gpu_round.Record(tmp_path, "x", {"device": "cpu", "date": "d", "command": "c", "torch": "t",
+                                           "triton": "tr"})
+    gpu_round.section_layers(rec, args, {"device": "cpu"})
+    assert calls == ["disc.head"] * 6 + ["gen.ctx.d8"] * 6  # 2 modes x 3 providers each
+    rows = {(e["layer"], e["mode"]): e for e in rec.data["layers"]}
+    shape = rows["gen.ctx.d8", "fwd+bwd"]["shape"]
+    assert shape["dilation"] == 8 and shape["padding"] == 8
+    assert "dilation" not in rows["disc.head", "fwd+bwd"]["shape"]
+    data = {**rec.data, "train_step": []}
+    assert tables.schema_errors(data) == []
+    block = tables.render(data, "r.json")
+    paper, ctx_table = block.split("The dilated context candidate's")
+    assert "| **all 1 layers** | 1 | 1 | 1 | 1 |" in paper and "gen.ctx" not in paper
+    ctx_table, targets = ctx_table.split("The speed targets")
+    assert "| gen.ctx.d8 16→16 | 2 |" in ctx_table and "| **all 1 context layers** | 2 | 2 | 2 | 2 |" in ctx_table
+    assert "0 of 1 layers (lowest 1.00×, disc.head)" in targets and "gen.ctx" not in targets  # the 16 only
+    # the compile section submits the context layers' variants last too (after the train step's and the knobs')
+    launched = []
+    monkeypatch.setitem(_common.PROVIDERS, "fused", lambda layer: lambda x, w, b: launched.append(layer.name) or
+                        x.sum() + w.sum() + b.sum())
+    gpu_round.compile_work(gpu_round._parse(["--smoke", "--layers", "gen.ctx.d8,disc.head"]), {"device": "cpu"})()
+    assert launched[-2:] == ["gen.ctx.d8"] * 2 and len(launched) > 4 and "gen.ctx.d8" not in launched[:-2]
+
+
 @pytest.mark.timeout(300)
 def test_host_overhead_script_prints_its_table(capsys):
     """bench/host_overhead.py times the fused host path on CPU (launches left out), plans on and off."""
     from selfonn import kernels
     from selfonn.kernels import selfonn_conv as sc
 
-    assert _load("host_overhead").main(["--layers", "disc.head,gen.up2", "--calls", "3", "--rounds", "1"]) == 0
+    layers = "disc.head,gen.up2,gen.ctx.d8"
+    assert _load("host_overhead").main(["--layers", layers, "--calls", "3", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| disc.head |" in out and "| gen.up2 |" in out and "(floor)" in out
+    assert "| disc.head |" in out and "| gen.up2 |" in out and "| gen.ctx.d8 |" in out and "(floor)" in out
     assert kernels.get_options().plans and sc.plans() == {}  # module state restored
 
 
@@ -768,14 +816,15 @@ def test_travel_size_counts_the_tree_and_what_is_carried(tmp_path: Path):
     assert tree == pytest.approx(1.5, abs=0.01) and carried == pytest.approx(2.5)
 
 
-def test_formulation_runs_every_model_layer_on_the_fastonn_formulation(monkeypatch):
+@pytest.mark.parametrize("context", [False, True])
+def test_formulation_runs_every_model_layer_on_the_fastonn_formulation(monkeypatch, context):
     """The training step's 'reference' backend: inside ``_common.formulation()`` each Self-ONN layer of
-    G (the folded up blocks' functional calls included) runs as FastONN does, with the exact path's
-    result; outside, nothing is redirected."""
+    G (the folded up blocks' functional calls included, the dilated context blocks' too) runs as FastONN
+    does, with the exact path's result; outside, nothing is redirected."""
     import torch
 
     import selfonn
-    from opgan.models import Generator, GeneratorConfig, opgan_layer_shapes
+    from opgan.models import CONTEXT_CANDIDATE, Generator, GeneratorConfig
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import _common
@@ -785,14 +834,14 @@ def test_formulation_runs_every_model_layer_on_the_fastonn_formulation(monkeypat
     monkeypatch.setattr(selfonn, "reference_conv1d", lambda *a: calls.append("conv") or conv(*a))
     monkeypatch.setattr(selfonn, "reference_conv_transpose1d", lambda *a: calls.append("conv_t") or conv_t(*a))
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(filters=2, q=2))
+    g = Generator(GeneratorConfig(filters=2, q=2, **(CONTEXT_CANDIDATE if context else {})))
     x = torch.rand(1, 1, 2688) * 2 - 1
     with selfonn.use_backend("torch"):
         exact = g(x)
     with _common.formulation():
         fastonn = g(x)
-    n_gen = sum(la.name.startswith("gen.") for la in opgan_layer_shapes(2688, filters=2, q=2))
-    assert len(calls) == n_gen and {"conv", "conv_t"} <= set(calls), calls
+    n_gen = len(g.layer_shapes(2688))
+    assert n_gen == (10 + 14 if context else 10) and len(calls) == n_gen and {"conv", "conv_t"} <= set(calls), calls
     torch.testing.assert_close(fastonn, exact, rtol=1e-5, atol=1e-5)
     calls.clear()
     with selfonn.use_backend("torch"):

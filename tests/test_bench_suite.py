@@ -55,6 +55,22 @@ def test_the_benchmark_suite_runs_saves_and_compares(tmp_path: Path):
     assert "(0001_" in r.stdout and "(NOW)" in r.stdout, r.stdout[-3000:]
 
 
+def test_context_layers_are_opt_in(tmp_path: Path):
+    """The dilated context layers (gen.ctx.*) run with --context only; their label and extra_info name
+    the dilation."""
+    out = tmp_path / "run.json"
+    sel = ["-k", "gen.ctx.d8-torch-fwd and not bwd", f"--benchmark-json={out}"]
+    r = _pytest("-rs", *sel, storage=tmp_path / "store")
+    assert r.returncode == 0 and "1 skipped" in r.stdout and "pass --context" in r.stdout, r.stdout[-2000:]
+    assert not out.exists()  # nothing measured
+    r = _pytest("--context", *sel, storage=tmp_path / "store")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    (b,) = json.loads(out.read_text())["benchmarks"]
+    info = b["extra_info"]
+    assert info["dilation"] == 8 and info["L"] == LENGTH // 32 and info["cin"] == 128 and info["k"] == 3, info
+    assert b["group"] == f"gen.ctx.d8 fwd: B=1 C 128->16 L_in={LENGTH // 32} k=3 s=1 d=8 q=3", b["group"]
+
+
 def test_cpu_compile_is_opt_in(monkeypatch):
     """torch.compile with inductor on a CPU builds C++ per shape: skipped with how to opt in, unless asked."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
@@ -68,3 +84,37 @@ def test_cpu_compile_is_opt_in(monkeypatch):
     monkeypatch.setenv(_common.CPU_COMPILE_ENV, "1")
     assert _common.provider_available("compiled", "cpu") is None
     assert _common.provider_available("compiled", "cuda") is None and _common.provider_available("torch", "cpu") is None
+
+
+def _dilated_layers():
+    import _common
+
+    ctx = next(la for la in _common.opgan_layers(2688, 2, 2, context=True) if la.name == "gen.ctx.d8")
+    return [ctx, _common.Layer("t.d3", "conv_transpose", 4, 3, 3, 2, 1, 20, 2, dilation=3)]
+
+
+def test_every_provider_computes_a_dilated_layer_as_the_reference(monkeypatch, device):
+    """The bench providers pass the layer's dilation: fused (the interpreter on a CPU), the exact torch
+    path and torch.compile (aot_eager: no C++ build) agree with the FastONN formulation, forward and
+    backward, on the context stack's gen.ctx.d8 and on a dilated transposed layer."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import _common
+
+    monkeypatch.setitem(_common.COMPILE_BACKEND, "name", "aot_eager")
+    for layer in _dilated_layers():
+        assert layer.dilation > 1 and _common.is_context(layer) == layer.name.startswith("gen.ctx.")
+        want = None
+        for name in ("reference", "torch", "fused", "compiled"):
+            x, w, b = _common.make_inputs(layer, 2, device)
+            y = _common.PROVIDERS[name](layer)(x, w, b)
+            y.backward(torch.linspace(-1, 1, y.numel(), device=device).view_as(y))
+            got = [y.detach(), x.grad, w.grad, b.grad]
+            if want is None:
+                want = got
+                assert y.shape[-1] == layer.L_out  # the reference itself ran the layer's dilation
+                continue
+            for g, r in zip(got, want):
+                torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4 * (1 + r.abs().max().item()),
+                                           msg=lambda m, n=name, la=layer.name: f"{la} {n}: {m}")

@@ -264,7 +264,7 @@ def test_shipped_checkpoints_load_unchanged_into_folded_generator(name):
 
 
 def _traced_convolutions(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:
-    """(kind, weight shape, stride, padding, input length) of every aten.convolution a forward runs."""
+    """(kind, weight shape, stride, padding, input length, dilation) of every aten.convolution a forward runs."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seen = []
@@ -272,9 +272,9 @@ def _traced_convolutions(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]
     class Trace(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func is torch.ops.aten.convolution.default:
-                inp, w, _, stride, padding, _, transposed = args[:7]
+                inp, w, _, stride, padding, dilation, transposed = args[:7]
                 kind = "conv_transpose" if transposed else "conv"
-                seen.append((kind, tuple(w.shape), stride[0], padding[0], inp.shape[-1]))
+                seen.append((kind, tuple(w.shape), stride[0], padding[0], inp.shape[-1], dilation[0]))
             return func(*args, **(kwargs or {}))
 
     with torch.no_grad(), selfonn.use_backend("torch"), Trace():
@@ -292,7 +292,7 @@ def test_layer_shapes_are_what_forward_runs(fold):
     d = Discriminator(DiscriminatorConfig(filters=f, q=q))
     x = torch.zeros(1, 1, length)
     traced = _traced_convolutions(g, x) + _traced_convolutions(d, x)
-    listed = [(s.kind, s.weight_shape(), s.stride, s.padding, s.L_in) for s in shapes]
+    listed = [(s.kind, s.weight_shape(), s.stride, s.padding, s.L_in, s.dilation) for s in shapes]
     assert traced == listed
     if fold:  # the up blocks are stride-2 transposed convs on the half-length input
         assert [s.kind for s in shapes[5:9]] == ["conv_transpose"] * 4
@@ -300,6 +300,44 @@ def test_layer_shapes_are_what_forward_runs(fold):
         opgan_layer_shapes(length + 1)
     with pytest.raises(ValueError, match="minimum"):
         opgan_layer_shapes(2048)
+
+
+def test_context_layer_shapes_are_what_forward_runs():
+    """With the dilated context blocks, the generator lists every call in order (their dilations
+    included); opgan_layer_shapes(context=True) adds the candidate's distinct layers after the 16."""
+    from opgan.models import CONTEXT_CANDIDATE, CONTEXT_PREFIX
+
+    f, q, length = 2, 2, 2688
+    g = Generator(GeneratorConfig(filters=f, q=q, **CONTEXT_CANDIDATE))
+    shapes = g.layer_shapes(length)
+    traced = _traced_convolutions(g, torch.zeros(1, 1, length))
+    assert traced == [(s.kind, s.weight_shape(), s.stride, s.padding, s.L_in, s.dilation) for s in shapes]
+    ctx = [s for s in shapes if s.name.startswith(CONTEXT_PREFIX)]
+    assert len(ctx) == 14 and [s.dilation for s in ctx[::2]] == [1, 2, 4, 8, 16, 32, 64]
+    assert all(s.L_out == s.L_in == length // 32 for s in ctx)  # length-preserving, at the bottleneck
+    plain = opgan_layer_shapes(length, filters=f, q=q)
+    both = opgan_layer_shapes(length, filters=f, q=q, context=True)
+    assert both[:16] == plain and not any(s.name.startswith(CONTEXT_PREFIX) for s in plain)
+    assert [s.name for s in both[16:]] == ["gen.ctx.d1", "gen.ctx.proj"] + [f"gen.ctx.d{2**i}" for i in range(1, 7)]
+    d8 = next(s for s in both if s.name == "gen.ctx.d8")
+    assert (d8.c_in, d8.c_out, d8.k, d8.padding, d8.dilation, d8.L_in) == (8 * f, 16, 3, 8, 8, length // 32)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_shape_of_a_dilated_layer(transposed):
+    """shape_of takes dilated layers; L_out and the weight shape match what the module computes."""
+    from opgan.models.shapes import shape_of
+
+    cls = selfonn.SelfONNTranspose1d if transposed else selfonn.SelfONN1d
+    layer = cls(4, 6, 3, stride=2, padding=3, dilation=5, q=2)
+    s = shape_of("x", layer, 40)
+    assert (s.dilation, s.k, s.stride, s.padding, s.q) == (5, 3, 2, 3, 2)
+    with torch.no_grad():
+        y = layer(torch.zeros(1, 4, 40))
+    assert s.L_out == y.shape[-1] and s.weight_shape() == tuple(layer.weight.shape)
+    assert s.fwd_flops(1) == 2.0 * (40 if transposed else s.L_out) * 6 * 2 * 4 * 3  # dilation adds no taps
+    with pytest.raises(ValueError, match="groups=1"):
+        shape_of("g", cls(4, 6, 3, groups=2, q=2), 40)
 
 
 def test_folding_cuts_up_block_flops_by_40_percent():

@@ -14,7 +14,9 @@ Sections, in priority order (docs/kernels.md, "One GPU round"):
  4. layers    the 16 Op-GAN layer shapes x {fused, reference, compiled} x {fwd, fwd+bwd} x {tf32, bf16}:
               wall ms (CUDA events), device ms (CUDA-graph replay), host us per call (median of
               --host-calls calls; fused: with and without plans), peak MiB, saved MiB; the best
-              baseline (the faster of the formulation and its compile) per layer
+              baseline (the faster of the formulation and its compile) per layer; then the same for
+              the dilated context candidate's 8 distinct layers (gen.ctx.d1 .. gen.ctx.d64, gen.ctx.proj),
+              after every cell of the 16 (a deadline cuts them first; their rows carry their dilation)
  5. profile   torch.profiler per kernel: us, calls, attributed TFLOP/s; per layer TFLOP/s, GB/s, % roofline
  6. host      where a small layer's host time goes: each ingredient of a call timed alone (a torch launch,
               a Triton launch by binder and by the direct path, a no-op autograd Function) and the
@@ -530,13 +532,25 @@ def _use_wheels(folder: Path) -> None:
 
 
 def _layer_shapes(args) -> list:
-    from _common import opgan_layers
+    """The layers the round measures: the 16 Op-GAN layers, then the context candidate's (``gen.ctx.*``)
+    unless --no-context-layers; --layers picks by name ('context': every context layer)."""
+    from _common import is_context, opgan_layers
 
-    layers = opgan_layers(args.length, args.filters, args.q)
+    layers = opgan_layers(args.length, args.filters, args.q, context=not args.no_context_layers or bool(args.layers))
     if args.layers:
-        wanted = args.layers.split(",")
-        layers = [la for la in layers if la.name in wanted]
+        wanted = set(args.layers.split(","))
+        layers = [la for la in layers if la.name in wanted or ("context" in wanted and is_context(la))]
     return layers
+
+
+def _paper_then_context(layers: list) -> list[list]:
+    """``layers`` split into the 16 Op-GAN layers and the context layers (each group only if not empty),
+    in that order: a section measures every cell of the first before any of the second, so a deadline
+    cuts the context rows, never the 16 whose totals older records are compared on."""
+    from _common import is_context
+
+    groups = [[la for la in layers if not is_context(la)], [la for la in layers if is_context(la)]]
+    return [g for g in groups if g]
 
 
 def measure_cell(layer, provider: str, mode: str, dtype: str, inputs, args, ctx: dict) -> dict[str, Any]:
@@ -590,8 +604,9 @@ def _host_us_without_plans(step: Callable[[], None], device: str, repeats: int) 
 
 def compile_work(args, ctx: dict) -> Callable[[], None]:
     """One fused fwd+bwd of every layer cell, one step of every eager fused train variant and every
-    knobs cell: the launches the later sections make (compiled ones reach the same kernels)."""
-    from _common import PROVIDERS, make_inputs, make_step
+    knobs cell: the launches the later sections make (compiled ones reach the same kernels); the context
+    layers' last, as the layers section measures them last."""
+    from _common import PROVIDERS, is_context, make_inputs, make_step
 
     device = ctx["device"]
 
@@ -599,8 +614,10 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
         make_step(_under(dtype, device, PROVIDERS["fused"](layer)), make_inputs(layer, args.batch, device), "fwd+bwd")()
 
     def run() -> None:
+        groups = _paper_then_context(_layer_shapes(args))
+        context = groups.pop() if groups and is_context(groups[-1][0]) else []
         for dtype in args.dtypes.split(","):
-            for layer in _layer_shapes(args):
+            for layer in groups[0] if groups else []:
                 fused_step(layer, dtype)
         for v in _train_variants(args):
             if v["backend"] == "triton" and not v["compile"] and not v["graph"]:  # a graph replays the eager kernels
@@ -610,6 +627,9 @@ def compile_work(args, ctx: dict) -> Callable[[], None]:
                 for patch in knobs_for(layer.name, args).values():
                     with _knob(patch):
                         fused_step(layer, "tf32")
+        for dtype in args.dtypes.split(","):  # last: the compiles are submitted in this order
+            for layer in context:
+                fused_step(layer, dtype)
 
     return run
 
@@ -645,10 +665,9 @@ def section_layers(rec: Record, args, ctx: dict) -> None:
     device = ctx["device"]
     providers = [p for p in args.providers.split(",") if p in LAYER_PROVIDERS]
     skipped = {p: provider_available(p, device) for p in providers}
-    layers = _layer_shapes(args)
     order = [(dt, mode) for mode in ("fwd+bwd", "fwd") for dt in args.dtypes.split(",")]
     passes = [("fused", "reference"), ("compiled",)]
-    for dtype, mode in order:
+    for layers, (dtype, mode) in ((g, o) for g in _paper_then_context(_layer_shapes(args)) for o in order):
         entries: dict[str, dict[str, Any]] = {}
         for wave in passes:
             for layer in layers:
@@ -690,12 +709,14 @@ def section_layers(rec: Record, args, ctx: dict) -> None:
 
 
 def _layer_entry(layer, mode: str, dtype: str, args) -> dict[str, Any]:
-    """A layers-section row before any cell is measured: every provider 'not reached' until it is."""
+    """A layers-section row before any cell is measured: every provider 'not reached' until it is.
+    The shape holds ``dilation`` only where it is not 1 (rows of the paper's layers stay as they were)."""
+    shape = {"kind": layer.kind, "c_in": layer.c_in, "c_out": layer.c_out, "k": layer.k, "stride": layer.stride,
+             "padding": layer.padding, "L_in": layer.L_in, "q": layer.q, "batch": args.batch}
+    if layer.dilation != 1:
+        shape["dilation"] = layer.dilation
     return {
-        "layer": layer.name, "mode": mode, "dtype": dtype,
-        "shape": {"kind": layer.kind, "c_in": layer.c_in, "c_out": layer.c_out, "k": layer.k,
-                  "stride": layer.stride, "padding": layer.padding, "L_in": layer.L_in, "q": layer.q,
-                  "batch": args.batch},
+        "layer": layer.name, "mode": mode, "dtype": dtype, "shape": shape,
         "gflop": layer.fwd_flops(args.batch) * (3 if mode == "fwd+bwd" else 1) / 1e9,
         "ms": dict.fromkeys(LAYER_PROVIDERS), "peak_mib": {}, "device_ms": {}, "host_us": {}, "saved_mib": {},
         "errors": dict.fromkeys(LAYER_PROVIDERS, "not reached before the section's deadline"),
@@ -775,8 +796,8 @@ def section_profile(rec: Record, args, ctx: dict) -> None:
     rec.data["profile"] = out
     activity = ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU
     providers = [p for p in args.providers.split(",") if p in LAYER_PROVIDERS and not provider_available(p, device)]
-    for dtype in args.dtypes.split(","):
-        for layer in _layer_shapes(args):
+    for layers in _paper_then_context(_layer_shapes(args)):
+        for dtype, layer in ((dt, la) for dt in args.dtypes.split(",") for la in layers):
             inputs = make_inputs(layer, args.batch, device)
             for prov in providers:
                 if _remaining() <= 1:
@@ -1465,7 +1486,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                          "pytest-xdist is installed; 0: one process)")
     ap.add_argument("--triton-cache", default="",
                     help="a Triton cache to use: a folder or a .tar.xz / .tar.gz of one (tools/gpu/prewarm_cache.py --pack)")
-    ap.add_argument("--layers", default="", help="comma list of layer names (default: all 16)")
+    ap.add_argument("--layers", default="",
+                    help="comma list of layer names, 'context' for every gen.ctx.* layer (default: the 16 Op-GAN "
+                         "layers, then the dilated context candidate's 8)")
+    ap.add_argument("--no-context-layers", action="store_true",
+                    help="leave out the dilated context candidate's layers (gen.ctx.*) unless --layers names them")
     ap.add_argument("--providers", default=",".join(LAYER_PROVIDERS))
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--backends", default=",".join(TRAIN_BACKENDS),
@@ -1491,10 +1516,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--train-steps", type=int, default=20, help="timed steps per variant (min / median / max)")
     args = ap.parse_args(argv)
     if args.smoke:  # tiny everything; the compile provider without a C++ toolchain
-        # Triton's interpreter is slow: the layer with the shortest input at L=2688,
-        # and the train step on the torch backend only (the fused path is covered by the layer cells).
+        # Triton's interpreter is slow: the layer with the shortest input at L=2688 and one dilated
+        # context layer, and the train step on the torch backend only (the fused path is covered by the layer cells).
         for k, v in dict(budget_s=min(args.budget_s, 120), length=2688, batch=1, filters=2, q=2, warmup=0, repeats=1,
-                         profile_iters=1, layers=args.layers or "disc.head", train_filters=1, train_batch=1,
+                         profile_iters=1, layers=args.layers or "disc.head,gen.ctx.d8", train_filters=1, train_batch=1,
                          train_length=2688, train_warmup=0, train_steps=2, host_calls=2, compile_backend="aot_eager",
                          backends="torch,reference", no_compile=True, no_graph=True,
                          tests="tests/test_public_api.py").items():
