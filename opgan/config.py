@@ -359,15 +359,15 @@ def preset(name: str) -> TrainConfig:
 
 #: One line per preset for `train.py --help`: what it is, and how long it takes where that is known.
 PRESET_HELP: dict[str, str] = {
-    "default": "the recipe at f=8 on dynamic mixing of the shipped recordings, 3000 steps: ~4 min on an idle "
-               "2-core CPU (~14 steps/s), much longer on a busy one",
+    "default": "the recipe at f=8 on dynamic mixing of the shipped recordings, 3000 steps: minutes on an idle "
+               "2-core CPU, much longer on a busy one (41 min in docs/results/default-run)",
     "cnn": "the default's size and recipe with q=1 (a plain CNN-GAN, as the paper's released code), 3000 steps of "
            "about 3/4 the default's time each",
     "paper": "the paper's configuration (f=16, q=3, 2 s clips, Table-1 sized set, 200000 steps): for a GPU "
              "(a step took 2.6 ms as one CUDA graph, 11.7 ms eager on an H200), impractical on a CPU",
     "gpu": "the recipe at the paper's width on 2 s clips for one GPU, capped at 3.5 minutes (--max-minutes)",
     "ship": "how the shipped models were trained: the recipe at f=8 on `opgan fetch` sources, one thread, "
-            "100000 steps resumed across sessions (--data ~/.cache/opgan)",
+            "100000 steps, resumable (--data ~/.cache/opgan)",
     "ship-v1": "the first shipped models' recipe (no gate, lr 2e-4), kept to reproduce the loss ablation",
     "tiny": "a smoke test of a few seconds (f=2, 4 steps; what the tests run)",
 }
