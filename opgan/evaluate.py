@@ -383,7 +383,7 @@ def _caveats(s: dict, stoi_in: float) -> list[str]:
     """What the chosen method damages while it gains SI-SDR: intelligibility, level, an octave's balance."""
     out = []
     if math.isfinite(s.get("stoi", math.nan)) and math.isfinite(stoi_in) and s["stoi"] < stoi_in:
-        out.append(f"STOI falls ({s['stoi']:.2f} from {stoi_in:.2f})")
+        out.append(f"STOI falls ({s['stoi']:.3f} from {stoi_in:.3f})")
     level = s.get("level_err_db", math.nan)
     if math.isfinite(level) and abs(level) > CAVEAT_LEVEL_DB:
         out.append(f"its output level is {_signed(level)} vs the clean")
@@ -421,7 +421,9 @@ def verdict(by_case: dict[str, dict], labels: dict[str, str], references: list[s
         text += "; its SDR gain is not matched by SI-SDR"
         if s["level_err_db"] < -0.5:
             text += f" and comes with a lower level (output {_signed(s['level_err_db'])} vs clean)"
-    text += "".join(f"; but {c}" for c in _caveats(s, stoi_in))
+    caveats = _caveats(s, stoi_in)
+    if caveats:
+        text += "; but " + ", ".join(caveats[:-1]) + (" and " if len(caveats) > 1 else "") + caveats[-1]
     fails = max(s["failed"].values()) if s["failed"] else 0
     if fails:
         text += f"; up to {fails} of its clips failed a metric and are left out of that metric's mean"

@@ -382,7 +382,7 @@ def test_verdict_names_what_the_best_method_damages():
         rows += [_row(f"c{i}", "identity", 0.0, 0.0, stoi=0.80),
                  _row(f"c{i}", "dull", 0.0, 1.0, 1.5, level=-2.5, stoi=0.70, bands={"band_4_8k": -6.0, "band_1_2k": -0.5})]
     text = verdict(summarize_rows(rows, "case"), labels, ["identity"])["text"]
-    assert "but STOI falls (0.70 from 0.80)" in text and "but its output level is -2.50 dB" in text
+    assert "; but STOI falls (0.700 from 0.800), its output level is -2.50 dB vs the clean and its octaves" in text
     assert "4-8k -6.00 dB" in text and "1-2k" not in text
 
 
