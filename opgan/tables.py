@@ -172,6 +172,20 @@ def _num(d: dict, *keys: str) -> float | None:
         return None
 
 
+def _verdict_text(rec: dict) -> str:
+    """The verdict as `opgan evaluate` words it now, read from the record's means (records keep the
+    wording of the version that made them)."""
+    from .evaluate import verdict
+
+    nan = float("nan")
+    by_case = {m: {c: {k: nan if v is None else v for k, v in vals.items()} for c, vals in cases.items()}
+               for m, cases in rec["by_case"].items()}  # a metric the record could not score (PESQ on music)
+    try:
+        return verdict(by_case, rec["methods"], rec.get("reference_methods", ["identity", "silent"]))["text"]
+    except (KeyError, TypeError, ValueError):
+        return rec["verdict"]["text"]
+
+
 def quality_table(kind: str) -> str:
     """Per-method summary of an `opgan evaluate` run: overall scores, do-no-harm, level, per case."""
     path = RESULTS / f"eval-{kind}.json"
@@ -206,7 +220,7 @@ def quality_table(kind: str) -> str:
     lines.append(f"\n{rec['n_clips']} clips of `{Path(rec['data']).name}` ({rec.get('split', '')}), "
                  f"model `{rec['model']}`; {run.get('hardware', '')}, {str(run.get('date', ''))[:10]}; RTF = wall "
                  f"seconds per second of audio on that machine as it was loaded. "
-                 f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {rec['verdict']['text']} "
+                 f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {_verdict_text(rec)} "
                  f"Record: `{_rel(path)}` (copy of the run's summary.json).")
     return "\n".join(lines) + "\n"
 
