@@ -73,6 +73,12 @@ def _ladder_runs(rung: str, cases: Sequence[str], seeds: Sequence[int] = (0, 1))
     return runs
 
 
+def _distribution_rung(minutes: int) -> tuple[str, ...]:
+    """Rungs (b)-(d): 100·L1 + MR-STFT on dynamic mixing, ended by an equal minute cap (steps unbounded)."""
+    return _LADDER + ("--lambda-mr", "1", "--max-minutes", str(minutes), "--max-steps", "1000000",
+                      "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0")
+
+
 SUITES: dict[str, dict] = {
     # (a) overfit one fixed batch: --data and --val-data are the same folder of 8 crops.
     "ladder-a": {
@@ -89,24 +95,21 @@ SUITES: dict[str, dict] = {
     # every run), 100·L1 + MR-STFT, on the shipped recordings; validation on unseen speakers' crops.
     "ladder-b": {
         "kind": "speech",
-        "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "120", "--max-steps", "1000000",
-                           "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
+        "base": _distribution_rung(120),
         "note": "Rung (b): AWGN only, 120 CPU-minutes per run on one thread. Validation: `python -m opgan.ladder "
                 "crops runs/ladder/val-awgn --split val --case awgn --n 64 --clip-len 16000 --si-sdr=-5,20`.",
         "runs": _ladder_runs("b", ["awgn"]),
     },
     "ladder-c": {
         "kind": "speech",
-        "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "60", "--max-steps", "1000000",
-                           "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
+        "base": _distribution_rung(60),
         "note": "Rung (c): each single corruption (background, reverb), 60 CPU-minutes per run. Validation folders "
                 "as rung (b)'s, one per case.",
         "runs": _ladder_runs("c", ["background", "reverb"]),
     },
     "ladder-d": {
         "kind": "speech",
-        "base": _LADDER + ("--lambda-mr", "1", "--max-minutes", "60", "--max-steps", "1000000",
-                           "--val-every", "1000", "--ckpt-every", "250", "--val-clips", "0"),
+        "base": _distribution_rung(60),
         "note": "Rung (d): the full mixture (the paper's composition: half blends, half single artifacts), 60 "
                 "CPU-minutes per run; validation on `crops runs/ladder/val-all --split val --case all --n 64 "
                 "--clip-len 16000`.",

@@ -291,12 +291,16 @@ def test_level_error_and_score_estimate():
     assert math.isnan(vals["level_err_db"]) and math.isnan(vals["band_8_16k"])
 
 
+def _test_audio(rar, kind: str) -> dict:
+    """The built set's test clips of one kind (clean / corrupted) by clip id."""
+    return {p.stem: sf.read(p)[0] for p in (rar / "test" / kind).glob("*.wav")}
+
+
 def test_level_error_in_csv_and_summary(result, rar):
     out, summary = result
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    clean = {p.stem: sf.read(p)[0] for p in (rar / "test" / "clean").glob("*.wav")}
-    corrupted = {p.stem: sf.read(p)[0] for p in (rar / "test" / "corrupted").glob("*.wav")}
+    clean, corrupted = _test_audio(rar, "clean"), _test_audio(rar, "corrupted")
     ident = [r for r in rows if r["method"] == "identity"]
     for r in ident:
         want = 10 * math.log10(np.sum(corrupted[r["id"]] ** 2) / np.sum(clean[r["id"]] ** 2))
@@ -307,15 +311,13 @@ def test_level_error_in_csv_and_summary(result, rar):
     assert set(summary["level_err_db"]) == set(summary["methods"])
 
 
-
 def test_band_balance_in_csv_and_summary(result, rar):
     from opgan.metrics import band_level_db
 
     out, summary = result
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    clean = {p.stem: sf.read(p)[0] for p in (rar / "test" / "clean").glob("*.wav")}
-    corrupted = {p.stem: sf.read(p)[0] for p in (rar / "test" / "corrupted").glob("*.wav")}
+    clean, corrupted = _test_audio(rar, "clean"), _test_audio(rar, "corrupted")
     ident = [r for r in rows if r["method"] == "identity"]
     for r in ident:
         want = band_level_db(corrupted[r["id"]], clean[r["id"]], SR, 4000, 8000)
