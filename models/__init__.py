@@ -1,23 +1,29 @@
 """Op-GAN models on Self-ONN layers: the U-Net generator, the discriminator and their losses.
 
-Builds only on selfonn's public API (`SelfONN1d`, `SelfONNTranspose1d`, the functional ops).
+Builds only on selfonn's public API (`SelfONN1d`, `SelfONNTranspose1d`, the functional ops); the learning
+ladder's reference model (`DemucsGenerator`) wraps the `denoiser` package's Demucs, imported when built.
 """
 import torch
 
 from . import losses
 from .discriminator import Discriminator, DiscriminatorConfig, build_discriminator, min_discriminator_length
-from .generator import LENGTH_MULTIPLE, Generator, GeneratorConfig, build_generator
+from .generator import ARCHS, LENGTH_MULTIPLE, Generator, GeneratorConfig, build_generator
+from .reference import DemucsConfig, DemucsGenerator, ReferenceUnavailable
 from .shapes import CONTEXT_PREFIX, LayerShape
 
 __all__ = [
+    "ARCHS",
     "CONTEXT_CANDIDATE",
     "CONTEXT_PREFIX",
+    "DemucsConfig",
+    "DemucsGenerator",
     "Discriminator",
     "DiscriminatorConfig",
     "Generator",
     "GeneratorConfig",
     "LENGTH_MULTIPLE",
     "LayerShape",
+    "ReferenceUnavailable",
     "build_discriminator",
     "build_generator",
     "losses",

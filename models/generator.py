@@ -54,6 +54,8 @@ def _per_layer_q(q: int | list[int], n: int, what: str) -> list[int]:
 
 ACTIVATIONS = ("tanh", "prelu")
 CONTEXTS = ("none", "dilated")
+#: generator networks: the paper's Self-ONN U-Net, and the field's reference model (models.reference)
+ARCHS = ("unet", "demucs")
 
 
 @dataclass
@@ -396,8 +398,22 @@ class Generator(nn.Module):
         return shapes
 
 
-def build_generator(config: dict[str, Any] | GeneratorConfig | None = None, fold_upsample: bool = True) -> Generator:
-    """Build a generator from a plain dict (as stored in checkpoints) or a GeneratorConfig."""
+def build_generator(config: dict[str, Any] | GeneratorConfig | None = None, fold_upsample: bool = True) -> nn.Module:
+    """Build a generator from a plain dict (as stored in checkpoints) or a config object.
+
+    A config naming ``arch`` 'demucs' builds the ladder's reference model (:mod:`.reference`, which needs
+    the `denoiser` package); any other config the paper's U-Net (whose configs name no arch).
+    """
+    from .reference import ARCH, DemucsConfig, DemucsGenerator  # denoiser itself is imported only to build
+
+    if isinstance(config, DemucsConfig):
+        return DemucsGenerator(config)
     if config is None or isinstance(config, GeneratorConfig):
         return Generator(config, fold_upsample)
-    return Generator(GeneratorConfig.from_dict(dict(config)), fold_upsample)
+    d = dict(config)
+    arch = d.pop("arch", "unet")
+    if arch == ARCH:
+        return DemucsGenerator(DemucsConfig.from_dict({**d, "arch": arch}))
+    if arch != "unet":
+        raise ValueError(f"generator arch must be one of {ARCHS}, got {arch!r}")
+    return Generator(GeneratorConfig.from_dict(d), fold_upsample)

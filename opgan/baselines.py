@@ -73,6 +73,8 @@ def model_method(restorer: Restorer, key: str = "opgan", label: str | None = Non
 
 def _model_label(restorer: Restorer) -> str:
     g = restorer.config.get("generator", restorer.config)
+    if isinstance(g, dict) and g.get("arch") == "demucs":
+        return f"Demucs (hidden {g.get('hidden')}, depth {g.get('depth')})" + (" + 2nd pass" if restorer.second is not None else "")
     q = g.get("q", restorer.config.get("q", "?")) if isinstance(g, dict) else "?"
     if isinstance(q, list):
         q = ",".join(map(str, q))

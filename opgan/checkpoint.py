@@ -203,6 +203,11 @@ SAMPLE_RATE_RANGE = (1_000, 384_000)
 #: f=16, q=3; 200000 filters asked for terabytes).
 MAX_FILTERS = 256
 MAX_Q = 16
+#: Bounds of the reference model's (Demucs') fields in a checkpoint (its default: hidden 48, depth 5, k8 s4,
+#: growth 2; the ladder's: hidden 8): a deep stack of growing levels asks for channels by the billion.
+DEMUCS_BOUNDS = {"hidden": (1, MAX_FILTERS), "depth": (1, 8), "kernel_size": (1, 64), "stride": (1, 16),
+                 "resample": (1, 4)}
+DEMUCS_GROWTH = (1.0, 4.0)
 #: Largest generator a checkpoint may describe, in parameters (512 MiB of float32; the shipped ones
 #: hold 0.24 M, the paper's 1 M), counted on the meta device before anything is allocated.
 MAX_PARAMETERS = 2**27
@@ -287,6 +292,8 @@ def check_generator(config: Any, state: Any, where: str | Path, what: str = "gen
     from opgan.models import build_generator  # here, not above: light tools import this module too
 
     config = _mapping(config, where, f"{what} config")
+    if config.get("arch") == "demucs":
+        _check_demucs(config, where, what)
     _check_int(config, "filters", 1, MAX_FILTERS, where, what)
     q = config.get("q")
     if isinstance(q, (list, tuple)):
@@ -299,11 +306,13 @@ def check_generator(config: Any, state: Any, where: str | Path, what: str = "gen
     for key, value in config.items():
         if not isinstance(key, str):
             raise CheckpointError(f"'{where}': {what} config has a non-text key {_short(key)}")
-        if key in ("residual", "gate") and not isinstance(value, bool):
+        if key in ("residual", "gate", "glu", "normalize", "causal") and not isinstance(value, bool):
             raise CheckpointError(f"'{where}': {what} config {key} must be true or false, got {_short(value)}")
     try:
         with torch.device("meta"):
             reference = build_generator(dict(config))
+    except ImportError as e:  # the reference model's package is not installed: say how to install it
+        raise CheckpointError(f"'{where}': cannot build its {what}: {_first_line(e)}") from None
     except Exception as e:  # any way a config can be wrong: unknown keys, bad types or values
         raise CheckpointError(f"'{where}': {what} config not understood "
                               f"({type(e).__name__}: {_first_line(e)}); config={_short(config)}") from None
@@ -318,6 +327,17 @@ def check_generator(config: Any, state: Any, where: str | Path, what: str = "gen
         raise CheckpointError(f"{e} (the {what} built from its config {_short(config)}); "
                               f"was it saved by another version?") from None
     return GeneratorSpec(config=dict(config), state=checked)
+
+
+def _check_demucs(config: Mapping[str, Any], where: str | Path, what: str) -> None:
+    """The reference model's size fields within DEMUCS_BOUNDS (before its parameters are counted)."""
+    for key, (lo, hi) in DEMUCS_BOUNDS.items():
+        _check_int(config, key, lo, hi, where, what)
+    lo, hi = DEMUCS_GROWTH
+    for key, bounds in (("growth", (lo, hi)), ("rescale", (0.0, 10.0)), ("floor", (1e-12, 1.0))):
+        v = config.get(key, bounds[0])
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not bounds[0] <= v <= bounds[1]:
+            raise CheckpointError(f"'{where}': {what} {key} {_short(v)} is not a number from {bounds[0]} to {bounds[1]}")
 
 
 def check_state(state: Any, reference: Mapping[str, torch.Tensor], where: str | Path,

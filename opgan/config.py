@@ -65,6 +65,12 @@ class TrainConfig:
     context: str = "none"  # 'dilated': residual dilated Self-ONN blocks at the generator's bottleneck
     context_blocks: int = 6  # dilated context: blocks with dilations 1..2**(n-1) (+-(2**n-1)*32 input samples)
     context_width: int = 0  # dilated context: channels inside each block (0 = the bottleneck's 8f)
+    arch: str = "unet"  # generator network: 'unet' (the paper's Self-ONN U-Net, shaped by the fields above) or
+    # 'demucs' (the learning ladder's reference model: the denoiser package's Demucs, shaped by the demucs_*
+    # fields; the U-Net's fields are then unused. Needs: pip install --no-deps denoiser==0.1.5)
+    demucs_hidden: int = 8  # demucs: channels of its first level, doubling per level (the package's default: 48)
+    demucs_depth: int = 5  # demucs: encoder/decoder levels (kernel 8, stride 4 each)
+    demucs_resample: int = 4  # demucs: upsample the input by 1, 2 or 4 before its encoder (and back after)
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
@@ -107,7 +113,13 @@ class TrainConfig:
         return _parse_q_list(self.g_q, 10, "g_q") if self.g_q else self.q
 
     def generator_config(self) -> dict[str, Any]:
-        """The generator's config (models.GeneratorConfig fields) as plain data."""
+        """The generator's config (models.GeneratorConfig fields, or models.DemucsConfig's for arch 'demucs')
+        as plain data."""
+        if self.arch == "demucs":
+            from opgan.models.reference import DemucsConfig
+
+            return DemucsConfig(hidden=self.demucs_hidden, depth=self.demucs_depth,
+                                resample=self.demucs_resample).to_dict()
         return dict(filters=self.filters, q=self.generator_q(), residual=self.residual, gate=self.gate,
                     gate_floor=self.gate_floor, gate_leak=self.gate_leak, activation=self.activation,
                     context=self.context, context_blocks=self.context_blocks, context_width=self.context_width)
@@ -169,7 +181,7 @@ class TrainConfig:
                 f"{min_discriminator_length()} samples (use >= {-(-min_discriminator_length() // 32) * 32})"
             )
         for k in ("filters", "d_filters", "q", "batch_size", "max_steps", "val_every", "ckpt_every",
-                  "log_every", "dynamic_clips"):
+                  "log_every", "dynamic_clips", "demucs_hidden", "demucs_depth"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         for k in ("max_minutes", "lambda_t", "lambda_s", "lambda_adv", "lambda_mr", "lambda_sisdr", "lambda_level",
@@ -186,6 +198,7 @@ class TrainConfig:
         if self.activation not in ACTIVATIONS or self.context not in CONTEXTS:
             raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)} and context one of "
                               f"{', '.join(CONTEXTS)}, got {self.activation!r}, {self.context!r}")
+        self._check_arch()
         if self.lr_half_life < 0 or not self.sdr_cap_db > 0:
             raise ConfigError(f"need lr_half_life >= 0 and sdr_cap_db > 0, got {self.lr_half_life}, {self.sdr_cap_db}")
         if not self.lr > 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
@@ -218,6 +231,22 @@ class TrainConfig:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ConfigError(f"run name must be a plain folder name, got {self.name!r}")
         self.generator_q(), self.discriminator_q()  # parse errors surface now
+
+    def _check_arch(self) -> None:
+        """The generator network exists, and the reference model's package is installed when it is asked for."""
+        from opgan.models import ARCHS
+        from opgan.models.reference import RESAMPLES, ReferenceUnavailable, demucs_class
+
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "demucs":
+            if self.demucs_resample not in RESAMPLES:
+                raise ConfigError(f"demucs_resample must be one of {', '.join(map(str, RESAMPLES))}, "
+                                  f"got {self.demucs_resample}")
+            try:
+                demucs_class()
+            except ReferenceUnavailable as e:
+                raise ConfigError(str(e)) from None
 
 
 def _graph_mode(value: Any) -> str:

@@ -3,6 +3,7 @@
     python -m opgan.receptive paper                       # the paper's generator (f=16, q=3)
     python -m opgan.receptive default context speech      # presets side by side, and a shipped model
     python -m opgan.receptive "default:context=dilated,context_width=32" runs/x/best.pt
+    python -m opgan.receptive default default:arch=demucs   # the ladder's reference model beside the U-Net
 
 A model is a preset name, ``PRESET:field=value,...`` (TrainConfig fields), a shipped model name or a
 checkpoint path. Columns:
@@ -13,9 +14,10 @@ checkpoint path. Columns:
   on its correction (output minus input), and an untrained model's zero-initialised layers get their
   default random init first (else its correction, and so its gradient, is zero).
 * ``support``: the radius where that gradient is non-zero at all, with random weights and without the
-  InstanceNorms and the clip gate (which add only whole-clip statistics): the architecture's reach.
-* ``MMAC/s``: multiply-adds per second of audio of one forward pass (every convolution and matrix
-  product torch runs, Self-ONN power stacks included).
+  InstanceNorms and the clip gate (which add only whole-clip statistics): the architecture's reach
+  ("whole clip" for a model with a recurrent layer, such as the ladder's Demucs reference: ``arch=demucs``).
+* ``MMAC/s``: multiply-adds per second of audio of one forward pass (every convolution, matrix product and
+  LSTM torch runs, Self-ONN power stacks included).
 * ``ms/step``: CPU forward + backward of an L1 loss at batch 8 x 4096 samples on one thread, the median
   of the timed steps; models are timed in turn so a busy machine slows them alike.
 """
@@ -106,7 +108,10 @@ def _randomised(model: nn.Module, structural: bool) -> nn.Module:
 def support_radius(model: nn.Module, length: int) -> int:
     """Largest distance from the middle output sample at which the input gradient is non-zero, with
     random weights, in float64 (outside the reach of the convolutions it is exactly zero). The length
-    doubles until the support stays clear of the edges."""
+    doubles until the support stays clear of the edges. -1: a model that hears the whole clip (one that says
+    ``unbounded_reach``, e.g. through a recurrent layer) has no such radius."""
+    if getattr(model, "unbounded_reach", False):
+        return -1
     probe = _randomised(model, structural=True).double()
     while True:
         e = gradient_energy(probe, length, batch=1, dtype=torch.float64)
@@ -117,8 +122,14 @@ def support_radius(model: nn.Module, length: int) -> int:
         length *= 2
 
 
+#: CPU LSTMs (the Demucs reference's) run as this fused op, not as matrix products
+_MKLDNN_RNN_LAYER = getattr(torch.ops.aten, "mkldnn_rnn_layer", None)
+_MKLDNN_RNN_LAYER = getattr(_MKLDNN_RNN_LAYER, "default", None)
+
+
 def count_macs(model: nn.Module, length: int) -> int:
-    """Multiply-adds of one forward on a (1, 1, length) input: every aten convolution and matrix product."""
+    """Multiply-adds of one forward on a (1, 1, length) input: every aten convolution, matrix product and
+    fused CPU LSTM layer (its input and recurrent products at every time step)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import selfonn
@@ -136,6 +147,9 @@ def count_macs(model: nn.Module, length: int) -> int:
                     total[0] += inp.numel() * w.shape[1] * k
                 else:  # weight (out, in/groups, k)
                     total[0] += out.numel() * w.shape[1] * k
+            elif func is _MKLDNN_RNN_LAYER:  # one direction of one LSTM layer on CPU (input (T, B, in) or (B, T, in))
+                inp, w_ih, w_hh = args[0], args[1], args[2]
+                total[0] += inp.numel() // inp.shape[-1] * (w_ih.numel() + w_hh.numel())
             elif func in (aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default):
                 a = args[1] if func in (aten.addmm.default, aten.baddbmm.default) else args[0]
                 total[0] += out.numel() * a.shape[-1]
@@ -185,7 +199,7 @@ def profile(name: str, model: nn.Module, rate: int, length: int = 16384, trained
 def _load(spec: str) -> tuple[nn.Module, int, bool]:
     """(generator, sample rate, trained?) of a preset[:field=value,...], a shipped model or a checkpoint."""
     from opgan.config import PRESETS, TrainConfig, preset
-    from opgan.models import Generator, GeneratorConfig
+    from opgan.models import build_generator
 
     head, _, sets = spec.partition(":")
     if head in PRESETS:
@@ -197,7 +211,7 @@ def _load(spec: str) -> tuple[nn.Module, int, bool]:
             base[key.strip().replace("-", "_")] = value.strip()
         cfg = TrainConfig.from_dict(base)
         torch.manual_seed(cfg.seed)  # an untrained model's numbers are one draw of its init: make it repeatable
-        return Generator(GeneratorConfig.from_dict(cfg.generator_config())), cfg.sample_rate or 16000, False
+        return build_generator(cfg.generator_config()), cfg.sample_rate or 16000, False
     if head in ("speech", "music") or Path(spec).expanduser().is_file():
         from opgan.enhance import load_restorer
 

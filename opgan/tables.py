@@ -266,7 +266,7 @@ def rtf_table() -> str:
 def receptive_rows(rows: list[dict]) -> str:
     """The markdown table `python -m opgan.receptive` prints (rows: its Profile fields as a dict)."""
     def ms(n: float, rate: int) -> str:
-        return f"{n:.0f} ({1000 * n / rate:.1f} ms)"
+        return "whole clip" if n < 0 else f"{n:.0f} ({1000 * n / rate:.1f} ms)"
 
     head = ("model", "params", "rf90 samples (ms)", "rf99 samples (ms)", "support samples (ms)", "MMAC/s audio",
             "ms/step")

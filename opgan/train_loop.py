@@ -100,11 +100,18 @@ def _start_run(cfg: TrainConfig, folder: RunFolder, info: distrib.DistInfo, devi
     run = Run(cfg, folder.path, info, device, train_set, val_set, ckpt, sample_rate)
     n_params = sum(p.numel() for p in run.g_raw.parameters())
     say(f"[train] data: {describe_data(cfg)}")
-    say(f"[train] run {folder.path}  preset={cfg.preset}  q={cfg.generator_q()}  f={cfg.filters}  "
+    say(f"[train] run {folder.path}  preset={cfg.preset}  {_model_words(cfg)}  "
         f"G params={n_params:,}  device={device}  processes={info.world_size}  "
         f"train clips={len(train_set)}  val clips={cfg.val_clips or len(val_set)}"
         + (f"  resuming at step {run.step}" if ckpt else ""))
     return run
+
+
+def _model_words(cfg: TrainConfig) -> str:
+    """The generator in the run's opening line: its arch and size fields."""
+    if cfg.arch == "demucs":
+        return f"arch=demucs hidden={cfg.demucs_hidden} depth={cfg.demucs_depth} resample={cfg.demucs_resample}"
+    return f"q={cfg.generator_q()}  f={cfg.filters}"
 
 
 def _first_pass_baseline(run: Run, log: RunLog) -> None:

@@ -23,7 +23,7 @@ from .checkpoint import (FORMAT, CheckpointError, capture_rng, check_restorer, c
                          load_checkpoint, restore_rng, save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .enhance import enhance_clips, shipped_weights
-from .models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, build_generator
+from .models import Discriminator, DiscriminatorConfig, build_generator
 from .models import losses as L
 from .train_data import StepBatches, blind_normalise, crop
 from .train_graph import StepGraph, use_cuda_graph
@@ -41,7 +41,7 @@ class NonFiniteLossError(RuntimeError):
 
 def build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator a config describes (seeded by the caller)."""
-    g = Generator(GeneratorConfig.from_dict(cfg.generator_config()))
+    g = build_generator(cfg.generator_config())
     d = Discriminator(DiscriminatorConfig(filters=cfg.d_filters, q=cfg.discriminator_q()))
     return g, d
 
@@ -278,7 +278,8 @@ class Run:
         src = load_checkpoint(where)
         spec = check_restorer(src, where)
         want = self.g_raw.config.to_dict()
-        have = GeneratorConfig.from_dict(spec.generator.config).to_dict()
+        with torch.device("meta"):  # its config as this version writes it (checked and bounded above)
+            have = build_generator(spec.generator.config).config.to_dict()
         if have != want or spec.second is not None:
             raise ConfigError(f"--init-from {path}: its generator {have} does not match this run's {want}")
         self.g_raw.load_state_dict(spec.generator.state)
