@@ -50,12 +50,16 @@ _HARMLESS = ("--cases", "blend:0.4,awgn:0.15,background:0.15,reverb:0.15,light:0
 _LADDER = ("--preset", "default", "--no-augment", "--group-weight", "uniform", "--lambda-adv", "0",
            "--lambda-sdr", "0", "--lambda-t", "100", "--no-progress", "--threads", "1")
 #: the models every rung compares: the recipe's gated residual U-Net (f=8, q=3), a plain-conv control of the
-#: same shape (q=1, PReLU between layers), and the candidate with +-262 ms of context (7 dilated blocks, width
-#: 16: +17 % multiply-adds; `python -m opgan.receptive`)
+#: same shape (q=1, PReLU between layers), the candidate with +-262 ms of context (7 dilated blocks, width
+#: 16: +17 % multiply-adds; `python -m opgan.receptive`), and a reference model of the field: the `denoiser`
+#: package's Demucs with its own architecture (x4 resampling, 5 levels, BiLSTM) at hidden 8 instead of 48,
+#: about the U-Net's CPU time per step (`python -m opgan.receptive default default:arch=demucs`)
 _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ()),
                   ("plain", "plain-conv control: q=1, PReLU", ("--q", "1", "--activation", "prelu")),
                   ("context", "+ 7 dilated Self-ONN blocks at the bottleneck (d 1..64), width 16",
-                   ("--context", "dilated", "--context-blocks", "7", "--context-width", "16")))
+                   ("--context", "dilated", "--context-blocks", "7", "--context-width", "16")),
+                  ("demucs", "reference: Demucs (denoiser 0.1.5) hidden 8, depth 5, resample 4 (0.96 M params)",
+                   ("--arch", "demucs", "--demucs-hidden", "8", "--demucs-depth", "5", "--demucs-resample", "4")))
 
 
 def _ladder_runs(rung: str, cases: Sequence[str], seeds: Sequence[int] = (0, 1)) -> list[Run]:
