@@ -240,9 +240,15 @@ class TrainConfig:
         if self.arch not in ARCHS:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.arch == "demucs":
+            from opgan.checkpoint import DEMUCS_BOUNDS  # what a checkpoint may ask for, so every run can be reloaded
+
             if self.demucs_resample not in RESAMPLES:
                 raise ConfigError(f"demucs_resample must be one of {', '.join(map(str, RESAMPLES))}, "
                                   f"got {self.demucs_resample}")
+            for key in ("hidden", "depth"):
+                lo, hi = DEMUCS_BOUNDS[key]
+                if not lo <= getattr(self, f"demucs_{key}") <= hi:
+                    raise ConfigError(f"demucs_{key} must be from {lo} to {hi}, got {getattr(self, f'demucs_{key}')}")
             try:
                 demucs_class()
             except ReferenceUnavailable as e:

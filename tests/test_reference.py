@@ -145,7 +145,9 @@ def test_config_bounds_and_ladder_flags():
     assert cfg.generator_config()["hidden"] == 8 and cfg.generator_config()["resample"] == 4
     for bad, message in ((["--arch", "conformer"], "arch must be one of"),
                          (["--arch", "demucs", "--demucs-resample", "3"], "demucs_resample must be one of"),
-                         (["--arch", "demucs", "--demucs-depth", "0"], "demucs_depth must be >= 1")):
+                         (["--arch", "demucs", "--demucs-depth", "0"], "demucs_depth must be >= 1"),
+                         (["--arch", "demucs", "--demucs-depth", "50"], "demucs_depth must be from 1 to 8"),
+                         (["--arch", "demucs", "--demucs-hidden", "4096"], "demucs_hidden must be from 1 to 256")):
         with pytest.raises(ConfigError, match=message):
             parse_args(bad)
 
