@@ -102,7 +102,10 @@ SUITES: dict[str, dict] = {
         "base": _distribution_rung(120),
         "note": "Rung (b): AWGN only, 120 CPU-minutes per run on one thread. Validation: `python -m opgan.ladder "
                 "crops runs/ladder/val-awgn --split val --case awgn --n 64 --clip-len 16000 --si-sdr=-5,20`.",
-        "runs": _ladder_runs("b", ["awgn"]),
+        "runs": _ladder_runs("b", ["awgn"]) + [
+            Run("b-awgn-paper-voices", "awgn: the recipe's U-Net on the fetched corpus (17 full-band training "
+                "voices, minutes each) instead of the shipped recordings' 5 short ones",
+                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--data", "~/.cache/opgan"))],
     },
     "ladder-c": {
         "kind": "speech",
@@ -189,7 +192,8 @@ def _is_done(run_dir: Path) -> bool:
     return summary.get("step", 0) >= cfg.get("max_steps", 0) or summary.get("stop_reason") == "max_minutes"
 
 
-def _command(suite: dict, run: Run, data: str, runs_dir: Path, minutes: float | None = None) -> list[str]:
+def _command(suite: dict, run: Run, data: str, runs_dir: Path, minutes: float | None = None,
+             steps: int | None = None) -> list[str]:
     rirs = str(Path(data) / "rirs_16k_n300_s0.npz")  # made by `opgan build --n-rirs 300` (or gate/ablate docs)
     # RIRS: the sources root's room bank; DATA: the suite's --data itself (e.g. validating on the training crops)
     flags = [rirs if f == "RIRS" else data if f == "DATA" else f for f in (*suite["base"], *run.flags)]
@@ -197,13 +201,15 @@ def _command(suite: dict, run: Run, data: str, runs_dir: Path, minutes: float | 
            "--data-kind", suite["kind"], "--runs-dir", str(runs_dir), "--name", run.name]
     if minutes is not None:  # the last flag wins: one shorter (or longer) equal-time cap for every run
         cmd += ["--max-minutes", f"{minutes:g}"]
+    if steps is not None:  # equal steps instead: where models of equal CPU cost per step ran on a shared machine
+        cmd += ["--max-steps", str(steps), "--max-minutes", "0"]
     if (runs_dir / run.name / "last.pt").is_file():
         cmd.append("--resume")
     return cmd
 
 
 def run_suite(name: str, data: str, runs_dir: Path, jobs: int = 1, only: Sequence[str] = (),
-              minutes: float | None = None) -> int:
+              minutes: float | None = None, steps: int | None = None) -> int:
     """Run (or resume) the suite's unfinished runs, `jobs` at a time; returns the number that failed."""
     suite = SUITES[name]
     todo = [r for r in suite["runs"] if (not only or r.name in only) and not _is_done(_run_dir(runs_dir, r))]
@@ -215,7 +221,7 @@ def run_suite(name: str, data: str, runs_dir: Path, jobs: int = 1, only: Sequenc
         for r in batch:
             log = open(runs_dir / f"{r.name}.log", "a")
             print(f"[ablate] {r.name}: {r.change}", flush=True)
-            procs.append((r, subprocess.Popen(_command(suite, r, data, runs_dir, minutes), stdout=log, stderr=subprocess.STDOUT),
+            procs.append((r, subprocess.Popen(_command(suite, r, data, runs_dir, minutes, steps), stdout=log, stderr=subprocess.STDOUT),
                           log))
         for r, p, log in procs:
             rc = p.wait()
@@ -258,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--only", default="", help="comma-separated run names")
     r.add_argument("--minutes", type=float, default=None,
                    help="training-minute cap for every run instead of the suite's (recorded in each config.json)")
+    r.add_argument("--steps", type=int, default=None,
+                   help="a step cap for every run instead of any minute cap: equal CPU time for models of equal "
+                        "CPU cost per step (`python -m opgan.receptive`) on a machine shared with other work")
     c = sub.add_parser("collect", help="copy finished runs into docs/results/ablations/")
     c.add_argument("suite", choices=sorted(SUITES))
     c.add_argument("--runs-dir", type=Path, default=Path("runs/ablate"))
@@ -273,7 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = str(Path(args.data).expanduser()) if args.data else ""
         if args.minutes is not None and not args.minutes > 0:
             ap.error("--minutes must be > 0")
-        return 1 if run_suite(args.suite, data, args.runs_dir, args.jobs, only, args.minutes) else 0
+        if args.steps is not None and not args.steps > 0:
+            ap.error("--steps must be > 0")
+        if args.steps is not None and args.minutes is not None:
+            ap.error("--steps and --minutes are two caps: give one")
+        return 1 if run_suite(args.suite, data, args.runs_dir, args.jobs, only, args.minutes, args.steps) else 0
     names = collect(args.suite, args.runs_dir)
     print(f"collected {len(names)} runs into {RESULTS_DIR / args.suite}: {', '.join(names)}")
     return 0
