@@ -12,7 +12,8 @@ file is out of date (the test suite runs it, so a figure cannot drift from its r
 names the command that produced its record.
 
 Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:<suite>:A,B/C,D` (runs
-A, B against C, D at equal steps and equal training time), `curve:<folder>`
+A, B against C, D at equal steps and equal training time), `ladder:<suite>:<steps>` (a ladder rung's runs
+at equal steps, with their train/validation gap), `curve:<folder>`
 (<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
 (docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
@@ -118,6 +119,42 @@ def equal_time_table(suite: str, pairs: str) -> str:
             lines.append(f"| {run} | {reading} | {row['step']} | {float(row['time_s']) / 60:.0f} | "
                          + " | ".join(_val_cells(row)) + " |")
     return "\n".join(lines) + f"\n\nRecords: `{_rel(folder)}/` (same runs as the table above).\n"
+
+
+def ladder_table(suite: str, steps: str) -> str:
+    """A ladder rung's runs side by side at equal steps: validation SI-SDRi at a few step counts up to
+    ``steps`` (the equal-CPU budget), the mean of the last three validations there (one validation
+    swings by ~0.5 dB), the run's own end, and the training-crop vs validation-crop gap (gap.json)."""
+    folder = RESULTS / "ablations" / suite
+    runs = sorted(p for p in folder.iterdir() if (p / "metrics.csv").is_file()) if folder.is_dir() else []
+    if not runs:
+        return f"_(no records under {_rel(folder)} yet)_\n"
+    budget = int(steps)
+    marks = [int(round(budget / 3, -3)) or budget // 3, int(round(2 * budget / 3, -3)) or 2 * budget // 3, budget]
+    head = " | ".join(f"@{m}" for m in marks)
+    lines = [f"| run | change | SI-SDRi {head} | mean of last 3 to {budget} | run's end: step, SI-SDRi | "
+             "training crops | validation crops | gap (checkpoint step) |", "|" + "---|" * 10]
+    for run in runs:
+        meta = json.loads((run / "run.json").read_text())
+        rows = [r for r in _read_csv(run / "metrics.csv") if r.get("si_sdr_gain", "") != ""]
+        upto = [r for r in rows if int(r["step"]) <= budget]
+        if not upto:
+            continue
+        # the latest validation at or before each mark
+        cells = [_f(next((r["si_sdr_gain"] for r in reversed(upto) if int(r["step"]) <= m), None)) for m in marks]
+        last3 = sum(float(r["si_sdr_gain"]) for r in upto[-3:]) / len(upto[-3:])
+        end = rows[-1]
+        gap = run / "gap.json"
+        g = json.loads(gap.read_text()) if gap.is_file() else {}
+        gcells = ([_f(_num(g, "train", "si_sdr_gain")), _f(_num(g, "val", "si_sdr_gain")),
+                   f"{_f(g.get('si_sdr_gain_gap'))} ({g.get('step', '–')})"] if g else ["–", "–", "–"])
+        lines.append(f"| {meta['name']} | {meta['change']} | " + " | ".join(cells) + f" | {_f(last3)} | "
+                     f"{end['step']}, {_f(end['si_sdr_gain'])} | " + " | ".join(gcells) + " |")
+    return "\n".join(lines) + (f"\n\nRecords: `{_rel(folder)}/` (`python -m opgan.ablate run {suite} --steps {budget}"
+                               f" --runs-dir runs/ladder`, then `python -m opgan.ladder gap` per run and "
+                               f"`python -m opgan.ablate collect {suite} --runs-dir runs/ladder`). SI-SDRi in dB on "
+                               "the validation crops of unheard speakers; training/validation crops: the gap "
+                               "tool's reading of the run's best.pt.\n")
 
 
 def curve_table(folder: str) -> str:
@@ -303,6 +340,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
     table: dict[str, Callable[[], str]] = {
         "ablation": lambda: ablation_table(arg),
         "curve": lambda: curve_table(arg),
+        "ladder": lambda: ladder_table(*arg.split(":", 1)),
         "gate": gate_table,
         "quality": lambda: quality_table(arg),
         "rtf": rtf_table,

@@ -52,6 +52,27 @@ def test_ablation_table_reads_equal_steps_and_marks_missing_values(tmp_path, mon
     assert tables.ablation_table("missing").startswith("_(no records")
 
 
+def test_ladder_table_compares_runs_at_equal_steps_with_their_gap(tmp_path, monkeypatch):
+    """Marks read the latest validation at or before them (a run that went on is cut at the budget),
+    the mean is of the last three validations within it, and a run without gap.json shows dashes."""
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    header = "step,time_s,sdr_gain,si_sdr_gain,stoi_out,level_db,light_sdr_gain,light_worst_gain,score\n"
+    for name, vals in (("A", [1, 2, 3, 4, 5, 6]), ("B", [2, 2, 2])):
+        run = tmp_path / "ablations" / "s" / name
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"name": name, "change": f"change {name}", "base": []}))
+        rows = "".join(f"{1000 * (i + 1)},{60 * i},0,{v},,,,,{v}\n" for i, v in enumerate(vals))
+        (run / "metrics.csv").write_text(header + rows)
+    gap = {"step": 3000, "train": {"si_sdr_gain": 5.5}, "val": {"si_sdr_gain": 3.0}, "si_sdr_gain_gap": 2.5}
+    (tmp_path / "ablations" / "s" / "A" / "gap.json").write_text(json.dumps(gap))
+    out = tables.ladder_table("s", "4500")
+    assert "SI-SDRi @2000 | @3000 | @4500 | mean of last 3 to 4500" in out
+    rows = {ln.split(" | ")[0][2:]: ln for ln in out.splitlines() if ln.startswith("| A") or ln.startswith("| B")}
+    assert rows["A"] == "| A | change A | +2.00 | +3.00 | +4.00 | +3.00 | 6000, +6.00 | +5.50 | +3.00 | +2.50 (3000) |"
+    assert rows["B"] == "| B | change B | +2.00 | +2.00 | +2.00 | +2.00 | 3000, +2.00 | – | – | – |"
+    assert tables.ladder_table("missing", "10").startswith("_(no records")
+
+
 def test_quality_table_shows_the_octave_balance_only_when_recorded(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     allc = {"sdr_imp": 1.0, "si_sdr_imp": 0.5, "stoi": 0.8, "pesq": 2.0}
