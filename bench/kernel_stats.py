@@ -51,6 +51,7 @@ def _bench_path() -> None:
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
 
+
 log = logging.getLogger("kernel_stats")
 
 #: layers the speed issue names (fused GEMMs slower than cuDNN's; gen.out_T's thin forward)
@@ -299,6 +300,8 @@ def _device_profile(rec: dict[str, Any] | None, layer: str) -> dict[str, Any]:
 
 @dataclass
 class _Launch:
+    """One launch the fused path would make, and the configs it would compile."""
+
     layer: str
     role: str
     kernel: str
@@ -320,7 +323,7 @@ def compile_layers(layers: list[Any], workers: int, dtype: str = "tf32", max_con
 
     torch.backends.cudnn.allow_tf32 = dtype == "tf32"
     launches: list[_Launch] = []
-    state = {"layer": None, "phase": "fwd", "key": None}
+    state = {"layer": None, "key": None}
     original = _launch.Kernel.configs_to_compile
 
     def configs_to_compile(self, tune_key, candidates):
@@ -331,7 +334,7 @@ def compile_layers(layers: list[Any], workers: int, dtype: str = "tf32", max_con
         layer = state["layer"]
         if kernel.name == "thin_bwd":
             role = "bwd" if prepare(configs[0])[0].get("HAS_DW", True) else "grad_x (2 launches)"
-        elif kernel.name == "dw" and layer.c_in == 1 or kernel.name == "dw" and layer.c_out == 1:
+        elif kernel.name == "dw" and 1 in (layer.c_in, layer.c_out):  # the thin backward's two-launch way
             role = "grad_W (2 launches)"
         else:
             role = _ROLE[(kernel.name, layer.transposed)]
