@@ -15,6 +15,8 @@ changes)::
     <!-- /table:speed -->
     <!-- table:speed-summary -->    a few lines of headline ratios
     <!-- /table:speed-summary -->
+    <!-- table:sm90-stats -->        the offline sm_90 compile statistics of the layers the speed
+    <!-- /table:sm90-stats -->       issue names (``bench/kernel_stats.py``'s record, ``kind: sm90-stats``)
 
 Older records (before ``cudnn.benchmark`` and ``torch.compile(dynamic=False)``, with five-step
 training medians) render too; their baseline settings are stated as they were.
@@ -32,7 +34,11 @@ from opgan import tables as splicer
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the block names this script fills (``<!-- table:NAME -->``)
-BLOCKS = ("speed", "speed-summary")
+BLOCKS = ("speed", "speed-summary", "sm90-stats")
+#: a record's ``kind`` for bench/kernel_stats.py's offline compile statistics (not a gpu_round record)
+STATS_KIND = "sm90-stats"
+#: the layers the stats block shows: where cuDNN's GEMMs beat the fused ones, and gen.out_T's thin forward
+STATS_LAYERS = ("gen.up2", "gen.down4", "gen.down5", "gen.up3", "gen.out_T")
 PROVIDERS = ("fused", "reference", "compiled")
 MODES = ("fwd", "fwd+bwd")
 DTYPES = ("tf32", "bf16")
@@ -100,12 +106,190 @@ def load_record(path: Path) -> dict[str, Any]:
     return rec
 
 
+def _kind(path: Path) -> str | None:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # load_record says what is wrong
+    return rec.get("kind") if isinstance(rec, dict) else None
+
+
 def records(results: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every record in ``results``, newest first (by ``date``; file name breaks ties)."""
-    paths = sorted(results.glob("*.json")) if results.is_dir() else []
+    """Every gpu_round record in ``results``, newest first (by ``date``; file name breaks ties)."""
+    paths = [p for p in sorted(results.glob("*.json")) if _kind(p) != STATS_KIND] if results.is_dir() else []
     if not paths:
         raise RecordError(f"no results record (*.json) in {results}; copy gpu_round's main JSON there first")
     return sorted(((p, load_record(p)) for p in paths), key=lambda pr: (str(pr[1]["date"]), pr[0].name), reverse=True)
+
+
+def stats_records(results: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """bench/kernel_stats.py's records in ``results``, newest first."""
+    out = []
+    for p in sorted(results.glob("*.json")) if results.is_dir() else []:
+        if _kind(p) == STATS_KIND:
+            rec = json.loads(p.read_text())
+            if not isinstance(rec.get("rows"), list) or "date" not in rec:
+                raise RecordError(f"{p} is not a kernel_stats record (no rows or date)")
+            out.append((p, rec))
+    return sorted(out, key=lambda pr: (str(pr[1]["date"]), pr[0].name), reverse=True)
+
+
+STATS_HEAD = ("| layer | pass | kernel | tile | warps/stages | programs (waves) | regs | spill st/ld B | smem KB "
+              "| warps/SM (limit) | MMA | loop / total instr | GPU µs |")
+
+
+def stats_table(rows: list[dict[str, Any]], best_only: bool = False) -> str:
+    """bench/kernel_stats.py's rows as markdown, one line per compiled variant (``best_only``: per
+    launch, the GPU round's pick, else the first candidate). ★: the round's pick, its µs the candidate's
+    median on that GPU; waves: programs over 132 SMs × resident blocks per SM; "serial": ptxas
+    serialises the kernel's wgmma (its C7515 notice)."""
+    lines = [STATS_HEAD, "|" + "---|" * (STATS_HEAD.count("|") - 1)]
+    for r in _shown(rows) if best_only else rows:
+        head = f"| {r['layer']} | {r['role']} | {r['kernel']} | {r['tile']} | {r['num_warps']}/{r['num_stages']} "
+        if "error" in r:
+            lines.append(head + f"| error: {r['error'][:60]} |" + " |" * 7)
+            continue
+        loop = (r.get("loop") or {}).get("instructions")
+        mma = (r["mma"] + (f" ×{r['mma_count']}" if r["mma_count"] else "")
+               + (" serial" if r.get("wgmma_serialized") else ""))
+        us = "–" if r.get("h200_us") is None else f"{r['h200_us']:g}"
+        lines.append(head + f"| {r['programs']} ({r['waves']:g}) | {r['regs']} "
+                     f"| {r['spill_store_bytes']}/{r['spill_load_bytes']} | {r['smem'] / 1024:.0f} "
+                     f"| {r['warps_per_sm']} ({r['limit']}) | {mma} | {'–' if loop is None else loop} / "
+                     f"{r['sass_instructions']} | {us}{' ★' if r.get('h200_pick') else ''} |")
+    return "\n".join(lines)
+
+
+#: the TF32 tensor-core peak per SM and clock of the H100 SXM / H200 (495 TFLOP/s dense = 132 SMs x
+#: 2048 FLOP/clock x 1.83 GHz) and the issue rate (4 schedulers, one warp instruction a clock each)
+TF32_FLOP_PER_CLK, CLOCK_MHZ, ISSUE_PER_CLK, SMS = 2048, 1830, 4, 132
+
+
+def loop_table(rows: list[dict[str, Any]]) -> str | None:
+    """Per GEMM pick (forward, grad_x): the GPU's time per main-loop trip against what the compile
+    says a trip needs at the TF32 peak (MMA-bound) and at full issue (loop instructions x warps / 4),
+    for the CTAs an SM runs at once; the ratio says how far the loop is from either bound."""
+    lines = ["| layer | pass | tile / warps | programs (CTAs an SM) | rounds × trips | GPU µs a trip | MMA-bound µs "
+             "| issue-bound µs | GPU ÷ bound |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in _shown(rows):
+        ml, loop = r.get("main_loop"), (r.get("loop") or {}).get("instructions")
+        if not ml or not r.get("h200_us") or not loop or "error" in r:
+            continue
+        conc = min(r["blocks_per_sm"], -(-r["programs"] // SMS))
+        rounds = -(-r["programs"] // (SMS * r["blocks_per_sm"]))
+        per_trip = r["h200_us"] / (rounds * ml["iterations"])
+        mma = conc * ml["mma_flops"] / TF32_FLOP_PER_CLK / CLOCK_MHZ
+        issue = conc * loop * r["num_warps"] / ISSUE_PER_CLK / CLOCK_MHZ
+        lines.append(f"| {r['layer']} | {r['role']} | {r['tile']} / {r['num_warps']} | {r['programs']} ({conc}) "
+                     f"| {rounds} × {ml['iterations']} | {per_trip:.2f} | {mma:.2f} | {issue:.2f} "
+                     f"| {per_trip / max(mma, issue):.1f}× |")
+    return "\n".join(lines) if len(lines) > 2 else None
+
+
+def _shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per launch (layer, pass, kernel): the GPU round's pick, else the first candidate."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["layer"], r["role"], r["kernel"]), []).append(r)
+    return [next((r for r in g if r.get("h200_pick")), g[0]) for g in groups.values()]
+
+
+def _delta(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """How variant ``b`` compiles against ``a``: wgmma serialisation, waits, registers, loop instructions."""
+    def mma(r: dict[str, Any]) -> str:
+        return f"{r['mma']}{' serialised' if r.get('wgmma_serialized') else ''}"
+
+    la, lb = a.get("loop") or {}, b.get("loop") or {}
+    return (f"{mma(a)} → {mma(b)}, wgmma waits a loop {la.get('wgmma_waits', '–')} → "
+            f"{lb.get('wgmma_waits', '–')}, registers {a['regs']} → {b['regs']}, spill stores "
+            f"{a['spill_store_bytes']} → {b['spill_store_bytes']} B, "
+            f"loop instructions {la.get('instructions', '–')} → {lb.get('instructions', '–')}")
+
+
+def roofline_line(rl: dict[str, Any]) -> str:
+    """gen.out_T's thin forward roofline in words (bench/kernel_stats.py's ``roofline`` entry)."""
+    parts = [f"{dev} {d['roofline_us']:g} µs ({d['hbm_tb_s']:g} TB/s HBM; fp32 FMA at {d['fp32_tflop_s']:g} "
+             f"TFLOP/s: {d['fp32_us']:g} µs)" for dev, d in rl["devices"].items()]
+    got = rl.get("measured_us")
+    lowest = min(d["roofline_us"] for d in rl["devices"].values())
+    return (f"{rl['bytes'] / 1e6:.1f} MB moved (x read once, y written once), {rl['flops'] / 1e6:.0f} MFLOP: "
+            f"roofline {'; '.join(parts)}"
+            + (f"; measured {got:g} µs on the GPU ({got / lowest:.0f}× the lower)" if got else "") + ".")
+
+
+def _kernel_label(name: str) -> str:
+    """A profile's kernel name, short: cuDNN's own (``sm90_xmma_fprop``), CUTLASS's, or the head of it."""
+    if name.startswith(("sm90_", "sm80_")):
+        return "_".join(name.split("_")[:3])
+    if "cutlass" in name:
+        return "cutlass implicit GEMM"
+    return name.split("(")[0].split("<")[0].replace("void ", "")[:40]
+
+
+def _cudnn_vs_fused(rec: dict[str, Any], layer: str) -> str | None:
+    """One line: the round's profile of ``layer`` (tf32 fwd+bwd), the fused kernels against the
+    reference's convolution kernels (those the round gave a role, and CUTLASS's implicit GEMMs)."""
+    prof = (rec.get("layers", {}).get(layer) or {}).get("profile") or {}
+    if not prof.get("fused") or not prof.get("reference"):
+        return None
+
+    def part(k: dict[str, Any]) -> str:
+        calls = f", {k['calls']:g} calls" if (k.get("calls") or 1) > 1 else ""
+        return f"{k.get('role') or 'conv'} {k['us']:g} ({_kernel_label(k['kernel'])}{calls})"
+
+    def mine(k: dict[str, Any]) -> str:
+        calls = f" ({k['calls']:g} calls)" if (k.get("calls") or 1) > 1 else ""
+        return f"{k['kernel']} {k['us']:g}{calls}"
+
+    fused = [k for k in prof["fused"] if k["kernel"].startswith("_")]
+    conv = [k for k in prof["reference"] if k.get("role") or "cutlass" in k["kernel"]]
+    return f"fused {', '.join(mine(k) for k in fused)}; cuDNN {', '.join(part(k) for k in conv)}"
+
+
+def stats_render(recs: list[tuple[dict[str, Any], str]]) -> str:
+    """The sm90-stats block: the newest kernel_stats record's rows of the issue's layers, the GPU
+    round's kernel times beside them, and gen.out_T's roofline."""
+    if not recs:
+        return ("_(no kernel_stats record yet: `python bench/kernel_stats.py --out "
+                "bench/results/<date>-sm90-stats.json`)_\n")
+    rec, src = recs[0]
+    cfg = rec["config"]
+    layers = [la for la in STATS_LAYERS if la in rec.get("layers", {})]
+    rows = [r for r in rec["rows"] if r["layer"] in layers]
+    gemm = [r for r in rec["rows"] if r["kernel"] in ("gather", "scatter", "dw") and "error" not in r]
+    picked = [r for r in gemm if r.get("h200_pick")]
+    wg = sum(r["mma"] == "wgmma" for r in gemm)
+    out = [f"Compiled offline for sm_90 (132 SMs) with Triton {rec['triton']} (torch {rec['torch']}) by "
+           f"`{rec['command']}`, record `{src}`: {len(rec['rows'])} variants of {len(rec['layers'])} layers "
+           f"(B={cfg['batch']}, L={cfg['length']}, q={cfg['q']}, {cfg['dtype']}). "
+           f"GPU µs and ★ (the tuner's pick): each candidate's median on the {rec.get('gpu_device') or 'GPU'} "
+           f"in `{rec.get('gpu_record')}`. Of the {len(gemm)} GEMM variants (`gather`, `scatter`, `dw`) {wg} "
+           f"use wgmma (HGMMA); of the {len(picked)} the GPU picked, {sum(r['mma'] == 'wgmma' for r in picked)}.",
+           "", stats_table(rows, best_only=True), ""]
+    loops = loop_table(rows)
+    if loops:
+        out += ["The GEMM picks' main loop (a trip: one tap and reduction block, every power's MMA) against "
+                f"its bounds on the GPU's SMs (TF32 {TF32_FLOP_PER_CLK} FLOP and {ISSUE_PER_CLK} warp instructions "
+                f"a clock an SM at {CLOCK_MHZ / 1000:g} GHz; the CTAs an SM runs at once share both); GPU µs "
+                "a trip is the pick's time over its rounds and trips, prologue and epilogue included:", "",
+                loops, ""]
+    for la in layers:
+        line = _cudnn_vs_fused(rec, la)
+        if line:
+            out.append(f"- {la}, the GPU round's profile (µs, fwd+bwd): {line}.")
+    alt = rec.get("alternative") or {}
+    for r in _shown(rows):
+        twin = next((a for a in alt.get("rows", []) if "error" not in a and "error" not in r
+                     and (a["layer"], a["role"], a["kernel"], a["tile"], a["num_warps"], a["num_stages"])
+                     == (r["layer"], r["role"], r["kernel"], r["tile"], r["num_warps"], r["num_stages"])), None)
+        if twin and any(twin.get(k) != r.get(k) for k in ("mma", "wgmma_serialized", "regs", "loop",
+                                                           "spill_store_bytes")):
+            out.append(f"- {r['layer']} {r['role']} ({r['tile']}, {r['num_warps']} warps) with `{alt['set']}`: "
+                       + _delta(r, twin) + ".")
+    rl = (rec.get("roofline") or {}).get("gen.out_T")
+    if rl:
+        out.append(f"- gen.out_T's thin forward: {roofline_line(rl)}")
+    return "\n".join(out) + "\n"
 
 
 def _num(v: float | None, spec: str = ".3g") -> str:
@@ -408,15 +592,17 @@ def summary(recs: list[tuple[dict[str, Any], str]]) -> str:
                                f"{baselines(rec)}\n")
 
 
-def _blocks(recs: list[tuple[dict[str, Any], str]]):
-    """name -> body for this script's blocks, None for every other (left to its own generator)."""
+def _blocks(recs: list[tuple[dict[str, Any], str]], stats: list[tuple[dict[str, Any], str]] = ()):
+    """name -> body for this script's blocks, None for every other (left to its own generator);
+    ``stats``: kernel_stats records, newest first, with their sources."""
     rendered: dict[str, str] = {}
 
     def body(name: str) -> str | None:
         if name not in BLOCKS:
             return None
         if name not in rendered:
-            rendered[name] = render(recs) if name == "speed" else summary(recs)
+            rendered[name] = (render(recs) if name == "speed" else stats_render(stats) if name == STATS_KIND
+                              else summary(recs))
         return rendered[name]
 
     return body
@@ -438,8 +624,16 @@ def main(argv: list[str] | None = None) -> int:
                 recs.append((rec, str(path.resolve().relative_to(ROOT))))
             except ValueError:
                 recs.append((rec, path.name))
+        stats = []
+        for path, rec in stats_records(args.results):
+            try:
+                stats.append((rec, str(path.resolve().relative_to(ROOT))))
+            except ValueError:
+                stats.append((rec, path.name))
         if args.print:
             print(render(recs), end="")
+            if stats:
+                print("\n" + stats_render(stats), end="")
             return 0
         files = args.files or splicer.marked_files(ROOT)
         texts = {}
@@ -450,9 +644,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise RecordError(f"cannot read {f}: {exc.strerror or exc}") from exc
         mine = [f for f, t in texts.items() if set(splicer.block_names(t)) & set(BLOCKS)]
         if not mine:
-            raise RecordError(f"no <!-- table:speed --> or <!-- table:speed-summary --> block in "
+            raise RecordError(f"no <!-- table:speed -->, speed-summary or sm90-stats block in "
                               f"{', '.join(str(f) for f in files) or 'any file'}")
-        stale = splicer.update_files(mine, _blocks(recs), check=args.check)
+        stale = splicer.update_files(mine, _blocks(recs, stats), check=args.check)
     except RecordError as exc:
         print(f"tables: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,9 @@ class Options:
       the grad_W kernel) or one; ``"tuned"`` times both on a shape's first GPU call and keeps the faster.
     * ``thin_bwd_tap_loop``: that backward's dx taps in a loop (fewer registers) instead of unrolled.
     * ``dual_one_pass``: grad_x on the GEMM kernels with every power's accumulator in one pass (q <= 3).
+    * ``fwd_transposed``: the GEMM forward as the transposed product (weights first, the powered input
+      tile second), so wgmma reads both operands from shared memory: with the powered tile in
+      registers ptxas serialises every wgmma of the forward (its C7515 notice, offline for sm_90).
     * ``dw_tiles``: grad_W tile kind for groups 1 and q = 2, 3: ``"pow"`` (x loaded once a step for all
       powers), ``"concat"`` (one concat channel per column) or ``"tuned"`` (both timed, the faster kept).
     * ``wide_offsets``: 64-bit element offsets everywhere (else only where 32 bits do not fit).
@@ -52,6 +55,7 @@ class Options:
     thin_split_bwd: bool | str = "tuned"
     thin_bwd_tap_loop: bool = True
     dual_one_pass: bool = True
+    fwd_transposed: bool = False
     dw_tiles: str = "tuned"
     wide_offsets: bool = False
     pack_min_macs: int = 1 << 27
@@ -63,7 +67,7 @@ class Options:
     tail_elements: int = 8192
 
     def __post_init__(self) -> None:
-        for name in ("thin", "plans", "thin_bwd_tap_loop", "dual_one_pass", "wide_offsets"):
+        for name in ("thin", "plans", "thin_bwd_tap_loop", "dual_one_pass", "fwd_transposed", "wide_offsets"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.thin_split_bwd, bool) or self.thin_split_bwd == "tuned"):

@@ -60,6 +60,35 @@ def _acc_powers(
 
 
 @triton.jit
+def _acc_powers_t(
+    acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok, i0, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
+    Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    IDX: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    """_acc_powers on the transposed product, acc[N, T] += W[col(i, p), n]^T a[rows, i]^p^T: the powered
+    tile is the MMA's second operand, which wgmma reads from shared memory, so no wgmma takes an operand
+    from registers (ptxas serialised every wgmma of that form: its C7515 notice)."""
+    a, i, i_ok = _red_tile(a_ptr, a_rows, rows_ok, i0, i_hi, sa_c, IDX, BLOCK_R)  # [T, R], input channels i
+    a = a.to(ACC_DTYPE)
+    ap = a
+    for p in tl.static_range(Q):
+        if p > 0:
+            ap = ap * a
+        if GROUPS == 1:
+            c = p * C_IN + i  # [R] column of (i, p)
+            c_ok = i_ok
+        else:
+            c = p * C_IN + i - g_cqg  # column inside the group
+            c_ok = i_ok & (c >= 0) & (c < CQG)  # columns of other groups contribute zero
+        w = tl.load(
+            w_ptr + w_off + (c[:, None].to(IDX) * sw_c + n[None, :].to(IDX) * sw_o),
+            mask=c_ok[:, None] & n_ok[None, :], other=0.0,
+        )  # [R, N]
+        acc = tl.dot(tl.trans(w), tl.trans(ap.to(w.dtype)), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+    return acc
+
+
+@triton.jit
 def _acc_dual(
     acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, n, n_ok, o0, o_hi, C_IN, CQG, OG, sa_c, sw_g, sw_o, sw_c,
     P: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
@@ -159,7 +188,8 @@ def _mm_kernel(
     Q: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD_L: tl.constexpr,
     J_STEP: tl.constexpr, GROUPS: tl.constexpr, SCATTER: tl.constexpr, POW_A: tl.constexpr,
     HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, IDX: tl.constexpr,
-    ONE_PASS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    ONE_PASS: tl.constexpr, TRANS_FWD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):
     """Implicit GEMM ``out[b, n, l] = sum_{r, taps} f(a[b, r, src]) W[...]``, tiled [BLOCK_T rows, BLOCK_N channels].
 
@@ -170,7 +200,8 @@ def _mm_kernel(
     (tap, channel block) - conv fwd (gather) / convT fwd (scatter). Otherwise ``a`` = dy, outputs are
     input channels, one accumulator per power (a pure MMA loop) scaled by (p+1)*x**p at the end -
     convT dx (gather) / conv dx (scatter); ONE_PASS (Q <= 3): all powers' accumulators in one pass
-    over the reduction, each dy tile loaded once instead of once per power.
+    over the reduction, each dy tile loaded once instead of once per power. TRANS_FWD (POW_A): the
+    transposed product ``out^T = W^T a^T`` (``Options.fwd_transposed``).
     """
     pid = _program_index()
     if pid >= N_PROG:
@@ -216,7 +247,18 @@ def _mm_kernel(
     n_rb = tl.cdiv(r_hi - r_lo, BLOCK_R)
     acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
     a_b = a_ptr + b.to(tl.int64) * sa_b  # the batch item's base: 64-bit once, offsets inside it IDX
-    if POW_A:
+    if POW_A and TRANS_FWD:
+        w_g = g.to(tl.int64) * sw_g
+        acc_t = tl.zeros([BLOCK_N, BLOCK_T], dtype=ACC_DTYPE)
+        for it in range(0, n_taps * n_rb):
+            k = it // n_rb
+            src = src0 + k * src_step
+            src_ok = l_ok & (src >= 0) & (src < L_A)
+            acc_t = _acc_powers_t(acc_t, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
+                                  w_g + (j0 + k * tap_step) * sw_k, g * CQG, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
+                                  r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, IDX, BLOCK_R)
+        acc = tl.trans(acc_t)
+    elif POW_A:
         w_g = g.to(tl.int64) * sw_g
         for it in range(0, n_taps * n_rb):  # flattened (tap, channel block): one long pipelined loop
             k = it // n_rb
@@ -358,7 +400,8 @@ def _mm(kind: str, a, w, sw, x, bias, out, *, L_A: int, L_OUT: int, N_OUT: int, 
     consts = {**_geo_consts(d, g), "J_STEP": j_step, "GROUPS": g.groups,
               "SCATTER": scatter, "POW_A": pow_a, "HAS_BIAS": bias is not None, "ACC_DTYPE": _acc_dtype(a.dtype),
               "PRECISION": _precision(a), "IDX": _idx(a, x, out, weights=(w,)),
-              "ONE_PASS": _opt().dual_one_pass and not pow_a and g.q <= 3}
+              "ONE_PASS": _opt().dual_one_pass and not pow_a and g.q <= 3,
+              "TRANS_FWD": _opt().fwd_transposed and pow_a}
     rows = _cdiv(L_OUT, g.stride) if scatter else L_OUT
     if scatter:
         n_bg *= g.stride

@@ -21,7 +21,7 @@ at equal steps, with their train/validation gap), `curve:<folder>`
 bench/clean_input.py: what each method does to clean clips).
 
 This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
-(`speed`, `speed-summary`, from bench/results/) into the same markers through :func:`update_files`.
+(`speed`, `speed-summary`, from bench/results/) and the offline compile statistics (`sm90-stats`) into the same markers through :func:`update_files`.
 Those kinds are rendered there (the package never imports bench/), so here they are left as they are.
 """
 from __future__ import annotations
@@ -330,7 +330,8 @@ def receptive_table() -> str:
 
 
 #: table kinds whose blocks another generator fills, and its command: left untouched here
-RENDERED_ELSEWHERE = {"speed": "python bench/tables.py", "speed-summary": "python bench/tables.py"}
+RENDERED_ELSEWHERE = {"speed": "python bench/tables.py", "speed-summary": "python bench/tables.py",
+                      "sm90-stats": "python bench/tables.py"}
 
 
 def _renderer(name: str) -> Callable[[], str | None]:

@@ -22,6 +22,8 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from opgan.models import opgan_layer_shapes
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+from kernel_stats import loop_census  # noqa: E402  (bench/: the one SASS loop census)
 from selfonn.kernels import _launch
 from selfonn.kernels import gemm, grad_w
 from selfonn.kernels import selfonn_conv as sc
@@ -37,24 +39,6 @@ LAYERS = ("gen.down1", "gen.down2", "gen.down4", "gen.up2", "gen.up4", "gen.out_
 
 def _cuobjdump() -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-
-
-def _loop_census(sass: str) -> dict:
-    """Instructions per iteration of the innermost loop that holds the first MMA (a backward branch
-    around it), with its loads and MMAs; ``{}`` when the kernel has no MMA."""
-    ins = [(int(a, 16), op.strip()) for a, op in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
-    mnemonic = [re.sub(r"^@!?U?P\w+\s+", "", op).split()[0] for _, op in ins]
-    first = next((i for i, m in enumerate(mnemonic) if "MMA" in m), None)
-    if first is None:
-        return {}
-    for j in range(first, len(ins)):
-        m = re.search(r"\bBRA (0x[0-9a-f]+)", ins[j][1])
-        if m and int(m.group(1), 16) <= ins[first][0]:
-            body = [mn for (a, _), mn in zip(ins[:j + 1], mnemonic) if a >= int(m.group(1), 16)]
-            return {"instructions": len(body), "ldgsts": sum(mn.startswith("LDGSTS") for mn in body),
-                    "ldg": sum(mn.split(".")[0] == "LDG" for mn in body), "mma": sum("MMA" in mn for mn in body),
-                    "spill_ops": sum(mn.split(".")[0] in ("STL", "LDL") for mn in body)}
-    return {}
 
 
 def _compile(kernel: _launch.Kernel, args: dict, cfg: _launch.Cfg) -> dict:
@@ -86,7 +70,7 @@ def _compile(kernel: _launch.Kernel, args: dict, cfg: _launch.Cfg) -> dict:
     # Spilled registers show up as STACK (per-thread stack frame), not LOCAL, in cuobjdump's listing.
     return {"regs": int(m.group(1)) if m else -1, "stack": int(m.group(2)) if m else -1,
             "local": int(m.group(3)) if m else -1,
-            "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", ""), "loop": _loop_census(listing)}
+            "smem": ck.metadata.shared, "wgmma": "wgmma" in ck.asm.get("ptx", ""), "loop": loop_census(listing)}
 
 
 def main(n_configs: int, dtypes: list[str]) -> dict:

@@ -141,6 +141,71 @@ def test_the_summary_block_and_other_generators_blocks(repo, tmp_path):
     assert "cudnn.benchmark` off); `torch.compile(dynamic=True)`" in tables.summary([(old, "r.json")])
 
 
+def _stats_record(date: str) -> dict:
+    """A bench/kernel_stats.py record: a GEMM forward (two candidates, the second the GPU's pick) and a
+    thin forward, gen.out_T's roofline."""
+    def row(layer, role, kernel, tile, mma, us, pick, **kw):
+        return {"layer": layer, "role": role, "kernel": kernel, "tile": tile, "num_warps": 8, "num_stages": 3,
+                "programs": 250, "waves": 0.95, "regs": 176, "spill_store_bytes": 0, "spill_load_bytes": 0,
+                "smem": 139264, "warps_per_sm": 8, "limit": "regs", "mma": mma, "mma_count": 24 if mma != "none" else 0,
+                "loop": {"instructions": 514}, "sass_instructions": 1782, "h200_us": us, "h200_pick": pick, **kw}
+
+    return {"kind": "sm90-stats", "date": date, "command": "python bench/kernel_stats.py --triton 3.6.0",
+            "triton": "3.6.0", "torch": "2.13.0", "target": "sm_90", "sms": 132,
+            "config": {"batch": 8, "length": 32000, "q": 3, "dtype": "tf32"},
+            "gpu_record": "bench/results/2026-01-02-h100.json", "gpu_device": "NVIDIA H200",
+            "layers": {"gen.down4": {"profile": {"fused": [{"kernel": "_mm_kernel", "us": 81.3, "calls": 2.0, "role": None}],
+                                                 "reference": [{"kernel": "sm80_xmma_fprop_implicit_gemm", "us": 26.7,
+                                                                "calls": 1.0, "role": "fwd"},
+                                                               {"kernel": "nchwToNhwcKernel", "us": 29.0, "calls": 4.0,
+                                                                "role": None}]}},
+                       "gen.out_T": {"profile": {}}, "disc.1": {"profile": {}}},
+            "alternative": {"set": "fwd_transposed=True",
+                            "rows": [row("gen.down4", "fwd", "gather", "T256 N64 R32", "wgmma", None, False, regs=200,
+                                         loop={"instructions": 600, "wgmma_waits": 3})]},
+            "rows": [row("gen.down4", "fwd", "gather", "T128 N64 R32", "wgmma", 70.0, False),
+                     row("gen.down4", "fwd", "gather", "T256 N64 R32", "wgmma", 50.3, True,
+                         wgmma_serialized="non wgmma instructions defining accumulator registers",
+                         loop={"instructions": 514, "wgmma_waits": 24}, blocks_per_sm=1,
+                         main_loop={"iterations": 10, "mma_flops": 2 * 256 * 64 * 32 * 3}),
+                     row("gen.out_T", "fwd", "thin_fwd", "C16 T64", "none", 109.6, True),
+                     row("disc.1", "fwd", "thin_fwd", "C16 T64", "none", None, False)],
+            "roofline": {"gen.out_T": {"bytes": 17_400_000, "flops": 156_000_000, "measured_us": 105.7,
+                                       "devices": {"H200": {"hbm_tb_s": 4.8, "fp32_tflop_s": 67.0, "memory_us": 3.63,
+                                                            "fp32_us": 2.33, "roofline_us": 3.63}}}}}
+
+
+def test_the_compile_stats_block_renders_the_newest_kernel_stats_record(repo):
+    """sm90-stats: bench/kernel_stats.py's record (kind sm90-stats, beside the gpu_round records, which
+    it does not disturb): the picked candidate per launch of the issue's layers, the GPU profile's
+    fused and cuDNN kernels, gen.out_T's roofline; --check says when it is stale."""
+    results, readme = repo
+    (results / "2026-01-05-sm90-stats.json").write_text(json.dumps(_stats_record("2026-01-05T10:00:00+00:00")))
+    readme.write_text("<!-- table:sm90-stats -->\nold\n<!-- /table:sm90-stats -->\n" + SPEED.format("old"))
+    args = ["--results", str(results), "--file", str(readme)]
+    assert tables.main([*args, "--check"]) == 1
+    assert tables.main(args) == 0 and tables.main([*args, "--check"]) == 0
+    text = readme.read_text()
+    block = _block(text, "sm90-stats")
+    assert "Triton 3.6.0" in block and "`python bench/kernel_stats.py --triton 3.6.0`" in block
+    assert "2026-01-05-sm90-stats.json" in block and "NVIDIA H200" in block
+    assert ("| gen.down4 | fwd | gather | T256 N64 R32 | 8/3 | 250 (0.95) | 176 | 0/0 | 136 | 8 (regs) "
+            "| wgmma ×24 serial | 514 / 1782 | 50.3 ★ |") in block
+    # the alternative compile of the same forward tile, against the pick
+    assert ("- gen.down4 fwd (T256 N64 R32, 8 warps) with `fwd_transposed=True`: wgmma serialised → wgmma, "
+            "wgmma waits a loop 24 → 3, registers 176 → 200, spill stores 0 → 0 B, loop instructions 514 → 600.") \
+        in block
+    assert "T128 N64 R32" not in block and "disc.1" not in block  # the pick only; the issue's layers only
+    # its main loop: 250 programs at one CTA an SM are 2 rounds of 10 trips; 50.3 µs over 20 trips against
+    # 3.1 MFLOP / 2048 FLOP a clock at 1.83 GHz (MMA) and 514 instructions x 8 warps / 4 a clock (issue)
+    assert "| gen.down4 | fwd | T256 N64 R32 / 8 | 250 (1) | 2 × 10 | 2.51 | 0.84 | 0.56 | 3.0× |" in block
+    assert "| gen.out_T | fwd | thin_fwd | C16 T64 |" in block and "| none |" in block
+    assert "- gen.down4, the GPU round's profile (µs, fwd+bwd): fused _mm_kernel 81.3 (2 calls); cuDNN " \
+           "fwd 26.7 (sm80_xmma_fprop)." in block
+    assert "17.4 MB moved" in block and "H200 3.63 µs" in block and "measured 105.7 µs" in block and "(29×" in block
+    assert "NVIDIA H100 80GB HBM3" in _block(text)  # the speed block still renders from the gpu_round record
+
+
 def test_each_table_comes_from_the_newest_record_that_has_it(repo):
     """A later round of the tf32 layers alone replaces that table only, and both records are named."""
     results, readme = repo

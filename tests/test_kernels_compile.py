@@ -99,3 +99,84 @@ def test_compile_reports_compare_as_a_table():
     table = compare(before, after)
     assert "| b | 255 → 128 | 64 → 0 | 900 → 800 |" in table and "| a |" not in table
     assert "1 of 2 variants changed (2 in one report only)" in table and "1200 → 1100" in table
+
+
+def _kernel_stats():
+    """bench/kernel_stats.py as a module (importing it imports no kernels: it stays off the interpreter)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "kernel_stats.py"
+    spec = importlib.util.spec_from_file_location("bench_kernel_stats", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not _PTXAS.exists(), reason="this Triton has no bundled NVIDIA ptxas")
+def test_kernel_stats_reports_a_layer_compiled_offline(tmp_path):
+    """bench/kernel_stats.py compiles a small layer's fwd+bwd launches for sm_90 (first candidate each)
+    and writes a record whose rows hold every statistic, with no machine path in it; it refuses to
+    overwrite a file and an unknown layer (exit 2)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRITON_")}
+    env["TRITON_CACHE_DIR"] = str(tmp_path / "cache")
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    out = tmp_path / "stats.json"
+    cmd = [sys.executable, str(root / "bench" / "kernel_stats.py"), "--layers", "disc.3", "--max-configs", "1",
+           "--workers", "2"]
+    r = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True, timeout=280, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "sm90-stats" and rec["target"] == "sm_90" and rec["sms"] == 132
+    assert set(rec["layers"]) == {"disc.3"}
+    rows = rec["rows"]
+    assert {(row["role"], row["kernel"]) for row in rows} == {("fwd", "gather"), ("grad_x", "scatter"), ("grad_W", "dw")}
+    for row in rows:
+        assert "error" not in row, row
+        assert 0 < row["regs"] <= 255 and row["spill_store_bytes"] >= 0 and row["spill_load_bytes"] >= 0
+        assert row["smem"] > 0 and row["programs"] > 0 and row["waves"] > 0
+        assert 0 < row["warps_per_sm"] <= 64 and row["limit"] in ("regs", "smem", "warps", "blocks")
+        assert row["mma"] in ("wgmma", "mma.sync") and row["mma_count"] > 0  # every GEMM kernel has an MMA
+        assert row["loop"]["mma"] > 0 and row["loop"]["instructions"] < row["sass_instructions"]
+        assert row["ptxas_regs"] == row["regs"] and "wgmma_serialized" in row  # ptxas -v run as Triton runs it
+        assert row["main_loop"]["iterations"] > 0 if row["kernel"] != "dw" else row["main_loop"] is None
+    text = out.read_text()
+    assert str(tmp_path) not in text and str(Path.home()) not in text and str(root) not in text
+    assert "| disc.3 | fwd | gather |" in r.stdout
+    again = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 2 and "not overwriting" in again.stderr and out.read_text() == text
+    bad = subprocess.run([*cmd[:3], "disc.99"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "unknown layer" in bad.stderr
+
+
+def test_kernel_stats_occupancy_and_sass_census():
+    """sm_90 occupancy from registers and shared memory, the MMA kind and spill bytes read off SASS,
+    and the round's tune keys matched across fields added since, never across another layer's values."""
+    ks = _kernel_stats()
+    assert ks.occupancy(255, 0, 4) == {"blocks_per_sm": 2, "warps_per_sm": 8, "limit": "regs"}
+    assert ks.occupancy(32, 0, 4)["warps_per_sm"] == 64  # the warp cap
+    assert ks.occupancy(96, 100 * 1024, 4) == {"blocks_per_sm": 2, "warps_per_sm": 8, "limit": "smem"}
+    sass = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   HFMA2.MMA R2, -RZ, RZ, 0, 0 ;
+        /*0020*/              @!P0 LDG.E.128 R4, desc[UR4][R2.64] ;
+        /*0030*/                   HGMMA.64x64x8.F32.TF32 R24, gdesc[UR4], R24 ;
+        /*0040*/                   STL.64 [R1], R4 ;
+        /*0050*/                   LDL R6, [R1] ;
+        /*0060*/               @P1 BRA 0x20 ;
+        /*0070*/                   EXIT ;
+        /*0080*/                   BRA 0x80;
+    """
+    assert ks.loop_census(sass) == {"instructions": 5, "ldgsts": 0, "ldg": 1, "mma": 1, "ffma": 0, "wgmma_waits": 0,
+                                      "spill_ops": 2}
+    mns = [m for _, m in ks._mnemonics(sass)]
+    assert ks._mma_kind(mns) == ("wgmma", 1) and ks._mma_kind(["HMMA.1684.F32.TF32"] * 3) == ("mma.sync", 3)
+    assert ks._mma_kind(["HFMA2.MMA"]) == ("none", 0)
+    assert sum(ks._width(m) for m in mns if m.startswith("STL")) == 8
+    old = "(torch.float32, 'tf32', 3, 5, 64, 192, 16384, triton.language.int32, False, (True, False), 4)"
+    new = "(torch.float32, 'tf32', 3, 5, 64, 192, 16384, triton.language.int32, (True, False), 4, 32, 8192)"
+    other = "(torch.float32, 'tf32', 3, 5, 128, 384, 16384, triton.language.int32, False, (True, False), 4)"
+    assert ks.match_key(new, [other, old]) == old
+    assert ks.match_key(new, [other]) is None

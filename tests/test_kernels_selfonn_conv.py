@@ -364,6 +364,41 @@ def _check_pinned(case: Case, transposed: bool, device: str, kernel_tol: dict) -
         pytest.skip(f"pinned config needs more than this GPU has: {e}")
 
 
+@pytest.mark.parametrize(("transposed", "name"), [(False, "stride2_opgan_down"), (True, "stride2_pad1_outpad1"),
+                                                  (False, "groups2_spans_powers"), (True, "groups2_spans_powers"),
+                                                  (False, "q5"), (False, "channels_off_block"), (True, "T1")])
+def test_transposed_forward_matches_reference(transposed, name, device, poison_empty, monkeypatch, kernel_tol,
+                                              kernel_options):
+    """fwd_transposed: the GEMM forward as W^T (a^p)^T (wgmma then reads the powered tile from shared
+    memory) matches the reference, values and every gradient, and runs where the forward does."""
+    kernel_options(fwd_transposed=True)
+    seen = []
+    real = _launch.Kernel.__call__
+
+    def spy(self, device, key, candidates, prepare):
+        if self.name in ("gather", "scatter"):
+            cands = candidates() if callable(candidates) else candidates
+            seen.append(prepare(cands[0])[0]["TRANS_FWD"])
+        return real(self, device, key, candidates, prepare)
+
+    monkeypatch.setattr(_launch.Kernel, "__call__", spy)
+    case = _case(transposed, name)
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    assert seen[0] is True and not any(seen[1:])  # the forward only, not grad_x
+    _check(replace(case, noncontig=True), transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+@pytest.mark.parametrize("i", [0, 7, 8], ids=[str(sc._MM_SHAPES[i]) for i in (0, 7, 8)])
+def test_transposed_forward_pinned_configs(i, device, poison_empty, kernel_tol, kernel_options):
+    """fwd_transposed with wide, narrow-output and narrow-reduction tiles pinned."""
+    kernel_options(fwd_transposed=True)
+    t, n, r, w = sc._MM_SHAPES[i]
+    cfg = _launch.Cfg.of(num_warps=w, BLOCK_T=t, BLOCK_N=n, BLOCK_R=r)
+    for transposed in (False, True):
+        with _launch.pin("gather", cfg), _launch.pin("scatter", cfg):
+            _check_pinned(_PIN_CASES[transposed], transposed, device, kernel_tol)
+
+
 _ALL_MM_SHAPES = sc._MM_SHAPES + sc._MM_SHAPES_R16 + sc._MM_SHAPES_N16
 
 

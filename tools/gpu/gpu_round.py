@@ -107,8 +107,10 @@ SHARES = {"env": 0.01, "tests": 0.24, "compile": 0.03, "layers": 0.28, "profile"
 #: (default: up to 32 per load); 64-bit element offsets (default: int32 where they fit); for
 #: single-channel layers, the backward in two launches (dx, then grad_W on _dw_kernel) or in one
 #: (default: both timed per shape, the faster kept), its dx taps unrolled (default: looped) and the
-#: GEMM kernels instead of the thin ones. (Round 1 answered W repack always / never and grad_W programs
-#: per SM 1 / 4: the defaults stay.)
+#: GEMM kernels instead of the thin ones; the GEMM forward as the transposed product W^T (x^p)^T, which
+#: the offline sm_90 compile shows removing ptxas' serialisation of the forward's wgmma (C7515; default:
+#: the powered tile in registers as wgmma's first operand; bench/kernel_stats.py). (Round 1 answered W
+#: repack always / never and grad_W programs per SM 1 / 4: the defaults stay.)
 KNOBS = {"dual_passes": {"dual_one_pass": False}, "dw_concat_tiles": {"dw_tiles": "concat"},
          "dw_pow_tiles": {"dw_tiles": "pow"},
          "dw_split_fixed": {"dw_split_steps": (), "dw_split_divs": ()},
@@ -117,7 +119,7 @@ KNOBS = {"dual_passes": {"dual_one_pass": False}, "dw_concat_tiles": {"dw_tiles"
          "tail_serial": {"tail_max_splits": 1}, "offsets_64": {"wide_offsets": True},
          "thin_split_bwd": {"thin_split_bwd": True}, "thin_one_launch": {"thin_split_bwd": False},
          "thin_bwd_unrolled": {"thin_bwd_tap_loop": False},
-         "thin_off": {"thin": False}}
+         "thin_off": {"thin": False}, "fwd_transposed": {"fwd_transposed": True}}
 KNOB_LAYERS = ("gen.up2", "gen.down4", "disc.3")
 THIN_KNOB_LAYERS = ("gen.down1", "disc.1", "gen.out_T", "disc.head")
 #: layers whose grad_W split is bounded by the steps a program takes (round 1: 3 to 32 programs, ~6 us
@@ -129,7 +131,9 @@ KNOB_ON = {"dual_passes": KNOB_LAYERS + ("gen.up4",), "dw_concat_tiles": KNOB_LA
            "dw_split_fixed": SPLIT_KNOB_LAYERS + ("gen.down4", "gen.up2"), "dw_min_steps_16": SPLIT_KNOB_LAYERS,
            "dw_min_steps_1": SPLIT_KNOB_LAYERS, "tail_serial": SPLIT_KNOB_LAYERS,
            "thin_split_bwd": THIN_KNOB_LAYERS, "thin_one_launch": THIN_KNOB_LAYERS, "thin_bwd_unrolled": THIN_KNOB_LAYERS,
-           "thin_off": THIN_KNOB_LAYERS}
+           "thin_off": THIN_KNOB_LAYERS,
+           # the generator layers whose GEMMs cuDNN beat in round 2 (its forwards: 1.3-2.5x cuDNN's fprop)
+           "fwd_transposed": ("gen.up2", "gen.down4", "gen.down5", "gen.up3", "disc.3")}
 _ALL_KNOB_LAYERS = frozenset(KNOB_LAYERS).union(*KNOB_ON.values())
 DTYPES = ("tf32", "bf16")
 #: torch.compile modes that wrap the compiled graphs in CUDA graphs (cudagraph trees)
