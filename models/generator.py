@@ -80,6 +80,9 @@ class GeneratorConfig:
     context: str = "none"  # 'dilated': residual dilated Self-ONN blocks at the bottleneck (see _ContextBlock)
     context_blocks: int = 6  # dilated: blocks with dilations 1, 2, ..., 2**(n-1) (k3, so +-(2**n - 1) bottleneck samples)
     context_width: int = 0  # dilated: channels inside each block (0 = the bottleneck's 8f)
+    # scale each clip to INPUT_RMS before the network and the output back by the same factor: the first
+    # Self-ONN layer raises its raw input to powers 1..q, so without this what it computes depends on level
+    input_norm: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; the fields added after the first shipped models are left out while at their defaults,
@@ -97,7 +100,10 @@ class GeneratorConfig:
 
 #: fields added after the first shipped models, with the defaults that reproduce those models
 _LATER_DEFAULTS = dict(gate_floor=0.0, gate_leak=0.0, activation="tanh", context="none", context_blocks=6,
-                       context_width=0)
+                       context_width=0, input_norm=False)
+#: input_norm: the RMS every clip is scaled to (about speech at -20 dBFS, the level the recipe trains at),
+#: and the RMS floor that keeps a silent clip from being amplified without bound
+INPUT_RMS, INPUT_RMS_FLOOR = 0.1, 1e-3
 
 
 def folded_upsample_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -345,6 +351,12 @@ class Generator(nn.Module):
         return self._forward(x, lambda parts: torch.cat(parts, dim=1))
 
     def _forward(self, x: torch.Tensor, concat) -> torch.Tensor:
+        if self.config.input_norm:  # level in, level out: the network sees every clip at INPUT_RMS
+            scale = x.square().mean(-1, keepdim=True).sqrt().clamp_min(INPUT_RMS_FLOOR) / INPUT_RMS
+            return self._network(x / scale, concat) * scale
+        return self._network(x, concat)
+
+    def _network(self, x: torch.Tensor, concat) -> torch.Tensor:
         skips = []
         h = x
         for layer, act in zip(self.down, self.down_act):

@@ -105,7 +105,10 @@ SUITES: dict[str, dict] = {
         "runs": _ladder_runs("b", ["awgn"]) + [
             Run("b-awgn-paper-voices", "awgn: the recipe's U-Net on the fetched corpus (17 full-band training "
                 "voices, minutes each) instead of the shipped recordings' 5 short ones",
-                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--data", "~/.cache/opgan"))],
+                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--data", "~/.cache/opgan")),
+            Run("b-awgn-paper-norm", "awgn: the recipe's U-Net with its input scaled to a fixed RMS (output scaled "
+                "back), as Demucs normalises its input", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn",
+                                                          "--input-norm"))],
     },
     "ladder-c": {
         "kind": "speech",

@@ -306,7 +306,7 @@ def check_generator(config: Any, state: Any, where: str | Path, what: str = "gen
     for key, value in config.items():
         if not isinstance(key, str):
             raise CheckpointError(f"'{where}': {what} config has a non-text key {_short(key)}")
-        if key in ("residual", "gate", "glu", "normalize", "causal") and not isinstance(value, bool):
+        if key in ("residual", "gate", "input_norm", "glu", "normalize", "causal") and not isinstance(value, bool):
             raise CheckpointError(f"'{where}': {what} config {key} must be true or false, got {_short(value)}")
     try:
         with torch.device("meta"):

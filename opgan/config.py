@@ -65,6 +65,7 @@ class TrainConfig:
     context: str = "none"  # 'dilated': residual dilated Self-ONN blocks at the generator's bottleneck
     context_blocks: int = 6  # dilated context: blocks with dilations 1..2**(n-1) (+-(2**n-1)*32 input samples)
     context_width: int = 0  # dilated context: channels inside each block (0 = the bottleneck's 8f)
+    input_norm: bool = False  # generator sees each clip scaled to a fixed RMS (output scaled back): level-invariant
     arch: str = "unet"  # generator network: 'unet' (the paper's Self-ONN U-Net, shaped by the fields above) or
     # 'demucs' (the learning ladder's reference model: the denoiser package's Demucs, shaped by the demucs_*
     # fields; the U-Net's fields are then unused. Needs: pip install --no-deps denoiser==0.1.5)
@@ -122,7 +123,8 @@ class TrainConfig:
                                 resample=self.demucs_resample).to_dict()
         return dict(filters=self.filters, q=self.generator_q(), residual=self.residual, gate=self.gate,
                     gate_floor=self.gate_floor, gate_leak=self.gate_leak, activation=self.activation,
-                    context=self.context, context_blocks=self.context_blocks, context_width=self.context_width)
+                    context=self.context, context_blocks=self.context_blocks, context_width=self.context_width,
+                    input_norm=self.input_norm)
 
     def discriminator_q(self) -> int | list[int]:
         return _parse_q_list(self.d_q, 6, "d_q") if self.d_q else self.q

@@ -529,3 +529,24 @@ def test_dilated_context_starts_as_the_plain_generator_and_trains(backend):
         ref = ctx(x)
     with selfonn.use_backend(backend), torch.no_grad():
         torch.testing.assert_close(ctx(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_input_norm_makes_the_generator_level_invariant():
+    """Scaling a clip by any gain scales the output by the same gain (the network sees one level); the
+    shipped configs, which name no input_norm, build the generator that does not rescale."""
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(filters=4, q=3, residual=True, gate=True, input_norm=True))
+    for m in g.modules():  # a trained-looking network: the zero-initialised output layer would hide scaling
+        if getattr(m, "weight", None) is not None and m.weight.dim() == 3:
+            torch.nn.init.normal_(m.weight, std=0.2)
+    plain = Generator(GeneratorConfig(filters=4, q=3, residual=True, gate=True))
+    plain.load_state_dict(g.state_dict())
+    x = torch.randn(2, 1, 2048) * 0.05
+    with torch.no_grad():
+        y = g(x)
+        for gain in (0.1, 3.0):  # above the RMS floor (1e-3): a quieter clip is amplified by at most 100
+            assert (g(gain * x) - gain * y).abs().max() <= 1e-4 * (gain * y).abs().max()  # float32 rounding
+        assert not torch.allclose(plain(3.0 * x), 3.0 * plain(x), rtol=1e-2)  # without it: level-dependent
+        assert torch.isfinite(g(torch.zeros(1, 1, 64))).all()  # silence: the floor, no division by zero
+    assert "input_norm" not in GeneratorConfig(filters=4).to_dict()  # old readers load default configs
+    assert GeneratorConfig.from_dict(g.config.to_dict()).input_norm
