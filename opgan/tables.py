@@ -13,8 +13,8 @@ names the command that produced its record.
 
 Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:<suite>:A,B/C,D` (runs
 A, B against C, D at equal steps and equal training time), `ladder:<suite>:<steps>` (a ladder rung's runs
-at equal steps, with their train/validation gap), `curve:<folder>`
-(<folder>/metrics.csv of a committed run, e.g. training/speech), `gate` (docs/results/gate.json), `quality:<kind>`
+at equal steps, with their train/validation gap), `curve:<folder>[:<every>]`
+(<folder>/metrics.csv of a committed run, e.g. training/speech; every N steps), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
 (docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
 `python -m opgan.receptive --json`), `clean:<name>` (docs/results/<name>.json from
@@ -157,13 +157,17 @@ def ladder_table(suite: str, steps: str) -> str:
                                "tool's reading of the run's best.pt.\n")
 
 
-def curve_table(folder: str) -> str:
-    """Validation against steps and training hours of a committed run folder (e.g. training/speech)."""
+def curve_table(folder: str, every: str = "") -> str:
+    """Validation against steps and training hours of a committed run folder (e.g. training/speech);
+    ``every``: only the validations at multiples of that many steps (and the last) of a long run."""
     path = ROOT / folder / "metrics.csv"
     if not path.is_file():
         return f"_(no training record at {_rel(path)} yet)_\n"
     lines = [f"| step | train h | {_VAL_HEAD} |", "|" + "---|" * 8]
-    for row in _read_csv(path):
+    rows = _read_csv(path)
+    if every:
+        rows = [r for i, r in enumerate(rows) if int(r["step"]) % int(every) == 0 or i == len(rows) - 1]
+    for row in rows:
         lines.append(f"| {row['step']} | {float(row['time_s']) / 3600:.2f} | " + " | ".join(_val_cells(row)) + " |")
     jsonl = ROOT / folder / "metrics.jsonl"
     changes = []
@@ -340,7 +344,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
         return lambda: None
     table: dict[str, Callable[[], str]] = {
         "ablation": lambda: ablation_table(arg),
-        "curve": lambda: curve_table(arg),
+        "curve": lambda: curve_table(*arg.split(":", 1)),
         "ladder": lambda: ladder_table(*arg.split(":", 1)),
         "gate": gate_table,
         "quality": lambda: quality_table(arg),

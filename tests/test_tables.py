@@ -73,6 +73,16 @@ def test_ladder_table_compares_runs_at_equal_steps_with_their_gap(tmp_path, monk
     assert tables.ladder_table("missing", "10").startswith("_(no records")
 
 
+def test_curve_table_thins_a_long_run_but_keeps_its_last_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    header = "step,time_s,sdr_gain,si_sdr_gain,stoi_out,level_db,light_sdr_gain,light_worst_gain,score\n"
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.csv").write_text(header + "".join(f"{s},{s},0,1,,,,,1\n" for s in (1000, 2000, 3000, 4000, 4100)))
+    steps = lambda out: [ln.split(" | ")[0][2:] for ln in out.splitlines() if ln[:3] in ("| 1", "| 2", "| 3", "| 4")]  # noqa: E731
+    assert steps(tables.curve_table("r")) == ["1000", "2000", "3000", "4000", "4100"]
+    assert steps(tables.curve_table("r", "2000")) == ["2000", "4000", "4100"]
+
+
 def test_quality_table_shows_the_octave_balance_only_when_recorded(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     allc = {"sdr_imp": 1.0, "si_sdr_imp": 0.5, "stoi": 0.8, "pesq": 2.0}
