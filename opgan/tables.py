@@ -141,7 +141,8 @@ def ladder_table(suite: str, steps: str) -> str:
         if not upto:
             continue
         # the latest validation at or before each mark
-        cells = [_f(next((r["si_sdr_gain"] for r in reversed(upto) if int(r["step"]) <= m), None)) for m in marks]
+        cells = [_f(next((r["si_sdr_gain"] for r in reversed(upto) if int(r["step"]) <= m), None))
+                 if m <= int(rows[-1]["step"]) else "–" for m in marks]  # "–": the run ended before the mark
         last3 = sum(float(r["si_sdr_gain"]) for r in upto[-3:]) / len(upto[-3:])
         end = rows[-1]
         gap = run / "gap.json"

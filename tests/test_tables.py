@@ -69,7 +69,7 @@ def test_ladder_table_compares_runs_at_equal_steps_with_their_gap(tmp_path, monk
     assert "SI-SDRi @2000 | @3000 | @4500 | mean of last 3 to 4500" in out
     rows = {ln.split(" | ")[0][2:]: ln for ln in out.splitlines() if ln.startswith("| A") or ln.startswith("| B")}
     assert rows["A"] == "| A | change A | +2.00 | +3.00 | +4.00 | +3.00 | 6000, +6.00 | +5.50 | +3.00 | +2.50 (3000) |"
-    assert rows["B"] == "| B | change B | +2.00 | +2.00 | +2.00 | +2.00 | 3000, +2.00 | – | – | – |"
+    assert rows["B"] == "| B | change B | +2.00 | +2.00 | – | +2.00 | 3000, +2.00 | – | – | – |"  # ended first
     assert tables.ladder_table("missing", "10").startswith("_(no records")
 
 
