@@ -111,6 +111,8 @@ SUITES: dict[str, dict] = {
                                                           "--input-norm")),
             Run("b-awgn-paper-prelu", "awgn: the recipe's U-Net (q=3) with PReLU between layers instead of the tanh "
                 "bound", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--activation", "prelu")),
+            Run("b-awgn-paper-nogate", "awgn: the recipe's U-Net without the clip gate (the zero-initialised "
+                "residual kept)", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--no-gate")),
             Run("b-awgn-paper-f16", "awgn: the recipe's U-Net at f=16 (0.98 M parameters, about Demucs' 0.96 M; "
                 "2.7x the CPU per step, so a third of the steps)",
                 ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--filters", "16"))],
