@@ -251,9 +251,13 @@ def collect(name: str, runs_dir: Path, out: Path = RESULTS_DIR) -> list[str]:
             continue
         dst = out / name / r.name
         dst.mkdir(parents=True, exist_ok=True)
+        home = str(Path.home())
         for f in ("config.json", "summary.json", "metrics.csv", "gap.json"):  # gap.json: python -m opgan.ladder gap
             if (src / f).is_file():
-                shutil.copyfile(src / f, dst / f)
+                if f.endswith(".json"):  # records name no machine's home: ~ as the user typed it
+                    (dst / f).write_text((src / f).read_text().replace(f'"{home}/', '"~/'))
+                else:
+                    shutil.copyfile(src / f, dst / f)
         (dst / "run.json").write_text(json.dumps({"name": r.name, "change": r.change, "flags": list(r.flags),
                                                   "suite": name, "base": list(SUITES[name]["base"]),
                                                   "note": SUITES[name].get("note", "")}, indent=1) + "\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,15 @@ def test_gap_scores_training_and_validation_crops_alike(tmp_path):
         assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
     assert rec["train"]["si_sdr_in"] == pytest.approx(np.mean([r["input_si_sdr"] for r in rows_t]), abs=1e-2)
     assert ladder.main(["gap", str(tmp_path / "none"), "--train", str(train), "--val", str(val)]) == 2
+
+
+def test_collect_writes_no_home_path(tmp_path, monkeypatch):
+    """A run trained on `--data ~/.cache/opgan` stores the expanded path; its committed record says ~."""
+    monkeypatch.setattr(Path, "home", lambda: Path("/home/someone"))
+    run = tmp_path / "runs" / "b-awgn-paper-voices"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": "/home/someone/.cache/opgan", "max_steps": 3}))
+    (run / "metrics.csv").write_text("step\n3\n")
+    assert "b-awgn-paper-voices" in ablate.collect("ladder-b", tmp_path / "runs", out=tmp_path / "out")
+    rec = json.loads((tmp_path / "out" / "ladder-b" / "b-awgn-paper-voices" / "config.json").read_text())
+    assert rec["data"] == "~/.cache/opgan"
