@@ -117,6 +117,8 @@ SUITES: dict[str, dict] = {
                 ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--no-gate", "--seed", "1")),
             Run("b-awgn-paper-floor30", "awgn: the recipe's U-Net with the clip gate floored at 0.3 (the preset: "
                 "0.05)", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--gate-floor", "0.3")),
+            Run("b-awgn-paper-floor30-s1", "awgn: the recipe's U-Net with the clip gate floored at 0.3, seed 1",
+                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--gate-floor", "0.3", "--seed", "1")),
             Run("b-awgn-paper-f16", "awgn: the recipe's U-Net at f=16 (0.98 M parameters, about Demucs' 0.96 M; "
                 "2.7x the CPU per step, so a third of the steps)",
                 ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--filters", "16"))],
