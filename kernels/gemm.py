@@ -36,9 +36,13 @@ def _red_tile(a_ptr, a_rows, rows_ok, r0, r_hi, sa_c, IDX: tl.constexpr, BLOCK_R
 def _acc_powers(
     acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok, i0, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
     Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    IDX: tl.constexpr, BLOCK_R: tl.constexpr,
+    IDX: tl.constexpr, BLOCK_R: tl.constexpr, TRANS: tl.constexpr,
 ):
-    """acc[T, N] += sum_{i in block i0, p} a[rows, i] ** p * W[col(i, p), n]; a loaded once."""
+    """acc[T, N] += sum_{i in block i0, p} a[rows, i] ** p * W[col(i, p), n]; a loaded once.
+
+    TRANS: the transposed product, acc[N, T] += W[col(i, p), n]^T a[rows, i]^p^T: the powered tile is the
+    MMA's second operand, which wgmma reads from shared memory, so no wgmma takes an operand from
+    registers (ptxas serialised every wgmma of that form: its C7515 notice)."""
     a, i, i_ok = _red_tile(a_ptr, a_rows, rows_ok, i0, i_hi, sa_c, IDX, BLOCK_R)  # [T, R], input channels i
     a = a.to(ACC_DTYPE)  # zero padding stays 0 under every power
     ap = a
@@ -55,36 +59,10 @@ def _acc_powers(
             w_ptr + w_off + (c[:, None].to(IDX) * sw_c + n[None, :].to(IDX) * sw_o),
             mask=c_ok[:, None] & n_ok[None, :], other=0.0,
         )  # [R, N]
-        acc = tl.dot(ap.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-    return acc
-
-
-@triton.jit
-def _acc_powers_t(
-    acc, a_ptr, a_rows, rows_ok, w_ptr, w_off, g_cqg, n, n_ok, i0, i_hi, C_IN, CQG, sa_c, sw_o, sw_c,
-    Q: tl.constexpr, GROUPS: tl.constexpr, ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-    IDX: tl.constexpr, BLOCK_R: tl.constexpr,
-):
-    """_acc_powers on the transposed product, acc[N, T] += W[col(i, p), n]^T a[rows, i]^p^T: the powered
-    tile is the MMA's second operand, which wgmma reads from shared memory, so no wgmma takes an operand
-    from registers (ptxas serialised every wgmma of that form: its C7515 notice)."""
-    a, i, i_ok = _red_tile(a_ptr, a_rows, rows_ok, i0, i_hi, sa_c, IDX, BLOCK_R)  # [T, R], input channels i
-    a = a.to(ACC_DTYPE)
-    ap = a
-    for p in tl.static_range(Q):
-        if p > 0:
-            ap = ap * a
-        if GROUPS == 1:
-            c = p * C_IN + i  # [R] column of (i, p)
-            c_ok = i_ok
+        if TRANS:
+            acc = tl.dot(tl.trans(w), tl.trans(ap.to(w.dtype)), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
         else:
-            c = p * C_IN + i - g_cqg  # column inside the group
-            c_ok = i_ok & (c >= 0) & (c < CQG)  # columns of other groups contribute zero
-        w = tl.load(
-            w_ptr + w_off + (c[:, None].to(IDX) * sw_c + n[None, :].to(IDX) * sw_o),
-            mask=c_ok[:, None] & n_ok[None, :], other=0.0,
-        )  # [R, N]
-        acc = tl.dot(tl.trans(w), tl.trans(ap.to(w.dtype)), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+            acc = tl.dot(ap.to(w.dtype), w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     return acc
 
 
@@ -247,26 +225,20 @@ def _mm_kernel(
     n_rb = tl.cdiv(r_hi - r_lo, BLOCK_R)
     acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
     a_b = a_ptr + b.to(tl.int64) * sa_b  # the batch item's base: 64-bit once, offsets inside it IDX
-    if POW_A and TRANS_FWD:
+    if POW_A:
         w_g = g.to(tl.int64) * sw_g
-        acc_t = tl.zeros([BLOCK_N, BLOCK_T], dtype=ACC_DTYPE)
-        for it in range(0, n_taps * n_rb):
-            k = it // n_rb
-            src = src0 + k * src_step
-            src_ok = l_ok & (src >= 0) & (src < L_A)
-            acc_t = _acc_powers_t(acc_t, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
-                                  w_g + (j0 + k * tap_step) * sw_k, g * CQG, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
-                                  r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, IDX, BLOCK_R)
-        acc = tl.trans(acc_t)
-    elif POW_A:
-        w_g = g.to(tl.int64) * sw_g
+        if TRANS_FWD:  # accumulate acc^T (see _acc_powers), transposed back after the loop
+            acc = tl.zeros([BLOCK_N, BLOCK_T], dtype=ACC_DTYPE)
         for it in range(0, n_taps * n_rb):  # flattened (tap, channel block): one long pipelined loop
             k = it // n_rb
             src = src0 + k * src_step  # [T] source positions of this tap
             src_ok = l_ok & (src >= 0) & (src < L_A)  # zero padding
             acc = _acc_powers(acc, a_b, src.to(IDX) * sa_l, src_ok, w_ptr,
                               w_g + (j0 + k * tap_step) * sw_k, g * CQG, n, n_ok, r_lo + (it - k * n_rb) * BLOCK_R,
-                              r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, IDX, BLOCK_R)
+                              r_hi, C_IN, CQG, sa_c, sw_o, sw_c, Q, GROUPS, ACC_DTYPE, PRECISION, IDX, BLOCK_R,
+                              TRANS_FWD)
+        if TRANS_FWD:
+            acc = tl.trans(acc)
     elif ONE_PASS:
         acc1 = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
         acc2 = tl.zeros([BLOCK_T, BLOCK_N], dtype=ACC_DTYPE)
