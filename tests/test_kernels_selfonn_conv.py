@@ -314,19 +314,26 @@ def test_dual_one_pass_matches_reference(transposed, name, q, device, poison_emp
     kernel_options(dual_one_pass=False)
     passes = grad_x()
     kernel_options(dual_one_pass=True)
-    one_pass = []
+    one_pass = _gemm_launch_args(monkeypatch, "ONE_PASS")
+    assert torch.equal(grad_x(), passes)
+    assert one_pass == [False, q <= 3]  # the forward, then grad_x in one pass where q allows
+    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+
+
+def _gemm_launch_args(monkeypatch, name: str) -> list:
+    """The list each later GEMM launch (gather or scatter kernel) appends its first config's ``name``
+    argument to, in launch order."""
+    seen = []
     real = _launch.Kernel.__call__
 
     def spy(self, device, key, candidates, prepare):
         if self.name in ("gather", "scatter"):
             cands = candidates() if callable(candidates) else candidates
-            one_pass.append(prepare(cands[0])[0]["ONE_PASS"])
+            seen.append(prepare(cands[0])[0][name])
         return real(self, device, key, candidates, prepare)
 
     monkeypatch.setattr(_launch.Kernel, "__call__", spy)
-    assert torch.equal(grad_x(), passes)
-    assert one_pass == [False, q <= 3]  # the forward, then grad_x in one pass where q allows
-    _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
+    return seen
 
 
 def test_offset_type_follows_the_largest_batch_item():
@@ -372,16 +379,7 @@ def test_transposed_forward_matches_reference(transposed, name, device, poison_e
     """fwd_transposed: the GEMM forward as W^T (a^p)^T (wgmma then reads the powered tile from shared
     memory) matches the reference, values and every gradient, and runs where the forward does."""
     kernel_options(fwd_transposed=True)
-    seen = []
-    real = _launch.Kernel.__call__
-
-    def spy(self, device, key, candidates, prepare):
-        if self.name in ("gather", "scatter"):
-            cands = candidates() if callable(candidates) else candidates
-            seen.append(prepare(cands[0])[0]["TRANS_FWD"])
-        return real(self, device, key, candidates, prepare)
-
-    monkeypatch.setattr(_launch.Kernel, "__call__", spy)
+    seen = _gemm_launch_args(monkeypatch, "TRANS_FWD")
     case = _case(transposed, name)
     _check(case, transposed, device, torch.float64, kernel_tol[torch.float64])
     assert seen[0] is True and not any(seen[1:])  # the forward only, not grad_x
