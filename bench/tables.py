@@ -608,6 +608,17 @@ def _blocks(recs: list[tuple[dict[str, Any], str]], stats: list[tuple[dict[str, 
     return body
 
 
+def _named(found) -> list[tuple[dict, str]]:
+    """(record, the name a table cites it by): its path in the repository, or its file name elsewhere."""
+    out = []
+    for path, rec in found:
+        try:
+            out.append((rec, str(path.resolve().relative_to(ROOT))))
+        except ValueError:
+            out.append((rec, path.name))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="folder of records")
@@ -618,18 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--print", action="store_true", help="print the full tables, change nothing")
     args = ap.parse_args(argv)
     try:
-        recs = []
-        for path, rec in records(args.results):
-            try:
-                recs.append((rec, str(path.resolve().relative_to(ROOT))))
-            except ValueError:
-                recs.append((rec, path.name))
-        stats = []
-        for path, rec in stats_records(args.results):
-            try:
-                stats.append((rec, str(path.resolve().relative_to(ROOT))))
-            except ValueError:
-                stats.append((rec, path.name))
+        recs, stats = _named(records(args.results)), _named(stats_records(args.results))
         if args.print:
             print(render(recs), end="")
             if stats:
