@@ -62,13 +62,24 @@ _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ())
                    ("--arch", "demucs", "--demucs-hidden", "8", "--demucs-depth", "5", "--demucs-resample", "4")))
 
 
+def _case_flags(case: str) -> tuple[str, ...]:
+    """A rung's data flags: its case alone (for 'all', the paper's composition of cases, the recipe's
+    light/clean shares removed) and its validation crop folder; none for rung (a)'s fixed batch."""
+    if case == "fixed":
+        return ()
+    return ("--cases", "" if case == "all" else f"{case}:1", "--val-data", f"runs/ladder/val-{case}")
+
+
+def _recipe_variant(rung: str, case: str, name: str, what: str, flags: tuple[str, ...]) -> Run:
+    """One change to the recipe's U-Net on a rung's case (run ``<rung>-<case>-paper-<name>``)."""
+    return Run(f"{rung}-{case}-paper-{name}", f"{case}: the recipe's U-Net {what}", _case_flags(case) + flags)
+
+
 def _ladder_runs(rung: str, cases: Sequence[str], seeds: Sequence[int] = (0, 1)) -> list[Run]:
     """One run per case x model x seed; each case validates on its own crop folder runs/ladder/val-<case>."""
     runs = []
     for case in cases:
-        # 'all': the paper's composition of cases (the recipe's light/clean shares removed)
-        data = () if case == "fixed" else ("--cases", "" if case == "all" else f"{case}:1",
-                                           "--val-data", f"runs/ladder/val-{case}")
+        data = _case_flags(case)
         for model, what, flags in _LADDER_MODELS:
             for seed in seeds:
                 tag = f"{rung}-{case}-{model}" + (f"-s{seed}" if seed else "")
@@ -102,26 +113,18 @@ SUITES: dict[str, dict] = {
         "base": _distribution_rung(120),
         "note": "Rung (b): AWGN only, 120 CPU-minutes per run on one thread. Validation: `python -m opgan.ladder "
                 "crops runs/ladder/val-awgn --split val --case awgn --n 64 --clip-len 16000 --si-sdr=-5,20`.",
-        "runs": _ladder_runs("b", ["awgn"]) + [
-            Run("b-awgn-paper-voices", "awgn: the recipe's U-Net on the fetched corpus (17 full-band training "
-                "voices, minutes each) instead of the shipped recordings' 5 short ones",
-                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--data", "~/.cache/opgan")),
-            Run("b-awgn-paper-norm", "awgn: the recipe's U-Net with its input scaled to a fixed RMS (output scaled "
-                "back), as Demucs normalises its input", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn",
-                                                          "--input-norm")),
-            Run("b-awgn-paper-prelu", "awgn: the recipe's U-Net (q=3) with PReLU between layers instead of the tanh "
-                "bound", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--activation", "prelu")),
-            Run("b-awgn-paper-nogate", "awgn: the recipe's U-Net without the clip gate (the zero-initialised "
-                "residual kept)", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--no-gate")),
-            Run("b-awgn-paper-nogate-s1", "awgn: the recipe's U-Net without the clip gate, seed 1",
-                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--no-gate", "--seed", "1")),
-            Run("b-awgn-paper-floor30", "awgn: the recipe's U-Net with the clip gate floored at 0.3 (the preset: "
-                "0.05)", ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--gate-floor", "0.3")),
-            Run("b-awgn-paper-floor30-s1", "awgn: the recipe's U-Net with the clip gate floored at 0.3, seed 1",
-                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--gate-floor", "0.3", "--seed", "1")),
-            Run("b-awgn-paper-f16", "awgn: the recipe's U-Net at f=16 (0.98 M parameters, about Demucs' 0.96 M; "
-                "2.7x the CPU per step, so a third of the steps)",
-                ("--cases", "awgn:1", "--val-data", "runs/ladder/val-awgn", "--filters", "16"))],
+        "runs": _ladder_runs("b", ["awgn"]) + [_recipe_variant("b", "awgn", *v) for v in (
+            ("voices", "on the fetched corpus (17 full-band training voices, minutes each) instead of the shipped "
+             "recordings' 5 short ones", ("--data", "~/.cache/opgan")),
+            ("norm", "with its input scaled to a fixed RMS (output scaled back), as Demucs normalises its input",
+             ("--input-norm",)),
+            ("prelu", "(q=3) with PReLU between layers instead of the tanh bound", ("--activation", "prelu")),
+            ("nogate", "without the clip gate (the zero-initialised residual kept)", ("--no-gate",)),
+            ("nogate-s1", "without the clip gate, seed 1", ("--no-gate", "--seed", "1")),
+            ("floor30", "with the clip gate floored at 0.3 (the preset: 0.05)", ("--gate-floor", "0.3")),
+            ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--gate-floor", "0.3", "--seed", "1")),
+            ("f16", "at f=16 (0.98 M parameters, about Demucs' 0.96 M; 2.7x the CPU per step, so a third of the "
+             "steps)", ("--filters", "16")))],
     },
     "ladder-c": {
         "kind": "speech",
