@@ -139,7 +139,14 @@ SUITES: dict[str, dict] = {
         "note": "Rung (d): the full mixture (the paper's composition: half blends, half single artifacts), 60 "
                 "CPU-minutes per run; validation on `crops runs/ladder/val-all --split val --case all --n 64 "
                 "--clip-len 16000`.",
-        "runs": _ladder_runs("d", ["all"]),
+        "runs": _ladder_runs("d", ["all"]) + [_recipe_variant("d", "all", *v) for v in (
+            ("floor30", "with the clip gate floored at 0.3 (the preset: 0.05)", ("--gate-floor", "0.3")),
+            ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--gate-floor", "0.3", "--seed", "1")),
+            ("nogate", "without the clip gate (the zero-initialised residual kept)", ("--no-gate",)),
+            ("voices", "on the fetched corpus (17 full-band training voices) instead of the shipped recordings' 5",
+             ("--data", "~/.cache/opgan")),
+            ("voices-floor30", "on the fetched corpus with the clip gate floored at 0.3",
+             ("--data", "~/.cache/opgan", "--gate-floor", "0.3")))],
     },
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
     "loss": {
@@ -214,8 +221,10 @@ def _is_done(run_dir: Path) -> bool:
 def _command(suite: dict, run: Run, data: str, runs_dir: Path, minutes: float | None = None,
              steps: int | None = None) -> list[str]:
     rirs = str(Path(data) / "rirs_16k_n300_s0.npz")  # made by `opgan build --n-rirs 300` (or gate/ablate docs)
-    # RIRS: the sources root's room bank; DATA: the suite's --data itself (e.g. validating on the training crops)
-    flags = [rirs if f == "RIRS" else data if f == "DATA" else f for f in (*suite["base"], *run.flags)]
+    # RIRS: the sources root's room bank; DATA: the suite's --data itself (e.g. validating on the training crops);
+    # a flag "~/..." is expanded as a shell would (the records keep "~")
+    flags = [rirs if f == "RIRS" else data if f == "DATA" else str(Path(f).expanduser()) if f.startswith("~/") else f
+             for f in (*suite["base"], *run.flags)]
     cmd = [sys.executable, "-m", "opgan", "train", *flags, *(("--data", data) if data else ()),
            "--data-kind", suite["kind"], "--runs-dir", str(runs_dir), "--name", run.name]
     if minutes is not None:  # the last flag wins: one shorter (or longer) equal-time cap for every run

@@ -52,7 +52,9 @@ def test_every_ladder_run_is_a_valid_training_config(suite, tmp_path):
             assert cfg.data == cfg.val_data == str(tmp_path / "fixed8") and not cfg.dynamic
         else:
             # the shipped recordings, but for the run that measures more voices (the fetched corpus)
-            assert ("--data" in argv) == run.name.endswith("-voices") and cfg.dynamic
+            assert ("--data" in argv) == ("-voices" in run.name) and cfg.dynamic
+            if "-voices" in run.name:  # expanded as a shell would: the trainer gets a real path
+                assert cfg.data == str(Path.home() / ".cache" / "opgan")
             assert cfg.val_data.startswith("runs/ladder/val-")
             assert cfg.cases == ("" if suite == "ladder-d" else f"{run.name.split('-')[1]}:1")
         if "plain" in run.name:
