@@ -130,7 +130,7 @@ def _forward_planned(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         plan = plan_dict.get(key)
         if plan is not None:
             y_shape, packs, d = plan.data
-            y = x.new_empty(y_shape)
+            y = x.new_empty(*y_shape)  # ints: a Size or tuple argument costs the parser a microsecond more
             try:  # _replay inline
                 if plan.run_fn((x, weight, bias, y, _gemm_weight(weight, d, g, _macs(d))[0] if packs else None)):
                     return y, plan

@@ -100,7 +100,10 @@ def resolve_backend(name: str | None, x: torch.Tensor) -> str:
     An explicit ``"triton"`` never falls back: a CPU tensor without ``TRITON_INTERPRET=1`` is an error.
     """
     global _warned_fallback
-    chosen = check_backend(name) or _global_backend
+    if type(name) is str and name == "triton":  # the explicit choice a fused layer call makes, first
+        chosen = name
+    else:
+        chosen = check_backend(name) or _global_backend
     if chosen == "torch":
         return "torch"
     if chosen == "auto":

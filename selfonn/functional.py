@@ -197,18 +197,24 @@ def selfonn_conv1d(
     if _unbatched(x):
         return selfonn_conv1d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups, q, backend).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
-    fused, validate = _operand_check(x, weight, bias, q, groups, backend, transposed=False)
-    kernel_size = weight.shape[-1]
+    fused = _takes_kernels(x, weight, bias, backend)
     try:
         if type(padding) is int and padding >= 0:  # what conv_padding returns for it, without the call
             pad = (padding, padding)
         else:
-            pad = _args.conv_padding(padding, kernel_size, stride, dilation)
-        _args.check_conv_length(x.shape[-1], pad, kernel_size, dilation)
-    except ValueError:
-        if validate is not None:
-            validate()  # an operand error first, as when the operands are checked up front
+            pad = _args.conv_padding(padding, weight.shape[-1], stride, dilation)
+    except (ValueError, AttributeError, IndexError):  # the last two: a weight that is no 3-D tensor
+        _args.check_operands(x, weight, bias, q, groups, transposed=False)  # an operand error first
         raise
+
+    def validate() -> None:
+        _args.check_operands(x, weight, bias, q, groups, transposed=False)
+        _args.check_conv_length(x.shape[-1], pad, weight.shape[-1], dilation)
+
+    if fused and not autocast:  # the common call, one frame shorter
+        return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, False, 0, validate)
+    if not fused:  # the fused kernels run it once per call signature; any other call checks here
+        validate()
     if autocast:
         with torch.autocast(x.device.type, enabled=False):
             return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, False, 0, fused, validate)
@@ -243,17 +249,24 @@ def selfonn_conv_transpose1d(
             x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation, q, backend
         ).squeeze(0)
     x, weight, bias, autocast = _autocast_operands(x, weight, bias)
-    fused, validate = _operand_check(x, weight, bias, q, groups, backend, transposed=True)
+    fused = _takes_kernels(x, weight, bias, backend)
     try:
         if type(padding) is int and padding >= 0:  # what transpose_padding returns for it, without the call
             pad = (padding, padding)
         else:
             pad = _args.transpose_padding(padding)
-        _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
     except ValueError:
-        if validate is not None:
-            validate()  # an operand error first, as when the operands are checked up front
+        _args.check_operands(x, weight, bias, q, groups, transposed=True)  # an operand error first
         raise
+
+    def validate() -> None:
+        _args.check_operands(x, weight, bias, q, groups, transposed=True)
+        _args.check_transpose_length(x.shape[-1], pad, weight.shape[-1], stride, dilation, output_padding)
+
+    if fused and not autocast:  # the common call, one frame shorter
+        return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, True, output_padding, validate)
+    if not fused:  # the fused kernels run it once per call signature; any other call checks here
+        validate()
     if autocast:
         with torch.autocast(x.device.type, enabled=False):
             return _conv(x, weight, bias, stride, pad, dilation, groups, q, backend, True, output_padding, fused,
@@ -268,28 +281,25 @@ def _plain(stride: object, dilation: object, groups: object, q: object) -> bool:
             and stride >= 1 and dilation >= 1 and groups >= 1 and q >= 1)
 
 
-def _operand_check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, q: int, groups: int,
-                   backend: str | None, transposed: bool) -> tuple[bool, Callable[[], object] | None]:
-    """(whether the call takes the fused kernels, their operand check or None). The kernels run the
-    check once per call signature (a replayed launch plan was recorded after it passed); every other
-    call, and one whose operands are not 3-D tensors, is checked here and now (None returned)."""
+def _takes_kernels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, backend: str | None) -> bool:
+    """Whether the call takes the fused kernels: 3-D tensor operands on a backend that resolves to them.
+    (Their operand and length checks then run once per call signature, before its first launches: a
+    replayed launch plan was recorded after they passed.) An error resolving the backend is raised
+    again by _conv, after any operand error."""
     if (isinstance(x, torch.Tensor) and x.dim() == 3 and isinstance(weight, torch.Tensor) and weight.dim() == 3
             and (bias is None or isinstance(bias, torch.Tensor))):
         try:
-            fused = resolve_backend(backend, x) == "triton"
-        except RuntimeError:  # raised again by _conv, after any operand error
-            fused = False
-        if fused:
-            return True, lambda: _args.check_operands(x, weight, bias, q, groups, transposed=transposed)
-    _args.check_operands(x, weight, bias, q, groups, transposed=transposed)
-    return False, None
+            return resolve_backend(backend, x) == "triton"
+        except RuntimeError:
+            return False
+    return False
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad: tuple[int, int],
           dilation: int, groups: int, q: int, backend: str | None, transposed: bool, output_padding: int,
           fused: bool, validate: Callable[[], object] | None) -> torch.Tensor:
     """The call on the backend it resolved to: the fused kernels (``fused``, with their deferred operand
-    check ``validate``) or the exact torch path (operands checked)."""
+    and length check ``validate``) or the exact torch path (checked already)."""
     if fused or resolve_backend(backend, x) == "triton":
         return _fused()(x, weight, bias, stride, pad[0], pad[1], dilation, groups, q, transposed, output_padding,
                         validate)

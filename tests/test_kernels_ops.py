@@ -637,14 +637,23 @@ def test_operands_are_checked_once_per_call_signature(compiled_path_on_cpu, monk
     another channel count) still fail with its own errors."""
     from selfonn import _args
 
-    calls = []
-    real = _args.check_operands
+    calls, lengths = [], []
+    real, real_length = _args.check_operands, _args.check_transpose_length
     monkeypatch.setattr(_args, "check_operands", lambda *a, **k: calls.append(a[3:]) or real(*a, **k))
+    monkeypatch.setattr(_args, "check_transpose_length", lambda *a: lengths.append(a[0]) or real_length(*a))
     x, w = torch.rand(1, 4, 64, dtype=torch.float64), torch.randn(8, 12, 3, dtype=torch.float64)
     b = torch.randn(8, dtype=torch.float64)
     for _ in range(3):
         selfonn.selfonn_conv1d(x, w, b, 1, 1, 1, 1, 3, backend="triton")
     assert calls == [(3, 1)]
+    wt = torch.randn(12, 8, 3, dtype=torch.float64)  # the length check, too, runs once per signature
+    for _ in range(3):
+        selfonn.selfonn_conv_transpose1d(x, wt, b, 2, 1, 1, 1, 1, 3, backend="triton")
+    assert lengths == [64] and len(calls) == 2
+    with pytest.raises(ValueError, match="shorter than the kernel's span"):
+        selfonn.selfonn_conv1d(x[..., :2], w, b, 1, 0, 1, 1, 3, backend="triton")
+    with pytest.raises(ValueError, match="crops more than"):
+        selfonn.selfonn_conv_transpose1d(x[..., :1], wt, b, 1, 2, 0, 1, 1, 3, backend="triton")
     with pytest.raises(TypeError, match="does not match bias dtype"):
         selfonn.selfonn_conv1d(x, w, b.float(), 1, 1, 1, 1, 3, backend="triton")
     with pytest.raises(ValueError, match="expected input with 4 channels"):
