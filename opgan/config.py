@@ -76,6 +76,7 @@ class TrainConfig:
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
     init_from: str = ""  # start a new run from a checkpoint's generator (and discriminator, if it holds one)
+    # of the same shape (its gate floor and leak may differ)
     # --- losses and optimisation ------------------------------------------------------------------
     lambda_t: float = 100.0  # weight of the temporal L1 term (paper: 100)
     lambda_s: float = 1.0  # weight of the log-power spectrogram L1 term (see docs/training.md ablation)

@@ -32,6 +32,9 @@ from .train_validate import validate
 
 logger = logging.getLogger("opgan.train")
 
+#: generator fields that change its forward but hold no weights: --init-from may change them
+_WEIGHTLESS_FIELDS = ("gate_floor", "gate_leak")
+
 __all__ = ["NonFiniteLossError", "Run", "build_models", "precompile_passes"]
 
 
@@ -273,15 +276,21 @@ class Run:
 
     def _init_from(self, path: str) -> None:
         """Warm start: weights from a checkpoint (a shipped model or a run's best/last.pt), with fresh
-        optimisers at step 0. The generator's shape must match this config's."""
+        optimisers at step 0. The generator's shape must match this config's; the gate's floor and leak
+        (no weights of their own) may differ, e.g. to let a model trained with a high floor learn to
+        close its gate on clean inputs."""
         where = _resolve_weights(path)
         src = load_checkpoint(where)
         spec = check_restorer(src, where)
         want = self.g_raw.config.to_dict()
         with torch.device("meta"):  # its config as this version writes it (checked and bounded above)
             have = build_generator(spec.generator.config).config.to_dict()
-        if have != want or spec.second is not None:
+        shaped = [k for k in want if k not in _WEIGHTLESS_FIELDS]
+        if any(have.get(k) != want[k] for k in shaped) or spec.second is not None:
             raise ConfigError(f"--init-from {path}: its generator {have} does not match this run's {want}")
+        for k in _WEIGHTLESS_FIELDS:
+            if k in want and have.get(k) != want[k]:
+                logger.info("--init-from %s: %s %s -> %s (this run's)", path, k, have.get(k), want[k])
         self.g_raw.load_state_dict(spec.generator.state)
         if "discriminator" in src:
             try:

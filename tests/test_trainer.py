@@ -266,6 +266,11 @@ def test_init_from_warm_starts_a_new_run(tiny_data, tmp_path, capsys):
     assert "does not match" in capsys.readouterr().err
     assert main(_args(tiny_data, tmp_path, "--name", "bad2", "--init-from", "nosuchmodel")) == 2
     assert "not found" in capsys.readouterr().err
+    # the gate's floor and leak hold no weights: a warm start may change them (and says so in its config)
+    assert main(_args(tiny_data, tmp_path, "--name", "floor", "--max-steps", "1", "--gate-floor", "0.3",
+                      "--gate-leak", "0", "--init-from", str(tmp_path / "tiny" / "last.pt"))) == 0
+    cfg = load_checkpoint(tmp_path / "floor" / "last.pt")["config"]
+    assert (cfg["gate_floor"], cfg["gate_leak"]) == (0.3, 0)
 
 
 def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
