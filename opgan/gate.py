@@ -258,7 +258,7 @@ def ship(kind: str, checkpoint: str | Path, weights_dir: Path = GATE_DIR.parent 
     ckpt = load_checkpoint(checkpoint)
     out = {k: ckpt[k] for k in _SHIPPED_KEYS if k in ckpt}
     out["config"] = {k: ("" if k in _LOCAL_FIELDS else v) for k, v in ckpt["config"].items()}
-    out["config"]["trained_from"] = f"training/{kind} (opgan fetch sources), step {ckpt.get('step')}"
+    out["config"]["trained_from"] = f"{Path(checkpoint).parent.as_posix()} (opgan fetch sources), step {ckpt.get('step')}"
     path = weights_dir / f"{kind}.pt"
     save_checkpoint(path, out)
     return path
