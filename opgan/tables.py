@@ -18,7 +18,8 @@ at equal steps, with their train/validation gap), `curve:<folder>[:<every>]`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
 (docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
 `python -m opgan.receptive --json`), `clean:<name>` (docs/results/<name>.json from
-bench/clean_input.py: what each method does to clean clips).
+bench/clean_input.py: what each method does to clean clips), `versus:<folder A>,<folder B>:<set>,...`
+(two versions of a model on the same test sets, from their evaluation records).
 
 This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
 (`speed`, `speed-summary`, from bench/results/) and the offline compile statistics (`sm90-stats`) into the same markers through :func:`update_files`.
@@ -267,6 +268,44 @@ def quality_table(kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def versus_table(spec: str) -> str:
+    """Two versions of a model on the same test sets, from their `opgan evaluate` records: ``spec`` is
+    ``<folder A>,<folder B>:<set>,<set>,...``, each folder holding ``eval-<set>.json`` (docs/results/
+    for the shipped model); the row per set reads A → B."""
+    folders, _, sets = spec.partition(":")
+    dirs = [ROOT / f for f in folders.split(",")]
+    head = ["set", "SDRi", "SI-SDRi", "STOI (input)", "PESQ (input)", "inputs ≥ 15 dB: SDRi mean / worst",
+            "output level vs clean, dB", "4–8 kHz vs clean, dB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in sets.split(","):
+        recs = []
+        for d in dirs:
+            path = d / f"eval-{name}.json"
+            if not path.is_file():
+                return f"_(no record at {_rel(path)} yet)_\n"
+            recs.append(json.loads(path.read_text()))
+        model = [next(m for m in r["methods"] if m not in r.get("reference_methods", ["identity", "silent"]))
+                 for r in recs]
+        def cell(get) -> str:
+            return " → ".join(get(r, m) for r, m in zip(recs, model))
+        allc = lambda r, m: r["by_case"][m].get("all", {})  # noqa: E731
+        inp = lambda r: r["by_case"]["identity"].get("all", {})  # noqa: E731
+        harm = lambda r, m: r.get("do_no_harm", {}).get("methods", {}).get(m, {})  # noqa: E731
+        lines.append("| " + " | ".join([
+            name,
+            cell(lambda r, m: _f(_num(allc(r, m), "sdr_imp"))),
+            cell(lambda r, m: _f(_num(allc(r, m), "si_sdr_imp"))),
+            cell(lambda r, m: _f(_num(allc(r, m), "stoi"), 3, sign=False)) + f" ({_f(_num(inp(recs[0]), 'stoi'), 3, sign=False)})",
+            cell(lambda r, m: _f(_num(allc(r, m), "pesq"), 2, sign=False)) + f" ({_f(_num(inp(recs[0]), 'pesq'), 2, sign=False)})",
+            cell(lambda r, m: f"{_f(_num(harm(r, m), 'mean_sdr_imp'))} / {_f(_num(harm(r, m), 'worst_sdr_imp'))}"),
+            cell(lambda r, m: _f(_num(r.get("level_err_db", {}), m))),
+            cell(lambda r, m: _f(_num(r.get("band_balance_db", {}).get(m, {}), "band_4_8k"))),
+        ]) + " |")
+    lines.append(f"\nRecords: `eval-<set>.json` in {' and '.join(f'`{_rel(d)}/`' for d in dirs)} (copies of "
+                 f"`opgan evaluate`'s summary.json, one build of each set).")
+    return "\n".join(lines) + "\n"
+
+
 def clean_input_table(name: str) -> str:
     """What each method does to clean clips (bench/clean_input.py's record docs/results/<name>.json)."""
     path = RESULTS / f"{name}.json"
@@ -353,6 +392,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
         "receptive": receptive_table,
         "clean": lambda: clean_input_table(arg),
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
+        "versus": lambda: versus_table(arg),
     }
     if kind not in table:
         raise KeyError(f"unknown table {name!r}")

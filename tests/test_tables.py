@@ -100,6 +100,27 @@ def test_quality_table_shows_the_octave_balance_only_when_recorded(tmp_path, mon
     assert "| Op-GAN |" in text and "-1.00 / -3.50 / -13.25 |" in text
 
 
+def test_versus_table_reads_two_versions_per_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+
+    def rec(si: float, light: float) -> dict:
+        allc = {"sdr_imp": si + 1, "si_sdr_imp": si, "stoi": 0.8, "pesq": 2.0}
+        return {"methods": {"identity": "unprocessed input", "silent": "silent", "opgan": "Op-GAN"},
+                "reference_methods": ["identity", "silent"],
+                "by_case": {"identity": {"all": {"stoi": 0.75, "pesq": 1.9}}, "silent": {"all": {}},
+                            "opgan": {"all": allc}},
+                "do_no_harm": {"methods": {"opgan": {"mean_sdr_imp": light, "worst_sdr_imp": light - 2}}},
+                "level_err_db": {"opgan": -1.0}, "band_balance_db": {"opgan": {"band_4_8k": -13.25}}}
+
+    for folder, si, light in (("old", -3.66, -16.0), ("new", 0.65, 0.03)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "eval-speech-sentences.json").write_text(json.dumps(rec(si, light)))
+    text = tables.versus_table("old,new:speech-sentences")
+    assert "| speech-sentences | -2.66 → +1.65 | -3.66 → +0.65 | 0.800 → 0.800 (0.750) |" in text
+    assert "-16.00 / -18.00 → +0.03 / -1.97" in text and "-13.25 → -13.25" in text
+    assert "no record at" in tables.versus_table("old,new:speech-letters")
+
+
 def test_clean_input_table_renders_each_set(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     per = {"n": 3, "si_sdr_mean": 8.91, "si_sdr_min": 3.17, "bands_db": {"band_1_2k": -4.18, "band_4_8k": -14.34}}
