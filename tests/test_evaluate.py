@@ -498,3 +498,14 @@ def test_an_earlier_evaluation_is_not_overwritten_silently(rar, tmp_path, capsys
     # an empty existing folder is fine
     (tmp_path / "empty").mkdir()
     assert main(args[:4] + ["--out", str(tmp_path / "empty")] + args[6:]) == 0
+
+
+def test_records_name_no_machine_folder(tmp_path, monkeypatch):
+    """The checkpoint path a record keeps: relative inside the working folder, ~ under home."""
+    from pathlib import Path
+
+    from opgan.evaluate import _shown
+
+    monkeypatch.chdir(tmp_path)
+    assert _shown(tmp_path / "runs" / "best.pt") == "runs/best.pt"
+    assert _shown(Path.home() / ".cache" / "m.pt") == "~/.cache/m.pt"
