@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Continue the shipped models' training (training/speech, training/music) on a GPU machine,
+# Continue the shipped models' training (training/speech-noise, training/music) on a GPU machine,
 # which has torch + triton but no network and none of our audio dependencies.
 #
 #   bash tools/gpu/gpu_continue.sh prepare      # here, with PyPI and `opgan fetch`'s cache: writes the
@@ -26,6 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmd=${1:-}
+runs="speech-noise music"  # the runs the shipped weights come from (docs/training.md), under training/
 case "$cmd" in
 prepare)
     cache=${OPGAN_CACHE:-$HOME/.cache/opgan}
@@ -39,7 +40,7 @@ prepare)
     if [ "${TRITON_PACK:-1}" != 0 ]; then
         rm -f .gpu/triton-cache.tar.xz
         log=$(mktemp)
-        python tools/gpu/prewarm_cache.py --training training/speech,training/music --training-data "$cache" \
+        python tools/gpu/prewarm_cache.py --training "$(printf 'training/%s,' $runs | sed 's/,$//')" --training-data "$cache" \
             --out .gpu/triton-cache --pack >"$log" 2>&1 || true
         if [ -f .gpu/triton-cache.tar.xz ]; then
             tail -n 1 "$log"
@@ -90,18 +91,18 @@ run)
     python3 -c "import opgan.trainer" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
     work=${WORK:-/tmp/gpu-continue}
     rm -rf "$work" && mkdir -p "$work/training" "$out"
-    cp -r training/speech training/music "$work/training/"
+    for name in $runs; do cp -r "training/$name" "$work/training/"; done
     if [ -f .gpu/triton-cache.tar.xz ]; then  # prepare's kernels, compiled for this GPU
         TRITON_CACHE_DIR=$(python3 -c 'import sys; sys.path.insert(0, "tools/gpu"); from triton_pack import unpack
 print(unpack(*sys.argv[1:]))' .gpu/triton-cache.tar.xz "$work")
         export TRITON_CACHE_DIR
         echo "gpu_continue: Triton cache $TRITON_CACHE_DIR ($(find "$TRITON_CACHE_DIR" -name '*.cubin' | wc -l) cubins)"
     fi
-    for kind in speech music; do
-        step=$(python3 -c "import torch; print(torch.load('$work/training/$kind/last.pt', weights_only=True)['step'])")
-        python3 train.py --runs-dir "$work/training" --name "$kind" --resume --data .gpu/sources --rirs "" \
+    for name in $runs; do
+        step=$(python3 -c "import torch; print(torch.load('$work/training/$name/last.pt', weights_only=True)['step'])")
+        python3 train.py --runs-dir "$work/training" --name "$name" --resume --data .gpu/sources --rirs "" \
             --device "$device" --backend "$backend" --threads 0 --workers 4 --max-steps $((step + ${MAX_STEPS:-1000000})) \
-            --max-minutes "$minutes" --no-progress "$graph" 2>&1 | tee "$work/training/$kind.log"
+            --max-minutes "$minutes" --no-progress "$graph" 2>&1 | tee "$work/training/$name.log"
         tar czf "$out/training.tgz.tmp" -C "$work" training && mv "$out/training.tgz.tmp" "$out/training.tgz"
     done
     ;;
