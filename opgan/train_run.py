@@ -284,13 +284,16 @@ class Run:
         spec = check_restorer(src, where)
         want = self.g_raw.config.to_dict()
         with torch.device("meta"):  # its config as this version writes it (checked and bounded above)
-            have = build_generator(spec.generator.config).config.to_dict()
-        shaped = [k for k in want if k not in _WEIGHTLESS_FIELDS]
-        if any(have.get(k) != want[k] for k in shaped) or spec.second is not None:
+            built = build_generator(spec.generator.config).config
+        have = built.to_dict()
+        # to_dict leaves out fields at their defaults: a field either side names must match
+        shaped = (have.keys() | want.keys()) - set(_WEIGHTLESS_FIELDS)
+        if any(have.get(k) != want.get(k) for k in shaped) or spec.second is not None:
             raise ConfigError(f"--init-from {path}: its generator {have} does not match this run's {want}")
         for k in _WEIGHTLESS_FIELDS:
-            if k in want and have.get(k) != want[k]:
-                logger.info("--init-from %s: %s %s -> %s (this run's)", path, k, have.get(k), want[k])
+            old, new = getattr(built, k, None), getattr(self.g_raw.config, k, None)
+            if old != new:
+                logger.info("--init-from %s: %s %s -> %s (this run's)", path, k, old, new)
         self.g_raw.load_state_dict(spec.generator.state)
         if "discriminator" in src:
             try:

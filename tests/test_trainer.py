@@ -271,6 +271,12 @@ def test_init_from_warm_starts_a_new_run(tiny_data, tmp_path, capsys):
                       "--gate-leak", "0", "--init-from", str(tmp_path / "tiny" / "last.pt"))) == 0
     cfg = load_checkpoint(tmp_path / "floor" / "last.pt")["config"]
     assert (cfg["gate_floor"], cfg["gate_leak"]) == (0.3, 0)
+    # but a field that shapes weights must match, also one only the source names (a default is left out)
+    assert main(_args(tiny_data, tmp_path, "--name", "ctx", "--max-steps", "1", "--context", "dilated",
+                      "--context-blocks", "1")) == 0
+    capsys.readouterr()
+    assert main(_args(tiny_data, tmp_path, "--name", "bad3", "--init-from", str(tmp_path / "ctx" / "last.pt"))) == 2
+    assert "does not match" in capsys.readouterr().err
 
 
 def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
