@@ -62,6 +62,12 @@ _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ())
                    ("--arch", "demucs", "--demucs-hidden", "8", "--demucs-depth", "5", "--demucs-resample", "4")))
 
 
+# Changes to the recipe's U-Net measured on more than one rung (name, what, flags): see _recipe_variant.
+_NOGATE = ("nogate", "without the clip gate (the zero-initialised residual kept)", ("--no-gate",))
+_FLOOR30 = ("floor30", "with the clip gate floored at 0.3 (the preset: 0.05)", ("--gate-floor", "0.3"))
+_FLOOR30_S1 = ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--gate-floor", "0.3", "--seed", "1"))
+
+
 def _case_flags(case: str) -> tuple[str, ...]:
     """A rung's data flags: its case alone (for 'all', the paper's composition of cases, the recipe's
     light/clean shares removed) and its validation crop folder; none for rung (a)'s fixed batch."""
@@ -119,10 +125,10 @@ SUITES: dict[str, dict] = {
             ("norm", "with its input scaled to a fixed RMS (output scaled back), as Demucs normalises its input",
              ("--input-norm",)),
             ("prelu", "(q=3) with PReLU between layers instead of the tanh bound", ("--activation", "prelu")),
-            ("nogate", "without the clip gate (the zero-initialised residual kept)", ("--no-gate",)),
+            _NOGATE,
             ("nogate-s1", "without the clip gate, seed 1", ("--no-gate", "--seed", "1")),
-            ("floor30", "with the clip gate floored at 0.3 (the preset: 0.05)", ("--gate-floor", "0.3")),
-            ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--gate-floor", "0.3", "--seed", "1")),
+            _FLOOR30,
+            _FLOOR30_S1,
             ("f16", "at f=16 (0.98 M parameters, about Demucs' 0.96 M; 2.7x the CPU per step, so a third of the "
              "steps)", ("--filters", "16")))],
     },
@@ -140,9 +146,9 @@ SUITES: dict[str, dict] = {
                 "CPU-minutes per run; validation on `crops runs/ladder/val-all --split val --case all --n 64 "
                 "--clip-len 16000`.",
         "runs": _ladder_runs("d", ["all"]) + [_recipe_variant("d", "all", *v) for v in (
-            ("floor30", "with the clip gate floored at 0.3 (the preset: 0.05)", ("--gate-floor", "0.3")),
-            ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--gate-floor", "0.3", "--seed", "1")),
-            ("nogate", "without the clip gate (the zero-initialised residual kept)", ("--no-gate",)),
+            _FLOOR30,
+            _FLOOR30_S1,
+            _NOGATE,
             ("voices", "on the fetched corpus (17 full-band training voices) instead of the shipped recordings' 5",
              ("--data", "~/.cache/opgan")),
             ("voices-floor30", "on the fetched corpus with the clip gate floored at 0.3",
