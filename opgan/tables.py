@@ -277,6 +277,13 @@ def versus_table(spec: str) -> str:
     head = ["set", "SDRi", "SI-SDRi", "STOI (input)", "PESQ (input)", "inputs ≥ 15 dB: SDRi mean / worst",
             "output level vs clean, dB", "4–8 kHz vs clean, dB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def overall(r: dict, m: str) -> dict:
+        return r["by_case"][m].get("all", {})
+
+    def harm(r: dict, m: str) -> dict:
+        return r.get("do_no_harm", {}).get("methods", {}).get(m, {})
+
     for name in sets.split(","):
         recs = []
         for d in dirs:
@@ -286,17 +293,17 @@ def versus_table(spec: str) -> str:
             recs.append(json.loads(path.read_text()))
         model = [next(m for m in r["methods"] if m not in r.get("reference_methods", ["identity", "silent"]))
                  for r in recs]
+        inp = overall(recs[0], "identity")  # the same inputs under both versions
+
         def cell(get) -> str:
             return " → ".join(get(r, m) for r, m in zip(recs, model))
-        allc = lambda r, m: r["by_case"][m].get("all", {})  # noqa: E731
-        inp = lambda r: r["by_case"]["identity"].get("all", {})  # noqa: E731
-        harm = lambda r, m: r.get("do_no_harm", {}).get("methods", {}).get(m, {})  # noqa: E731
+
         lines.append("| " + " | ".join([
             name,
-            cell(lambda r, m: _f(_num(allc(r, m), "sdr_imp"))),
-            cell(lambda r, m: _f(_num(allc(r, m), "si_sdr_imp"))),
-            cell(lambda r, m: _f(_num(allc(r, m), "stoi"), 3, sign=False)) + f" ({_f(_num(inp(recs[0]), 'stoi'), 3, sign=False)})",
-            cell(lambda r, m: _f(_num(allc(r, m), "pesq"), 2, sign=False)) + f" ({_f(_num(inp(recs[0]), 'pesq'), 2, sign=False)})",
+            cell(lambda r, m: _f(_num(overall(r, m), "sdr_imp"))),
+            cell(lambda r, m: _f(_num(overall(r, m), "si_sdr_imp"))),
+            cell(lambda r, m: _f(_num(overall(r, m), "stoi"), 3, sign=False)) + f" ({_f(_num(inp, 'stoi'), 3, sign=False)})",
+            cell(lambda r, m: _f(_num(overall(r, m), "pesq"), 2, sign=False)) + f" ({_f(_num(inp, 'pesq'), 2, sign=False)})",
             cell(lambda r, m: f"{_f(_num(harm(r, m), 'mean_sdr_imp'))} / {_f(_num(harm(r, m), 'worst_sdr_imp'))}"),
             cell(lambda r, m: _f(_num(r.get("level_err_db", {}), m))),
             cell(lambda r, m: _f(_num(r.get("band_balance_db", {}).get(m, {}), "band_4_8k"))),
