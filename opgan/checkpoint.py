@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "CheckpointError", "GeneratorSpec", "RestorerSpec", "TrainingState", "capture_rng",
+__all__ = ["FORMAT", "CheckpointError", "shown_path", "GeneratorSpec", "RestorerSpec", "TrainingState", "capture_rng",
            "check_generator", "check_restorer", "check_state", "check_training_state", "load_checkpoint",
            "remove_stale_temporaries", "restore_rng", "save_checkpoint"]
 
@@ -410,3 +410,15 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a committed record shows it: relative to the working folder when inside it, else with
+    ``~`` for the home folder, so no record names a machine's folders."""
+    path = Path(path).resolve()
+    for base, shown in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        try:
+            return shown + path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(path)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .baselines import BaselineUnavailable, Method, make_baseline, model_method, parse_baselines, reference_methods
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, shown_path
 from .device import cpu_threads, resolve_device
 from .metrics import BALANCE_BANDS, LIGHT_INPUT_SDR_DB, level_db
 from .enhance import SILENCE_PEAK, Restorer, load_restorer, shipped_weights
@@ -482,18 +482,6 @@ def hardware(device: str) -> str:
     return f"{_cpu_name()}, {os.cpu_count()} logical cores, torch {torch.get_num_threads()} threads"
 
 
-def _shown(path: Path) -> str:
-    """``path`` as a record shows it: relative to the working folder when inside it, else with ``~``
-    for the home folder (a committed record names no machine's folders)."""
-    path = Path(path).resolve()
-    for base, shown in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
-        try:
-            return shown + path.relative_to(base).as_posix()
-        except ValueError:
-            continue
-    return str(path)
-
-
 def run_details(model: str | Path, restorer: Restorer, device: str) -> dict[str, Any]:
     """Version, checkpoint (path, sha256), device and date: what a reader needs to reproduce the numbers."""
     from importlib.metadata import PackageNotFoundError, version
@@ -507,7 +495,7 @@ def run_details(model: str | Path, restorer: Restorer, device: str) -> dict[str,
     ckpt = _checkpoint_file(model)
     return {
         "opgan_version": opgan_version, "torch_version": torch.__version__,
-        "checkpoint": _shown(ckpt) if ckpt else str(model),
+        "checkpoint": shown_path(ckpt) if ckpt else str(model),
         "checkpoint_sha256": _sha256(ckpt) if ckpt else None,
         "device": str(device), "hardware": hardware(str(device)),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

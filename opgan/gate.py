@@ -253,12 +253,12 @@ _LOCAL_FIELDS = ("data", "val_data", "rirs", "runs_dir", "data_root", "init_from
 
 def ship(kind: str, checkpoint: str | Path, weights_dir: Path = GATE_DIR.parent / "weights") -> Path:
     """Write `checkpoint`'s restorer part to the shipped weights `<weights_dir>/<kind>.pt`."""
-    from opgan.checkpoint import load_checkpoint, save_checkpoint
+    from opgan.checkpoint import load_checkpoint, save_checkpoint, shown_path
 
     ckpt = load_checkpoint(checkpoint)
     out = {k: ckpt[k] for k in _SHIPPED_KEYS if k in ckpt}
     out["config"] = {k: ("" if k in _LOCAL_FIELDS else v) for k, v in ckpt["config"].items()}
-    out["config"]["trained_from"] = f"{Path(checkpoint).parent.as_posix()} (opgan fetch sources), step {ckpt.get('step')}"
+    out["config"]["trained_from"] = f"{shown_path(Path(checkpoint).parent)} (opgan fetch sources), step {ckpt.get('step')}"
     path = weights_dir / f"{kind}.pt"
     save_checkpoint(path, out)
     return path

@@ -504,8 +504,8 @@ def test_records_name_no_machine_folder(tmp_path, monkeypatch):
     """The checkpoint path a record keeps: relative inside the working folder, ~ under home."""
     from pathlib import Path
 
-    from opgan.evaluate import _shown
+    from opgan.checkpoint import shown_path
 
     monkeypatch.chdir(tmp_path)
-    assert _shown(tmp_path / "runs" / "best.pt") == "runs/best.pt"
-    assert _shown(Path.home() / ".cache" / "m.pt") == "~/.cache/m.pt"
+    assert shown_path(tmp_path / "runs" / "best.pt") == "runs/best.pt"
+    assert shown_path(Path.home() / ".cache" / "m.pt") == "~/.cache/m.pt"

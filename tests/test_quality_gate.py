@@ -105,14 +105,15 @@ def test_score_refuses_a_restorer_that_changes_length_or_returns_nan(meta):
         gate.score_gate(lambda y, sr: np.full_like(y, np.nan), clips)
 
 
-def test_ship_writes_the_restorer_part_and_names_its_run(tmp_path):
+def test_ship_writes_the_restorer_part_and_names_its_run(tmp_path, monkeypatch):
     """`opgan gate ship` keeps what a restorer needs, blanks machine paths and names the folder the
-    checkpoint came from."""
+    checkpoint came from as a record shows it (relative to the working folder, not absolute)."""
     from opgan.checkpoint import load_checkpoint
 
     src = gate.GATE_DIR.parent / "weights" / "speech.pt"
-    out = gate.ship("speech", src, weights_dir=tmp_path)
+    monkeypatch.chdir(gate.GATE_DIR.parents[2])  # the repository root
+    out = gate.ship("speech", src.resolve(), weights_dir=tmp_path)
     ckpt, shipped = load_checkpoint(src), load_checkpoint(out)
     assert out == tmp_path / "speech.pt" and "optimizer_g" not in shipped
-    assert shipped["config"]["trained_from"] == f"{src.parent.as_posix()} (opgan fetch sources), step {ckpt.get('step')}"
+    assert shipped["config"]["trained_from"] == f"opgan/assets/weights (opgan fetch sources), step {ckpt.get('step')}"
     assert all(shipped["config"][k] == "" for k in gate._LOCAL_FIELDS if k in shipped["config"])
