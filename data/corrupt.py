@@ -16,6 +16,11 @@ Cases: "blend" (each artifact on with probability 1/2, at least one), or a singl
 with the mild `LIGHT` severity: SNR 50..30 dB, SIR 40..25 dB, RT60 0.2..0.4 s with DRR 15..6 dB). Reverb is applied first (it is a property of the room the clean
 source sounds in), then background and noise are added. If the mixture exceeds full scale, the
 corrupted and the clean clip are scaled by the same gain (recorded), so the pair stays consistent.
+
+Target: the dry clean clip (`reverb_target="dry"`, the paper's), or, with `"early"`, the clean clip
+through the direct path and the first `EARLY_MS` of reflections of the same RIR (`rir.early_rir`) where
+reverberation is on: the model then removes the late tail only. Every random draw is the same for both,
+so a seed's corrupted input is the same up to the gain that keeps both clips under full scale.
 """
 from __future__ import annotations
 
@@ -25,10 +30,10 @@ from typing import Protocol
 import numpy as np
 
 from .audio import AudioError, check_finite
-from .rir import apply_rir, set_drr
+from .rir import apply_rir, early_rir, set_drr
 
 __all__ = [
-    "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "SEVERITY", "LIGHT", "Severity", "BackgroundSource", "corrupt",
+    "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "REVERB_TARGETS", "EARLY_MS", "SEVERITY", "LIGHT", "Severity", "BackgroundSource", "corrupt",
     "snr_from_weight", "sir_from_weight", "rt60_from_weight", "drr_from_weight", "segment_mask", "input_sdr",
 ]
 
@@ -37,6 +42,10 @@ CASES = ("blend",) + ARTIFACTS
 EXTRA_CASES = ("clean", "light")
 ALL_CASES = CASES + EXTRA_CASES
 _FULL_SCALE = 0.99
+#: what the clean target keeps of a reverberant segment: nothing of the room ("dry"), or the direct
+#: path and the reflections of its first EARLY_MS ("early")
+REVERB_TARGETS = ("dry", "early")
+EARLY_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -135,14 +144,19 @@ def corrupt(
     clean_group: str | None = None,
     p_segment: float = 0.5,
     severity: Severity = SEVERITY,
+    reverb_target: str = "dry",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Corrupt one clean clip. Returns (corrupted, clean, record), both float32, same length.
 
     `clean` may come back scaled (by `record["gain"]`) when the mixture would clip. `clean_group`
     names the clean clip's recording so the background never comes from the same recording.
+    `reverb_target` "early" returns, as the clean clip, the dry clip with the RIR's early part applied
+    where reverberation is on (see the module's docstring).
     """
     if case not in ALL_CASES:
         raise ValueError(f"unknown corruption case {case!r}; choose from {ALL_CASES}")
+    if reverb_target not in REVERB_TARGETS:
+        raise ValueError(f"unknown reverb target {reverb_target!r}; choose from {REVERB_TARGETS}")
     x = np.asarray(clean, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise AudioError(f"corrupt: expected a non-empty 1-D clean clip, got shape {x.shape}")
@@ -169,6 +183,7 @@ def corrupt(
 
     rec: dict = {"case": case, "artifacts": "+".join(active)}
     y = x.copy()
+    target = x
     # Fixed order (reverb -> background -> awgn) so a record replays identically.
     if "reverb" in active:
         w = float(rng.uniform())
@@ -176,12 +191,15 @@ def corrupt(
         idx = rirs.nearest(rt60_from_weight(w, severity), rng)
         h, d0 = rirs.get(idx, sr)
         drr = drr_from_weight(w, severity)
-        wet = apply_rir(x, set_drr(h, d0, sr, drr), d0).astype(np.float64)
+        h = set_drr(h, d0, sr, drr)
+        wet = apply_rir(x, h, d0).astype(np.float64)
         m = segment_mask(n, start, seg, sr)
         y = (1 - m) * y + m * wet
+        if reverb_target == "early":  # x stays dry: the levels of background and noise refer to it
+            target = (1 - m) * x + m * apply_rir(x, early_rir(h, d0, sr, EARLY_MS), d0).astype(np.float64)
         rec.update(reverb_w=w, reverb_rt60_target=rt60_from_weight(w, severity), rir_index=idx,
                    rt60=float(rirs.rt60[idx]) if hasattr(rirs, "rt60") else float("nan"),
-                   drr_db=drr,
+                   drr_db=drr, reverb_target=reverb_target,
                    reverb_start=start, reverb_len=seg)
     if "background" in active:
         w = float(rng.uniform())
@@ -212,13 +230,15 @@ def corrupt(
         rec.update(awgn_w=w, awgn_snr_db=snr, awgn_start=start, awgn_len=seg)
 
     peak = float(np.max(np.abs(y)))
+    if target is not x:  # an early-reflection target may peak above the input; dry keeps its old rule
+        peak = max(peak, float(np.max(np.abs(target))))
     gain = 1.0
     if peak > _FULL_SCALE:
         gain = _FULL_SCALE / peak
         y *= gain
-        x = x * gain
+        target = target * gain
     rec["gain"] = gain
-    y32, x32 = y.astype(np.float32), x.astype(np.float32)
+    y32, x32 = y.astype(np.float32), target.astype(np.float32)
     check_finite(y32, "corrupt: corrupted clip")
     rec["input_sdr_db"] = input_sdr(y32, x32)
     return y32, x32, rec

@@ -22,7 +22,7 @@ from .assets import corpus_dir, default_rirs
 from .audio import AudioError, check_finite, load_audio
 from .augment import AugmentConfig, augment_clean, source_length, speed_factor
 from .builder import CLEAN_MIN_BANDWIDTH_HZ, SAMPLE_RATES, rir_split, source_lists
-from .corrupt import ALL_CASES, CASES, corrupt
+from .corrupt import ALL_CASES, CASES, REVERB_TARGETS, corrupt
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups
 
@@ -175,6 +175,8 @@ class DynamicRARDataset(Dataset):
         augment: None/False (default: off), True (`AugmentConfig()` defaults) or an AugmentConfig:
             speed, EQ, level and telephone/codec band limits applied to the clean clip before it
             is corrupted (the target is the augmented clean clip), see `opgan.data.augment`.
+        reverb_target: "dry" (default) or "early": the target of reverberant segments keeps the RIR's
+            first 50 ms of reflections (see `opgan.data.corrupt`); the corrupted inputs are the same.
     """
 
     def __init__(self, clean_files_or_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -184,7 +186,7 @@ class DynamicRARDataset(Dataset):
                  cases: Sequence[str] = CASES, case_probs: Sequence[float] | None = None,
                  background_from_clean: bool = True, p_segment: float = 0.5,
                  augment: AugmentConfig | bool | None = None, group_weight: str = "uniform",
-                 min_bandwidth_hz: float | None = None):
+                 min_bandwidth_hz: float | None = None, reverb_target: str = "dry"):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
@@ -218,6 +220,9 @@ class DynamicRARDataset(Dataset):
             raise TypeError(f"augment must be None, a bool or an AugmentConfig, got {type(augment).__name__}")
         self.augment = augment
         self.p_segment = p_segment
+        if reverb_target not in REVERB_TARGETS:
+            raise ValueError(f"reverb_target must be one of {REVERB_TARGETS}, got {reverb_target!r}")
+        self.reverb_target = reverb_target
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -269,7 +274,7 @@ class DynamicRARDataset(Dataset):
                                       peak=rng.uniform(0.3, 0.9), speed=speed)
         case = self.cases[int(rng.choice(len(self.cases), p=self.case_probs))]
         y, x, rec = corrupt(clip, self.sample_rate, rng, case, self.background, self.rirs,
-                            clean_group=group, p_segment=self.p_segment)
+                            clean_group=group, p_segment=self.p_segment, reverb_target=self.reverb_target)
         rec["source"] = desc
         rec.update({f"aug_{k}": v for k, v in aug.items()})
         return y, x, rec
@@ -284,7 +289,8 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                             cases: Sequence[str] | None = None, case_probs: Sequence[float] | None = None,
                             augment: AugmentConfig | bool | None = None,
                             group_weight: str = "uniform",
-                            min_bandwidth_hz: float | None | str = "auto") -> DynamicRARDataset:
+                            min_bandwidth_hz: float | None | str = "auto",
+                            reverb_target: str = "dry") -> DynamicRARDataset:
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
     with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
     `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation).
@@ -300,7 +306,7 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
     return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
                              rir_bank=rir_split(bank, split), background_from_clean=False,
                              case_probs=case_probs, augment=augment, group_weight=group_weight,
-                             min_bandwidth_hz=min_bandwidth_hz, **extra)
+                             min_bandwidth_hz=min_bandwidth_hz, reverb_target=reverb_target, **extra)
 
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
@@ -314,7 +320,7 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     - a builder root (`<split>/clean`, `build.json`) -> RARFolderDataset of `split`;
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
       with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
-      `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`) go to it.
+      `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`, `reverb_target`) go to it.
 
     `skip_missing` lets a builder split leave out (and list) manifest ids whose files are missing.
     """

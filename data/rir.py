@@ -25,7 +25,7 @@ from scipy.signal import fftconvolve
 
 from .audio import resample
 
-__all__ = ["RIRBank", "apply_rir", "simulate_rir", "drr_db", "set_drr"]
+__all__ = ["RIRBank", "apply_rir", "early_rir", "simulate_rir", "drr_db", "set_drr"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,24 @@ def set_drr(h: np.ndarray, d0: int, sr: int, target_db: float) -> np.ndarray:
     keep = out[win].copy()
     out *= g
     out[win] = keep
+    return out.astype(np.float32)
+
+
+def early_rir(h: np.ndarray, d0: int, sr: int, early_ms: float = 50.0, fade_ms: float = 5.0) -> np.ndarray:
+    """The direct path and the reflections of the first `early_ms` after it, the late tail faded out.
+
+    Speech convolved with it is the dereverberation target that keeps early reflections: they colour
+    the sound but do not smear it, so a model is asked to remove only the late tail (as the field's
+    dereverberation targets do). A `fade_ms` half-cosine ends it without a step.
+    """
+    out = np.asarray(h, dtype=np.float64).copy()
+    end = d0 + max(0, int(round(early_ms * 1e-3 * sr)))
+    fade = max(1, int(round(fade_ms * 1e-3 * sr)))
+    if end >= out.size:
+        return out.astype(np.float32)
+    seg = out[end:end + fade]
+    seg *= 0.5 * (1 + np.cos(np.pi * (np.arange(seg.size) + 1) / (fade + 1)))
+    out[end + fade:] = 0.0
     return out.astype(np.float32)
 
 

@@ -67,6 +67,19 @@ _NOGATE = ("nogate", "without the clip gate (the zero-initialised residual kept)
 _FLOOR30 = ("floor30", "with the clip gate floored at 0.3 (the preset: 0.05)", ("--gate-floor", "0.3"))
 _FLOOR30_S1 = ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--gate-floor", "0.3", "--seed", "1"))
 
+#: rung (c)'s two changes of the task itself: a target keeping early reflections (validation stays on
+#: the dry crops), and crops 4x as long at the same samples per step (so the same CPU per step)
+_EARLY = ("early", "trained towards a target keeping the first 50 ms of reflections (validated against the dry "
+          "clean)", ("--reverb-target", "early"))
+_LONG = ("long", "on 16384-sample crops (1 s) in batches of 2: the same samples per step", ("--clip-len", "16384",
+                                                                                          "--batch-size", "2"))
+
+
+def _seed1(variant: tuple[str, str, tuple[str, ...]]) -> tuple[str, str, tuple[str, ...]]:
+    """The same change to the recipe's U-Net with seed 1."""
+    name, what, flags = variant
+    return f"{name}-s1", f"{what}, seed 1", flags + ("--seed", "1")
+
 
 def _case_flags(case: str) -> tuple[str, ...]:
     """A rung's data flags: its case alone (for 'all', the paper's composition of cases, the recipe's
@@ -130,14 +143,18 @@ SUITES: dict[str, dict] = {
             _FLOOR30,
             _FLOOR30_S1,
             ("f16", "at f=16 (0.98 M parameters, about Demucs' 0.96 M; 2.7x the CPU per step, so a third of the "
-             "steps)", ("--filters", "16")))],
+             "steps)", ("--filters", "16")),
+            ("voices-floor30-decay", "with the rung's measured gains combined: the fetched corpus's 17 voices, the "
+             "gate floored at 0.3, and the learning rate halved every 15,000 steps",
+             ("--data", "~/.cache/opgan", "--gate-floor", "0.3", "--lr-half-life", "15000")))],
     },
     "ladder-c": {
         "kind": "speech",
         "base": _distribution_rung(60),
         "note": "Rung (c): each single corruption (background, reverb), 60 CPU-minutes per run. Validation folders "
                 "as rung (b)'s, one per case.",
-        "runs": _ladder_runs("c", ["background", "reverb"]),
+        "runs": _ladder_runs("c", ["background", "reverb"]) + [_recipe_variant("c", "reverb", *v) for v in (
+            _EARLY, _seed1(_EARLY), _LONG, _seed1(_LONG))],
     },
     "ladder-d": {
         "kind": "speech",
@@ -276,7 +293,8 @@ def collect(name: str, runs_dir: Path, out: Path = RESULTS_DIR) -> list[str]:
         dst = out / name / r.name
         dst.mkdir(parents=True, exist_ok=True)
         home = str(Path.home())
-        for f in ("config.json", "summary.json", "metrics.csv", "gap.json"):  # gap.json: python -m opgan.ladder gap
+        gaps = sorted(p.name for p in src.glob("gap*.json"))  # python -m opgan.ladder gap [--out gap-<x>.json]
+        for f in ("config.json", "summary.json", "metrics.csv", *gaps):
             if (src / f).is_file():
                 if f.endswith(".json"):  # records name no machine's home: ~ as the user typed it
                     (dst / f).write_text((src / f).read_text().replace(f'"{home}/', '"~/'))

@@ -49,6 +49,8 @@ class TrainConfig:
     # ('' = the paper's composition: half blends, half single artifacts); validation keeps the paper's
     augment: bool = False  # dynamic mixing: speed, EQ, level and telephone/codec band limits on the clean clip
     group_weight: str = "uniform"  # dynamic mixing: draw speakers/tracks 'uniform' or 'sqrt' (by sqrt of minutes)
+    reverb_target: str = "dry"  # dynamic mixing: the target of reverberant segments, 'dry' (paper) or 'early'
+    # (keeps the RIR's first 50 ms of reflections: the model removes the late tail only; data.corrupt)
     clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
     sample_rate: int = 0  # expected sample rate of the data in Hz (0 = whatever the dataset has)
     val_clips: int = 0  # validate on N evenly spaced validation clips (0 = all of them)
@@ -212,8 +214,13 @@ class TrainConfig:
 
         if self.group_weight not in GROUP_WEIGHTS:
             raise ConfigError(f"group_weight must be one of {', '.join(GROUP_WEIGHTS)}, got {self.group_weight!r}")
-        if (self.cases or self.augment or self.group_weight != "uniform") and not self.dynamic:
-            raise ConfigError("cases, augment and group_weight shape dynamic mixing: add --dynamic")
+        from opgan.data.corrupt import REVERB_TARGETS
+
+        if self.reverb_target not in REVERB_TARGETS:
+            raise ConfigError(f"reverb_target must be one of {', '.join(REVERB_TARGETS)}, got {self.reverb_target!r}")
+        if (self.cases or self.augment or self.group_weight != "uniform" or self.reverb_target != "dry") \
+                and not self.dynamic:
+            raise ConfigError("cases, augment, group_weight and reverb_target shape dynamic mixing: add --dynamic")
         self.case_mix()
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")

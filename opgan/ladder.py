@@ -6,6 +6,7 @@ training-sample sets, written as builder split folders (clean/, corrupted/) that
     python -m opgan.ladder crops runs/ladder/val-awgn --split val --case awgn --n 64        # rung (b) validation
     python -m opgan.ladder crops runs/ladder/train-awgn --split train --case awgn --n 64    # its train-crop gap
     python -m opgan.ladder gap runs/ladder/b-awgn-paper --train runs/ladder/train-awgn --val runs/ladder/val-awgn
+    python -m opgan.ladder crops runs/ladder/val-reverb-early --like runs/ladder/val-reverb --reverb-target early
 
 Crops are drawn from the same dynamic mixing the trainer uses (the shipped recordings, or ``--data`` a
 sources root), split by speaker as the trainer splits them, with one corruption case (``--case``) or the
@@ -37,10 +38,13 @@ def _si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
 
 def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all", kind: str = "speech",
                 data: str = "", seed: int = 0, si_sdr_range: tuple[float, float] | None = None,
-                min_rms_db: float = -40.0, max_draws: int = 0) -> list[dict]:
+                min_rms_db: float = -40.0, max_draws: int = 0, reverb_target: str = "dry",
+                replay: Sequence[tuple[int, int]] | None = None) -> list[dict]:
     """Write ``n`` (corrupted, clean) crops of ``clip_len`` samples to ``out``/{corrupted,clean}/NNN.wav.
 
-    Refuses an existing non-empty ``out`` (never overwrites). Returns the per-crop records."""
+    ``replay``, (draw, offset) pairs from another folder's crops.json, writes exactly those crops (no
+    filter): with another ``reverb_target`` the same inputs get the other target. Refuses an existing
+    non-empty ``out`` (never overwrites). Returns the per-crop records."""
     from opgan import metrics
     from opgan.data import datasets as D
     from opgan.data.audio import save_audio
@@ -53,22 +57,28 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty (choose another folder)")
     dynamic = {} if case == "all" else {"cases": (case,), "case_probs": (1.0,)}
+    if reverb_target != "dry":
+        dynamic["reverb_target"] = reverb_target
     spec = data or f"default:{kind}"
-    draws = max_draws or 50 * n
+    if replay is not None:
+        n = len(replay)
+        draws = max((d for d, _ in replay), default=-1) + 1
+    else:
+        draws = max_draws or 50 * n
     ds = D.open_dataset(spec, split, kind=kind, length=draws, seed=seed, **dynamic)
     sr = int(ds.sample_rate)
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
-    for i in range(draws):
+    for i, o in (replay if replay is not None else ((i, None) for i in range(draws))):
         x, y = (t[0].numpy().astype(np.float64) for t in ds[i])
         if x.shape[-1] < clip_len:
             raise ValueError(f"{spec} clips are {x.shape[-1]} samples, shorter than {clip_len}")
-        o = int(rng.integers(0, x.shape[-1] - clip_len + 1))
+        if o is None:
+            o = int(rng.integers(0, x.shape[-1] - clip_len + 1))
         xc, yc = x[o: o + clip_len], y[o: o + clip_len]
-        if 10 * np.log10(np.mean(yc ** 2) + 1e-20) < min_rms_db:
-            continue
         si = _si_sdr(xc, yc)
-        if si_sdr_range is not None and not si_sdr_range[0] <= si <= si_sdr_range[1]:
+        if replay is None and (10 * np.log10(np.mean(yc ** 2) + 1e-20) < min_rms_db or (
+                si_sdr_range is not None and not si_sdr_range[0] <= si <= si_sdr_range[1])):
             continue
         name = f"{len(rows):03d}"
         save_audio(out / "corrupted" / f"{name}.wav", xc, sr, subtype="FLOAT")
@@ -82,7 +92,7 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
                          f"clean RMS >= {min_rms_db} dBFS); widen them")
     meta = {"split": split, "case": case, "kind": kind, "data": data or f"default:{kind}", "seed": seed,
             "clip_len": clip_len, "sample_rate": sr, "si_sdr_range": si_sdr_range, "min_rms_db": min_rms_db,
-            "crops": rows}
+            "reverb_target": reverb_target, "replayed": replay is not None, "crops": rows}
     (out / "crops.json").write_text(json.dumps(meta, indent=1) + "\n")
     return rows
 
@@ -115,10 +125,12 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     return out
 
 
-def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt") -> dict:
+def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt", out: str = "gap.json") -> dict:
     """The same metrics on a fixed sample of training crops and on validation crops, written to
-    ``run_dir``/gap.json: a model that scores well on both generalises, well only on training crops
+    ``run_dir``/``out``: a model that scores well on both generalises, well only on training crops
     overfits, poorly on both fails to learn."""
+    if Path(out).name != out or not (out.startswith("gap") and out.endswith(".json")):
+        raise ValueError(f"--out must be a file name gap*.json in the run folder, got {out!r}")
     from opgan.checkpoint import load_checkpoint
     from opgan.enhance import load_restorer
 
@@ -127,8 +139,20 @@ def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt") -> d
            "train_folder": str(train), "val_folder": str(val),
            "train": score_folder(r, train), "val": score_folder(r, val)}
     rec["si_sdr_gain_gap"] = rec["train"]["si_sdr_gain"] - rec["val"]["si_sdr_gain"]
-    (run_dir / "gap.json").write_text(json.dumps(rec, indent=1) + "\n")
+    (run_dir / out).write_text(json.dumps(rec, indent=1) + "\n")
     return rec
+
+
+def _like(folder: Path) -> dict:
+    """write_crops' arguments that replay the crops of an existing crop folder."""
+    try:
+        meta = json.loads((folder / "crops.json").read_text())
+        data = meta["data"]
+        return {"split": meta["split"], "n": len(meta["crops"]), "clip_len": int(meta["clip_len"]),
+                "case": meta["case"], "kind": meta["kind"], "data": "" if data.startswith("default:") else data,
+                "seed": int(meta["seed"]), "replay": [(int(r["draw"]), int(r["offset"])) for r in meta["crops"]]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--like {folder}: not a crop folder with a readable crops.json ({e})") from None
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -159,16 +183,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--si-sdr", type=_range, default=None, metavar="LOW,HIGH", help="keep crops whose input SI-SDR "
                    "lies in this range (dB)")
     c.add_argument("--min-rms-db", type=float, default=-40.0, help="skip crops whose clean RMS is below this (dBFS)")
+    c.add_argument("--reverb-target", default="dry", choices=["dry", "early"],
+                   help="target of reverberant segments: dry, or keeping the RIR's first 50 ms of reflections")
+    c.add_argument("--like", type=Path, default=None, metavar="FOLDER",
+                   help="write the same crops as this crop folder (its split, case, data, seed, length, draws and "
+                        "offsets from its crops.json; no filter), e.g. with another --reverb-target")
     g = sub.add_parser("gap", help="score a run's checkpoint on training crops and on validation crops (gap.json)")
     g.add_argument("run", type=Path, help="a run folder (holds best.pt)")
     g.add_argument("--train", type=Path, required=True, help="crop folder of training crops (`crops --split train`)")
     g.add_argument("--val", type=Path, required=True, help="crop folder of validation crops")
     g.add_argument("--checkpoint", default="best.pt")
+    g.add_argument("--out", default="gap.json", help="record's name in the run folder (gap*.json), e.g. "
+                   "gap-early.json for a second pair of folders")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.cmd == "gap":
         try:
-            rec = gap(args.run, args.train, args.val, args.checkpoint)
+            rec = gap(args.run, args.train, args.val, args.checkpoint, args.out)
         except Exception as e:  # bad paths or checkpoints: one line, exit 2
             print(f"opgan.ladder: {e}", file=sys.stderr)
             return 2
@@ -176,9 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                  rec["train"]["si_sdr_gain"], rec["val"]["si_sdr_gain"], rec["si_sdr_gain_gap"])
         return 0
     try:
-        rows = write_crops(args.out, args.split, args.n, args.clip_len, args.case, args.kind, args.data, args.seed,
-                           args.si_sdr, args.min_rms_db)
-    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        if args.like is not None:
+            rows = write_crops(args.out, reverb_target=args.reverb_target, **_like(args.like))
+        else:
+            rows = write_crops(args.out, args.split, args.n, args.clip_len, args.case, args.kind, args.data,
+                               args.seed, args.si_sdr, args.min_rms_db, reverb_target=args.reverb_target)
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError, OSError) as e:
         print(f"opgan.ladder: {e}", file=sys.stderr)
         return 2
     si = [r["input_si_sdr"] for r in rows]

@@ -44,7 +44,7 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         if cfg.dynamic:
             dyn_spec = spec if cfg.data else f"default:{cfg.data_kind}"
             mix = cfg.case_mix()
-            dynamic = {"augment": cfg.augment, "group_weight": cfg.group_weight,
+            dynamic = {"augment": cfg.augment, "group_weight": cfg.group_weight, "reverb_target": cfg.reverb_target,
                        **({"cases": mix[0], "case_probs": mix[1]} if mix else {})}
             train = D.open_dataset(dyn_spec, "train", kind=cfg.data_kind, length=cfg.dynamic_clips, seed=cfg.seed,
                                    rir_bank=rirs, **dynamic)

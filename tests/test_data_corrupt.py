@@ -5,7 +5,7 @@ import pytest
 from opgan.data.assets import default_rirs, fixture_dir
 from opgan.data.corrupt import (ARTIFACTS, SEVERITY, corrupt, drr_from_weight, input_sdr, rt60_from_weight,
                                 segment_mask, sir_from_weight, snr_from_weight)
-from opgan.data.rir import RIRBank, apply_rir, drr_db, set_drr
+from opgan.data.rir import RIRBank, apply_rir, drr_db, early_rir, set_drr
 from opgan.data.sources import BackgroundPool, ClipSampler, files_with_groups
 
 SR = 16000
@@ -195,3 +195,37 @@ def test_background_segment_on_a_silent_stretch_covers_the_whole_clip(clip):
             sir = 10 * np.log10(np.mean(xc.astype(np.float64) ** 2) / np.mean(noise**2))
             assert sir == pytest.approx(rec["background_sir_db"], abs=0.05)
     assert hit >= 10  # most 30-90 % segments miss the last tenth
+
+
+def test_early_rir_keeps_the_first_reflections_and_drops_the_tail(bank):
+    h, d0 = bank.get(0, SR)
+    e = early_rir(h, d0, SR, early_ms=50.0, fade_ms=5.0)
+    end = d0 + 800  # 50 ms at 16 kHz
+    assert e.shape == h.shape and np.array_equal(e[:end], h[:end])
+    assert not np.any(e[end + 80:]) and np.any(h[end + 80:])  # the 5 ms fade, then nothing
+    assert np.all(np.abs(e[end:end + 80]) <= np.abs(h[end:end + 80]) + 1e-9)
+    assert np.array_equal(early_rir(h, d0, SR, early_ms=10_000.0), h)  # a window past the end keeps it all
+
+
+def test_early_reverb_target_keeps_the_input_and_only_moves_the_target(clip, bank, pool):
+    """The same draws give the same input; the early target lies between the dry clean and the input,
+    equals the dry clean where the reverberant segment is off, and other cases are unchanged."""
+    x, group = clip
+    for seed in range(6):
+        y_d, s_d, r_d = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank)
+        y_e, s_e, r_e = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank, reverb_target="early")
+        assert r_e["reverb_target"] == "early" and r_d["reverb_target"] == "dry"
+        assert np.allclose(y_e / r_e["gain"], y_d / r_d["gain"], atol=1e-6)  # same input up to the shared gain
+        assert input_sdr(y_e, s_e) > input_sdr(y_d, s_d)  # the late tail is all that is left to remove
+        assert not np.allclose(s_e, s_d, atol=1e-4)
+        start, seg = r_e["reverb_start"], r_e["reverb_len"]
+        if seg < len(x):  # outside its segment (and the 10 ms ramps) the target is the dry clip
+            outside = np.ones(len(x), bool)
+            outside[max(0, start - 160): start + seg + 160] = False
+            assert np.allclose(s_e[outside] / r_e["gain"], s_d[outside] / r_d["gain"], atol=1e-6)
+    y_a, s_a, _ = corrupt(x, SR, np.random.default_rng(0), "blend", pool, bank, clean_group=group)
+    y_b, s_b, _ = corrupt(x, SR, np.random.default_rng(0), "awgn", pool, bank, clean_group=group, reverb_target="early")
+    y_c, s_c, _ = corrupt(x, SR, np.random.default_rng(0), "awgn", pool, bank, clean_group=group)
+    assert np.array_equal(y_b, y_c) and np.array_equal(s_b, s_c)  # no reverb: the target is the dry clip
+    with pytest.raises(ValueError, match="reverb target"):
+        corrupt(x, SR, np.random.default_rng(0), "reverb", rirs=bank, reverb_target="wet")

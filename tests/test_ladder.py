@@ -31,6 +31,28 @@ def test_crops_are_a_fixed_dataset_of_the_chosen_case(tmp_path):
         ladder.write_crops(out, "train", 1, 2048)
 
 
+def test_like_replays_a_crop_folder_with_another_reverb_target(tmp_path):
+    """--like writes the same crops (same inputs, up to the gain that keeps a pair under full scale);
+    with the dry target they are byte-identical, with the early one only the targets move."""
+    from opgan.data.audio import load_audio
+
+    src = tmp_path / "val-reverb"
+    rows = ladder.write_crops(src, "val", 2, 2048, case="reverb", si_sdr_range=(-30.0, 30.0))
+    assert ladder.main(["crops", str(tmp_path / "dry"), "--like", str(src)]) == 0
+    assert ladder.main(["crops", str(tmp_path / "early"), "--like", str(src), "--reverb-target", "early"]) == 0
+    meta = json.loads((tmp_path / "early" / "crops.json").read_text())
+    assert meta["reverb_target"] == "early" and meta["replayed"] and meta["case"] == "reverb"
+    assert [(r["draw"], r["offset"]) for r in meta["crops"]] == [(r["draw"], r["offset"]) for r in rows]
+    for r in rows:
+        a = {d: [load_audio(tmp_path / d / sub / f"{r['id']}.wav")[0].ravel() for sub in ("corrupted", "clean")]
+             for d in ("val-reverb", "dry", "early")}
+        assert np.array_equal(a["dry"][0], a["val-reverb"][0]) and np.array_equal(a["dry"][1], a["val-reverb"][1])
+        scale = float(np.dot(a["early"][0], a["dry"][0]) / np.dot(a["dry"][0], a["dry"][0]))
+        assert np.allclose(a["early"][0], scale * a["dry"][0], atol=1e-5)
+        assert not np.allclose(a["early"][1], scale * a["dry"][1], atol=1e-4)
+    assert ladder.main(["crops", str(tmp_path / "x"), "--like", str(tmp_path / "none")]) == 2
+
+
 def test_crops_cli_rejects_bad_input(tmp_path, capsys):
     assert ladder.main(["crops", str(tmp_path / "x"), "--case", "hail", "--n", "1"]) == 2
     assert "case must be" in capsys.readouterr().err
@@ -119,6 +141,9 @@ def test_gap_scores_training_and_validation_crops_alike(tmp_path):
         assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
     assert rec["train"]["si_sdr_in"] == pytest.approx(np.mean([r["input_si_sdr"] for r in rows_t]), abs=1e-2)
     assert ladder.main(["gap", str(tmp_path / "none"), "--train", str(train), "--val", str(val)]) == 2
+    assert ladder.main(["gap", str(run), "--train", str(train), "--val", str(val), "--out", "gap-early.json"]) == 0
+    assert json.loads((run / "gap-early.json").read_text())["val"] == rec["val"]
+    assert ladder.main(["gap", str(run), "--train", str(train), "--val", str(val), "--out", "../x.json"]) == 2
 
 
 def test_collect_writes_no_home_path(tmp_path, monkeypatch):
@@ -128,6 +153,9 @@ def test_collect_writes_no_home_path(tmp_path, monkeypatch):
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"data": "/home/someone/.cache/opgan", "max_steps": 3}))
     (run / "metrics.csv").write_text("step\n3\n")
+    (run / "gap-early.json").write_text(json.dumps({"val_folder": "/home/someone/x"}))
     assert "b-awgn-paper-voices" in ablate.collect("ladder-b", tmp_path / "runs", out=tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "ladder-b" / "b-awgn-paper-voices" / "gap-early.json").read_text()) == {
+        "val_folder": "~/x"}
     rec = json.loads((tmp_path / "out" / "ladder-b" / "b-awgn-paper-voices" / "config.json").read_text())
     assert rec["data"] == "~/.cache/opgan"

@@ -294,9 +294,10 @@ def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
     args = ["--preset", "tiny", "--dynamic", "--dynamic-clips", "8", "--runs-dir", str(tmp_path), "--max-steps", "1",
             "--val-every", "1", "--cases", "blend:2,clean:1,light:1", "--augment", "--group-weight", "sqrt",
             "--data-root", str(tmp_path / "datasets"), "--data-size", "tiny", "--seed", "5",
-            "--val-data", "default:speech"]
+            "--val-data", "default:speech", "--reverb-target", "early"]
     assert main(args) == 0
     train, val = seen["train"], seen["val"]
+    assert train.reverb_target == "early" and val.reverb_target == "dry"  # validation keeps the dry clean
     assert train.cases == ("blend", "clean", "light") and train.case_probs.tolist() == pytest.approx([0.5, 0.25, 0.25])
     assert train.augment is not None and train.sampler.group_weight == "sqrt"
     assert "clean" not in val.cases and val.augment is None
@@ -309,6 +310,8 @@ def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
     (["--dynamic", "--cases", "clean:0"], "at least one positive"),
     (["--augment"], "add --dynamic"),
     (["--dynamic", "--group-weight", "loud"], "group_weight must be"),
+    (["--dynamic", "--reverb-target", "wet"], "reverb_target must be"),
+    (["--reverb-target", "early"], "add --dynamic"),
 ])
 def test_bad_mixing_options_are_config_errors(tmp_path, capsys, extra, message):
     assert main(["--preset", "tiny", "--runs-dir", str(tmp_path), *extra]) == 2
