@@ -169,7 +169,8 @@ SUITES: dict[str, dict] = {
             ("voices", "on the fetched corpus (17 full-band training voices) instead of the shipped recordings' 5",
              ("--data", "~/.cache/opgan")),
             ("voices-floor30", "on the fetched corpus with the clip gate floored at 0.3",
-             ("--data", "~/.cache/opgan", "--gate-floor", "0.3")))],
+             ("--data", "~/.cache/opgan", "--gate-floor", "0.3")),
+            _EARLY)],
     },
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
     "loss": {

@@ -99,30 +99,48 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
 
 def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     """Mean input/output SDR and SI-SDR of a restorer over a crop folder, and their gains (non-finite
-    values, e.g. the SI-SDR of a crop its artifact missed, left out of the means)."""
+    values, e.g. the SI-SDR of a crop its artifact missed, left out of the means). For a gated
+    generator also the clip gate's mean and median over the crops: a model that stays near identity
+    because its gate shut reads differently from one whose correction learnt nothing."""
     import torch
 
-    from opgan import metrics
     from opgan.data import datasets as D
 
     ds = D.open_dataset(folder, "train")
     rows: dict[str, list[float]] = {k: [] for k in ("sdr_in", "sdr_out", "si_sdr_in", "si_sdr_out")}
-    for lo in range(0, len(ds), batch):
-        items = [ds[i] for i in range(lo, min(lo + batch, len(ds)))]
-        x = torch.stack([a for a, _ in items]).float()
-        s = torch.stack([b for _, b in items]).float()
-        est = restorer(x).float()
-        for xi, si, ei in zip(x[:, 0].numpy(), s[:, 0].numpy(), est[:, 0].numpy()):
-            rows["sdr_in"].append(metrics.sdr(xi, si))
-            rows["sdr_out"].append(metrics.sdr(ei, si))
-            rows["si_sdr_in"].append(metrics.si_sdr(xi, si))
-            rows["si_sdr_out"].append(metrics.si_sdr(ei, si))
+    gen = getattr(restorer, "generator", None)
+    gate = getattr(gen, "gate", None)
+    gates: list[float] = []
+    hook = gate.register_forward_hook(lambda m, i, z: gates.extend(gen._gate_value(z).flatten().tolist())) \
+        if isinstance(gate, torch.nn.Module) else None
+    try:
+        for lo in range(0, len(ds), batch):
+            items = [ds[i] for i in range(lo, min(lo + batch, len(ds)))]
+            x = torch.stack([a for a, _ in items]).float()
+            s = torch.stack([b for _, b in items]).float()
+            est = restorer(x).float()
+            _score(rows, x, s, est)
+    finally:
+        if hook is not None:
+            hook.remove()
     keep = [all(np.isfinite(rows[k][i]) for k in rows) for i in range(len(ds))]
     out = {k: float(np.mean([v for v, ok in zip(vals, keep) if ok])) for k, vals in rows.items()}
     out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
     out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
     out["clips"] = float(sum(keep))
+    if gates:
+        out["gate_mean"], out["gate_median"] = float(np.mean(gates)), float(np.median(gates))
     return out
+
+
+def _score(rows: dict[str, list[float]], x, s, est) -> None:
+    from opgan import metrics
+
+    for xi, si, ei in zip(x[:, 0].numpy(), s[:, 0].numpy(), est[:, 0].numpy()):
+        rows["sdr_in"].append(metrics.sdr(xi, si))
+        rows["sdr_out"].append(metrics.sdr(ei, si))
+        rows["si_sdr_in"].append(metrics.si_sdr(xi, si))
+        rows["si_sdr_out"].append(metrics.si_sdr(ei, si))
 
 
 def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt", out: str = "gap.json") -> dict:

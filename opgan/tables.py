@@ -13,7 +13,8 @@ names the command that produced its record.
 
 Table kinds: `ablation:<suite>` (docs/results/ablations/<suite>/<run>/), `equal:<suite>:A,B/C,D` (runs
 A, B against C, D at equal steps and equal training time), `ladder:<suite>:<steps>` (a ladder rung's runs
-at equal steps, with their train/validation gap), `curve:<folder>[:<every>]`
+at equal steps, with their train/validation gap), `best:<suite>:<steps>:<run>,...` (chosen runs of a rung
+at their best checkpoint with STOI, level and every gap record), `curve:<folder>[:<every>]`
 (<folder>/metrics.csv of a committed run, e.g. training/speech; every N steps), `gate` (docs/results/gate.json), `quality:<kind>`
 (docs/results/eval-<kind>.json, a copy of `opgan evaluate`'s summary.json), `rtf`
 (docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
@@ -157,6 +158,43 @@ def ladder_table(suite: str, steps: str) -> str:
                                f"`python -m opgan.ablate collect {suite} --runs-dir runs/ladder`). SI-SDRi in dB on "
                                "the validation crops of unheard speakers; training/validation crops: the gap "
                                "tool's reading of the run's best.pt.\n")
+
+
+def best_table(spec: str) -> str:
+    """Chosen runs of a rung (``<suite>:<steps>:<run>,<run>,...``) at their best validation up to ``steps``:
+    SI-SDRi beside SDRi, STOI and level (reverberation's metric trap), and every gap record of the run
+    (gap.json: the crops it was validated on; gap-<name>.json: another pair, e.g. the early-reflection
+    targets of the same crops), with the clip gate's median on each where the model has one."""
+    suite, steps, names = spec.split(":", 2)
+    folder = RESULTS / "ablations" / suite
+    lines = ["| run | change | best step | SI-SDRi | SDRi | STOI (input) | level dB | mean SI-SDRi of last 3 | "
+             "gap records: training / validation crops SI-SDRi |", "|" + "---|" * 9]
+    for name in names.split(","):
+        run = folder / name
+        if not (run / "metrics.csv").is_file():
+            return f"_(missing record: {_rel(run / 'metrics.csv')})_\n"
+        meta = json.loads((run / "run.json").read_text())
+        rows = [r for r in _read_csv(run / "metrics.csv")
+                if r.get("si_sdr_gain", "") != "" and int(r["step"]) <= int(steps)]
+        best = max(rows, key=lambda r: float(r["score"]))
+        last3 = sum(float(r["si_sdr_gain"]) for r in rows[-3:]) / len(rows[-3:])
+        gaps = []
+        for g in sorted(run.glob("gap*.json")):
+            rec = json.loads(g.read_text())
+            label = g.stem[4:] or Path(rec.get("val_folder", "")).name
+            gate = (f" (gate median {_f(_num(rec, 'train', 'gate_median'), sign=False)} / "
+                    f"{_f(_num(rec, 'val', 'gate_median'), sign=False)})" if _num(rec, "val", "gate_median") is not None
+                    else "")
+            gaps.append(f"{label}: {_f(_num(rec, 'train', 'si_sdr_gain'))} / {_f(_num(rec, 'val', 'si_sdr_gain'))}"
+                        + gate)
+        lines.append(f"| {name} | {meta['change']} | {best['step']} | {_f(best['si_sdr_gain'])} | "
+                     f"{_f(best['sdr_gain'])} | {_f(best.get('stoi_out'), 3, sign=False)} "
+                     f"({_f(best.get('stoi_in'), 3, sign=False)}) | {_f(best.get('level_db'))} | {_f(last3)} | "
+                     + ("; ".join(gaps) or "–") + " |")
+    return "\n".join(lines) + (f"\n\nRecords: `{_rel(folder)}/` (`python -m opgan.ablate run {suite} --steps {steps} "
+                               f"--runs-dir runs/ladder --only ...`, `python -m opgan.ladder gap` per run and pair of "
+                               f"crop folders, then `python -m opgan.ablate collect {suite} --runs-dir runs/ladder`). "
+                               "Validation columns: the run's own validation crops at its best step (by score).\n")
 
 
 def curve_table(folder: str, every: str = "") -> str:
@@ -393,6 +431,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
         "ablation": lambda: ablation_table(arg),
         "curve": lambda: curve_table(*arg.split(":", 1)),
         "ladder": lambda: ladder_table(*arg.split(":", 1)),
+        "best": lambda: best_table(arg),
         "gate": gate_table,
         "quality": lambda: quality_table(arg),
         "rtf": rtf_table,

@@ -131,7 +131,7 @@ def test_gap_scores_training_and_validation_crops_alike(tmp_path):
     val = tmp_path / "val"
     rows_t = ladder.write_crops(train, "train", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
     ladder.write_crops(val, "val", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
-    g = Generator(GeneratorConfig(filters=2, q=2, residual=True))
+    g = Generator(GeneratorConfig(filters=2, q=2, residual=True, gate=True))
     run = tmp_path / "run"
     save_checkpoint(run / "best.pt", {"format": FORMAT, "config": {"generator": g.config.to_dict()},
                                       "generator": g.state_dict(), "sample_rate": 16000, "step": 7})
@@ -139,6 +139,7 @@ def test_gap_scores_training_and_validation_crops_alike(tmp_path):
     assert json.loads((run / "gap.json").read_text()) == rec and rec["step"] == 7
     for side in ("train", "val"):
         assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
+        assert 0 < rec[side]["gate_median"] < 1 and 0 < rec[side]["gate_mean"] < 1  # the clip gate's reading
     assert rec["train"]["si_sdr_in"] == pytest.approx(np.mean([r["input_si_sdr"] for r in rows_t]), abs=1e-2)
     assert ladder.main(["gap", str(tmp_path / "none"), "--train", str(train), "--val", str(val)]) == 2
     assert ladder.main(["gap", str(run), "--train", str(train), "--val", str(val), "--out", "gap-early.json"]) == 0

@@ -131,3 +131,24 @@ def test_clean_input_table_renders_each_set(tmp_path, monkeypatch):
     assert "`a`: 1-2k / 4-8k Hz vs clean, dB" in text and "`b`: SI-SDR mean (min)" in text
     assert "| Op-GAN | 8.91 (3.17) | -4.18 / -14.34 | 36.00 (3.17) | -4.18 / -14.34 |" in text
     assert "made by `python bench/clean_input.py a b`" in text
+
+
+def test_best_table_reads_each_runs_best_step_and_every_gap_record(tmp_path, monkeypatch):
+    """The best validation by score within the step budget, STOI with its input, and one cell per gap
+    record (gap.json named by its validation folder, gap-<x>.json by <x>)."""
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    run = tmp_path / "ablations" / "s" / "A"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"name": "A", "change": "change A", "base": []}))
+    header = "step,time_s,sdr_gain,si_sdr_gain,stoi_in,stoi_out,level_db,score\n"
+    (run / "metrics.csv").write_text(header + "1000,1,2,1,0.7,0.71,-1,1\n2000,2,3,2,0.7,0.72,-2,2\n"
+                                     "3000,3,1,0.5,0.7,0.7,0,0.5\n4000,4,9,9,0.7,0.9,0,9\n")
+    (run / "gap.json").write_text(json.dumps({"val_folder": "runs/ladder/val-reverb", "train": {"si_sdr_gain": 1.5},
+                                              "val": {"si_sdr_gain": 0.5}}))
+    (run / "gap-early.json").write_text(json.dumps({"train": {"si_sdr_gain": 4, "gate_median": 0.2},
+                                                    "val": {"si_sdr_gain": 3, "gate_median": 0.1}}))
+    out = tables.best_table("s:3000:A")
+    row = next(ln for ln in out.splitlines() if ln.startswith("| A"))
+    assert row == ("| A | change A | 2000 | +2.00 | +3.00 | 0.720 (0.700) | -2.00 | +1.17 | "
+                   "early: +4.00 / +3.00 (gate median 0.20 / 0.10); val-reverb: +1.50 / +0.50 |")
+    assert tables.best_table("s:3000:A,B").startswith("_(missing record")
