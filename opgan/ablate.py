@@ -146,7 +146,9 @@ SUITES: dict[str, dict] = {
              "steps)", ("--filters", "16")),
             ("voices-floor30-decay", "with the rung's measured gains combined: the fetched corpus's 17 voices, the "
              "gate floored at 0.3, and the learning rate halved every 15,000 steps",
-             ("--data", "~/.cache/opgan", "--gate-floor", "0.3", "--lr-half-life", "15000")))],
+             ("--data", "~/.cache/opgan", "--gate-floor", "0.3", "--lr-half-life", "15000")))]
+        + [Run("b-awgn-plain-lr2e4", "awgn: plain-conv control: q=1, PReLU, Adam 2e-4 (at 5e-4 its validation "
+               "swings by 5 dB)", _case_flags("awgn") + _LADDER_MODELS[1][2] + ("--lr", "2e-4"))],
     },
     "ladder-c": {
         "kind": "speech",
@@ -154,7 +156,11 @@ SUITES: dict[str, dict] = {
         "note": "Rung (c): each single corruption (background, reverb), 60 CPU-minutes per run. Validation folders "
                 "as rung (b)'s, one per case.",
         "runs": _ladder_runs("c", ["background", "reverb"]) + [_recipe_variant("c", "reverb", *v) for v in (
-            _EARLY, _seed1(_EARLY), _LONG, _seed1(_LONG))],
+            _EARLY, _seed1(_EARLY), _LONG, _seed1(_LONG),
+            ("early-nogate", "trained towards the early-reflection target without the clip gate (its gate shut on "
+             "most crops with it)", _EARLY[2] + _NOGATE[2]),
+            ("sisdr", "trained on -SI-SDR alone instead of 100·L1 + MR-STFT: an objective that cannot be lowered by "
+             "turning the output down", ("--lambda-t", "0", "--lambda-mr", "0", "--lambda-sisdr", "1")))],
     },
     "ladder-d": {
         "kind": "speech",
@@ -170,7 +176,7 @@ SUITES: dict[str, dict] = {
              ("--data", "~/.cache/opgan")),
             ("voices-floor30", "on the fetched corpus with the clip gate floored at 0.3",
              ("--data", "~/.cache/opgan", "--gate-floor", "0.3")),
-            _EARLY)],
+            _EARLY, _seed1(_EARLY))],
     },
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
     "loss": {
