@@ -71,6 +71,7 @@ _FLOOR30_S1 = ("floor30-s1", "with the clip gate floored at 0.3, seed 1", ("--ga
 #: the dry crops), and crops 4x as long at the same samples per step (so the same CPU per step)
 _EARLY = ("early", "trained towards a target keeping the first 50 ms of reflections (validated against the dry "
           "clean)", ("--reverb-target", "early"))
+_SISDR = ("--lambda-t", "0", "--lambda-mr", "0", "--lambda-sisdr", "1")
 _LONG = ("long", "on 16384-sample crops (1 s) in batches of 2: the same samples per step", ("--clip-len", "16384",
                                                                                           "--batch-size", "2"))
 
@@ -160,7 +161,9 @@ SUITES: dict[str, dict] = {
             ("early-nogate", "trained towards the early-reflection target without the clip gate (its gate shut on "
              "most crops with it)", _EARLY[2] + _NOGATE[2]),
             ("sisdr", "trained on -SI-SDR alone instead of 100·L1 + MR-STFT: an objective that cannot be lowered by "
-             "turning the output down", ("--lambda-t", "0", "--lambda-mr", "0", "--lambda-sisdr", "1")))],
+             "turning the output down", _SISDR),
+            ("sisdr-nogate", "trained on -SI-SDR alone, without the clip gate (with it the gate fell to its floor)",
+             _SISDR + _NOGATE[2]))],
     },
     "ladder-d": {
         "kind": "speech",
