@@ -369,13 +369,13 @@ class Generator(nn.Module):
             h = concat([block(h), skip])
         if self.gate is not None:
             stats = torch.cat([torch.cat([s.mean(-1), s.square().mean(-1)], dim=1) for s in skips], dim=1)
-            return x + self._gate_value(self.gate(stats)).unsqueeze(-1) * self.out(h)
+            return x + self.gate_value(self.gate(stats)).unsqueeze(-1) * self.out(h)
         if self.config.residual:
             return x + self.out(h)
         return torch.tanh(self.out(h))
 
-    def _gate_value(self, z: torch.Tensor) -> torch.Tensor:
-        """sigmoid(z), floored at ``gate_floor`` and with ``gate_leak`` added to its gradient (see the config).
+    def gate_value(self, z: torch.Tensor) -> torch.Tensor:
+        """The clip gate from its pre-activation ``z`` (the ``gate`` layer's output): sigmoid(z), floored at ``gate_floor`` and with ``gate_leak`` added to its gradient (see the config).
 
         With both 0 (the shipped models) this is exactly the plain sigmoid. Why: a sigmoid gate driven far
         negative passes neither the correction nor a gradient to its own input, so a model whose gate

@@ -54,8 +54,9 @@ _LADDER = ("--preset", "default", "--no-augment", "--group-weight", "uniform", "
 #: 16: +17 % multiply-adds; `python -m opgan.receptive`), and a reference model of the field: the `denoiser`
 #: package's Demucs with its own architecture (x4 resampling, 5 levels, BiLSTM) at hidden 8 instead of 48,
 #: about the U-Net's CPU time per step (`python -m opgan.receptive default default:arch=demucs`)
+_PLAIN = ("--q", "1", "--activation", "prelu")
 _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ()),
-                  ("plain", "plain-conv control: q=1, PReLU", ("--q", "1", "--activation", "prelu")),
+                  ("plain", "plain-conv control: q=1, PReLU", _PLAIN),
                   ("context", "+ 7 dilated Self-ONN blocks at the bottleneck (d 1..64), width 16",
                    ("--context", "dilated", "--context-blocks", "7", "--context-width", "16")),
                   ("demucs", "reference: Demucs (denoiser 0.1.5) hidden 8, depth 5, resample 4 (0.96 M params)",
@@ -149,7 +150,7 @@ SUITES: dict[str, dict] = {
              "gate floored at 0.3, and the learning rate halved every 15,000 steps",
              ("--data", "~/.cache/opgan", "--gate-floor", "0.3", "--lr-half-life", "15000")))]
         + [Run("b-awgn-plain-lr2e4", "awgn: plain-conv control: q=1, PReLU, Adam 2e-4 (at 5e-4 its validation "
-               "swings by 5 dB)", _case_flags("awgn") + _LADDER_MODELS[1][2] + ("--lr", "2e-4"))],
+               "swings by 5 dB)", _case_flags("awgn") + _PLAIN + ("--lr", "2e-4"))],
     },
     "ladder-c": {
         "kind": "speech",

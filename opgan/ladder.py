@@ -111,7 +111,7 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     gen = getattr(restorer, "generator", None)
     gate = getattr(gen, "gate", None)
     gates: list[float] = []
-    hook = gate.register_forward_hook(lambda m, i, z: gates.extend(gen._gate_value(z).flatten().tolist())) \
+    hook = gate.register_forward_hook(lambda m, i, z: gates.extend(gen.gate_value(z).flatten().tolist())) \
         if isinstance(gate, torch.nn.Module) else None
     try:
         for lo in range(0, len(ds), batch):
@@ -185,6 +185,8 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from opgan.data.corrupt import REVERB_TARGETS
+
     ap = argparse.ArgumentParser(prog="python -m opgan.ladder", description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -201,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--si-sdr", type=_range, default=None, metavar="LOW,HIGH", help="keep crops whose input SI-SDR "
                    "lies in this range (dB)")
     c.add_argument("--min-rms-db", type=float, default=-40.0, help="skip crops whose clean RMS is below this (dBFS)")
-    c.add_argument("--reverb-target", default="dry", choices=["dry", "early"],
+    c.add_argument("--reverb-target", default="dry", choices=REVERB_TARGETS,
                    help="target of reverberant segments: dry, or keeping the RIR's first 50 ms of reflections")
     c.add_argument("--like", type=Path, default=None, metavar="FOLDER",
                    help="write the same crops as this crop folder (its split, case, data, seed, length, draws and "
@@ -230,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             rows = write_crops(args.out, args.split, args.n, args.clip_len, args.case, args.kind, args.data,
                                args.seed, args.si_sdr, args.min_rms_db, reverb_target=args.reverb_target)
-    except (ValueError, KeyError, FileExistsError, FileNotFoundError, OSError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
         print(f"opgan.ladder: {e}", file=sys.stderr)
         return 2
     si = [r["input_si_sdr"] for r in rows]

@@ -469,7 +469,7 @@ def _shut_gate_fit(floor: float, leak: float, steps: int = 60) -> tuple[float, f
             h = torch.tanh(layer(h))
             skips.append(h)
         stats = torch.cat([torch.cat([s.mean(-1), s.square().mean(-1)], dim=1) for s in skips], dim=1)
-        gate = g._gate_value(g.gate(stats)).mean().item()
+        gate = g.gate_value(g.gate(stats)).mean().item()
     return gate, losses_[0], losses_[-1]
 
 
