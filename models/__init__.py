@@ -1,7 +1,8 @@
 """Op-GAN models on Self-ONN layers: the U-Net generator, the discriminator and their losses.
 
 Builds only on selfonn's public API (`SelfONN1d`, `SelfONNTranspose1d`, the functional ops); the learning
-ladder's reference model (`DemucsGenerator`) wraps the `denoiser` package's Demucs, imported when built.
+ladder's reference model (`DemucsGenerator`) wraps the `denoiser` package's Demucs, imported when built;
+`SpectralGenerator` runs the same Self-ONN layers over STFT frames as a mask estimator.
 """
 import torch
 
@@ -10,6 +11,7 @@ from .discriminator import Discriminator, DiscriminatorConfig, build_discriminat
 from .generator import ARCHS, LENGTH_MULTIPLE, Generator, GeneratorConfig, build_generator
 from .reference import DemucsConfig, DemucsGenerator, ReferenceUnavailable
 from .shapes import CONTEXT_PREFIX, LayerShape
+from .spectral import SpectralConfig, SpectralGenerator
 
 __all__ = [
     "ARCHS",
@@ -24,6 +26,8 @@ __all__ = [
     "LENGTH_MULTIPLE",
     "LayerShape",
     "ReferenceUnavailable",
+    "SpectralConfig",
+    "SpectralGenerator",
     "build_discriminator",
     "build_generator",
     "losses",

@@ -54,8 +54,9 @@ def _per_layer_q(q: int | list[int], n: int, what: str) -> list[int]:
 
 ACTIVATIONS = ("tanh", "prelu")
 CONTEXTS = ("none", "dilated")
-#: generator networks: the paper's Self-ONN U-Net, and the field's reference model (models.reference)
-ARCHS = ("unet", "demucs")
+#: generator networks: the paper's Self-ONN U-Net, the field's reference model (models.reference), and a
+#: Self-ONN mask estimator over STFT frames (models.spectral)
+ARCHS = ("unet", "demucs", "spectral")
 
 
 @dataclass
@@ -414,18 +415,23 @@ def build_generator(config: dict[str, Any] | GeneratorConfig | None = None, fold
     """Build a generator from a plain dict (as stored in checkpoints) or a config object.
 
     A config naming ``arch`` 'demucs' builds the ladder's reference model (:mod:`.reference`, which needs
-    the `denoiser` package); any other config the paper's U-Net (whose configs name no arch).
+    the `denoiser` package), 'spectral' the STFT-mask Self-ONN (:mod:`.spectral`); any other config the
+    paper's U-Net (whose configs name no arch).
     """
-    from .reference import ARCH, DemucsConfig, DemucsGenerator  # denoiser itself is imported only to build
+    from . import reference, spectral  # denoiser itself is imported only to build
 
-    if isinstance(config, DemucsConfig):
-        return DemucsGenerator(config)
+    if isinstance(config, reference.DemucsConfig):
+        return reference.DemucsGenerator(config)
+    if isinstance(config, spectral.SpectralConfig):
+        return spectral.SpectralGenerator(config)
     if config is None or isinstance(config, GeneratorConfig):
         return Generator(config, fold_upsample)
     d = dict(config)
     arch = d.pop("arch", "unet")
-    if arch == ARCH:
-        return DemucsGenerator(DemucsConfig.from_dict({**d, "arch": arch}))
+    if arch == reference.ARCH:
+        return reference.DemucsGenerator(reference.DemucsConfig.from_dict({**d, "arch": arch}))
+    if arch == spectral.ARCH:
+        return spectral.SpectralGenerator(spectral.SpectralConfig.from_dict({**d, "arch": arch}))
     if arch != "unet":
         raise ValueError(f"generator arch must be one of {ARCHS}, got {arch!r}")
     return Generator(GeneratorConfig.from_dict(d), fold_upsample)

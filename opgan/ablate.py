@@ -53,14 +53,18 @@ _LADDER = ("--preset", "default", "--no-augment", "--group-weight", "uniform", "
 #: same shape (q=1, PReLU between layers), the candidate with +-262 ms of context (7 dilated blocks, width
 #: 16: +17 % multiply-adds; `python -m opgan.receptive`), and a reference model of the field: the `denoiser`
 #: package's Demucs with its own architecture (x4 resampling, 5 levels, BiLSTM) at hidden 8 instead of 48,
-#: about the U-Net's CPU time per step (`python -m opgan.receptive default default:arch=demucs`)
+#: about the U-Net's CPU time per step (`python -m opgan.receptive default default:arch=demucs`); and the same
+#: Self-ONN layers in the other representation the field uses: a magnitude mask over STFT frames (models.spectral)
 _PLAIN = ("--q", "1", "--activation", "prelu")
 _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ()),
                   ("plain", "plain-conv control: q=1, PReLU", _PLAIN),
                   ("context", "+ 7 dilated Self-ONN blocks at the bottleneck (d 1..64), width 16",
                    ("--context", "dilated", "--context-blocks", "7", "--context-width", "16")),
                   ("demucs", "reference: Demucs (denoiser 0.1.5) hidden 8, depth 5, resample 4 (0.96 M params)",
-                   ("--arch", "demucs", "--demucs-hidden", "8", "--demucs-depth", "5", "--demucs-resample", "4")))
+                   ("--arch", "demucs", "--demucs-hidden", "8", "--demucs-depth", "5", "--demucs-resample", "4")),
+                  ("spectral", "Self-ONN mask over STFT frames: n_fft 512, hidden 128, 5 dilated blocks (+-272 ms), "
+                   "q=3 (1.38 M params, under half the U-Net's CPU per step)", ("--arch", "spectral")))
+_SPECTRAL = _LADDER_MODELS[-1][2]
 
 
 # Changes to the recipe's U-Net measured on more than one rung (name, what, flags): see _recipe_variant.
@@ -94,6 +98,12 @@ def _case_flags(case: str) -> tuple[str, ...]:
 def _recipe_variant(rung: str, case: str, name: str, what: str, flags: tuple[str, ...]) -> Run:
     """One change to the recipe's U-Net on a rung's case (run ``<rung>-<case>-paper-<name>``)."""
     return Run(f"{rung}-{case}-paper-{name}", f"{case}: the recipe's U-Net {what}", _case_flags(case) + flags)
+
+
+def _spectral_variant(rung: str, case: str, name: str, what: str, flags: tuple[str, ...]) -> Run:
+    """One change to the spectral mask model on a rung's case (run ``<rung>-<case>-spectral-<name>``)."""
+    return Run(f"{rung}-{case}-spectral-{name}", f"{case}: the spectral mask model {what}",
+               _case_flags(case) + _SPECTRAL + flags)
 
 
 def _ladder_runs(rung: str, cases: Sequence[str], seeds: Sequence[int] = (0, 1)) -> list[Run]:
@@ -164,7 +174,8 @@ SUITES: dict[str, dict] = {
             ("sisdr", "trained on -SI-SDR alone instead of 100·L1 + MR-STFT: an objective that cannot be lowered by "
              "turning the output down", _SISDR),
             ("sisdr-nogate", "trained on -SI-SDR alone, without the clip gate (with it the gate fell to its floor)",
-             _SISDR + _NOGATE[2]))],
+             _SISDR + _NOGATE[2]))]
+        + [_spectral_variant("c", "reverb", *v) for v in (_EARLY, _LONG)],
     },
     "ladder-d": {
         "kind": "speech",
@@ -180,7 +191,8 @@ SUITES: dict[str, dict] = {
              ("--data", "~/.cache/opgan")),
             ("voices-floor30", "on the fetched corpus with the clip gate floored at 0.3",
              ("--data", "~/.cache/opgan", "--gate-floor", "0.3")),
-            _EARLY, _seed1(_EARLY))],
+            _EARLY, _seed1(_EARLY))]
+        + [_spectral_variant("d", "all", *v) for v in (_EARLY, _seed1(_EARLY))],
     },
     # Loss terms against attenuation, on the first (4-speaker) data: 1200 steps each.
     "loss": {

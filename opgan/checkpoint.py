@@ -208,6 +208,9 @@ MAX_Q = 16
 DEMUCS_BOUNDS = {"hidden": (1, MAX_FILTERS), "depth": (1, 8), "kernel_size": (1, 64), "stride": (1, 16),
                  "resample": (1, 4)}
 DEMUCS_GROWTH = (1.0, 4.0)
+#: Bounds of the spectral mask estimator's fields in a checkpoint (its default: n_fft 512, hidden 128, 5 blocks)
+SPECTRAL_BOUNDS = {"n_fft": (16, 8192), "hidden": (1, 1024), "blocks": (1, 12)}
+SPECTRAL_MASK_MAX = (1.0, 4.0)
 #: Largest generator a checkpoint may describe, in parameters (512 MiB of float32; the shipped ones
 #: hold 0.24 M, the paper's 1 M), counted on the meta device before anything is allocated.
 MAX_PARAMETERS = 2**27
@@ -294,6 +297,8 @@ def check_generator(config: Any, state: Any, where: str | Path, what: str = "gen
     config = _mapping(config, where, f"{what} config")
     if config.get("arch") == "demucs":
         _check_demucs(config, where, what)
+    if config.get("arch") == "spectral":
+        _check_spectral(config, where, what)
     _check_int(config, "filters", 1, MAX_FILTERS, where, what)
     q = config.get("q")
     if isinstance(q, (list, tuple)):
@@ -338,6 +343,16 @@ def _check_demucs(config: Mapping[str, Any], where: str | Path, what: str) -> No
         v = config.get(key, bounds[0])
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not bounds[0] <= v <= bounds[1]:
             raise CheckpointError(f"'{where}': {what} {key} {_short(v)} is not a number from {bounds[0]} to {bounds[1]}")
+
+
+def _check_spectral(config: Mapping[str, Any], where: str | Path, what: str) -> None:
+    """The spectral generator's size fields within SPECTRAL_BOUNDS (before its parameters are counted)."""
+    for key, (lo, hi) in SPECTRAL_BOUNDS.items():
+        _check_int(config, key, lo, hi, where, what)
+    lo, hi = SPECTRAL_MASK_MAX
+    v = config.get("mask_max", 1.2)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
+        raise CheckpointError(f"'{where}': {what} mask_max {_short(v)} is not a number above {lo} and up to {hi}")
 
 
 def check_state(state: Any, reference: Mapping[str, torch.Tensor], where: str | Path,

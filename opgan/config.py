@@ -68,12 +68,16 @@ class TrainConfig:
     context_blocks: int = 6  # dilated context: blocks with dilations 1..2**(n-1) (+-(2**n-1)*32 input samples)
     context_width: int = 0  # dilated context: channels inside each block (0 = the bottleneck's 8f)
     input_norm: bool = False  # generator sees each clip scaled to a fixed RMS (output scaled back): level-invariant
-    arch: str = "unet"  # generator network: 'unet' (the paper's Self-ONN U-Net, shaped by the fields above) or
+    arch: str = "unet"  # generator network: 'unet' (the paper's Self-ONN U-Net, shaped by the fields above),
     # 'demucs' (the learning ladder's reference model: the denoiser package's Demucs, shaped by the demucs_*
-    # fields; the U-Net's fields are then unused. Needs: pip install --no-deps denoiser==0.1.5)
+    # fields; the U-Net's fields are then unused. Needs: pip install --no-deps denoiser==0.1.5) or 'spectral'
+    # (Self-ONN layers over STFT frames estimating a magnitude mask, shaped by the spectral_* fields and q)
     demucs_hidden: int = 8  # demucs: channels of its first level, doubling per level (the package's default: 48)
     demucs_depth: int = 5  # demucs: encoder/decoder levels (kernel 8, stride 4 each)
     demucs_resample: int = 4  # demucs: upsample the input by 1, 2 or 4 before its encoder (and back after)
+    spectral_n_fft: int = 512  # spectral: STFT size (hop n_fft/4)
+    spectral_hidden: int = 128  # spectral: channels of every layer between the spectrum and the mask
+    spectral_blocks: int = 5  # spectral: residual dilated blocks over frames (dilations 1..2**(n-1))
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
@@ -117,8 +121,13 @@ class TrainConfig:
         return _parse_q_list(self.g_q, 10, "g_q") if self.g_q else self.q
 
     def generator_config(self) -> dict[str, Any]:
-        """The generator's config (models.GeneratorConfig fields, or models.DemucsConfig's for arch 'demucs')
-        as plain data."""
+        """The generator's config (models.GeneratorConfig fields, models.DemucsConfig's for arch 'demucs',
+        models.SpectralConfig's for 'spectral') as plain data."""
+        if self.arch == "spectral":
+            from opgan.models.spectral import SpectralConfig
+
+            return SpectralConfig(n_fft=self.spectral_n_fft, hidden=self.spectral_hidden, blocks=self.spectral_blocks,
+                                  q=self.q).to_dict()
         if self.arch == "demucs":
             from opgan.models.reference import DemucsConfig
 
@@ -186,7 +195,8 @@ class TrainConfig:
                 f"{min_discriminator_length()} samples (use >= {-(-min_discriminator_length() // 32) * 32})"
             )
         for k in ("filters", "d_filters", "q", "batch_size", "max_steps", "val_every", "ckpt_every",
-                  "log_every", "dynamic_clips", "demucs_hidden", "demucs_depth"):
+                  "log_every", "dynamic_clips", "demucs_hidden", "demucs_depth", "spectral_hidden",
+                  "spectral_blocks"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         for k in ("max_minutes", "lambda_t", "lambda_s", "lambda_adv", "lambda_mr", "lambda_sisdr", "lambda_level",
@@ -249,6 +259,17 @@ class TrainConfig:
 
         if self.arch not in ARCHS:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "spectral":
+            from opgan.checkpoint import SPECTRAL_BOUNDS  # what a checkpoint may ask for
+
+            for key in ("n_fft", "hidden", "blocks"):
+                lo, hi = SPECTRAL_BOUNDS[key]
+                v = getattr(self, f"spectral_{key}")
+                if not lo <= v <= hi or (key == "n_fft" and v % 4):
+                    raise ConfigError(f"spectral_{key} must be from {lo} to {hi}" + (" and a multiple of 4" if
+                                      key == "n_fft" else "") + f", got {v}")
+            if self.g_q:
+                raise ConfigError("g_q (per-layer q) is for the U-Net; the spectral generator takes one --q")
         if self.arch == "demucs":
             from opgan.checkpoint import DEMUCS_BOUNDS  # what a checkpoint may ask for, so every run can be reloaded
 

@@ -111,6 +111,9 @@ def _model_words(cfg: TrainConfig) -> str:
     """The generator in the run's opening line: its arch and size fields."""
     if cfg.arch == "demucs":
         return f"arch=demucs hidden={cfg.demucs_hidden} depth={cfg.demucs_depth} resample={cfg.demucs_resample}"
+    if cfg.arch == "spectral":
+        return (f"arch=spectral n_fft={cfg.spectral_n_fft} hidden={cfg.spectral_hidden} "
+                f"blocks={cfg.spectral_blocks} q={cfg.q}")
     return f"q={cfg.generator_q()}  f={cfg.filters}"
 
 

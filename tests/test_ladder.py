@@ -84,9 +84,13 @@ def test_every_ladder_run_is_a_valid_training_config(suite, tmp_path):
         assert cfg.context == ("dilated" if "context" in run.name else "none")
         if "context" in run.name:  # the candidate with >= 250 ms of reach on each side at 16 kHz
             assert (2 ** cfg.context_blocks - 1) * 32 >= 0.25 * 16000
-        assert cfg.arch == ("demucs" if "demucs" in run.name else "unet")  # the field's reference model
+        # the field's reference model, and the Self-ONN mask estimator over STFT frames
+        assert cfg.arch == next((a for a in ("demucs", "spectral") if a in run.name), "unet")
         assert cfg.seed == (1 if run.name.endswith("-s1") else 0)
-    assert sum("demucs" in r.name for r in s["runs"]) == 2 * len({r.name.split("-")[1] for r in s["runs"]})
+    for arch in ("demucs", "spectral"):
+        # every case runs both seeds of each model (changes to a model are named <model>-<change>)
+        assert sum(r.name.split("-", 2)[-1] in (arch, f"{arch}-s1") for r in s["runs"]) \
+            == 2 * len({r.name.split("-")[1] for r in s["runs"]})
 
 
 def test_minutes_overrides_every_runs_cap(tmp_path, capsys):

@@ -1,0 +1,144 @@
+"""A Self-ONN mask estimator in the short-time Fourier domain: the same 1D Self-ONN layers, run over STFT frames.
+
+Why: on the learning ladder the waveform U-Net and the field's waveform reference (Demucs) both learnt
+AWGN and neither learnt reverberation at a CPU budget. A magnitude mask over time-frequency bins is the
+other representation the field uses (DeepFilterNet, many dereverberation masks): the network decides per
+bin how much of the input to keep, so "change nothing" is a mask of ones and removing a reverberant tail
+or a noise floor is a per-bin gain, not a waveform to synthesise.
+
+    x (B, 1, T) -> STFT (n_fft, hop n_fft/4, Hann) -> X (B, F, N)      F = n_fft/2 + 1 bins, N frames
+    features    tanh(log10(|X| / (rms(x) * ||w||) + 1e-4) / 2)  in (-1, 1): level-free, bounded for the powers
+    network     SelfONN1d(F -> H, k3) + tanh, then residual dilated Self-ONN blocks (d = 1, 2, ..., 2**(b-1))
+                over frames, then a 1x1 SelfONN1d(H -> F)
+    mask        m = mask_max * sigmoid(z + b0), b0 = log(1 / (mask_max - 1)): exactly 1 while the output
+                layer is zero (its init), so training starts from the identity, as the U-Net's residual does
+    output      iSTFT(m * X) at the input's length: the noisy phase is kept
+
+The frames are channels-last 1D sequences, so every layer is an ordinary ``SelfONN1d`` (the fused kernels on
+CUDA, the exact path elsewhere). With b blocks each output frame hears +-(2**b) frames, +-(2**b * hop + n_fft/2)
+samples: b=5, n_fft 512 at 16 kHz is +-272 ms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfonn import SelfONN1d
+
+__all__ = ["ARCH", "SpectralConfig", "SpectralGenerator"]
+
+#: the ``arch`` a stored generator config names for this model
+ARCH = "spectral"
+#: the RMS floor that keeps a silent clip's features finite (the mask, not the level, is what is learnt)
+RMS_FLOOR = 1e-5
+
+
+@dataclass
+class SpectralConfig:
+    """The mask estimator's options, as plain data (checkpoints stay weights_only-loadable)."""
+
+    arch: str = ARCH  # tells build_generator which network a stored config describes
+    n_fft: int = 512  # STFT size (32 ms at 16 kHz); hop is n_fft // 4
+    hidden: int = 128  # channels of every layer between the input and the mask
+    blocks: int = 5  # residual dilated blocks, dilations 1, 2, ..., 2**(blocks-1) frames
+    q: int = 3  # Self-ONN order of every layer
+    mask_max: float = 1.2  # the mask lies in (0, mask_max): it may lift a bin a little, never without bound
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SpectralConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown spectral config keys: {sorted(unknown)}")
+        cfg = cls(**d)
+        if cfg.arch != ARCH:
+            raise ValueError(f"a spectral config has arch {ARCH!r}, got {cfg.arch!r}")
+        return cfg
+
+    @property
+    def hop(self) -> int:
+        return self.n_fft // 4
+
+    def check(self) -> None:
+        """ValueError for options the network cannot be built with."""
+        if self.n_fft < 16 or self.n_fft % 4 or min(self.hidden, self.blocks, self.q) < 1:
+            raise ValueError(f"the spectral generator needs n_fft >= 16 and a multiple of 4, hidden, blocks, q >= 1, "
+                             f"got {self.n_fft}, {self.hidden}, {self.blocks}, {self.q}")
+        if not 1 < self.mask_max <= 4:
+            raise ValueError(f"the spectral generator needs 1 < mask_max <= 4, got {self.mask_max}")
+
+
+class _Block(nn.Module):
+    """h + proj(tanh(conv_d(tanh(h)))): a k3 dilated Self-ONN conv and a zero-initialised 1x1 projection, so a
+    block starts as the identity; tanh before each conv keeps every Self-ONN input in [-1, 1]."""
+
+    def __init__(self, channels: int, dilation: int, q: int) -> None:
+        super().__init__()
+        self.conv = SelfONN1d(channels, channels, 3, padding=dilation, dilation=dilation, q=q)
+        self.proj = SelfONN1d(channels, channels, 1, q=q)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.proj(torch.tanh(self.conv(torch.tanh(h))))
+
+
+class SpectralGenerator(nn.Module):
+    """(B, 1, T) -> (B, 1, T) for any T >= 1: the input's STFT times a learnt mask, back to samples."""
+
+    #: read by `opgan.enhance.enhance_clips`: any length works (the STFT pads with zeros, the iSTFT crops back)
+    length_multiple = 1
+
+    def __init__(self, config: SpectralConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SpectralConfig()
+        self.config.check()
+        c = self.config
+        bins = c.n_fft // 2 + 1
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+        self.inp = SelfONN1d(bins, c.hidden, 3, padding=1, q=c.q)
+        self.blocks = nn.Sequential(*(_Block(c.hidden, 2**i, c.q) for i in range(c.blocks)))
+        self.out = SelfONN1d(c.hidden, bins, 1, q=c.q)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.mask_bias = math.log(1.0 / (c.mask_max - 1.0))  # sigmoid(mask_bias) * mask_max == 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != 1 or x.shape[-1] == 0:
+            raise ValueError(f"SpectralGenerator expects (batch, 1, length > 0), got {tuple(x.shape)}")
+        spec = self._stft(x[:, 0])
+        y = torch.istft(spec * self.mask(x, spec), self.config.n_fft, self.config.hop, window=self._window(x),
+                        center=True, length=x.shape[-1])
+        return y.unsqueeze(1)
+
+    def mask(self, x: torch.Tensor, spec: torch.Tensor | None = None) -> torch.Tensor:
+        """The (B, F, N) mask for ``x`` (B, 1, T): what the network multiplies the input's STFT by."""
+        spec = self._stft(x[:, 0]) if spec is None else spec
+        # (B, 1, 1); a per-clip constant to the gradient, so each frame's mask depends on its neighbours only
+        rms = _fft_dtype(x.detach()).square().mean(-1, keepdim=True).sqrt().clamp_min(RMS_FLOOR)
+        w = self._window(x)
+        mag = spec.abs() / (rms * w.square().sum().sqrt())
+        feat = torch.tanh(torch.log10(mag + 1e-4) / 2)
+        h = torch.tanh(self.inp(feat))
+        h = self.blocks(h)
+        z = self.out(torch.tanh(h))
+        return self.config.mask_max * torch.sigmoid(z + self.mask_bias)
+
+    def _window(self, x: torch.Tensor) -> torch.Tensor:
+        return self.window.to(device=x.device, dtype=_fft_dtype(x).dtype)
+
+    def _stft(self, x: torch.Tensor) -> torch.Tensor:
+        # constant padding, so that a clip shorter than n_fft/2 works
+        return torch.stft(_fft_dtype(x), self.config.n_fft, self.config.hop, window=self._window(x), center=True,
+                          pad_mode="constant", return_complex=True)
+
+
+def _fft_dtype(x: torch.Tensor) -> torch.Tensor:
+    """x in float32, or float64 if it is (half precision has no FFT on every device)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()

@@ -1,0 +1,191 @@
+"""The STFT-mask Self-ONN generator (`--arch spectral`): identity at init, any length, level-free features,
+through the trainer, checkpoints, restorer and tools, and bounded when a checkpoint asks for an absurd one."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from opgan import ladder
+from opgan.checkpoint import CheckpointError, check_generator, load_checkpoint
+from opgan.config import ConfigError, parse_args
+from opgan.enhance import enhance_signal, load_restorer
+from opgan.models import SpectralConfig, SpectralGenerator, build_generator
+from opgan.trainer import main
+from selfonn import SelfONN1d
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _trainer_fixtures import make_tiny_rar  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SMALL = SpectralConfig(n_fft=64, hidden=8, blocks=2, q=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_tiny_rar(tmp_path_factory.mktemp("rar") / "data")
+
+
+def _args(data: Path, runs: Path, *extra: str) -> list[str]:
+    return ["--preset", "tiny", "--data", str(data), "--runs-dir", str(runs), "--arch", "spectral",
+            "--spectral-n-fft", "64", "--spectral-hidden", "8", "--spectral-blocks", "2", "--q", "2", *extra]
+
+
+@pytest.fixture(scope="module")
+def spectral_run(tiny_data, tmp_path_factory) -> Path:
+    """A 2-step run, adversarial (the tiny preset keeps the discriminator on)."""
+    runs = tmp_path_factory.mktemp("runs")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_args(tiny_data, runs, "--max-steps", "2", "--val-every", "2", "--ckpt-every", "1")) == 0
+    finally:
+        torch.set_num_threads(n)
+    return runs / "tiny"
+
+
+@pytest.mark.parametrize("length", [1, 7, 31, 333, 4097])
+def test_identity_at_init_for_any_length_and_gradients_reach_every_layer(length):
+    torch.manual_seed(0)
+    g = SpectralGenerator(SMALL)
+    x = (0.1 * torch.randn(2, 1, length)).requires_grad_(True)
+    y = g(x)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)  # the mask is exactly 1 while the output layer is zero
+    (y - 0.5 * x).square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert g.out.weight.grad.abs().sum() > 0  # the zero-initialised output layer learns first
+    with pytest.raises(ValueError, match="expects"):
+        g(torch.zeros(2, 2, 64))
+
+
+def test_mask_is_level_free_bounded_and_finite_on_silence():
+    torch.manual_seed(0)
+    g = SpectralGenerator(SMALL)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.3)
+        x = 0.1 * torch.randn(1, 1, 2048)
+        m = g.mask(x)
+        torch.testing.assert_close(g.mask(100 * x), m, atol=1e-4, rtol=0)  # features see the clip at one level
+        assert m.shape == (1, 33, 2048 // 16 + 1) and m.min() >= 0 and m.max() <= SMALL.mask_max
+        silent = g(torch.zeros(1, 1, 2048))
+        assert torch.isfinite(silent).all() and silent.abs().max() == 0  # a mask times nothing is nothing
+
+
+def test_every_layer_is_a_selfonn_layer_and_reach_is_the_dilations():
+    g = SpectralGenerator(SpectralConfig(n_fft=64, hidden=4, blocks=3, q=3))
+    convs = [m for m in g.modules() if isinstance(m, SelfONN1d)]
+    assert len(convs) == 2 + 2 * 3 and all(c.q == 3 for c in convs)
+    assert [b.conv.dilation[0] for b in g.blocks] == [1, 2, 4]
+    # a frame's mask depends on +-(1 + 1 + 2 + 4) frames and nothing further
+    x = torch.zeros(1, 1, 64 * 16, requires_grad=True)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.3)
+    xin = x + 0.1 * torch.randn_like(x)
+    g.mask(xin)[0, :, 32].sum().backward()
+    frames = x.grad[0, 0].reshape(-1, 16).abs().sum(-1).nonzero().flatten()
+    assert frames.min() >= 32 - 8 - 2 and frames.max() <= 32 + 8 + 2  # +-8 frames, +-2 more for the window
+
+
+def test_build_generator_dispatches_and_configs_round_trip():
+    g = build_generator(SMALL.to_dict())
+    assert isinstance(g, SpectralGenerator) and g.config == SMALL
+    with pytest.raises(ValueError, match="unknown spectral config keys"):
+        build_generator({**SMALL.to_dict(), "lstm": 1})
+    with pytest.raises(ValueError, match="mask_max"):
+        build_generator({**SMALL.to_dict(), "mask_max": 1.0})
+
+
+def test_run_trains_checkpoints_resumes_and_restores(spectral_run, tiny_data, tmp_path):
+    cfg = json.loads((spectral_run / "config.json").read_text())
+    assert (cfg["arch"], cfg["spectral_hidden"], cfg["spectral_blocks"]) == ("spectral", 8, 2)
+    last = load_checkpoint(spectral_run / "last.pt")
+    assert last["config"]["generator"] == {**SMALL.to_dict()}
+    assert last["step"] == 2 and "discriminator" in last
+    recs = [json.loads(ln) for ln in (spectral_run / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite([r["g_loss"] for r in recs if r["kind"] == "train"]).all()
+    runs = tmp_path / "runs"
+    (runs / "tiny").mkdir(parents=True)
+    for f in spectral_run.iterdir():
+        if f.is_file():
+            (runs / "tiny" / f.name).write_bytes(f.read_bytes())
+    assert main(_args(tiny_data, runs, "--max-steps", "3", "--resume")) == 0
+    resumed = load_checkpoint(runs / "tiny" / "last.pt")
+    assert resumed["step"] == 3
+    assert any(not torch.equal(v, resumed["generator"][k]) for k, v in last["generator"].items())
+    assert main(_args(tiny_data, runs, "--max-steps", "4", "--resume", "--arch", "unet")) == 2
+
+    r = load_restorer(spectral_run / "best.pt")
+    assert isinstance(r.generator, SpectralGenerator)
+    x = 0.1 * np.random.default_rng(0).standard_normal(5001).astype(np.float32)
+    y = enhance_signal(r, x, window=2048)
+    assert y.shape == x.shape and np.isfinite(y).all()
+    rec = ladder.gap(spectral_run, tiny_data / "train", tiny_data / "val")
+    assert rec["train"]["clips"] == 8 and np.isfinite(rec["si_sdr_gain_gap"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden": 10**6}, "hidden 1000000 is not an integer from 1 to 1024"),
+    ({"blocks": 40}, "blocks 40 is not an integer from 1 to 12"),
+    ({"n_fft": 10**7}, "n_fft 10000000 is not an integer from 16 to 8192"),
+    ({"n_fft": 66}, "not understood"),
+    ({"mask_max": 1e9}, "mask_max 1000000000.0 is not a number"),
+    ({"q": 99}, "q 99 is not an integer"),
+    ({"hidden": 1024, "blocks": 12, "q": 16}, "parameters, more than"),
+])
+def test_checkpoint_validation_bounds_it(change, message):
+    state = SpectralGenerator(SMALL).state_dict()
+    assert check_generator(SMALL.to_dict(), state, "x.pt").config["hidden"] == 8
+    with pytest.raises(CheckpointError, match=message):
+        check_generator({**SMALL.to_dict(), **change}, state, "x.pt")
+
+
+def test_config_flags_and_bounds():
+    cfg, _, _ = parse_args(["--arch", "spectral", "--spectral-hidden", "32", "--q", "2"])
+    assert cfg.generator_config() == {**SpectralConfig(hidden=32, q=2).to_dict()}
+    for bad, message in ((["--arch", "spectral", "--spectral-n-fft", "510"], "spectral_n_fft must be from 16 to 8192 "
+                                                                             "and a multiple of 4"),
+                         (["--arch", "spectral", "--spectral-blocks", "0"], "spectral_blocks must be >= 1"),
+                         (["--arch", "spectral", "--spectral-hidden", "5000"], "spectral_hidden must be from 1 to 1024"),
+                         (["--arch", "spectral", "--g-q", "1,2,3,1,2,3,1,2,3,1"], "takes one --q")):
+        with pytest.raises(ConfigError, match=message):
+            parse_args(bad)
+
+
+def test_receptive_profiles_it(capsys):
+    from opgan import receptive
+
+    assert receptive.main(["tiny", "tiny:arch=spectral,spectral_n_fft=64,spectral_hidden=8,spectral_blocks=2",
+                           "--steps", "1", "--length", "2048"]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if "arch=spectral" in ln)
+    assert "whole clip" not in row
+
+
+@pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1",
+                    reason="CPU Triton runs need TRITON_INTERPRET=1 (set w/o CUDA)")
+def test_fused_kernels_run_it_as_the_reference_does():
+    """Every layer (k3 over 33 bins in, k3 dilated, 1x1) on the Triton kernels, forward and backward."""
+    import selfonn
+
+    torch.manual_seed(0)
+    g = SpectralGenerator(SpectralConfig(n_fft=64, hidden=4, blocks=2, q=2))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.3)
+    x = 0.1 * torch.randn(1, 1, 256)
+    outs = []
+    for backend in ("torch", "triton"):
+        g.zero_grad(set_to_none=True)
+        with selfonn.use_backend(backend):
+            y = g(x)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append((y.detach(), [p.grad.clone() for p in g.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-5, rtol=1e-4)
+    for a, b in zip(outs[1][1], outs[0][1]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
