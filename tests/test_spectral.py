@@ -32,12 +32,13 @@ def tiny_data(tmp_path_factory) -> Path:
 
 def _args(data: Path, runs: Path, *extra: str) -> list[str]:
     return ["--preset", "tiny", "--data", str(data), "--runs-dir", str(runs), "--arch", "spectral",
-            "--spectral-n-fft", "64", "--spectral-hidden", "8", "--spectral-blocks", "2", "--q", "2", *extra]
+            "--spectral-n-fft", "64", "--spectral-hidden", "8", "--spectral-blocks", "2", "--q", "2", "--spectral-gate",
+            *extra]
 
 
 @pytest.fixture(scope="module")
 def spectral_run(tiny_data, tmp_path_factory) -> Path:
-    """A 2-step run, adversarial (the tiny preset keeps the discriminator on)."""
+    """A 2-step run of the gated model, adversarial (the tiny preset keeps the discriminator on)."""
     runs = tmp_path_factory.mktemp("runs")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -106,7 +107,7 @@ def test_run_trains_checkpoints_resumes_and_restores(spectral_run, tiny_data, tm
     cfg = json.loads((spectral_run / "config.json").read_text())
     assert (cfg["arch"], cfg["spectral_hidden"], cfg["spectral_blocks"]) == ("spectral", 8, 2)
     last = load_checkpoint(spectral_run / "last.pt")
-    assert last["config"]["generator"] == {**SMALL.to_dict()}
+    assert last["config"]["generator"] == {**SMALL.to_dict(), "gate": True}
     assert last["step"] == 2 and "discriminator" in last
     recs = [json.loads(ln) for ln in (spectral_run / "metrics.jsonl").read_text().splitlines()]
     assert np.isfinite([r["g_loss"] for r in recs if r["kind"] == "train"]).all()
@@ -128,6 +129,7 @@ def test_run_trains_checkpoints_resumes_and_restores(spectral_run, tiny_data, tm
     assert y.shape == x.shape and np.isfinite(y).all()
     rec = ladder.gap(spectral_run, tiny_data / "train", tiny_data / "val")
     assert rec["train"]["clips"] == 8 and np.isfinite(rec["si_sdr_gain_gap"])
+    assert 0 < rec["val"]["gate_median"] < 1  # the gap reading sees its clip gate as it sees the U-Net's
 
 
 @pytest.mark.parametrize("change, message", [
@@ -189,3 +191,25 @@ def test_fused_kernels_run_it_as_the_reference_does():
     torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-5, rtol=1e-4)
     for a, b in zip(outs[1][1], outs[0][1]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
+def test_gate_scales_the_correction_per_clip_and_can_pass_a_clip_unchanged():
+    torch.manual_seed(0)
+    cfg = SpectralConfig(n_fft=64, hidden=8, blocks=2, q=2, gate=True)
+    g = SpectralGenerator(cfg)
+    x = 0.1 * torch.randn(3, 1, 700)
+    torch.testing.assert_close(g(x), x, atol=1e-5, rtol=0)  # the identity at init, gate or not
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.3)
+        ungated = SpectralGenerator(SpectralConfig(**{**cfg.to_dict(), "gate": False}))
+        ungated.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("gate.")})
+        y_free = ungated(x)
+        g.gate.weight.zero_()
+        g.gate.bias.fill_(-30.0)  # shut: the clip passes as it came
+        torch.testing.assert_close(g(x), x, atol=1e-6, rtol=0)
+        g.gate.bias.fill_(30.0)  # open: the mask's output, as without the gate
+        torch.testing.assert_close(g(x), y_free, atol=1e-6, rtol=0)
+    cfg_args, _, _ = parse_args(["--arch", "spectral", "--spectral-gate"])
+    assert cfg_args.generator_config()["gate"] is True
+    assert parse_args(["--arch", "spectral"])[0].generator_config()["gate"] is False  # the ladder's model: no gate
