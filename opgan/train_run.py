@@ -278,7 +278,8 @@ class Run:
         """Warm start: weights from a checkpoint (a shipped model or a run's best/last.pt), with fresh
         optimisers at step 0. The generator's shape must match this config's; the gate's floor and leak
         (no weights of their own) may differ, e.g. to let a model trained with a high floor learn to
-        close its gate on clean inputs."""
+        close its gate on clean inputs; and a clip gate may be added to an ungated model (the gate's
+        weights start at their init, every other weight loads)."""
         where = _resolve_weights(path)
         src = load_checkpoint(where)
         spec = check_restorer(src, where)
@@ -286,15 +287,23 @@ class Run:
         with torch.device("meta"):  # its config as this version writes it (checked and bounded above)
             built = build_generator(spec.generator.config).config
         have = built.to_dict()
+        # a gate may be added to an ungated model: its own weights start fresh, every other weight loads
+        add_gate = bool(want.get("gate")) and not have.get("gate")
         # to_dict leaves out fields at their defaults: a field either side names must match
-        shaped = (have.keys() | want.keys()) - set(_WEIGHTLESS_FIELDS)
+        shaped = (have.keys() | want.keys()) - set(_WEIGHTLESS_FIELDS) - ({"gate"} if add_gate else set())
         if any(have.get(k) != want.get(k) for k in shaped) or spec.second is not None:
             raise ConfigError(f"--init-from {path}: its generator {have} does not match this run's {want}")
         for k in _WEIGHTLESS_FIELDS:
             old, new = getattr(built, k, None), getattr(self.g_raw.config, k, None)
             if old != new:
                 logger.info("--init-from %s: %s %s -> %s (this run's)", path, k, old, new)
-        self.g_raw.load_state_dict(spec.generator.state)
+        if add_gate:
+            logger.info("--init-from %s: a clip gate is added (its weights start at their init)", path)
+            state = {**{k: v for k, v in self.g_raw.state_dict().items() if k.startswith("gate.")},
+                     **spec.generator.state}
+            self.g_raw.load_state_dict(state)
+        else:
+            self.g_raw.load_state_dict(spec.generator.state)
         if "discriminator" in src:
             try:
                 d_state = check_state(src["discriminator"], self.d_raw.state_dict(), where, "discriminator")

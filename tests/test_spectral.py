@@ -213,3 +213,25 @@ def test_gate_scales_the_correction_per_clip_and_can_pass_a_clip_unchanged():
     cfg_args, _, _ = parse_args(["--arch", "spectral", "--spectral-gate"])
     assert cfg_args.generator_config()["gate"] is True
     assert parse_args(["--arch", "spectral"])[0].generator_config()["gate"] is False  # the ladder's model: no gate
+
+
+def test_a_gate_can_be_added_to_a_trained_ungated_model(tiny_data, tmp_path):
+    from opgan.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    src = SpectralGenerator(SMALL)
+    with torch.no_grad():
+        src.out.weight.normal_(0, 0.1)
+    path = tmp_path / "ungated.pt"
+    save_checkpoint(path, {"format": "opgan-ckpt-1", "config": {"generator": src.config.to_dict()},
+                           "generator": src.state_dict(), "sample_rate": 16000})
+    assert main(_args(tiny_data, tmp_path, "--name", "gated", "--max-steps", "1", "--lr", "1e-12",
+                      "--init-from", str(path))) == 0
+    g = load_checkpoint(tmp_path / "gated" / "last.pt")["generator"]
+    torch.testing.assert_close(g["out.weight"], src.state_dict()["out.weight"], atol=1e-6, rtol=0)
+    assert g["gate.bias"].item() == pytest.approx(2.0, abs=1e-6)  # the added gate starts open, at its init
+    # the other way round is refused: a gated model's gate would be dropped
+    gated = tmp_path / "gated" / "last.pt"
+    assert main(["--preset", "tiny", "--data", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "back",
+                 "--arch", "spectral", "--spectral-n-fft", "64", "--spectral-hidden", "8", "--spectral-blocks", "2",
+                 "--q", "2", "--init-from", str(gated)]) == 2
