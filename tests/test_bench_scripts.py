@@ -823,6 +823,11 @@ def test_prewarm_training_mode_compiles_the_trainers_first_step_and_validation(t
                                                                                ([1, 1, 2656], [], False)]
     with pytest.raises(FileNotFoundError, match="no config.json"):
         prewarm.training_plans([tmp_path])
+    # the generator's arch and its own fields shape the kernels too: a spectral run is a plan of its own
+    spectral = _training_run(tmp_path / "runs", "spectral", data, arch="spectral", spectral_hidden=8, spectral_blocks=2,
+                             spectral_n_fft=64)
+    plans = prewarm.training_plans([runs[0], spectral])
+    assert [p["config"]["arch"] for p in plans] == ["unet", "spectral"] and plans[1]["config"]["spectral_hidden"] == 8
 
     calls: list[tuple[str, set]] = []
 

@@ -47,7 +47,7 @@ def test_wheel_carries_weights_and_typing_markers_but_no_audio():
     audio = sorted(p.name for files in data.values() for p in files if p.suffix.lower() in AUDIO_SUFFIXES)
     assert not audio, f"audio in the wheel: {audio[:5]}"
     mib = sum(p.stat().st_size for files in data.values() for p in files) / 2**20
-    assert mib < 6, f"package data is {mib:.1f} MiB"
+    assert mib < 16, f"package data is {mib:.1f} MiB"  # two models of 1.4 M float32 parameters, 5.3 MiB each
     # and the checkout keeps what the default training run, the tests and the gate read
     for folder in ("opgan/assets/audio/corpus", "opgan/assets/audio/fixture", "opgan/assets/gate"):
         assert any(p.suffix in AUDIO_SUFFIXES for p in (ROOT / folder).rglob("*")), folder

@@ -34,7 +34,7 @@ Training mode: ``--training`` names run folders (each with the ``config.json`` t
 --resume`` trains on) and compiles what a GPU session of those runs compiles early, in place of the
 round's work:
 
-    python tools/gpu/prewarm_cache.py --training training/speech-noise,training/music --pack
+    python tools/gpu/prewarm_cache.py --training training/speech-spectral,training/music-spectral --pack
     # -> .gpu/triton-cache/ and .gpu/triton-cache.tar.xz (tools/gpu/gpu_continue.sh prepare runs this)
 
 - the trainer's ``precompile_kernels`` before the first step (``opgan.trainer.precompile_passes``: G
@@ -162,7 +162,7 @@ def training_plans(run_dirs: list[Path], data: str | None = None) -> list[dict]:
 
 # the config fields build_models reads that change a kernel (gate_floor, gate_leak and activation do not)
 _MODEL_FIELDS = ("filters", "d_filters", "q", "g_q", "d_q", "residual", "gate", "context", "context_blocks",
-                 "context_width")
+                 "context_width", "arch", "spectral_n_fft", "spectral_hidden", "spectral_blocks", "spectral_gate")
 
 
 def _validation_shapes(cfg, data: str | None) -> list[list[int]]:
