@@ -250,11 +250,26 @@ def test_folded_generator_is_the_same_model():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4 * b.grad.abs().max().item())
 
 
-@pytest.mark.parametrize("name", ["speech", "music"])
-def test_shipped_checkpoints_load_unchanged_into_folded_generator(name):
-    from opgan.enhance import load_restorer
+#: generator configs as the U-Net checkpoints shipped before the spectral models stored them: the first ones
+#: (no gate floor, leak, activation or context fields) and the last one (floor 0.05, leak 0.01)
+_STORED_UNET_CONFIGS = {"first": {"filters": 8, "q": 3, "residual": True, "gate": True},
+                        "last": {"filters": 8, "q": 3, "residual": True, "gate": True, "gate_floor": 0.05,
+                                 "gate_leak": 0.01}}
 
-    gen = load_restorer(name).generator  # strict load into the default (folded) generator
+
+def _stored_unet(name: str) -> Generator:
+    """A U-Net built from a stored config, every weight drawn (so the zero-initialised output layer is not zero)."""
+    torch.manual_seed(0)
+    gen = build_generator(dict(_STORED_UNET_CONFIGS[name])).eval()
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.normal_(0, 0.2)
+    return gen
+
+
+@pytest.mark.parametrize("name", ["first", "last"])
+def test_stored_unet_checkpoints_load_unchanged_into_folded_generator(name):
+    gen = _stored_unet(name)  # the default (folded) generator
     assert all(block.fold for block in gen.up)
     plain = build_generator(gen.config, fold_upsample=False).eval()
     plain.load_state_dict(gen.state_dict(), strict=True)
@@ -409,14 +424,12 @@ def test_generator_saves_skips_only_inside_their_concatenation(gate, backend, mo
 # ---- gate floor and leak, activation, dilated context (issue 23) ------------------------------------
 
 
-@pytest.mark.parametrize("kind, floor, leak", [("music", 0.0, 0.0), ("speech", 0.05, 0.01)])
-def test_shipped_configs_build_the_gate_they_were_trained_with(kind, floor, leak):
-    """The music checkpoint's config predates gate_floor/gate_leak/activation/context: it builds the
-    old network, whose output is x + sigmoid(gate(stats)) * out(h) exactly. The speech checkpoint
-    records its floor and leak: x + (floor + (1 - floor) * sigmoid(gate(stats))) * out(h) (the leak
-    changes only the gradient)."""
-    from opgan.enhance import load_restorer
-
+@pytest.mark.parametrize("kind, floor, leak", [("first", 0.0, 0.0), ("last", 0.05, 0.01)])
+def test_stored_configs_build_the_gate_they_were_trained_with(kind, floor, leak):
+    """The first shipped U-Nets' config predates gate_floor/gate_leak/activation/context: it builds the
+    old network, whose output is x + sigmoid(gate(stats)) * out(h) exactly. The last one records its
+    floor and leak: x + (floor + (1 - floor) * sigmoid(gate(stats))) * out(h) (the leak changes only
+    the gradient)."""
     from dataclasses import fields
 
     from opgan.models.generator import _LATER_DEFAULTS
@@ -424,7 +437,7 @@ def test_shipped_configs_build_the_gate_they_were_trained_with(kind, floor, leak
     assert {f.name: f.default for f in fields(GeneratorConfig) if f.name in _LATER_DEFAULTS} == _LATER_DEFAULTS
     assert GeneratorConfig(8, 3, True, True).to_dict() == {"filters": 8, "q": 3, "residual": True, "gate": True}
     assert GeneratorConfig.from_dict(GeneratorConfig(8, 3, True, True, gate_floor=0.05).to_dict()).gate_floor == 0.05
-    gen = load_restorer(kind).generator
+    gen = _stored_unet(kind)
     assert (gen.config.gate_floor, gen.config.gate_leak, gen.config.activation, gen.config.context) == \
         (floor, leak, "tanh", "none")
     x = torch.rand(2, 1, 1024, generator=torch.Generator().manual_seed(0)) * 0.6 - 0.3

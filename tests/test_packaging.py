@@ -114,4 +114,4 @@ def test_built_wheel_holds_weights_and_no_audio(tmp_path):
             "selfonn/py.typed"} <= set(names)
     assert any(n.endswith("/licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     assert not [n for n in names if Path(n).suffix in AUDIO_SUFFIXES]
-    assert wheel.stat().st_size < 6 * 2**20
+    assert wheel.stat().st_size < 16 * 2**20  # two spectral models of 5.3 MiB each
