@@ -212,7 +212,7 @@ DEMUCS_GROWTH = (1.0, 4.0)
 SPECTRAL_BOUNDS = {"n_fft": (16, 8192), "hidden": (1, 1024), "blocks": (1, 12)}
 SPECTRAL_MASK_MAX = (1.0, 4.0)
 #: Largest generator a checkpoint may describe, in parameters (512 MiB of float32; the shipped ones
-#: hold 0.24 M, the paper's 1 M), counted on the meta device before anything is allocated.
+#: hold 1.4 M, the paper's U-Net 1 M), counted on the meta device before anything is allocated.
 MAX_PARAMETERS = 2**27
 #: Largest step count and training time a resumable checkpoint may claim.
 MAX_STEP = 10**12
