@@ -231,8 +231,9 @@ class _ContextBlock(nn.Module):
     The residual sum is not bounded, so each conv sees it through the activation first (with tanh, every
     Self-ONN input stays in [-1, 1] as in the rest of the U-Net).
 
-    At the bottleneck one sample is 32 input samples: n blocks with d = 1..2**(n-1) reach +-(2**n - 1) * 32
-    input samples (n=6: +-2016 = +-126 ms at 16 kHz) for a cost at 1/32 of the input rate.
+    At the U-Net's bottleneck one sample is 32 input samples: n blocks with d = 1..2**(n-1) reach
+    +-(2**n - 1) * 32 input samples (n=6: +-2016 = +-126 ms at 16 kHz) for a cost at 1/32 of the input rate.
+    models.spectral stacks the same block over STFT frames.
     """
 
     def __init__(self, channels: int, width: int, dilation: int, q: int, activation: str) -> None:

@@ -12,12 +12,14 @@ and checked without it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .arch import ArchConfig
 
 __all__ = ["ARCH", "INSTALL", "DemucsConfig", "DemucsGenerator", "ReferenceUnavailable", "demucs_class"]
 
@@ -43,7 +45,7 @@ def demucs_class() -> type[nn.Module]:
 
 
 @dataclass
-class DemucsConfig:
+class DemucsConfig(ArchConfig):
     """Demucs' own options, as plain data (checkpoints stay weights_only-loadable).
 
     Defaults: Demucs' speech-enhancement architecture (x4 resampling, 5 encoder/decoder levels of k8 s4,
@@ -51,6 +53,9 @@ class DemucsConfig:
     of 48: at batch 8 x 4096 samples on one CPU thread its training step costs about what the recipe's
     f=8 U-Net's does (docs/training.md, "Learning ladder").
     """
+
+    ARCH: ClassVar[str] = ARCH
+    NAME: ClassVar[str] = "Demucs"
 
     arch: str = ARCH  # tells build_generator which network a stored config describes
     hidden: int = 8  # channels of the first level (Demucs' default 48), x growth per level
@@ -64,19 +69,6 @@ class DemucsConfig:
     causal: bool = False  # False: a bidirectional LSTM at the bottleneck
     rescale: float = 0.1  # Demucs' weight-rescaling init
     floor: float = 1e-3  # added to the std when normalising
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DemucsConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown Demucs config keys: {sorted(unknown)}")
-        cfg = cls(**d)
-        if cfg.arch != ARCH:
-            raise ValueError(f"a Demucs config has arch {ARCH!r}, got {cfg.arch!r}")
-        return cfg
 
     def check(self) -> None:
         """ValueError for options Demucs cannot build or run with."""

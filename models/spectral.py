@@ -29,13 +29,16 @@ per clip, as in the U-Net's clip gate (models.generator), not something every bi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from selfonn import SelfONN1d
+
+from .arch import ArchConfig
+from .generator import _ContextBlock
 
 __all__ = ["ARCH", "SpectralConfig", "SpectralGenerator"]
 
@@ -49,8 +52,11 @@ GATE_BIAS = 2.0
 
 
 @dataclass
-class SpectralConfig:
+class SpectralConfig(ArchConfig):
     """The mask estimator's options, as plain data (checkpoints stay weights_only-loadable)."""
+
+    ARCH: ClassVar[str] = ARCH
+    NAME: ClassVar[str] = "spectral"
 
     arch: str = ARCH  # tells build_generator which network a stored config describes
     n_fft: int = 512  # STFT size (32 ms at 16 kHz); hop is n_fft // 4
@@ -59,19 +65,6 @@ class SpectralConfig:
     q: int = 3  # Self-ONN order of every layer
     mask_max: float = 1.2  # the mask lies in (0, mask_max): it may lift a bin a little, never without bound
     gate: bool = False  # scale the correction by a per-clip gate (see the module docstring)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SpectralConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown spectral config keys: {sorted(unknown)}")
-        cfg = cls(**d)
-        if cfg.arch != ARCH:
-            raise ValueError(f"a spectral config has arch {ARCH!r}, got {cfg.arch!r}")
-        return cfg
 
     @property
     def hop(self) -> int:
@@ -84,21 +77,6 @@ class SpectralConfig:
                              f"got {self.n_fft}, {self.hidden}, {self.blocks}, {self.q}")
         if not 1 < self.mask_max <= 4:
             raise ValueError(f"the spectral generator needs 1 < mask_max <= 4, got {self.mask_max}")
-
-
-class _Block(nn.Module):
-    """h + proj(tanh(conv_d(tanh(h)))): a k3 dilated Self-ONN conv and a zero-initialised 1x1 projection, so a
-    block starts as the identity; tanh before each conv keeps every Self-ONN input in [-1, 1]."""
-
-    def __init__(self, channels: int, dilation: int, q: int) -> None:
-        super().__init__()
-        self.conv = SelfONN1d(channels, channels, 3, padding=dilation, dilation=dilation, q=q)
-        self.proj = SelfONN1d(channels, channels, 1, q=q)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.proj(torch.tanh(self.conv(torch.tanh(h))))
 
 
 class SpectralGenerator(nn.Module):
@@ -115,7 +93,8 @@ class SpectralGenerator(nn.Module):
         bins = c.n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.inp = SelfONN1d(bins, c.hidden, 3, padding=1, q=c.q)
-        self.blocks = nn.Sequential(*(_Block(c.hidden, 2**i, c.q) for i in range(c.blocks)))
+        # h + proj(tanh(conv_d(tanh(h)))): the U-Net's dilated context block, zero-initialised projection
+        self.blocks = nn.Sequential(*(_ContextBlock(c.hidden, c.hidden, 2**i, c.q, "tanh") for i in range(c.blocks)))
         self.out = SelfONN1d(c.hidden, bins, 1, q=c.q)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
