@@ -12,15 +12,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from opgan import ladder
 from opgan.checkpoint import CheckpointError, check_generator, load_checkpoint, save_checkpoint
 from opgan.config import ConfigError, parse_args
-from opgan.enhance import enhance_signal, load_restorer
+from opgan.enhance import load_restorer
 from opgan.models import DemucsConfig, DemucsGenerator, build_generator
 from opgan.trainer import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _trainer_fixtures import make_tiny_rar  # noqa: E402
+from _trainer_fixtures import check_generator_run, make_tiny_rar  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 INSTALL = "pip install --no-deps denoiser==0.1.5"
@@ -79,32 +78,8 @@ def test_reference_run_trains_checkpoints_resumes_and_restores(demucs_run, tiny_
     gcfg = last["config"]["generator"]
     assert gcfg["arch"] == "demucs" and gcfg["hidden"] == 4 and gcfg["depth"] == 3 and gcfg["causal"] is False
     assert any(k.startswith("net.lstm.") for k in last["generator"])
-    assert last["step"] == 2 and "discriminator" in last  # lambda_adv > 0: the discriminator trained beside it
-    recs = [json.loads(ln) for ln in (demucs_run / "metrics.jsonl").read_text().splitlines()]
-    assert np.isfinite([r["g_loss"] for r in recs if r["kind"] == "train"]).all()
-
-    # resume a copy one step further: the weights move on from last.pt's
-    runs = tmp_path / "runs"
-    (runs / "tiny").mkdir(parents=True)
-    for f in demucs_run.iterdir():
-        if f.is_file():
-            (runs / "tiny" / f.name).write_bytes(f.read_bytes())
-    assert main(_args(tiny_data, runs, "--max-steps", "3", "--resume")) == 0
-    resumed = load_checkpoint(runs / "tiny" / "last.pt")
-    assert resumed["step"] == 3
-    assert any(not torch.equal(v, resumed["generator"][k]) for k, v in last["generator"].items())
-    # another architecture cannot resume it
-    assert main(_args(tiny_data, runs, "--max-steps", "4", "--resume", "--arch", "unet")) == 2
-
-    # best.pt restores signals of any length (overlap-add, padding-free)
-    r = load_restorer(demucs_run / "best.pt")
-    assert isinstance(r.generator, DemucsGenerator)
-    x = 0.1 * np.random.default_rng(0).standard_normal(5001).astype(np.float32)
-    y = enhance_signal(r, x, window=2048)
-    assert y.shape == x.shape and np.isfinite(y).all()
-    # the ladder's train/validation gap reads it as it reads the U-Net's
-    rec = ladder.gap(demucs_run, tiny_data / "train", tiny_data / "val")
-    assert rec["train"]["clips"] == 8 and np.isfinite(rec["si_sdr_gain_gap"])
+    # resume, restore and the ladder's gap, as for every generator arch
+    check_generator_run(demucs_run, tiny_data, _args, DemucsGenerator, tmp_path)
 
 
 def test_restore_cli_and_warm_start_from_a_reference_checkpoint(demucs_run, tiny_data, tmp_path, capsys):

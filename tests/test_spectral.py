@@ -6,20 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from opgan import ladder
 from opgan.checkpoint import CheckpointError, check_generator, load_checkpoint
 from opgan.config import ConfigError, parse_args
-from opgan.enhance import enhance_signal, load_restorer
 from opgan.models import SpectralConfig, SpectralGenerator, build_generator
 from opgan.trainer import main
 from selfonn import SelfONN1d
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _trainer_fixtures import make_tiny_rar  # noqa: E402
+from _trainer_fixtures import check_generator_run, make_tiny_rar  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = SpectralConfig(n_fft=64, hidden=8, blocks=2, q=2)
@@ -108,27 +105,7 @@ def test_run_trains_checkpoints_resumes_and_restores(spectral_run, tiny_data, tm
     assert (cfg["arch"], cfg["spectral_hidden"], cfg["spectral_blocks"]) == ("spectral", 8, 2)
     last = load_checkpoint(spectral_run / "last.pt")
     assert last["config"]["generator"] == {**SMALL.to_dict(), "gate": True}
-    assert last["step"] == 2 and "discriminator" in last
-    recs = [json.loads(ln) for ln in (spectral_run / "metrics.jsonl").read_text().splitlines()]
-    assert np.isfinite([r["g_loss"] for r in recs if r["kind"] == "train"]).all()
-    runs = tmp_path / "runs"
-    (runs / "tiny").mkdir(parents=True)
-    for f in spectral_run.iterdir():
-        if f.is_file():
-            (runs / "tiny" / f.name).write_bytes(f.read_bytes())
-    assert main(_args(tiny_data, runs, "--max-steps", "3", "--resume")) == 0
-    resumed = load_checkpoint(runs / "tiny" / "last.pt")
-    assert resumed["step"] == 3
-    assert any(not torch.equal(v, resumed["generator"][k]) for k, v in last["generator"].items())
-    assert main(_args(tiny_data, runs, "--max-steps", "4", "--resume", "--arch", "unet")) == 2
-
-    r = load_restorer(spectral_run / "best.pt")
-    assert isinstance(r.generator, SpectralGenerator)
-    x = 0.1 * np.random.default_rng(0).standard_normal(5001).astype(np.float32)
-    y = enhance_signal(r, x, window=2048)
-    assert y.shape == x.shape and np.isfinite(y).all()
-    rec = ladder.gap(spectral_run, tiny_data / "train", tiny_data / "val")
-    assert rec["train"]["clips"] == 8 and np.isfinite(rec["si_sdr_gain_gap"])
+    rec = check_generator_run(spectral_run, tiny_data, _args, SpectralGenerator, tmp_path)
     assert 0 < rec["val"]["gate_median"] < 1  # the gap reading sees its clip gate as it sees the U-Net's
 
 
