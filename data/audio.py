@@ -109,6 +109,26 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
     return x, int(file_sr)
 
 
+def load_excerpt(path: str | os.PathLike, sr: int, length: int, rng: np.random.Generator,
+                 frames: int, file_sr: int) -> tuple[np.ndarray, int]:
+    """`length` mono samples at `sr` from a random place of a file of `frames` frames at `file_sr`, read by
+    seeking instead of decoding the whole file (a music track is minutes long; a background needs a second).
+    Returns the excerpt and its start frame in the file. The caller checks that the file holds more than
+    the excerpt (`frames` from `sf.info`)."""
+    need = int(np.ceil(length * file_sr / sr)) + 64  # + a margin for the resampler's edges
+    start = int(rng.integers(0, max(1, frames - need + 1)))
+    try:
+        data, _ = sf.read(str(path), start=start, frames=need, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"{path}: unreadable audio ({exc})") from None
+    x = data.mean(axis=1)
+    check_finite(x, str(path))
+    x = resample(x, int(file_sr), int(sr))
+    if x.size < length:
+        raise AudioError(f"{path}: {x.size} samples at {start}, fewer than the {length} asked for")
+    return x[:length], start
+
+
 def load_mono(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
     """`load_audio` averaged to one channel, shape `(T,)`."""
     x, file_sr = load_audio(path, sr)

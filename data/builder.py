@@ -35,7 +35,7 @@ from .audio import AudioError, save_audio
 from .corrupt import ARTIFACTS, CASES, SEVERITY, corrupt
 from .bandwidth import MIN_CLEAN_BANDWIDTH_HZ
 from .rir import RIRBank
-from .sources import SPLITS, BackgroundPool, ClipSampler, SourceFile, discover_splits
+from .sources import SPLITS, BackgroundPool, ClipSampler, SourceFile, discover_splits, parse_background_mix
 
 __all__ = ["build", "main", "source_lists", "plan_split", "COMPOSITION", "SIZES", "SAMPLE_RATES", "CLEAN_MIN_BANDWIDTH_HZ",
            "MANIFEST_FIELDS", "default_rir_bank", "rir_split", "format_report"]
@@ -160,8 +160,13 @@ def _stats(rows: Iterable[dict]) -> dict:
 def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: str | float = "small",
           seed: int = 0, splits: Iterable[str] = SPLITS, rirs: RIRBank | str | os.PathLike | None = None,
           n_rirs: int = 200, clip_len: int = 32000, extra_background: Iterable[str | os.PathLike] = (),
-          progress: bool = True, min_bandwidth_hz: float | None | str = "auto") -> dict:
+          progress: bool = True, min_bandwidth_hz: float | None | str = "auto",
+          background_mix: str | None = None) -> dict:
     """Build (or finish) a dataset; returns the build.json content.
+
+    `background_mix` ('ambience:0.6,music:0.4', see `BackgroundPool`) draws the background's kind by weight;
+    None draws one file of the pool uniformly, so the kind with the most files (a speech cache's thousands
+    of short files) makes nearly every background.
 
     `min_bandwidth_hz`: clean groups whose spectrum ends below it are not drawn ("auto":
     `CLEAN_MIN_BANDWIDTH_HZ[kind]` for a new build, the existing build's own setting when resuming, so
@@ -180,6 +185,7 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
         else:
             min_bandwidth_hz = CLEAN_MIN_BANDWIDTH_HZ[kind]
     sources = Path(sources).expanduser().resolve()
+    kind_weights = parse_background_mix(background_mix) if background_mix else None
     config = {"format": "opgan-rar-1", "kind": kind, "sample_rate": sr, "clip_len": clip_len,
               "size": size, "fraction": fraction, "seed": seed, "sources": str(sources),
               "extra_background": [str(Path(p).resolve()) for p in extra_background],
@@ -187,6 +193,8 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
               "min_clean_bandwidth_hz": min_bandwidth_hz,
               "severity": {"awgn_snr_db": SEVERITY.snr_db, "background_sir_db": SEVERITY.sir_db,
                            "reverb_rt60_s": SEVERITY.rt60_s}}
+    if kind_weights:  # absent otherwise, so builds made before the option resume unchanged
+        config["background_mix"] = kind_weights
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         diff = {k for k in config if k not in ("size",) and json.dumps(old.get(k)) != json.dumps(config[k])}
@@ -210,7 +218,8 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
         meta["splits"][split] = _build_split(kind, split, sources, out / split, fraction, seed, sr, clip_len,
-                                             bank, list(extra_background), progress, min_bandwidth_hz)
+                                             bank, list(extra_background), progress, min_bandwidth_hz,
+                                             kind_weights)
     meta["build_seconds"] = round(time.perf_counter() - t_start, 1)
     meta["complete"] = set(meta["splits"]) == set(SPLITS)
     tmp = meta_path.with_suffix(".tmp")
@@ -221,7 +230,7 @@ def build(kind: str, sources: str | os.PathLike, out: str | os.PathLike, size: s
 
 def _build_split(kind: str, split: str, sources: Path, dest: Path, fraction: float, seed: int, sr: int,
                  clip_len: int, bank: RIRBank, extra_bg: list, progress: bool,
-                 min_bandwidth_hz: float | None = None) -> dict:
+                 min_bandwidth_hz: float | None = None, kind_weights: dict[str, float] | None = None) -> dict:
     plan = plan_split(kind, split, fraction)
     kind_no = sorted(SAMPLE_RATES).index(kind)
     manifest = dest / "manifest.csv"
@@ -240,7 +249,7 @@ def _build_split(kind: str, split: str, sources: Path, dest: Path, fraction: flo
             warnings.simplefilter("ignore")  # rejected files are collected and reported below
             sampler = ClipSampler(clean_files, sr, clip_len, min_sr=sr, min_bandwidth_hz=min_bandwidth_hz)
         band_limited = sampler.band_limited
-        background = BackgroundPool(bg_files) if bg_files else None
+        background = BackgroundPool(bg_files, kind_weights=kind_weights) if bg_files else None
         split_bank = rir_split(bank, split)
         dest.mkdir(parents=True, exist_ok=True)
         new_file = not manifest.exists()
@@ -327,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", default="train,val,test", help="comma-separated subset of train,val,test")
     ap.add_argument("--background", type=Path, action="append", default=[],
                     help="extra background folder (repeatable; train/val/test sub-folders respected)")
+    ap.add_argument("--background-mix", default=None, metavar="KIND:W,...",
+                    help="draw the background's kind by weight, e.g. ambience:0.6,music:0.4 (kinds: ambience = "
+                         "background folders, speech, music); default: one file of the pool uniformly, so "
+                         "the kind with the most files dominates")
     ap.add_argument("--rirs", type=Path, default=None, help="a RIR bank .npz (default: simulate/cached)")
     ap.add_argument("--n-rirs", type=int, default=200, help="rooms to simulate when --rirs is not given")
     ap.add_argument("--min-bandwidth", type=float, default=None, metavar="HZ",
@@ -343,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = build(args.kind, sources, args.out, args.size, args.seed, args.splits.split(","),
                      rirs=args.rirs, n_rirs=args.n_rirs, extra_background=args.background,
-                     progress=not args.quiet,
+                     progress=not args.quiet, background_mix=args.background_mix,
                      min_bandwidth_hz="auto" if args.min_bandwidth is None else (args.min_bandwidth or None))
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # AudioError is a ValueError
         print(f"opgan build: {exc}", file=sys.stderr)

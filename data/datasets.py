@@ -24,7 +24,7 @@ from .augment import AugmentConfig, augment_clean, source_length, speed_factor
 from .builder import CLEAN_MIN_BANDWIDTH_HZ, SAMPLE_RATES, rir_split, source_lists
 from .corrupt import ALL_CASES, CASES, REVERB_TARGETS, corrupt
 from .rir import RIRBank
-from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups
+from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups, parse_background_mix
 
 __all__ = ["RARFolderDataset", "MatRARDataset", "DynamicRARDataset", "default_dynamic_dataset", "open_dataset",
            "read_manifest"]
@@ -170,6 +170,8 @@ class DynamicRARDataset(Dataset):
             "reverb", "clean", "light"), case_probs=(0.4, 0.15, 0.15, 0.15, 0.05, 0.1)`.
         background_from_clean: also use other groups' clean recordings as background mixtures.
         group_weight: how speakers/tracks are drawn: "uniform" or "sqrt" (see ClipSampler).
+        background_mix: None (default: a background file drawn uniformly, whatever its kind) or the
+            weights of the background kinds, e.g. 'ambience:0.6,music:0.25,speech:0.15' (see BackgroundPool).
         min_bandwidth_hz: clean groups whose long-term spectrum ends below this are not drawn as
             targets (see ClipSampler); None (default here) keeps every group.
         augment: None/False (default: off), True (`AugmentConfig()` defaults) or an AugmentConfig:
@@ -186,7 +188,8 @@ class DynamicRARDataset(Dataset):
                  cases: Sequence[str] = CASES, case_probs: Sequence[float] | None = None,
                  background_from_clean: bool = True, p_segment: float = 0.5,
                  augment: AugmentConfig | bool | None = None, group_weight: str = "uniform",
-                 min_bandwidth_hz: float | None = None, reverb_target: str = "dry"):
+                 min_bandwidth_hz: float | None = None, reverb_target: str = "dry",
+                 background_mix: str | None = None):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
@@ -196,7 +199,8 @@ class DynamicRARDataset(Dataset):
         bg = files_with_groups(background_dirs, prefix="bg:") if background_dirs else []
         if background_from_clean:
             bg = bg + clean_files
-        self.background = BackgroundPool(bg) if bg else None
+        kinds = parse_background_mix(background_mix) if background_mix else None
+        self.background = BackgroundPool(bg, kind_weights=kinds) if bg else None
         if isinstance(rir_bank, (str, os.PathLike)):
             rir_bank = RIRBank.load(rir_bank)
         self.rirs = rir_bank if rir_bank is not None else RIRBank.simulate(64, 16000, seed=self.seed)
@@ -290,7 +294,7 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                             augment: AugmentConfig | bool | None = None,
                             group_weight: str = "uniform",
                             min_bandwidth_hz: float | None | str = "auto",
-                            reverb_target: str = "dry") -> DynamicRARDataset:
+                            reverb_target: str = "dry", background_mix: str | None = None) -> DynamicRARDataset:
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
     with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
     `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation).
@@ -306,7 +310,8 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
     return DynamicRARDataset(clean, bg, SAMPLE_RATES[kind], length=length, seed=seed,
                              rir_bank=rir_split(bank, split), background_from_clean=False,
                              case_probs=case_probs, augment=augment, group_weight=group_weight,
-                             min_bandwidth_hz=min_bandwidth_hz, reverb_target=reverb_target, **extra)
+                             min_bandwidth_hz=min_bandwidth_hz, reverb_target=reverb_target,
+                             background_mix=background_mix, **extra)
 
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
@@ -320,7 +325,8 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     - a builder root (`<split>/clean`, `build.json`) -> RARFolderDataset of `split`;
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
       with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
-      `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`, `reverb_target`) go to it.
+      `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`, `reverb_target`,
+      `background_mix`) go to it.
 
     `skip_missing` lets a builder split leave out (and list) manifest ids whose files are missing.
     """

@@ -166,7 +166,9 @@ SUITES: dict[str, dict] = {
         "kind": "speech",
         "base": _distribution_rung(60),
         "note": "Rung (c): each single corruption (background, reverb), 60 CPU-minutes per run. Validation folders "
-                "as rung (b)'s, one per case.",
+                "as rung (b)'s, one per case; the ambience-only folder: `python -m opgan.ladder crops "
+                "runs/ladder/val-background-ambience --split val --case background --background-mix ambience:1 "
+                "--n 64 --clip-len 16000 --si-sdr=-30,30`.",
         "runs": _ladder_runs("c", ["background", "reverb"]) + [_recipe_variant("c", "reverb", *v) for v in (
             _EARLY, _seed1(_EARLY), _LONG, _seed1(_LONG),
             ("early-nogate", "trained towards the early-reflection target without the clip gate (its gate shut on "
@@ -175,7 +177,10 @@ SUITES: dict[str, dict] = {
              "turning the output down", _SISDR),
             ("sisdr-nogate", "trained on -SI-SDR alone, without the clip gate (with it the gate fell to its floor)",
              _SISDR + _NOGATE[2]))]
-        + [_spectral_variant("c", "reverb", *v) for v in (_EARLY, _LONG)],
+        + [_spectral_variant("c", "reverb", *v) for v in (_EARLY, _LONG)]
+        + [_spectral_variant("c", "background", "ambience", "with ambience as the only interferer in training and "
+                             "validation (the shipped corpus's pool is by file half other talkers)",
+                             ("--background-mix", "ambience:1", "--val-data", "runs/ladder/val-background-ambience"))],
     },
     "ladder-d": {
         "kind": "speech",

@@ -51,6 +51,8 @@ class TrainConfig:
     group_weight: str = "uniform"  # dynamic mixing: draw speakers/tracks 'uniform' or 'sqrt' (by sqrt of minutes)
     reverb_target: str = "dry"  # dynamic mixing: the target of reverberant segments, 'dry' (paper) or 'early'
     # (keeps the RIR's first 50 ms of reflections: the model removes the late tail only; data.corrupt)
+    background_mix: str = ""  # dynamic mixing: 'ambience:w,music:w,speech:w' draws the background's kind
+    # by these weights ('' = one background file drawn uniformly: the kind with the most files dominates)
     clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
     sample_rate: int = 0  # expected sample rate of the data in Hz (0 = whatever the dataset has)
     val_clips: int = 0  # validate on N evenly spaced validation clips (0 = all of them)
@@ -229,9 +231,17 @@ class TrainConfig:
 
         if self.reverb_target not in REVERB_TARGETS:
             raise ConfigError(f"reverb_target must be one of {', '.join(REVERB_TARGETS)}, got {self.reverb_target!r}")
-        if (self.cases or self.augment or self.group_weight != "uniform" or self.reverb_target != "dry") \
-                and not self.dynamic:
-            raise ConfigError("cases, augment, group_weight and reverb_target shape dynamic mixing: add --dynamic")
+        if self.background_mix:
+            from opgan.data.sources import parse_background_mix
+
+            try:
+                parse_background_mix(self.background_mix)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if not self.dynamic and (self.cases or self.augment or self.group_weight != "uniform"
+                                 or self.reverb_target != "dry" or self.background_mix):
+            raise ConfigError("cases, augment, group_weight, reverb_target and background_mix shape dynamic mixing: "
+                              "add --dynamic")
         self.case_mix()
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")
@@ -353,7 +363,7 @@ RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
      "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cuda_graph", "cases",
-     "augment", "group_weight"}
+     "augment", "group_weight", "background_mix"}
 )
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator (gate

@@ -44,6 +44,7 @@ from .restore import RestoreError
 
 __all__ = [
     "SDR_BINS", "METRIC_KEYS", "VERDICT_RULE", "DO_NO_HARM_MIN_SDR", "evaluate", "main", "input_sdr_bin",
+    "background_kind",
     "summarize_rows", "score_estimate", "level_error_db", "do_no_harm", "verdict", "pick_examples",
     "format_table",
 ]
@@ -63,7 +64,7 @@ METRIC_KEYS = ["sdr", "sdr_imp", "si_sdr", "si_sdr_imp", "stoi", "pesq", "level_
 SCORED = ["sdr", "si_sdr", "stoi", "pesq", "level_err_db", *BAND_KEYS]
 _BASE_METRIC = {"sdr_imp": "sdr", "si_sdr_imp": "si_sdr"}
 CASE_ORDER = ["blend", "awgn", "background", "reverb"]
-CSV_FIELDS = ["id", "case", "input_sdr_bin", "method", "sdr_in", "sdr", "sdr_imp", "si_sdr_in", "si_sdr",
+CSV_FIELDS = ["id", "case", "input_sdr_bin", "background", "method", "sdr_in", "sdr", "sdr_imp", "si_sdr_in", "si_sdr",
               "si_sdr_imp", "stoi", "pesq", "level_err_db", *BAND_KEYS, "seconds", "failed", "degenerate"]
 #: what an evaluation writes into its --out folder (an existing one is not replaced without --overwrite)
 OUTPUTS = ("metrics.csv", "summary.json", "report.html", "figures")
@@ -81,6 +82,17 @@ METRIC_NOTE = (
     "whenever the input SDR is negative (heavy reverberation). Read SDR with SI-SDR, STOI and PESQ beside it; "
     "the level error (output vs clean level, dB) shows how much a method turned the volume down."
 )
+
+
+def background_kind(meta: dict) -> str:
+    """What interferes in a builder clip: 'ambience', 'speech' or 'music' (from the manifest's background
+    source), '' when it has no background. A background case is a different task per kind: a competing
+    talker cannot be told from the target by a mask, ambience can."""
+    src = str(meta.get("background_source") or "")
+    if not src:
+        return ""
+    prefix = src.partition(":")[0]
+    return prefix if prefix in ("speech", "music") else "ambience"
 
 
 def input_sdr_bin(sdr_in: float) -> str:
@@ -263,7 +275,8 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
                     logged.add((m.key, metric))
                     log(f"note: {m.key} {metric} failed on {clip.id}: {reason} (counted in summary.json)")
             rows.append({
-                "id": clip.id, "case": clip.case, "input_sdr_bin": input_sdr_bin(sdr_in), "method": m.key,
+                "id": clip.id, "case": clip.case, "input_sdr_bin": input_sdr_bin(sdr_in),
+                "background": background_kind(clip.meta), "method": m.key,
                 "sdr_in": sdr_in, "sdr": met["sdr"], "sdr_imp": met["sdr"] - sdr_in,
                 "si_sdr_in": si_in, "si_sdr": met["si_sdr"], "si_sdr_imp": met["si_sdr"] - si_in,
                 "stoi": met["stoi"], "pesq": met["pesq"], "level_err_db": met["level_err_db"],
@@ -292,8 +305,8 @@ def _failures(rows: list[dict]) -> dict[str, int]:
 
 
 def summarize_rows(rows: list[dict], by: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """method -> group -> {metric means..., n, failed: {metric: count}, degenerate}; `by` is 'case' or
-    'input_sdr_bin'.
+    """method -> group -> {metric means..., n, failed: {metric: count}, degenerate}; `by` is 'case',
+    'input_sdr_bin' or 'background'.
 
     `n` counts the clips that enter the means; a metric's mean is over the n - failed[metric] clips where it
     could be computed. Degenerate clips (`degenerate_reason`) are counted in `degenerate`, never averaged.
@@ -656,6 +669,9 @@ def summarize(scores: Scores, methods: list[Method], info: dict[str, Any]) -> di
         "audio_seconds": scores.audio_seconds,
         "by_case": by_case,
         "by_input_sdr": summarize_rows(scores.rows, "input_sdr_bin"),
+        # the background case (the interferer alone) by what interferes
+        "by_background": summarize_rows([r for r in scores.rows if r["case"] == "background" and r.get("background")],
+                                        "background"),
         "failures": failure_table(scores.rows),
         "level_err_db": {k: v["all"]["level_err_db"] for k, v in by_case.items()},
         "band_balance_db": {k: {b: v["all"][b] for b in BAND_KEYS if BALANCE_BANDS[b][1] <= info["sample_rate"] / 2}

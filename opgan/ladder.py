@@ -38,7 +38,7 @@ def _si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
 
 def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all", kind: str = "speech",
                 data: str = "", seed: int = 0, si_sdr_range: tuple[float, float] | None = None,
-                min_rms_db: float = -40.0, max_draws: int = 0, reverb_target: str = "dry",
+                min_rms_db: float = -40.0, max_draws: int = 0, reverb_target: str = "dry", background_mix: str = "",
                 replay: Sequence[tuple[int, int]] | None = None) -> list[dict]:
     """Write ``n`` (corrupted, clean) crops of ``clip_len`` samples to ``out``/{corrupted,clean}/NNN.wav.
 
@@ -59,6 +59,8 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
     dynamic = {} if case == "all" else {"cases": (case,), "case_probs": (1.0,)}
     if reverb_target != "dry":
         dynamic["reverb_target"] = reverb_target
+    if background_mix:
+        dynamic["background_mix"] = background_mix
     spec = data or f"default:{kind}"
     if replay is not None:
         n = len(replay)
@@ -92,7 +94,8 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
                          f"clean RMS >= {min_rms_db} dBFS); widen them")
     meta = {"split": split, "case": case, "kind": kind, "data": data or f"default:{kind}", "seed": seed,
             "clip_len": clip_len, "sample_rate": sr, "si_sdr_range": si_sdr_range, "min_rms_db": min_rms_db,
-            "reverb_target": reverb_target, "replayed": replay is not None, "crops": rows}
+            "reverb_target": reverb_target, **({"background_mix": background_mix} if background_mix else {}),
+            "replayed": replay is not None, "crops": rows}
     (out / "crops.json").write_text(json.dumps(meta, indent=1) + "\n")
     return rows
 
@@ -168,7 +171,7 @@ def _like(folder: Path) -> dict:
         data = meta["data"]
         return {"split": meta["split"], "n": len(meta["crops"]), "clip_len": int(meta["clip_len"]),
                 "case": meta["case"], "kind": meta["kind"], "data": "" if data.startswith("default:") else data,
-                "seed": int(meta["seed"]), "replay": [(int(r["draw"]), int(r["offset"])) for r in meta["crops"]]}
+                "seed": int(meta["seed"]), "background_mix": meta.get("background_mix", ""), "replay": [(int(r["draw"]), int(r["offset"])) for r in meta["crops"]]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--like {folder}: not a crop folder with a readable crops.json ({e})") from None
 
@@ -205,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--min-rms-db", type=float, default=-40.0, help="skip crops whose clean RMS is below this (dBFS)")
     c.add_argument("--reverb-target", default="dry", choices=REVERB_TARGETS,
                    help="target of reverberant segments: dry, or keeping the RIR's first 50 ms of reflections")
+    c.add_argument("--background-mix", default="", metavar="KIND:W,...",
+                   help="draw the background's kind by weight (ambience, speech, music), e.g. ambience:1")
     c.add_argument("--like", type=Path, default=None, metavar="FOLDER",
                    help="write the same crops as this crop folder (its split, case, data, seed, length, draws and "
                         "offsets from its crops.json; no filter), e.g. with another --reverb-target")
@@ -231,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = write_crops(args.out, reverb_target=args.reverb_target, **_like(args.like))
         else:
             rows = write_crops(args.out, args.split, args.n, args.clip_len, args.case, args.kind, args.data,
-                               args.seed, args.si_sdr, args.min_rms_db, reverb_target=args.reverb_target)
+                               args.seed, args.si_sdr, args.min_rms_db, reverb_target=args.reverb_target,
+                               background_mix=args.background_mix)
     except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
         print(f"opgan.ladder: {e}", file=sys.stderr)
         return 2

@@ -297,6 +297,7 @@ def quality_table(kind: str) -> str:
         bc = rec["by_case"][m]
         lines.append(f"| {rec['methods'][m]} | " + " | ".join(
             f"{_f(_num(bc, c, 'sdr_imp'))} / {_f(_num(bc, c, 'si_sdr_imp'))}" for c in cases) + " |")
+    lines += _background_lines(rec, methods)
     run = rec.get("run", {})
     lines.append(f"\n{rec['n_clips']} clips of `{Path(rec['data']).name}` ({rec.get('split', '')}), "
                  f"model `{rec['model']}`; {run.get('hardware', '')}, {str(run.get('date', ''))[:10]}; RTF = wall "
@@ -304,6 +305,25 @@ def quality_table(kind: str) -> str:
                  f"Verdict ({rec['verdict']['rule'].split(';')[0]}): {_verdict_text(rec)} "
                  f"Record: `{_rel(path)}` (copy of the run's summary.json).")
     return "\n".join(lines) + "\n"
+
+
+def _background_lines(rec: dict, methods: list[str]) -> list[str]:
+    """The background case by what interferes: a mask can lower ambience, not tell a competing talker from
+    the target. Records made before the split have none."""
+    by = rec.get("by_background")
+    if not by or not by.get(methods[0]):
+        return []
+    kinds = [k for k in ("ambience", "music", "speech") if k in by[methods[0]]]
+    if not kinds:
+        return []
+    n = {k: by[methods[0]][k].get("n", 0) for k in kinds}
+    lines = ["", "| method | " + " | ".join(f"background case, {k} ({n[k]} clips): SDRi / SI-SDRi" for k in kinds) + " |",
+             "|" + "---|" * (len(kinds) + 1)]
+    for m in methods:
+        b = by.get(m, {})
+        lines.append(f"| {rec['methods'][m]} | " + " | ".join(
+            f"{_f(_num(b, k, 'sdr_imp'))} / {_f(_num(b, k, 'si_sdr_imp'))}" for k in kinds) + " |")
+    return lines
 
 
 def versus_table(spec: str) -> str:

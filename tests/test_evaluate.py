@@ -71,6 +71,8 @@ def rar(tmp_path_factory):
         art = "background" if case == "background" else ("reverb" if case == "reverb" else "awgn")
         rows.append({"id": cid, "case": case, "sample_rate": SR, "length": SR, "clean_index": i % 4,
                      "artifacts": art, f"{art}_start": 4000, f"{art}_len": 8000})
+        if case == "background":  # what interferes, as the builder records it
+            rows[-1]["background_source"] = "bg:hum:hum.ogg@0" if i < 4 else "speech:june_f:a.flac@3"
     with open(split / "manifest.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
@@ -134,6 +136,18 @@ def test_metrics_rows_and_reference_rows(result):
     assert set(m) == methods - {"opgan"}
     assert m["cnn"]["blend"]["sdr_imp"] == pytest.approx(by_case["opgan"]["blend"]["sdr_imp"] - by_case["cnn"]["blend"]["sdr_imp"])
     assert m["identity"]["all"]["sdr_imp"] == pytest.approx(by_case["opgan"]["all"]["sdr_imp"])
+
+
+def test_background_clips_split_by_interferer_kind(result):
+    out, summary = result
+    by = summary["by_background"]
+    assert list(by["opgan"]) == ["ambience", "speech", "all"]
+    assert [by["identity"][k]["n"] for k in ("ambience", "speech", "all")] == [1, 1, 2]
+    assert by["opgan"]["all"]["si_sdr_imp"] == pytest.approx(summary["by_case"]["opgan"]["background"]["si_sdr_imp"])
+    with open(out / "metrics.csv") as fh:
+        kinds = {(r["id"], r["background"]) for r in csv.DictReader(fh)}
+    assert ("background_00002", "ambience") in kinds and ("background_00006", "speech") in kinds
+    assert ("awgn_00001", "") in kinds
 
 
 def test_summary_json_is_valid_json(result):
