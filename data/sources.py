@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import AudioError, find_audio_files, load_excerpt, load_mono
+from .synth_noise import synth_ambience
 
 __all__ = [
     "SPLITS", "GROUP_WEIGHTS", "BAND_CHECK_FILES", "BACKGROUND_KINDS", "SourceFile", "discover_splits", "files_with_groups",
@@ -39,8 +40,9 @@ __all__ = [
 SPLITS = ("train", "val", "test")
 #: how ClipSampler draws a group (speaker / track): uniformly, or in proportion to sqrt(its minutes)
 GROUP_WEIGHTS = ("uniform", "sqrt")
-#: what a background excerpt is, by the prefix of its file's group ("bg:", "bg0:" ... are ambience folders)
-BACKGROUND_KINDS = ("ambience", "speech", "music")
+#: what a background excerpt is, by the prefix of its file's group ("bg:", "bg0:" ... are ambience folders);
+#: "synthetic" is no file: shaped, modulated, bursty or tonal noise made from the draw's seed (data.synth_noise)
+BACKGROUND_KINDS = ("ambience", "speech", "music", "synthetic")
 #: files per group (evenly spread) whose spectrum decides a group's bandwidth (`min_bandwidth_hz`)
 BAND_CHECK_FILES = 24
 
@@ -338,6 +340,9 @@ class BackgroundPool:
             f = self._pick(rng, cands)
             if f is None:
                 break
+            if f == "synthetic":
+                x, family = synth_ambience(rng, length, sr)
+                return x, f"synthetic:{family}"
             try:
                 excerpt = self._excerpt(f.path, sr, length, rng)
                 if excerpt is not None:
@@ -379,15 +384,20 @@ class BackgroundPool:
             return None
         return load_excerpt(path, sr, length, rng, frames, file_sr)
 
-    def _pick(self, rng: np.random.Generator, cands: list[SourceFile]) -> SourceFile | None:
+    def _pick(self, rng: np.random.Generator, cands: list[SourceFile]) -> SourceFile | str | None:
+        """A file, "synthetic" (no file: made from the seed), or None when no kind of the mix is left."""
         if self.kind_weights is None:
             return cands[int(rng.integers(len(cands)))]
         by_kind: dict[str, list[SourceFile]] = {}
         for f in cands:
             by_kind.setdefault(background_kind(f), []).append(f)
-        kinds = [k for k in BACKGROUND_KINDS if by_kind.get(k) and self.kind_weights.get(k, 0.0) > 0]
+        kinds = [k for k in BACKGROUND_KINDS if (by_kind.get(k) or k == "synthetic")
+                 and self.kind_weights.get(k, 0.0) > 0]
         if not kinds:
             return None
         p = np.array([self.kind_weights[k] for k in kinds], dtype=np.float64)
-        group = by_kind[kinds[int(rng.choice(len(kinds), p=p / p.sum()))]]
+        kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+        if kind == "synthetic":
+            return kind
+        group = by_kind[kind]
         return group[int(rng.integers(len(group)))]

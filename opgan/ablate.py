@@ -180,7 +180,12 @@ SUITES: dict[str, dict] = {
         + [_spectral_variant("c", "reverb", *v) for v in (_EARLY, _LONG)]
         + [_spectral_variant("c", "background", "ambience", "with ambience as the only interferer in training and "
                              "validation (the shipped corpus's pool is by file half other talkers)",
-                             ("--background-mix", "ambience:1", "--val-data", "runs/ladder/val-background-ambience"))],
+                             ("--background-mix", "ambience:1", "--val-data", "runs/ladder/val-background-ambience")),
+           _spectral_variant("c", "background", "ambience-synth", "trained with half its backgrounds synthetic "
+                             "(shaped, modulated, bursty or tonal noise, a new one every draw), half the recorded "
+                             "ambience; validated on unheard recorded ambience",
+                             ("--background-mix", "ambience:1,synthetic:1", "--val-data",
+                              "runs/ladder/val-background-ambience"))],
     },
     "ladder-d": {
         "kind": "speech",

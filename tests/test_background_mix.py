@@ -116,3 +116,30 @@ def test_build_draws_the_interferers_of_the_mix(tmp_path):
               background_mix="speech:1")
     assert main(["--kind", "speech", "--sources", str(corpus_dir()), "--out", str(tmp_path / "bad"),
                  "--background-mix", "noise:1", "--quiet"]) == 2
+
+
+def test_synthetic_ambience_families_are_unit_rms_and_seeded():
+    from opgan.data.synth_noise import FAMILIES, synth_ambience
+
+    seen = set()
+    for seed in range(40):
+        x, family = synth_ambience(np.random.default_rng(seed), 8000, SR)
+        y, again = synth_ambience(np.random.default_rng(seed), 8000, SR)
+        assert family == again and np.array_equal(x, y)  # a pure function of the seed
+        assert x.dtype == np.float32 and x.shape == (8000,) and np.isfinite(x).all()
+        assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-3)
+        seen.add(family)
+    assert seen == set(FAMILIES)
+    with pytest.raises(ValueError):
+        synth_ambience(np.random.default_rng(0), 0, SR)
+
+
+def test_synthetic_kind_needs_no_file_and_mixes_by_weight():
+    files = _pool_files()
+    pool = BackgroundPool(files, kind_weights={"synthetic": 1.0, "ambience": 1.0})
+    rng = np.random.default_rng(3)
+    names = [pool.draw(rng, 4000, SR)[1] for _ in range(100)]
+    synth = [n for n in names if n.startswith("synthetic:")]
+    assert 25 < len(synth) < 75 and all(n.startswith(("synthetic:", "bg:")) for n in names)
+    assert eval_background_kind({"background_source": synth[0]}) == "synthetic"
+    assert parse_background_mix("synthetic:1") == {"synthetic": 1.0}
