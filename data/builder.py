@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--background", type=Path, action="append", default=[],
                     help="extra background folder (repeatable; train/val/test sub-folders respected)")
     ap.add_argument("--background-mix", default=None, metavar="KIND:W,...",
-                    help="draw the background's kind by weight, e.g. ambience:0.6,music:0.4 (kinds: ambience = "
+                    help="draw the background's kind by weight, e.g. ambience:0.6,music:0.4 (kinds: synthetic, ambience = "
                          "background folders, speech, music); default: one file of the pool uniformly, so "
                          "the kind with the most files dominates")
     ap.add_argument("--rirs", type=Path, default=None, help="a RIR bank .npz (default: simulate/cached)")

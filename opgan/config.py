@@ -51,7 +51,7 @@ class TrainConfig:
     group_weight: str = "uniform"  # dynamic mixing: draw speakers/tracks 'uniform' or 'sqrt' (by sqrt of minutes)
     reverb_target: str = "dry"  # dynamic mixing: the target of reverberant segments, 'dry' (paper) or 'early'
     # (keeps the RIR's first 50 ms of reflections: the model removes the late tail only; data.corrupt)
-    background_mix: str = ""  # dynamic mixing: 'ambience:w,music:w,speech:w' draws the background's kind
+    background_mix: str = ""  # dynamic mixing: 'ambience:w,music:w,speech:w,synthetic:w' draws the background's kind
     # by these weights ('' = one background file drawn uniformly: the kind with the most files dominates)
     clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
     sample_rate: int = 0  # expected sample rate of the data in Hz (0 = whatever the dataset has)

@@ -333,7 +333,7 @@ def versus_table(spec: str) -> str:
     folders, _, sets = spec.partition(":")
     dirs = [ROOT / f for f in folders.split(",")]
     head = ["set", "SDRi", "SI-SDRi", "STOI (input)", "PESQ (input)", "inputs ≥ 15 dB: SDRi mean / worst",
-            "output level vs clean, dB", "4–8 kHz vs clean, dB"]
+            "output level vs clean, dB", "4–8 kHz vs clean, dB", "background case SI-SDRi"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def overall(r: dict, m: str) -> dict:
@@ -365,6 +365,7 @@ def versus_table(spec: str) -> str:
             cell(lambda r, m: f"{_f(_num(harm(r, m), 'mean_sdr_imp'))} / {_f(_num(harm(r, m), 'worst_sdr_imp'))}"),
             cell(lambda r, m: _f(_num(r.get("level_err_db", {}), m))),
             cell(lambda r, m: _f(_num(r.get("band_balance_db", {}).get(m, {}), "band_4_8k"))),
+            cell(lambda r, m: _f(_num(r["by_case"][m], "background", "si_sdr_imp"))),
         ]) + " |")
     lines.append(f"\nRecords: `eval-<set>.json` in {' and '.join(f'`{_rel(d)}/`' for d in dirs)} (copies of "
                  f"`opgan evaluate`'s summary.json, one build of each set).")
