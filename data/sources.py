@@ -34,7 +34,7 @@ from .synth_noise import synth_ambience
 
 __all__ = [
     "SPLITS", "GROUP_WEIGHTS", "BAND_CHECK_FILES", "BACKGROUND_KINDS", "SourceFile", "discover_splits", "files_with_groups",
-    "ClipSampler", "BackgroundPool", "background_kind", "parse_background_mix",
+    "ClipSampler", "BackgroundPool", "source_kind", "background_kind", "parse_weights", "parse_background_mix",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -143,6 +143,15 @@ def _active_fraction(x: np.ndarray, sr: int, rel_db: float = -40.0) -> float:
     e = np.mean(x[: n * f].reshape(n, f) ** 2, axis=1)
     top = float(e.max())
     return 0.0 if top <= 0 else float(np.mean(e > top * 10 ** (rel_db / 10)))
+
+
+def _unit_rms(seg: np.ndarray, sr: int) -> np.ndarray | None:
+    """A background excerpt scaled to unit RMS (float32), or None if it is (nearly) silent or active in
+    under 30 % of its 20 ms frames."""
+    rms = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2)))
+    if rms > 1e-5 and _active_fraction(seg, sr, -30.0) >= 0.3:
+        return (seg / rms).astype(np.float32)
+    return None
 
 
 class ClipSampler:
@@ -276,28 +285,42 @@ class ClipSampler:
                          f"(sources are too short or silent)")
 
 
+def source_kind(name: str) -> str:
+    """What a background is from its group or manifest name ('speech:june_f', 'bg:rain:r.ogg@0',
+    'synthetic:hum'): its prefix if 'speech', 'music' or 'synthetic', else 'ambience' (the builder's
+    background folders: 'bg:', 'bg0:' ...)."""
+    prefix = name.partition(":")[0] if ":" in name else ""
+    return prefix if prefix in ("speech", "music", "synthetic") else "ambience"
+
+
 def background_kind(f: SourceFile) -> str:
-    """'speech', 'music' or 'ambience' (any other prefix: the builder's background folders)."""
-    prefix = f.group.partition(":")[0] if ":" in f.group else ""
-    return prefix if prefix in ("speech", "music") else "ambience"
+    """The kind of a background file (`source_kind` of its group)."""
+    return source_kind(f.group)
 
 
-def parse_background_mix(spec: str) -> dict[str, float]:
-    """'ambience:0.6,music:0.25,speech:0.15' -> {kind: weight}; ValueError on anything else."""
+def parse_weights(spec: str, names: Sequence[str], what: str, item: str) -> dict[str, float]:
+    """'a:0.6,b:0.4' -> {name: weight} over distinct ``names`` (a bare name weighs 1); ValueError naming
+    ``what`` (e.g. "cases") and its ``item`` (e.g. "case") for an unknown or repeated name, a weight that is
+    not a finite number >= 0, or weights that are all zero."""
     mix: dict[str, float] = {}
-    for item in spec.split(","):
-        kind, sep, w = item.strip().partition(":")
+    for part in spec.split(","):
+        name, sep, w = part.strip().partition(":")
         try:
             weight = float(w) if sep else 1.0
         except ValueError:
             weight = float("nan")
-        if kind not in BACKGROUND_KINDS or kind in mix or not (weight >= 0 and np.isfinite(weight)):
-            raise ValueError(f"background mix must be 'kind:weight,...' with distinct kinds from "
-                             f"{', '.join(BACKGROUND_KINDS)} and finite weights >= 0, got {spec!r}")
-        mix[kind] = weight
+        if name not in names or name in mix or not (weight >= 0 and np.isfinite(weight)):
+            raise ValueError(f"{what} must be '{item}:weight,...' with distinct {item}s from {', '.join(names)} "
+                             f"and finite weights >= 0, got {spec!r}")
+        mix[name] = weight
     if not sum(mix.values()) > 0:
-        raise ValueError(f"background mix needs a positive weight, got {spec!r}")
+        raise ValueError(f"{what} needs at least one positive weight, got {spec!r}")
     return mix
+
+
+def parse_background_mix(spec: str) -> dict[str, float]:
+    """'ambience:0.6,music:0.25,speech:0.15' -> {kind: weight}; ValueError on anything else."""
+    return parse_weights(spec, BACKGROUND_KINDS, "background mix", "kind")
 
 
 class BackgroundPool:
@@ -320,6 +343,7 @@ class BackgroundPool:
                  kind_weights: dict[str, float] | None = None):
         self.files = [f for f in files]
         self.kind_weights = dict(kind_weights) if kind_weights else None
+        self._group_kind = {f.group: background_kind(f) for f in self.files}  # what _pick groups by
         self.rejected: dict[str, str] = {}
         self._frames: dict[Path, tuple[int, int]] = {}
         self._caches: dict[int, _LRU] = {}
@@ -346,10 +370,9 @@ class BackgroundPool:
             try:
                 excerpt = self._excerpt(f.path, sr, length, rng)
                 if excerpt is not None:
-                    seg, at = excerpt
-                    rms = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2)))
-                    if rms > 1e-5 and _active_fraction(seg, sr, -30.0) >= 0.3:
-                        return (seg / rms).astype(np.float32), f"{f.group}:{f.path.name}@{at}/{self._frames[f.path][1]}"
+                    unit = _unit_rms(excerpt[0], sr)
+                    if unit is not None:
+                        return unit, f"{f.group}:{f.path.name}@{excerpt[1]}/{self._frames[f.path][1]}"
                     continue
                 x = load(f.path)
             except AudioError as exc:
@@ -360,10 +383,9 @@ class BackgroundPool:
             if x.size < length:
                 x = np.tile(x, int(np.ceil(length / x.size)) + 1)
             start = int(rng.integers(0, x.size - length + 1))
-            seg = x[start:start + length].astype(np.float64)
-            rms = float(np.sqrt(np.mean(seg**2)))
-            if rms > 1e-5 and _active_fraction(seg, sr, -30.0) >= 0.3:
-                return (seg / rms).astype(np.float32), f"{f.group}:{f.path.name}@{start}"
+            unit = _unit_rms(x[start:start + length].astype(np.float64), sr)
+            if unit is not None:
+                return unit, f"{f.group}:{f.path.name}@{start}"
         raise AudioError("background pool: no usable (non-silent) background excerpt"
                          + (f" of the kinds {self.kind_weights}" if self.kind_weights else "")
                          + (f" (excluding {exclude_group})" if exclude_group else ""))
@@ -390,7 +412,7 @@ class BackgroundPool:
             return cands[int(rng.integers(len(cands)))]
         by_kind: dict[str, list[SourceFile]] = {}
         for f in cands:
-            by_kind.setdefault(background_kind(f), []).append(f)
+            by_kind.setdefault(self._group_kind[f.group], []).append(f)
         kinds = [k for k in BACKGROUND_KINDS if (by_kind.get(k) or k == "synthetic")
                  and self.kind_weights.get(k, 0.0) > 0]
         if not kinds:

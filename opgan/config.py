@@ -156,22 +156,13 @@ class TrainConfig:
         if not self.cases:
             return None
         from opgan.data.corrupt import ALL_CASES
+        from opgan.data.sources import parse_weights
 
-        names, weights = [], []
-        for item in self.cases.split(","):
-            name, sep, w = item.strip().partition(":")
-            try:
-                weight = float(w) if sep else 1.0
-            except ValueError:
-                weight = float("nan")
-            if name not in ALL_CASES or not weight >= 0 or name in names:
-                raise ConfigError(f"cases must be 'case:weight,...' with distinct cases from {', '.join(ALL_CASES)} "
-                                  f"and weights >= 0, got {self.cases!r}")
-            names.append(name)
-            weights.append(weight)
-        if not sum(weights) > 0:
-            raise ConfigError(f"cases needs at least one positive weight, got {self.cases!r}")
-        return tuple(names), tuple(weights)
+        try:
+            mix = parse_weights(self.cases, ALL_CASES, "cases", "case")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return tuple(mix), tuple(mix.values())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

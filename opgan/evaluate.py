@@ -85,14 +85,13 @@ METRIC_NOTE = (
 
 
 def background_kind(meta: dict) -> str:
-    """What interferes in a builder clip: 'ambience', 'speech', 'music' or 'synthetic' (from the manifest's background
-    source), '' when it has no background. A background case is a different task per kind: a competing
-    talker cannot be told from the target by a mask, ambience can."""
+    """What interferes in a builder clip: 'ambience', 'speech', 'music' or 'synthetic' (the kind of the
+    manifest's background source), '' when it has no background. A background case is a different task
+    per kind: a competing talker cannot be told from the target by a mask, ambience can."""
+    from opgan.data.sources import source_kind
+
     src = str(meta.get("background_source") or "")
-    if not src:
-        return ""
-    prefix = src.partition(":")[0]
-    return prefix if prefix in ("speech", "music", "synthetic") else "ambience"
+    return source_kind(src) if src else ""
 
 
 def input_sdr_bin(sdr_in: float) -> str:

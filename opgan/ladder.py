@@ -38,7 +38,8 @@ def _si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
 
 def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all", kind: str = "speech",
                 data: str = "", seed: int = 0, si_sdr_range: tuple[float, float] | None = None,
-                min_rms_db: float = -40.0, max_draws: int = 0, reverb_target: str = "dry", background_mix: str = "",
+                min_rms_db: float = -40.0, max_draws: int = 0, reverb_target: str = "dry",
+                background_mix: str = "",
                 replay: Sequence[tuple[int, int]] | None = None) -> list[dict]:
     """Write ``n`` (corrupted, clean) crops of ``clip_len`` samples to ``out``/{corrupted,clean}/NNN.wav.
 
@@ -171,7 +172,8 @@ def _like(folder: Path) -> dict:
         data = meta["data"]
         return {"split": meta["split"], "n": len(meta["crops"]), "clip_len": int(meta["clip_len"]),
                 "case": meta["case"], "kind": meta["kind"], "data": "" if data.startswith("default:") else data,
-                "seed": int(meta["seed"]), "background_mix": meta.get("background_mix", ""), "replay": [(int(r["draw"]), int(r["offset"])) for r in meta["crops"]]}
+                "seed": int(meta["seed"]), "background_mix": meta.get("background_mix", ""),
+                "replay": [(int(r["draw"]), int(r["offset"])) for r in meta["crops"]]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--like {folder}: not a crop folder with a readable crops.json ({e})") from None
 
@@ -209,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--reverb-target", default="dry", choices=REVERB_TARGETS,
                    help="target of reverberant segments: dry, or keeping the RIR's first 50 ms of reflections")
     c.add_argument("--background-mix", default="", metavar="KIND:W,...",
-                   help="draw the background's kind by weight (ambience, speech, music), e.g. ambience:1")
+                   help="draw the background's kind by weight (ambience, speech, music, synthetic), e.g. ambience:1")
     c.add_argument("--like", type=Path, default=None, metavar="FOLDER",
                    help="write the same crops as this crop folder (its split, case, data, seed, length, draws and "
                         "offsets from its crops.json; no filter), e.g. with another --reverb-target")

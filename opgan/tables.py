@@ -313,7 +313,7 @@ def _background_lines(rec: dict, methods: list[str]) -> list[str]:
     by = rec.get("by_background")
     if not by or not by.get(methods[0]):
         return []
-    kinds = [k for k in ("ambience", "music", "speech") if k in by[methods[0]]]
+    kinds = [k for k in ("ambience", "synthetic", "music", "speech") if k in by[methods[0]]]
     if not kinds:
         return []
     n = {k: by[methods[0]][k].get("n", 0) for k in kinds}
