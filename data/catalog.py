@@ -80,6 +80,11 @@ class BackgroundSource:
     name_parts: int = 1  # path parts (from the end) joined into the clip name, e.g. tileset + stem
     archive: str = ""  # a zip (.pk3) inside the package that holds the files
     dep5_prefix: tuple[str, str] = ("", "")
+    # Split by scene family (the clip stem's first word: Fire1..3, FireStation -> "fire") so that takes of
+    # one scene never straddle splits; `splits` names where families may go ("test" absent: the published
+    # test sets, built from the test split, stay as they were).
+    by_family: bool = False
+    splits: tuple[str, ...] = ("train", "val", "test")
 
 
 _AST = "usr/share/asterisk/sounds"
@@ -180,6 +185,20 @@ BACKGROUND: list[BackgroundSource] = [
     BackgroundSource("supertux-data", "usr/share/games/supertux2/sounds/*.wav", "supertux", "GPL-3+",
                      "SuperTux sound effects (supertux.org)", "rain, waterfall, bubbling lava, thunder",
                      exclude=("phone", "saw", "grunts"), dep5_prefix=_SUPERTUX_DEP5),
+    # City and country life recorded for two games; mostly 3-5 s takes at 11-22 kHz (band-limited, which
+    # is harmless for an interferer). Interface clicks and synthetic effects are left out.
+    BackgroundSource("lincity-ng-data", "usr/share/games/lincity-ng/sounds/*.wav", "lincity", "GPL-2+",
+                     "LinCity-NG contributors (sound effects also CC-BY-SA-2.0)",
+                     "traffic, crowds, markets, schools, hospitals, farms, mills, mines, industry, harbours, "
+                     "trains, fire, water, parks", exclude=("Click", "Window", "PowerLine", "Substation"),
+                     min_seconds=2.0, by_family=True, splits=("train", "val")),
+    BackgroundSource("scorched3d-data", "usr/share/games/scorched3d/data/globalmods/*/data/wav/misc/*.wav",
+                     "scorched3d", "GPL-2+", "Scorched 3D (Gavin Camp and contributors)",
+                     "birds, frogs, ocean waves, rain, thunder, lava, city, factory, crowd cheering, cows, "
+                     "aircraft, helicopters, sirens",
+                     exclude=("beep", "laserdeath", "teleport", "fight4life", "riftcollapse", "extralife",
+                              "lockon", "scream"),
+                     min_seconds=2.0, by_family=True, splits=("train", "val")),
 ]
 
 PACKAGES: dict[str, list[str]] = {

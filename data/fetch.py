@@ -397,6 +397,21 @@ def _fetch_background(b: BackgroundSource, root: Path, cache: Path, dep5: list) 
     return out
 
 
+def scene_family(stem: str) -> str:
+    """A clip's scene: the first word of its stem ("TraficHigh2" -> "trafic", "f16_1" -> "f")."""
+    m = re.match(r"[A-Za-z][a-z]*", stem)
+    return (m.group(0) if m else stem).lower()
+
+
+def _family_split(names: list[str], prefix: str, splits: tuple[str, ...]) -> dict[str, str]:
+    fam = {c: scene_family(c[len(prefix) + 1:]) for c in names}
+    parts = hash_split(set(fam.values()), salt=prefix)
+    if "test" not in splits:  # its families train instead
+        parts["train"] = parts["train"] + parts.pop("test")
+    fam_split = {f: s for s, fs in parts.items() for f in fs}
+    return {c: fam_split[f] for c, f in fam.items()}
+
+
 def background_splits(clips: dict[str, dict]) -> dict[str, list[str]]:
     where = {c: s for s in ("val", "test") for c in BACKGROUND_SPLITS.get(s, [])}
     fixed_pkgs = {r["package"] for c, r in clips.items() if c in where}  # these keep their listed split
@@ -404,6 +419,9 @@ def background_splits(clips: dict[str, dict]) -> dict[str, list[str]]:
         if src.package in fixed_pkgs:
             continue
         names = [c for c, r in clips.items() if r["package"] == src.package and c.startswith(src.prefix + "_")]
+        if src.by_family:
+            where.update(_family_split(names, src.prefix, src.splits))
+            continue
         for s, cs in hash_split(names, salt=src.prefix).items():
             where.update({c: s for c in cs})
     out: dict[str, list[str]] = {s: [] for s in SPLITS}

@@ -185,7 +185,18 @@ SUITES: dict[str, dict] = {
                              "(shaped, modulated, bursty or tonal noise, a new one every draw), half the recorded "
                              "ambience; validated on unheard recorded ambience",
                              ("--background-mix", "ambience:1,synthetic:1", "--val-data",
-                              "runs/ladder/val-background-ambience"))],
+                              "runs/ladder/val-background-ambience")),
+           _spectral_variant("c", "background", "ambience-fetch4", "with ambience as the only interferer, drawn "
+                             "from the fetch cache's 61 training clips of its first four packages (ufoai, sonic-pi, "
+                             "megaglest, supertux) instead of the shipped corpus's 11; validated on the same unheard "
+                             "ambience. Sources root: the cache with `background/` holding only those packages' clips",
+                             ("--data", "runs/ladder/src-ambience4", "--background-mix", "ambience:1", "--val-data",
+                              "runs/ladder/val-background-ambience")),
+           _spectral_variant("c", "background", "ambience-fetch6", "with ambience as the only interferer, drawn "
+                             "from the fetch cache's 196 training clips of six packages (the four above plus "
+                             "lincity-ng city life and scorched3d outdoor scenes); validated on the same unheard "
+                             "ambience", ("--data", "~/.cache/opgan", "--background-mix", "ambience:1", "--val-data",
+                                          "runs/ladder/val-background-ambience"))],
     },
     "ladder-d": {
         "kind": "speech",

@@ -73,6 +73,24 @@ def test_hash_split_is_stable_and_disjoint():
     assert hash_split(["a", "b"]) == {"train": ["a", "b"], "val": [], "test": []}
 
 
+def test_background_family_split_keeps_takes_together_and_out_of_test(monkeypatch):
+    assert [fetch.scene_family(s) for s in ("TraficHigh2", "Trafic1", "f16_1", "oceanwaves")] == \
+        ["trafic", "trafic", "f", "oceanwaves"]
+    src = BackgroundSource("pkg", "x/*.wav", "city", "GPL-2+", "x", "city", by_family=True, splits=("train", "val"))
+    monkeypatch.setattr(fetch, "BACKGROUND", [src])
+    monkeypatch.setattr(fetch, "BACKGROUND_SPLITS", {})
+    scenes = [f"Sc{chr(97 + i % 26)}{chr(97 + i // 26)}{kind}" for i in range(30) for kind in ("", "High", "Low")]
+    clips = {f"city_{s}{k}": {"package": "pkg"} for s in scenes for k in (1, 2)}
+    out = fetch.background_splits(clips)
+    assert out["test"] == [] and out["val"] and out["train"]
+    where = {c: s for s, cs in out.items() for c in cs}
+    by_family: dict[str, set] = {}
+    for c, s in where.items():
+        by_family.setdefault(fetch.scene_family(c[len("city_"):]), set()).add(s)
+    assert all(len(s) == 1 for s in by_family.values())  # every take of a scene in one split
+    assert fetch.background_splits(dict(reversed(clips.items()))) == out  # order does not matter
+
+
 def test_dep5_licences():
     text = ("Format: x\n\nFiles: *\nCopyright: a\nLicense: GPL-2+\n\n"
             "Files: data/music/*\nCopyright: b\nLicense: CC-BY-SA-3.0\n")
