@@ -81,6 +81,12 @@ _LONG = ("long", "on 16384-sample crops (1 s) in batches of 2: the same samples 
                                                                                           "--batch-size", "2"))
 
 
+#: ambience as the only interferer, from the fetch cache's six packages; validated on the shipped corpus's unheard
+#: ambience (ladder-c)
+_AMBIENCE6 = ("--data", "~/.cache/opgan", "--background-mix", "ambience:1", "--val-data",
+              "runs/ladder/val-background-ambience")
+
+
 def _seed1(variant: tuple[str, str, tuple[str, ...]]) -> tuple[str, str, tuple[str, ...]]:
     """The same change to the recipe's U-Net with seed 1."""
     name, what, flags = variant
@@ -195,8 +201,12 @@ SUITES: dict[str, dict] = {
            _spectral_variant("c", "background", "ambience-fetch6", "with ambience as the only interferer, drawn "
                              "from the fetch cache's 196 training clips of six packages (the four above plus "
                              "lincity-ng city life and scorched3d outdoor scenes); validated on the same unheard "
-                             "ambience", ("--data", "~/.cache/opgan", "--background-mix", "ambience:1", "--val-data",
-                                          "runs/ladder/val-background-ambience"))],
+                             "ambience", _AMBIENCE6),
+           _spectral_variant("c", "background", "ambience-fetch6-long", "as ambience-fetch6, on 16384-sample crops "
+                             "(1 s) in batches of 2: speech pauses inside a crop show the interferer alone",
+                             _AMBIENCE6 + _LONG[2]),
+           Run("c-background-demucs-ambience-fetch6", "background: the reference (Demucs, as c-background-demucs) "
+               "trained as ambience-fetch6", _case_flags("background") + _LADDER_MODELS[3][2] + _AMBIENCE6)],
     },
     "ladder-d": {
         "kind": "speech",

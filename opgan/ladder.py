@@ -132,8 +132,27 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
     out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
     out["clips"] = float(sum(keep))
+    out["by_input_sdr"] = _by_input_sdr(rows, keep)
     if gates:
         out["gate_mean"], out["gate_median"] = float(np.mean(gates)), float(np.median(gates))
+    return out
+
+
+def _by_input_sdr(rows: dict[str, list[float]], keep: list[bool]) -> dict[str, dict[str, float]]:
+    """Gains per input-SDR bin (`opgan evaluate`'s bins): a mean near zero can hide gains on heavy
+    inputs paid for by damage to light ones, which is what a mask's precision ceiling does."""
+    from opgan.evaluate import input_sdr_bin
+
+    out: dict[str, dict[str, float]] = {}
+    for i, ok in enumerate(keep):
+        if ok:
+            b = out.setdefault(input_sdr_bin(rows["sdr_in"][i]), {"clips": 0.0, "sdr_gain": 0.0, "si_sdr_gain": 0.0})
+            b["clips"] += 1
+            b["sdr_gain"] += rows["sdr_out"][i] - rows["sdr_in"][i]
+            b["si_sdr_gain"] += rows["si_sdr_out"][i] - rows["si_sdr_in"][i]
+    for b in out.values():
+        b["sdr_gain"] /= b["clips"]
+        b["si_sdr_gain"] /= b["clips"]
     return out
 
 

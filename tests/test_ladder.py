@@ -73,9 +73,11 @@ def test_every_ladder_run_is_a_valid_training_config(suite, tmp_path):
         if suite == "ladder-a":  # one fixed batch, validated on itself
             assert cfg.data == cfg.val_data == str(tmp_path / "fixed8") and not cfg.dynamic
         else:
-            # the shipped recordings, but for the run that measures more voices (the fetched corpus)
-            assert ("--data" in argv) == ("-voices" in run.name) and cfg.dynamic
-            if "-voices" in run.name:  # expanded as a shell would: the trainer gets a real path
+            # the shipped recordings, but for the runs that measure more voices or more ambience (the fetched
+            # corpus, or a sources root holding part of it)
+            more = "-voices" in run.name or "-fetch" in run.name
+            assert ("--data" in argv) == more and cfg.dynamic
+            if "-voices" in run.name or "-fetch6" in run.name:  # expanded as a shell would: a real path
                 assert cfg.data == str(Path.home() / ".cache" / "opgan")
             assert cfg.val_data.startswith("runs/ladder/val-")
             assert cfg.cases == ("" if suite == "ladder-d" else f"{run.name.split('-')[1]}:1")
@@ -144,6 +146,9 @@ def test_gap_scores_training_and_validation_crops_alike(tmp_path):
     for side in ("train", "val"):
         assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
         assert 0 < rec[side]["gate_median"] < 1 and 0 < rec[side]["gate_mean"] < 1  # the clip gate's reading
+        bins = rec[side]["by_input_sdr"]  # every crop in one input-SDR bin, gains as the whole folder's
+        assert sum(b["clips"] for b in bins.values()) == 2
+        assert all(abs(b["si_sdr_gain"]) < 1e-3 for b in bins.values())
     assert rec["train"]["si_sdr_in"] == pytest.approx(np.mean([r["input_si_sdr"] for r in rows_t]), abs=1e-2)
     assert ladder.main(["gap", str(tmp_path / "none"), "--train", str(train), "--val", str(val)]) == 2
     assert ladder.main(["gap", str(run), "--train", str(train), "--val", str(val), "--out", "gap-early.json"]) == 0
