@@ -9,7 +9,8 @@ or a noise floor is a per-bin gain, not a waveform to synthesise.
     x (B, 1, T) -> STFT (n_fft, hop n_fft/4, Hann) -> X (B, F, N)      F = n_fft/2 + 1 bins, N frames
     features    tanh(log10(|X| / (rms(x) * ||w||) + 1e-4) / 2)  in (-1, 1): level-free, bounded for the powers
     network     SelfONN1d(F -> H, k3) + tanh, then residual dilated Self-ONN blocks (d = 1, 2, ..., 2**(b-1))
-                over frames, then a 1x1 SelfONN1d(H -> F)
+                over frames, then a 1x1 SelfONN1d(H -> F); with ``norm=True`` every tanh sees a per-frame
+                LayerNorm of its input (`FrameNorm`: without it trained models saturate every tanh)
     mask        m = mask_max * sigmoid(z + b0), b0 = log(1 / (mask_max - 1)): exactly 1 while the output
                 layer is zero (its init), so training starts from the identity, as the U-Net's residual does
     output      iSTFT(m * X) at the input's length: the noisy phase is kept
@@ -40,7 +41,7 @@ from selfonn import SelfONN1d
 from .arch import ArchConfig
 from .generator import _ContextBlock
 
-__all__ = ["ARCH", "SpectralConfig", "SpectralGenerator"]
+__all__ = ["ARCH", "FrameNorm", "SpectralConfig", "SpectralGenerator"]
 
 #: the ``arch`` a stored generator config names for this model
 ARCH = "spectral"
@@ -65,6 +66,7 @@ class SpectralConfig(ArchConfig):
     q: int = 3  # Self-ONN order of every layer
     mask_max: float = 1.2  # the mask lies in (0, mask_max): it may lift a bin a little, never without bound
     gate: bool = False  # scale the correction by a per-clip gate (see the module docstring)
+    norm: bool = False  # normalise each frame's channels before every tanh (see `FrameNorm`)
 
     @property
     def hop(self) -> int:
@@ -77,6 +79,34 @@ class SpectralConfig(ArchConfig):
                              f"got {self.n_fft}, {self.hidden}, {self.blocks}, {self.q}")
         if not 1 < self.mask_max <= 4:
             raise ValueError(f"the spectral generator needs 1 < mask_max <= 4, got {self.mask_max}")
+
+
+class FrameNorm(nn.Module):
+    """LayerNorm over the channels of each frame of a (B, C, N) sequence.
+
+    Why: without it the residual stream and the input layer's output grow during training until every tanh
+    saturates (|tanh| > 0.99 on all units of trained models); the mask then no longer depends on the input
+    (zero variance over frames: a fixed equaliser) and no gradient reaches the layers below. Per frame, not
+    per clip, so a frame's mask still depends on its neighbours only and a crop behaves as the whole file.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(channels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.ln(h.transpose(1, 2)).transpose(1, 2)
+
+
+class _NormedBlock(_ContextBlock):
+    """h + proj(tanh(conv_d(tanh(norm(h))))): the context block with its input normalised per frame."""
+
+    def __init__(self, channels: int, width: int, dilation: int, q: int) -> None:
+        super().__init__(channels, width, dilation, q, "tanh")
+        self.norm = FrameNorm(channels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.proj(self.act(self.conv(self.pre(self.norm(h)))))
 
 
 class SpectralGenerator(nn.Module):
@@ -94,7 +124,12 @@ class SpectralGenerator(nn.Module):
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.inp = SelfONN1d(bins, c.hidden, 3, padding=1, q=c.q)
         # h + proj(tanh(conv_d(tanh(h)))): the U-Net's dilated context block, zero-initialised projection
-        self.blocks = nn.Sequential(*(_ContextBlock(c.hidden, c.hidden, 2**i, c.q, "tanh") for i in range(c.blocks)))
+        if c.norm:
+            self.blocks = nn.Sequential(*(_NormedBlock(c.hidden, c.hidden, 2**i, c.q) for i in range(c.blocks)))
+        else:
+            self.blocks = nn.Sequential(*(_ContextBlock(c.hidden, c.hidden, 2**i, c.q, "tanh") for i in range(c.blocks)))
+        self.inp_norm = FrameNorm(c.hidden) if c.norm else nn.Identity()
+        self.out_norm = FrameNorm(c.hidden) if c.norm else nn.Identity()
         self.out = SelfONN1d(c.hidden, bins, 1, q=c.q)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -131,8 +166,8 @@ class SpectralGenerator(nn.Module):
         w = self._window(x)
         mag = spec.abs() / (rms * w.square().sum().sqrt())
         feat = torch.tanh(torch.log10(mag + 1e-4) / 2)
-        h = torch.tanh(self.inp(feat))
-        h = torch.tanh(self.blocks(h))
+        h = torch.tanh(self.inp_norm(self.inp(feat)))
+        h = torch.tanh(self.out_norm(self.blocks(h)))
         return self.config.mask_max * torch.sigmoid(self.out(h) + self.mask_bias), h
 
     def _window(self, x: torch.Tensor) -> torch.Tensor:

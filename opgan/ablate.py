@@ -165,6 +165,8 @@ SUITES: dict[str, dict] = {
             ("voices-floor30-decay", "with the rung's measured gains combined: the fetched corpus's 17 voices, the "
              "gate floored at 0.3, and the learning rate halved every 15,000 steps",
              ("--data", "~/.cache/opgan", "--gate-floor", "0.3", "--lr-half-life", "15000")))]
+        + [_spectral_variant("b", "awgn", "norm", "with every tanh's input normalised per frame (--spectral-norm)",
+                             ("--spectral-norm",))]
         + [Run("b-awgn-plain-lr2e4", "awgn: plain-conv control: q=1, PReLU, Adam 2e-4 (at 5e-4 its validation "
                "swings by 5 dB)", _case_flags("awgn") + _PLAIN + ("--lr", "2e-4"))],
     },
@@ -205,6 +207,13 @@ SUITES: dict[str, dict] = {
            _spectral_variant("c", "background", "ambience-fetch6-long", "as ambience-fetch6, on 16384-sample crops "
                              "(1 s) in batches of 2: speech pauses inside a crop show the interferer alone",
                              _AMBIENCE6 + _LONG[2]),
+           _spectral_variant("c", "background", "ambience-fetch6-sisdr", "as ambience-fetch6, trained on -SI-SDR "
+                             "alone: every crop weighs the same in dB, light ones included", _AMBIENCE6 + _SISDR),
+           _spectral_variant("c", "background", "ambience-fetch6-lr1e4", "as ambience-fetch6 at a learning rate of "
+                             "1e-4 instead of 5e-4", _AMBIENCE6 + ("--lr", "1e-4")),
+           _spectral_variant("c", "background", "ambience-fetch6-norm", "as ambience-fetch6, with every tanh's input "
+                             "normalised per frame (--spectral-norm): trained without it, every tanh saturates and "
+                             "the mask stops depending on the input", _AMBIENCE6 + ("--spectral-norm",)),
            Run("c-background-demucs-ambience-fetch6", "background: the reference (Demucs, as c-background-demucs) "
                "trained as ambience-fetch6", _case_flags("background") + _LADDER_MODELS[3][2] + _AMBIENCE6)],
     },

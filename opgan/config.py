@@ -81,6 +81,7 @@ class TrainConfig:
     spectral_hidden: int = 128  # spectral: channels of every layer between the spectrum and the mask
     spectral_blocks: int = 5  # spectral: residual dilated blocks over frames (dilations 1..2**(n-1))
     spectral_gate: bool = False  # spectral: scale the correction by a per-clip gate (so clean clips can pass)
+    spectral_norm: bool = False  # spectral: LayerNorm each frame's channels before every tanh (keeps them unsaturated)
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
@@ -130,7 +131,7 @@ class TrainConfig:
             from opgan.models.spectral import SpectralConfig
 
             return SpectralConfig(n_fft=self.spectral_n_fft, hidden=self.spectral_hidden, blocks=self.spectral_blocks,
-                                  q=self.q, gate=self.spectral_gate).to_dict()
+                                  q=self.q, gate=self.spectral_gate, norm=self.spectral_norm).to_dict()
         if self.arch == "demucs":
             from opgan.models.reference import DemucsConfig
 

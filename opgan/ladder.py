@@ -105,7 +105,9 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     """Mean input/output SDR and SI-SDR of a restorer over a crop folder, and their gains (non-finite
     values, e.g. the SI-SDR of a crop its artifact missed, left out of the means). For a gated
     generator also the clip gate's mean and median over the crops: a model that stays near identity
-    because its gate shut reads differently from one whose correction learnt nothing."""
+    because its gate shut reads differently from one whose correction learnt nothing. For a mask model
+    also its last hidden layer's share of saturated tanh units (|h| > 0.99) and its mean standard
+    deviation over frames: near 1 and near 0, the mask is a fixed equaliser that ignores the input."""
     import torch
 
     from opgan.data import datasets as D
@@ -117,6 +119,13 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     gates: list[float] = []
     hook = gate.register_forward_hook(lambda m, i, z: gates.extend(gen.gate_value(z).flatten().tolist())) \
         if isinstance(gate, torch.nn.Module) else None
+    # a mask model's last hidden layer (the output layer's input): saturated tanh units, and how much it
+    # changes from frame to frame (zero: the mask no longer depends on the input, a fixed equaliser)
+    hidden: list[tuple[float, float]] = []
+    out_layer = getattr(gen, "out", None) if hasattr(gen, "mask") else None
+    hook_h = out_layer.register_forward_pre_hook(
+        lambda m, a: hidden.append(((a[0].abs() > 0.99).float().mean().item(), a[0].std(-1).mean().item()))) \
+        if isinstance(out_layer, torch.nn.Module) else None
     try:
         for lo in range(0, len(ds), batch):
             items = [ds[i] for i in range(lo, min(lo + batch, len(ds)))]
@@ -125,8 +134,9 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
             est = restorer(x).float()
             _score(rows, x, s, est)
     finally:
-        if hook is not None:
-            hook.remove()
+        for h in (hook, hook_h):
+            if h is not None:
+                h.remove()
     keep = [all(np.isfinite(rows[k][i]) for k in rows) for i in range(len(ds))]
     out = {k: float(np.mean([v for v, ok in zip(vals, keep) if ok])) for k, vals in rows.items()}
     out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
@@ -135,6 +145,9 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
     out["by_input_sdr"] = _by_input_sdr(rows, keep)
     if gates:
         out["gate_mean"], out["gate_median"] = float(np.mean(gates)), float(np.median(gates))
+    if hidden:
+        out["hidden_saturated"] = float(np.mean([h[0] for h in hidden]))
+        out["hidden_frame_std"] = float(np.mean([h[1] for h in hidden]))
     return out
 
 

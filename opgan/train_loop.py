@@ -113,7 +113,7 @@ def _model_words(cfg: TrainConfig) -> str:
         return f"arch=demucs hidden={cfg.demucs_hidden} depth={cfg.demucs_depth} resample={cfg.demucs_resample}"
     if cfg.arch == "spectral":
         return (f"arch=spectral n_fft={cfg.spectral_n_fft} hidden={cfg.spectral_hidden} "
-                f"blocks={cfg.spectral_blocks} q={cfg.q}" + (" gated" if cfg.spectral_gate else ""))
+                f"blocks={cfg.spectral_blocks} q={cfg.q}" + (" gated" if cfg.spectral_gate else "") + (" normed" if cfg.spectral_norm else ""))
     return f"q={cfg.generator_q()}  f={cfg.filters}"
 
 

@@ -169,3 +169,29 @@ def test_collect_writes_no_home_path(tmp_path, monkeypatch):
         "val_folder": "~/x"}
     rec = json.loads((tmp_path / "out" / "ladder-b" / "b-awgn-paper-voices" / "config.json").read_text())
     assert rec["data"] == "~/.cache/opgan"
+
+
+def test_gap_reads_a_mask_models_saturation(tmp_path):
+    """A spectral model at init keeps its last hidden layer moving from frame to frame; the same model with a
+    grown per-channel constant reads as saturated and frozen over frames (a fixed equaliser)."""
+    from opgan.checkpoint import FORMAT, save_checkpoint
+    import torch
+
+    from opgan.models import SpectralConfig, SpectralGenerator
+
+    folder = tmp_path / "crops"
+    ladder.write_crops(folder, "val", 2, 2048, case="awgn", si_sdr_range=(-5.0, 15.0))
+    torch.manual_seed(0)
+    g = SpectralGenerator(SpectralConfig(n_fft=64, hidden=8, blocks=2, q=2))
+    readings = []
+    for grown in (False, True):
+        if grown:
+            with torch.no_grad():
+                g.inp.bias.normal_(0, 50.0)
+                g.blocks[0].proj.bias.normal_(0, 50.0)
+        save_checkpoint(tmp_path / "best.pt", {"format": FORMAT, "config": {"generator": g.config.to_dict()},
+                                                "generator": g.state_dict(), "sample_rate": 16000, "step": 1})
+        rec = ladder.gap(tmp_path, folder, folder)["val"]
+        readings.append((rec["hidden_saturated"], rec["hidden_frame_std"]))
+    (sat0, std0), (sat1, std1) = readings
+    assert sat0 < 0.5 < 0.9 < sat1 and std1 < 0.1 * std0

@@ -212,3 +212,28 @@ def test_a_gate_can_be_added_to_a_trained_ungated_model(tiny_data, tmp_path):
     assert main(["--preset", "tiny", "--data", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "back",
                  "--arch", "spectral", "--spectral-n-fft", "64", "--spectral-hidden", "8", "--spectral-blocks", "2",
                  "--q", "2", "--init-from", str(gated)]) == 2
+
+
+def test_frame_norm_keeps_every_tanh_unsaturated_when_weights_grow():
+    """Trained models grow a per-channel constant that saturates every tanh (the mask then no longer follows
+    the input: a fixed equaliser, and no gradient passes). With per-frame normalisation the same grown weights
+    leave the last hidden layer unsaturated. At init both are the identity."""
+    torch.manual_seed(0)
+    x = 0.1 * torch.randn(2, 1, 4096)
+    saturated = {}
+    for norm in (False, True):
+        torch.manual_seed(1)
+        g = SpectralGenerator(SpectralConfig(**{**SMALL.to_dict(), "norm": norm}))
+        torch.testing.assert_close(g(x), x, atol=1e-5, rtol=0)
+        seen = []
+        g.out.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
+        with torch.no_grad():
+            g.inp.bias.normal_(0, 8.0)  # grown constants, as measured in trained models (|mean| 5-9 per channel)
+            for b in g.blocks:
+                b.proj.weight.normal_(0, 0.3)
+                b.proj.bias.normal_(0, 8.0)
+            g(x)
+        saturated[norm] = (seen[-1].abs() > 0.99).float().mean().item()
+    assert saturated[False] > 0.5 and saturated[True] < 0.05
+    assert parse_args(["--arch", "spectral", "--spectral-norm"])[0].generator_config()["norm"] is True
+    assert parse_args(["--arch", "spectral"])[0].generator_config()["norm"] is False  # the shipped models' form
