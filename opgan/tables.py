@@ -164,7 +164,8 @@ def best_table(spec: str) -> str:
     """Chosen runs of a rung (``<suite>:<steps>:<run>,<run>,...``) at their best validation up to ``steps``:
     SI-SDRi beside SDRi, STOI and level (reverberation's metric trap), and every gap record of the run
     (gap.json: the crops it was validated on; gap-<name>.json: another pair, e.g. the early-reflection
-    targets of the same crops), with the clip gate's median on each where the model has one."""
+    targets of the same crops), with the clip gate's median on each where the model has one, and a mask
+    model's share of saturated units in its last hidden layer (near 1: a fixed equaliser)."""
     suite, steps, names = spec.split(":", 2)
     folder = RESULTS / "ablations" / suite
     lines = ["| run | change | best step | SI-SDRi | SDRi | STOI (input) | level dB | mean SI-SDRi of last 3 | "
@@ -185,8 +186,11 @@ def best_table(spec: str) -> str:
             gate = (f" (gate median {_f(_num(rec, 'train', 'gate_median'), sign=False)} / "
                     f"{_f(_num(rec, 'val', 'gate_median'), sign=False)})" if _num(rec, "val", "gate_median") is not None
                     else "")
+            sat = (f" (saturated {_f(_num(rec, 'train', 'hidden_saturated'), sign=False)} / "
+                   f"{_f(_num(rec, 'val', 'hidden_saturated'), sign=False)})"
+                   if _num(rec, "val", "hidden_saturated") is not None else "")
             gaps.append(f"{label}: {_f(_num(rec, 'train', 'si_sdr_gain'))} / {_f(_num(rec, 'val', 'si_sdr_gain'))}"
-                        + gate)
+                        + gate + sat)
         lines.append(f"| {name} | {meta['change']} | {best['step']} | {_f(best['si_sdr_gain'])} | "
                      f"{_f(best['sdr_gain'])} | {_f(best.get('stoi_out'), 3, sign=False)} "
                      f"({_f(best.get('stoi_in'), 3, sign=False)}) | {_f(best.get('level_db'))} | {_f(last3)} | "
