@@ -45,7 +45,7 @@ def repo(tmp_path: Path) -> Path:
     (repo / "tools" / "gpu").mkdir(parents=True)
     for name in ("gpu_continue.sh", "triton_pack.py"):  # triton_pack: the sizes (prepare) and unpack() (run)
         shutil.copy(ROOT / "tools" / "gpu" / name, repo / "tools" / "gpu" / name)
-    for kind in ("speech-spectral", "music-spectral"):
+    for kind in ("speech-spectral-norm", "music-spectral"):
         (repo / "training" / kind).mkdir()
         (repo / "training" / kind / "config.json").write_text("{}\n")
     (repo / ".gitignore").write_text("/.gpu/\n/.whl/\n")
@@ -74,7 +74,7 @@ def test_prepare_builds_the_triton_pack_first_and_counts_it_in_the_64_mib(repo: 
     r, calls = _script(repo, "prepare", STUB_PREWARM_MIB="10", STUB_SOURCES_MIB="30")
     assert r.returncode == 0, r.stderr
     (prewarm,) = [c for c in calls if "prewarm_cache.py" in c]
-    assert "--training training/speech-spectral,training/music-spectral" in prewarm and f"--training-data {repo.parent / 'cache'}" in prewarm
+    assert "--training training/speech-spectral-norm,training/music-spectral" in prewarm and f"--training-data {repo.parent / 'cache'}" in prewarm
     assert "--out .gpu/triton-cache --pack" in prewarm
     (pack,) = [c for c in calls if "opgan.data.pack" in c]
     assert calls.index(prewarm) < calls.index(pack) and "triton-cache.tar.xz" in pack.split("gpu:")[1]
@@ -127,6 +127,6 @@ def test_the_script_works_from_any_folder(repo: Path):
     r, calls = _script(repo, "prepare", cwd=repo / "training", STUB_PREWARM_MIB="1", STUB_SOURCES_MIB="1")
     assert r.returncode == 0, r.stderr
     assert (repo / ".gpu" / "sources").is_dir() and not (repo / "training" / ".gpu").exists()
-    assert any("tools/gpu/prewarm_cache.py --training training/speech-spectral,training/music-spectral" in c for c in calls)
+    assert any("tools/gpu/prewarm_cache.py --training training/speech-spectral-norm,training/music-spectral" in c for c in calls)
     r, _ = _script(repo, "nonsense", cwd=repo / "training")
     assert r.returncode == 2 and r.stderr.startswith("usage: bash tools/gpu/gpu_continue.sh")
