@@ -214,6 +214,11 @@ SUITES: dict[str, dict] = {
            _spectral_variant("c", "background", "ambience-fetch6-norm", "as ambience-fetch6, with every tanh's input "
                              "normalised per frame (--spectral-norm): trained without it, every tanh saturates and "
                              "the mask stops depending on the input", _AMBIENCE6 + ("--spectral-norm",)),
+           _spectral_variant("c", "background", "ambience-fetch6-norm-lr1e4", "as ambience-fetch6, with both changes "
+                             "that kept it unsaturated: --spectral-norm and a learning rate of 1e-4",
+                             _AMBIENCE6 + ("--spectral-norm", "--lr", "1e-4")),
+           _spectral_variant("c", "background", "ambience-fetch6-norm-s1", "as ambience-fetch6-norm, seed 1",
+                             _AMBIENCE6 + ("--spectral-norm", "--seed", "1")),
            Run("c-background-demucs-ambience-fetch6", "background: the reference (Demucs, as c-background-demucs) "
                "trained as ambience-fetch6", _case_flags("background") + _LADDER_MODELS[3][2] + _AMBIENCE6)],
     },
