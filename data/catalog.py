@@ -81,8 +81,8 @@ class BackgroundSource:
     archive: str = ""  # a zip (.pk3) inside the package that holds the files
     dep5_prefix: tuple[str, str] = ("", "")
     # Split by scene family (the clip stem's first word: Fire1..3, FireStation -> "fire") so that takes of
-    # one scene never straddle splits; `splits` names where families may go ("test" absent: the published
-    # test sets, built from the test split, stay as they were).
+    # one scene never straddle splits; `splits` names where clips may go, the rest train ("test" absent:
+    # the published test sets, built from the test split, stay as they were).
     by_family: bool = False
     splits: tuple[str, ...] = ("train", "val", "test")
 

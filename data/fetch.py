@@ -403,13 +403,13 @@ def scene_family(stem: str) -> str:
     return (m.group(0) if m else stem).lower()
 
 
-def _family_split(names: list[str], prefix: str, splits: tuple[str, ...]) -> dict[str, str]:
-    fam = {c: scene_family(c[len(prefix) + 1:]) for c in names}
-    parts = hash_split(set(fam.values()), salt=prefix)
-    if "test" not in splits:  # its families train instead
-        parts["train"] = parts["train"] + parts.pop("test")
-    fam_split = {f: s for s, fs in parts.items() for f in fs}
-    return {c: fam_split[f] for c, f in fam.items()}
+def _source_split(names: list[str], src: BackgroundSource) -> dict[str, str]:
+    """Each clip's split: hashed by clip, or by scene family (`by_family`); families or clips that land in
+    a split the source may not use (`splits`) train instead."""
+    key = {c: scene_family(c[len(src.prefix) + 1:]) if src.by_family else c for c in names}
+    parts = hash_split(set(key.values()), salt=src.prefix)
+    split_of = {k: (s if s in src.splits else "train") for s, ks in parts.items() for k in ks}
+    return {c: split_of[k] for c, k in key.items()}
 
 
 def background_splits(clips: dict[str, dict]) -> dict[str, list[str]]:
@@ -419,11 +419,7 @@ def background_splits(clips: dict[str, dict]) -> dict[str, list[str]]:
         if src.package in fixed_pkgs:
             continue
         names = [c for c, r in clips.items() if r["package"] == src.package and c.startswith(src.prefix + "_")]
-        if src.by_family:
-            where.update(_family_split(names, src.prefix, src.splits))
-            continue
-        for s, cs in hash_split(names, salt=src.prefix).items():
-            where.update({c: s for c in cs})
+        where.update(_source_split(names, src))
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for c in sorted(clips):
         out[where.get(c, "train")].append(c)

@@ -65,6 +65,7 @@ _LADDER_MODELS = (("paper", "gated residual U-Net f=8 q=3 (default preset)", ())
                   ("spectral", "Self-ONN mask over STFT frames: n_fft 512, hidden 128, 5 dilated blocks (+-272 ms), "
                    "q=3 (1.38 M params, under half the U-Net's CPU per step)", ("--arch", "spectral")))
 _SPECTRAL = _LADDER_MODELS[-1][2]
+_DEMUCS = _LADDER_MODELS[3][2]
 
 
 # Changes to the recipe's U-Net measured on more than one rung (name, what, flags): see _recipe_variant.
@@ -220,7 +221,7 @@ SUITES: dict[str, dict] = {
            _spectral_variant("c", "background", "ambience-fetch6-norm-s1", "as ambience-fetch6-norm, seed 1",
                              _AMBIENCE6 + ("--spectral-norm", "--seed", "1")),
            Run("c-background-demucs-ambience-fetch6", "background: the reference (Demucs, as c-background-demucs) "
-               "trained as ambience-fetch6", _case_flags("background") + _LADDER_MODELS[3][2] + _AMBIENCE6)],
+               "trained as ambience-fetch6", _case_flags("background") + _DEMUCS + _AMBIENCE6)],
     },
     "ladder-d": {
         "kind": "speech",

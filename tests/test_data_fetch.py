@@ -89,6 +89,11 @@ def test_background_family_split_keeps_takes_together_and_out_of_test(monkeypatc
         by_family.setdefault(fetch.scene_family(c[len("city_"):]), set()).add(s)
     assert all(len(s) == 1 for s in by_family.values())  # every take of a scene in one split
     assert fetch.background_splits(dict(reversed(clips.items()))) == out  # order does not matter
+    # `splits` holds for a source hashed by clip too
+    monkeypatch.setattr(fetch, "BACKGROUND", [BackgroundSource("pkg", "x/*.wav", "city", "GPL-2+", "x", "city",
+                                                               splits=("train", "val"))])
+    by_clip = fetch.background_splits(clips)
+    assert by_clip["test"] == [] and by_clip["val"] and by_clip != out
 
 
 def test_dep5_licences():
