@@ -68,12 +68,13 @@ def pack_corpus(cache: Path, out: Path, speech_s: float | dict | None = 150.0, m
                 continue
             files = [files[i] for i in rng.permutation(len(files))]
             budget = _budget(speech_s, split)
+            chunk_len = chunk_s if budget is None else min(chunk_s, budget)  # a budget under one chunk: met, not rounded up
             chunk, total, k = [], 0.0, 0
             gap = np.zeros(int(0.15 * 16000), np.float32)
             for p in files:
                 x, _ = load_mono(p, 16000)
                 chunk += [x, gap]
-                if sum(c.size for c in chunk) >= chunk_s * 16000:
+                if sum(c.size for c in chunk) >= chunk_len * 16000:
                     sig = np.concatenate(chunk)
                     write(out / "speech" / split / spk / f"{spk}_{k:03d}.ogg", sig, 16000)
                     total += sig.size / 16000

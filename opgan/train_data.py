@@ -26,9 +26,9 @@ __all__ = ["StepBatches", "blind_normalise", "crop", "describe_data", "open_data
 def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
     """Train and validation sets and their sample rate, with the checks that make bad data fail early."""
     if cfg.data:
-        spec = cfg.data
-        if not Path(spec).expanduser().exists():
-            raise ConfigError(f"--data {spec!r} does not exist (a RAR builder root, a TIMIT-RAR/GTZAN-RAR "
+        spec = str(Path(cfg.data).expanduser())  # a config file's "~/..." as the shell would have it
+        if not Path(spec).exists():
+            raise ConfigError(f"--data {cfg.data!r} does not exist (a RAR builder root, a TIMIT-RAR/GTZAN-RAR "
                               f".mat file, or a sources root)")
     else:
         root = Path(cfg.data_root) / f"{cfg.data_kind}-{cfg.data_size}"
@@ -37,10 +37,11 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         distrib.barrier()
         spec = str(root)
     try:
-        rirs = cfg.rirs or None
-        if rirs and not Path(rirs).expanduser().is_file():
-            raise ConfigError(f"--rirs {rirs!r} does not exist (an RIR bank .npz, e.g. from `opgan build --n-rirs`)")
-        val = D.open_dataset(cfg.val_data or spec, "val", kind=cfg.data_kind, seed=cfg.val_seed, rir_bank=rirs)
+        rirs = str(Path(cfg.rirs).expanduser()) if cfg.rirs else None
+        if rirs and not Path(rirs).is_file():
+            raise ConfigError(f"--rirs {cfg.rirs!r} does not exist (an RIR bank .npz, e.g. from `opgan build --n-rirs`)")
+        val_spec = str(Path(cfg.val_data).expanduser()) if cfg.val_data else spec
+        val = D.open_dataset(val_spec, "val", kind=cfg.data_kind, seed=cfg.val_seed, rir_bank=rirs)
         if cfg.dynamic:
             dyn_spec = spec if cfg.data else f"default:{cfg.data_kind}"
             mix = cfg.case_mix()

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from . import distrib
 from .checkpoint import (FORMAT, CheckpointError, capture_rng, check_restorer, check_state, check_training_state,
-                         load_checkpoint, restore_rng, save_checkpoint)
+                         fill_first_moments, load_checkpoint, restore_rng, save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .enhance import enhance_clips, shipped_weights
 from .models import Discriminator, DiscriminatorConfig, build_generator
@@ -128,6 +128,7 @@ def _load_optimiser(opt: torch.optim.Optimizer, state: Any, where: Path, what: s
     if not isinstance(state, dict) or not isinstance(state.get("state"), dict) \
             or not isinstance(state.get("param_groups"), list):
         raise CheckpointError(f"'{where}': {what} is not an optimiser state")
+    state = fill_first_moments(state)  # a compact state (compact_training_state) dropped them
     params = [p for group in opt.param_groups for p in group["params"]]
     for pid, st in state["state"].items():
         if not isinstance(pid, int) or not 0 <= pid < len(params) or not isinstance(st, dict):

@@ -297,3 +297,25 @@ def test_fetch_sentences_without_apt_exits_2(tmp_path, monkeypatch, capsys):
     assert fetch.main(["--sentences", "--cache", str(tmp_path)]) == 2
     assert "apt-get/dpkg not found" in capsys.readouterr().err
     assert not (tmp_path / fetch.SENTENCES_DIR).exists()
+
+
+def test_pack_meets_a_speech_budget_shorter_than_a_chunk(fake_fetch, tmp_path):
+    """gpu_continue.sh shrinks --speech-s until its pack fits: the per-speaker seconds must follow it
+    below the 30 s chunk instead of stopping at one whole chunk per speaker."""
+    from opgan.data.pack import pack_corpus
+    from opgan.data.sources import discover_splits
+
+    cache, _ = fake_fetch
+    fetch.fetch(cache)
+    totals = {}
+    for budget in (1.0, None):
+        out = tmp_path / f"corpus{budget}"
+        pack_corpus(cache, out, speech_s=budget, music_s=3.0, background_s=2.0, chunk_s=30.0)
+        per_spk: dict[str, float] = {}
+        for files in discover_splits(out / "speech").values():
+            for f in files:
+                per_spk[f.group] = per_spk.get(f.group, 0.0) + sf.info(str(f.path)).duration
+        totals[budget] = per_spk
+    assert set(totals[1.0]) == set(totals[None])  # every speaker kept
+    assert all(totals[1.0][s] < totals[None][s] for s in totals[None] if totals[None][s] > 2.5)
+    assert max(totals[None].values()) > 2.5

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,7 @@ case "$*" in
     "-m opgan.data.pack"*) mkdir -p .gpu/sources && truncate -s "${STUB_SOURCES_MIB}M" .gpu/sources/speech.ogg ;;
     "-c import soundfile" | "-c import opgan.trainer") exit 0 ;;
     *torch.load*) echo 5 ;;
+    "-m opgan.checkpoint compact"*) exit 0 ;;
     train.py*) [ -z "${TRITON_CACHE_DIR:-}" ] || ls "$TRITON_CACHE_DIR/ABC" >> "$STUB_LOG" ;;
     *) exec "$STUB_REAL_PYTHON" "$@" ;;
 esac
@@ -112,7 +114,12 @@ def test_run_points_triton_at_the_unpacked_cache(repo: Path, packed: bool):
     r, calls = _script(repo, "run", DEVICE="cpu", WORK=str(work), OUT=str(out))
     assert r.returncode == 0, r.stderr
     trains = [i for i, c in enumerate(calls) if c.startswith("python3 train.py")]
-    assert len(trains) == 2 and (out / "training.tgz").is_file()
+    assert len(trains) == 2
+    compacts = [c for c in calls if c.startswith("python3 -m opgan.checkpoint compact")]
+    assert [c.split()[4] for c in compacts] == [f"{work}/training/{n}/last.pt" for n in ("speech-spectral-norm", "music-spectral")]
+    for name in ("speech-spectral-norm", "music-spectral"):  # one file per run (the tool returns files <= 16 MiB)
+        with tarfile.open(out / f"{name}.tgz") as tar:
+            assert {f"training/{name}", f"training/{name}/config.json", f"training/{name}.log"} <= set(tar.getnames())
     for i in trains:
         assert "--device cpu" in calls[i]
         if packed:
@@ -130,3 +137,21 @@ def test_the_script_works_from_any_folder(repo: Path):
     assert any("tools/gpu/prewarm_cache.py --training training/speech-spectral-norm,training/music-spectral" in c for c in calls)
     r, _ = _script(repo, "nonsense", cwd=repo / "training")
     assert r.returncode == 2 and r.stderr.startswith("usage: bash tools/gpu/gpu_continue.sh")
+
+
+def test_the_committed_tree_leaves_room_for_what_a_gpu_call_carries():
+    """Everything a device call copies (the tree, the wheels, the Triton cache pack ~6 MiB, the sources
+    pack) must stay under 64 MiB, so the tree must leave room; the committed run states are kept
+    compact (`python -m opgan.checkpoint compact`), a full last.pt being three copies of the generator."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the tree that travels is git's")
+    sys.path.insert(0, str(ROOT / "tools" / "gpu"))
+    import triton_pack
+
+    tree = triton_pack.tree_bytes(ROOT) / 2**20
+    assert tree <= 55.0, (f"the tree is {tree:.1f} MiB: with the wheels and the Triton cache pack it leaves the sources "
+                          "pack too little of the device's 64 MiB (untrack or compact something)")
+    tracked = subprocess.run(["git", "ls-files", "training"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for last in [ROOT / n for n in tracked.split() if n.endswith("/last.pt")]:
+        opt = torch.load(last, map_location="cpu", weights_only=True)["opt_g"]["state"]
+        assert all("exp_avg" not in st for st in opt.values()), f"{last} is not compact"

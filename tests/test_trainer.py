@@ -81,6 +81,38 @@ def test_resume_in_process_is_bitwise(tiny_data, tmp_path):
     assert steps == sorted(set(steps)) == [1, 2, 3, 4, 5]
 
 
+def test_a_compacted_last_pt_resumes_near_the_full_one(tiny_data, tmp_path, capsys):
+    """`python -m opgan.checkpoint compact` keeps the models, RNG and step, the second moment in bf16
+    and no first moment; the resumed run loads it (first moments from zero) and trains on."""
+    from opgan.checkpoint import main as ckpt_main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_args(tiny_data, a, "--max-steps", "3", "--ckpt-every", "1")) == 0
+    assert main(_args(tiny_data, b, "--max-steps", "3", "--ckpt-every", "1")) == 0
+    full = load_checkpoint(b / "tiny" / "last.pt")
+    assert ckpt_main(["compact", str(b / "tiny" / "last.pt")]) == 0
+    assert "MiB" in capsys.readouterr().out
+    small = load_checkpoint(b / "tiny" / "last.pt")
+    assert (b / "tiny" / "last.pt").stat().st_size < 0.7 * (a / "tiny" / "last.pt").stat().st_size
+    for k, v in full["generator"].items():
+        assert torch.equal(v, small["generator"][k])
+    for pid, st in small["opt_g"]["state"].items():
+        assert "exp_avg" not in st and st["exp_avg_sq"].dtype == torch.bfloat16
+        assert torch.equal(st["exp_avg_sq"], full["opt_g"]["state"][pid]["exp_avg_sq"].to(torch.bfloat16))
+    assert main(_args(tiny_data, a, "--max-steps", "5", "--resume")) == 0
+    assert main(_args(tiny_data, b, "--max-steps", "5", "--resume")) == 0
+    ra, rb = load_checkpoint(a / "tiny" / "last.pt"), load_checkpoint(b / "tiny" / "last.pt")
+    assert rb["step"] == 5 and rb["opt_g"]["state"][0]["exp_avg"].dtype == torch.float32
+    for k, v in ra["generator"].items():  # two steps from nearly the same state: nearly the same weights
+        if v.is_floating_point():
+            assert torch.allclose(v, rb["generator"][k], atol=5e-3), k
+    # a file that is not a resumable checkpoint: one line, exit 2, nothing written
+    best = a / "tiny" / "best.pt"
+    before = best.read_bytes()
+    assert ckpt_main(["compact", str(best)]) == 2
+    assert "not a resumable checkpoint" in capsys.readouterr().err and best.read_bytes() == before
+
+
 def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_data, tmp_path):
     """A real SIGKILL at an arbitrary moment; resuming reaches exactly the uninterrupted state."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -724,3 +756,10 @@ def test_quiet_prints_no_progress(tiny_data, tmp_path, capsys):
     assert json.loads((tmp_path / "tiny" / "config.json").read_text())["progress"] is False
     assert main(_args(tiny_data, tmp_path, "--name", "loud", "--max-steps", "2")) == 0
     assert "[train]" in capsys.readouterr().out  # the next run in the process talks again
+
+
+def test_data_paths_with_a_tilde_open_as_the_shell_would(tiny_data, tmp_path, monkeypatch):
+    """A config.json (or a quoted flag) may hold "~/...": the trainer expands it like the shell."""
+    monkeypatch.setenv("HOME", str(tiny_data.parent))
+    assert main(_args(Path("~") / tiny_data.name, tmp_path, "--max-steps", "1")) == 0
+    assert (tmp_path / "tiny" / "last.pt").is_file()

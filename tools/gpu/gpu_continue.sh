@@ -6,15 +6,16 @@
 #                                              # carried folders .gpu (sources and the Triton cache pack,
 #                                              # with the tree <= 64 MiB) and .whl/
 #   bash tools/gpu/gpu_continue.sh run          # there (device tool: carry .gpu and .whl): trains each
-#                                              # model for $MINUTES (default 4), state -> $OUT/training/
+#                                              # model for $MINUTES (default 4), state -> $OUT/<run>.tgz
 #                                              # (CUDA_GRAPH=1: with train.py --cuda-graph)
-#   tar xzf <files_at>/training.tgz            # here: take the state back (it unpacks as training/),
-#                                              # then check it (opgan gate score ...) and commit it
+#   for f in <files_at>/*.tgz; do tar xzf "$f"; done   # here: take the states back (they unpack
+#                                              # into training/), check them (opgan gate score ...), commit
 #
 # `run` installs the carried wheels into /tmp/site and the project without dependencies, copies
 # training/ to a work folder and resumes each run there with the fused kernels; after each model it
-# packs the state into $OUT/training.tgz (one file: the device tool returns only a few), so whatever
-# the time limit cuts off, the last finished model's checkpoint is already under $OUT. DEVICE=cpu
+# compacts its last.pt (`python -m opgan.checkpoint compact`: the committed states are kept that way,
+# so the tree stays under 64 MiB) and packs the run into $OUT/<run>.tgz, so whatever the time limit
+# cuts off, the finished models' states are already under $OUT. DEVICE=cpu
 # runs the same on a CPU (that is how it is tested).
 #
 # The fused kernels' variants both runs compile before their first step and at their first
@@ -103,7 +104,9 @@ print(unpack(*sys.argv[1:]))' .gpu/triton-cache.tar.xz "$work")
         python3 train.py --runs-dir "$work/training" --name "$name" --resume --data .gpu/sources --rirs "" \
             --device "$device" --backend "$backend" --threads 0 --workers 4 --max-steps $((step + ${MAX_STEPS:-1000000})) \
             --max-minutes "$minutes" --no-progress "$graph" 2>&1 | tee "$work/training/$name.log"
-        tar czf "$out/training.tgz.tmp" -C "$work" training && mv "$out/training.tgz.tmp" "$out/training.tgz"
+        # one file per model, its Adam state compacted: the device tool returns files of up to 16 MiB
+        python3 -m opgan.checkpoint compact "$work/training/$name/last.pt"
+        tar czf "$out/$name.tgz.tmp" -C "$work" "training/$name" "training/$name.log" && mv "$out/$name.tgz.tmp" "$out/$name.tgz"
     done
     ;;
 *)
