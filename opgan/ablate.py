@@ -187,6 +187,17 @@ SUITES: dict[str, dict] = {
             ("sisdr-nogate", "trained on -SI-SDR alone, without the clip gate (with it the gate fell to its floor)",
              _SISDR + _NOGATE[2]))]
         + [_spectral_variant("c", "reverb", *v) for v in (_EARLY, _LONG)]
+        + [_spectral_variant("c", "reverb", "norm", "with every tanh's input normalised per frame (--spectral-norm): "
+                             "the change that let it learn ambience", ("--spectral-norm",)),
+           _spectral_variant("c", "reverb", "early-norm", "trained towards the early-reflection target with "
+                             "--spectral-norm", _EARLY[2] + ("--spectral-norm",)),
+           _spectral_variant("c", "reverb", "early-norm-mag", "trained towards the early-reflection target with "
+                             "--spectral-norm on the MR-STFT magnitudes alone (no 100·L1): a magnitude mask keeps "
+                             "the reverberant phase, which a waveform loss punishes whatever the mask does",
+                             _EARLY[2] + ("--spectral-norm", "--lambda-t", "0")),
+           _spectral_variant("c", "reverb", "early-norm-long", "trained towards the early-reflection target with "
+                             "--spectral-norm on 16384-sample crops (1 s) in batches of 2: a crop longer than the "
+                             "tail it should remove", _EARLY[2] + ("--spectral-norm",) + _LONG[2])]
         + [_spectral_variant("c", "background", "ambience", "with ambience as the only interferer in training and "
                              "validation (the shipped corpus's pool is by file half other talkers)",
                              ("--background-mix", "ambience:1", "--val-data", "runs/ladder/val-background-ambience")),

@@ -47,7 +47,7 @@ def repo(tmp_path: Path) -> Path:
     (repo / "tools" / "gpu").mkdir(parents=True)
     for name in ("gpu_continue.sh", "triton_pack.py"):  # triton_pack: the sizes (prepare) and unpack() (run)
         shutil.copy(ROOT / "tools" / "gpu" / name, repo / "tools" / "gpu" / name)
-    for kind in ("speech-spectral-norm", "music-spectral"):
+    for kind in ("speech-spectral-norm", "music-spectral-norm"):
         (repo / "training" / kind).mkdir()
         (repo / "training" / kind / "config.json").write_text("{}\n")
     (repo / ".gitignore").write_text("/.gpu/\n/.whl/\n")
@@ -76,7 +76,7 @@ def test_prepare_builds_the_triton_pack_first_and_counts_it_in_the_64_mib(repo: 
     r, calls = _script(repo, "prepare", STUB_PREWARM_MIB="10", STUB_SOURCES_MIB="30")
     assert r.returncode == 0, r.stderr
     (prewarm,) = [c for c in calls if "prewarm_cache.py" in c]
-    assert "--training training/speech-spectral-norm,training/music-spectral" in prewarm and f"--training-data {repo.parent / 'cache'}" in prewarm
+    assert "--training training/speech-spectral-norm,training/music-spectral-norm" in prewarm and f"--training-data {repo.parent / 'cache'}" in prewarm
     assert "--out .gpu/triton-cache --pack" in prewarm
     (pack,) = [c for c in calls if "opgan.data.pack" in c]
     assert calls.index(prewarm) < calls.index(pack) and "triton-cache.tar.xz" in pack.split("gpu:")[1]
@@ -116,8 +116,8 @@ def test_run_points_triton_at_the_unpacked_cache(repo: Path, packed: bool):
     trains = [i for i, c in enumerate(calls) if c.startswith("python3 train.py")]
     assert len(trains) == 2
     compacts = [c for c in calls if c.startswith("python3 -m opgan.checkpoint compact")]
-    assert [c.split()[4] for c in compacts] == [f"{work}/training/{n}/last.pt" for n in ("speech-spectral-norm", "music-spectral")]
-    for name in ("speech-spectral-norm", "music-spectral"):  # one file per run (the tool returns files <= 16 MiB)
+    assert [c.split()[4] for c in compacts] == [f"{work}/training/{n}/last.pt" for n in ("speech-spectral-norm", "music-spectral-norm")]
+    for name in ("speech-spectral-norm", "music-spectral-norm"):  # one file per run (the tool returns files <= 16 MiB)
         with tarfile.open(out / f"{name}.tgz") as tar:
             assert {f"training/{name}", f"training/{name}/config.json", f"training/{name}.log"} <= set(tar.getnames())
     for i in trains:
@@ -134,7 +134,7 @@ def test_the_script_works_from_any_folder(repo: Path):
     r, calls = _script(repo, "prepare", cwd=repo / "training", STUB_PREWARM_MIB="1", STUB_SOURCES_MIB="1")
     assert r.returncode == 0, r.stderr
     assert (repo / ".gpu" / "sources").is_dir() and not (repo / "training" / ".gpu").exists()
-    assert any("tools/gpu/prewarm_cache.py --training training/speech-spectral-norm,training/music-spectral" in c for c in calls)
+    assert any("tools/gpu/prewarm_cache.py --training training/speech-spectral-norm,training/music-spectral-norm" in c for c in calls)
     r, _ = _script(repo, "nonsense", cwd=repo / "training")
     assert r.returncode == 2 and r.stderr.startswith("usage: bash tools/gpu/gpu_continue.sh")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Continue the shipped models' training (training/speech-spectral-norm, training/music-spectral) on a GPU machine,
+# Continue the shipped models' training (training/speech-spectral-norm, training/music-spectral-norm) on a GPU machine,
 # which has torch + triton but no network and none of our audio dependencies.
 #
 #   bash tools/gpu/gpu_continue.sh prepare      # here, with PyPI and `opgan fetch`'s cache: writes the
@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmd=${1:-}
-runs="speech-spectral-norm music-spectral"  # the runs the shipped weights come from (docs/training.md), under training/
+runs="speech-spectral-norm music-spectral-norm"  # the runs the shipped weights come from (docs/training.md), under training/
 case "$cmd" in
 prepare)
     cache=${OPGAN_CACHE:-$HOME/.cache/opgan}

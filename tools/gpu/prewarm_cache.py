@@ -34,7 +34,7 @@ Training mode: ``--training`` names run folders (each with the ``config.json`` t
 --resume`` trains on) and compiles what a GPU session of those runs compiles early, in place of the
 round's work:
 
-    python tools/gpu/prewarm_cache.py --training training/speech-spectral-norm,training/music-spectral --pack
+    python tools/gpu/prewarm_cache.py --training training/speech-spectral-norm,training/music-spectral-norm --pack
     # -> .gpu/triton-cache/ and .gpu/triton-cache.tar.xz (tools/gpu/gpu_continue.sh prepare runs this)
 
 - the trainer's ``precompile_kernels`` before the first step (``opgan.trainer.precompile_passes``: G
