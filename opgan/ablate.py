@@ -94,6 +94,11 @@ def _seed1(variant: tuple[str, str, tuple[str, ...]]) -> tuple[str, str, tuple[s
     return f"{name}-s1", f"{what}, seed 1", flags + ("--seed", "1")
 
 
+_EARLY_NORM_LONG = ("early-norm-long", "trained towards the early-reflection target with --spectral-norm on "
+                    "16384-sample crops (1 s) in batches of 2: a crop longer than the tail it should remove",
+                    _EARLY[2] + ("--spectral-norm",) + _LONG[2])
+
+
 def _case_flags(case: str) -> tuple[str, ...]:
     """A rung's data flags: its case alone (for 'all', the paper's composition of cases, the recipe's
     light/clean shares removed) and its validation crop folder; none for rung (a)'s fixed batch."""
@@ -195,9 +200,8 @@ SUITES: dict[str, dict] = {
                              "--spectral-norm on the MR-STFT magnitudes alone (no 100·L1): a magnitude mask keeps "
                              "the reverberant phase, which a waveform loss punishes whatever the mask does",
                              _EARLY[2] + ("--spectral-norm", "--lambda-t", "0")),
-           _spectral_variant("c", "reverb", "early-norm-long", "trained towards the early-reflection target with "
-                             "--spectral-norm on 16384-sample crops (1 s) in batches of 2: a crop longer than the "
-                             "tail it should remove", _EARLY[2] + ("--spectral-norm",) + _LONG[2])]
+           _spectral_variant("c", "reverb", *_EARLY_NORM_LONG),
+           _spectral_variant("c", "reverb", *_seed1(_EARLY_NORM_LONG))]
         + [_spectral_variant("c", "background", "ambience", "with ambience as the only interferer in training and "
                              "validation (the shipped corpus's pool is by file half other talkers)",
                              ("--background-mix", "ambience:1", "--val-data", "runs/ladder/val-background-ambience")),
