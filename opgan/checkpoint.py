@@ -480,14 +480,32 @@ def shown_path(path: str | Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m opgan.checkpoint compact LAST.PT ...`: rewrite resumable checkpoints in place with
-    :func:`compact_training_state` (atomically, so a stop mid-write keeps the original)."""
+    :func:`compact_training_state` (atomically, so a stop mid-write keeps the original);
+    `python -m opgan.checkpoint publish RUN_DIR [--to training]`: a run's state made fit to commit
+    (`opgan.publish.publish_run`)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m opgan.checkpoint",
-                                 description="Shrink resumable checkpoints (last.pt) for committing a run's state.")
-    ap.add_argument("command", choices=["compact"])
-    ap.add_argument("paths", nargs="+", metavar="LAST.PT")
+                                 description="Shrink resumable checkpoints (last.pt) or publish a run's state for "
+                                             "committing: compact LAST.PT ... | publish RUN_DIR [--to DIR]")
+    ap.add_argument("command", choices=["compact", "publish"])
+    ap.add_argument("paths", nargs="+", metavar="LAST.PT | RUN_DIR")
+    ap.add_argument("--to", default="training", help="publish: the folder that receives <run name>/ (default training)")
+    ap.add_argument("--overwrite", action="store_true", help="publish: replace a copy already there")
     args = ap.parse_args(argv)
+    if args.command == "publish":
+        from .publish import publish_run  # lazy: it imports the trainer's run-folder module
+
+        for run in args.paths:
+            try:
+                dest = publish_run(run, args.to, overwrite=args.overwrite)
+            except (OSError, ValueError, CheckpointError) as e:
+                print(f"error: {_first_line(e)}", file=sys.stderr)
+                return 2
+            size = (dest / "last.pt").stat().st_size / 2**20
+            print(f"{shown_path(run)} -> {shown_path(dest)} (last.pt {size:.1f} MiB); resume it with "
+                  f"`python train.py --resume --runs-dir {shown_path(args.to)} --name {dest.name}`")
+        return 0
     for path in args.paths:
         try:
             ckpt = load_checkpoint(path)

@@ -113,6 +113,40 @@ def test_a_compacted_last_pt_resumes_near_the_full_one(tiny_data, tmp_path, caps
     assert "not a resumable checkpoint" in capsys.readouterr().err and best.read_bytes() == before
 
 
+def test_publish_makes_a_run_committable_and_resumable(tiny_data, tmp_path, monkeypatch, capsys):
+    """`python -m opgan.checkpoint publish RUN_DIR --to training`: no machine path left in any record or
+    checkpoint, runs_dir pointing at the copy, last.pt compact; the copy resumes from its own folder; a
+    second publish without --overwrite is refused and changes nothing."""
+    from opgan.checkpoint import main as ckpt_main
+
+    monkeypatch.setenv("HOME", str(tiny_data.parent))  # the data lies in ~/data
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(_args(tiny_data, work / "runs" / "cand", "--max-steps", "3", "--ckpt-every", "1")) == 0
+    assert ckpt_main(["publish", str(work / "runs" / "cand" / "tiny")]) == 0
+    assert "--runs-dir training --name tiny" in capsys.readouterr().out
+    dest = work / "training" / "tiny"
+    texts = {f: (dest / f).read_text() for f in ("config.json", "metrics.jsonl", "summary.json", "metrics.csv")}
+    for f, text in texts.items():
+        assert str(tmp_path) not in text and str(tiny_data.parent) not in text, f
+    cfg = json.loads(texts["config.json"])
+    assert cfg["data"] == "~/data" and cfg["runs_dir"] == "training" and cfg["name"] == "tiny"
+    last, best = load_checkpoint(dest / "last.pt"), load_checkpoint(dest / "best.pt")
+    assert last["config"]["data"] == best["config"]["data"] == "~/data"
+    assert last["config"]["runs_dir"] == best["config"]["runs_dir"] == "training"
+    assert all("exp_avg" not in st for st in last["opt_g"]["state"].values())
+    before = (dest / "last.pt").read_bytes()
+    assert ckpt_main(["publish", str(work / "runs" / "cand" / "tiny")]) == 2
+    assert "already holds" in capsys.readouterr().err and (dest / "last.pt").read_bytes() == before
+    assert ckpt_main(["publish", str(work / "runs")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["--runs-dir", "training", "--name", "tiny", "--resume", "--max-steps", "5"]) == 0
+    assert load_checkpoint(dest / "last.pt")["step"] == 5
+    assert ckpt_main(["publish", "training/tiny"]) == 0  # in place: compacts the resumed state again
+    assert all("exp_avg" not in st for st in load_checkpoint(dest / "last.pt")["opt_g"]["state"].values())
+
+
 def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_data, tmp_path):
     """A real SIGKILL at an arbitrary moment; resuming reaches exactly the uninterrupted state."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
