@@ -957,3 +957,31 @@ def test_clean_input_scores_methods_on_clean_clips(tmp_path):
     assert per["n"] == 2 and set(per["bands_db"]) == {"band_1_2k", "band_2_4k", "band_4_8k"}
     assert rec["methods"] == {"opgan": "Op-GAN (q=3)"} and rec["command"].startswith("python bench/clean_input.py")
     assert clean_input.main([str(tmp_path), "--baselines", ""]) == 2
+
+
+def test_level_calibration_separates_the_oracle_from_a_blind_gain(tmp_path):
+    """bench/level_calibration.py: scaling by the oracle gain scores as the oracle, a 0 dB gain changes
+    nothing; a tiny build gives a record with every set; a folder that is not a build exits 2."""
+    import numpy as np
+    from opgan.data.assets import default_rirs, fixture_dir
+    from opgan.data.builder import build
+
+    lc = _load("level_calibration")
+    rng = np.random.default_rng(0)
+    d = {"ss": rng.uniform(1, 2, 8), "yy": rng.uniform(1, 4, 8), "inp_sdr": np.array([20.0] * 4 + [0.0] * 4),
+         "case": np.array(["awgn", "reverb"] * 4)}
+    d["sy"] = 0.8 * np.sqrt(d["ss"] * d["yy"])
+    oracle = 10 * np.log10(d["ss"] / d["yy"])
+    s = lc.score(d, oracle)
+    assert abs(s["blind_sdr_change"] - s["oracle_sdr_change"]) < 1e-9 and s["r2"] == 1.0
+    assert s["blind_abs_level_error_db"] < 1e-9 and s["light"]["clips"] == 4
+    s0 = lc.score(d, np.zeros(8))
+    assert abs(s0["blind_sdr_change"]) < 1e-12 and abs(s0["blind_level_vs_clean_db"] - s0["level_vs_clean_db"]) < 1e-9
+    build("speech", fixture_dir(), tmp_path / "set", size=0.01, seed=1, splits=["train", "val", "test"],
+          rirs=default_rirs(), progress=False)
+    out = tmp_path / "rec.json"
+    assert lc.main(["--fit", str(tmp_path / "set"), "--test", str(tmp_path / "set"), "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert set(rec["sets"]) == {"val", "val, clean inputs", "set"} and rec["features"] == 254
+    assert rec["command"].startswith("python bench/level_calibration.py")
+    assert lc.main(["--fit", str(tmp_path)]) == 2
