@@ -87,10 +87,10 @@ def score(d: dict[str, np.ndarray], gain_db: np.ndarray) -> dict:
     delta = _sdr(d, 10 ** (gain_db / 20)) - base
     oracle = _sdr(d, 10 ** (oracle_db / 20)) - base
     light = d["inp_sdr"] >= 15
-    resid = gain_db - oracle_db
+    resid = gain_db - oracle_db  # the blind gain's level error against the clean, per clip
     r = {"clips": int(len(base)), "level_vs_clean_db": float(-oracle_db.mean()),
          "oracle_sdr_change": float(oracle.mean()), "blind_sdr_change": float(delta.mean()),
-         "blind_level_vs_clean_db": float((gain_db - oracle_db).mean()),
+         "blind_level_vs_clean_db": float(resid.mean()),
          "blind_abs_level_error_db": float(np.abs(resid).mean()), "abs_level_error_db": float(np.abs(oracle_db).mean()),
          "by_case": {c: {"oracle_sdr_change": float(oracle[d["case"] == c].mean()),
                          "blind_sdr_change": float(delta[d["case"] == c].mean())} for c in sorted(set(d["case"]))}}

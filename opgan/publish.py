@@ -40,15 +40,13 @@ def _config(config: dict[str, Any], runs_dir: str) -> dict[str, Any]:
     return {**_shown(config), "runs_dir": runs_dir}
 
 
-def _machine_paths(value: Any) -> list[str]:
-    """Absolute paths left in ``value``: outside the working folder and home, so no shorter form exists."""
-    if isinstance(value, str):
-        return [value] if os.path.isabs(value) else []
+def _absolute(value: Any) -> list[str]:
+    """The absolute path strings in a shown ``value``: outside the working folder and home, so kept."""
     if isinstance(value, dict):
-        return [p for v in value.values() for p in _machine_paths(v)]
+        value = list(value.values())
     if isinstance(value, (list, tuple)):
-        return [p for v in value for p in _machine_paths(v)]
-    return []
+        return [p for v in value for p in _absolute(v)]
+    return [value] if isinstance(value, str) and os.path.isabs(value) else []
 
 
 def publish_run(run_dir: str | Path, to: str | Path = "training", overwrite: bool = False) -> Path:
@@ -76,11 +74,11 @@ def publish_run(run_dir: str | Path, to: str | Path = "training", overwrite: boo
     check_training_state(last, src / "last.pt")
     best = load_checkpoint(src / "best.pt") if (src / "best.pt").is_file() else None
     # everything read and checked: now write
+    shown, last_config = _config(config, runs_dir), _config(last["config"], runs_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    write_json(dest / "config.json", _config(config, runs_dir))
-    for f in ("summary.json",):
-        if (src / f).is_file():
-            write_json(dest / f, _shown(json.loads((src / f).read_text())))
+    write_json(dest / "config.json", shown)
+    if (src / "summary.json").is_file():
+        write_json(dest / "summary.json", _shown(json.loads((src / "summary.json").read_text())))
     if (src / "metrics.jsonl").is_file():
         lines = [json.dumps(_shown(json.loads(ln))) for ln in (src / "metrics.jsonl").read_text().splitlines() if ln]
         tmp = dest / ".metrics.jsonl.tmp"
@@ -88,11 +86,10 @@ def publish_run(run_dir: str | Path, to: str | Path = "training", overwrite: boo
         os.replace(tmp, dest / "metrics.jsonl")
     if (src / "metrics.csv").is_file() and not in_place:
         shutil.copyfile(src / "metrics.csv", dest / "metrics.csv")
-    save_checkpoint(dest / "last.pt", {**compact_training_state(last), "config": _config(last["config"], runs_dir)})
+    save_checkpoint(dest / "last.pt", {**compact_training_state(last), "config": last_config})
     if best is not None:
         save_checkpoint(dest / "best.pt", {**best, "config": _config(best["config"], runs_dir)})
-    left = sorted(set(_machine_paths(_config(config, runs_dir)) + _machine_paths(_config(last["config"], runs_dir))))
+    left = sorted(set(_absolute(shown) + _absolute(last_config)))
     if left:
         logger.warning("%s: paths outside the working folder and home kept as they are: %s", dest, ", ".join(left))
     return dest
-
