@@ -21,6 +21,11 @@ Target: the dry clean clip (`reverb_target="dry"`, the paper's), or, with `"earl
 through the direct path and the first `EARLY_MS` of reflections of the same RIR (`rir.early_rir`) where
 reverberation is on: the model then removes the late tail only. Every random draw is the same for both,
 so a seed's corrupted input is the same up to the gain that keeps both clips under full scale.
+
+The recording's own room (`add_room`, drawn before corruption by `DynamicRARDataset(room_prob=...)`):
+the clean clip through a mild RIR of the bank (`ROOM`: RT60 0.2..0.6 s, DRR 15..3 dB), kept in the
+input and in the target alike. Real clean recordings often carry the room they were made in; a model
+taught only dry targets strips it, and harms good recordings, instead of removing only what was added.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ from .audio import AudioError, check_finite
 from .rir import apply_rir, early_rir, set_drr
 
 __all__ = [
-    "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "REVERB_TARGETS", "EARLY_MS", "SEVERITY", "LIGHT", "Severity", "BackgroundSource", "corrupt",
+    "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "REVERB_TARGETS", "EARLY_MS", "SEVERITY", "LIGHT", "ROOM", "Severity",
+    "BackgroundSource", "corrupt", "add_room",
     "snr_from_weight", "sir_from_weight", "rt60_from_weight", "drr_from_weight", "segment_mask", "input_sdr",
 ]
 
@@ -66,6 +72,8 @@ class Severity:
 
 SEVERITY = Severity()
 LIGHT = Severity(snr_db=(50.0, 30.0), sir_db=(40.0, 25.0), rt60_s=(0.2, 0.4), drr_db=(15.0, 6.0))
+#: the room a clean recording may have been made in (`add_room`): only its reverb maps are used
+ROOM = Severity(rt60_s=(0.2, 0.6), drr_db=(15.0, 3.0))
 
 
 def snr_from_weight(w: float, sev: Severity = SEVERITY) -> float:
@@ -125,6 +133,32 @@ def _ref_power(clean: np.ndarray, mask: np.ndarray) -> float:
     p = float(np.sum(mask * clean**2) / max(w, 1.0))
     whole = float(np.mean(clean**2))
     return p if p > 1e-3 * whole else whole
+
+
+def add_room(clean: np.ndarray, sr: int, rng: np.random.Generator, rirs: "RIRSource",
+             severity: Severity = ROOM) -> tuple[np.ndarray, dict]:
+    """The clean clip as recorded in a mild room: the whole clip through one RIR of the bank (RT60 and
+    DRR from `severity` at a weight w ~ U[0, 1]), brought back to the clean clip's peak.
+
+    Returns (float32 clip, record of the room). The result is the new clean clip: `corrupt` adds its
+    artifacts on top and returns it (or its early-reverberation version) as the target."""
+    x = np.asarray(clean, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise AudioError(f"add_room: expected a non-empty 1-D clean clip, got shape {x.shape}")
+    top = float(np.max(np.abs(x)))
+    if top == 0:
+        raise AudioError("add_room: clean clip is digital silence")
+    w = float(rng.uniform())
+    idx = rirs.nearest(rt60_from_weight(w, severity), rng)
+    h, d0 = rirs.get(idx, sr)
+    drr = drr_from_weight(w, severity)
+    wet = apply_rir(x, set_drr(h, d0, sr, drr), d0).astype(np.float64)
+    peak = float(np.max(np.abs(wet)))
+    if not np.isfinite(peak) or peak == 0:
+        raise AudioError("add_room: the room left nothing of the clip")
+    rec = {"room_w": w, "room_rt60_target": rt60_from_weight(w, severity), "room_rir_index": idx,
+           "room_drr_db": drr}
+    return (wet * (top / peak)).astype(np.float32), rec
 
 
 def input_sdr(corrupted: np.ndarray, clean: np.ndarray) -> float:

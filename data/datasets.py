@@ -22,7 +22,7 @@ from .assets import corpus_dir, default_rirs
 from .audio import AudioError, check_finite, load_audio
 from .augment import AugmentConfig, augment_clean, source_length, speed_factor
 from .builder import CLEAN_MIN_BANDWIDTH_HZ, SAMPLE_RATES, rir_split, source_lists
-from .corrupt import ALL_CASES, CASES, REVERB_TARGETS, corrupt
+from .corrupt import ALL_CASES, CASES, REVERB_TARGETS, add_room, corrupt
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups, parse_background_mix
 
@@ -179,6 +179,9 @@ class DynamicRARDataset(Dataset):
             is corrupted (the target is the augmented clean clip), see `opgan.data.augment`.
         reverb_target: "dry" (default) or "early": the target of reverberant segments keeps the RIR's
             first 50 ms of reflections (see `opgan.data.corrupt`); the corrupted inputs are the same.
+        room_prob: probability that the clean clip is first put in a mild room of the bank
+            (`opgan.data.corrupt.add_room`), kept in input and target: the model learns to keep a
+            recording's own room. 0 (default) draws exactly what it drew before this option.
     """
 
     def __init__(self, clean_files_or_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -189,7 +192,7 @@ class DynamicRARDataset(Dataset):
                  background_from_clean: bool = True, p_segment: float = 0.5,
                  augment: AugmentConfig | bool | None = None, group_weight: str = "uniform",
                  min_bandwidth_hz: float | None = None, reverb_target: str = "dry",
-                 background_mix: str | None = None):
+                 background_mix: str | None = None, room_prob: float = 0.0):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
@@ -227,6 +230,9 @@ class DynamicRARDataset(Dataset):
         if reverb_target not in REVERB_TARGETS:
             raise ValueError(f"reverb_target must be one of {REVERB_TARGETS}, got {reverb_target!r}")
         self.reverb_target = reverb_target
+        if not 0.0 <= float(room_prob) <= 1.0:
+            raise ValueError(f"room_prob must lie in [0, 1], got {room_prob}")
+        self.room_prob = float(room_prob)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -276,11 +282,17 @@ class DynamicRARDataset(Dataset):
                 rng, length=source_length(self.clip_len, speed) if speed != 1.0 else None)
             clip, aug = augment_clean(clip, self.sample_rate, arng, self.augment, self.clip_len,
                                       peak=rng.uniform(0.3, 0.9), speed=speed)
+        room: dict = {}
+        if self.room_prob > 0:  # its own stream, so every other draw matches the item without rooms
+            rrng = np.random.default_rng([self.seed, self.epoch, i, 3, *extra])
+            if rrng.uniform() < self.room_prob:
+                clip, room = add_room(clip, self.sample_rate, rrng, self.rirs)
         case = self.cases[int(rng.choice(len(self.cases), p=self.case_probs))]
         y, x, rec = corrupt(clip, self.sample_rate, rng, case, self.background, self.rirs,
                             clean_group=group, p_segment=self.p_segment, reverb_target=self.reverb_target)
         rec["source"] = desc
         rec.update({f"aug_{k}": v for k, v in aug.items()})
+        rec.update(room)
         return y, x, rec
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,7 +306,8 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                             augment: AugmentConfig | bool | None = None,
                             group_weight: str = "uniform",
                             min_bandwidth_hz: float | None | str = "auto",
-                            reverb_target: str = "dry", background_mix: str | None = None) -> DynamicRARDataset:
+                            reverb_target: str = "dry", background_mix: str | None = None,
+                            room_prob: float = 0.0) -> DynamicRARDataset:
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
     with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
     `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation).
@@ -311,7 +324,7 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                              rir_bank=rir_split(bank, split), background_from_clean=False,
                              case_probs=case_probs, augment=augment, group_weight=group_weight,
                              min_bandwidth_hz=min_bandwidth_hz, reverb_target=reverb_target,
-                             background_mix=background_mix, **extra)
+                             background_mix=background_mix, room_prob=room_prob, **extra)
 
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
@@ -326,7 +339,7 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
       with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
       `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`, `reverb_target`,
-      `background_mix`) go to it.
+      `background_mix`, `room_prob`) go to it.
 
     `skip_missing` lets a builder split leave out (and list) manifest ids whose files are missing.
     """

@@ -51,6 +51,8 @@ class TrainConfig:
     group_weight: str = "uniform"  # dynamic mixing: draw speakers/tracks 'uniform' or 'sqrt' (by sqrt of minutes)
     reverb_target: str = "dry"  # dynamic mixing: the target of reverberant segments, 'dry' (paper) or 'early'
     # (keeps the RIR's first 50 ms of reflections: the model removes the late tail only; data.corrupt)
+    room_prob: float = 0.0  # dynamic mixing: probability that the clean clip is first put in a mild room
+    # (RT60 0.2-0.6 s), kept in input and target, so the model keeps a recording's own room (data.corrupt)
     background_mix: str = ""  # dynamic mixing: 'ambience:w,music:w,speech:w,synthetic:w' draws the background's kind
     # by these weights ('' = one background file drawn uniformly: the kind with the most files dominates)
     clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
@@ -230,10 +232,12 @@ class TrainConfig:
                 parse_background_mix(self.background_mix)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+        if not 0.0 <= self.room_prob <= 1.0:
+            raise ConfigError(f"room_prob must lie in [0, 1], got {self.room_prob}")
         if not self.dynamic and (self.cases or self.augment or self.group_weight != "uniform"
-                                 or self.reverb_target != "dry" or self.background_mix):
-            raise ConfigError("cases, augment, group_weight, reverb_target and background_mix shape dynamic mixing: "
-                              "add --dynamic")
+                                 or self.reverb_target != "dry" or self.background_mix or self.room_prob):
+            raise ConfigError("cases, augment, group_weight, reverb_target, room_prob and background_mix shape "
+                              "dynamic mixing: add --dynamic")
         self.case_mix()
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")
@@ -355,7 +359,7 @@ RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
      "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cuda_graph", "cases",
-     "augment", "group_weight", "background_mix"}
+     "augment", "group_weight", "background_mix", "room_prob"}
 )
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator (gate

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from opgan.data.assets import default_rirs, fixture_dir
-from opgan.data.corrupt import (ARTIFACTS, SEVERITY, corrupt, drr_from_weight, input_sdr, rt60_from_weight,
+from opgan.data.corrupt import (ARTIFACTS, ROOM, SEVERITY, add_room, corrupt, drr_from_weight, input_sdr, rt60_from_weight,
                                 segment_mask, sir_from_weight, snr_from_weight)
 from opgan.data.rir import RIRBank, apply_rir, drr_db, early_rir, set_drr
 from opgan.data.sources import BackgroundPool, ClipSampler, files_with_groups
@@ -229,3 +229,22 @@ def test_early_reverb_target_keeps_the_input_and_only_moves_the_target(clip, ban
     assert np.array_equal(y_b, y_c) and np.array_equal(s_b, s_c)  # no reverb: the target is the dry clip
     with pytest.raises(ValueError, match="reverb target"):
         corrupt(x, SR, np.random.default_rng(0), "reverb", rirs=bank, reverb_target="wet")
+
+
+def test_add_room_is_a_mild_aligned_room_at_the_clips_peak(clip, bank):
+    """The roomy clip keeps the clean's peak and its direct path (it correlates best within 0.2 ms of lag 0), its room
+    follows the drawn weight within ROOM, and a silent clip is refused."""
+    from opgan.data.audio import AudioError
+
+    x, _ = clip
+    for seed in range(4):
+        y, rec = add_room(x, SR, np.random.default_rng(seed), bank)
+        assert y.dtype == np.float32 and y.shape == x.shape
+        assert np.max(np.abs(y)) == pytest.approx(np.max(np.abs(x)), rel=1e-5)
+        assert rec["room_rt60_target"] == pytest.approx(rt60_from_weight(rec["room_w"], ROOM))
+        assert ROOM.drr_db[1] <= rec["room_drr_db"] <= ROOM.drr_db[0] and 0.2 <= rec["room_rt60_target"] <= 0.6
+        xc = np.correlate(y[:8000].astype(np.float64), x[:8000], "full")
+        assert abs(int(np.argmax(xc)) - 7999) <= 3
+        assert input_sdr(y, x) < 20  # audibly roomy, not a copy
+    with pytest.raises(AudioError, match="silence"):
+        add_room(np.zeros(100), SR, np.random.default_rng(0), bank)

@@ -150,3 +150,27 @@ def test_dynamic_dataset_redraws_an_item_whose_audio_fails(monkeypatch):
         ds.sample(2)
     monkeypatch.setattr(dmod, "corrupt", real)
     assert all(np.array_equal(a, b) for a, b in zip(ds.sample(1)[:2], first[:2]))  # unchanged when nothing fails
+
+
+def test_room_prob_keeps_a_recordings_room_in_input_and_target():
+    """room_prob=1 puts every clean clip in a mild room that the target keeps (a "clean" item's input
+    equals its target, and both differ from the dry draw); room_prob=0 draws exactly as before."""
+    src = fixture_dir()
+    kw = dict(length=3, seed=0, rir_bank=default_rirs(), cases=("clean", "awgn"))  # clean, clean, awgn
+    dry = DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, **kw)
+    off = DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, room_prob=0.0, **kw)
+    roomy = DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, room_prob=1.0, **kw)
+    for i in range(3):
+        y0, x0, r0 = dry.sample(i)
+        y1, x1, _ = off.sample(i)
+        assert np.array_equal(y0, y1) and np.array_equal(x0, x1)
+        y2, x2, r2 = roomy.sample(i)
+        assert r2["case"] == r0["case"] and 0.2 <= r2["room_rt60_target"] <= 0.6 and 3 <= r2["room_drr_db"] <= 15
+        assert not np.allclose(x2, x0, atol=1e-3)
+        assert np.max(np.abs(x2)) == pytest.approx(np.max(np.abs(x0)), rel=1e-4)  # the room keeps the peak
+        if r2["case"] == "clean":
+            assert np.array_equal(y2, x2)
+        else:
+            assert r2["awgn_snr_db"] == r0["awgn_snr_db"]  # every other draw is the dry item's
+    with pytest.raises(ValueError, match="room_prob"):
+        DynamicRARDataset(src / "speech" / "train", src / "background" / "train", 16000, room_prob=1.5, **kw)
