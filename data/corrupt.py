@@ -40,7 +40,8 @@ from .rir import apply_rir, early_rir, set_drr
 __all__ = [
     "ARTIFACTS", "CASES", "EXTRA_CASES", "ALL_CASES", "REVERB_TARGETS", "EARLY_MS", "SEVERITY", "LIGHT", "ROOM", "Severity",
     "BackgroundSource", "corrupt", "add_room",
-    "snr_from_weight", "sir_from_weight", "rt60_from_weight", "drr_from_weight", "segment_mask", "input_sdr",
+    "snr_from_weight", "sir_from_weight", "rt60_from_weight", "drr_from_weight", "weight_for_rt60", "segment_mask",
+    "input_sdr",
 ]
 
 ARTIFACTS = ("awgn", "background", "reverb")
@@ -90,6 +91,14 @@ def rt60_from_weight(w: float, sev: Severity = SEVERITY) -> float:
 
 def drr_from_weight(w: float, sev: Severity = SEVERITY) -> float:
     return sev._lerp(sev.drr_db, w)
+
+
+def weight_for_rt60(rt60: float, sev: Severity = SEVERITY) -> float:
+    """The severity weight whose reverberation has this target RT60 (the inverse of `rt60_from_weight`)."""
+    lo, hi = sev.rt60_s
+    if not lo <= rt60 <= hi:
+        raise ValueError(f"RT60 {rt60} s lies outside the severity's range {lo}..{hi} s")
+    return float((rt60 - lo) / (hi - lo))
 
 
 class BackgroundSource(Protocol):
@@ -179,18 +188,23 @@ def corrupt(
     p_segment: float = 0.5,
     severity: Severity = SEVERITY,
     reverb_target: str = "dry",
+    reverb_min_w: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Corrupt one clean clip. Returns (corrupted, clean, record), both float32, same length.
 
     `clean` may come back scaled (by `record["gain"]`) when the mixture would clip. `clean_group`
     names the clean clip's recording so the background never comes from the same recording.
     `reverb_target` "early" returns, as the clean clip, the dry clip with the RIR's early part applied
-    where reverberation is on (see the module's docstring).
+    where reverberation is on (see the module's docstring). `reverb_min_w` > 0 draws the reverberation's
+    weight from U[reverb_min_w, 1] instead (all cases but "light"): added reverberation then stays
+    heavier than a recording's own room (`add_room`), so the two never ask for opposite targets.
     """
     if case not in ALL_CASES:
         raise ValueError(f"unknown corruption case {case!r}; choose from {ALL_CASES}")
     if reverb_target not in REVERB_TARGETS:
         raise ValueError(f"unknown reverb target {reverb_target!r}; choose from {REVERB_TARGETS}")
+    if not 0.0 <= reverb_min_w < 1.0:
+        raise ValueError(f"reverb_min_w must lie in [0, 1), got {reverb_min_w}")
     x = np.asarray(clean, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise AudioError(f"corrupt: expected a non-empty 1-D clean clip, got shape {x.shape}")
@@ -221,6 +235,8 @@ def corrupt(
     # Fixed order (reverb -> background -> awgn) so a record replays identically.
     if "reverb" in active:
         w = float(rng.uniform())
+        if reverb_min_w and case != "light":
+            w = reverb_min_w + (1.0 - reverb_min_w) * w
         start, seg = _draw_segment(rng, n, p_segment)
         idx = rirs.nearest(rt60_from_weight(w, severity), rng)
         h, d0 = rirs.get(idx, sr)

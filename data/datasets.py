@@ -22,7 +22,7 @@ from .assets import corpus_dir, default_rirs
 from .audio import AudioError, check_finite, load_audio
 from .augment import AugmentConfig, augment_clean, source_length, speed_factor
 from .builder import CLEAN_MIN_BANDWIDTH_HZ, SAMPLE_RATES, rir_split, source_lists
-from .corrupt import ALL_CASES, CASES, REVERB_TARGETS, add_room, corrupt
+from .corrupt import ALL_CASES, CASES, REVERB_TARGETS, add_room, corrupt, weight_for_rt60
 from .rir import RIRBank
 from .sources import SPLITS, BackgroundPool, ClipSampler, files_with_groups, parse_background_mix
 
@@ -182,6 +182,9 @@ class DynamicRARDataset(Dataset):
         room_prob: probability that the clean clip is first put in a mild room of the bank
             (`opgan.data.corrupt.add_room`), kept in input and target: the model learns to keep a
             recording's own room. 0 (default) draws exactly what it drew before this option.
+        reverb_min_rt60: the mildest added reverberation's target RT60 in seconds (None: the full
+            severity range from 0.2 s); with a room, e.g. 0.6, added reverberation stays heavier
+            than any room a clean clip may carry (`corrupt(reverb_min_w=...)`; light cases keep theirs).
     """
 
     def __init__(self, clean_files_or_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -192,7 +195,8 @@ class DynamicRARDataset(Dataset):
                  background_from_clean: bool = True, p_segment: float = 0.5,
                  augment: AugmentConfig | bool | None = None, group_weight: str = "uniform",
                  min_bandwidth_hz: float | None = None, reverb_target: str = "dry",
-                 background_mix: str | None = None, room_prob: float = 0.0):
+                 background_mix: str | None = None, room_prob: float = 0.0,
+                 reverb_min_rt60: float | None = None):
         self.sample_rate, self.clip_len, self.length, self.seed = int(sample_rate), int(clip_len), int(length), int(seed)
         clean_files = files_with_groups(clean_files_or_dirs)
         if not clean_files:
@@ -233,6 +237,9 @@ class DynamicRARDataset(Dataset):
         if not 0.0 <= float(room_prob) <= 1.0:
             raise ValueError(f"room_prob must lie in [0, 1], got {room_prob}")
         self.room_prob = float(room_prob)
+        self.reverb_min_w = 0.0 if reverb_min_rt60 is None else weight_for_rt60(float(reverb_min_rt60))
+        if self.reverb_min_w >= 1.0:
+            raise ValueError(f"reverb_min_rt60 must lie below the severity's longest RT60, got {reverb_min_rt60}")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -289,7 +296,8 @@ class DynamicRARDataset(Dataset):
                 clip, room = add_room(clip, self.sample_rate, rrng, self.rirs)
         case = self.cases[int(rng.choice(len(self.cases), p=self.case_probs))]
         y, x, rec = corrupt(clip, self.sample_rate, rng, case, self.background, self.rirs,
-                            clean_group=group, p_segment=self.p_segment, reverb_target=self.reverb_target)
+                            clean_group=group, p_segment=self.p_segment, reverb_target=self.reverb_target,
+                            reverb_min_w=self.reverb_min_w)
         rec["source"] = desc
         rec.update({f"aug_{k}": v for k, v in aug.items()})
         rec.update(room)
@@ -307,7 +315,7 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                             group_weight: str = "uniform",
                             min_bandwidth_hz: float | None | str = "auto",
                             reverb_target: str = "dry", background_mix: str | None = None,
-                            room_prob: float = 0.0) -> DynamicRARDataset:
+                            room_prob: float = 0.0, reverb_min_rt60: float | None = None) -> DynamicRARDataset:
     """A DynamicRARDataset over the shipped corpus (or another sources root) for `kind`/`split`,
     with that split's own rooms (RIR index mod 10: 0-7 train, 8 val, 9 test). `cases`,
     `case_probs` and `augment` are passed on (defaults: the paper's four cases, no augmentation).
@@ -324,7 +332,8 @@ def default_dynamic_dataset(kind: str, split: str = "train", length: int = 1000,
                              rir_bank=rir_split(bank, split), background_from_clean=False,
                              case_probs=case_probs, augment=augment, group_weight=group_weight,
                              min_bandwidth_hz=min_bandwidth_hz, reverb_target=reverb_target,
-                             background_mix=background_mix, room_prob=room_prob, **extra)
+                             background_mix=background_mix, room_prob=room_prob,
+                             reverb_min_rt60=reverb_min_rt60, **extra)
 
 
 def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | None = None,
@@ -339,7 +348,7 @@ def open_dataset(spec: str | os.PathLike, split: str = "train", *, kind: str | N
     - `default:speech` / `default:music` or a sources root (`speech/`, `music/`, `background/`)
       with `kind` -> DynamicRARDataset over that kind's `split` (shipped corpus for `default:`);
       `dynamic` keywords (`cases`, `case_probs`, `augment`, `group_weight`, `reverb_target`,
-      `background_mix`, `room_prob`) go to it.
+      `background_mix`, `room_prob`, `reverb_min_rt60`) go to it.
 
     `skip_missing` lets a builder split leave out (and list) manifest ids whose files are missing.
     """

@@ -53,6 +53,8 @@ class TrainConfig:
     # (keeps the RIR's first 50 ms of reflections: the model removes the late tail only; data.corrupt)
     room_prob: float = 0.0  # dynamic mixing: probability that the clean clip is first put in a mild room
     # (RT60 0.2-0.6 s), kept in input and target, so the model keeps a recording's own room (data.corrupt)
+    reverb_min_rt60: float = 0.0  # dynamic mixing: the mildest added reverberation's RT60 in s (0 = the full
+    # range from 0.2 s; e.g. 0.6 with room_prob keeps added reverberation heavier than a recording's own room)
     background_mix: str = ""  # dynamic mixing: 'ambience:w,music:w,speech:w,synthetic:w' draws the background's kind
     # by these weights ('' = one background file drawn uniformly: the kind with the most files dominates)
     clip_len: int = 32000  # training crop length in samples (multiple of 32; random crop of each clip)
@@ -234,10 +236,12 @@ class TrainConfig:
                 raise ConfigError(str(e)) from None
         if not 0.0 <= self.room_prob <= 1.0:
             raise ConfigError(f"room_prob must lie in [0, 1], got {self.room_prob}")
-        if not self.dynamic and (self.cases or self.augment or self.group_weight != "uniform"
-                                 or self.reverb_target != "dry" or self.background_mix or self.room_prob):
-            raise ConfigError("cases, augment, group_weight, reverb_target, room_prob and background_mix shape "
-                              "dynamic mixing: add --dynamic")
+        if self.reverb_min_rt60 and not 0.2 <= self.reverb_min_rt60 < 1.5:
+            raise ConfigError(f"reverb_min_rt60 must be 0 (the full range) or lie in [0.2, 1.5) s, got {self.reverb_min_rt60}")
+        if not self.dynamic and (self.cases or self.augment or self.group_weight != "uniform" or self.reverb_target != "dry"
+                                 or self.background_mix or self.room_prob or self.reverb_min_rt60):
+            raise ConfigError("cases, augment, group_weight, reverb_target, reverb_min_rt60, room_prob and background_mix "
+                              "shape dynamic mixing: add --dynamic")
         self.case_mix()
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(repr(m) for m in COMPILE_MODES)}, got {self.compile!r}")
@@ -359,7 +363,7 @@ RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
      "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cuda_graph", "cases",
-     "augment", "group_weight", "background_mix", "room_prob"}
+     "augment", "group_weight", "background_mix", "room_prob", "reverb_min_rt60"}
 )
 
 #: The recipe the measurements chose (docs/training.md, "The recipe"): a gated residual generator (gate

@@ -48,6 +48,7 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
             dynamic = {"augment": cfg.augment, "group_weight": cfg.group_weight, "reverb_target": cfg.reverb_target,
                        **({"background_mix": cfg.background_mix} if cfg.background_mix else {}),
                        **({"room_prob": cfg.room_prob} if cfg.room_prob else {}),
+                       **({"reverb_min_rt60": cfg.reverb_min_rt60} if cfg.reverb_min_rt60 else {}),
                        **({"cases": mix[0], "case_probs": mix[1]} if mix else {})}
             train = D.open_dataset(dyn_spec, "train", kind=cfg.data_kind, length=cfg.dynamic_clips, seed=cfg.seed,
                                    rir_bank=rirs, **dynamic)

@@ -34,7 +34,7 @@ VAL_COLUMNS = ("step", "time_s", "d_loss", "g_loss", "sdr_in", "sdr_out", "sdr_g
 #: resumable fields that change what is trained from the resume on (a schedule or curriculum step):
 #: each change is logged as a "resume" record in metrics.jsonl, so the learning curve shows it
 TRAINING_FIELDS = frozenset({"lr", "lr_half_life", "cases", "augment", "group_weight", "background_mix", "room_prob",
-                             "data", "rirs", "bf16"})
+                             "reverb_min_rt60", "data", "rirs", "bf16"})
 
 
 def say(msg: str) -> None:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from opgan.data.assets import default_rirs, fixture_dir
-from opgan.data.corrupt import (ARTIFACTS, ROOM, SEVERITY, add_room, corrupt, drr_from_weight, input_sdr, rt60_from_weight,
+from opgan.data.corrupt import (ARTIFACTS, LIGHT, ROOM, SEVERITY, add_room, corrupt, weight_for_rt60, drr_from_weight, input_sdr, rt60_from_weight,
                                 segment_mask, sir_from_weight, snr_from_weight)
 from opgan.data.rir import RIRBank, apply_rir, drr_db, early_rir, set_drr
 from opgan.data.sources import BackgroundPool, ClipSampler, files_with_groups
@@ -248,3 +248,26 @@ def test_add_room_is_a_mild_aligned_room_at_the_clips_peak(clip, bank):
         assert input_sdr(y, x) < 20  # audibly roomy, not a copy
     with pytest.raises(AudioError, match="silence"):
         add_room(np.zeros(100), SR, np.random.default_rng(0), bank)
+
+
+def test_reverb_min_w_keeps_added_reverberation_above_a_floor(clip, bank, pool):
+    """reverb_min_w maps the same draw into [min, 1] (so the room is heavier than ROOM's at 0.6 s), light
+    cases keep their mild rooms, 0 changes nothing, and an RT60 maps back to its weight."""
+    x, _ = clip
+    w06 = weight_for_rt60(0.6)
+    assert rt60_from_weight(w06) == pytest.approx(0.6) and weight_for_rt60(0.2) == 0.0
+    for seed in range(6):
+        _, _, r0 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank)
+        y0, _, r00 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank, reverb_min_w=0.0)
+        _, _, r1 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank, reverb_min_w=w06)
+        assert r00["reverb_w"] == r0["reverb_w"]
+        assert r1["reverb_w"] == pytest.approx(w06 + (1 - w06) * r0["reverb_w"])
+        assert r1["reverb_rt60_target"] >= 0.6 - 1e-9 and r1["drr_db"] <= drr_from_weight(w06) + 1e-9
+        _, _, l0 = corrupt(x, SR, np.random.default_rng(seed), "light", pool, bank, clean_group=clip[1])
+        _, _, l1 = corrupt(x, SR, np.random.default_rng(seed), "light", pool, bank, clean_group=clip[1], reverb_min_w=w06)
+        assert l0.get("reverb_w") == l1.get("reverb_w")
+        assert "reverb_w" not in l1 or l1["reverb_rt60_target"] <= LIGHT.rt60_s[1]
+    with pytest.raises(ValueError, match="reverb_min_w"):
+        corrupt(x, SR, np.random.default_rng(0), "reverb", rirs=bank, reverb_min_w=1.0)
+    with pytest.raises(ValueError, match="outside"):
+        weight_for_rt60(2.0)

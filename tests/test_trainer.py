@@ -361,13 +361,14 @@ def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
             "--val-every", "1", "--cases", "blend:2,clean:1,light:1", "--augment", "--group-weight", "sqrt",
             "--data-root", str(tmp_path / "datasets"), "--data-size", "tiny", "--seed", "5",
             "--val-data", "default:speech", "--reverb-target", "early", "--background-mix", "ambience:3,music:1",
-            "--room-prob", "0.5"]
+            "--room-prob", "0.5", "--reverb-min-rt60", "0.6"]
     assert main(args) == 0
     train, val = seen["train"], seen["val"]
     assert train.background.kind_weights == {"ambience": 3.0, "music": 1.0}
     assert val.background is None or val.background.kind_weights is None  # validation keeps its own draws
     assert train.reverb_target == "early" and val.reverb_target == "dry"  # validation keeps the dry clean
     assert train.room_prob == 0.5 and getattr(val, "room_prob", 0.0) == 0.0
+    assert train.reverb_min_w == pytest.approx(0.4 / 1.3) and getattr(val, "reverb_min_w", 0.0) == 0.0
     assert train.cases == ("blend", "clean", "light") and train.case_probs.tolist() == pytest.approx([0.5, 0.25, 0.25])
     assert train.augment is not None and train.sampler.group_weight == "sqrt"
     assert "clean" not in val.cases and val.augment is None
@@ -384,6 +385,8 @@ def test_dynamic_mixing_options_reach_the_training_set(tmp_path, monkeypatch):
     (["--reverb-target", "early"], "add --dynamic"),
     (["--dynamic", "--room-prob", "1.5"], "room_prob must"),
     (["--room-prob", "0.3"], "add --dynamic"),
+    (["--dynamic", "--reverb-min-rt60", "1.6"], "reverb_min_rt60 must"),
+    (["--reverb-min-rt60", "0.6"], "add --dynamic"),
     (["--dynamic", "--background-mix", "noise:1"], "background mix must be"),
     (["--background-mix", "ambience:1"], "add --dynamic"),
 ])
