@@ -144,6 +144,16 @@ def _ref_power(clean: np.ndarray, mask: np.ndarray) -> float:
     return p if p > 1e-3 * whole else whole
 
 
+def _rir_at(w: float, severity: Severity, rirs: "RIRSource", sr: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, int, int, float]:
+    """The bank's RIR for severity weight w: one of the nearest to w's RT60, its reverberant part set to
+    w's DRR. Returns (rir, direct-path index, bank index, DRR in dB)."""
+    idx = rirs.nearest(rt60_from_weight(w, severity), rng)
+    h, d0 = rirs.get(idx, sr)
+    drr = drr_from_weight(w, severity)
+    return set_drr(h, d0, sr, drr), d0, idx, drr
+
+
 def add_room(clean: np.ndarray, sr: int, rng: np.random.Generator, rirs: "RIRSource",
              severity: Severity = ROOM) -> tuple[np.ndarray, dict]:
     """The clean clip as recorded in a mild room: the whole clip through one RIR of the bank (RT60 and
@@ -158,10 +168,8 @@ def add_room(clean: np.ndarray, sr: int, rng: np.random.Generator, rirs: "RIRSou
     if top == 0:
         raise AudioError("add_room: clean clip is digital silence")
     w = float(rng.uniform())
-    idx = rirs.nearest(rt60_from_weight(w, severity), rng)
-    h, d0 = rirs.get(idx, sr)
-    drr = drr_from_weight(w, severity)
-    wet = apply_rir(x, set_drr(h, d0, sr, drr), d0).astype(np.float64)
+    h, d0, idx, drr = _rir_at(w, severity, rirs, sr, rng)
+    wet = apply_rir(x, h, d0).astype(np.float64)
     peak = float(np.max(np.abs(wet)))
     if not np.isfinite(peak) or peak == 0:
         raise AudioError("add_room: the room left nothing of the clip")
@@ -238,10 +246,7 @@ def corrupt(
         if reverb_min_w and case != "light":
             w = reverb_min_w + (1.0 - reverb_min_w) * w
         start, seg = _draw_segment(rng, n, p_segment)
-        idx = rirs.nearest(rt60_from_weight(w, severity), rng)
-        h, d0 = rirs.get(idx, sr)
-        drr = drr_from_weight(w, severity)
-        h = set_drr(h, d0, sr, drr)
+        h, d0, idx, drr = _rir_at(w, severity, rirs, sr, rng)
         wet = apply_rir(x, h, d0).astype(np.float64)
         m = segment_mask(n, start, seg, sr)
         y = (1 - m) * y + m * wet

@@ -223,7 +223,7 @@ class TrainConfig:
 
         if self.group_weight not in GROUP_WEIGHTS:
             raise ConfigError(f"group_weight must be one of {', '.join(GROUP_WEIGHTS)}, got {self.group_weight!r}")
-        from opgan.data.corrupt import REVERB_TARGETS
+        from opgan.data.corrupt import REVERB_TARGETS, SEVERITY
 
         if self.reverb_target not in REVERB_TARGETS:
             raise ConfigError(f"reverb_target must be one of {', '.join(REVERB_TARGETS)}, got {self.reverb_target!r}")
@@ -236,8 +236,9 @@ class TrainConfig:
                 raise ConfigError(str(e)) from None
         if not 0.0 <= self.room_prob <= 1.0:
             raise ConfigError(f"room_prob must lie in [0, 1], got {self.room_prob}")
-        if self.reverb_min_rt60 and not 0.2 <= self.reverb_min_rt60 < 1.5:
-            raise ConfigError(f"reverb_min_rt60 must be 0 (the full range) or lie in [0.2, 1.5) s, got {self.reverb_min_rt60}")
+        lo, hi = SEVERITY.rt60_s
+        if self.reverb_min_rt60 and not lo <= self.reverb_min_rt60 < hi:
+            raise ConfigError(f"reverb_min_rt60 must be 0 (the full range) or lie in [{lo}, {hi}) s, got {self.reverb_min_rt60}")
         if not self.dynamic and (self.cases or self.augment or self.group_weight != "uniform" or self.reverb_target != "dry"
                                  or self.background_mix or self.room_prob or self.reverb_min_rt60):
             raise ConfigError("cases, augment, group_weight, reverb_target, reverb_min_rt60, room_prob and background_mix "

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from opgan.data.assets import default_rirs, fixture_dir
-from opgan.data.corrupt import (ARTIFACTS, LIGHT, ROOM, SEVERITY, add_room, corrupt, weight_for_rt60, drr_from_weight, input_sdr, rt60_from_weight,
-                                segment_mask, sir_from_weight, snr_from_weight)
+from opgan.data.corrupt import (ARTIFACTS, LIGHT, ROOM, SEVERITY, add_room, corrupt, drr_from_weight, input_sdr,
+                                rt60_from_weight, segment_mask, sir_from_weight, snr_from_weight, weight_for_rt60)
 from opgan.data.rir import RIRBank, apply_rir, drr_db, early_rir, set_drr
 from opgan.data.sources import BackgroundPool, ClipSampler, files_with_groups
 
@@ -258,7 +258,7 @@ def test_reverb_min_w_keeps_added_reverberation_above_a_floor(clip, bank, pool):
     assert rt60_from_weight(w06) == pytest.approx(0.6) and weight_for_rt60(0.2) == 0.0
     for seed in range(6):
         _, _, r0 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank)
-        y0, _, r00 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank, reverb_min_w=0.0)
+        _, _, r00 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank, reverb_min_w=0.0)
         _, _, r1 = corrupt(x, SR, np.random.default_rng(seed), "reverb", rirs=bank, reverb_min_w=w06)
         assert r00["reverb_w"] == r0["reverb_w"]
         assert r1["reverb_w"] == pytest.approx(w06 + (1 - w06) * r0["reverb_w"])
