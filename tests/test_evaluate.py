@@ -201,6 +201,27 @@ def test_helpers():
         bl.parse_baselines("cnn")
 
 
+def test_oracle_mask_is_the_clean_informed_ceiling():
+    rng = np.random.default_rng(5)
+    x = _clean(rng, 12000)
+    y = x + 0.3 * rng.standard_normal(x.size).astype(np.float32)
+    z = bl.oracle_mask(y, SR, x)
+    assert z.shape == y.shape and z.dtype == np.float32
+    assert metrics_mod.si_sdr(z, x) > metrics_mod.si_sdr(y, x) + 6
+    np.testing.assert_allclose(bl.oracle_mask(x, SR, x), x, atol=1e-5)  # a clean input passes unchanged
+    np.testing.assert_allclose(bl.oracle_mask(x, SR, 2 * x), 1.2 * x, atol=1e-5)  # the mask's bound holds
+    with pytest.raises(ValueError, match="same length"):
+        bl.oracle_mask(y, SR, x[:-1])
+
+
+def test_oracle_row_is_a_reference_not_the_verdict(rar, tmp_path):
+    s = evaluate(rar, _ckpt(tmp_path / "m.pt", 2), tmp_path / "o", baselines="oracle", limit=4, examples=1,
+                 progress=False, stoi=False, log=lambda *_: None)
+    assert "oracle" in s["reference_methods"] and s["verdict"]["best"] != "oracle"
+    assert s["by_case"]["oracle"]["all"]["si_sdr_imp"] > s["by_case"]["opgan"]["all"]["si_sdr_imp"]
+    assert bl.parse_baselines("oracle,wpe") == [("oracle", None), ("wpe", None)]
+
+
 def test_package_baselines_run_and_keep_length():
     rng = np.random.default_rng(3)
     x = _clean(rng, 12000)
