@@ -20,7 +20,9 @@ at their best checkpoint with STOI, level and every gap record), `curve:<folder>
 (docs/results/rtf.json from bench/restore_rtf.py), `receptive` (docs/results/receptive.json from
 `python -m opgan.receptive --json`), `clean:<name>` (docs/results/<name>.json from
 bench/clean_input.py: what each method does to clean clips), `versus:<folder A>,<folder B>:<set>,...`
-(two versions of a model on the same test sets, from their evaluation records).
+(two versions of a model on the same test sets, from their evaluation records), `headroom:<set>,...`
+(the model, DeepFilterNet3 and the oracle mask per case, from docs/results/eval-<set>.json), `steps:<folder>,...:<step>,...`
+(several runs' validation at the same steps).
 
 This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
 (`speed`, `speed-summary`, from bench/results/) and the offline compile statistics (`sm90-stats`) into the same markers through :func:`update_files`.
@@ -229,6 +231,52 @@ def curve_table(folder: str, every: str = "") -> str:
                 f"wall, {sm['train_s'] / 60:.0f} min of training; best.pt is step {sm['best_step']} "
                 f"(by {sm.get('select_by', 'sdr_gain')}).")
     return "\n".join(lines) + f"\n\nRecord: `{_rel(path)}` (written by the training run itself).{done}\n"
+
+
+def steps_table(spec: str) -> str:
+    """Runs side by side at equal steps: ``<folder>,<folder>,...:<step>,<step>,...``, each folder a run's
+    metrics.csv (a training folder or a candidate record); validation SI-SDRi at each step, the mean over
+    those steps (one validation swings by a few tenths of a dB), and each run's best."""
+    folders, _, steps = spec.partition(":")
+    marks = [int(s) for s in steps.split(",")]
+    lines = ["| run | " + " | ".join(f"SI-SDRi @{m}" for m in marks) + " | mean | best: step, SI-SDRi | light worst at best |",
+             "|" + "---|" * (len(marks) + 4)]
+    for folder in folders.split(","):
+        path = ROOT / folder / "metrics.csv"
+        if not path.is_file():
+            return f"_(no training record at {_rel(path)} yet)_\n"
+        rows = {int(r["step"]): r for r in _read_csv(path)}
+        at = [float(rows[m]["si_sdr_gain"]) if m in rows else math.nan for m in marks]
+        seen = [v for v in at if math.isfinite(v)]
+        best = max(rows.values(), key=lambda r: float(r["score"]))
+        lines.append(f"| `{folder}` | " + " | ".join(_f(v) if math.isfinite(v) else "–" for v in at)
+                     + f" | {_f(sum(seen) / len(seen)) if seen else '–'} | {best['step']}, {_f(float(best['si_sdr_gain']))}"
+                     f" | {_f(_num(best, 'light_worst_gain'))} |")
+    return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}/metrics.csv`" for f in folders.split(",")) + \
+        " (written by the training runs; the same validation clips).\n"
+
+
+def headroom_table(sets: str) -> str:
+    """What a magnitude mask could gain against what the model and DeepFilterNet3 gain, per case (SI-SDRi),
+    from records that hold the `oracle` row (`opgan evaluate --baselines oracle`)."""
+    lines: list[str] = []
+    for name in sets.split(","):
+        path = RESULTS / f"eval-{name}.json"
+        if not path.is_file():
+            return f"_(no record at {_rel(path)} yet)_\n"
+        rec = json.loads(path.read_text())
+        if "oracle" not in rec["by_case"]:
+            return f"_(no oracle row in {_rel(path)}: evaluate with --baselines ...,oracle)_\n"
+        model = next(m for m in rec["methods"] if m not in rec.get("reference_methods", ["identity", "silent"]))
+        cases = [c for c in ("all", "blend", "awgn", "background", "reverb") if c in rec["by_case"][model]]
+        if not lines:
+            lines = ["| set | method | " + " | ".join(f"{c} SI-SDRi" for c in cases) + " |", "|" + "---|" * (len(cases) + 2)]
+        for m in (model, "dfn", "oracle"):
+            if m in rec["by_case"]:
+                lines.append(f"| {name} | {rec['methods'][m]} | "
+                             + " | ".join(_f(_num(rec["by_case"][m], c, "si_sdr_imp")) for c in cases) + " |")
+    return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`docs/results/eval-{n}.json`" for n in sets.split(",")) + \
+        " (`opgan evaluate ... --baselines noisereduce,wpe,dfn,oracle`; the oracle sees the clean).\n"
 
 
 def gate_table() -> str:
@@ -464,6 +512,8 @@ def _renderer(name: str) -> Callable[[], str | None]:
         "clean": lambda: clean_input_table(arg),
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
         "versus": lambda: versus_table(arg),
+        "steps": lambda: steps_table(arg),
+        "headroom": lambda: headroom_table(arg),
     }
     if kind not in table:
         raise KeyError(f"unknown table {name!r}")

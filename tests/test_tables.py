@@ -121,6 +121,35 @@ def test_versus_table_reads_two_versions_per_set(tmp_path, monkeypatch):
     assert "no record at" in tables.versus_table("old,new:speech-letters")
 
 
+def test_steps_table_reads_runs_at_the_same_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    header = "step,time_s,sdr_gain,si_sdr_gain,stoi_out,level_db,light_sdr_gain,light_worst_gain,score\n"
+    for name, gains in (("a", (1.0, 2.0, 1.5)), ("b", (0.5, 1.0))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(header + "".join(
+            f"{1000 * (i + 1)},1,0,{g},,,,-{i},{g}\n" for i, g in enumerate(gains)))
+    text = tables.steps_table("a,b:1000,3000")
+    assert "| `a` | +1.00 | +1.50 | +1.25 | 2000, +2.00 | -1.00 |" in text
+    assert "| `b` | +0.50 | – | +0.50 | 2000, +1.00 | -1.00 |" in text
+    assert "no training record" in tables.steps_table("a,c:1000")
+
+
+def test_headroom_table_needs_the_oracle_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    case = lambda si: {"all": {"si_sdr_imp": si}, "awgn": {"si_sdr_imp": 2 * si}}  # noqa: E731
+    rec = {"methods": {"identity": "unprocessed input", "opgan": "Op-GAN", "dfn": "DeepFilterNet3"},
+           "reference_methods": ["identity"], "by_case": {"identity": case(0), "opgan": case(1.0), "dfn": case(0.5)}}
+    (tmp_path / "eval-s.json").write_text(json.dumps(rec))
+    assert "no oracle row" in tables.headroom_table("s")
+    rec["methods"]["oracle"] = "oracle"
+    rec["reference_methods"].append("oracle")
+    rec["by_case"]["oracle"] = case(4.0)
+    (tmp_path / "eval-s.json").write_text(json.dumps(rec))
+    text = tables.headroom_table("s")
+    assert "| s | Op-GAN | +1.00 | +2.00 |" in text and "| s | oracle | +4.00 | +8.00 |" in text
+    assert "| s | DeepFilterNet3 | +0.50 | +1.00 |" in text
+
+
 def test_clean_input_table_renders_each_set(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     per = {"n": 3, "si_sdr_mean": 8.91, "si_sdr_min": 3.17, "bands_db": {"band_1_2k": -4.18, "band_4_8k": -14.34}}
