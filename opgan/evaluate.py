@@ -73,8 +73,9 @@ DO_NO_HARM_MIN_SDR = LIGHT_INPUT_SDR_DB
 level_error_db = level_db
 VERDICT_RULE = (
     "Best method = the highest mean SI-SDR improvement over all clips (the unprocessed input, the "
-    "silent floor and the clean-informed oracle are not candidates); SDRi and STOI are reported beside it, and a mean SI-SDRi at or "
-    "below 0 dB is not called an improvement. Plain SDR does not decide: it rewards attenuation."
+    "silent floor and the clean-informed oracle are not candidates); SDRi and STOI are reported beside "
+    "it, and a mean SI-SDRi at or below 0 dB is not called an improvement. Plain SDR does not decide: "
+    "it rewards attenuation."
 )
 METRIC_NOTE = (
     "SDR is the Op-GAN paper's 10*log10(sum s^2 / sum (s_hat - s)^2). It rewards mere attenuation: the "
