@@ -20,7 +20,17 @@ from .data.assets import build_default_dataset
 from .enhance import SILENCE_PEAK
 from .train_rundir import say
 
-__all__ = ["StepBatches", "blind_normalise", "crop", "describe_data", "open_data"]
+__all__ = ["StepBatches", "blind_normalise", "crop", "describe_data", "dynamic_options", "open_data"]
+
+
+def dynamic_options(cfg: TrainConfig) -> dict:
+    """The keyword arguments a run's config gives its dynamic training set (cases, augmentation, targets)."""
+    mix = cfg.case_mix()
+    return {"augment": cfg.augment, "group_weight": cfg.group_weight, "reverb_target": cfg.reverb_target,
+            **({"background_mix": cfg.background_mix} if cfg.background_mix else {}),
+            **({"room_prob": cfg.room_prob} if cfg.room_prob else {}),
+            **({"reverb_min_rt60": cfg.reverb_min_rt60} if cfg.reverb_min_rt60 else {}),
+            **({"cases": mix[0], "case_probs": mix[1]} if mix else {})}
 
 
 def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
@@ -44,14 +54,8 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         val = D.open_dataset(val_spec, "val", kind=cfg.data_kind, seed=cfg.val_seed, rir_bank=rirs)
         if cfg.dynamic:
             dyn_spec = spec if cfg.data else f"default:{cfg.data_kind}"
-            mix = cfg.case_mix()
-            dynamic = {"augment": cfg.augment, "group_weight": cfg.group_weight, "reverb_target": cfg.reverb_target,
-                       **({"background_mix": cfg.background_mix} if cfg.background_mix else {}),
-                       **({"room_prob": cfg.room_prob} if cfg.room_prob else {}),
-                       **({"reverb_min_rt60": cfg.reverb_min_rt60} if cfg.reverb_min_rt60 else {}),
-                       **({"cases": mix[0], "case_probs": mix[1]} if mix else {})}
             train = D.open_dataset(dyn_spec, "train", kind=cfg.data_kind, length=cfg.dynamic_clips, seed=cfg.seed,
-                                   rir_bank=rirs, **dynamic)
+                                   rir_bank=rirs, **dynamic_options(cfg))
             if not isinstance(train, D.DynamicRARDataset):
                 raise ConfigError(f"--dynamic needs source recordings (a sources root with {cfg.data_kind}/ and "
                                   f"background/, or no --data for the shipped ones), not {spec!r}")

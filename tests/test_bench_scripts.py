@@ -985,3 +985,27 @@ def test_level_calibration_separates_the_oracle_from_a_blind_gain(tmp_path):
     assert set(rec["sets"]) == {"val", "val, clean inputs", "set"} and rec["features"] == 254
     assert rec["command"].startswith("python bench/level_calibration.py")
     assert lc.main(["--fit", str(tmp_path)]) == 2
+
+
+def test_loss_by_case_splits_a_runs_loss_and_refuses_a_folder_without_a_config(tmp_path):
+    """bench/loss_by_case.py: on the default recipe's own items the oracle's loss is the lowest and the
+    shares of the model's loss add up to 1; the summary's arithmetic is checked on made-up losses."""
+    from opgan.config import preset
+
+    lbc = _load("loss_by_case")
+    s = lbc.summarise({"awgn": {"identity": [4.0], "model": [2.0], "oracle": [1.0]},
+                       "background": {"identity": [3.0, 3.0], "model": [3.0, 3.0], "oracle": [1.0, 1.0]}}, 3)
+    assert s["awgn"]["captured"] == pytest.approx(2 / 3) and s["background"]["captured"] == 0.0
+    assert s["background"]["share_of_model_loss"] == pytest.approx(0.75) and s["all"]["model"] == pytest.approx(8 / 3)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(preset("default").to_dict()))
+    out = tmp_path / "rec.json"
+    assert lbc.main([str(run), "--model", "speech", "--items", "6", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    cases = {k: v for k, v in rec["cases"].items() if k != "all"}
+    assert sum(v["n"] for v in cases.values()) == 6
+    assert sum(v["share_of_model_loss"] for v in cases.values()) == pytest.approx(1.0)
+    assert rec["cases"]["all"]["oracle"] <= min(rec["cases"]["all"]["identity"], rec["cases"]["all"]["model"])
+    assert rec["command"].startswith("python bench/loss_by_case.py")
+    assert lbc.main([str(tmp_path / "nope")]) == 2
