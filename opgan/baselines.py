@@ -52,6 +52,11 @@ def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return resample_poly(x, sr_out // g, sr_in // g).astype(np.float32)
 
 
+def frame_32ms(sr: int) -> int:
+    """The power of two nearest 32 ms at `sr` (512 at 16 and 22.05 kHz): the STFT size of WPE and the oracle."""
+    return 1 << int(round(math.log2(0.032 * sr)))
+
+
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
     """Crop or zero-pad to n samples (baselines with their own framing return slightly different lengths)."""
     y = np.asarray(y, np.float32).reshape(-1)
@@ -113,8 +118,7 @@ def _wpe(taps: int = 10, delay: int = 3, iterations: int = 3) -> Fn:
         raise BaselineUnavailable("nara_wpe not installed (pip install nara_wpe)") from e
 
     def fn(y: np.ndarray, sr: int) -> np.ndarray:
-        # 32 ms frames, 8 ms shift at any rate (512/128 at 16 kHz).
-        size = 1 << int(round(math.log2(0.032 * sr)))
+        size = frame_32ms(sr)  # 8 ms shift
         shift = size // 4
         Y = stft(np.asarray(y, np.float64)[None], size=size, shift=shift)  # (1, frames, bins)
         Z = wpe(Y.transpose(2, 0, 1), taps=taps, delay=delay, iterations=iterations).transpose(1, 2, 0)
@@ -156,7 +160,7 @@ def oracle_mask(corrupted: np.ndarray, sr: int, clean: np.ndarray, mask_max: flo
     model's), hop a quarter frame."""
     import torch
 
-    n_fft = 1 << int(round(math.log2(0.032 * sr)))
+    n_fft = frame_32ms(sr)
     hop = n_fft // 4
     win = torch.hann_window(n_fft, dtype=torch.float64)
     y = torch.as_tensor(np.asarray(corrupted, np.float64))

@@ -233,6 +233,11 @@ def curve_table(folder: str, every: str = "") -> str:
     return "\n".join(lines) + f"\n\nRecord: `{_rel(path)}` (written by the training run itself).{done}\n"
 
 
+def _model_key(rec: dict) -> str:
+    """The evaluated model's key in an `opgan evaluate` record: its first method that is not a reference row."""
+    return next(m for m in rec["methods"] if m not in rec.get("reference_methods", ["identity", "silent"]))
+
+
 def steps_table(spec: str) -> str:
     """Runs side by side at equal steps: ``<folder>,<folder>,...:<step>,<step>,...``, each folder a run's
     metrics.csv (a training folder or a candidate record); validation SI-SDRi at each step, the mean over
@@ -249,7 +254,7 @@ def steps_table(spec: str) -> str:
         at = [float(rows[m]["si_sdr_gain"]) if m in rows else math.nan for m in marks]
         seen = [v for v in at if math.isfinite(v)]
         best = max(rows.values(), key=lambda r: float(r["score"]))
-        lines.append(f"| `{folder}` | " + " | ".join(_f(v) if math.isfinite(v) else "–" for v in at)
+        lines.append(f"| `{folder}` | " + " | ".join(_f(v) for v in at)
                      + f" | {_f(sum(seen) / len(seen)) if seen else '–'} | {best['step']}, {_f(float(best['si_sdr_gain']))}"
                      f" | {_f(_num(best, 'light_worst_gain'))} |")
     return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}/metrics.csv`" for f in folders.split(",")) + \
@@ -267,7 +272,7 @@ def headroom_table(sets: str) -> str:
         rec = json.loads(path.read_text())
         if "oracle" not in rec["by_case"]:
             return f"_(no oracle row in {_rel(path)}: evaluate with --baselines ...,oracle)_\n"
-        model = next(m for m in rec["methods"] if m not in rec.get("reference_methods", ["identity", "silent"]))
+        model = _model_key(rec)
         cases = [c for c in ("all", "blend", "awgn", "background", "reverb") if c in rec["by_case"][model]]
         if not lines:
             lines = ["| set | method | " + " | ".join(f"{c} SI-SDRi" for c in cases) + " |", "|" + "---|" * (len(cases) + 2)]
@@ -401,8 +406,7 @@ def versus_table(spec: str) -> str:
             if not path.is_file():
                 return f"_(no record at {_rel(path)} yet)_\n"
             recs.append(json.loads(path.read_text()))
-        model = [next(m for m in r["methods"] if m not in r.get("reference_methods", ["identity", "silent"]))
-                 for r in recs]
+        model = [_model_key(r) for r in recs]
         inp = overall(recs[0], "identity")  # the same inputs under both versions
 
         def cell(get) -> str:
