@@ -9,8 +9,9 @@ training loss, this says what that loss is made of: the cases where the model is
         --json docs/results/loss-by-case-speech.json
 
 Items are the run's dynamic training set (its config's data, cases, augmentation and targets, its seed),
-one random crop of the run's clip length each, scaled by the input's peak as training does. The loss is
-the run's `lambda_t`·L1 + `lambda_mr`·MR-STFT on each crop alone.
+one random crop of the run's clip length each, scaled by the input's peak as training does
+(`blind_normalise`). The loss is the run's generator objective (`models.losses.g_loss` with its weights)
+without the adversarial term, on each crop alone.
 """
 from __future__ import annotations
 
@@ -20,17 +21,24 @@ import sys
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from opgan.config import TrainConfig
+
 METHODS = ("identity", "model", "oracle")
 
 
-def item_losses(est: torch.Tensor, ref: torch.Tensor, lambda_t: float, lambda_mr: float) -> float:
+def item_loss(est: torch.Tensor, ref: torch.Tensor, cfg: "TrainConfig") -> float:
+    """The run's generator objective on one crop, without a discriminator (the trainer's call, lambda_adv 0)."""
     from opgan.models import losses
 
-    return float(lambda_t * losses.temporal_l1(est, ref) + lambda_mr * losses.multi_resolution_stft(est, ref))
+    loss, _ = losses.g_loss(None, est, ref, cfg.lambda_t, cfg.lambda_s, 0.0, cfg.lambda_mr, cfg.lambda_sisdr,
+                            cfg.lambda_level, cfg.lambda_sdr, cfg.sdr_cap_db)
+    return float(loss)
 
 
 def summarise(per_case: dict[str, dict[str, list[float]]], n: int) -> dict[str, dict]:
@@ -53,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from opgan.config import ConfigError, TrainConfig
     from opgan.data import datasets as D
     from opgan.enhance import load_restorer
-    from opgan.train_data import dynamic_options
+    from opgan.train_data import blind_normalise, dynamic_options
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a run folder (its config.json gives data, cases and loss weights)")
@@ -79,18 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.items):
         y, x, rec = ds.sample(i)
         o = int(rng.integers(0, len(y) - cfg.clip_len + 1))
-        y, x = y[o: o + cfg.clip_len], x[o: o + cfg.clip_len]
-        peak = max(float(np.abs(y).max()), 1e-4)
-        y, x = (y / peak).astype(np.float32), (x / peak).astype(np.float32)
-        ref = torch.from_numpy(x)[None, None]
-        inp = torch.from_numpy(y)[None, None]
+        inp, ref = blind_normalise(torch.from_numpy(y[o: o + cfg.clip_len]).float()[None, None],
+                                   torch.from_numpy(x[o: o + cfg.clip_len]).float()[None, None])
+        oracle = torch.from_numpy(oracle_mask(inp[0, 0].numpy(), sr, ref[0, 0].numpy()))[None, None]
         with torch.no_grad():
-            for m, est in (("identity", inp), ("model", g(inp)), ("oracle", torch.from_numpy(oracle_mask(y, sr, x))[None, None])):
-                per_case[rec["case"]][m].append(item_losses(est, ref, cfg.lambda_t, cfg.lambda_mr))
+            for m, est in (("identity", inp), ("model", g(inp)), ("oracle", oracle)):
+                per_case[rec["case"]][m].append(item_loss(est, ref, cfg))
     summary = summarise(per_case, args.items)
     rec = {"command": "python bench/loss_by_case.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "run": str(args.run), "model": args.model, "items": args.items, "clip_len": cfg.clip_len,
-           "loss": f"{cfg.lambda_t:g}*L1 + {cfg.lambda_mr:g}*MR-STFT", "cases": summary,
+           "loss": ("g_loss without the adversarial term: " + ", ".join(
+               f"{k} {getattr(cfg, k):g}" for k in ("lambda_t", "lambda_s", "lambda_mr", "lambda_sisdr", "lambda_level",
+                                                   "lambda_sdr") if getattr(cfg, k))),
+           "cases": summary,
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
     print(f"{'case':<11}{'n':>4}  " + "  ".join(f"{m:>9}" for m in METHODS) + "  share  captured")
     for case, v in summary.items():
