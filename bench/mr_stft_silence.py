@@ -18,6 +18,7 @@ import torch
 from opgan.config import preset
 from opgan.data import datasets as D
 from opgan.models import losses
+from opgan.train_data import blind_normalise
 
 
 def _old_mr_stft(est: torch.Tensor, ref: torch.Tensor) -> float:
@@ -49,8 +50,7 @@ def main() -> None:
             xs.append(x[:, o: o + cfg.clip_len])
             ys.append(y[:, o: o + cfg.clip_len])
         x, y = torch.stack(xs).float(), torch.stack(ys).float()
-        peak = x.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-4)  # blind_normalise
-        x, y = x / peak, y / peak
+        x, y = blind_normalise(x, y)
         rms += (10 * torch.log10(y.square().mean(dim=(1, 2)) + 1e-20)).tolist()
         with torch.no_grad():
             old.append(_old_mr_stft(x, y))
