@@ -59,9 +59,8 @@ def summarise(per_case: dict[str, dict[str, list[float]]], n: int) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     from opgan.baselines import oracle_mask
     from opgan.config import ConfigError, TrainConfig
-    from opgan.data import datasets as D
     from opgan.enhance import load_restorer
-    from opgan.train_data import blind_normalise, dynamic_options
+    from opgan.train_data import blind_normalise, dynamic_train_set
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a run folder (its config.json gives data, cases and loss weights)")
@@ -73,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig.from_dict(json.loads((args.run / "config.json").read_text()))
         if not cfg.dynamic:
             raise ConfigError("the run does not mix its data dynamically")
-        spec = str(Path(cfg.data).expanduser()) if cfg.data else f"default:{cfg.data_kind}"
-        rirs = str(Path(cfg.rirs).expanduser()) if cfg.rirs else None
-        ds = D.open_dataset(spec, "train", kind=cfg.data_kind, length=args.items, seed=cfg.seed, rir_bank=rirs,
-                            **dynamic_options(cfg))
+        ds = dynamic_train_set(cfg, length=args.items)
         restorer = load_restorer(args.model)
     except (OSError, ValueError, ConfigError) as e:
         print(f"loss_by_case: {e}", file=sys.stderr)

@@ -20,17 +20,23 @@ from .data.assets import build_default_dataset
 from .enhance import SILENCE_PEAK
 from .train_rundir import say
 
-__all__ = ["StepBatches", "blind_normalise", "crop", "describe_data", "dynamic_options", "open_data"]
+__all__ = ["StepBatches", "blind_normalise", "crop", "describe_data", "dynamic_train_set", "open_data"]
 
 
-def dynamic_options(cfg: TrainConfig) -> dict:
-    """The keyword arguments a run's config gives its dynamic training set (cases, augmentation, targets)."""
+def dynamic_train_set(cfg: TrainConfig, length: int | None = None) -> Dataset:
+    """A run's dynamic training set as its config defines it (sources, RIR bank, cases, augmentation,
+    targets, seed); `length` items, `dynamic_clips` by default. Training and the bench scripts that
+    replay a run's items both open it here."""
+    spec = str(Path(cfg.data).expanduser()) if cfg.data else f"default:{cfg.data_kind}"
+    rirs = str(Path(cfg.rirs).expanduser()) if cfg.rirs else None
     mix = cfg.case_mix()
-    return {"augment": cfg.augment, "group_weight": cfg.group_weight, "reverb_target": cfg.reverb_target,
-            **({"background_mix": cfg.background_mix} if cfg.background_mix else {}),
-            **({"room_prob": cfg.room_prob} if cfg.room_prob else {}),
-            **({"reverb_min_rt60": cfg.reverb_min_rt60} if cfg.reverb_min_rt60 else {}),
-            **({"cases": mix[0], "case_probs": mix[1]} if mix else {})}
+    return D.open_dataset(spec, "train", kind=cfg.data_kind, length=cfg.dynamic_clips if length is None else length,
+                          seed=cfg.seed, rir_bank=rirs, augment=cfg.augment, group_weight=cfg.group_weight,
+                          reverb_target=cfg.reverb_target,
+                          **({"background_mix": cfg.background_mix} if cfg.background_mix else {}),
+                          **({"room_prob": cfg.room_prob} if cfg.room_prob else {}),
+                          **({"reverb_min_rt60": cfg.reverb_min_rt60} if cfg.reverb_min_rt60 else {}),
+                          **({"cases": mix[0], "case_probs": mix[1]} if mix else {}))
 
 
 def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
@@ -53,9 +59,7 @@ def open_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
         val_spec = str(Path(cfg.val_data).expanduser()) if cfg.val_data else spec
         val = D.open_dataset(val_spec, "val", kind=cfg.data_kind, seed=cfg.val_seed, rir_bank=rirs)
         if cfg.dynamic:
-            dyn_spec = spec if cfg.data else f"default:{cfg.data_kind}"
-            train = D.open_dataset(dyn_spec, "train", kind=cfg.data_kind, length=cfg.dynamic_clips, seed=cfg.seed,
-                                   rir_bank=rirs, **dynamic_options(cfg))
+            train = dynamic_train_set(cfg)
             if not isinstance(train, D.DynamicRARDataset):
                 raise ConfigError(f"--dynamic needs source recordings (a sources root with {cfg.data_kind}/ and "
                                   f"background/, or no --data for the shipped ones), not {spec!r}")
