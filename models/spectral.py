@@ -14,13 +14,22 @@ or a noise floor is a per-bin gain, not a waveform to synthesise.
     mask        m = mask_max * sigmoid(z + b0), b0 = log(1 / (mask_max - 1)): exactly 1 while the output
                 layer is zero (its init), so training starts from the identity, as the U-Net's residual does
     output      iSTFT(m * X) at the input's length: the noisy phase is kept
-    gate        (``gate=True``) y = x + g * (iSTFT(m * X) - x), one g = sigmoid(w . stats + b) per clip from the
+    filter      (``df_order=o > 0``) on the lowest ``df_bins`` bins the mask is joined by a complex filter over
+                the o frames around each one: Y(f, n) = m X(f, n) + sum_i C_i(f, n) X(f, n + i), |i| <= o // 2,
+                C = tanh(1x1 SelfONN1d(H -> 2 o df_bins)) per real and imaginary part, zero at init
+    gate        (``gate=True``) y = x + g * (iSTFT(Y) - x), one g = sigmoid(w . stats + b) per clip from the
                 mean and mean square over frames of the last hidden layer
 
 The frames are channels-last 1D sequences, so every layer is an ordinary ``SelfONN1d`` (the fused kernels on
 CUDA, the exact path elsewhere). With b blocks each frame's mask hears +-(2**b) frames, +-(2**b * hop + n_fft/2)
 samples: +-272 ms for b=5, n_fft 512 at 16 kHz (an output sample, through the overlap-add, a little more:
 `python -m opgan.receptive default default:arch=spectral` measures a support of +-280 ms).
+
+Why the filter: a magnitude mask can only scale each bin and keeps the noisy phase, so its gain is capped by the
+ideal mask's (the `oracle` baseline). Neighbouring frames of a voiced bin are strongly correlated, and a short
+complex filter across them can recover what a gain cannot (DeepFilterNet's "deep filtering", used there on the
+low band, where the harmonics are). The mask stays, and the filter is added to it from zero, so the model starts
+as the identity and the mask-only model is the special case C = 0.
 
 Why the gate: a mask has a precision ceiling. A nearly clean clip passes through unharmed only if the mask is
 within a few thousandths of 1 on every bin that holds speech; a mask 4 % low on average caps the output at
@@ -67,16 +76,26 @@ class SpectralConfig(ArchConfig):
     mask_max: float = 1.2  # the mask lies in (0, mask_max): it may lift a bin a little, never without bound
     gate: bool = False  # scale the correction by a per-clip gate (see the module docstring)
     norm: bool = False  # normalise each frame's channels before every tanh (see `FrameNorm`)
+    df_order: int = 0  # frames of the complex filter, centred (odd; 0 = the magnitude mask alone)
+    df_bins: int = 0  # the lowest bins the filter works on (0 = all n_fft/2 + 1)
 
     @property
     def hop(self) -> int:
         return self.n_fft // 4
+
+    @property
+    def filter_bins(self) -> int:
+        """How many of the lowest bins the complex filter works on (0 without one)."""
+        return 0 if not self.df_order else self.df_bins or self.n_fft // 2 + 1
 
     def check(self) -> None:
         """ValueError for options the network cannot be built with."""
         if self.n_fft < 16 or self.n_fft % 4 or min(self.hidden, self.blocks, self.q) < 1:
             raise ValueError(f"the spectral generator needs n_fft >= 16 and a multiple of 4, hidden, blocks, q >= 1, "
                              f"got {self.n_fft}, {self.hidden}, {self.blocks}, {self.q}")
+        if self.df_order < 0 or (self.df_order and self.df_order % 2 == 0) or not 0 <= self.df_bins <= self.n_fft // 2 + 1:
+            raise ValueError(f"the spectral generator's filter needs an odd df_order (or 0) and 0 <= df_bins <= "
+                             f"n_fft/2 + 1, got {self.df_order}, {self.df_bins}")
         if not 1 < self.mask_max <= 4:
             raise ValueError(f"the spectral generator needs 1 < mask_max <= 4, got {self.mask_max}")
 
@@ -133,6 +152,11 @@ class SpectralGenerator(nn.Module):
         self.out = SelfONN1d(c.hidden, bins, 1, q=c.q)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # the complex filter's coefficients, real parts then imaginary, tap-major: zero at init
+        self.df = SelfONN1d(c.hidden, 2 * c.df_order * c.filter_bins, 1, q=c.q) if c.df_order else None
+        if self.df is not None:
+            nn.init.zeros_(self.df.weight)
+            nn.init.zeros_(self.df.bias)
         self.mask_bias = math.log(1.0 / (c.mask_max - 1.0))  # sigmoid(mask_bias) * mask_max == 1
         self.gate = nn.Linear(2 * c.hidden, 1) if c.gate else None
         if self.gate is not None:
@@ -144,7 +168,7 @@ class SpectralGenerator(nn.Module):
             raise ValueError(f"SpectralGenerator expects (batch, 1, length > 0), got {tuple(x.shape)}")
         spec = self._stft(x[:, 0])
         m, h = self._mask(x, spec)
-        y = torch.istft(spec * m, self.config.n_fft, self.config.hop, window=self._window(x), center=True,
+        y = torch.istft(self._filter(spec, m, h), self.config.n_fft, self.config.hop, window=self._window(x), center=True,
                         length=x.shape[-1]).unsqueeze(1).to(x.dtype)
         if self.gate is None:
             return y
@@ -156,7 +180,8 @@ class SpectralGenerator(nn.Module):
         return torch.sigmoid(z)
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, F, N) mask for ``x`` (B, 1, T): what the network multiplies the input's STFT by."""
+        """The (B, F, N) mask for ``x`` (B, 1, T): what the network multiplies the input's STFT by (with
+        ``df_order``, the complex filter adds to it on the low bins)."""
         return self._mask(x, self._stft(x[:, 0]))[0]
 
     def _mask(self, x: torch.Tensor, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,6 +194,21 @@ class SpectralGenerator(nn.Module):
         h = torch.tanh(self.inp_norm(self.inp(feat)))
         h = torch.tanh(self.out_norm(self.blocks(h)))
         return self.config.mask_max * torch.sigmoid(self.out(h) + self.mask_bias), h
+
+    def _filter(self, spec: torch.Tensor, m: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """m * spec, plus the complex filter over neighbouring frames on the lowest bins when there is one."""
+        y = spec * m
+        if self.df is None:
+            return y
+        o, fb = self.config.df_order, self.config.filter_bins
+        b, n = spec.shape[0], spec.shape[-1]
+        c = torch.tanh(self.df(h)).to(spec.real.dtype).view(b, 2, o, fb, n)
+        low = torch.view_as_real(spec[:, :fb])  # (B, fb, N, 2): frames padded with zeros at both ends
+        low = torch.nn.functional.pad(low, (0, 0, o // 2, o // 2))
+        taps = torch.stack([low[:, :, i:i + n] for i in range(o)], 1)  # (B, o, fb, N, 2): frame n + i - o//2
+        re = (c[:, 0] * taps[..., 0] - c[:, 1] * taps[..., 1]).sum(1)
+        im = (c[:, 0] * taps[..., 1] + c[:, 1] * taps[..., 0]).sum(1)
+        return torch.cat([y[:, :fb] + torch.complex(re, im), y[:, fb:]], 1)
 
     def _window(self, x: torch.Tensor) -> torch.Tensor:
         return self.window.to(device=x.device, dtype=_fft_dtype(x).dtype)

@@ -248,7 +248,8 @@ DEMUCS_BOUNDS = {"hidden": (1, MAX_FILTERS), "depth": (1, 8), "kernel_size": (1,
                  "resample": (1, 4)}
 DEMUCS_GROWTH = (1.0, 4.0)
 #: Bounds of the spectral mask estimator's fields in a checkpoint (its default: n_fft 512, hidden 128, 5 blocks)
-SPECTRAL_BOUNDS = {"n_fft": (16, 8192), "hidden": (1, 1024), "blocks": (1, 12)}
+SPECTRAL_BOUNDS = {"n_fft": (16, 8192), "hidden": (1, 1024), "blocks": (1, 12), "df_order": (0, 15),
+                   "df_bins": (0, 4097)}
 SPECTRAL_MASK_MAX = (1.0, 4.0)
 #: Largest generator a checkpoint may describe, in parameters (512 MiB of float32; the shipped ones
 #: hold 1.4 M, the paper's U-Net 1 M), counted on the meta device before anything is allocated.

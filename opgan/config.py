@@ -86,6 +86,8 @@ class TrainConfig:
     spectral_blocks: int = 5  # spectral: residual dilated blocks over frames (dilations 1..2**(n-1))
     spectral_gate: bool = False  # spectral: scale the correction by a per-clip gate (so clean clips can pass)
     spectral_norm: bool = False  # spectral: LayerNorm each frame's channels before every tanh (keeps them unsaturated)
+    spectral_df_order: int = 0  # spectral: frames of a complex filter added to the mask (odd; 0 = the mask alone)
+    spectral_df_bins: int = 0  # spectral: the lowest bins that filter works on (0 = all)
     g_q: str = ""  # optional per-layer generator q: 10 comma-separated ints (overrides q)
     d_q: str = ""  # optional per-layer discriminator q: 6 comma-separated ints (overrides q)
     second_pass_of: str = ""  # checkpoint of a trained first-pass generator; train a second pass on its output
@@ -135,7 +137,8 @@ class TrainConfig:
             from opgan.models.spectral import SpectralConfig
 
             return SpectralConfig(n_fft=self.spectral_n_fft, hidden=self.spectral_hidden, blocks=self.spectral_blocks,
-                                  q=self.q, gate=self.spectral_gate, norm=self.spectral_norm).to_dict()
+                                  q=self.q, gate=self.spectral_gate, norm=self.spectral_norm,
+                                  df_order=self.spectral_df_order, df_bins=self.spectral_df_bins).to_dict()
         if self.arch == "demucs":
             from opgan.models.reference import DemucsConfig
 
@@ -274,12 +277,18 @@ class TrainConfig:
         if self.arch == "spectral":
             from opgan.checkpoint import SPECTRAL_BOUNDS  # what a checkpoint may ask for
 
-            for key in ("n_fft", "hidden", "blocks"):
+            for key in SPECTRAL_BOUNDS:
                 lo, hi = SPECTRAL_BOUNDS[key]
                 v = getattr(self, f"spectral_{key}")
                 if not lo <= v <= hi or (key == "n_fft" and v % 4):
                     raise ConfigError(f"spectral_{key} must be from {lo} to {hi}" + (" and a multiple of 4" if
                                       key == "n_fft" else "") + f", got {v}")
+            if self.spectral_df_order % 2 == 0 and self.spectral_df_order:
+                raise ConfigError(f"spectral_df_order must be odd (frames centred on each one) or 0, "
+                                  f"got {self.spectral_df_order}")
+            if self.spectral_df_bins > self.spectral_n_fft // 2 + 1:
+                raise ConfigError(f"spectral_df_bins must be at most n_fft/2 + 1 = {self.spectral_n_fft // 2 + 1}, "
+                                  f"got {self.spectral_df_bins}")
             if self.g_q:
                 raise ConfigError("g_q (per-layer q) is for the U-Net; the spectral generator takes one --q")
         if self.arch == "demucs":

@@ -241,11 +241,12 @@ def _model_key(rec: dict) -> str:
 def steps_table(spec: str) -> str:
     """Runs side by side at equal steps: ``<folder>,<folder>,...:<step>,<step>,...``, each folder a run's
     metrics.csv (a training folder or a candidate record); validation SI-SDRi at each step, the mean over
-    those steps (one validation swings by a few tenths of a dB), and each run's best."""
+    those steps (one validation swings by a few tenths of a dB), each run's best, and the training hours to
+    the last step shown (runs that differ in cost per step are then also compared at equal time)."""
     folders, _, steps = spec.partition(":")
     marks = [int(s) for s in steps.split(",")]
-    lines = ["| run | " + " | ".join(f"SI-SDRi @{m}" for m in marks) + " | mean | best: step, SI-SDRi | light worst at best |",
-             "|" + "---|" * (len(marks) + 4)]
+    lines = ["| run | " + " | ".join(f"SI-SDRi @{m}" for m in marks) + " | mean | best: step, SI-SDRi | light worst at best "
+             f"| train h to @{marks[-1]} |", "|" + "---|" * (len(marks) + 5)]
     for folder in folders.split(","):
         path = ROOT / folder / "metrics.csv"
         if not path.is_file():
@@ -256,7 +257,8 @@ def steps_table(spec: str) -> str:
         best = max(rows.values(), key=lambda r: float(r["score"]))
         lines.append(f"| `{folder}` | " + " | ".join(_f(v) for v in at)
                      + f" | {_f(sum(seen) / len(seen)) if seen else '–'} | {best['step']}, {_f(float(best['si_sdr_gain']))}"
-                     f" | {_f(_num(best, 'light_worst_gain'))} |")
+                     f" | {_f(_num(best, 'light_worst_gain'))} | "
+                     + (f"{float(rows[marks[-1]]['time_s']) / 3600:.2f} |" if marks[-1] in rows else "– |"))
     return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}/metrics.csv`" for f in folders.split(",")) + \
         " (written by the training runs; the same validation clips).\n"
 

@@ -113,7 +113,8 @@ def _model_words(cfg: TrainConfig) -> str:
         return f"arch=demucs hidden={cfg.demucs_hidden} depth={cfg.demucs_depth} resample={cfg.demucs_resample}"
     if cfg.arch == "spectral":
         return (f"arch=spectral n_fft={cfg.spectral_n_fft} hidden={cfg.spectral_hidden} "
-                f"blocks={cfg.spectral_blocks} q={cfg.q}" + (" gated" if cfg.spectral_gate else "") + (" normed" if cfg.spectral_norm else ""))
+                f"blocks={cfg.spectral_blocks} q={cfg.q}" + (" gated" if cfg.spectral_gate else "") + (" normed" if cfg.spectral_norm else "")
+                + (f" filter={cfg.spectral_df_order}x{cfg.spectral_df_bins or 'all'}" if cfg.spectral_df_order else ""))
     return f"q={cfg.generator_q()}  f={cfg.filters}"
 
 

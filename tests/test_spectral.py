@@ -149,11 +149,11 @@ def test_receptive_profiles_it(capsys):
 @pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1",
                     reason="CPU Triton runs need TRITON_INTERPRET=1 (set w/o CUDA)")
 def test_fused_kernels_run_it_as_the_reference_does():
-    """Every layer (k3 over 33 bins in, k3 dilated, 1x1) on the Triton kernels, forward and backward."""
+    """Every layer (k3 over 33 bins in, k3 dilated, 1x1 mask and filter) on the Triton kernels, forward and backward."""
     import selfonn
 
     torch.manual_seed(0)
-    g = SpectralGenerator(SpectralConfig(n_fft=64, hidden=4, blocks=2, q=2))
+    g = SpectralGenerator(SpectralConfig(n_fft=64, hidden=4, blocks=2, q=2, df_order=3, df_bins=8))
     with torch.no_grad():
         for p in g.parameters():
             p.normal_(0, 0.3)
@@ -237,3 +237,55 @@ def test_frame_norm_keeps_every_tanh_unsaturated_when_weights_grow():
     assert saturated[False] > 0.5 and saturated[True] < 0.05
     assert parse_args(["--arch", "spectral", "--spectral-norm"])[0].generator_config()["norm"] is True
     assert parse_args(["--arch", "spectral"])[0].generator_config()["norm"] is False  # the shipped models' form
+
+
+FILTERED = SpectralConfig(n_fft=64, hidden=8, blocks=2, q=2, norm=True, df_order=3, df_bins=10)
+
+
+def test_complex_filter_starts_as_the_identity_and_is_the_centred_sum_over_frames():
+    """Y(f, n) = m X(f, n) + sum_i C_i X(f, n + i) on the low bins, checked bin by bin against a loop."""
+    torch.manual_seed(0)
+    g = SpectralGenerator(FILTERED).double()
+    x = 0.1 * torch.randn(2, 1, 500, dtype=torch.float64)
+    torch.testing.assert_close(g(x), x, atol=1e-9, rtol=0)  # zero coefficients and a unit mask
+    with torch.no_grad():
+        g.df.weight.normal_(0, 0.3)
+        g.out.weight.normal_(0, 0.3)
+    spec = g._stft(x[:, 0])
+    m, h = g._mask(x, spec)
+    c = torch.tanh(g.df(h)).view(2, 2, 3, 10, -1)
+    coef = torch.complex(c[:, 0], c[:, 1])
+    want = spec * m
+    frames = spec.shape[-1]
+    for n in range(frames):
+        for i in range(3):
+            if 0 <= n + i - 1 < frames:
+                want[:, :10, n] += coef[:, i, :, n] * spec[:, :10, n + i - 1]
+    got = g._filter(spec, m, h)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(got[:, 10:], (spec * m)[:, 10:])  # the bins above df_bins keep the mask alone
+    y = g(x)
+    (y - 0.5 * x).square().sum().backward()
+    assert g.df.weight.grad.abs().sum() > 0
+
+
+def test_complex_filter_through_flags_checkpoints_and_the_trainer(tiny_data, tmp_path):
+    cfg, _, _ = parse_args(["--arch", "spectral", "--spectral-df-order", "5", "--spectral-df-bins", "40"])
+    assert cfg.generator_config() == SpectralConfig(df_order=5, df_bins=40).to_dict()
+    for bad, message in ((["--spectral-df-order", "4"], "spectral_df_order must be odd"),
+                         (["--spectral-df-order", "3", "--spectral-df-bins", "300"], "at most n_fft/2 \\+ 1 = 257"),
+                         (["--spectral-df-order", "99"], "spectral_df_order must be from 0 to 15")):
+        with pytest.raises(ConfigError, match=message):
+            parse_args(["--arch", "spectral", *bad])
+    state = SpectralGenerator(FILTERED).state_dict()
+    assert check_generator(FILTERED.to_dict(), state, "x.pt").config["df_order"] == 3
+    with pytest.raises(CheckpointError, match="df_order 99 is not an integer from 0 to 15"):
+        check_generator({**FILTERED.to_dict(), "df_order": 99}, state, "x.pt")
+    with pytest.raises(CheckpointError, match="not understood"):
+        check_generator({**FILTERED.to_dict(), "df_order": 2}, state, "x.pt")
+    with pytest.raises(CheckpointError, match="was it saved by another version"):  # the filter's weights are missing
+        check_generator(FILTERED.to_dict(), SpectralGenerator(SMALL).state_dict(), "x.pt")
+    assert main(_args(tiny_data, tmp_path, "--max-steps", "2", "--val-every", "2", "--spectral-df-order", "3",
+                      "--spectral-df-bins", "10", "--lambda-adv", "0")) == 0
+    g = load_checkpoint(tmp_path / "tiny" / "best.pt")["config"]["generator"]
+    assert (g["df_order"], g["df_bins"]) == (3, 10)

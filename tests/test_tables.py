@@ -127,10 +127,11 @@ def test_steps_table_reads_runs_at_the_same_steps(tmp_path, monkeypatch):
     for name, gains in (("a", (1.0, 2.0, 1.5)), ("b", (0.5, 1.0))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.csv").write_text(header + "".join(
-            f"{1000 * (i + 1)},1,0,{g},,,,-{i},{g}\n" for i, g in enumerate(gains)))
+            f"{1000 * (i + 1)},{1800 * (i + 1)},0,{g},,,,-{i},{g}\n" for i, g in enumerate(gains)))
     text = tables.steps_table("a,b:1000,3000")
-    assert "| `a` | +1.00 | +1.50 | +1.25 | 2000, +2.00 | -1.00 |" in text
-    assert "| `b` | +0.50 | – | +0.50 | 2000, +1.00 | -1.00 |" in text
+    assert "light worst at best | train h to @3000 |" in text
+    assert "| `a` | +1.00 | +1.50 | +1.25 | 2000, +2.00 | -1.00 | 1.50 |" in text  # three rows of half an hour
+    assert "| `b` | +0.50 | – | +0.50 | 2000, +1.00 | -1.00 | – |" in text
     assert "no training record" in tables.steps_table("a,c:1000")
 
 

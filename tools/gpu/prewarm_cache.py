@@ -162,7 +162,8 @@ def training_plans(run_dirs: list[Path], data: str | None = None) -> list[dict]:
 
 # the config fields build_models reads that change a kernel (gate_floor, gate_leak and activation do not)
 _MODEL_FIELDS = ("filters", "d_filters", "q", "g_q", "d_q", "residual", "gate", "context", "context_blocks",
-                 "context_width", "arch", "spectral_n_fft", "spectral_hidden", "spectral_blocks", "spectral_gate")
+                 "context_width", "arch", "spectral_n_fft", "spectral_hidden", "spectral_blocks", "spectral_gate",
+                 "spectral_df_order", "spectral_df_bins")
 
 
 def _validation_shapes(cfg, data: str | None) -> list[list[int]]:
