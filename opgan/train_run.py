@@ -8,6 +8,7 @@ import logging
 import math
 import random
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +35,20 @@ logger = logging.getLogger("opgan.train")
 
 #: generator fields that change its forward but hold no weights: --init-from may change them
 _WEIGHTLESS_FIELDS = ("gate_floor", "gate_leak")
+
+
+@dataclass(frozen=True)
+class _Addable:
+    """A part of the generator --init-from may add to a model without it."""
+
+    switch: str  # the config field that turns it on
+    fields: tuple[str, ...]  # the config fields that shape only it
+    prefix: str  # its weights' names in the state dict
+    what: str
+
+
+_ADDABLE = (_Addable("gate", ("gate",), "gate.", "a clip gate"),
+            _Addable("df_order", ("df_order", "df_bins"), "df.", "a complex filter over frames"))
 
 __all__ = ["NonFiniteLossError", "Run", "build_models", "precompile_passes"]
 
@@ -279,8 +294,9 @@ class Run:
         """Warm start: weights from a checkpoint (a shipped model or a run's best/last.pt), with fresh
         optimisers at step 0. The generator's shape must match this config's; the gate's floor and leak
         (no weights of their own) may differ, e.g. to let a model trained with a high floor learn to
-        close its gate on clean inputs; and a clip gate may be added to an ungated model (the gate's
-        weights start at their init, every other weight loads)."""
+        close its gate on clean inputs; and a clip gate or a complex filter may be added to a model without
+        one (the added part's weights start at their init: the filter's at zero, so the model's output is
+        unchanged; the gate's open); every other weight loads."""
         where = _resolve_weights(path)
         src = load_checkpoint(where)
         spec = check_restorer(src, where)
@@ -288,23 +304,21 @@ class Run:
         with torch.device("meta"):  # its config as this version writes it (checked and bounded above)
             built = build_generator(spec.generator.config).config
         have = built.to_dict()
-        # a gate may be added to an ungated model: its own weights start fresh, every other weight loads
-        add_gate = bool(want.get("gate")) and not have.get("gate")
+        # parts that may be added to a model without them: their own weights start fresh, every other weight loads
+        added = [part for part in _ADDABLE if want.get(part.switch) and not have.get(part.switch)]
         # to_dict leaves out fields at their defaults: a field either side names must match
-        shaped = (have.keys() | want.keys()) - set(_WEIGHTLESS_FIELDS) - ({"gate"} if add_gate else set())
+        shaped = (have.keys() | want.keys()) - set(_WEIGHTLESS_FIELDS) - {f for part in added for f in part.fields}
         if any(have.get(k) != want.get(k) for k in shaped) or spec.second is not None:
             raise ConfigError(f"--init-from {path}: its generator {have} does not match this run's {want}")
         for k in _WEIGHTLESS_FIELDS:
             old, new = getattr(built, k, None), getattr(self.g_raw.config, k, None)
             if old != new:
                 logger.info("--init-from %s: %s %s -> %s (this run's)", path, k, old, new)
-        if add_gate:
-            logger.info("--init-from %s: a clip gate is added (its weights start at their init)", path)
-            state = {**{k: v for k, v in self.g_raw.state_dict().items() if k.startswith("gate.")},
-                     **spec.generator.state}
-            self.g_raw.load_state_dict(state)
-        else:
-            self.g_raw.load_state_dict(spec.generator.state)
+        state = dict(spec.generator.state)
+        for part in added:
+            logger.info("--init-from %s: %s is added (its weights start at their init)", path, part.what)
+            state.update({k: v for k, v in self.g_raw.state_dict().items() if k.startswith(part.prefix)})
+        self.g_raw.load_state_dict(state)
         if "discriminator" in src:
             try:
                 d_state = check_state(src["discriminator"], self.d_raw.state_dict(), where, "discriminator")

@@ -289,3 +289,35 @@ def test_complex_filter_through_flags_checkpoints_and_the_trainer(tiny_data, tmp
                       "--spectral-df-bins", "10", "--lambda-adv", "0")) == 0
     g = load_checkpoint(tmp_path / "tiny" / "best.pt")["config"]["generator"]
     assert (g["df_order"], g["df_bins"]) == (3, 10)
+
+
+def test_a_complex_filter_can_be_added_to_a_trained_mask_model(tiny_data, tmp_path, capsys):
+    """--init-from a mask-only model into a filtered run: the filter starts at zero, so the model restores
+    as the source did; a filtered model cannot go back (its filter would be dropped)."""
+    from opgan.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    src = SpectralGenerator(SMALL)
+    with torch.no_grad():
+        src.out.weight.normal_(0, 0.1)
+    path = tmp_path / "mask.pt"
+    save_checkpoint(path, {"format": "opgan-ckpt-1", "config": {"generator": src.config.to_dict()},
+                           "generator": src.state_dict(), "sample_rate": 16000})
+    def args(*extra: str) -> list[str]:  # ungated, as the source is
+        return [a for a in _args(tiny_data, tmp_path, "--lambda-adv", "0", *extra) if a != "--spectral-gate"]
+
+    assert main(args("--name", "df", "--max-steps", "1", "--lr", "1e-12", "--init-from", str(path),
+                     "--spectral-df-order", "3", "--spectral-df-bins", "10")) == 0
+    ckpt = load_checkpoint(tmp_path / "df" / "last.pt")
+    g = build_generator(ckpt["config"]["generator"])
+    g.load_state_dict(ckpt["generator"])
+    x = 0.1 * torch.randn(1, 1, 700)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), src(x), atol=1e-5, rtol=0)
+    assert g.config.df_order == 3 and g.df.weight.abs().max() < 1e-6
+    back = tmp_path / "df" / "last.pt"
+    capsys.readouterr()
+    assert main(args("--name", "back", "--init-from", str(back))) == 2
+    assert main(args("--name", "wider", "--init-from", str(back), "--spectral-df-order", "3",
+                     "--spectral-df-bins", "12")) == 2
+    assert capsys.readouterr().err.count("does not match this run's") == 2
