@@ -203,8 +203,8 @@ class SpectralGenerator(nn.Module):
         o, fb = self.config.df_order, self.config.filter_bins
         b, n = spec.shape[0], spec.shape[-1]
         c = torch.tanh(self.df(h)).to(spec.real.dtype).view(b, 2, o, fb, n)
-        low = torch.view_as_real(spec[:, :fb])  # (B, fb, N, 2): frames padded with zeros at both ends
-        low = torch.nn.functional.pad(low, (0, 0, o // 2, o // 2))
+        low = torch.view_as_real(spec[:, :fb])  # (B, fb, N, 2)
+        low = torch.nn.functional.pad(low, (0, 0, o // 2, o // 2))  # frames padded with zeros at both ends
         taps = torch.stack([low[:, :, i:i + n] for i in range(o)], 1)  # (B, o, fb, N, 2): frame n + i - o//2
         re = (c[:, 0] * taps[..., 0] - c[:, 1] * taps[..., 1]).sum(1)
         im = (c[:, 0] * taps[..., 1] + c[:, 1] * taps[..., 0]).sum(1)

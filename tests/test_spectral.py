@@ -192,16 +192,21 @@ def test_gate_scales_the_correction_per_clip_and_can_pass_a_clip_unchanged():
     assert parse_args(["--arch", "spectral"])[0].generator_config()["gate"] is False  # the ladder's model: no gate
 
 
-def test_a_gate_can_be_added_to_a_trained_ungated_model(tiny_data, tmp_path):
+def _trained_mask_model(path: Path) -> tuple[SpectralGenerator, Path]:
+    """A mask-only, ungated model with a non-zero mask layer (as if trained), saved as a checkpoint at ``path``."""
     from opgan.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     src = SpectralGenerator(SMALL)
     with torch.no_grad():
         src.out.weight.normal_(0, 0.1)
-    path = tmp_path / "ungated.pt"
     save_checkpoint(path, {"format": "opgan-ckpt-1", "config": {"generator": src.config.to_dict()},
                            "generator": src.state_dict(), "sample_rate": 16000})
+    return src, path
+
+
+def test_a_gate_can_be_added_to_a_trained_ungated_model(tiny_data, tmp_path):
+    src, path = _trained_mask_model(tmp_path / "ungated.pt")
     assert main(_args(tiny_data, tmp_path, "--name", "gated", "--max-steps", "1", "--lr", "1e-12",
                       "--init-from", str(path))) == 0
     g = load_checkpoint(tmp_path / "gated" / "last.pt")["generator"]
@@ -294,15 +299,8 @@ def test_complex_filter_through_flags_checkpoints_and_the_trainer(tiny_data, tmp
 def test_a_complex_filter_can_be_added_to_a_trained_mask_model(tiny_data, tmp_path, capsys):
     """--init-from a mask-only model into a filtered run: the filter starts at zero, so the model restores
     as the source did; a filtered model cannot go back (its filter would be dropped)."""
-    from opgan.checkpoint import save_checkpoint
+    src, path = _trained_mask_model(tmp_path / "mask.pt")
 
-    torch.manual_seed(0)
-    src = SpectralGenerator(SMALL)
-    with torch.no_grad():
-        src.out.weight.normal_(0, 0.1)
-    path = tmp_path / "mask.pt"
-    save_checkpoint(path, {"format": "opgan-ckpt-1", "config": {"generator": src.config.to_dict()},
-                           "generator": src.state_dict(), "sample_rate": 16000})
     def args(*extra: str) -> list[str]:  # ungated, as the source is
         return [a for a in _args(tiny_data, tmp_path, "--lambda-adv", "0", *extra) if a != "--spectral-gate"]
 
