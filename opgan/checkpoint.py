@@ -129,10 +129,13 @@ def compact_training_state(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     The second moment is kept in bfloat16: a ~1000-step average at beta2 0.999 that a resume would
     otherwise spend hundreds of steps re-estimating (rounding: 0.4 %); the load casts it back to the
     parameter's dtype. The first moment is dropped: it averages the last 2 (beta1 0.5) to 10 (0.9)
-    gradients, and the resumed run starts it at zero (`fill_first_moments`). The models, RNG states
-    and bookkeeping are untouched, so the resumed run draws the same data.
+    gradients, and the resumed run starts it at zero (`fill_first_moments`). A weight average (`ema`)
+    is dropped too: one more copy of the generator, which a resumed run starts again from the resumed
+    weights (warmed up, it follows them within a few hundred steps). The models, RNG states and
+    bookkeeping are untouched, so the resumed run draws the same data.
     """
     out = dict(ckpt)
+    out.pop("ema", None)
     for key in ("opt_g", "opt_d"):
         opt = out.get(key)
         if not isinstance(opt, Mapping) or not isinstance(opt.get("state"), Mapping):

@@ -105,6 +105,8 @@ class TrainConfig:
     select_by: str = "sdr_gain"  # best.pt by validation 'sdr_gain' (the paper's) or 'score' (SI-SDR gain, do-no-harm)
     lr: float = 2e-4  # Adam learning rate (both networks); may change on --resume
     lr_half_life: int = 0  # halve the learning rate every N steps (0 = constant); may change on --resume
+    ema_decay: float = 0.0  # validate and ship an exponential moving average of the generator's weights with
+    # this decay per step (0 = off; 0.999 averages ~1000 steps); the raw weights are validated beside it
     beta1: float = 0.5  # Adam beta1
     beta2: float = 0.999  # Adam beta2
     batch_size: int = 8  # global batch (split evenly over DDP processes)
@@ -218,6 +220,8 @@ class TrainConfig:
         self._check_arch()
         if self.lr_half_life < 0 or not self.sdr_cap_db > 0:
             raise ConfigError(f"need lr_half_life >= 0 and sdr_cap_db > 0, got {self.lr_half_life}, {self.sdr_cap_db}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"need 0 <= ema_decay < 1, got {self.ema_decay}")
         if not self.lr > 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             raise ConfigError(f"need lr > 0 and 0 <= betas < 1, got lr={self.lr}, betas=({self.beta1}, {self.beta2})")
         if self.data_kind not in ("speech", "music"):
@@ -372,7 +376,7 @@ def _coerce(name: str, value: Any) -> Any:
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "max_minutes", "val_every", "ckpt_every", "log_every", "workers", "progress",
      "tensorboard", "device", "threads", "val_stoi", "runs_dir", "data", "val_data", "rirs", "data_root",
-     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "compile", "cuda_graph", "cases",
+     "init_from", "second_pass_of", "backend", "bf16", "lr", "lr_half_life", "ema_decay", "compile", "cuda_graph", "cases",
      "augment", "group_weight", "background_mix", "room_prob", "reverb_min_rt60"}
 )
 

@@ -84,8 +84,9 @@ def publish_run(run_dir: str | Path, to: str | Path = "training", overwrite: boo
         tmp = dest / ".metrics.jsonl.tmp"
         tmp.write_text("".join(ln + "\n" for ln in lines))
         os.replace(tmp, dest / "metrics.jsonl")
-    if (src / "metrics.csv").is_file() and not in_place:
-        shutil.copyfile(src / "metrics.csv", dest / "metrics.csv")
+    for table in ("metrics.csv", "metrics-raw.csv"):  # the validation rows (the raw weights' of an averaged run)
+        if (src / table).is_file() and not in_place:
+            shutil.copyfile(src / table, dest / table)
     save_checkpoint(dest / "last.pt", {**compact_training_state(last), "config": last_config})
     if best is not None:
         save_checkpoint(dest / "best.pt", {**best, "config": _config(best["config"], runs_dir)})

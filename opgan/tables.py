@@ -240,15 +240,17 @@ def _model_key(rec: dict) -> str:
 
 def steps_table(spec: str) -> str:
     """Runs side by side at equal steps: ``<folder>,<folder>,...:<step>,<step>,...``, each folder a run's
-    metrics.csv (a training folder or a candidate record); validation SI-SDRi at each step, the mean over
+    metrics.csv (a training folder or a candidate record), or a named .csv of validation rows (a weight-
+    averaged run's metrics-raw.csv: its raw weights); validation SI-SDRi at each step, the mean over
     those steps (one validation swings by a few tenths of a dB), each run's best, and the training hours to
     the last step shown (runs that differ in cost per step are then also compared at equal time)."""
     folders, _, steps = spec.partition(":")
     marks = [int(s) for s in steps.split(",")]
     lines = ["| run | " + " | ".join(f"SI-SDRi @{m}" for m in marks) + " | mean | best: step, SI-SDRi | light worst at best "
              f"| train h to @{marks[-1]} |", "|" + "---|" * (len(marks) + 5)]
-    for folder in folders.split(","):
-        path = ROOT / folder / "metrics.csv"
+    files = [f if f.endswith(".csv") else f"{f}/metrics.csv" for f in folders.split(",")]
+    for folder, file in zip(folders.split(","), files):
+        path = ROOT / file
         if not path.is_file():
             return f"_(no training record at {_rel(path)} yet)_\n"
         rows = {int(r["step"]): r for r in _read_csv(path)}
@@ -259,7 +261,7 @@ def steps_table(spec: str) -> str:
                      + f" | {_f(sum(seen) / len(seen)) if seen else '–'} | {best['step']}, {_f(float(best['si_sdr_gain']))}"
                      f" | {_f(_num(best, 'light_worst_gain'))} | "
                      + (f"{float(rows[marks[-1]]['time_s']) / 3600:.2f} |" if marks[-1] in rows else "– |"))
-    return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}/metrics.csv`" for f in folders.split(",")) + \
+    return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}`" for f in files) + \
         " (written by the training runs; the same validation clips).\n"
 
 

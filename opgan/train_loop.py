@@ -208,16 +208,22 @@ def _train_loop(run: Run, log: RunLog) -> tuple[str, float]:
 
 
 def _validate_and_save(run: Run, log: RunLog, train_losses: dict[str, float]) -> None:
-    """Validate on rank 0, keep best.pt by the config's `select_by` metric, write last.pt."""
+    """Validate on rank 0 (the weight average and, beside it, the raw weights when the run keeps an average),
+    keep best.pt by the config's `select_by` metric, write last.pt."""
     if distrib.is_main():
         res = run.run_validation()
+        raw = run.run_validation(raw=True) if run.ema is not None else None
         run.last_val = res
         key = run.cfg.select_by
         is_best = not run.best or res[key] > run.best.get(key, -math.inf)
         if is_best:
             run.best, run.best_step = dict(res), run.step
         log.record("val", run.step, {**train_losses, **res, "time_s": run.train_s, "best": is_best})
-        say(f"[val] step {run.step}: {format_metrics(res)}" + ("  (best)" if is_best else ""))
+        say(f"[val] step {run.step}: {format_metrics(res)}" + ("  (best)" if is_best else "")
+            + ("  [weight average]" if raw is not None else ""))
+        if raw is not None:
+            log.record("val_raw", run.step, {**raw, "time_s": run.train_s})
+            say(f"[val] step {run.step}: {format_metrics(raw)}  [raw weights]")
         run.save_last()
         if is_best:
             save_checkpoint(run.run_dir / "best.pt", run.payload(full=False))

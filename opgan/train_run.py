@@ -27,6 +27,7 @@ from .enhance import enhance_clips, shipped_weights
 from .models import Discriminator, DiscriminatorConfig, build_generator
 from .models import losses as L
 from .train_data import StepBatches, blind_normalise, crop
+from .train_ema import WeightAverage
 from .train_graph import StepGraph, use_cuda_graph
 from .train_rundir import say
 from .train_validate import validate
@@ -188,6 +189,10 @@ class Run:
             self._load(ckpt)
         elif cfg.init_from:
             self._init_from(cfg.init_from)
+        # the weight average starts at the weights the run starts from (or continues a saved one)
+        self.ema = WeightAverage(self.g_raw, cfg.ema_decay) if cfg.ema_decay else None
+        if self.ema is not None and ckpt is not None and "ema" in ckpt:
+            self.ema.load(ckpt["ema"], run_dir / "last.pt")
         self._optimiser_mode()
         # torch.compile (--compile MODE): the training forwards only; validation and checkpoints use the
         # eager modules (same parameters). With the fused backend the Self-ONN layers are library ops
@@ -237,12 +242,15 @@ class Run:
         return self.g_raw.config.to_dict(), self.d_raw.config.to_dict()
 
     def payload(self, full: bool = True) -> dict[str, Any]:
+        """best.pt's content (``full=False``: what restoring needs, the weight average when the run keeps
+        one, as validated) or last.pt's (the raw weights and everything --resume needs, the average too)."""
         gcfg, dcfg = self._model_configs()
         config = {**self.cfg.to_dict(), "generator": gcfg, "discriminator": dcfg}
+        g_state = (self.ema.model if self.ema is not None and not full else self.g_raw).state_dict()
         out: dict[str, Any] = {
             "format": FORMAT,
             "config": config,
-            "generator": self.g_raw.state_dict(),
+            "generator": g_state,
             "sample_rate": self.sample_rate,
             "step": self.step,
             "metrics": {"last_val": dict(self.last_val), "best_val": dict(self.best), "best_step": self.best_step,
@@ -252,10 +260,12 @@ class Run:
             # load_restorer's layout: `generator` is the first pass, `second_pass` the one trained here.
             config["generator"] = self.first_cfg
             out["generator"] = self.first_state
-            out["second_pass"] = {"config": {"generator": gcfg}, "generator": self.g_raw.state_dict()}
+            out["second_pass"] = {"config": {"generator": gcfg}, "generator": g_state}
         if full:
             out.update(discriminator=self.d_raw.state_dict(), opt_g=_portable(self.opt_g.state_dict()),
                        opt_d=_portable(self.opt_d.state_dict()), rng=capture_rng(), train_s=self.train_s)
+            if self.ema is not None:
+                out["ema"] = self.ema.state_dict()
         return out
 
     def _load(self, ckpt: dict) -> None:
@@ -366,9 +376,12 @@ class Run:
                 if which == "generator" or self.cfg.lambda_adv > 0:
                     if not math.isfinite(vals[key]):
                         self._non_finite(which, vals[key])
-            return vals
-        losses = self._step(x, y, in_place=False).tolist()
-        return dict(zip(self.loss_names, losses))
+        else:
+            losses = self._step(x, y, in_place=False).tolist()  # first: the step names the losses
+            vals = dict(zip(self.loss_names, losses))
+        if self.ema is not None:
+            self.ema.update(self.g_raw)
+        return vals
 
     def _graph_body(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training step without a host sync, as a CUDA graph captures it: gradients zeroed in place
@@ -458,17 +471,18 @@ class Run:
         )
 
     # -- validation -----------------------------------------------------------------------------
-    def restore_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        g = self.g_raw
+    def restore_fn(self, raw: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What validation restores with: the weight average when the run keeps one (unless ``raw``)."""
+        g = self.ema.model if self.ema is not None and not raw else self.g_raw
         if self.first is None:
             return lambda x: enhance_clips(g, x)
         first = self.first
         return lambda x: enhance_clips(g, enhance_clips(first, x))
 
-    def run_validation(self) -> dict[str, float]:
+    def run_validation(self, raw: bool = False) -> dict[str, float]:
         self.g_raw.eval()
         try:
-            res = validate(self.restore_fn(), self.val_set, self.device, self.sample_rate,
+            res = validate(self.restore_fn(raw), self.val_set, self.device, self.sample_rate,
                            self.cfg.val_clips, self.cfg.batch_size, self.cfg.val_stoi)
         finally:
             self.g_raw.train()

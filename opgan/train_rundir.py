@@ -26,14 +26,15 @@ __all__ = ["RUN_FILES", "VAL_COLUMNS", "RunFolder", "RunLog", "prepare_run_dir",
            "write_json"]
 
 #: Files the trainer writes into a run folder (and the only ones `--overwrite` removes).
-RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "summary.json")
+RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "metrics-raw.csv", "summary.json")
 VAL_COLUMNS = ("step", "time_s", "d_loss", "g_loss", "sdr_in", "sdr_out", "sdr_gain", "si_sdr_in", "si_sdr_out",
                "si_sdr_gain", "stoi_in", "stoi_out", "silent_floor_gain", "level_db", "light_clips",
                "light_sdr_gain", "light_worst_gain", "score")
 
-#: resumable fields that change what is trained from the resume on (a schedule or curriculum step):
+#: resumable fields that change what is trained or validated from the resume on (a schedule or curriculum
+#: step, the weight average):
 #: each change is logged as a "resume" record in metrics.jsonl, so the learning curve shows it
-TRAINING_FIELDS = frozenset({"lr", "lr_half_life", "cases", "augment", "group_weight", "background_mix", "room_prob",
+TRAINING_FIELDS = frozenset({"lr", "lr_half_life", "ema_decay", "cases", "augment", "group_weight", "background_mix", "room_prob",
                              "reverb_min_rt60", "data", "rirs", "bf16"})
 
 
@@ -163,11 +164,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 class RunLog:
-    """metrics.jsonl (all records) + metrics.csv (validation rows) + optional TensorBoard."""
+    """metrics.jsonl (all records) + metrics.csv (validation rows) + optional TensorBoard; a run that keeps
+    a weight average also writes metrics-raw.csv, the raw weights' validation rows ("val_raw" records)."""
 
     def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool, enabled: bool) -> None:
         self.enabled = enabled
-        self.jsonl, self.csv = run_dir / "metrics.jsonl", run_dir / "metrics.csv"
+        self.jsonl = run_dir / "metrics.jsonl"
+        self.csvs = {"val": run_dir / "metrics.csv", "val_raw": run_dir / "metrics-raw.csv"}
         self.tb = None
         if not enabled:
             return
@@ -180,14 +183,16 @@ class RunLog:
         if self.jsonl.exists():
             keep = [ln for ln in self.jsonl.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
             self.jsonl.write_text("".join(ln + "\n" for ln in keep))
-        if self.csv.exists():
-            with self.csv.open(newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
-            self._write_csv_rows(rows, mode="w")
+        for path in self.csvs.values():
+            if path.exists():
+                with path.open(newline="") as fh:
+                    rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+                self._write_csv_rows(path, rows, mode="w")
 
-    def _write_csv_rows(self, rows: list[dict], mode: str) -> None:
-        new = mode == "w" or not self.csv.exists()
-        with self.csv.open(mode, newline="") as fh:
+    @staticmethod
+    def _write_csv_rows(path: Path, rows: list[dict], mode: str) -> None:
+        new = mode == "w" or not path.exists()
+        with path.open(mode, newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=VAL_COLUMNS, extrasaction="ignore")
             if new:
                 w.writeheader()
@@ -199,8 +204,8 @@ class RunLog:
         rec = {"kind": kind, "step": step, **{k: _round(v) for k, v in values.items()}}
         with self.jsonl.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
-        if kind == "val":
-            self._write_csv_rows([rec], mode="a")
+        if kind in self.csvs:
+            self._write_csv_rows(self.csvs[kind], [rec], mode="a")
         if self.tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)):

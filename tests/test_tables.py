@@ -133,6 +133,11 @@ def test_steps_table_reads_runs_at_the_same_steps(tmp_path, monkeypatch):
     assert "| `a` | +1.00 | +1.50 | +1.25 | 2000, +2.00 | -1.00 | 1.50 |" in text  # three rows of half an hour
     assert "| `b` | +0.50 | – | +0.50 | 2000, +1.00 | -1.00 | – |" in text
     assert "no training record" in tables.steps_table("a,c:1000")
+    # a named .csv (a weight-averaged run's raw weights) reads the same way
+    (tmp_path / "a" / "metrics-raw.csv").write_text((tmp_path / "b" / "metrics.csv").read_text())
+    text = tables.steps_table("a,a/metrics-raw.csv:1000,3000")
+    assert "| `a/metrics-raw.csv` | +0.50 | – | +0.50 | 2000, +1.00 | -1.00 | – |" in text
+    assert "`a/metrics.csv`, `a/metrics-raw.csv`" in text
 
 
 def test_headroom_table_needs_the_oracle_row(tmp_path, monkeypatch):
