@@ -22,7 +22,8 @@ at their best checkpoint with STOI, level and every gap record), `curve:<folder>
 bench/clean_input.py: what each method does to clean clips), `versus:<folder A>,<folder B>:<set>,...`
 (two versions of a model on the same test sets, from their evaluation records), `headroom:<set>,...`
 (the model, DeepFilterNet3 and the oracle mask per case, from docs/results/eval-<set>.json), `steps:<folder>,...:<step>,...`
-(several runs' validation at the same steps).
+(several runs' validation at the same steps), `swing:<folder>,...:<first>-<last>` (how far each run's
+validation swings over a span of steps).
 
 This module is the one splicer of generated tables: ``bench/tables.py`` renders the GPU speed tables
 (`speed`, `speed-summary`, from bench/results/) and the offline compile statistics (`sm90-stats`) into the same markers through :func:`update_files`.
@@ -263,6 +264,30 @@ def steps_table(spec: str) -> str:
                      + (f"{float(rows[marks[-1]]['time_s']) / 3600:.2f} |" if marks[-1] in rows else "– |"))
     return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}`" for f in files) + \
         " (written by the training runs; the same validation clips).\n"
+
+
+def swing_table(spec: str) -> str:
+    """How much runs swing from one validation to the next over a span of steps:
+    ``<folder or .csv>,...:<first>-<last>``. Per run: the validations in the span, SI-SDRi mean / lowest /
+    highest, and the worst light clip's SDR gain, mean / lowest (one validation can read a checkpoint in a
+    bad moment; a weight average should not)."""
+    names, _, span = spec.partition(":")
+    lo, _, hi = span.partition("-")
+    lines = ["| run | validations | SI-SDRi mean | lowest | highest | light worst: mean | lowest |", "|" + "---|" * 7]
+    files = [f if f.endswith(".csv") else f"{f}/metrics.csv" for f in names.split(",")]
+    for name, file in zip(names.split(","), files):
+        path = ROOT / file
+        if not path.is_file():
+            return f"_(no training record at {_rel(path)} yet)_\n"
+        rows = [r for r in _read_csv(path) if int(lo) <= int(r["step"]) <= int(hi)]
+        if not rows:
+            return f"_(no validation of {_rel(path)} between steps {lo} and {hi})_\n"
+        si = [float(r["si_sdr_gain"]) for r in rows]
+        worst = [v for v in (_num(r, "light_worst_gain") for r in rows) if v is not None]
+        lines.append(f"| `{name}` | {len(rows)} | {_f(sum(si) / len(si))} | {_f(min(si))} | {_f(max(si))} | "
+                     + (f"{_f(sum(worst) / len(worst))} | {_f(min(worst))} |" if worst else "– | – |"))
+    return "\n".join(lines) + "\n\nRecords: " + ", ".join(f"`{f}`" for f in files) + \
+        f" (validations at steps {lo} to {hi}; the same validation clips).\n"
 
 
 def headroom_table(sets: str) -> str:
@@ -521,6 +546,7 @@ def _renderer(name: str) -> Callable[[], str | None]:
         "equal": lambda: equal_time_table(*arg.split(":", 1)),
         "versus": lambda: versus_table(arg),
         "steps": lambda: steps_table(arg),
+        "swing": lambda: swing_table(arg),
         "headroom": lambda: headroom_table(arg),
     }
     if kind not in table:

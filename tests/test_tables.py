@@ -140,6 +140,17 @@ def test_steps_table_reads_runs_at_the_same_steps(tmp_path, monkeypatch):
     assert "`a/metrics.csv`, `a/metrics-raw.csv`" in text
 
 
+def test_swing_table_reads_the_spread_of_a_span(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    header = "step,time_s,sdr_gain,si_sdr_gain,stoi_out,level_db,light_sdr_gain,light_worst_gain,score\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.csv").write_text(header + "".join(
+        f"{1000 * (i + 1)},0,0,{g},,,,{w},{g}\n" for i, (g, w) in enumerate(((9.0, -9.0), (1.0, -1.0), (2.0, -3.0)))))
+    text = tables.swing_table("a:2000-3000")
+    assert "| `a` | 2 | +1.50 | +1.00 | +2.00 | -2.00 | -3.00 |" in text  # step 1000 is outside the span
+    assert "no validation" in tables.swing_table("a:5000-6000") and "no training record" in tables.swing_table("b:0-1")
+
+
 def test_headroom_table_needs_the_oracle_row(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     case = lambda si: {"all": {"si_sdr_imp": si}, "awgn": {"si_sdr_imp": 2 * si}}  # noqa: E731
