@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg, overrides, args = parse_args(argv)
         quiet = args.quiet
         _cli_logging(quiet)
-        fit(cfg, resume=args.resume, overwrite=args.overwrite, overrides=overrides)
+        result = fit(cfg, resume=args.resume, overwrite=args.overwrite, overrides=overrides)
+        if result.stop_reason == "terminated":
+            print(f"terminated at step {result.step} (SIGTERM), its state saved; continue with --resume", file=sys.stderr)
+            return 143
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -5,6 +5,8 @@ validation and checkpoints on the way, and write the summary.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -42,6 +44,7 @@ class TrainResult:
     best: dict[str, float] = field(default_factory=dict)
     best_step: int = -1
     first_pass: dict[str, float] = field(default_factory=dict)
+    stop_reason: str = ""  # max_steps, max_minutes or terminated (SIGTERM; last.pt holds the last step)
     generator: nn.Module | None = field(default=None, repr=False)  # the trained generator (this process's)
     discriminator: nn.Module | None = field(default=None, repr=False)
 
@@ -142,6 +145,29 @@ def _batches(run: Run, loader_kw: dict) -> Iterator[tuple[int, torch.Tensor, tor
             step += 1
 
 
+class _Termination:
+    """SIGTERM (`kill`, a job scheduler's stop) asks the loop to stop after the step it is in: last.pt is
+    written at that step and summary.json says so, so the stop loses no step. Installed only from the main
+    thread (Python's rule for signal handlers); the previous handler comes back afterwards."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def install(self) -> "_Termination":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+
 def _train_loop(run: Run, log: RunLog) -> tuple[str, float]:
     """Step until max_steps (the bound) or max_minutes (a safety net); validate and checkpoint on the way.
     Returns the stop reason and this session's training throughput (steps/s)."""
@@ -157,6 +183,7 @@ def _train_loop(run: Run, log: RunLog) -> tuple[str, float]:
     t_seg = time.time()
     seg_steps, seg_train_s0 = 0, run.train_s  # this session's throughput (a resumed run counts anew)
     stop_reason = "max_steps"
+    termination = _Termination().install()
     try:
         if run.step >= cfg.max_steps:
             if not run.last_val:
@@ -188,6 +215,12 @@ def _train_loop(run: Run, log: RunLog) -> tuple[str, float]:
             # per session: a run resumed with --max-minutes M trains M more minutes, whatever it did before
             out_of_time = cfg.max_minutes > 0 and run.train_s - seg_train_s0 >= cfg.max_minutes * 60
             out_of_time = distrib.any_flag(out_of_time, device)
+            if distrib.any_flag(termination.requested, device):
+                if distrib.is_main():
+                    run.save_last()
+                stop_reason = "terminated"
+                say(f"[train] SIGTERM: stopped at step {run.step}, its state saved in last.pt; continue with --resume")
+                break
             done = run.step >= cfg.max_steps or out_of_time
             if run.step % cfg.val_every == 0 or done:
                 _validate_and_save(run, log, {k: float(np.mean(v)) for k, v in since_val.items()})
@@ -202,6 +235,7 @@ def _train_loop(run: Run, log: RunLog) -> tuple[str, float]:
                         f"{cfg.max_steps}; continue it with --resume")
                 break
     finally:
+        termination.restore()
         if bar is not None:
             bar.close()
     return stop_reason, seg_steps / max(run.train_s - seg_train_s0, 1e-9)
@@ -234,7 +268,8 @@ def _finish(run: Run, stop_reason: str, steps_per_s: float, t_wall: float) -> Tr
     """Write summary.json and report where the results are."""
     result = TrainResult(run_dir=str(run.run_dir), step=run.step, wall_s=time.time() - t_wall,
                          train_s=run.train_s, final=run.last_val, best=run.best, best_step=run.best_step,
-                         first_pass=run.first_pass_val, generator=run.g_raw, discriminator=run.d_raw)
+                         first_pass=run.first_pass_val, stop_reason=stop_reason, generator=run.g_raw,
+                         discriminator=run.d_raw)
     if distrib.is_main():
         summary = {**result.summary(), "stop_reason": stop_reason, "steps_per_s": steps_per_s,
                    "select_by": run.cfg.select_by}

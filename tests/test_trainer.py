@@ -171,6 +171,33 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_data, tmp_path):
     _states_equal(load_checkpoint(ref / "tiny" / "last.pt"), load_checkpoint(last))
 
 
+def test_sigterm_stops_after_the_step_saves_it_and_resume_matches(tiny_data, tmp_path):
+    """SIGTERM (kill, a scheduler) mid-run: exit 143 after the step in flight, last.pt at that very step
+    (no checkpoint was due: every 1000 steps), summary.json saying so; resuming reaches the uninterrupted state."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    stopped = tmp_path / "stopped"
+    cmd = [sys.executable, str(REPO / "train.py"), *_args(tiny_data, stopped, "--ckpt-every", "1000",
+                                                           "--val-every", "1000", "--max-steps", "100000",
+                                                           "--threads", "1", "--log-every", "1")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = stopped / "tiny" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not log.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "continue with --resume" in err and "Traceback" not in err
+    k = load_checkpoint(stopped / "tiny" / "last.pt")["step"]
+    summary = json.loads((stopped / "tiny" / "summary.json").read_text())
+    assert summary["stop_reason"] == "terminated" and summary["step"] == k >= 1
+    target = k + 2
+    assert main(_args(tiny_data, stopped, "--resume", "--max-steps", str(target))) == 0
+    ref = tmp_path / "ref"
+    assert main(_args(tiny_data, ref, "--max-steps", str(target), "--val-every", "1000", "--ckpt-every", "1000")) == 0
+    _states_equal(load_checkpoint(ref / "tiny" / "last.pt"), load_checkpoint(stopped / "tiny" / "last.pt"))
+
+
 def _poison_l1(monkeypatch, from_call: int) -> None:
     """The temporal L1 term turns NaN from its ``from_call``-th call on (one call a training step)."""
     from opgan.models import losses
