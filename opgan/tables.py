@@ -239,6 +239,12 @@ def _model_key(rec: dict) -> str:
     return next(m for m in rec["methods"] if m not in rec.get("reference_methods", ["identity", "silent"]))
 
 
+def _validation_files(names: str) -> list[str]:
+    """The validation-row files ``steps:`` and ``swing:`` tables read: each comma-separated name a run folder
+    (its metrics.csv) or a named .csv (a weight-averaged run's metrics-raw.csv)."""
+    return [f if f.endswith(".csv") else f"{f}/metrics.csv" for f in names.split(",")]
+
+
 def steps_table(spec: str) -> str:
     """Runs side by side at equal steps: ``<folder>,<folder>,...:<step>,<step>,...``, each folder a run's
     metrics.csv (a training folder or a candidate record), or a named .csv of validation rows (a weight-
@@ -249,7 +255,7 @@ def steps_table(spec: str) -> str:
     marks = [int(s) for s in steps.split(",")]
     lines = ["| run | " + " | ".join(f"SI-SDRi @{m}" for m in marks) + " | mean | best: step, SI-SDRi | light worst at best "
              f"| train h to @{marks[-1]} |", "|" + "---|" * (len(marks) + 5)]
-    files = [f if f.endswith(".csv") else f"{f}/metrics.csv" for f in folders.split(",")]
+    files = _validation_files(folders)
     for folder, file in zip(folders.split(","), files):
         path = ROOT / file
         if not path.is_file():
@@ -274,7 +280,7 @@ def swing_table(spec: str) -> str:
     names, _, span = spec.partition(":")
     lo, _, hi = span.partition("-")
     lines = ["| run | validations | SI-SDRi mean | lowest | highest | light worst: mean | lowest |", "|" + "---|" * 7]
-    files = [f if f.endswith(".csv") else f"{f}/metrics.csv" for f in names.split(",")]
+    files = _validation_files(names)
     for name, file in zip(names.split(","), files):
         path = ROOT / file
         if not path.is_file():

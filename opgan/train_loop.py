@@ -271,7 +271,7 @@ def _finish(run: Run, stop_reason: str, steps_per_s: float, t_wall: float) -> Tr
                          first_pass=run.first_pass_val, stop_reason=stop_reason, generator=run.g_raw,
                          discriminator=run.d_raw)
     if distrib.is_main():
-        summary = {**result.summary(), "stop_reason": stop_reason, "steps_per_s": steps_per_s,
+        summary = {**result.summary(), "steps_per_s": steps_per_s,
                    "select_by": run.cfg.select_by}
         write_json(run.run_dir / "summary.json", summary)
         say(f"[train] done at step {run.step} ({stop_reason}); train {run.train_s / 60:.1f} min, "
