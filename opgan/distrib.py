@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init", "is_main", "barrier", "any_flag", "wrap", "unwrap", "shutdown"]
+__all__ = ["DistInfo", "init", "is_main", "barrier", "any_flag", "any_flags", "wrap", "unwrap", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,16 @@ def any_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
     """True on every rank when `flag` is true on any rank (ranks must agree on when to stop)."""
     if not _INFO.enabled:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    return any_flags((flag,), device)[0]
+
+
+def any_flags(flags: tuple[bool, ...], device: torch.device | str = "cpu") -> tuple[bool, ...]:
+    """`any_flag` for several flags in one all-reduce (one per training step instead of one per flag)."""
+    if not _INFO.enabled:
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return tuple(bool(v > 0) for v in t.tolist())
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .checkpoint import (check_training_state, compact_training_state, load_checkpoint,
                          save_checkpoint, shown_path)
-from .train_rundir import RUN_FILES, write_json
+from .train_rundir import RUN_FILES, VAL_TABLES, write_json
 
 logger = logging.getLogger("opgan.publish")
 
@@ -84,7 +84,7 @@ def publish_run(run_dir: str | Path, to: str | Path = "training", overwrite: boo
         tmp = dest / ".metrics.jsonl.tmp"
         tmp.write_text("".join(ln + "\n" for ln in lines))
         os.replace(tmp, dest / "metrics.jsonl")
-    for table in ("metrics.csv", "metrics-raw.csv"):  # the validation rows (the raw weights' of an averaged run)
+    for table in VAL_TABLES.values():  # the validation rows (and the raw weights' of an averaged run)
         if (src / table).is_file() and not in_place:
             shutil.copyfile(src / table, dest / table)
     save_checkpoint(dest / "last.pt", {**compact_training_state(last), "config": last_config})

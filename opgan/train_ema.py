@@ -8,6 +8,7 @@ what is trained: the optimiser steps the raw weights, and the average only follo
 from __future__ import annotations
 
 import copy
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class WeightAverage:
         self.decay = decay
         self.updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._bound: tuple[Any, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (WARMUP + self.updates))
@@ -41,13 +43,25 @@ class WeightAverage:
         """One step of the average towards ``model``'s current weights."""
         d = self.current_decay()
         self.updates += 1
-        ema, src = self.model.state_dict(), model.state_dict()
-        floats = [k for k, v in ema.items() if v.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([ema[k] for k in floats], [src[k].to(ema[k].dtype) for k in floats], 1.0 - d)
-        for k, v in ema.items():
-            if not v.is_floating_point():
-                v.copy_(src[k])
+        _, ema_f, src_f, ema_o, src_o = self._pairs(model)
+        if ema_f:
+            torch._foreach_lerp_(ema_f, [s if s.dtype == e.dtype else s.to(e.dtype) for e, s in zip(ema_f, src_f)],
+                                 1.0 - d)
+        for e, s in zip(ema_o, src_o):
+            e.copy_(s)
+
+    def _pairs(self, model: nn.Module) -> tuple[Any, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
+                                                  list[torch.Tensor]]:
+        """The averaged and the source tensors, matched by name once per source module instead of on every
+        step (two state dicts a step are host time beside a short GPU step). Both modules' tensors are updated
+        in place (the optimiser, `load_state_dict`); a module moved with `.to()` gets new buffers, so an
+        average is made after its model is placed, as the trainer does."""
+        if self._bound is None or self._bound[0]() is not model:
+            ema, src = self.model.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+            floats = {k for k, v in ema.items() if v.is_floating_point()}
+            self._bound = (weakref.ref(model), [ema[k] for k in ema if k in floats], [src[k] for k in ema if k in floats],
+                           [ema[k] for k in ema if k not in floats], [src[k] for k in ema if k not in floats])
+        return self._bound
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "weights": self.model.state_dict()}

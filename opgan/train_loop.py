@@ -214,8 +214,8 @@ def _train_loop(run: Run, log: RunLog) -> tuple[str, float]:
                 acc = {}
             # per session: a run resumed with --max-minutes M trains M more minutes, whatever it did before
             out_of_time = cfg.max_minutes > 0 and run.train_s - seg_train_s0 >= cfg.max_minutes * 60
-            out_of_time = distrib.any_flag(out_of_time, device)
-            if distrib.any_flag(termination.requested, device):
+            out_of_time, terminated = distrib.any_flags((out_of_time, termination.requested), device)
+            if terminated:
                 if distrib.is_main():
                     run.save_last()
                 stop_reason = "terminated"

@@ -22,11 +22,14 @@ from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 
 logger = logging.getLogger("opgan.train")
 
-__all__ = ["RUN_FILES", "VAL_COLUMNS", "RunFolder", "RunLog", "prepare_run_dir", "require_tensorboard", "say",
+__all__ = ["RUN_FILES", "VAL_COLUMNS", "VAL_TABLES", "RunFolder", "RunLog", "prepare_run_dir", "require_tensorboard", "say",
            "write_json"]
 
+#: The validation tables per record kind: the weights validated (the average, when the run keeps one) and,
+#: beside them, the raw weights of a run that keeps an average.
+VAL_TABLES = {"val": "metrics.csv", "val_raw": "metrics-raw.csv"}
 #: Files the trainer writes into a run folder (and the only ones `--overwrite` removes).
-RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "metrics-raw.csv", "summary.json")
+RUN_FILES = ("config.json", "last.pt", "best.pt", "metrics.jsonl", *VAL_TABLES.values(), "summary.json")
 VAL_COLUMNS = ("step", "time_s", "d_loss", "g_loss", "sdr_in", "sdr_out", "sdr_gain", "si_sdr_in", "si_sdr_out",
                "si_sdr_gain", "stoi_in", "stoi_out", "silent_floor_gain", "level_db", "light_clips",
                "light_sdr_gain", "light_worst_gain", "score")
@@ -170,7 +173,7 @@ class RunLog:
     def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool, enabled: bool) -> None:
         self.enabled = enabled
         self.jsonl = run_dir / "metrics.jsonl"
-        self.csvs = {"val": run_dir / "metrics.csv", "val_raw": run_dir / "metrics-raw.csv"}
+        self.csvs = {kind: run_dir / name for kind, name in VAL_TABLES.items()}
         self.tb = None
         if not enabled:
             return

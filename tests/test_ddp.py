@@ -38,6 +38,29 @@ def _worker(rank: int, world: int, port: int, data: str, runs: str, out: str) ->
     torch.save({"g": res.generator.state_dict(), "d": res.discriminator.state_dict()}, Path(out) / f"rank{rank}.pt")
 
 
+def _flags_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    from opgan import distrib
+
+    distrib.init("cpu")
+    try:
+        got = distrib.any_flags((rank == 0, False, True), "cpu"), distrib.any_flag(rank == 1, "cpu")
+    finally:
+        distrib.shutdown()
+    torch.save(got, Path(out) / f"flags{rank}.pt")
+
+
+@pytest.mark.timeout(120)
+def test_flags_are_reduced_flag_by_flag_across_ranks(tmp_path):
+    from opgan import distrib
+
+    assert distrib.any_flags((True, False)) == (True, False)  # one process: the flags themselves
+    mp.spawn(_flags_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f"flags{rank}.pt") == ((True, False, True), True)
+
+
 @pytest.mark.timeout(180)
 def test_ddp_two_processes_gloo(tmp_path):
     data = make_tiny_rar(tmp_path / "data")

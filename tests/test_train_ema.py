@@ -123,3 +123,18 @@ def test_resume_may_add_an_average_and_a_bad_one_is_one_line(tiny_data, tmp_path
     err = capsys.readouterr().err.strip()
     assert "ema weights do not match" in err and len(err.splitlines()) == 1
     assert (run / "last.pt").read_bytes() == before
+
+
+def test_the_average_rebinds_to_another_module_and_follows_a_loaded_state():
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    avg = WeightAverage(a, 0.5)
+    avg.update(a)
+    saved = {k: v.clone() for k, v in avg.model.state_dict().items()}
+    avg.updates = 50  # past the warmup: decay 0.5
+    avg.update(b)  # another module: matched by name again, not the first one's cached tensors
+    torch.testing.assert_close(avg.model.weight, 0.5 * saved["weight"] + 0.5 * b.weight.detach())
+    avg.load({"decay": 0.5, "updates": 50, "weights": saved}, "x")  # loaded in place: the binding holds
+    with torch.no_grad():
+        b.weight.mul_(2.0)
+    avg.update(b)
+    torch.testing.assert_close(avg.model.weight, 0.5 * saved["weight"] + 0.5 * b.weight.detach())
