@@ -7,6 +7,7 @@ training-sample sets, written as builder split folders (clean/, corrupted/) that
     python -m opgan.ladder crops runs/ladder/train-awgn --split train --case awgn --n 64    # its train-crop gap
     python -m opgan.ladder gap runs/ladder/b-awgn-paper --train runs/ladder/train-awgn --val runs/ladder/val-awgn
     python -m opgan.ladder crops runs/ladder/val-reverb-early --like runs/ladder/val-reverb --reverb-target early
+    python -m opgan.ladder score music datasets/eval-music --every 5   # a model on a built test set
 
 Crops are drawn from the same dynamic mixing the trainer uses (the shipped recordings, or ``--data`` a
 sources root), split by speaker as the trainer splits them, with one corruption case (``--case``) or the
@@ -25,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_crops", "score_folder", "gap", "main"]
+__all__ = ["write_crops", "score_folder", "gap", "score", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +102,23 @@ def write_crops(out: Path, split: str, n: int, clip_len: int, case: str = "all",
     return rows
 
 
-def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
+def score_folder(restorer, folder: Path, batch: int = 8, split: str = "train", every: int = 1) -> dict[str, float]:
     """Mean input/output SDR and SI-SDR of a restorer over a crop folder, and their gains (non-finite
     values, e.g. the SI-SDR of a crop its artifact missed, left out of the means). For a gated
     generator also the clip gate's mean and median over the crops: a model that stays near identity
     because its gate shut reads differently from one whose correction learnt nothing. For a mask model
     also its last hidden layer's share of saturated tanh units (|h| > 0.99) and its mean standard
-    deviation over frames: near 1 and near 0, the mask is a fixed equaliser that ignores the input."""
+    deviation over frames: near 1 and near 0, the mask is a fixed equaliser that ignores the input.
+    ``split`` names the folder's split (crop folders hold ``train``; a built test set ``test``); ``every``
+    scores every n-th clip; clips of unequal lengths are run one at a time."""
     import torch
 
     from opgan.data import datasets as D
 
-    ds = D.open_dataset(folder, "train")
+    ds = D.open_dataset(folder, split)
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    picked = list(range(0, len(ds), every))
     rows: dict[str, list[float]] = {k: [] for k in ("sdr_in", "sdr_out", "si_sdr_in", "si_sdr_out")}
     gen = getattr(restorer, "generator", None)
     gate = getattr(gen, "gate", None)
@@ -127,17 +133,18 @@ def score_folder(restorer, folder: Path, batch: int = 8) -> dict[str, float]:
         lambda m, a: hidden.append(((a[0].abs() > 0.99).float().mean().item(), a[0].std(-1).mean().item()))) \
         if isinstance(out_layer, torch.nn.Module) else None
     try:
-        for lo in range(0, len(ds), batch):
-            items = [ds[i] for i in range(lo, min(lo + batch, len(ds)))]
-            x = torch.stack([a for a, _ in items]).float()
-            s = torch.stack([b for _, b in items]).float()
-            est = restorer(x).float()
-            _score(rows, x, s, est)
+        for lo in range(0, len(picked), batch):
+            items = [ds[i] for i in picked[lo:lo + batch]]
+            groups = [items] if len({a.shape[-1] for a, _ in items}) == 1 else [[it] for it in items]
+            for group in groups:
+                x = torch.stack([a for a, _ in group]).float()
+                s = torch.stack([b for _, b in group]).float()
+                _score(rows, x, s, restorer(x).float())
     finally:
         for h in (hook, hook_h):
             if h is not None:
                 h.remove()
-    keep = [all(np.isfinite(rows[k][i]) for k in rows) for i in range(len(ds))]
+    keep = [all(np.isfinite(rows[k][i]) for k in rows) for i in range(len(picked))]
     out = {k: float(np.mean([v for v, ok in zip(vals, keep) if ok])) for k, vals in rows.items()}
     out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
     out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
@@ -197,6 +204,18 @@ def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt", out:
     return rec
 
 
+def score(model: str, folder: Path, split: str = "test", every: int = 1) -> dict:
+    """`score_folder` for a shipped model's name or a checkpoint on a built split (a test set of
+    `opgan build`, or a crop folder with ``split="train"``)."""
+    from opgan.enhance import load_restorer
+
+    folder = Path(folder)
+    if not (folder / split).is_dir():
+        raise FileNotFoundError(f"no '{split}' split in '{folder}' (a folder written by opgan build or crops)")
+    return {"model": str(model), "folder": str(folder), "split": split, "every": every,
+            **score_folder(load_restorer(model), folder, split=split, every=every)}
+
+
 def _like(folder: Path) -> dict:
     """write_crops' arguments that replay the crops of an existing crop folder."""
     try:
@@ -254,8 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--checkpoint", default="best.pt")
     g.add_argument("--out", default="gap.json", help="record's name in the run folder (gap*.json), e.g. "
                    "gap-early.json for a second pair of folders")
+    sc = sub.add_parser("score", help="score a model on a built split: SDR / SI-SDR gains by input SDR, and for a "
+                        "mask model its last hidden layer's saturated units (JSON on standard output)")
+    sc.add_argument("model", help="'speech', 'music' or a checkpoint path")
+    sc.add_argument("data", type=Path, help="a folder written by opgan build (or by crops, with --split train)")
+    sc.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sc.add_argument("--every", type=int, default=1, help="score every n-th clip (default: all)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cmd == "score":
+        try:
+            rec = score(args.model, args.data, args.split, args.every)
+        except Exception as e:  # bad paths, checkpoints or folders: one line, exit 2
+            print(f"opgan.ladder: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(rec, indent=1))
+        return 0
     if args.cmd == "gap":
         try:
             rec = gap(args.run, args.train, args.val, args.checkpoint, args.out)

@@ -195,3 +195,33 @@ def test_gap_reads_a_mask_models_saturation(tmp_path):
         readings.append((rec["hidden_saturated"], rec["hidden_frame_std"]))
     (sat0, std0), (sat1, std1) = readings
     assert sat0 < 0.5 < 0.9 < sat1 and std1 < 0.1 * std0
+
+
+def test_score_reads_a_built_test_split_of_unequal_clips(tmp_path, capsys):
+    """`score` runs a shipped model on a built test set (clips of several lengths, one at a time where they
+    differ), every n-th clip, and prints one JSON record; a folder without the split is one line, exit 2."""
+    from opgan.data.assets import corpus_dir, default_rirs
+    from opgan.data.builder import build
+    from opgan.data import datasets as D
+
+    import soundfile as sf
+
+    out = tmp_path / "tiny"
+    build("speech", corpus_dir(), out, "tiny", splits=["test"], rirs=default_rirs(), progress=False)
+    first = f"{D.open_dataset(out, 'test').ids[0]}.wav"
+    for side in ("clean", "corrupted"):  # a shorter first clip: a user's folder need not be of one length
+        a, sr = sf.read(out / "test" / side / first)
+        sf.write(out / "test" / side / first, a[: len(a) // 2], sr)
+    n = len(D.open_dataset(out, "test"))
+    assert len({D.open_dataset(out, "test")[i][0].shape[-1] for i in range(0, n, 4)}) > 1
+    assert ladder.main(["score", "speech", str(out), "--every", "4"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["clips"] == len(range(0, n, 4)) and rec["split"] == "test"
+    assert sum(b["clips"] for b in rec["by_input_sdr"].values()) == rec["clips"]
+    assert 0.0 <= rec["hidden_saturated"] < 0.5 and rec["hidden_frame_std"] > 0.01  # the shipped model: unsaturated
+    assert rec["si_sdr_gain"] == pytest.approx(rec["si_sdr_out"] - rec["si_sdr_in"])
+    assert ladder.main(["score", "speech", str(out), "--split", "val"]) == 2
+    assert "no 'val' split" in capsys.readouterr().err
+    assert ladder.main(["score", str(tmp_path / "none.pt"), str(out)]) == 2
+    with pytest.raises(ValueError, match="every"):
+        ladder.score("speech", out, every=0)
