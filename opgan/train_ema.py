@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,18 @@ __all__ = ["WeightAverage"]
 WARMUP = 10
 
 
+@dataclass
+class _Binding:
+    """The averaged and the source tensors of one source module, matched by name: floating point ones
+    (averaged) and the rest (copied)."""
+
+    source: weakref.ref
+    avg_floats: list[torch.Tensor]
+    src_floats: list[torch.Tensor]
+    avg_others: list[torch.Tensor]
+    src_others: list[torch.Tensor]
+
+
 class WeightAverage:
     """EMA of a module's floating-point parameters and buffers (other buffers are copied)."""
 
@@ -33,7 +46,7 @@ class WeightAverage:
         self.decay = decay
         self.updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._bound: tuple[Any, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._binding: _Binding | None = None
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (WARMUP + self.updates))
@@ -43,25 +56,25 @@ class WeightAverage:
         """One step of the average towards ``model``'s current weights."""
         d = self.current_decay()
         self.updates += 1
-        _, ema_f, src_f, ema_o, src_o = self._pairs(model)
-        if ema_f:
-            torch._foreach_lerp_(ema_f, [s if s.dtype == e.dtype else s.to(e.dtype) for e, s in zip(ema_f, src_f)],
-                                 1.0 - d)
-        for e, s in zip(ema_o, src_o):
-            e.copy_(s)
+        b = self._bind(model)
+        if b.avg_floats:
+            src = [s if s.dtype == a.dtype else s.to(a.dtype) for a, s in zip(b.avg_floats, b.src_floats)]
+            torch._foreach_lerp_(b.avg_floats, src, 1.0 - d)
+        for a, s in zip(b.avg_others, b.src_others):
+            a.copy_(s)
 
-    def _pairs(self, model: nn.Module) -> tuple[Any, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
-                                                  list[torch.Tensor]]:
-        """The averaged and the source tensors, matched by name once per source module instead of on every
-        step (two state dicts a step are host time beside a short GPU step). Both modules' tensors are updated
-        in place (the optimiser, `load_state_dict`); a module moved with `.to()` gets new buffers, so an
-        average is made after its model is placed, as the trainer does."""
-        if self._bound is None or self._bound[0]() is not model:
-            ema, src = self.model.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
-            floats = {k for k, v in ema.items() if v.is_floating_point()}
-            self._bound = (weakref.ref(model), [ema[k] for k in ema if k in floats], [src[k] for k in ema if k in floats],
-                           [ema[k] for k in ema if k not in floats], [src[k] for k in ema if k not in floats])
-        return self._bound
+    def _bind(self, model: nn.Module) -> _Binding:
+        """Match the tensors by name once per source module instead of on every step (two state dicts a step
+        are host time beside a short GPU step). Both modules' tensors are updated in place (the optimiser,
+        `load_state_dict`); a module moved with `.to()` gets new buffers, so an average is made after its
+        model is placed, as the trainer does."""
+        if self._binding is None or self._binding.source() is not model:
+            avg, src = self.model.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+            floats = [k for k, v in avg.items() if v.is_floating_point()]
+            others = [k for k, v in avg.items() if not v.is_floating_point()]
+            self._binding = _Binding(weakref.ref(model), [avg[k] for k in floats], [src[k] for k in floats],
+                                     [avg[k] for k in others], [src[k] for k in others])
+        return self._binding
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "weights": self.model.state_dict()}

@@ -22,8 +22,8 @@ from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 
 logger = logging.getLogger("opgan.train")
 
-__all__ = ["RUN_FILES", "VAL_COLUMNS", "VAL_TABLES", "RunFolder", "RunLog", "prepare_run_dir", "require_tensorboard", "say",
-           "write_json"]
+__all__ = ["RUN_FILES", "VAL_COLUMNS", "VAL_TABLES", "RunFolder", "RunLog", "prepare_run_dir",
+           "require_tensorboard", "say", "write_json"]
 
 #: The validation tables per record kind: the weights validated (the average, when the run keeps one) and,
 #: beside them, the raw weights of a run that keeps an average.
