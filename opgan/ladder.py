@@ -109,6 +109,7 @@ def score_folder(restorer, folder: Path, batch: int = 8, split: str = "train", e
     because its gate shut reads differently from one whose correction learnt nothing. For a mask model
     also its last hidden layer's share of saturated tanh units (|h| > 0.99) and its mean standard
     deviation over frames: near 1 and near 0, the mask is a fixed equaliser that ignores the input.
+    Beside them the output's and the input's level against the clean (dB) and the silent floor.
     ``split`` names the folder's split (crop folders hold ``train``; a built test set ``test``); ``every``
     scores every n-th clip; clips of unequal lengths are run one at a time."""
     import torch
@@ -120,6 +121,7 @@ def score_folder(restorer, folder: Path, batch: int = 8, split: str = "train", e
         raise ValueError(f"every must be >= 1, got {every}")
     picked = list(range(0, len(ds), every))
     rows: dict[str, list[float]] = {k: [] for k in ("sdr_in", "sdr_out", "si_sdr_in", "si_sdr_out")}
+    levels: dict[str, list[float]] = {"level_in_db": [], "level_db": []}  # -inf counts: a silent output is one
     gen = getattr(restorer, "generator", None)
     gate = getattr(gen, "gate", None)
     gates: list[float] = []
@@ -139,7 +141,7 @@ def score_folder(restorer, folder: Path, batch: int = 8, split: str = "train", e
             for group in groups:
                 x = torch.stack([a for a, _ in group]).float()
                 s = torch.stack([b for _, b in group]).float()
-                _score(rows, x, s, restorer(x).float())
+                _score(rows, levels, x, s, restorer(x).float())
     finally:
         for h in (hook, hook_h):
             if h is not None:
@@ -148,6 +150,11 @@ def score_folder(restorer, folder: Path, batch: int = 8, split: str = "train", e
     out = {k: float(np.mean([v for v, ok in zip(vals, keep) if ok])) for k, vals in rows.items()}
     out["sdr_gain"] = out["sdr_out"] - out["sdr_in"]
     out["si_sdr_gain"] = out["si_sdr_out"] - out["si_sdr_in"]
+    # beside SDR, which rewards attenuation: the output level against the clean's, and the all-silent
+    # output's SDR gain (its SDR is 0 dB on every clip)
+    for k, vals in levels.items():
+        out[k] = float(np.mean([v for v, ok in zip(vals, keep) if ok]))
+    out["silent_floor_gain"] = -out["sdr_in"]
     out["clips"] = float(sum(keep))
     out["by_input_sdr"] = _by_input_sdr(rows, keep)
     if gates:
@@ -176,7 +183,7 @@ def _by_input_sdr(rows: dict[str, list[float]], keep: list[bool]) -> dict[str, d
     return out
 
 
-def _score(rows: dict[str, list[float]], x, s, est) -> None:
+def _score(rows: dict[str, list[float]], levels: dict[str, list[float]], x, s, est) -> None:
     from opgan import metrics
 
     for xi, si, ei in zip(x[:, 0].numpy(), s[:, 0].numpy(), est[:, 0].numpy()):
@@ -184,6 +191,8 @@ def _score(rows: dict[str, list[float]], x, s, est) -> None:
         rows["sdr_out"].append(metrics.sdr(ei, si))
         rows["si_sdr_in"].append(metrics.si_sdr(xi, si))
         rows["si_sdr_out"].append(metrics.si_sdr(ei, si))
+        levels["level_in_db"].append(metrics.level_db(xi, si))
+        levels["level_db"].append(metrics.level_db(ei, si))
 
 
 def gap(run_dir: Path, train: Path, val: Path, checkpoint: str = "best.pt", out: str = "gap.json") -> dict:
@@ -273,8 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--checkpoint", default="best.pt")
     g.add_argument("--out", default="gap.json", help="record's name in the run folder (gap*.json), e.g. "
                    "gap-early.json for a second pair of folders")
-    sc = sub.add_parser("score", help="score a model on a built split: SDR / SI-SDR gains by input SDR, and for a "
-                        "mask model its last hidden layer's saturated units (JSON on standard output)")
+    sc = sub.add_parser("score", help="score a model on a built split: SDR / SI-SDR gains by input SDR, output level "
+                        "and the silent floor, and for a mask model its last hidden layer's saturated units (JSON "
+                        "on standard output)")
     sc.add_argument("model", help="'speech', 'music' or a checkpoint path")
     sc.add_argument("data", type=Path, help="a folder written by opgan build (or by crops, with --split train)")
     sc.add_argument("--split", default="test", choices=["train", "val", "test"])

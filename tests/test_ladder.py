@@ -146,6 +146,8 @@ def test_gap_scores_training_and_validation_crops_alike(tmp_path):
     for side in ("train", "val"):
         assert rec[side]["clips"] == 2 and abs(rec[side]["si_sdr_gain"]) < 1e-3 and abs(rec[side]["sdr_gain"]) < 1e-3
         assert 0 < rec[side]["gate_median"] < 1 and 0 < rec[side]["gate_mean"] < 1  # the clip gate's reading
+        assert rec[side]["level_db"] == pytest.approx(rec[side]["level_in_db"], abs=1e-3)  # identity: same level
+        assert rec[side]["silent_floor_gain"] == -rec[side]["sdr_in"]
         bins = rec[side]["by_input_sdr"]  # every crop in one input-SDR bin, gains as the whole folder's
         assert sum(b["clips"] for b in bins.values()) == 2
         assert all(abs(b["si_sdr_gain"]) < 1e-3 for b in bins.values())
@@ -220,6 +222,7 @@ def test_score_reads_a_built_test_split_of_unequal_clips(tmp_path, capsys):
     assert sum(b["clips"] for b in rec["by_input_sdr"].values()) == rec["clips"]
     assert 0.0 <= rec["hidden_saturated"] < 0.5 and rec["hidden_frame_std"] > 0.01  # the shipped model: unsaturated
     assert rec["si_sdr_gain"] == pytest.approx(rec["si_sdr_out"] - rec["si_sdr_in"])
+    assert rec["silent_floor_gain"] == -rec["sdr_in"] and np.isfinite(rec["level_db"]) and rec["level_in_db"] > -20
     assert ladder.main(["score", "speech", str(out), "--split", "val"]) == 2
     assert "no 'val' split" in capsys.readouterr().err
     assert ladder.main(["score", str(tmp_path / "none.pt"), str(out)]) == 2
