@@ -987,6 +987,40 @@ def test_level_calibration_separates_the_oracle_from_a_blind_gain(tmp_path):
     assert lc.main(["--fit", str(tmp_path)]) == 2
 
 
+def test_mask_variants_reproduce_the_model_and_change_what_they_say(tmp_path):
+    """bench/mask_variants.py: an identity mask transform gives the model's own output; capping the mask
+    at one never raises a bin, sharpening never lifts one; the shift average is a mean of two aligned passes;
+    a tiny build gives a record with every variant; bad variants and folders exit 2."""
+    import numpy as np
+    import torch
+    from opgan.data.assets import default_rirs, fixture_dir
+    from opgan.data.builder import build
+    from opgan.enhance import load_restorer
+
+    mv = _load("mask_variants")
+    g = load_restorer("speech").generator
+    x = torch.randn(1, 1, 4000, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.inference_mode():
+        assert torch.allclose(mv.with_mask(g, x, lambda m: m), g(x), atol=1e-6)
+        assert torch.allclose(mv.with_mask(g, x, lambda m: torch.ones_like(m)), x, atol=1e-5)
+        m = g.mask(x)
+        s = torch.where(m < 1, m.clamp_min(0) ** 1.5, m)
+        assert bool((s <= m).all()) and bool((s < m).any()) and bool((m.clamp_max(1.0) <= 1).all())
+        y2 = mv.restore(g, x, "shifts2")
+        assert y2.shape == x.shape and not torch.equal(y2, mv.restore(g, x, "shipped"))
+        assert torch.allclose(mv.restore(g, x, "twice"), g(g(x / x.abs().max())) * x.abs().max(), atol=1e-5)
+    build("speech", fixture_dir(), tmp_path / "set", size=0.01, seed=1, splits=["test"], rirs=default_rirs(),
+          progress=False)
+    out = tmp_path / "rec.json"
+    assert mv.main(["--sets", str(tmp_path / "set"), "--variants", "shipped,nolift", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    got = rec["sets"]["set"]
+    assert set(got["variants"]) == {"shipped", "nolift"} and got["clips"] > 0
+    assert np.isfinite(got["variants"]["shipped"]["sdr_gain"]) and rec["command"].startswith("python bench/mask_variants.py")
+    assert mv.main(["--sets", str(tmp_path / "set"), "--variants", "louder"]) == 2
+    assert mv.main(["--sets", str(tmp_path)]) == 2
+
+
 def test_loss_by_case_splits_a_runs_loss_and_refuses_a_folder_without_a_config(tmp_path):
     """bench/loss_by_case.py: on the default recipe's own items the oracle's loss is the lowest and the
     shares of the model's loss add up to 1; the summary's arithmetic is checked on made-up losses."""
