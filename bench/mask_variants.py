@@ -84,38 +84,31 @@ def restore(generator: torch.nn.Module, x: torch.Tensor, variant: str) -> torch.
 
 
 def score_set(generator: torch.nn.Module, folder: Path, variants: tuple[str, ...], split: str = "test") -> dict:
-    """Every variant on every clip of one built split: the summary described in the module docstring."""
+    """Every variant on every clip of one built split, scored by `opgan evaluate`'s own core (its metrics,
+    degenerate clips kept out, light inputs as its do-no-harm check): the summary in the module docstring."""
+    from opgan.baselines import Method
     from opgan.data import open_dataset
-    from opgan.metrics import LIGHT_INPUT_SDR_DB, level_db, sdr, si_sdr
+    from opgan.evaluate import clip_refs, do_no_harm, score_clips, summarize_rows
+
+    def method(v: str) -> Method:
+        def fn(y: np.ndarray, sr: int) -> np.ndarray:
+            with torch.inference_mode():
+                return restore(generator, torch.from_numpy(y).view(1, 1, -1), v).reshape(-1).numpy()
+        return Method(v, v, fn)
 
     ds = open_dataset(str(folder), split=split)
-    rows = getattr(ds, "rows", None) or [{} for _ in range(len(ds))]
-    per: dict[str, list[tuple[str, float, float, float, float]]] = {v: [] for v in variants}
-    with torch.inference_mode():
-        for i in range(len(ds)):
-            noisy, clean = ds[i]
-            y = noisy.reshape(-1).numpy().astype(np.float32)
-            s = clean.reshape(-1).numpy().astype(np.float32)
-            sdr_in, si_in = sdr(y, s), si_sdr(y, s)
-            if not (np.isfinite(sdr_in) and np.isfinite(si_in)):
-                continue
-            case = rows[i].get("case", "unknown") or "unknown"
-            x = torch.from_numpy(y).view(1, 1, -1)
-            for v in variants:
-                e = restore(generator, x, v).reshape(-1).numpy()
-                per[v].append((case, sdr(e, s) - sdr_in, si_sdr(e, s) - si_in, level_db(e, s), sdr_in))
-    out: dict = {"clips": len(per[variants[0]]), "variants": {}}
-    for v, got in per.items():
-        cases = np.array([g[0] for g in got])
-        a = np.array([g[1:] for g in got], dtype=np.float64)
-        light = a[a[:, 3] >= LIGHT_INPUT_SDR_DB]
+    rows = score_clips(ds, clip_refs(ds), [method(v) for v in variants], int(ds.sample_rate), with_stoi=False,
+                       with_pesq=False, progress=False, log=lambda msg: None).rows
+    by_case, light = summarize_rows(rows, "case"), do_no_harm(rows)["methods"]
+    out: dict = {"clips": by_case[variants[0]]["all"]["n"], "variants": {}}
+    for v in variants:
+        every, lv = by_case[v]["all"], light[v]
         out["variants"][v] = {
-            "sdr_gain": float(a[:, 0].mean()), "si_sdr_gain": float(a[:, 1].mean()),
-            "level_vs_clean_db": float(a[:, 2].mean()), "light_clips": int(len(light)),
-            "light_sdr_gain_mean": float(light[:, 0].mean()) if len(light) else None,
-            "light_sdr_gain_worst": float(light[:, 0].min()) if len(light) else None,
-            "by_case": {c: {"clips": int((cases == c).sum()), "sdr_gain": float(a[cases == c, 0].mean()),
-                            "si_sdr_gain": float(a[cases == c, 1].mean())} for c in sorted(set(cases.tolist()))},
+            "sdr_gain": every["sdr_imp"], "si_sdr_gain": every["si_sdr_imp"], "level_vs_clean_db": every["level_err_db"],
+            "light_clips": lv["n"], "light_sdr_gain_mean": lv["mean_sdr_imp"] if lv["n"] else None,
+            "light_sdr_gain_worst": lv["worst_sdr_imp"] if lv["n"] else None,
+            "by_case": {c: {"clips": g["n"], "sdr_gain": g["sdr_imp"], "si_sdr_gain": g["si_sdr_imp"]}
+                        for c, g in sorted(by_case[v].items()) if c != "all"},
         }
     return out
 

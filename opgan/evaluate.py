@@ -45,7 +45,8 @@ from .restore import RestoreError
 __all__ = [
     "SDR_BINS", "METRIC_KEYS", "VERDICT_RULE", "DO_NO_HARM_MIN_SDR", "evaluate", "main", "input_sdr_bin",
     "background_kind",
-    "summarize_rows", "score_estimate", "level_error_db", "do_no_harm", "verdict", "pick_examples",
+    "clip_refs", "score_clips", "summarize_rows", "score_estimate", "level_error_db", "do_no_harm", "verdict",
+    "pick_examples",
     "format_table",
 ]
 
@@ -183,6 +184,11 @@ def _clip_ref(ds: Any, i: int) -> ClipRef:
         cid = ids[i]
         return ClipRef(i, cid, cid.split("_")[0] if cid.split("_")[0] in CASE_ORDER else "unknown")
     return ClipRef(i, f"{i:05d}", "unknown")
+
+
+def clip_refs(ds: Any, limit: int | None = None) -> list[ClipRef]:
+    """The clips `score_clips` scores: all of `ds`, or `limit` of them spread evenly over it."""
+    return [_clip_ref(ds, i) for i in _select(len(ds), limit)]
 
 
 def _load_pair(ds: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -726,7 +732,7 @@ def evaluate(
     if kind == "auto":
         kind = "speech" if (restorer.name.startswith("speech") or sr <= 16000) else "music"
     methods, skipped_baselines = _build_methods(restorer, baselines, device, batch_size, log)
-    clips = [_clip_ref(ds, i) for i in _select(len(ds), limit)]
+    clips = clip_refs(ds, limit)
     scores = score_clips(ds, clips, methods, sr, with_stoi=stoi, with_pesq=kind == "speech",
                          progress=progress, log=log)
     skipped = {**missing, **scores.skipped}
